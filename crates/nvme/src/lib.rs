@@ -1,0 +1,3 @@
+//! A userspace NVMe driver, generic over a platform (registers + DMA), with an in-process controller model.
+
+#![forbid(unsafe_code)]

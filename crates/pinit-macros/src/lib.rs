@@ -1,0 +1,3 @@
+//! Procedural macros for pinit (no syn).
+
+#![forbid(unsafe_code)]

@@ -1,0 +1,130 @@
+//! Running child commands and reading cargo's test summaries.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// The workspace root (the parent of `xtask/`).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// Counts of one suite's test cases.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub passed: u64,
+    pub failed: u64,
+    pub ignored: u64,
+}
+
+impl Tally {
+    pub fn add(&mut self, other: Tally) {
+        self.passed += other.passed;
+        self.failed += other.failed;
+        self.ignored += other.ignored;
+    }
+}
+
+/// Runs `cargo <args>` (a test command) with output streamed to the terminal and to a log,
+/// and adds up every `test result:` line it printed.
+///
+/// A non-zero exit with no failed test counted (a build error, a crash) counts as one failure,
+/// so a broken suite can never look green.
+pub fn cargo_test(args: &[&str], envs: &[(&str, &str)]) -> Result<Tally> {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(args).current_dir(workspace_root());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    run_counting(cmd)
+}
+
+/// Runs a test command, echoing its output, and tallies cargo/libtest summary lines.
+pub fn run_counting(mut cmd: Command) -> Result<Tally> {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+
+    let shown = format!("{cmd:?}");
+    eprintln!("xtask: running {shown}");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {shown}"))?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut tally = Tally::default();
+    let mut out = std::io::stdout().lock();
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        let _ = writeln!(out, "{line}");
+        if let Some(t) = parse_test_result(&line) {
+            tally.add(t);
+        }
+    }
+    drop(out);
+    let status = child.wait()?;
+    if !status.success() && tally.failed == 0 {
+        tally.failed = 1;
+        eprintln!(
+            "xtask: {shown} exited with {status} without a failed test: counted as one failure"
+        );
+    }
+    Ok(tally)
+}
+
+/// Parses libtest's `test result: ok. 3 passed; 0 failed; 1 ignored; ...` line.
+pub fn parse_test_result(line: &str) -> Option<Tally> {
+    let rest = line.trim().strip_prefix("test result: ")?;
+    let mut tally = Tally::default();
+    for part in rest.split(['.', ';']) {
+        let mut words = part.split_whitespace();
+        let (Some(n), Some(what)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let Ok(n) = n.parse::<u64>() else { continue };
+        match what {
+            "passed" => tally.passed = n,
+            "failed" => tally.failed = n,
+            "ignored" => tally.ignored = n,
+            _ => {}
+        }
+    }
+    Some(tally)
+}
+
+/// Runs a command to completion and fails with its output if it does not succeed.
+pub fn run_checked(mut cmd: Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_libtest_summary() {
+        let t = parse_test_result(
+            "test result: FAILED. 12 passed; 2 failed; 3 ignored; 0 measured; 0 filtered out; finished in 0.01s",
+        )
+        .unwrap();
+        assert_eq!(
+            t,
+            Tally {
+                passed: 12,
+                failed: 2,
+                ignored: 3
+            }
+        );
+        assert_eq!(parse_test_result("running 3 tests"), None);
+    }
+}

@@ -1,0 +1,50 @@
+//! `cargo xtask`: the project's developer commands.
+//!
+//! * `cargo xtask test` installs what the suite needs (Debian packages, the guest kernel) and runs every
+//!   suite, printing one summary line per suite and a total.
+//! * `cargo xtask vm` boots the QEMU guest for a person, optionally with devices attached.
+//! * `cargo xtask bench <what>` runs a benchmark against its peer and prints the ratios.
+
+#![forbid(unsafe_code)]
+
+mod bench;
+mod cmd;
+mod install;
+mod suites;
+mod test;
+mod vm;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "Kangrejos developer commands")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Install what is missing, then run every test suite (or the named ones).
+    Test(test::TestArgs),
+    /// Boot the QEMU guest and run a script in it (or an interactive shell).
+    Vm(vm::VmArgs),
+    /// Run a benchmark against its peer in the same run.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Test(args) => test::run(args),
+        Command::Vm(args) => vm::run(args),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

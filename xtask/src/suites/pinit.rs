@@ -1,0 +1,7 @@
+//! Suites of the `pinit` area.
+
+use super::Suite;
+
+pub fn suites() -> Vec<Suite> {
+    Vec::new()
+}

@@ -1,0 +1,79 @@
+//! `cargo xtask test`: install what is missing, run each suite, print one summary line per suite.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::cmd::Tally;
+use crate::install;
+use crate::suites::{self, Suite};
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Run only the suites whose name contains one of these words (default: all).
+    pub only: Vec<String>,
+    /// Do not install Debian packages or fetch the guest kernel; fail if they are missing.
+    #[arg(long)]
+    pub no_install: bool,
+    /// List the suites and exit.
+    #[arg(long)]
+    pub list: bool,
+}
+
+pub fn run(args: TestArgs) -> Result<ExitCode> {
+    let selected: Vec<Suite> = suites::all()
+        .into_iter()
+        .filter(|s| args.only.is_empty() || args.only.iter().any(|w| s.name.contains(w.as_str())))
+        .collect();
+    if args.list {
+        for s in &selected {
+            println!("{:<20} {}", s.name, s.about);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if selected.is_empty() {
+        anyhow::bail!(
+            "no suite matches {:?}; see `cargo xtask test --list`",
+            args.only
+        );
+    }
+    if !args.no_install {
+        install::ensure_all(selected.iter().any(|s| s.needs_guest))?;
+    }
+
+    let mut rows = Vec::new();
+    for suite in &selected {
+        eprintln!("\n===== suite {}: {} =====", suite.name, suite.about);
+        let start = Instant::now();
+        let tally = (suite.run)().unwrap_or_else(|err| {
+            eprintln!("xtask: suite {} could not run: {err:#}", suite.name);
+            Tally {
+                failed: 1,
+                ..Tally::default()
+            }
+        });
+        rows.push((suite.name, tally, start.elapsed()));
+    }
+
+    println!("\n===== summary =====");
+    let mut total = Tally::default();
+    for (name, tally, took) in &rows {
+        let verdict = if tally.failed == 0 { "ok" } else { "FAILED" };
+        println!(
+            "suite {name:<16} {verdict:<6} {:>5} passed, {:>3} failed, {:>3} ignored  ({:.1} s)",
+            tally.passed,
+            tally.failed,
+            tally.ignored,
+            took.as_secs_f64()
+        );
+        total.add(*tally);
+    }
+    println!("{} passed, {} failed", total.passed, total.failed);
+    Ok(if total.failed == 0 && total.passed > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
