@@ -6,6 +6,7 @@ use crate::cmd::Tally;
 
 mod guest;
 mod ninep;
+mod ninep_wire;
 mod nvme;
 mod pinit;
 mod workspace;
@@ -23,6 +24,7 @@ pub struct Suite {
 pub fn all() -> Vec<Suite> {
     let mut all = workspace::suites();
     all.extend(pinit::suites());
+    all.extend(ninep_wire::suites());
     all.extend(ninep::suites());
     all.extend(nvme::suites());
     all.extend(guest::suites());

@@ -1,4 +1,4 @@
-//! Suites of the `ninep` area.
+//! Suites of the 9P server: the kernel v9fs client and pjdfstest in the guest.
 
 use super::Suite;
 

@@ -1,0 +1,38 @@
+//! `cargo xtask bench <what>`: benchmarks against a peer in the same run, printing ratios.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+
+mod ninep;
+mod nvme;
+mod pinit;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// What to benchmark.
+    pub what: Bench,
+    /// Extra arguments passed to the benchmark.
+    #[arg(trailing_var_arg = true)]
+    pub rest: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Bench {
+    /// pinit against pinned-init and Box::new / Box::new_zeroed.
+    Pinit,
+    /// ninepd against diod.
+    #[value(name = "9p")]
+    NineP,
+    /// the userspace NVMe driver against the kernel's nvme driver.
+    Nvme,
+}
+
+pub fn run(args: BenchArgs) -> Result<ExitCode> {
+    match args.what {
+        Bench::Pinit => pinit::run(&args.rest),
+        Bench::NineP => ninep::run(&args.rest),
+        Bench::Nvme => nvme::run(&args.rest),
+    }
+}
