@@ -1,0 +1,243 @@
+//! A PCI function bound to `uio_pci_generic`: BAR0 through sysfs `resource0`, Bus Master set
+//! by hand, and DMA memory from hugepages translated through `/proc/self/pagemap`.
+//!
+//! There is no IOMMU here: the device sees physical addresses, so this mode is for machines
+//! without one. Hugepages are used because they are never moved or swapped while mapped.
+
+use std::fs::OpenOptions;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::dma::DmaBuffer;
+use crate::error::{Error, Result};
+use crate::map::{Backing, Mapping, PAGE_SIZE, round_up_to_page};
+use crate::mmio::Mmio;
+use crate::pagemap::Pagemap;
+use crate::pci::{PciAddress, PciDevice, Sysfs};
+use crate::ranges::RangeAllocator;
+
+/// The hugepage size carved into DMA buffers.
+pub const HUGE_PAGE_SIZE: usize = 2 << 20;
+
+/// A PCI function driven through `uio_pci_generic`.
+#[derive(Debug)]
+pub struct UioDevice {
+    pci: PciDevice,
+    bar0: Mmio,
+    pool: DmaPool,
+}
+
+impl UioDevice {
+    /// Opens `addr`, which must already be bound to `uio_pci_generic`: maps BAR0 and enables
+    /// Bus Master. Run as root (pagemap hides physical addresses from others), with hugepages
+    /// reserved in `/proc/sys/vm/nr_hugepages`.
+    pub fn open(sysfs: &Sysfs, addr: PciAddress) -> Result<Self> {
+        let pci = sysfs.device(addr)?;
+        pci.require_driver("uio_pci_generic")?;
+        let path = pci.resource_path(0);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
+            .len() as usize;
+        let bar0 = Mmio::new(Mapping::of_file(&file, len, 0, "BAR0 (resource0)")?);
+        pci.enable_bus_master()?;
+        let pool = DmaPool::new(Translation::Physical(Pagemap::open()?), Backing::Huge);
+        Ok(Self { pci, bar0, pool })
+    }
+
+    /// The PCI function.
+    pub fn pci(&self) -> &PciDevice {
+        &self.pci
+    }
+
+    /// BAR0's registers.
+    pub fn bar0(&self) -> &Mmio {
+        &self.bar0
+    }
+
+    /// Zeroed DMA memory of `len` bytes rounded up to 4 KiB pages.
+    pub fn alloc_dma(&self, len: usize) -> Result<DmaBuffer> {
+        self.pool.alloc(len)
+    }
+}
+
+/// How the pool finds the bus address of its memory.
+#[derive(Debug)]
+enum Translation {
+    /// Physical addresses from pagemap (uio, no IOMMU).
+    Physical(Pagemap),
+    /// The virtual address itself: only for testing the pool's bookkeeping.
+    #[cfg(test)]
+    Virtual,
+}
+
+impl Translation {
+    fn pages(&self, mem: &Mapping, len: usize) -> Result<Vec<u64>> {
+        match self {
+            Translation::Physical(pagemap) => pagemap.physical_pages(mem.addr(), len),
+            #[cfg(test)]
+            Translation::Virtual => Ok((0..len / PAGE_SIZE)
+                .map(|i| (mem.addr() + i * PAGE_SIZE) as u64)
+                .collect()),
+        }
+    }
+}
+
+/// One hugepage shared by several small buffers.
+#[derive(Debug)]
+struct Chunk {
+    mem: Arc<Mapping>,
+    pages: Vec<u64>,
+}
+
+/// Hands out DMA buffers: small ones carved from shared hugepages, large ones on their own.
+#[derive(Debug)]
+struct DmaPool {
+    translation: Translation,
+    backing: Backing,
+    chunks: Mutex<Vec<Chunk>>,
+    /// Free space of each chunk, shared with the buffers so they can give it back on drop.
+    free: Arc<Mutex<Vec<RangeAllocator>>>,
+}
+
+/// Returns a buffer's pages to its chunk when the buffer is dropped.
+struct PoolLease {
+    free: Arc<Mutex<Vec<RangeAllocator>>>,
+    chunk: usize,
+    offset: u64,
+    len: u64,
+}
+
+impl Drop for PoolLease {
+    fn drop(&mut self) {
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        let returned = free[self.chunk].free(self.offset, self.len);
+        debug_assert!(returned, "pool pages returned twice");
+    }
+}
+
+impl DmaPool {
+    fn new(translation: Translation, backing: Backing) -> Self {
+        Self {
+            translation,
+            backing,
+            chunks: Mutex::new(Vec::new()),
+            free: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    fn alloc(&self, len: usize) -> Result<DmaBuffer> {
+        let len = round_up_to_page(len.max(1)).ok_or(Error::AddressSpaceExhausted(len))?;
+        if len > HUGE_PAGE_SIZE {
+            return self.alloc_dedicated(len);
+        }
+        let mut chunks = self.chunks.lock().unwrap_or_else(PoisonError::into_inner);
+        let found = {
+            let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+            free.iter_mut()
+                .enumerate()
+                .find_map(|(i, f)| f.alloc(len as u64).map(|off| (i, off)))
+        };
+        let (chunk, offset) = match found {
+            Some(hit) => hit,
+            None => {
+                let mem = Mapping::anonymous(HUGE_PAGE_SIZE, self.backing)?;
+                let pages = self.translation.pages(&mem, HUGE_PAGE_SIZE)?;
+                let mut space = RangeAllocator::new(0, HUGE_PAGE_SIZE as u64, PAGE_SIZE as u64);
+                let offset = space
+                    .alloc(len as u64)
+                    .expect("a fresh chunk fits any small buffer");
+                chunks.push(Chunk {
+                    mem: Arc::new(mem),
+                    pages,
+                });
+                self.free
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(space);
+                (chunks.len() - 1, offset)
+            }
+        };
+        let c = &chunks[chunk];
+        let start = offset as usize;
+        // Reused pages still hold a previous buffer's data.
+        c.mem.copy_in(start, &vec![0; len])?;
+        let pages = c.pages[start / PAGE_SIZE..(start + len) / PAGE_SIZE].to_vec();
+        let lease = PoolLease {
+            free: self.free.clone(),
+            chunk,
+            offset,
+            len: len as u64,
+        };
+        Ok(DmaBuffer::new(
+            c.mem.clone(),
+            start,
+            len,
+            pages,
+            Some(Box::new(lease)),
+        ))
+    }
+
+    fn alloc_dedicated(&self, len: usize) -> Result<DmaBuffer> {
+        let mapped = len.next_multiple_of(HUGE_PAGE_SIZE);
+        let mem = Mapping::anonymous(mapped, self.backing)?;
+        let pages = self.translation.pages(&mem, len)?;
+        Ok(DmaBuffer::new(Arc::new(mem), 0, len, pages, None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool() -> DmaPool {
+        DmaPool::new(Translation::Virtual, Backing::Normal)
+    }
+
+    #[test]
+    fn small_buffers_share_a_chunk_without_overlapping() {
+        let pool = pool();
+        let a = pool.alloc(1).unwrap();
+        let b = pool.alloc(3 * PAGE_SIZE).unwrap();
+        assert_eq!(a.len(), PAGE_SIZE);
+        assert_eq!(b.len(), 3 * PAGE_SIZE);
+        assert_eq!(pool.chunks.lock().unwrap().len(), 1);
+        let a0 = a.bus_addr(0).unwrap();
+        let b0 = b.bus_addr(0).unwrap();
+        assert!(b0 >= a0 + PAGE_SIZE as u64 || a0 >= b0 + 3 * PAGE_SIZE as u64);
+    }
+
+    #[test]
+    fn freed_pages_are_reused_and_zeroed() {
+        let pool = pool();
+        let a = pool.alloc(PAGE_SIZE).unwrap();
+        let addr = a.bus_addr(0).unwrap();
+        a.write(100, b"stale").unwrap();
+        drop(a);
+        let b = pool.alloc(PAGE_SIZE).unwrap();
+        assert_eq!(
+            b.bus_addr(0).unwrap(),
+            addr,
+            "the freed page is handed out again"
+        );
+        let mut out = [0xff; 5];
+        b.read(100, &mut out).unwrap();
+        assert_eq!(out, [0; 5]);
+    }
+
+    #[test]
+    fn a_full_chunk_opens_another_and_large_buffers_stand_alone() {
+        let pool = pool();
+        let _whole = pool.alloc(HUGE_PAGE_SIZE).unwrap();
+        let _more = pool.alloc(PAGE_SIZE).unwrap();
+        assert_eq!(pool.chunks.lock().unwrap().len(), 2);
+        let big = pool.alloc(HUGE_PAGE_SIZE + 1).unwrap();
+        assert_eq!(big.len(), HUGE_PAGE_SIZE + PAGE_SIZE);
+        assert_eq!(big.page_bus_addrs().len(), 513);
+        assert_eq!(pool.chunks.lock().unwrap().len(), 2);
+    }
+}
