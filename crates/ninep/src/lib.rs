@@ -1,3 +1,61 @@
 //! The 9P2000.L wire format and a small async client.
-
+//!
+//! # Wire format
+//!
+//! [`Request`] and [`Response`] have one variant per message. Both decode from and encode to
+//! whole frames, header included (`size[4] type[1] tag[2] body`). The codec does no I/O, never
+//! panics on bad input, never allocates more than the frame's own size, and rejects truncated
+//! frames, trailing bytes, unknown types, oversized counts and frames larger than the msize
+//! with a [`DecodeError`]. Names and payloads are [`bytes::Bytes`] slices of the frame
+//! (zero-copy; names need not be UTF-8).
+//!
+//! ```
+//! use bytes::Bytes;
+//! use ninep::{Request, Response, Qid};
+//!
+//! let mut frame = Vec::new();
+//! let walk = Request::Walk { fid: 1, newfid: 2, wnames: vec![Bytes::from_static(b"etc")] };
+//! walk.encode(7, &mut frame).unwrap();
+//! let (tag, decoded) = Request::decode_limited(&Bytes::from(frame), 8192).unwrap();
+//! assert_eq!((tag, decoded), (7, walk));
+//!
+//! let mut reply = Vec::new();
+//! Response::Walk { wqids: vec![Qid::default()] }.encode(7, &mut reply).unwrap();
+//! assert_eq!(reply.len(), 7 + 2 + 13);
+//! ```
+//!
+//! Fast paths for bulk data: [`put_rread_header`] writes an Rread header so the server can read
+//! file data straight into the output buffer after it; [`ReaddirFrame`] packs whole directory
+//! entries directly into an Rreaddir frame; a decoded Twrite's data is a slice of the frame.
+//!
+//! # Framing
+//!
+//! [`FrameCodec`] (a `tokio_util` [`Decoder`](tokio_util::codec::Decoder)) and [`FrameReader`]
+//! cut a byte stream into frames no larger than the msize.
+//!
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod attr;
+
+mod codec;
+pub mod consts;
+mod dirent;
+mod error;
+mod frame;
+mod qid;
+mod request;
+mod response;
+mod sink;
+mod wire;
+
+pub use attr::{Attr, GetLock, Lock, SetAttr, StatFs, Timespec};
+
+pub use codec::{FrameCodec, FrameError, FrameReader};
+pub use consts::{HEADER_LEN, NOFID, NOTAG, P9_IOHDRSZ, P9_MAXWELEM};
+pub use dirent::{Dirent, DirentIter, DirentWriter, ReaddirFrame, dirent_len};
+pub use error::{DecodeError, EncodeError};
+pub use frame::Header;
+pub use qid::Qid;
+pub use request::{Request, put_twrite_header, request_name};
+pub use response::{RREAD_HEADER_LEN, Response, put_rread_header, response_name};
