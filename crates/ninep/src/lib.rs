@@ -33,11 +33,32 @@
 //! [`FrameCodec`] (a `tokio_util` [`Decoder`](tokio_util::codec::Decoder)) and [`FrameReader`]
 //! cut a byte stream into frames no larger than the msize.
 //!
+//! # Client
+//!
+//! [`Client`] pipelines many requests on one connection: every call takes a free tag, sends its
+//! frame through a writer task, and waits for the reply the reader task routes back by tag.
+//! [`Client::call`] sends any [`Request`]; [`Client::start`] returns the tag before waiting so
+//! a test can [`Client::flush`] it; [`Client::call_raw`] and [`Client::send_raw`] send
+//! malformed frames.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), ninep::ClientError> {
+//! use ninep::{Client, consts::{NOFID, getattr}};
+//!
+//! let client = Client::connect_tcp("127.0.0.1:5640").await?;
+//! client.version(1 << 20, "9P2000.L").await?;
+//! let root = client.attach(0, NOFID, b"", b"", 0).await?;
+//! let attr = client.getattr(0, getattr::BASIC).await?;
+//! assert_eq!(root, attr.qid);
+//! client.clunk(0).await?;
+//! # Ok(()) }
+//! ```
+
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod attr;
-
+pub mod client;
 mod codec;
 pub mod consts;
 mod dirent;
@@ -50,7 +71,7 @@ mod sink;
 mod wire;
 
 pub use attr::{Attr, GetLock, Lock, SetAttr, StatFs, Timespec};
-
+pub use client::{Client, ClientError, PendingReply};
 pub use codec::{FrameCodec, FrameError, FrameReader};
 pub use consts::{HEADER_LEN, NOFID, NOTAG, P9_IOHDRSZ, P9_MAXWELEM};
 pub use dirent::{Dirent, DirentIter, DirentWriter, ReaddirFrame, dirent_len};
