@@ -1,3 +1,51 @@
-//! QEMU guest harness: boots a Debian kernel with a busybox initramfs and runs scripts against real kernel clients.
+//! QEMU guest harness: boots a Debian 6.12 kernel with a busybox initramfs and runs a shell script in it,
+//! so tests can exercise real kernel clients (v9fs, nvme, vfio-pci, uio_pci_generic) that the host lacks.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! # fn main() -> guest::Result<()> {
+//! let out = guest::Vm::builder()
+//!     .nvme(guest::Disk::sparse(1 << 30))        // -device nvme, serial deadbeef, sparse image
+//!     .iommu(true)                                 // emulated intel-iommu + intel_iommu=on (VFIO type1)
+//!     .virtio_serial("p9", "/tmp/ninepd.sock")     // QEMU connects to this host listener; adds vport-relay
+//!     .static_bin("ninep-server", "ninepd")        // static build, lands at /bin/ninepd
+//!     .host_program("/usr/sbin/diod")              // the host binary plus its shared libraries
+//!     .file("/etc/os-release", "/share/os-release")// read-only copy
+//!     .timeout(Duration::from_secs(120))           // limit once /init runs (the boot has its own)
+//!     .run("set -e; uname -r; ls /dev/nvme0n1")?;
+//! assert!(out.success(), "{}", out.log_tail());
+//! assert!(out.stdout.contains("/dev/nvme0n1"));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! * One VM runs at a time on the machine: [`Vm`] runs take an exclusive `flock` on `target/vm/.lock`.
+//! * The kernel is fetched on first use (`apt-get download`) into `target/vm/kernel/`; the base initramfs and
+//!   decompressed modules are cached under `target/vm/`. Every boot's console is kept in `target/vm/logs/`.
+//! * A boot that panics or does not reach `/init` within the boot timeout is retried (3 tries).
+//! * Modules loaded at boot (with their dependencies): see [`MODULES`].
+//! * 9P over virtio-serial: in the guest, `vport-relay NAME FD CMD...` opens the port once, puts one end of
+//!   a socketpair at fd `FD`, runs `CMD` and keeps relaying after it returns:
+//!   `vport-relay p9 3 mount -t 9p -o trans=fd,rfdno=3,wfdno=3,version=9p2000.L,aname=/srv,uname=root,access=user none /mnt`
 
 #![forbid(unsafe_code)]
+
+mod console;
+mod cpio;
+mod error;
+mod initramfs;
+mod kernel;
+mod paths;
+mod payload;
+mod qemu;
+mod vm;
+
+pub use console::Stage;
+pub use error::{Error, Result};
+pub use initramfs::MODULES;
+pub use kernel::{Kernel, PINNED_PACKAGE, install as install_kernel};
+pub use paths::{VmLock, vm_dir, workspace_root};
+pub use payload::{STATIC_TARGET, build_static};
+pub use qemu::Accel;
+pub use vm::{Disk, Output, RELAY_BIN, Vm, VmBuilder};

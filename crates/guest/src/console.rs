@@ -1,0 +1,154 @@
+//! Follows the guest's serial console line by line: which stage the guest is in, the script's output
+//! and exit status, and kernel panics.
+
+use std::collections::VecDeque;
+
+use crate::initramfs::{MARK_EXIT, MARK_SCRIPT, MARK_START};
+
+/// How far the guest got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The kernel is booting; `/init` has not printed yet.
+    Kernel,
+    /// `/init` runs (loading modules) and has not started the script.
+    Init,
+    /// The script runs.
+    Script,
+    /// The script exited with this status; the guest is powering off.
+    Exited(i32),
+}
+
+impl Stage {
+    /// Where the guest was, for error messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Stage::Kernel => "the kernel was booting (before /init)",
+            Stage::Init => "/init was loading modules (before the script)",
+            Stage::Script => "running the script",
+            Stage::Exited(_) => "powering off after the script exited",
+        }
+    }
+}
+
+/// How many console lines error messages quote.
+pub const TAIL_LINES: usize = 25;
+
+/// The state built from console lines.
+#[derive(Debug)]
+pub struct Watch {
+    pub stage: Stage,
+    pub panicked: bool,
+    script_output: Vec<String>,
+    tail: VecDeque<String>,
+}
+
+impl Default for Watch {
+    fn default() -> Self {
+        Watch {
+            stage: Stage::Kernel,
+            panicked: false,
+            script_output: Vec::new(),
+            tail: VecDeque::with_capacity(TAIL_LINES),
+        }
+    }
+}
+
+impl Watch {
+    /// Takes one console line (without its newline).
+    pub fn feed(&mut self, raw: &str) {
+        let line = raw.trim_end_matches('\r');
+        if self.tail.len() == TAIL_LINES {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(line.to_owned());
+        if line.contains("Kernel panic - not syncing") {
+            self.panicked = true;
+        }
+        match self.stage {
+            // The firmware leaves terminal escapes without a newline, so the first marker may follow them.
+            Stage::Kernel if line.trim_end().ends_with(MARK_START) => self.stage = Stage::Init,
+            Stage::Init if line.trim_end().ends_with(MARK_SCRIPT) => self.stage = Stage::Script,
+            Stage::Script => match exit_status(line) {
+                Some(status) => {
+                    if self.script_output.last().is_some_and(String::is_empty) {
+                        // /init prints a newline before the marker in case the script's last line had none.
+                        self.script_output.pop();
+                    }
+                    self.stage = Stage::Exited(status);
+                }
+                None => self.script_output.push(line.to_owned()),
+            },
+            _ => {}
+        }
+    }
+
+    /// What the script printed (stdout and stderr), one line each.
+    pub fn script_output(&self) -> String {
+        let mut text = self.script_output.join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text
+    }
+
+    /// The last console lines.
+    pub fn tail(&self) -> String {
+        Vec::from(self.tail.clone()).join("\n")
+    }
+}
+
+/// The status of an exact `GUEST-EXIT:<n>` line.
+fn exit_status(line: &str) -> Option<i32> {
+    line.trim().strip_prefix(MARK_EXIT)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(lines: &[&str]) -> Watch {
+        let mut w = Watch::default();
+        for l in lines {
+            w.feed(l);
+        }
+        w
+    }
+
+    #[test]
+    fn stages_follow_markers_and_collect_script_output() {
+        let w = feed(&[
+            "[    0.000] Linux version 6.12",
+            "\u{1b}c\u{1b}[?7l\u{1b}[2JINIT:start\r",
+            "INIT:script",
+            "hello\r",
+            "world",
+            "",
+            "GUEST-EXIT:3",
+            "reboot: Power down",
+        ]);
+        assert_eq!(w.stage, Stage::Exited(3));
+        assert_eq!(w.script_output(), "hello\nworld\n");
+        assert!(!w.panicked);
+        assert!(w.tail().ends_with("GUEST-EXIT:3\nreboot: Power down"));
+    }
+
+    #[test]
+    fn markers_out_of_order_or_quoted_do_not_advance() {
+        let w = feed(&["INIT:script", "GUEST-EXIT:0"]);
+        assert_eq!(w.stage, Stage::Kernel);
+        let w = feed(&["INIT:start", "INIT:script", "echo \"GUEST-EXIT:$status\""]);
+        assert_eq!(w.stage, Stage::Script);
+    }
+
+    #[test]
+    fn panic_is_noticed_and_tail_is_bounded() {
+        let mut w = Watch::default();
+        for i in 0..100 {
+            w.feed(&format!("line {i}"));
+        }
+        w.feed("Kernel panic - not syncing: Fatal exception in interrupt");
+        assert!(w.panicked);
+        assert_eq!(w.tail().lines().count(), TAIL_LINES);
+        assert!(w.tail().starts_with("line 76"));
+    }
+}

@@ -1,0 +1,197 @@
+//! The QEMU command line, and a child process that is always killed and reaped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+/// How QEMU executes the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    /// Multi-threaded TCG: works everywhere, boots in about 3 s.
+    Tcg,
+    /// Hardware virtualisation; used only when a probe boot proved it works.
+    Kvm,
+}
+
+/// Everything that shapes one QEMU invocation.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    pub name: String,
+    pub accel: Accel,
+    pub smp: u32,
+    pub memory_mib: u32,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub append: Vec<String>,
+    pub iommu: bool,
+    pub nvme: Vec<PathBuf>,
+    /// (port name, host unix socket QEMU connects to)
+    pub serial_ports: Vec<(String, PathBuf)>,
+    /// The console on stdio with QEMU's monitor multiplexed (Ctrl-A X quits), for a person at a terminal.
+    pub interactive: bool,
+}
+
+impl Machine {
+    /// The `qemu-system-x86_64` command for this machine (stdio not yet set).
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new("qemu-system-x86_64");
+        let machine = if self.iommu {
+            "q35,kernel-irqchip=split"
+        } else {
+            "q35"
+        };
+        cmd.args(["-name", &self.name, "-machine", machine]);
+        match self.accel {
+            Accel::Tcg => cmd.args(["-accel", "tcg,thread=multi", "-cpu", "max"]),
+            Accel::Kvm => cmd.args(["-accel", "kvm", "-cpu", "host"]),
+        };
+        cmd.args(["-smp", &self.smp.to_string()])
+            .args(["-m", &format!("{}M", self.memory_mib)])
+            .args(["-nographic", "-no-reboot", "-nic", "none"]);
+        if !self.interactive {
+            cmd.args(["-serial", "stdio", "-monitor", "none"]);
+        }
+        cmd.arg("-kernel").arg(&self.kernel);
+        cmd.arg("-initrd").arg(&self.initrd);
+        let mut append = vec!["console=ttyS0".to_owned(), "panic=-1".to_owned()];
+        if self.iommu {
+            append.push("intel_iommu=on".to_owned());
+        }
+        append.extend(self.append.iter().cloned());
+        cmd.args(["-append", &append.join(" ")]);
+        if self.iommu {
+            // Before the other devices, so that they sit behind it.
+            cmd.args(["-device", "intel-iommu,intremap=on,caching-mode=on"]);
+        }
+        for (i, image) in self.nvme.iter().enumerate() {
+            let mut drive = std::ffi::OsString::from("file=");
+            drive.push(escape_comma(image));
+            drive.push(format!(",if=none,id=nvme{i},format=raw"));
+            cmd.arg("-drive").arg(drive);
+            let serial = if i == 0 {
+                "deadbeef".to_owned()
+            } else {
+                format!("deadbeef{i}")
+            };
+            cmd.args(["-device", &format!("nvme,serial={serial},drive=nvme{i}")]);
+        }
+        if !self.serial_ports.is_empty() {
+            cmd.args(["-device", "virtio-serial-pci"]);
+        }
+        for (i, (port, socket)) in self.serial_ports.iter().enumerate() {
+            let mut chardev = std::ffi::OsString::from(format!("socket,id=vser{i},path="));
+            chardev.push(escape_comma(socket));
+            cmd.arg("-chardev").arg(chardev);
+            cmd.args([
+                "-device",
+                &format!("virtserialport,chardev=vser{i},name={port}"),
+            ]);
+        }
+        cmd
+    }
+}
+
+/// QEMU option values escape a comma by doubling it.
+fn escape_comma(path: &Path) -> std::ffi::OsString {
+    path.as_os_str().to_string_lossy().replace(',', ",,").into()
+}
+
+/// A running QEMU that is killed and waited for when dropped, so none outlives its test (even a panicking one).
+#[derive(Debug)]
+pub struct Qemu {
+    child: Child,
+    reaped: bool,
+}
+
+impl Qemu {
+    pub fn new(child: Child) -> Qemu {
+        Qemu {
+            child,
+            reaped: false,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for QEMU to exit by itself.
+    pub fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        let status = self.child.wait()?;
+        self.reaped = true;
+        Ok(status)
+    }
+
+    /// Kills QEMU and reaps it.
+    pub fn kill(&mut self) {
+        if !self.reaped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            self.reaped = true;
+        }
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(m: &Machine) -> Vec<String> {
+        m.command()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    fn machine() -> Machine {
+        Machine {
+            name: "t".into(),
+            accel: Accel::Tcg,
+            smp: 2,
+            memory_mib: 2048,
+            kernel: "/k".into(),
+            initrd: "/i".into(),
+            append: vec!["quiet".into()],
+            iommu: false,
+            nvme: vec![],
+            serial_ports: vec![],
+            interactive: false,
+        }
+    }
+
+    #[test]
+    fn plain_machine_has_no_network_and_tcg() {
+        let a = args(&machine()).join(" ");
+        assert!(
+            a.contains("-machine q35 -accel tcg,thread=multi -cpu max -smp 2 -m 2048M"),
+            "{a}"
+        );
+        assert!(a.contains("-nic none"), "{a}");
+        assert!(a.contains("-append console=ttyS0 panic=-1 quiet"), "{a}");
+        assert!(
+            !a.contains("intel-iommu") && !a.contains("virtio-serial"),
+            "{a}"
+        );
+    }
+
+    #[test]
+    fn iommu_comes_before_devices_and_paths_escape_commas() {
+        let mut m = machine();
+        m.iommu = true;
+        m.nvme = vec!["/d/a,b.img".into()];
+        m.serial_ports = vec![("p9".into(), "/s/sock".into())];
+        let a = args(&m);
+        let pos = |s: &str| a.iter().position(|x| x.contains(s)).unwrap();
+        assert!(pos("intel-iommu,intremap=on") < pos("nvme,serial=deadbeef,drive=nvme0"));
+        assert!(a.contains(&"q35,kernel-irqchip=split".to_owned()));
+        assert!(a.contains(&"file=/d/a,,b.img,if=none,id=nvme0,format=raw".to_owned()));
+        assert!(a.contains(&"socket,id=vser0,path=/s/sock".to_owned()));
+        assert!(a.contains(&"virtserialport,chardev=vser0,name=p9".to_owned()));
+        assert!(a.iter().any(|x| x.ends_with("intel_iommu=on quiet")));
+    }
+}

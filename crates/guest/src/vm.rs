@@ -1,0 +1,712 @@
+//! The builder the tests use: describe a guest, run a script in it, get its output.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::console::{Stage, Watch};
+use crate::cpio;
+use crate::error::{Error, IoContext, Result};
+use crate::initramfs::{self, add_file};
+use crate::kernel::{self, Kernel};
+use crate::paths::{VmLock, create_dir, vm_dir};
+use crate::payload::{build_static, guest_path, shared_libraries};
+use crate::qemu::{Accel, Machine, Qemu};
+
+/// Boots tried before giving up (a multi-threaded TCG boot panics about 1 time in 12).
+const BOOT_TRIES: u32 = 3;
+/// How long QEMU may take to exit after the script reported its status.
+const POWEROFF_GRACE: Duration = Duration::from_secs(15);
+/// The guest-side relay binary, included whenever a virtio-serial port is attached.
+pub const RELAY_BIN: &str = "vport-relay";
+
+/// Entry point: `Vm::builder()`.
+#[derive(Debug)]
+pub struct Vm;
+
+impl Vm {
+    pub fn builder() -> VmBuilder {
+        VmBuilder::default()
+    }
+}
+
+/// The backing file of an emulated NVMe namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disk {
+    /// A fresh sparse file of this many bytes, made for the run and deleted after it.
+    Sparse(u64),
+    /// An existing raw image, used in place (the guest's writes land in it).
+    Image(PathBuf),
+}
+
+impl Disk {
+    pub fn sparse(bytes: u64) -> Disk {
+        Disk::Sparse(bytes)
+    }
+
+    pub fn image(path: impl Into<PathBuf>) -> Disk {
+        Disk::Image(path.into())
+    }
+}
+
+/// Describes one guest. Every setter takes and returns the builder.
+#[derive(Debug, Clone)]
+pub struct VmBuilder {
+    name: Option<String>,
+    disks: Vec<Disk>,
+    iommu: bool,
+    serial_ports: Vec<(String, PathBuf)>,
+    static_bins: Vec<(String, String)>,
+    host_programs: Vec<PathBuf>,
+    files: Vec<(PathBuf, String)>,
+    timeout: Duration,
+    boot_timeout: Duration,
+    memory_mib: u32,
+    smp: u32,
+    append: Vec<String>,
+    echo: bool,
+    accel: Option<Accel>,
+    tries: u32,
+}
+
+impl Default for VmBuilder {
+    fn default() -> Self {
+        VmBuilder {
+            name: None,
+            disks: Vec::new(),
+            iommu: false,
+            serial_ports: Vec::new(),
+            static_bins: Vec::new(),
+            host_programs: Vec::new(),
+            files: Vec::new(),
+            timeout: Duration::from_secs(120),
+            boot_timeout: Duration::from_secs(20),
+            memory_mib: 2048,
+            smp: 2,
+            append: vec!["quiet".to_owned()],
+            echo: false,
+            accel: None,
+            tries: BOOT_TRIES,
+        }
+    }
+}
+
+/// What a finished guest reported.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// The script's exit status.
+    pub status: i32,
+    /// The script's stdout and stderr, interleaved as printed (kernel warnings may appear among them).
+    pub stdout: String,
+    /// The console log of the boot that ran the script.
+    pub log: PathBuf,
+    /// Boots it took (more than one after a kernel panic or a stuck boot).
+    pub tries: u32,
+    tail: String,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.status == 0
+    }
+
+    /// The status, the script's output and the end of the console, for assertion messages.
+    pub fn log_tail(&self) -> String {
+        format!(
+            "guest script exited with {}; console log {}\n--- script output ---\n{}--- console tail ---\n{}",
+            self.status,
+            self.log.display(),
+            self.stdout,
+            self.tail
+        )
+    }
+}
+
+impl VmBuilder {
+    /// Names the run (log file, QEMU `-name`); defaults to the current thread's name, i.e. the test's name.
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Some(name.to_owned());
+        self
+    }
+
+    /// Attaches an emulated NVMe controller (`-device nvme`) with one namespace backed by `disk`.
+    /// The first has serial `deadbeef`, the next `deadbeef1`, ...
+    pub fn nvme(mut self, disk: Disk) -> Self {
+        self.disks.push(disk);
+        self
+    }
+
+    /// Puts the devices behind an emulated Intel IOMMU with interrupt remapping (needed by VFIO type1).
+    pub fn iommu(mut self, on: bool) -> Self {
+        self.iommu = on;
+        self
+    }
+
+    /// Adds a virtio-serial port named `name` whose host end is the unix socket `host_socket` (QEMU connects
+    /// to it: the listener must be up before `run`). Also puts `/bin/vport-relay` in the guest.
+    pub fn virtio_serial(mut self, name: &str, host_socket: impl AsRef<Path>) -> Self {
+        self.serial_ports
+            .push((name.to_owned(), host_socket.as_ref().to_path_buf()));
+        self
+    }
+
+    /// Builds `bin` of workspace package `package` statically and puts it at `/bin/<bin>`.
+    pub fn static_bin(mut self, package: &str, bin: &str) -> Self {
+        self.static_bins.push((package.to_owned(), bin.to_owned()));
+        self
+    }
+
+    /// Copies a dynamically linked host program to the same path in the guest, with its shared libraries.
+    pub fn host_program(mut self, path: impl AsRef<Path>) -> Self {
+        self.host_programs.push(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Copies a host file into the guest at `guest_path`, read-only.
+    pub fn file(mut self, host_path: impl AsRef<Path>, guest_path: &str) -> Self {
+        self.files
+            .push((host_path.as_ref().to_path_buf(), guest_path.to_owned()));
+        self
+    }
+
+    /// How long the guest may run once its kernel reached `/init` (module loading plus the script).
+    /// Default 120 s.
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = limit;
+        self
+    }
+
+    /// How long one boot may take to reach `/init` before it is retried. Default 20 s.
+    pub fn boot_timeout(mut self, limit: Duration) -> Self {
+        self.boot_timeout = limit;
+        self
+    }
+
+    /// Guest memory (default 2048 MiB).
+    pub fn memory_mib(mut self, mib: u32) -> Self {
+        self.memory_mib = mib;
+        self
+    }
+
+    /// Virtual CPUs (default 2; with 1, NVMe at high queue depth loses completions under TCG).
+    pub fn smp(mut self, cpus: u32) -> Self {
+        self.smp = cpus;
+        self
+    }
+
+    /// Appends a kernel command-line argument.
+    pub fn kernel_arg(mut self, arg: &str) -> Self {
+        self.append.push(arg.to_owned());
+        self
+    }
+
+    /// Shows all kernel messages on the console (drops `quiet`).
+    pub fn verbose_kernel(mut self) -> Self {
+        self.append.retain(|a| a != "quiet");
+        self
+    }
+
+    /// Copies every console line to stderr as it arrives.
+    pub fn echo(mut self, on: bool) -> Self {
+        self.echo = on;
+        self
+    }
+
+    /// Forces an accelerator instead of the cached KVM probe's verdict (`$GUEST_ACCEL=tcg|kvm` does too).
+    pub fn accel(mut self, accel: Accel) -> Self {
+        self.accel = Some(accel);
+        self
+    }
+
+    /// Boots the guest, runs `script` with `/bin/sh` as root, powers off, and returns what it printed.
+    ///
+    /// A script that fails is still `Ok` (see [`Output::success`]); `Err` means the harness or the guest
+    /// broke: nothing to boot, no boot in 3 tries, the deadline, QEMU dying.
+    pub fn run(&self, script: &str) -> Result<Output> {
+        let prepared = self.prepare(Some(script))?;
+        let accel = self.chosen_accel(&prepared)?;
+        let mut why = Vec::new();
+        let mut last_log = PathBuf::new();
+        for attempt in 1..=self.tries.max(1) {
+            let log = log_path(&prepared.name, attempt);
+            match self.attempt(&prepared, accel, &log) {
+                Attempt::Done(mut out) => {
+                    out.tries = attempt;
+                    return Ok(out);
+                }
+                Attempt::Retry(reason) => why.push(format!("try {attempt}: {reason}")),
+                Attempt::Fail(err) => return Err(err),
+            }
+            last_log = log;
+        }
+        Err(Error::Boot {
+            tries: self.tries.max(1),
+            why: why.join("; "),
+            tail: log_tail(&last_log),
+            log: last_log,
+        })
+    }
+
+    /// Boots the guest with an interactive shell on this terminal (Ctrl-A X quits QEMU).
+    pub fn interactive(&self) -> Result<ExitStatus> {
+        let prepared = self.prepare(None)?;
+        let accel = self.chosen_accel(&prepared)?;
+        let mut machine = self.machine(&prepared, accel);
+        machine.interactive = true;
+        let mut child = Qemu::new(
+            machine
+                .command()
+                .spawn()
+                .ctx(|| "cannot start qemu-system-x86_64".to_owned())?,
+        );
+        child.wait().ctx(|| "cannot wait for QEMU".to_owned())
+    }
+
+    /// Builds binaries, takes the VM lock, makes sure the kernel is there and writes this run's initrd.
+    fn prepare(&self, script: Option<&str>) -> Result<Prepared> {
+        self.validate()?;
+        let mut bins = Vec::new();
+        for (package, bin) in &self.static_bins {
+            bins.push((build_static(package, bin)?, bin.clone()));
+        }
+        if !self.serial_ports.is_empty() {
+            bins.push((build_static("guest", RELAY_BIN)?, RELAY_BIN.to_owned()));
+        }
+        let lock = VmLock::acquire()?;
+        let kernel = kernel::install_locked()?;
+        let base = initramfs::base(&kernel)?;
+
+        let name = self.run_name();
+        let dir = RunDir::create(&vm_dir().join("run").join(format!(
+            "{name}-{}-{}",
+            std::process::id(),
+            RUN_COUNTER.fetch_add(1, Ordering::Relaxed)
+        )))?;
+        let run_dir = dir.path.clone().expect("created");
+        let initrd = run_dir.join("initrd.cpio");
+        self.write_initrd(&base, &initrd, &bins, script)?;
+        let mut nvme = Vec::new();
+        for (i, disk) in self.disks.iter().enumerate() {
+            nvme.push(match disk {
+                Disk::Image(path) => path.clone(),
+                Disk::Sparse(bytes) => {
+                    let path = run_dir.join(format!("nvme{i}.img"));
+                    File::create(&path)
+                        .and_then(|f| f.set_len(*bytes))
+                        .ctx(|| format!("cannot create the disk {}", path.display()))?;
+                    path
+                }
+            });
+        }
+        Ok(Prepared {
+            name,
+            kernel,
+            base,
+            initrd,
+            nvme,
+            _dir: dir,
+            _lock: Some(lock),
+        })
+    }
+
+    fn validate(&self) -> Result<()> {
+        for (port, socket) in &self.serial_ports {
+            if port.is_empty()
+                || !port
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                return Err(Error::Invalid(format!(
+                    "virtio-serial port name {port:?}: use letters, digits, '.', '_' or '-'"
+                )));
+            }
+            if !socket.exists() {
+                return Err(Error::Invalid(format!(
+                    "virtio-serial port {port}: no listener at {} (start it before the guest)",
+                    socket.display()
+                )));
+            }
+        }
+        for (host, guest) in &self.files {
+            if !guest.starts_with('/') {
+                return Err(Error::Invalid(format!(
+                    "guest path {guest:?} for {} must be absolute",
+                    host.display()
+                )));
+            }
+        }
+        for disk in &self.disks {
+            match disk {
+                Disk::Sparse(0) => return Err(Error::Invalid("an NVMe disk of 0 bytes".into())),
+                Disk::Image(p) if !p.is_file() => {
+                    return Err(Error::Invalid(format!("no disk image at {}", p.display())));
+                }
+                _ => {}
+            }
+        }
+        if self.smp == 0 || self.memory_mib < 256 {
+            return Err(Error::Invalid(format!(
+                "{} CPUs and {} MiB: need at least 1 CPU and 256 MiB",
+                self.smp, self.memory_mib
+            )));
+        }
+        Ok(())
+    }
+
+    /// The base archive, then this run's archive: script, binaries, host programs, files.
+    fn write_initrd(
+        &self,
+        base: &Path,
+        initrd: &Path,
+        bins: &[(PathBuf, String)],
+        script: Option<&str>,
+    ) -> Result<()> {
+        let io = |e| Error::Io {
+            context: format!("cannot write {}", initrd.display()),
+            source: e,
+        };
+        let mut out = BufWriter::new(
+            File::create(initrd).ctx(|| format!("cannot create {}", initrd.display()))?,
+        );
+        std::io::copy(
+            &mut File::open(base).ctx(|| format!("cannot open {}", base.display()))?,
+            &mut out,
+        )
+        .map_err(io)?;
+        let mut w = cpio::Writer::new(out);
+        if let Some(script) = script {
+            w.bytes("/script", 0o755, script.as_bytes()).map_err(io)?;
+        }
+        for (host, bin) in bins {
+            add_file(&mut w, host, &format!("/bin/{bin}"), 0o755)?;
+        }
+        let mut added = Vec::new();
+        for program in &self.host_programs {
+            let mut closure = vec![program.clone()];
+            closure.extend(shared_libraries(program)?);
+            for path in closure {
+                if !added.contains(&path) {
+                    add_file(&mut w, &path, &guest_path(&path)?, 0o755)?;
+                    added.push(path);
+                }
+            }
+        }
+        for (host, guest) in &self.files {
+            add_file(&mut w, host, guest, 0o444)?;
+        }
+        w.finish().map_err(io)?.flush().map_err(io)
+    }
+
+    fn run_name(&self) -> String {
+        let raw = match &self.name {
+            Some(n) => n.clone(),
+            None => std::thread::current()
+                .name()
+                .filter(|n| *n != "main")
+                .unwrap_or("vm")
+                .rsplit("::")
+                .next()
+                .unwrap_or("vm")
+                .to_owned(),
+        };
+        let clean: String = raw
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(60)
+            .collect();
+        if clean.is_empty() { "vm".into() } else { clean }
+    }
+
+    fn machine(&self, prepared: &Prepared, accel: Accel) -> Machine {
+        Machine {
+            name: format!("kangrejos-{}-{}", prepared.name, std::process::id()),
+            accel,
+            smp: self.smp,
+            memory_mib: self.memory_mib,
+            kernel: prepared.kernel.image(),
+            initrd: prepared.initrd.clone(),
+            append: self.append.clone(),
+            iommu: self.iommu,
+            nvme: prepared.nvme.clone(),
+            serial_ports: self.serial_ports.clone(),
+            interactive: false,
+        }
+    }
+
+    /// The builder's or `$GUEST_ACCEL`'s choice, else the KVM probe's cached verdict.
+    fn chosen_accel(&self, prepared: &Prepared) -> Result<Accel> {
+        if let Some(accel) = self.accel {
+            return Ok(accel);
+        }
+        match std::env::var("GUEST_ACCEL").as_deref() {
+            Ok("tcg") => return Ok(Accel::Tcg),
+            Ok("kvm") => return Ok(Accel::Kvm),
+            Ok(other) => {
+                return Err(Error::Invalid(format!(
+                    "GUEST_ACCEL={other}: expected tcg or kvm"
+                )));
+            }
+            Err(_) => {}
+        }
+        if !Path::new("/dev/kvm").exists() {
+            return Ok(Accel::Tcg);
+        }
+        let verdict = vm_dir().join("accel-verdict");
+        match std::fs::read_to_string(&verdict).as_deref().map(str::trim) {
+            Ok("kvm") => return Ok(Accel::Kvm),
+            Ok("tcg") => return Ok(Accel::Tcg),
+            _ => {}
+        }
+        // Probe: a KVM boot must reach /init quickly, else KVM is unusable here (as on a kvm_pvm host).
+        let probe = VmBuilder {
+            boot_timeout: Duration::from_secs(15),
+            timeout: Duration::from_secs(15),
+            ..VmBuilder::default()
+        };
+        let dir = RunDir::create(&vm_dir().join("run").join("kvm-probe"))?;
+        let initrd = dir.path.as_ref().expect("created").join("initrd.cpio");
+        probe.write_initrd(&prepared.base, &initrd, &[], Some("true"))?;
+        let probe_prepared = Prepared {
+            name: "kvm-probe".into(),
+            kernel: prepared.kernel.clone(),
+            base: prepared.base.clone(),
+            initrd,
+            nvme: Vec::new(),
+            _dir: dir,
+            _lock: None,
+        };
+        let works = matches!(
+            probe.attempt(&probe_prepared, Accel::Kvm, &log_path("kvm-probe", 1)),
+            Attempt::Done(_)
+        );
+        let accel = if works { Accel::Kvm } else { Accel::Tcg };
+        let word = if works { "kvm" } else { "tcg" };
+        std::fs::write(&verdict, word).ctx(|| format!("cannot write {}", verdict.display()))?;
+        Ok(accel)
+    }
+
+    /// One boot: follows the console until the script's status, a deadline, or QEMU's exit.
+    fn attempt(&self, prepared: &Prepared, accel: Accel, log: &Path) -> Attempt {
+        match self.try_attempt(prepared, accel, log) {
+            Ok(a) => a,
+            Err(e) => Attempt::Fail(e),
+        }
+    }
+
+    fn try_attempt(&self, prepared: &Prepared, accel: Accel, log: &Path) -> Result<Attempt> {
+        let log_file = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .ctx(|| format!("cannot create {}", log.display()))?;
+        let qemu_stderr = log_file
+            .try_clone()
+            .ctx(|| format!("cannot reopen {}", log.display()))?;
+        let mut cmd = self.machine(prepared, accel).command();
+        writeln!(&log_file, "# {cmd:?}").ctx(|| format!("cannot write {}", log.display()))?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(qemu_stderr);
+        let mut child = cmd.spawn().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::Missing(
+                    "qemu-system-x86_64 is not installed: run `cargo xtask vm -c true` once (it installs it)"
+                        .into(),
+                )
+            } else {
+                Error::Io {
+                    context: "cannot start qemu-system-x86_64".into(),
+                    source: e,
+                }
+            }
+        })?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut qemu = Qemu::new(child);
+        let lines = spawn_reader(stdout, log_file, self.echo);
+
+        let started = Instant::now();
+        let mut watch = Watch::default();
+        let mut stage_since = started;
+        loop {
+            let deadline = match watch.stage {
+                Stage::Kernel => started + self.boot_timeout,
+                Stage::Init | Stage::Script => stage_since + self.timeout,
+                Stage::Exited(_) => stage_since + POWEROFF_GRACE,
+            };
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(wait) {
+                Ok(line) => {
+                    let before = watch.stage;
+                    watch.feed(&line);
+                    if watch.panicked && before == Stage::Kernel {
+                        qemu.kill();
+                        return Ok(Attempt::Retry("kernel panic while booting".into()));
+                    }
+                    let entered_init = before == Stage::Kernel && watch.stage != Stage::Kernel;
+                    if entered_init
+                        || matches!(watch.stage, Stage::Exited(_)) && before != watch.stage
+                    {
+                        stage_since = Instant::now();
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let pid = qemu.pid();
+                    qemu.kill();
+                    return Ok(match watch.stage {
+                        Stage::Kernel => Attempt::Retry(format!(
+                            "no {} within {:.0?}",
+                            initramfs::MARK_START,
+                            self.boot_timeout
+                        )),
+                        Stage::Exited(status) => Attempt::Done(self.output(status, &watch, log)),
+                        stage => Attempt::Fail(Error::Timeout {
+                            limit: self.timeout,
+                            stage: stage.describe(),
+                            pid,
+                            log: log.to_path_buf(),
+                            tail: log_tail(log),
+                        }),
+                    });
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = qemu
+                        .wait()
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|e| format!("unknown status: {e}"));
+                    return Ok(match watch.stage {
+                        Stage::Exited(code) => Attempt::Done(self.output(code, &watch, log)),
+                        Stage::Kernel => {
+                            Attempt::Retry(format!("QEMU exited ({status}) before /init"))
+                        }
+                        stage => Attempt::Fail(Error::Exited {
+                            status,
+                            stage: stage.describe(),
+                            log: log.to_path_buf(),
+                            tail: log_tail(log),
+                        }),
+                    });
+                }
+            }
+        }
+    }
+
+    fn output(&self, status: i32, watch: &Watch, log: &Path) -> Output {
+        Output {
+            status,
+            stdout: watch.script_output(),
+            log: log.to_path_buf(),
+            tries: 1,
+            tail: watch.tail(),
+        }
+    }
+}
+
+/// What one boot came to.
+enum Attempt {
+    Done(Output),
+    Retry(String),
+    Fail(Error),
+}
+
+/// A run's inputs, ready to boot; holds the VM lock and the run directory until dropped.
+#[derive(Debug)]
+struct Prepared {
+    name: String,
+    kernel: Kernel,
+    base: PathBuf,
+    initrd: PathBuf,
+    nvme: Vec<PathBuf>,
+    _dir: RunDir,
+    _lock: Option<VmLock>,
+}
+
+static RUN_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// `target/vm/run/<name>-<pid>-<n>/`: the initrd and scratch disks, removed after the run.
+#[derive(Debug)]
+struct RunDir {
+    path: Option<PathBuf>,
+}
+
+impl RunDir {
+    fn create(path: &Path) -> Result<RunDir> {
+        let _ = std::fs::remove_dir_all(path);
+        create_dir(path)?;
+        Ok(RunDir {
+            path: Some(path.to_path_buf()),
+        })
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if let Some(path) = &self.path {
+            let _ = std::fs::remove_dir_all(path);
+        }
+    }
+}
+
+/// Copies QEMU's console to the log (and stderr if asked) and hands each line to the watcher.
+fn spawn_reader(
+    stdout: std::process::ChildStdout,
+    mut log: File,
+    echo: bool,
+) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let _ = log.write_all(&buf);
+            if echo {
+                let _ = std::io::stderr().write_all(&buf);
+            }
+            let line = String::from_utf8_lossy(&buf);
+            if tx.send(line.trim_end_matches('\n').to_owned()).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// `target/vm/logs/<UTC timestamp>-<name>[-try<n>].log`.
+fn log_path(name: &str, attempt: u32) -> PathBuf {
+    let dir = vm_dir().join("logs");
+    let _ = std::fs::create_dir_all(&dir);
+    let stamp = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+    let suffix = if attempt > 1 {
+        format!("-try{attempt}")
+    } else {
+        String::new()
+    };
+    dir.join(format!("{stamp}-{name}{suffix}.log"))
+}
+
+/// The last lines of a log file (QEMU's own errors included).
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read(log).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let lines: Vec<&str> = text.lines().collect();
+    let from = lines.len().saturating_sub(crate::console::TAIL_LINES);
+    lines[from..]
+        .iter()
+        .map(|l| l.trim_end_matches('\r'))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
