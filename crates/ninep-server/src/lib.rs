@@ -1,3 +1,19 @@
-//! An async 9P2000.L file server library and the ninepd binary.
+//! An async 9P2000.L file server library and the `ninepd` binary.
+//!
+//! [`Server`] holds the export; [`conn::serve`] serves one connection over any byte stream;
+//! [`listen::run`] accepts connections on TCP, a unix socket or standard input/output.
+//! Every fid is a file descriptor and every name is resolved below it by the kernel (see
+//! [`fs`]), so nothing a client sends can reach outside the exported directory.
 
 #![forbid(unsafe_code)]
+
+mod attr;
+pub mod conn;
+mod fid;
+pub mod fs;
+mod inflight;
+pub mod listen;
+pub mod server;
+mod session;
+
+pub use server::{Config, Server};

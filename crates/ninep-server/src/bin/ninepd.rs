@@ -1,0 +1,98 @@
+//! `ninepd`: serve a directory over 9P2000.L.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use ninep_server::listen::{self, Listen};
+use ninep_server::{Config, Server};
+
+/// Serve a directory to 9P2000.L clients such as the Linux kernel's v9fs.
+///
+/// Example: `ninepd /srv/share --listen tcp:127.0.0.1:5640`, then on a client
+/// `mount -t 9p -o trans=tcp,port=5640,version=9p2000.L 127.0.0.1 /mnt`.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The directory to export. Clients can never reach anything outside it.
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+
+    /// Where to accept clients: `tcp:HOST:PORT`, `unix:PATH`, or `fd` for a single client on
+    /// standard input and output (the kernel's `trans=fd`).
+    #[arg(long, short = 'l', default_value = "tcp:127.0.0.1:5640")]
+    listen: Listen,
+
+    /// Refuse every modification (writes, creates, renames, attribute changes) with EROFS.
+    #[arg(long)]
+    read_only: bool,
+
+    /// The largest message size offered to clients, in bytes; a client asking for less gets
+    /// what it asked for. Larger messages mean fewer round trips for bulk data.
+    #[arg(long, default_value_t = ninep_server::server::DEFAULT_MAX_MSIZE)]
+    msize: u32,
+
+    /// Act as each attaching user: files are created owned by the client's uid and gid and
+    /// permissions are checked for that user. Needs root. Without it, every request runs as
+    /// the server's own user.
+    #[arg(long)]
+    multi_user: bool,
+
+    /// Log verbosity: error, warn, info, debug or trace (or a tracing filter directive).
+    /// Logs go to standard error.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+
+    /// Threads running file operations that may block (data I/O, fsync, readdir).
+    #[arg(long, default_value_t = 64)]
+    blocking_threads: usize,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = match tracing_subscriber::EnvFilter::try_new(&args.log_level) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("ninepd: bad --log-level `{}`: {e}", args.log_level);
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    // Clients apply their own umask; the modes they send are final.
+    rustix::process::umask(rustix::fs::Mode::empty());
+
+    let config = Config {
+        root: args.dir,
+        read_only: args.read_only,
+        max_msize: args.msize,
+        multi_user: args.multi_user,
+    };
+    let server = match Server::new(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ninepd: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(args.blocking_threads.max(1))
+        .build();
+    let runtime = match runtime {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ninepd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(listen::run(server, &args.listen)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ninepd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! A fid: the client's handle on a file, and what the server holds for it.
+//!
+//! Everything a fid owns (its `O_PATH` descriptor, an open descriptor, lock owner
+//! descriptions, an xattr buffer) is released by `Drop` when the fid leaves the table, so a
+//! clunk, a Tversion and a disconnect all clean up the same way.
+
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::fs::Node;
+use crate::fs::creds::Identity;
+use crate::fs::lock::Owners;
+
+/// What an open fid reads and writes.
+#[derive(Debug)]
+pub enum OpenFile {
+    /// A regular file's descriptor.
+    Data(Arc<OwnedFd>),
+    /// A directory descriptor (its position is the readdir cursor, hence the mutex) and the
+    /// directory's device, for the qids of its entries.
+    Dir(Arc<Mutex<OwnedFd>>, u64),
+    /// A FIFO, socket or device: metadata only, data I/O is refused.
+    Special,
+}
+
+/// The state of a fid beyond the file it names.
+#[derive(Debug)]
+pub enum FidState {
+    /// Walked or attached, not opened.
+    Path,
+    /// Opened by Tlopen or Tlcreate.
+    Open { file: OpenFile, locks: Owners },
+    /// Made by Txattrwalk: the value (or name list) to be read.
+    XattrRead(Vec<u8>),
+    /// Made by Txattrcreate: the value being written, set on clunk.
+    XattrWrite {
+        name: Vec<u8>,
+        size: u64,
+        flags: u32,
+        value: Vec<u8>,
+    },
+}
+
+/// The mutable part of a fid.
+#[derive(Debug)]
+pub struct FidInner {
+    pub node: Node,
+    /// The directory and name this fid was last walked through, for Trename and Tremove,
+    /// which name no parent.
+    pub origin: Option<(Node, Vec<u8>)>,
+    pub state: FidState,
+}
+
+/// One entry of a connection's fid table.
+#[derive(Debug)]
+pub struct Fid {
+    pub identity: Identity,
+    inner: Mutex<FidInner>,
+}
+
+impl Fid {
+    pub fn new(identity: Identity, node: Node, origin: Option<(Node, Vec<u8>)>) -> Self {
+        Self {
+            identity,
+            inner: Mutex::new(FidInner {
+                node,
+                origin,
+                state: FidState::Path,
+            }),
+        }
+    }
+
+    /// Locks the fid's state. Never held across an `.await`.
+    pub fn lock(&self) -> MutexGuard<'_, FidInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn node(&self) -> Node {
+        self.lock().node.clone()
+    }
+}

@@ -1,0 +1,173 @@
+//! The export root and the `O_PATH` descriptors that fids hold.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::sync::Arc;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Statx, StatxFlags};
+use rustix::io::Errno;
+
+use super::FsResult;
+use super::name::{self, Component};
+use super::qid::{DeviceMap, QidParts};
+
+/// How every client-supplied name is resolved: never above the starting directory, never
+/// through a symlink or a `/proc` magic link.
+pub const RESOLVE: ResolveFlags = ResolveFlags::BENEATH
+    .union(ResolveFlags::NO_MAGICLINKS)
+    .union(ResolveFlags::NO_SYMLINKS);
+
+/// An open file handle on a file of the export, without any access to its data.
+#[derive(Debug, Clone)]
+pub struct Node {
+    fd: Arc<OwnedFd>,
+    kind: FileType,
+}
+
+impl Node {
+    /// Wraps a descriptor, learning the file's type.
+    pub fn from_fd(fd: OwnedFd) -> FsResult<Self> {
+        let st = rustix::fs::fstat(&fd)?;
+        Ok(Self {
+            fd: Arc::new(fd),
+            kind: FileType::from_raw_mode(st.st_mode),
+        })
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    pub fn kind(&self) -> FileType {
+        self.kind
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.kind == FileType::Directory
+    }
+
+    /// FIFOs, sockets and devices: their metadata is served, their data never.
+    pub fn is_special(&self) -> bool {
+        matches!(
+            self.kind,
+            FileType::Fifo | FileType::Socket | FileType::CharacterDevice | FileType::BlockDevice
+        )
+    }
+
+    /// Full `statx` of the file itself (never following a symlink).
+    pub fn statx(&self) -> FsResult<Statx> {
+        rustix::fs::statx(
+            self.fd(),
+            "",
+            AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+            StatxFlags::BASIC_STATS | StatxFlags::BTIME,
+        )
+    }
+
+    /// Opens one name below this directory as a new `O_PATH` node; symlinks are not followed.
+    pub fn lookup(&self, name: &[u8]) -> FsResult<Node> {
+        let fd = rustix::fs::openat2(
+            self.fd(),
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            RESOLVE,
+        )?;
+        Node::from_fd(fd)
+    }
+}
+
+/// The exported directory tree and the per-server settings every operation needs.
+#[derive(Debug)]
+pub struct Export {
+    root: Node,
+    root_id: (u64, u64),
+    devices: DeviceMap,
+    read_only: bool,
+}
+
+impl Export {
+    /// Opens `dir` as the export root.
+    pub fn open(dir: &Path, read_only: bool) -> FsResult<Self> {
+        let fd = rustix::fs::open(
+            dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let root = Node::from_fd(fd)?;
+        let st = root.statx()?;
+        let dev = rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor);
+        Ok(Self {
+            root,
+            root_id: (dev, st.stx_ino),
+            devices: DeviceMap::new(dev),
+            read_only,
+        })
+    }
+
+    pub fn root(&self) -> &Node {
+        &self.root
+    }
+
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Refuses a modifying operation on a read-only export.
+    pub fn writable(&self) -> FsResult<()> {
+        if self.read_only {
+            Err(Errno::ROFS)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn qid_of(&self, st: &Statx) -> QidParts {
+        self.devices.qid(st)
+    }
+
+    pub fn qid(&self, node: &Node) -> FsResult<QidParts> {
+        Ok(self.qid_of(&node.statx()?))
+    }
+
+    /// The qid path of a directory entry found by readdir.
+    pub fn entry_path(&self, dir_dev: u64, ino: u64) -> u64 {
+        self.devices.path(dir_dev, ino)
+    }
+
+    fn is_root(&self, st: &Statx) -> bool {
+        (
+            rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
+            st.stx_ino,
+        ) == self.root_id
+    }
+
+    /// Resolves one walk element from `from`.
+    ///
+    /// `..` at the export root stays at the root; elsewhere `..` is the real parent (a client
+    /// can only have reached `from` from inside the export, and every rename it can make
+    /// stays inside too).
+    pub fn walk_one(&self, from: &Node, element: &[u8]) -> FsResult<Node> {
+        if !from.is_dir() {
+            return Err(Errno::NOTDIR);
+        }
+        match name::component(element)? {
+            Component::Current => Ok(from.clone()),
+            Component::Parent => {
+                let st = from.statx()?;
+                if self.is_root(&st) {
+                    return Ok(self.root.clone());
+                }
+                let fd = rustix::fs::openat2(
+                    from.fd(),
+                    "..",
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                    ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_SYMLINKS,
+                )?;
+                Node::from_fd(fd)
+            }
+            Component::Name(n) => from.lookup(n),
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! Creating, opening, linking, renaming and removing files, and their data I/O.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, StatFs};
+use rustix::io::Errno;
+
+use super::name;
+use super::node::{Export, Node, RESOLVE};
+use super::{FsResult, proc_path};
+
+/// Linux open flags a client may pass through (the 9P2000.L values are Linux's x86 ones).
+/// Creation, `O_PATH`, `O_TMPFILE`, `O_DIRECT`, `O_NOATIME` and `O_NOCTTY` never pass.
+const PASSED_OPEN_FLAGS: u32 = 0o3 // O_ACCMODE
+    | 0o1000 // O_TRUNC
+    | 0o2000 // O_APPEND
+    | 0o4000 // O_NONBLOCK
+    | 0o4010000 // O_SYNC (includes O_DSYNC)
+    | 0o200000; // O_DIRECTORY
+const O_EXCL: u32 = 0o200;
+
+/// `AT_REMOVEDIR` as sent in Tunlinkat.
+pub const AT_REMOVEDIR: u32 = 0x200;
+
+/// Translates client open flags into the flags the server opens with.
+pub fn open_flags(export: &Export, flags: u32) -> FsResult<OFlags> {
+    let passed = flags & PASSED_OPEN_FLAGS;
+    let access = passed & 0o3;
+    if access == 0o3 {
+        return Err(Errno::INVAL);
+    }
+    if (access != 0 || passed & 0o1000 != 0) && export.read_only() {
+        return Err(Errno::ROFS);
+    }
+    Ok(OFlags::from_bits_retain(passed) | OFlags::CLOEXEC)
+}
+
+/// Opens the data of a file for Tlopen. Special files are not opened at all (their I/O is
+/// refused, so nothing can block on a FIFO or touch a host device): `None` is returned.
+pub fn open(export: &Export, node: &Node, flags: u32) -> FsResult<Option<OwnedFd>> {
+    let oflags = open_flags(export, flags)?;
+    match node.kind() {
+        FileType::Symlink => Err(Errno::LOOP),
+        _ if node.is_special() => Ok(None),
+        FileType::Directory => {
+            if oflags.intersects(OFlags::WRONLY | OFlags::RDWR | OFlags::TRUNC) {
+                return Err(Errno::ISDIR);
+            }
+            reopen(node, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC).map(Some)
+        }
+        _ => reopen(node, oflags).map(Some),
+    }
+}
+
+/// Opens the inode behind an `O_PATH` descriptor with real access, through its `/proc` link.
+pub fn reopen(node: &Node, flags: OFlags) -> FsResult<OwnedFd> {
+    rustix::fs::open(proc_path(node.fd()), flags | OFlags::CLOEXEC, Mode::empty())
+}
+
+/// Tlcreate: creates and opens a regular file. Returns the new node and its open descriptor.
+pub fn create(
+    export: &Export,
+    dir: &Node,
+    name: &[u8],
+    flags: u32,
+    mode: u32,
+) -> FsResult<(Node, OwnedFd)> {
+    export.writable()?;
+    let name = name::entry(name)?;
+    let mut oflags = open_flags(export, flags)? | OFlags::CREATE | OFlags::NOFOLLOW;
+    if flags & O_EXCL != 0 {
+        oflags |= OFlags::EXCL;
+    }
+    oflags.remove(OFlags::DIRECTORY);
+    let fd = rustix::fs::openat2(
+        dir.fd(),
+        name,
+        oflags,
+        Mode::from_raw_mode(mode & 0o7777),
+        RESOLVE,
+    )?;
+    let node = Node::from_fd(rustix::io::dup(&fd)?)?;
+    Ok((node, fd))
+}
+
+pub fn mkdir(export: &Export, dir: &Node, name: &[u8], mode: u32) -> FsResult<Node> {
+    export.writable()?;
+    let name = name::entry(name)?;
+    rustix::fs::mkdirat(dir.fd(), name, Mode::from_raw_mode(mode & 0o7777))?;
+    dir.lookup(name)
+}
+
+pub fn symlink(export: &Export, dir: &Node, name: &[u8], target: &[u8]) -> FsResult<Node> {
+    export.writable()?;
+    let name = name::entry(name)?;
+    if target.contains(&0) {
+        return Err(Errno::INVAL);
+    }
+    rustix::fs::symlinkat(target, dir.fd(), name)?;
+    dir.lookup(name)
+}
+
+pub fn mknod(
+    export: &Export,
+    dir: &Node,
+    name: &[u8],
+    mode: u32,
+    major: u32,
+    minor: u32,
+) -> FsResult<Node> {
+    export.writable()?;
+    let name = name::entry(name)?;
+    let kind = FileType::from_raw_mode(mode);
+    if matches!(
+        kind,
+        FileType::Directory | FileType::Symlink | FileType::Unknown
+    ) {
+        return Err(Errno::INVAL);
+    }
+    let dev = rustix::fs::makedev(major, minor);
+    rustix::fs::mknodat(
+        dir.fd(),
+        name,
+        kind,
+        Mode::from_raw_mode(mode & 0o7777),
+        dev,
+    )?;
+    dir.lookup(name)
+}
+
+/// Tlink: a new name in `dir` for the file `target`.
+pub fn link(export: &Export, dir: &Node, target: &Node, name: &[u8]) -> FsResult<()> {
+    export.writable()?;
+    let name = name::entry(name)?;
+    if target.is_dir() {
+        return Err(Errno::PERM);
+    }
+    match rustix::fs::linkat(target.fd(), "", dir.fd(), name, AtFlags::EMPTY_PATH) {
+        // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; the /proc link works for everyone.
+        Err(Errno::NOENT) | Err(Errno::PERM) if target.kind() != FileType::Symlink => {
+            rustix::fs::linkat(
+                rustix::fs::CWD,
+                proc_path(target.fd()),
+                dir.fd(),
+                name,
+                AtFlags::SYMLINK_FOLLOW,
+            )
+        }
+        other => other,
+    }
+}
+
+pub fn renameat(
+    export: &Export,
+    old_dir: &Node,
+    old: &[u8],
+    new_dir: &Node,
+    new: &[u8],
+) -> FsResult<()> {
+    export.writable()?;
+    let old = name::entry(old)?;
+    let new = name::entry(new)?;
+    rustix::fs::renameat_with(old_dir.fd(), old, new_dir.fd(), new, RenameFlags::empty())
+}
+
+pub fn unlinkat(export: &Export, dir: &Node, name: &[u8], flags: u32) -> FsResult<()> {
+    export.writable()?;
+    let name = name::entry(name)?;
+    if flags & !AT_REMOVEDIR != 0 {
+        return Err(Errno::INVAL);
+    }
+    let at = if flags & AT_REMOVEDIR != 0 {
+        AtFlags::REMOVEDIR
+    } else {
+        AtFlags::empty()
+    };
+    rustix::fs::unlinkat(dir.fd(), name, at)
+}
+
+/// Checks that `name` in `dir` still names the same inode as `node` (for the path-based
+/// Trename and Tremove, which the client sends only as a fallback).
+pub fn still_named(dir: &Node, name: &[u8], node: &Node) -> FsResult<()> {
+    let there = dir.lookup(name)?;
+    let (a, b) = (there.statx()?, node.statx()?);
+    if (a.stx_ino, a.stx_dev_major, a.stx_dev_minor)
+        == (b.stx_ino, b.stx_dev_major, b.stx_dev_minor)
+    {
+        Ok(())
+    } else {
+        Err(Errno::NOENT)
+    }
+}
+
+pub fn readlink(node: &Node) -> FsResult<Vec<u8>> {
+    if node.kind() != FileType::Symlink {
+        return Err(Errno::INVAL);
+    }
+    Ok(rustix::fs::readlinkat(node.fd(), "", Vec::new())?.into_bytes())
+}
+
+pub fn statfs(node: &Node) -> FsResult<StatFs> {
+    rustix::fs::fstatfs(node.fd())
+}
+
+pub fn fsync(file: BorrowedFd<'_>, datasync: bool) -> FsResult<()> {
+    if datasync {
+        rustix::fs::fdatasync(file)
+    } else {
+        rustix::fs::fsync(file)
+    }
+}
+
+/// Reads up to `count` bytes at `offset`, appending them to `out` (which already holds the
+/// reply header, so the data is copied once, from the kernel into the reply frame).
+pub fn read_into(file: impl AsFd, offset: u64, count: usize, out: &mut Vec<u8>) -> FsResult<usize> {
+    let start = out.len();
+    out.resize(start + count, 0);
+    let result = loop {
+        match rustix::io::pread(file.as_fd(), &mut out[start..], offset) {
+            Err(Errno::INTR) => continue,
+            other => break other,
+        }
+    };
+    match result {
+        Ok(n) => {
+            out.truncate(start + n);
+            Ok(n)
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(e)
+        }
+    }
+}
+
+pub fn write(file: impl AsFd, offset: u64, data: &[u8]) -> FsResult<usize> {
+    loop {
+        match rustix::io::pwrite(file.as_fd(), data, offset) {
+            Err(Errno::INTR) => continue,
+            other => return other,
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Transports: TCP, a unix socket, or the standard input/output pair (`trans=fd`).
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+
+use crate::conn;
+use crate::server::Server;
+
+/// Where the server takes connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    /// `tcp:HOST:PORT`
+    Tcp(String),
+    /// `unix:PATH`
+    Unix(PathBuf),
+    /// `fd`: one client on standard input and output.
+    Fd,
+}
+
+impl FromStr for Listen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "fd" {
+            Ok(Listen::Fd)
+        } else if let Some(addr) = s.strip_prefix("tcp:") {
+            Ok(Listen::Tcp(addr.to_string()))
+        } else if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err("unix: needs a socket path".into());
+            }
+            Ok(Listen::Unix(PathBuf::from(path)))
+        } else {
+            Err(format!("`{s}` is not tcp:HOST:PORT, unix:PATH or fd"))
+        }
+    }
+}
+
+/// Serves clients on `listen` until the process is stopped (or, for `fd`, the client leaves).
+pub async fn run(server: Arc<Server>, listen: &Listen) -> Result<()> {
+    match listen {
+        Listen::Tcp(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            tracing::info!(
+                "serving {} on tcp:{}",
+                server.export_path_hint(),
+                listener.local_addr()?
+            );
+            loop {
+                let (stream, peer) = listener.accept().await?;
+                let _ = stream.set_nodelay(true);
+                tracing::info!(%peer, "client connected");
+                let (r, w) = stream.into_split();
+                let server = server.clone();
+                tokio::spawn(async move {
+                    conn::serve(server, r, w).await;
+                    tracing::info!(%peer, "client disconnected");
+                });
+            }
+        }
+        Listen::Unix(path) => {
+            let listener = bind_unix(path)?;
+            tracing::info!(
+                "serving {} on unix:{}",
+                server.export_path_hint(),
+                path.display()
+            );
+            loop {
+                let (stream, _) = listener.accept().await?;
+                tracing::info!("client connected");
+                let (r, w) = stream.into_split();
+                let server = server.clone();
+                tokio::spawn(async move {
+                    conn::serve(server, r, w).await;
+                    tracing::info!("client disconnected");
+                });
+            }
+        }
+        Listen::Fd => {
+            tracing::info!(
+                "serving {} on standard input/output",
+                server.export_path_hint()
+            );
+            conn::serve(server, tokio::io::stdin(), tokio::io::stdout()).await;
+            Ok(())
+        }
+    }
+}
+
+/// Binds a unix socket, replacing a stale socket file (never any other kind of file).
+pub fn bind_unix(path: &std::path::Path) -> Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            bail!("{} exists and is not a socket", path.display());
+        }
+        std::fs::remove_file(path)?;
+    }
+    tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("cannot listen on {}", path.display()))
+}

@@ -1,0 +1,96 @@
+//! The server: one export shared by every connection.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::fs::Export;
+use crate::fs::creds::Identity;
+
+/// The default and largest msize: 1 MiB, the Linux TCP transport's maximum.
+pub const DEFAULT_MAX_MSIZE: u32 = 1 << 20;
+/// The smallest msize the server accepts in Tversion.
+pub const MIN_MSIZE: u32 = 4096;
+
+/// How the server is set up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The exported directory.
+    pub root: PathBuf,
+    /// Refuse every modification with EROFS.
+    pub read_only: bool,
+    /// The largest msize offered to clients.
+    pub max_msize: u32,
+    /// Act as each attaching user (the server must run as root).
+    pub multi_user: bool,
+}
+
+impl Config {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            read_only: false,
+            max_msize: DEFAULT_MAX_MSIZE,
+            multi_user: false,
+        }
+    }
+}
+
+/// The shared state of every connection.
+#[derive(Debug)]
+pub struct Server {
+    export: Export,
+    max_msize: u32,
+    multi_user: bool,
+}
+
+impl Server {
+    /// Opens the export. `--multi-user` needs root, to switch the filesystem uid.
+    pub fn new(config: &Config) -> anyhow::Result<Arc<Self>> {
+        use anyhow::Context;
+        if config.multi_user && !rustix::process::geteuid().is_root() {
+            anyhow::bail!("--multi-user needs the server to run as root");
+        }
+        if config.max_msize < MIN_MSIZE {
+            anyhow::bail!(
+                "msize {} is below the minimum {MIN_MSIZE}",
+                config.max_msize
+            );
+        }
+        let export = Export::open(&config.root, config.read_only)
+            .with_context(|| format!("cannot open the export {}", config.root.display()))?;
+        Ok(Arc::new(Self {
+            export,
+            max_msize: config.max_msize,
+            multi_user: config.multi_user,
+        }))
+    }
+
+    pub fn export(&self) -> &Export {
+        &self.export
+    }
+
+    pub fn max_msize(&self) -> u32 {
+        self.max_msize
+    }
+
+    /// Who an attach acts as: the server's user, or in multi-user mode the attaching uid
+    /// (an attach without a numeric uid acts as `nobody`).
+    pub fn identity_for(&self, n_uname: u32) -> Identity {
+        if !self.multi_user {
+            return Identity::Server;
+        }
+        let uid = if n_uname == u32::MAX { 65534 } else { n_uname };
+        crate::session::user_identity(uid)
+    }
+}
+
+impl Server {
+    /// A description of the export for log lines.
+    pub fn export_path_hint(&self) -> String {
+        if self.export.read_only() {
+            "the export (read-only)".into()
+        } else {
+            "the export".into()
+        }
+    }
+}

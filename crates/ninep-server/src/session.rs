@@ -1,0 +1,725 @@
+//! One connection's fid table and the handling of every request except Tversion and Tflush
+//! (which the connection loop handles, since they act on the other requests).
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ninep::{Request, Response, put_rread_header};
+use rustix::io::Errno;
+
+use crate::attr;
+use crate::fid::{Fid, FidState, OpenFile};
+use crate::fs::creds::Identity;
+use crate::fs::lock::{FLAG_BLOCK, LockRequest, LockStatus};
+use crate::fs::setattr::SetAttr;
+use crate::fs::{FsResult, dir, ops, xattr};
+use crate::server::Server;
+
+/// The largest number of fids one connection may hold (each holds a descriptor).
+const MAX_FIDS: usize = 16 * 1024;
+
+/// How long a blocking Tlock waits for the lock (polling, without holding a worker) before it
+/// answers BLOCKED and lets the client retry. A Tflush cancels the wait at once.
+const LOCK_WAIT_ROUNDS: u32 = 20;
+const LOCK_WAIT_STEP: Duration = Duration::from_millis(5);
+
+/// What a handler produces: a message to encode, or an already encoded frame (Rread and
+/// Rreaddir, whose payload is written straight into the frame).
+#[derive(Debug)]
+pub enum Reply {
+    Msg(Response),
+    Frame(Vec<u8>),
+}
+
+impl From<Response> for Reply {
+    fn from(r: Response) -> Self {
+        Reply::Msg(r)
+    }
+}
+
+/// The per-connection state.
+#[derive(Debug)]
+pub struct Session {
+    server: Arc<Server>,
+    fids: Mutex<HashMap<u32, Arc<Fid>>>,
+    msize: AtomicU32,
+    versioned: AtomicBool,
+}
+
+impl Session {
+    pub fn new(server: Arc<Server>) -> Self {
+        let msize = server.max_msize();
+        Self {
+            server,
+            fids: Mutex::new(HashMap::new()),
+            msize: AtomicU32::new(msize),
+            versioned: AtomicBool::new(false),
+        }
+    }
+
+    pub fn msize(&self) -> u32 {
+        self.msize.load(Ordering::Relaxed)
+    }
+
+    /// Tversion: forgets every fid (releasing what they hold) and starts a new session.
+    pub fn reset(&self, msize: u32) {
+        let old = std::mem::take(&mut *self.table());
+        drop(old);
+        self.msize.store(msize, Ordering::Relaxed);
+        self.versioned.store(true, Ordering::Relaxed);
+    }
+
+    /// Drops every fid (on disconnect).
+    pub fn clear(&self) {
+        let old = std::mem::take(&mut *self.table());
+        drop(old);
+    }
+
+    fn table(&self) -> MutexGuard<'_, HashMap<u32, Arc<Fid>>> {
+        self.fids.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fid(&self, fid: u32) -> FsResult<Arc<Fid>> {
+        self.table().get(&fid).cloned().ok_or(Errno::BADF)
+    }
+
+    fn insert_new(&self, fid: u32, value: Fid) -> FsResult<()> {
+        let mut table = self.table();
+        if table.len() >= MAX_FIDS {
+            return Err(Errno::MFILE);
+        }
+        match table.entry(fid) {
+            Entry::Occupied(_) => Err(Errno::BADF),
+            Entry::Vacant(v) => {
+                v.insert(Arc::new(value));
+                Ok(())
+            }
+        }
+    }
+
+    /// Handles one request and encodes its reply (an Rlerror on failure).
+    pub async fn handle(&self, tag: u16, request: Request) -> Vec<u8> {
+        let name = request.name();
+        let result = if self.versioned.load(Ordering::Relaxed) {
+            self.dispatch(tag, request).await
+        } else {
+            Err(Errno::PROTO)
+        };
+        let reply = match result {
+            Ok(Reply::Frame(frame)) => return frame,
+            Ok(Reply::Msg(msg)) => msg,
+            Err(e) => {
+                tracing::debug!(
+                    tag,
+                    request = name,
+                    errno = e.raw_os_error(),
+                    "request failed"
+                );
+                Response::Lerror {
+                    ecode: e.raw_os_error() as u32,
+                }
+            }
+        };
+        encode(tag, &reply)
+    }
+
+    async fn dispatch(&self, tag: u16, request: Request) -> FsResult<Reply> {
+        let export = self.server.export();
+        match request {
+            Request::Auth { .. } => Err(Errno::OPNOTSUPP),
+            Request::Attach {
+                fid, afid, n_uname, ..
+            } => {
+                if afid != ninep::NOFID {
+                    return Err(Errno::INVAL);
+                }
+                let identity = self.server.identity_for(n_uname);
+                let root = export.root().clone();
+                let qid = {
+                    let _as = identity.enter();
+                    export.qid(&root)?
+                };
+                self.insert_new(fid, Fid::new(identity, root, None))?;
+                Ok(Response::Attach {
+                    qid: attr::qid(qid),
+                }
+                .into())
+            }
+            Request::Walk {
+                fid,
+                newfid,
+                wnames,
+            } => self.walk(fid, newfid, &wnames),
+            Request::Getattr { fid, .. } => {
+                let fid = self.fid(fid)?;
+                let node = fid.node();
+                let st = node.statx()?;
+                Ok(Response::Getattr(attr::attr(export, &st)).into())
+            }
+            Request::Setattr { fid, attr: a } => {
+                let fid = self.fid(fid)?;
+                let set = SetAttr {
+                    valid: a.valid,
+                    mode: a.mode,
+                    uid: a.uid,
+                    gid: a.gid,
+                    size: a.size,
+                    atime: (a.atime.sec, a.atime.nsec),
+                    mtime: (a.mtime.sec, a.mtime.nsec),
+                };
+                let inner = fid.lock();
+                let open = match &inner.state {
+                    FidState::Open {
+                        file: OpenFile::Data(fd),
+                        ..
+                    } => Some(fd.clone()),
+                    _ => None,
+                };
+                let _as = fid.identity.enter();
+                crate::fs::setattr::setattr(export, &inner.node, open.as_deref(), &set)?;
+                Ok(Response::Setattr.into())
+            }
+            Request::Lopen { fid, flags } => {
+                let fid = self.fid(fid)?;
+                let mut inner = fid.lock();
+                if !matches!(inner.state, FidState::Path) {
+                    return Err(Errno::BADF);
+                }
+                let _as = fid.identity.enter();
+                let file = ops::open(export, &inner.node, flags)?;
+                let qid = export.qid(&inner.node)?;
+                inner.state = FidState::Open {
+                    file: open_file(&inner.node, file)?,
+                    locks: Default::default(),
+                };
+                Ok(Response::Lopen {
+                    qid: attr::qid(qid),
+                    iounit: self.iounit(),
+                }
+                .into())
+            }
+            Request::Lcreate {
+                fid,
+                name,
+                flags,
+                mode,
+                gid,
+            } => {
+                let fid = self.fid(fid)?;
+                let mut inner = fid.lock();
+                if !matches!(inner.state, FidState::Path) || !inner.node.is_dir() {
+                    return Err(Errno::BADF);
+                }
+                let _as = fid.identity.with_gid(gid).enter();
+                let (node, file) = ops::create(export, &inner.node, &name, flags, mode)?;
+                let qid = export.qid(&node)?;
+                let dir = std::mem::replace(&mut inner.node, node);
+                inner.origin = Some((dir, name.to_vec()));
+                inner.state = FidState::Open {
+                    file: OpenFile::Data(Arc::new(file)),
+                    locks: Default::default(),
+                };
+                Ok(Response::Lcreate {
+                    qid: attr::qid(qid),
+                    iounit: self.iounit(),
+                }
+                .into())
+            }
+            Request::Symlink {
+                fid,
+                name,
+                symtgt,
+                gid,
+            } => {
+                let fid = self.fid(fid)?;
+                let dir = fid.node();
+                let _as = fid.identity.with_gid(gid).enter();
+                let node = ops::symlink(export, &dir, &name, &symtgt)?;
+                Ok(Response::Symlink {
+                    qid: attr::qid(export.qid(&node)?),
+                }
+                .into())
+            }
+            Request::Mknod {
+                dfid,
+                name,
+                mode,
+                major,
+                minor,
+                gid,
+            } => {
+                let fid = self.fid(dfid)?;
+                let dir = fid.node();
+                let _as = fid.identity.with_gid(gid).enter();
+                let node = ops::mknod(export, &dir, &name, mode, major, minor)?;
+                Ok(Response::Mknod {
+                    qid: attr::qid(export.qid(&node)?),
+                }
+                .into())
+            }
+            Request::Mkdir {
+                dfid,
+                name,
+                mode,
+                gid,
+            } => {
+                let fid = self.fid(dfid)?;
+                let dir = fid.node();
+                let _as = fid.identity.with_gid(gid).enter();
+                let node = ops::mkdir(export, &dir, &name, mode)?;
+                Ok(Response::Mkdir {
+                    qid: attr::qid(export.qid(&node)?),
+                }
+                .into())
+            }
+            Request::Link { dfid, fid, name } => {
+                let dir = self.fid(dfid)?;
+                let target = self.fid(fid)?;
+                let (dir_node, target_node) = (dir.node(), target.node());
+                let _as = dir.identity.enter();
+                ops::link(export, &dir_node, &target_node, &name)?;
+                Ok(Response::Link.into())
+            }
+            Request::Renameat {
+                olddirfid,
+                oldname,
+                newdirfid,
+                newname,
+            } => {
+                let old = self.fid(olddirfid)?;
+                let new = self.fid(newdirfid)?;
+                let (old_dir, new_dir) = (old.node(), new.node());
+                let _as = old.identity.enter();
+                ops::renameat(export, &old_dir, &oldname, &new_dir, &newname)?;
+                Ok(Response::Renameat.into())
+            }
+            Request::Rename { fid, dfid, name } => {
+                let fid = self.fid(fid)?;
+                let new_dir = self.fid(dfid)?.node();
+                let mut inner = fid.lock();
+                let (old_dir, old_name) = inner.origin.clone().ok_or(Errno::BUSY)?;
+                let _as = fid.identity.enter();
+                ops::still_named(&old_dir, &old_name, &inner.node)?;
+                ops::renameat(export, &old_dir, &old_name, &new_dir, &name)?;
+                inner.origin = Some((new_dir, name.to_vec()));
+                Ok(Response::Rename.into())
+            }
+            Request::Unlinkat {
+                dirfid,
+                name,
+                flags,
+            } => {
+                let fid = self.fid(dirfid)?;
+                let dir = fid.node();
+                let _as = fid.identity.enter();
+                ops::unlinkat(export, &dir, &name, flags)?;
+                Ok(Response::Unlinkat.into())
+            }
+            Request::Remove { fid } => {
+                // The fid is clunked whether or not the removal succeeds.
+                let fid = self.table().remove(&fid).ok_or(Errno::BADF)?;
+                let inner = fid.lock();
+                let (dir, name) = inner.origin.clone().ok_or(Errno::BUSY)?;
+                let _as = fid.identity.enter();
+                ops::still_named(&dir, &name, &inner.node)?;
+                let flags = if inner.node.is_dir() {
+                    ops::AT_REMOVEDIR
+                } else {
+                    0
+                };
+                ops::unlinkat(export, &dir, &name, flags)?;
+                Ok(Response::Remove.into())
+            }
+            Request::Readlink { fid } => {
+                let node = self.fid(fid)?.node();
+                let target = ops::readlink(&node)?;
+                Ok(Response::Readlink {
+                    target: Bytes::from(target),
+                }
+                .into())
+            }
+            Request::Statfs { fid } => {
+                let node = self.fid(fid)?.node();
+                let st = node.statx()?;
+                let dev = rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor);
+                Ok(Response::Statfs(attr::statfs(&ops::statfs(&node)?, dev)).into())
+            }
+            Request::Xattrwalk {
+                fid: fid_number,
+                newfid,
+                name,
+            } => {
+                let fid = self.fid(fid_number)?;
+                let node = fid.node();
+                let value = {
+                    let _as = fid.identity.enter();
+                    xattr::get(&node, &name)?
+                };
+                let size = value.len() as u64;
+                let new = Fid::new(fid.identity, node, None);
+                new.lock().state = FidState::XattrRead(value);
+                if newfid == fid_number {
+                    self.table().insert(newfid, Arc::new(new));
+                } else {
+                    self.insert_new(newfid, new)?;
+                }
+                Ok(Response::Xattrwalk { size }.into())
+            }
+            Request::Xattrcreate {
+                fid,
+                name,
+                attr_size,
+                flags,
+            } => {
+                let fid = self.fid(fid)?;
+                if attr_size > xattr::MAX_SIZE as u64 {
+                    return Err(Errno::TOOBIG);
+                }
+                if flags & !(xattr::XATTR_CREATE | xattr::XATTR_REPLACE) != 0 || name.is_empty() {
+                    return Err(Errno::INVAL);
+                }
+                export.writable()?;
+                let mut inner = fid.lock();
+                if !matches!(inner.state, FidState::Path) {
+                    return Err(Errno::BADF);
+                }
+                inner.state = FidState::XattrWrite {
+                    name: name.to_vec(),
+                    size: attr_size,
+                    flags,
+                    value: Vec::new(),
+                };
+                Ok(Response::Xattrcreate.into())
+            }
+            Request::Clunk { fid } => {
+                let fid = self.table().remove(&fid).ok_or(Errno::BADF)?;
+                let mut inner = fid.lock();
+                if let FidState::XattrWrite {
+                    name,
+                    size,
+                    flags,
+                    value,
+                } = std::mem::replace(&mut inner.state, FidState::Path)
+                {
+                    if value.len() as u64 != size {
+                        return Err(Errno::INVAL);
+                    }
+                    let _as = fid.identity.enter();
+                    xattr::set(&inner.node, &name, &value, flags)?;
+                }
+                Ok(Response::Clunk.into())
+            }
+            Request::Fsync { fid, datasync } => {
+                let fid = self.fid(fid)?;
+                let fd = match &fid.lock().state {
+                    FidState::Open {
+                        file: OpenFile::Data(fd),
+                        ..
+                    } => fd.clone(),
+                    FidState::Open { .. } => return Ok(Response::Fsync.into()),
+                    _ => return Err(Errno::BADF),
+                };
+                blocking(move || ops::fsync(std::os::fd::AsFd::as_fd(&*fd), datasync != 0)).await?;
+                Ok(Response::Fsync.into())
+            }
+            Request::Read { fid, offset, count } => self.read(tag, fid, offset, count).await,
+            Request::Write { fid, offset, data } => self.write(fid, offset, data).await,
+            Request::Readdir { fid, offset, count } => self.readdir(tag, fid, offset, count).await,
+            Request::Lock { fid, lock } => {
+                let fid = self.fid(fid)?;
+                let req = LockRequest {
+                    ty: lock.ty,
+                    start: lock.start,
+                    length: lock.length,
+                    proc_id: lock.proc_id,
+                    client_id: lock.client_id.to_vec(),
+                };
+                let mut round = 0;
+                loop {
+                    let status = self.try_lock(&fid, &req)?;
+                    if status != LockStatus::Blocked
+                        || lock.flags & FLAG_BLOCK == 0
+                        || round >= LOCK_WAIT_ROUNDS
+                    {
+                        return Ok(Response::Lock {
+                            status: status as u8,
+                        }
+                        .into());
+                    }
+                    round += 1;
+                    tokio::time::sleep(LOCK_WAIT_STEP).await;
+                }
+            }
+            Request::Getlock { fid, lock } => {
+                let fid = self.fid(fid)?;
+                let req = LockRequest {
+                    ty: lock.ty,
+                    start: lock.start,
+                    length: lock.length,
+                    proc_id: lock.proc_id,
+                    client_id: lock.client_id.to_vec(),
+                };
+                let mut inner = fid.lock();
+                let found = match &mut inner.state {
+                    FidState::Open {
+                        file: OpenFile::Data(fd),
+                        locks,
+                    } => locks.get(fd, &req)?,
+                    _ => return Err(Errno::BADF),
+                };
+                Ok(Response::Getlock(ninep::GetLock {
+                    ty: found.ty,
+                    start: found.start,
+                    length: found.length,
+                    proc_id: found.proc_id,
+                    client_id: Bytes::from(found.client_id),
+                })
+                .into())
+            }
+            Request::Version { .. } | Request::Flush { .. } => Err(Errno::PROTO),
+        }
+    }
+
+    fn iounit(&self) -> u32 {
+        self.msize() - ninep::P9_IOHDRSZ
+    }
+
+    fn try_lock(&self, fid: &Fid, req: &LockRequest) -> FsResult<LockStatus> {
+        let mut inner = fid.lock();
+        match &mut inner.state {
+            FidState::Open {
+                file: OpenFile::Data(fd),
+                locks,
+            } => locks.set(fd, req),
+            _ => Err(Errno::BADF),
+        }
+    }
+
+    fn walk(&self, fid: u32, newfid: u32, wnames: &[Bytes]) -> FsResult<Reply> {
+        let export = self.server.export();
+        let from = self.fid(fid)?;
+        if newfid != fid && self.table().contains_key(&newfid) {
+            return Err(Errno::BADF);
+        }
+        if wnames.len() > ninep::P9_MAXWELEM {
+            return Err(Errno::INVAL);
+        }
+        let (mut node, mut origin) = {
+            let inner = from.lock();
+            if matches!(
+                inner.state,
+                FidState::XattrRead(_) | FidState::XattrWrite { .. }
+            ) {
+                return Err(Errno::BADF);
+            }
+            (inner.node.clone(), inner.origin.clone())
+        };
+        let mut qids = Vec::with_capacity(wnames.len());
+        {
+            let _as = from.identity.enter();
+            for (i, name) in wnames.iter().enumerate() {
+                match export.walk_one(&node, name) {
+                    Ok(next) => {
+                        qids.push(attr::qid(export.qid(&next)?));
+                        origin = match &name[..] {
+                            b"." | b".." => None,
+                            _ => Some((node, name.to_vec())),
+                        };
+                        node = next;
+                    }
+                    Err(e) if i == 0 => return Err(e),
+                    Err(_) => break,
+                }
+            }
+        }
+        if qids.len() == wnames.len() {
+            let new = Arc::new(Fid::new(from.identity, node, origin));
+            let mut table = self.table();
+            if newfid != fid && table.contains_key(&newfid) {
+                return Err(Errno::BADF);
+            }
+            if table.len() >= MAX_FIDS && newfid != fid {
+                return Err(Errno::MFILE);
+            }
+            table.insert(newfid, new);
+        }
+        Ok(Response::Walk { wqids: qids }.into())
+    }
+
+    async fn read(&self, tag: u16, fid: u32, offset: u64, count: u32) -> FsResult<Reply> {
+        let fid = self.fid(fid)?;
+        let count = count.min(self.msize() - ninep::RREAD_HEADER_LEN as u32) as usize;
+        let fd = match &fid.lock().state {
+            FidState::Open {
+                file: OpenFile::Data(fd),
+                ..
+            } => fd.clone(),
+            FidState::Open {
+                file: OpenFile::Dir(..),
+                ..
+            } => return Err(Errno::ISDIR),
+            FidState::Open {
+                file: OpenFile::Special,
+                ..
+            } => return Err(Errno::INVAL),
+            FidState::XattrRead(value) => {
+                let start = usize::try_from(offset)
+                    .unwrap_or(usize::MAX)
+                    .min(value.len());
+                let end = start.saturating_add(count).min(value.len());
+                return Ok(Reply::Frame(rread_frame(tag, &value[start..end])));
+            }
+            _ => return Err(Errno::BADF),
+        };
+        blocking(move || {
+            let mut frame = Vec::with_capacity(ninep::RREAD_HEADER_LEN + count);
+            put_rread_header(&mut frame, tag, 0).map_err(|_| Errno::IO)?;
+            let n = ops::read_into(&*fd, offset, count, &mut frame)?;
+            patch_rread(&mut frame, n);
+            Ok(Reply::Frame(frame))
+        })
+        .await
+    }
+
+    async fn write(&self, fid: u32, offset: u64, data: Bytes) -> FsResult<Reply> {
+        let fid = self.fid(fid)?;
+        let fd = {
+            let mut inner = fid.lock();
+            match &mut inner.state {
+                FidState::Open {
+                    file: OpenFile::Data(fd),
+                    ..
+                } => fd.clone(),
+                FidState::Open {
+                    file: OpenFile::Dir(..),
+                    ..
+                } => return Err(Errno::ISDIR),
+                FidState::Open {
+                    file: OpenFile::Special,
+                    ..
+                } => return Err(Errno::INVAL),
+                FidState::XattrWrite { size, value, .. } => {
+                    let end = offset.checked_add(data.len() as u64).ok_or(Errno::INVAL)?;
+                    if end > *size || offset != value.len() as u64 {
+                        return Err(Errno::INVAL);
+                    }
+                    value.extend_from_slice(&data);
+                    return Ok(Response::Write {
+                        count: data.len() as u32,
+                    }
+                    .into());
+                }
+                _ => return Err(Errno::BADF),
+            }
+        };
+        let n = blocking(move || ops::write(&*fd, offset, &data)).await?;
+        Ok(Response::Write { count: n as u32 }.into())
+    }
+
+    async fn readdir(&self, tag: u16, fid: u32, offset: u64, count: u32) -> FsResult<Reply> {
+        let fid = self.fid(fid)?;
+        let count = count.min(self.msize() - ninep::RREAD_HEADER_LEN as u32);
+        let (dir, dev) = match &fid.lock().state {
+            FidState::Open {
+                file: OpenFile::Dir(dir, dev),
+                ..
+            } => (dir.clone(), *dev),
+            FidState::Open { .. } => return Err(Errno::NOTDIR),
+            _ => return Err(Errno::BADF),
+        };
+        let server = self.server.clone();
+        blocking(move || {
+            let fd = dir.lock().unwrap_or_else(|e| e.into_inner());
+            let entries = dir::read(server.export(), &*fd, dev, offset, count as usize)?;
+            drop(fd);
+            let mut frame = Vec::with_capacity(ninep::RREAD_HEADER_LEN + count as usize);
+            let mut out = ninep::ReaddirFrame::begin(&mut frame, tag, count);
+            for e in &entries {
+                let q = attr::qid(e.qid);
+                if !out
+                    .entries()
+                    .push(&q, e.offset, e.kind, &e.name)
+                    .map_err(|_| Errno::IO)?
+                {
+                    break;
+                }
+            }
+            out.finish();
+            Ok(Reply::Frame(frame))
+        })
+        .await
+    }
+}
+
+fn open_file(node: &crate::fs::Node, file: Option<std::os::fd::OwnedFd>) -> FsResult<OpenFile> {
+    Ok(match file {
+        None => OpenFile::Special,
+        Some(fd) if node.is_dir() => {
+            let st = node.statx()?;
+            OpenFile::Dir(
+                Arc::new(Mutex::new(fd)),
+                rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
+            )
+        }
+        Some(fd) => OpenFile::Data(Arc::new(fd)),
+    })
+}
+
+/// Runs a file operation that may block (data I/O, fsync, readdir) on the bounded blocking
+/// pool. If the request is flushed meanwhile, the operation completes and its result (and the
+/// descriptors it holds) is dropped.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> FsResult<T> + Send + 'static,
+) -> FsResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| Errno::IO)?
+}
+
+fn rread_frame(tag: u16, data: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(ninep::RREAD_HEADER_LEN + data.len());
+    let _ = put_rread_header(&mut frame, tag, data.len() as u32);
+    frame.extend_from_slice(data);
+    frame
+}
+
+/// Fixes up the size and count of an Rread frame once the number of bytes read is known.
+fn patch_rread(frame: &mut [u8], n: usize) {
+    let count = n as u32;
+    frame[0..4].copy_from_slice(&(ninep::RREAD_HEADER_LEN as u32 + count).to_le_bytes());
+    frame[7..11].copy_from_slice(&count.to_le_bytes());
+}
+
+/// Encodes a reply; a reply that cannot be encoded becomes an Rlerror.
+pub fn encode(tag: u16, reply: &Response) -> Vec<u8> {
+    let mut out = Vec::new();
+    if let Err(e) = reply.encode(tag, &mut out) {
+        tracing::warn!(tag, reply = reply.name(), "cannot encode reply: {e}");
+        out.clear();
+        let _ = Response::Lerror {
+            ecode: Errno::IO.raw_os_error() as u32,
+        }
+        .encode(tag, &mut out);
+    }
+    out
+}
+
+/// The identity an attach by `n_uname` gets (see [`Server::identity_for`]).
+pub fn user_identity(uid: u32) -> Identity {
+    let gid = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map_or(uid, |u| u.gid.as_raw());
+    Identity::User { uid, gid }
+}
+
+impl Session {
+    /// The largest msize this server offers.
+    pub fn server_max_msize(&self) -> u32 {
+        self.server.max_msize()
+    }
+}
