@@ -1,7 +1,36 @@
-//! Suites of the `nvme` area.
+//! Suites of the `nvme` area: the kernel-level tests of `hw` and of the driver in the QEMU guest.
+
+use anyhow::Result;
 
 use super::Suite;
+use crate::cmd::{Tally, cargo_test};
 
 pub fn suites() -> Vec<Suite> {
-    Vec::new()
+    vec![Suite {
+        name: "hw-guest",
+        about: "hw through uio_pci_generic and vfio-pci (behind the emulated IOMMU) in the guest",
+        needs_guest: true,
+        run: hw_guest,
+    }]
+}
+
+fn guest_tests(package: &str) -> Result<Tally> {
+    cargo_test(
+        &[
+            "test",
+            "-p",
+            package,
+            "--test",
+            "guest",
+            "--",
+            "--ignored",
+            "guest_",
+            "--test-threads=1",
+        ],
+        &[],
+    )
+}
+
+fn hw_guest() -> Result<Tally> {
+    guest_tests("hw")
 }
