@@ -136,6 +136,10 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.reader.abort();
+        // Replies still awaited through a `PendingReply` will never be routed now.
+        let mut tags = self.shared.tags();
+        tags.closed.get_or_insert_with(|| "client dropped".into());
+        tags.slots.clear();
     }
 }
 
@@ -635,7 +639,11 @@ fn deliver(shared: &Shared, tag: u16, frame: Bytes, is_rflush: bool) {
         if !slot.flushing {
             tags.slots.remove(&tag);
         }
-        if is_rflush && let Some(old) = flush_of {
+        // Only a slot still marked as being flushed is the request this Tflush cancels.
+        if is_rflush
+            && let Some(old) = flush_of
+            && tags.slots.get(&old).is_some_and(|s| s.flushing)
+        {
             cancelled = tags.slots.remove(&old).and_then(|s| s.reply);
         }
         reply
