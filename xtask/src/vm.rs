@@ -1,13 +1,128 @@
-//! `cargo xtask vm`: boot the guest for a person.
+//! `cargo xtask vm`: boot the guest for a person, with a script or an interactive shell.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use clap::Args;
 
-#[derive(Debug, Args)]
-pub struct VmArgs {}
+use crate::install;
 
-pub fn run(_args: VmArgs) -> Result<ExitCode> {
-    anyhow::bail!("the guest harness is not built yet")
+#[derive(Debug, Args)]
+pub struct VmArgs {
+    /// Attach an emulated NVMe controller with a fresh sparse namespace of MIB mebibytes.
+    #[arg(long, value_name = "MIB", num_args = 0..=1, default_missing_value = "1024")]
+    pub nvme: Option<u64>,
+    /// Put the devices behind an emulated Intel IOMMU (needed by vfio-pci).
+    #[arg(long)]
+    pub iommu: bool,
+    /// Attach a virtio-serial port NAME whose host end is the unix socket PATH (listening already).
+    #[arg(long, value_name = "NAME=PATH")]
+    pub virtio_serial: Vec<String>,
+    /// Build a workspace binary statically and put it at /bin/BIN in the guest.
+    #[arg(long, value_name = "PACKAGE:BIN")]
+    pub static_bin: Vec<String>,
+    /// Copy a dynamically linked host program (and its libraries) into the guest.
+    #[arg(long, value_name = "PATH")]
+    pub host_program: Vec<PathBuf>,
+    /// Copy a host file into the guest, read-only.
+    #[arg(long, value_name = "HOST:GUEST")]
+    pub file: Vec<String>,
+    /// Run this shell script in the guest (instead of an interactive shell).
+    #[arg(long, value_name = "FILE", conflicts_with = "command")]
+    pub script: Option<PathBuf>,
+    /// Run these shell commands in the guest (instead of an interactive shell).
+    #[arg(short = 'c', value_name = "COMMANDS")]
+    pub command: Option<String>,
+    /// Seconds the guest may run after boot before it is killed.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+    /// Stream the whole console (kernel messages included), not just the script's output.
+    #[arg(long)]
+    pub console: bool,
+    /// Do not install missing packages or the kernel.
+    #[arg(long)]
+    pub no_install: bool,
+}
+
+pub fn run(args: VmArgs) -> Result<ExitCode> {
+    if !args.no_install {
+        install::ensure_all(true)?;
+    }
+    let mut vm = guest::Vm::builder()
+        .name("xtask-vm")
+        .iommu(args.iommu)
+        .timeout(Duration::from_secs(args.timeout));
+    if let Some(mib) = args.nvme {
+        if mib == 0 {
+            bail!("--nvme needs a size above 0 MiB");
+        }
+        vm = vm.nvme(guest::Disk::sparse(mib << 20));
+    }
+    for spec in &args.virtio_serial {
+        let (name, path) = split_pair(spec, '=', "--virtio-serial NAME=PATH")?;
+        vm = vm.virtio_serial(name, path);
+    }
+    for spec in &args.static_bin {
+        let (package, bin) = split_pair(spec, ':', "--static-bin PACKAGE:BIN")?;
+        vm = vm.static_bin(package, bin);
+    }
+    for program in &args.host_program {
+        vm = vm.host_program(program);
+    }
+    for spec in &args.file {
+        let (host, guest_path) = split_pair(spec, ':', "--file HOST:GUEST")?;
+        vm = vm.file(host, guest_path);
+    }
+    let script = match (&args.script, &args.command) {
+        (Some(file), _) => Some(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read the script {}", file.display()))?,
+        ),
+        (None, Some(commands)) => Some(commands.clone()),
+        (None, None) => None,
+    };
+    let Some(script) = script else {
+        eprintln!("xtask: booting an interactive guest; Ctrl-A X quits QEMU, `poweroff -f` too");
+        let status = vm.interactive()?;
+        return Ok(if status.success() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    };
+    let out = vm.echo(args.console).run(&script)?;
+    if !args.console {
+        print!("{}", out.stdout);
+    }
+    eprintln!(
+        "xtask: guest script exited with {} (console log {})",
+        out.status,
+        out.log.display()
+    );
+    Ok(ExitCode::from(u8::try_from(out.status).unwrap_or(1)))
+}
+
+/// Splits `left<sep>right` with both sides non-empty.
+fn split_pair<'a>(spec: &'a str, sep: char, usage: &str) -> Result<(&'a str, &'a str)> {
+    match spec.split_once(sep) {
+        Some((a, b)) if !a.is_empty() && !b.is_empty() => Ok((a, b)),
+        _ => bail!("expected {usage}, got {spec:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_split_once_and_need_both_sides() {
+        assert_eq!(
+            split_pair("p9=/tmp/a=b", '=', "u").unwrap(),
+            ("p9", "/tmp/a=b")
+        );
+        assert!(split_pair("p9", '=', "u").is_err());
+        assert!(split_pair("=x", '=', "u").is_err());
+    }
 }

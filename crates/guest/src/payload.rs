@@ -126,7 +126,7 @@ mod tests {
     }
 
     #[test]
-    fn guest_paths_must_be_absolute() {
+    fn only_absolute_paths_map_into_the_guest() {
         assert!(guest_path(Path::new("rel/x")).is_err());
         assert_eq!(
             guest_path(Path::new("/usr/sbin/diod")).unwrap(),
