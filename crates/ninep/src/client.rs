@@ -233,6 +233,12 @@ impl Client {
         self.inner.next_fid.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// How many tags are reserved: requests awaiting a reply, including abandoned calls whose
+    /// reply has not arrived yet and requests held by an outstanding Tflush.
+    pub fn in_flight(&self) -> usize {
+        self.inner.shared.tags().slots.len()
+    }
+
     /// The largest reply frame currently accepted (the msize after [`Client::version`]).
     pub fn msize(&self) -> u32 {
         self.inner.shared.max_frame.load(Ordering::Relaxed)

@@ -1,0 +1,387 @@
+//! The async client against a scripted in-process server.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use ninep::consts::{errno, getattr, msg};
+use ninep::{
+    Attr, Client, ClientError, DirentIter, FrameReader, NOFID, NOTAG, Qid, ReaddirFrame, Request,
+    Response,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
+
+/// The server end of a connection, driven step by step by the test.
+struct Script {
+    frames: FrameReader<ReadHalf<DuplexStream>>,
+    out: WriteHalf<DuplexStream>,
+}
+
+impl Script {
+    async fn recv(&mut self) -> (u16, Request) {
+        let frame = self.frames.next_frame().await.unwrap().expect("a request");
+        Request::decode(&frame).unwrap()
+    }
+
+    async fn recv_raw(&mut self) -> Bytes {
+        self.frames.next_frame().await.unwrap().expect("a frame")
+    }
+
+    async fn reply(&mut self, tag: u16, r: &Response) {
+        let mut buf = Vec::new();
+        r.encode(tag, &mut buf).unwrap();
+        self.out.write_all(&buf).await.unwrap();
+    }
+}
+
+fn pair() -> (Client, Script) {
+    let (a, b) = tokio::io::duplex(1 << 16);
+    let client = Client::from_stream(a);
+    let (r, w) = tokio::io::split(b);
+    let script = Script {
+        frames: FrameReader::new(r, 4 << 20),
+        out: w,
+    };
+    (client, script)
+}
+
+fn qid(path: u64) -> Qid {
+    Qid {
+        ty: 0,
+        version: 0,
+        path,
+    }
+}
+
+#[tokio::test]
+async fn version_uses_notag_and_bounds_the_reply_size() {
+    let (client, mut server) = pair();
+    let call = tokio::spawn({
+        let c = client.clone();
+        async move { c.version(1 << 20, "9P2000.L").await }
+    });
+    let (tag, req) = server.recv().await;
+    assert_eq!(tag, NOTAG);
+    assert_eq!(
+        req,
+        Request::Version {
+            msize: 1 << 20,
+            version: Bytes::from_static(b"9P2000.L")
+        }
+    );
+    server
+        .reply(
+            tag,
+            &Response::Version {
+                msize: 65536,
+                version: Bytes::from_static(b"9P2000.L"),
+            },
+        )
+        .await;
+    let (msize, version) = call.await.unwrap().unwrap();
+    assert_eq!((msize, &version[..]), (65536, &b"9P2000.L"[..]));
+    assert_eq!(client.msize(), 65536);
+}
+
+#[tokio::test]
+async fn rlerror_becomes_an_errno() {
+    let (client, mut server) = pair();
+    let call = tokio::spawn({
+        let c = client.clone();
+        async move { c.walk(1, 2, &["missing"]).await }
+    });
+    let (tag, req) = server.recv().await;
+    assert!(matches!(
+        req,
+        Request::Walk {
+            fid: 1,
+            newfid: 2,
+            ..
+        }
+    ));
+    server
+        .reply(
+            tag,
+            &Response::Lerror {
+                ecode: errno::ENOENT,
+            },
+        )
+        .await;
+    assert!(matches!(
+        call.await.unwrap(),
+        Err(ClientError::Lerror(errno::ENOENT))
+    ));
+}
+
+#[tokio::test]
+async fn a_reply_of_the_wrong_kind_is_reported() {
+    let (client, mut server) = pair();
+    let call = tokio::spawn({
+        let c = client.clone();
+        async move { c.clunk(3).await }
+    });
+    let (tag, _) = server.recv().await;
+    server.reply(tag, &Response::Remove).await;
+    assert!(matches!(
+        call.await.unwrap(),
+        Err(ClientError::Unexpected {
+            expected: "Rclunk",
+            got: "Rremove"
+        })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_calls_get_their_own_replies_in_any_order() {
+    const CALLS: u32 = 500;
+    let (client, mut server) = pair();
+    let calls: Vec<_> = (0..CALLS)
+        .map(|fid| {
+            let c = client.clone();
+            tokio::spawn(async move { c.getattr(fid, getattr::BASIC).await })
+        })
+        .collect();
+    // Answer in batches, newest first, checking no tag is used twice while in flight.
+    let mut answered = 0;
+    while answered < CALLS {
+        let mut batch = Vec::new();
+        let mut tags = HashSet::new();
+        for _ in 0..50.min(CALLS - answered) {
+            let (tag, req) = server.recv().await;
+            assert!(tags.insert(tag), "tag {tag} reused while in flight");
+            assert_ne!(tag, NOTAG);
+            let Request::Getattr { fid, .. } = req else {
+                panic!("unexpected {req:?}");
+            };
+            batch.push((tag, fid));
+        }
+        for (tag, fid) in batch.iter().rev() {
+            let attr = Attr {
+                qid: qid(u64::from(*fid)),
+                size: u64::from(*fid) * 10,
+                ..Attr::default()
+            };
+            server.reply(*tag, &Response::Getattr(attr)).await;
+        }
+        answered += batch.len() as u32;
+    }
+    for (fid, call) in calls.into_iter().enumerate() {
+        let attr = call.await.unwrap().unwrap();
+        assert_eq!(attr.qid.path, fid as u64);
+        assert_eq!(attr.size, fid as u64 * 10);
+    }
+    assert_eq!(client.in_flight(), 0);
+}
+
+#[tokio::test]
+async fn flush_cancels_a_waiting_call_and_holds_its_tag_until_rflush() {
+    let (client, mut server) = pair();
+    let pending = client
+        .start(&Request::Read {
+            fid: 1,
+            offset: 0,
+            count: 10,
+        })
+        .unwrap();
+    let oldtag = pending.tag();
+    let (tag, _) = server.recv().await;
+    assert_eq!(tag, oldtag);
+
+    let flush = tokio::spawn({
+        let c = client.clone();
+        async move { c.flush(oldtag).await }
+    });
+    let (flush_tag, req) = server.recv().await;
+    assert_eq!(req, Request::Flush { oldtag });
+    assert_ne!(flush_tag, oldtag);
+    assert_eq!(client.in_flight(), 2);
+    server.reply(flush_tag, &Response::Flush).await;
+    flush.await.unwrap().unwrap();
+    assert!(matches!(pending.wait().await, Err(ClientError::Flushed)));
+    assert_eq!(client.in_flight(), 0);
+}
+
+#[tokio::test]
+async fn a_reply_that_beats_the_rflush_is_delivered() {
+    let (client, mut server) = pair();
+    let pending = client.start(&Request::Clunk { fid: 4 }).unwrap();
+    let oldtag = pending.tag();
+    server.recv().await;
+    let flush = tokio::spawn({
+        let c = client.clone();
+        async move { c.flush(oldtag).await }
+    });
+    let (flush_tag, _) = server.recv().await;
+    server.reply(oldtag, &Response::Clunk).await;
+    assert_eq!(pending.wait().await.unwrap(), Response::Clunk);
+    // The old tag stays reserved until the Rflush: the server may not be done with it.
+    assert_eq!(client.in_flight(), 2);
+    server.reply(flush_tag, &Response::Flush).await;
+    flush.await.unwrap().unwrap();
+    assert_eq!(client.in_flight(), 0);
+}
+
+#[tokio::test]
+async fn an_abandoned_call_keeps_its_tag_until_the_server_answers() {
+    let (client, mut server) = pair();
+    let pending = client.start(&Request::Statfs { fid: 1 }).unwrap();
+    let abandoned = pending.tag();
+    drop(pending);
+    let (tag, _) = server.recv().await;
+    assert_eq!(tag, abandoned);
+    assert_eq!(client.in_flight(), 1);
+
+    let next = tokio::spawn({
+        let c = client.clone();
+        async move { c.clunk(1).await }
+    });
+    let (next_tag, _) = server.recv().await;
+    assert_ne!(next_tag, abandoned);
+    server
+        .reply(abandoned, &Response::Lerror { ecode: 5 })
+        .await;
+    server.reply(next_tag, &Response::Clunk).await;
+    next.await.unwrap().unwrap();
+    assert_eq!(client.in_flight(), 0, "late reply released the tag");
+}
+
+#[tokio::test]
+async fn a_lost_connection_fails_waiting_and_later_calls() {
+    let (client, mut server) = pair();
+    let call = tokio::spawn({
+        let c = client.clone();
+        async move { c.attach(0, NOFID, b"u", b"", 0).await }
+    });
+    server.recv().await;
+    drop(server);
+    assert!(matches!(
+        call.await.unwrap(),
+        Err(ClientError::Disconnected(_))
+    ));
+    assert!(matches!(
+        client.clunk(0).await,
+        Err(ClientError::Disconnected(_))
+    ));
+    assert_eq!(client.in_flight(), 0);
+}
+
+#[tokio::test]
+async fn an_oversized_reply_closes_the_connection() {
+    let (client, mut server) = pair();
+    let call = tokio::spawn({
+        let c = client.clone();
+        async move {
+            c.version(8192, "9P2000.L").await.unwrap();
+            c.read(1, 0, 8000).await
+        }
+    });
+    let (tag, _) = server.recv().await;
+    server
+        .reply(
+            tag,
+            &Response::Version {
+                msize: 8192,
+                version: Bytes::from_static(b"9P2000.L"),
+            },
+        )
+        .await;
+    let (tag, _) = server.recv().await;
+    server
+        .reply(
+            tag,
+            &Response::Read {
+                data: vec![0; 9000].into(),
+            },
+        )
+        .await;
+    match call.await.unwrap() {
+        Err(ClientError::Disconnected(reason)) => assert!(reason.contains("exceeds msize 8192")),
+        other => panic!("expected a disconnection, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn raw_frames_go_out_with_a_fresh_tag() {
+    let (client, mut server) = pair();
+    // A Tclunk missing two bytes of its fid, with a placeholder tag.
+    let raw = vec![9, 0, 0, 0, msg::TCLUNK, 0xaa, 0xbb, 1, 0];
+    let call = tokio::spawn({
+        let c = client.clone();
+        async move { c.call_raw(raw).await }
+    });
+    let frame = server.recv_raw().await;
+    assert_eq!(frame.len(), 9);
+    let tag = u16::from_le_bytes([frame[5], frame[6]]);
+    assert_ne!(tag, 0xbbaa);
+    assert!(Request::decode(&frame).is_err());
+    server
+        .reply(
+            tag,
+            &Response::Lerror {
+                ecode: errno::EPROTO,
+            },
+        )
+        .await;
+    assert_eq!(
+        call.await.unwrap().unwrap(),
+        Response::Lerror {
+            ecode: errno::EPROTO
+        }
+    );
+
+    client.send_raw(vec![1, 2, 3]).unwrap();
+    client.send_raw(vec![4, 5, 6, 7]).unwrap();
+    let mut junk = [0; 7];
+    server.frames.get_mut().read_exact(&mut junk).await.unwrap();
+    assert_eq!(junk, [1, 2, 3, 4, 5, 6, 7], "raw bytes go out untouched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_writes_and_readdir_payloads_arrive_intact() {
+    let (client, mut server) = pair();
+    let data: Bytes = (0..(1u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let write = tokio::spawn({
+        let c = client.clone();
+        let data = data.clone();
+        async move { c.write(7, 4096, data).await }
+    });
+    let (tag, req) = server.recv().await;
+    let Request::Write {
+        fid: 7,
+        offset: 4096,
+        data: got,
+    } = req
+    else {
+        panic!("not the Twrite");
+    };
+    assert_eq!(got, data);
+    server.reply(tag, &Response::Write { count: 1 << 20 }).await;
+    assert_eq!(write.await.unwrap().unwrap(), 1 << 20);
+
+    let readdir = tokio::spawn({
+        let c = client.clone();
+        async move { c.readdir(2, 0, 4096).await }
+    });
+    let (tag, req) = server.recv().await;
+    assert_eq!(
+        req,
+        Request::Readdir {
+            fid: 2,
+            offset: 0,
+            count: 4096
+        }
+    );
+    let mut frame = Vec::new();
+    let mut rd = ReaddirFrame::begin(&mut frame, tag, 4096);
+    for (i, name) in [&b"."[..], b"..", b"a\xffb"].iter().enumerate() {
+        assert!(
+            rd.entries()
+                .push(&qid(i as u64), i as u64 + 1, 4, name)
+                .unwrap()
+        );
+    }
+    rd.finish();
+    server.out.write_all(&frame).await.unwrap();
+    let data = readdir.await.unwrap().unwrap();
+    let names: Vec<Bytes> = DirentIter::new(data).map(|d| d.unwrap().name).collect();
+    assert_eq!(names, vec![&b"."[..], b"..", b"a\xffb"]);
+}
