@@ -1,0 +1,201 @@
+//! The admin queue: one synchronous command at a time, every wait bounded.
+
+use std::time::{Duration, Instant};
+
+use crate::command::{Sqe, admin, cns};
+use crate::error::{Error, Result};
+use crate::platform::{DMA_PAGE_SIZE, DmaMemory, Platform};
+use crate::regs;
+use crate::ring::Rings;
+use crate::status::Status;
+
+/// The admin queue and its command identifier counter.
+pub(crate) struct AdminQueue<D> {
+    pub(crate) rings: Rings<D>,
+    next_cid: u16,
+    timeout: Duration,
+}
+
+/// Checks CSTS for a device that vanished (all-ones) or reported a fatal error.
+pub(crate) fn check_alive<P: Platform>(platform: &P) -> Result<()> {
+    let csts = platform.read32(regs::CSTS);
+    if csts == u32::MAX {
+        return Err(Error::ControllerDead);
+    }
+    if csts & regs::CSTS_CFS != 0 {
+        return Err(Error::ControllerFatal);
+    }
+    Ok(())
+}
+
+/// Pauses a polling loop: spins first, then yields the CPU.
+pub(crate) fn backoff(spins: &mut u32) {
+    *spins = spins.saturating_add(1);
+    if *spins < 64 {
+        std::hint::spin_loop();
+    } else if *spins < 1024 {
+        std::thread::yield_now();
+    } else {
+        std::thread::sleep(Duration::from_micros(50));
+    }
+}
+
+impl<D: DmaMemory> AdminQueue<D> {
+    pub(crate) fn new(rings: Rings<D>, timeout: Duration) -> AdminQueue<D> {
+        AdminQueue {
+            rings,
+            next_cid: 0,
+            timeout,
+        }
+    }
+
+    /// Submits `sqe` and waits for its completion; returns completion dword 0.
+    pub(crate) fn run<P: Platform<Dma = D>>(&mut self, platform: &P, mut sqe: Sqe) -> Result<u32> {
+        let cid = self.next_cid;
+        self.next_cid = self.next_cid.wrapping_add(1);
+        sqe.set_cid(cid);
+        if self.rings.sq_space() == 0 {
+            return Err(Error::QueueFull);
+        }
+        self.rings.push(&sqe);
+        self.rings.ring_sq(platform);
+        let deadline = Instant::now() + self.timeout;
+        let mut spins = 0;
+        loop {
+            while let Some(cqe) = self.rings.next_cqe() {
+                self.rings.ring_cq(platform);
+                if cqe.cid != cid {
+                    // A late completion of an earlier command that already timed out.
+                    continue;
+                }
+                return match Status::from_field(cqe.status) {
+                    None => Ok(cqe.dw0),
+                    Some(status) => Err(Error::Command {
+                        opcode: sqe.opcode(),
+                        status,
+                    }),
+                };
+            }
+            if spins % 256 == 255 {
+                check_alive(platform)?;
+                if Instant::now() > deadline {
+                    return Err(Error::Timeout("an admin command"));
+                }
+            }
+            backoff(&mut spins);
+        }
+    }
+
+    /// Runs a command that transfers one 4 KiB page from the controller.
+    pub(crate) fn read_page<P: Platform<Dma = D>>(
+        &mut self,
+        platform: &P,
+        mut sqe: Sqe,
+    ) -> Result<[u8; DMA_PAGE_SIZE]> {
+        let page = platform.alloc_dma(DMA_PAGE_SIZE)?;
+        sqe.set_prps(page.bus_addr(0), 0);
+        self.run(platform, sqe)?;
+        let mut out = [0u8; DMA_PAGE_SIZE];
+        page.read(0, &mut out);
+        Ok(out)
+    }
+
+    /// Identify with the given CNS and namespace.
+    pub(crate) fn identify<P: Platform<Dma = D>>(
+        &mut self,
+        platform: &P,
+        cns: u32,
+        nsid: u32,
+    ) -> Result<[u8; DMA_PAGE_SIZE]> {
+        let mut sqe = Sqe::new(admin::IDENTIFY, nsid);
+        sqe.set_cdw(10, cns);
+        self.read_page(platform, sqe)
+    }
+
+    /// The active namespace IDs, in order.
+    pub(crate) fn active_namespaces<P: Platform<Dma = D>>(
+        &mut self,
+        platform: &P,
+    ) -> Result<Vec<u32>> {
+        let mut ids = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self.identify(platform, cns::ACTIVE_NAMESPACES, after)?;
+            let before = ids.len();
+            for chunk in page.chunks_exact(4) {
+                let id = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+                if id == 0 || id <= after {
+                    break;
+                }
+                ids.push(id);
+                after = id;
+            }
+            if ids.len() - before < 1024 {
+                return Ok(ids);
+            }
+        }
+    }
+
+    /// Set Features Number of Queues; returns how many I/O queue pairs were granted.
+    pub(crate) fn set_queue_count<P: Platform<Dma = D>>(
+        &mut self,
+        platform: &P,
+        wanted: u16,
+    ) -> Result<u16> {
+        let n = (wanted.clamp(1, u16::MAX - 1) - 1) as u32;
+        let mut sqe = Sqe::new(admin::SET_FEATURES, 0);
+        sqe.set_cdw(10, crate::command::FEATURE_NUMBER_OF_QUEUES);
+        sqe.set_cdw(11, n << 16 | n);
+        let dw0 = self.run(platform, sqe)?;
+        let sqs = (dw0 & 0xffff) as u16 + 1;
+        let cqs = (dw0 >> 16) as u16 + 1;
+        Ok(wanted.min(sqs).min(cqs))
+    }
+
+    /// Creates I/O completion queue and then submission queue `rings.qid`.
+    pub(crate) fn create_io_queues<P: Platform<Dma = D>, Q: DmaMemory>(
+        &mut self,
+        platform: &P,
+        rings: &Rings<Q>,
+    ) -> Result<()> {
+        let size = (rings.entries as u32 - 1) << 16 | rings.qid as u32;
+        let mut cq = Sqe::new(admin::CREATE_CQ, 0);
+        cq.set_prps(rings.cq_addr(), 0);
+        cq.set_cdw(10, size);
+        cq.set_cdw(11, 1);
+        self.run(platform, cq)?;
+        let mut sq = Sqe::new(admin::CREATE_SQ, 0);
+        sq.set_prps(rings.sq_addr(), 0);
+        sq.set_cdw(10, size);
+        sq.set_cdw(11, (rings.qid as u32) << 16 | 1);
+        if let Err(e) = self.run(platform, sq) {
+            let _ = self.delete_queue(platform, admin::DELETE_CQ, rings.qid);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Deletes one I/O queue (`DELETE_SQ` or `DELETE_CQ`).
+    pub(crate) fn delete_queue<P: Platform<Dma = D>>(
+        &mut self,
+        platform: &P,
+        opcode: u8,
+        qid: u16,
+    ) -> Result<()> {
+        let mut sqe = Sqe::new(opcode, 0);
+        sqe.set_cdw(10, qid as u32);
+        self.run(platform, sqe).map(drop)
+    }
+
+    /// Abort command `cid` of submission queue `sqid`; `true` if the controller aborted it.
+    pub(crate) fn abort<P: Platform<Dma = D>>(
+        &mut self,
+        platform: &P,
+        sqid: u16,
+        cid: u16,
+    ) -> Result<bool> {
+        let mut sqe = Sqe::new(admin::ABORT, 0);
+        sqe.set_cdw(10, (cid as u32) << 16 | sqid as u32);
+        Ok(self.run(platform, sqe)? & 1 == 0)
+    }
+}

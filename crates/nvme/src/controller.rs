@@ -1,0 +1,331 @@
+//! Controller bring-up, reset and shutdown, and the state every queue pair shares.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::admin::{AdminQueue, backoff};
+use crate::command::cns;
+use crate::error::{Error, Result};
+use crate::identify::{ControllerInfo, Namespace};
+use crate::platform::{DMA_PAGE_SIZE, Platform};
+use crate::queue_pair::QueuePair;
+use crate::regs::{self, Cap};
+use crate::ring::Rings;
+
+/// Tunables of the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// How long an admin command may take.
+    pub admin_timeout: Duration,
+    /// How long an I/O command may take before it is aborted.
+    pub io_timeout: Duration,
+    /// Submission queue entries wanted per I/O queue pair (bounded by CAP.MQES).
+    pub queue_depth: u16,
+    /// I/O queue pairs to ask for.
+    pub io_queues: u16,
+    /// Largest transfer of one command in bytes (further bounded by MDTS).
+    pub max_transfer: usize,
+    /// How many times a failed, retryable or timed-out command is resubmitted.
+    pub retries: u8,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            admin_timeout: Duration::from_secs(10),
+            io_timeout: Duration::from_secs(10),
+            queue_depth: 1024,
+            io_queues: 8,
+            max_transfer: 1 << 20,
+            retries: 3,
+        }
+    }
+}
+
+const ADMIN_ENTRIES: u16 = 32;
+/// Fallback shutdown bound when the controller reports no RTD3E (as Linux does).
+const DEFAULT_SHUTDOWN: Duration = Duration::from_secs(5);
+
+/// State shared by the controller handle and its queue pairs.
+pub(crate) struct Shared<P: Platform> {
+    pub(crate) platform: P,
+    pub(crate) cap: Cap,
+    pub(crate) options: Options,
+    pub(crate) info: ControllerInfo,
+    pub(crate) namespaces: Vec<Namespace>,
+    pub(crate) max_transfer: usize,
+    pub(crate) admin: Mutex<AdminQueue<P::Dma>>,
+    /// Bumped by every controller reset; queue pairs recreate their queues when it changes.
+    pub(crate) generation: AtomicU64,
+    pub(crate) dead: AtomicBool,
+    granted: AtomicU64,
+    queue_ids: Mutex<Vec<bool>>,
+}
+
+/// A brought-up NVMe controller. Open one [`QueuePair`] per thread for I/O.
+pub struct Controller<P: Platform> {
+    shared: Arc<Shared<P>>,
+}
+
+fn wait_ready<P: Platform>(platform: &P, ready: bool, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut spins = 0;
+    loop {
+        let csts = platform.read32(regs::CSTS);
+        if csts == u32::MAX {
+            return Err(Error::ControllerDead);
+        }
+        if ready && csts & regs::CSTS_CFS != 0 {
+            return Err(Error::ControllerFatal);
+        }
+        if (csts & regs::CSTS_RDY != 0) == ready {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Timeout(if ready {
+                "the controller to become ready"
+            } else {
+                "the controller to stop"
+            }));
+        }
+        backoff(&mut spins);
+    }
+}
+
+/// Disables the controller (waiting for RDY to agree with EN first) and waits until it stops.
+fn disable<P: Platform>(platform: &P, cap: Cap) -> Result<()> {
+    let timeout = Duration::from_millis(cap.timeout_ms().max(500));
+    let cc = platform.read32(regs::CC);
+    if cc == u32::MAX {
+        return Err(Error::ControllerDead);
+    }
+    if cc & regs::CC_EN != 0 {
+        // Changing EN while RDY still disagrees is undefined; a fatal status ends the wait too.
+        let csts = platform.read32(regs::CSTS);
+        if csts & regs::CSTS_CFS == 0 {
+            wait_ready(platform, true, timeout)?;
+        }
+        platform.write32(regs::CC, cc & !regs::CC_EN);
+    }
+    wait_ready(platform, false, timeout)
+}
+
+/// Programs the admin queue, enables the controller and waits for it.
+fn enable<P: Platform>(platform: &P, cap: Cap, admin: &AdminQueue<P::Dma>) -> Result<()> {
+    let rings = &admin.rings;
+    let entries = rings.entries as u32 - 1;
+    platform.write32(regs::AQA, entries << 16 | entries);
+    platform.write64(regs::ASQ, rings.sq_addr());
+    platform.write64(regs::ACQ, rings.cq_addr());
+    platform.write32(regs::INTMS, u32::MAX);
+    // 4 KiB pages: DMA memory is only known to be contiguous within 4 KiB.
+    platform.write32(regs::CC, regs::cc_value(0));
+    platform.write32(regs::CC, regs::cc_value(0) | regs::CC_EN);
+    wait_ready(
+        platform,
+        true,
+        Duration::from_millis(cap.timeout_ms().max(500)),
+    )
+}
+
+impl<P: Platform> Controller<P> {
+    /// Brings the controller up: reset, admin queue, identify, namespaces and queue count.
+    pub fn new(platform: P, options: Options) -> Result<Controller<P>> {
+        let cap = Cap(platform.read64(regs::CAP));
+        if cap.0 == u64::MAX {
+            return Err(Error::ControllerDead);
+        }
+        if !cap.supports_nvm_command_set() {
+            return Err(Error::Unsupported("no NVM command set".into()));
+        }
+        if cap.mps_min() > 0 {
+            return Err(Error::Unsupported(format!(
+                "smallest memory page is {} bytes, the driver uses {DMA_PAGE_SIZE}",
+                DMA_PAGE_SIZE << cap.mps_min()
+            )));
+        }
+        disable(&platform, cap)?;
+        let admin_entries = ADMIN_ENTRIES.min(cap.max_queue_entries().min(4096) as u16);
+        let rings = Rings::new(&platform, 0, admin_entries, cap.doorbell_stride())?;
+        let mut admin = AdminQueue::new(rings, options.admin_timeout);
+        enable(&platform, cap, &admin)?;
+
+        let info = ControllerInfo::parse(&admin.identify(&platform, cns::CONTROLLER, 0)?);
+        let mut namespaces = Vec::new();
+        for id in admin.active_namespaces(&platform)? {
+            let ns = Namespace::parse(id, &admin.identify(&platform, cns::NAMESPACE, id)?);
+            if ns.blocks > 0 && ns.metadata_size == 0 && (9..=16).contains(&ns.block_shift) {
+                namespaces.push(ns);
+            }
+        }
+        let granted = admin.set_queue_count(&platform, options.io_queues.max(1))?;
+        let mdts_limit = match info.mdts {
+            0 => usize::MAX,
+            n if n >= 20 => usize::MAX,
+            n => DMA_PAGE_SIZE << n,
+        };
+        let max_transfer = options.max_transfer.min(mdts_limit).max(DMA_PAGE_SIZE);
+        let max_transfer = max_transfer - max_transfer % DMA_PAGE_SIZE;
+        Ok(Controller {
+            shared: Arc::new(Shared {
+                platform,
+                cap,
+                max_transfer,
+                info,
+                namespaces,
+                admin: Mutex::new(admin),
+                generation: AtomicU64::new(0),
+                dead: AtomicBool::new(false),
+                granted: AtomicU64::new(granted as u64),
+                queue_ids: Mutex::new(vec![false; granted as usize]),
+                options,
+            }),
+        })
+    }
+
+    /// What Identify Controller reported.
+    pub fn info(&self) -> &ControllerInfo {
+        &self.shared.info
+    }
+
+    /// The active namespaces the driver can use.
+    pub fn namespaces(&self) -> &[Namespace] {
+        &self.shared.namespaces
+    }
+
+    /// The controller capabilities register.
+    pub fn cap(&self) -> Cap {
+        self.shared.cap
+    }
+
+    /// Largest transfer of one command (MDTS and the driver's own bound).
+    pub fn max_transfer(&self) -> usize {
+        self.shared.max_transfer
+    }
+
+    /// I/O queue pairs the controller granted.
+    pub fn queues_granted(&self) -> u16 {
+        self.shared.granted.load(Ordering::Relaxed) as u16
+    }
+
+    /// The platform the controller runs on.
+    pub fn platform(&self) -> &P {
+        &self.shared.platform
+    }
+
+    /// Creates an I/O queue pair (CQ, then SQ) for the calling thread.
+    pub fn queue_pair(&self) -> Result<QueuePair<P>> {
+        QueuePair::new(Arc::clone(&self.shared))
+    }
+
+    /// Resets the controller now; live queue pairs recreate their queues on their next use.
+    pub fn reset(&self) -> Result<()> {
+        let seen = self.shared.generation.load(Ordering::Acquire);
+        self.shared.reset(seen)
+    }
+}
+
+impl<P: Platform> Shared<P> {
+    pub(crate) fn lock_admin(&self) -> MutexGuard<'_, AdminQueue<P::Dma>> {
+        self.admin
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes a free I/O queue ID.
+    pub(crate) fn take_queue_id(&self) -> Result<u16> {
+        let mut ids = self
+            .queue_ids
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let index = ids
+            .iter()
+            .position(|used| !used)
+            .ok_or(Error::NoQueuesLeft(ids.len() as u16))?;
+        ids[index] = true;
+        Ok(index as u16 + 1)
+    }
+
+    /// Gives an I/O queue ID back.
+    pub(crate) fn release_queue_id(&self, qid: u16) {
+        let mut ids = self
+            .queue_ids
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(used) = ids.get_mut(qid as usize - 1) {
+            *used = false;
+        }
+    }
+
+    /// Resets the controller unless someone already did since generation `seen`.
+    ///
+    /// Disabling stops all DMA; the admin queue is rebuilt and the queue count set again.
+    /// A controller that cannot be reset is marked dead.
+    pub(crate) fn reset(&self, seen: u64) -> Result<()> {
+        let mut admin = self.lock_admin();
+        if self.dead.load(Ordering::Acquire) {
+            return Err(Error::ControllerDead);
+        }
+        if self.generation.load(Ordering::Acquire) != seen {
+            return Ok(());
+        }
+        let result = (|| {
+            disable(&self.platform, self.cap)?;
+            admin.rings.reset();
+            enable(&self.platform, self.cap, &admin)?;
+            let wanted = self.granted.load(Ordering::Relaxed) as u16;
+            admin.set_queue_count(&self.platform, wanted)
+        })();
+        match result {
+            Ok(_) => {
+                self.generation.fetch_add(1, Ordering::AcqRel);
+                Ok(())
+            }
+            Err(e) => {
+                self.dead.store(true, Ordering::Release);
+                let _ = disable(&self.platform, self.cap);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl<P: Platform> Drop for Shared<P> {
+    /// Orderly shutdown: CC.SHN = normal, then wait for SHST = complete, bounded by RTD3E.
+    fn drop(&mut self) {
+        if self.dead.load(Ordering::Acquire) {
+            return;
+        }
+        let cc = self.platform.read32(regs::CC);
+        if cc == u32::MAX || cc & regs::CC_EN == 0 {
+            return;
+        }
+        self.platform
+            .write32(regs::CC, (cc & !regs::CC_SHN_MASK) | regs::CC_SHN_NORMAL);
+        let bound = Duration::from_micros(self.info.rtd3e_us as u64).max(DEFAULT_SHUTDOWN);
+        let deadline = Instant::now() + bound;
+        let mut spins = 0;
+        loop {
+            let csts = self.platform.read32(regs::CSTS);
+            if csts == u32::MAX || csts & regs::CSTS_SHST_MASK == regs::CSTS_SHST_COMPLETE {
+                break;
+            }
+            if Instant::now() > deadline {
+                break;
+            }
+            backoff(&mut spins);
+        }
+    }
+}
+
+impl<P: Platform> std::fmt::Debug for Controller<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("info", &self.shared.info)
+            .field("namespaces", &self.shared.namespaces)
+            .field("generation", &self.shared.generation)
+            .field("dead", &self.shared.dead)
+            .finish()
+    }
+}

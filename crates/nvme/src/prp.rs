@@ -1,0 +1,129 @@
+//! Physical Region Page entries: how a command tells the controller where its data lives.
+//!
+//! DMA memory is contiguous on the bus only within one 4 KiB page, so every page of a transfer
+//! gets its own entry. PRP1 may start inside a page; a transfer touching exactly two pages puts
+//! the second page in PRP2; more pages go in a PRP list, whose last entry chains to the next list
+//! page when one page of entries is not enough.
+
+use crate::error::{Error, Result};
+use crate::platform::{DMA_PAGE_SIZE, DmaMemory};
+
+/// Entries in one PRP list page.
+const ENTRIES_PER_PAGE: usize = DMA_PAGE_SIZE / 8;
+
+/// The PRP list pages reserved for one command: `pages` whole pages of `mem` from `offset`.
+#[derive(Debug)]
+pub struct ListSpace<'a, L> {
+    /// The memory holding the list pages.
+    pub mem: &'a L,
+    /// Byte offset of the first list page (page-aligned).
+    pub offset: usize,
+    /// How many list pages may be used.
+    pub pages: usize,
+}
+
+/// How many pages a transfer of `len` bytes starting `offset` bytes into a page touches.
+pub fn pages_touched(offset: usize, len: usize) -> usize {
+    if len == 0 {
+        return 0;
+    }
+    (offset % DMA_PAGE_SIZE + len).div_ceil(DMA_PAGE_SIZE)
+}
+
+/// How many list pages `entries` PRP list entries need, counting chain pointers.
+pub fn list_pages_for(entries: usize) -> usize {
+    if entries <= ENTRIES_PER_PAGE {
+        1
+    } else {
+        1 + (entries - ENTRIES_PER_PAGE).div_ceil(ENTRIES_PER_PAGE - 1)
+    }
+}
+
+/// Builds PRP1 and PRP2 for bytes `offset..offset + len` of `buf`, writing a (chained) PRP list
+/// into `list` when the transfer touches more than two pages.
+pub fn build<D: DmaMemory, L: DmaMemory>(
+    buf: &D,
+    offset: usize,
+    len: usize,
+    list: &ListSpace<'_, L>,
+) -> Result<(u64, u64)> {
+    if len == 0 {
+        return Err(Error::InvalidRequest("empty data transfer".into()));
+    }
+    if !offset.is_multiple_of(4) {
+        return Err(Error::InvalidRequest(format!(
+            "buffer offset {offset} is not 4-byte aligned"
+        )));
+    }
+    let end = offset
+        .checked_add(len)
+        .filter(|&end| end <= buf.len())
+        .ok_or_else(|| {
+            Error::InvalidRequest(format!(
+                "{len} bytes at offset {offset} do not fit a {}-byte buffer",
+                buf.len()
+            ))
+        })?;
+    let first_page = offset / DMA_PAGE_SIZE;
+    let last_page = (end - 1) / DMA_PAGE_SIZE;
+    let prp1 = buf.bus_addr(offset);
+    if first_page == last_page {
+        return Ok((prp1, 0));
+    }
+    if last_page == first_page + 1 {
+        return Ok((prp1, buf.bus_addr(last_page * DMA_PAGE_SIZE)));
+    }
+    let entries = last_page - first_page;
+    let needed = list_pages_for(entries);
+    if needed > list.pages {
+        return Err(Error::InvalidRequest(format!(
+            "transfer needs {needed} PRP list pages, {} reserved",
+            list.pages
+        )));
+    }
+    let mut page = [0u8; DMA_PAGE_SIZE];
+    let mut list_index = 0;
+    let mut slot = 0;
+    for (i, data_page) in (first_page + 1..=last_page).enumerate() {
+        let remaining = entries - i;
+        if slot == ENTRIES_PER_PAGE - 1 && remaining > 1 {
+            let next = list
+                .mem
+                .bus_addr(list.offset + (list_index + 1) * DMA_PAGE_SIZE);
+            page[slot * 8..slot * 8 + 8].copy_from_slice(&next.to_le_bytes());
+            list.mem
+                .write(list.offset + list_index * DMA_PAGE_SIZE, &page);
+            list_index += 1;
+            slot = 0;
+        }
+        let addr = buf.bus_addr(data_page * DMA_PAGE_SIZE);
+        page[slot * 8..slot * 8 + 8].copy_from_slice(&addr.to_le_bytes());
+        slot += 1;
+    }
+    list.mem
+        .write(list.offset + list_index * DMA_PAGE_SIZE, &page[..slot * 8]);
+    Ok((prp1, list.mem.bus_addr(list.offset)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_pages_with_the_first_page_offset() {
+        assert_eq!(pages_touched(0, 4096), 1);
+        assert_eq!(pages_touched(512, 4096), 2);
+        assert_eq!(pages_touched(4092, 8), 2);
+        assert_eq!(pages_touched(0, 8192), 2);
+        assert_eq!(pages_touched(0, 8193), 3);
+    }
+
+    #[test]
+    fn list_pages_account_for_chain_pointers() {
+        assert_eq!(list_pages_for(1), 1);
+        assert_eq!(list_pages_for(512), 1);
+        assert_eq!(list_pages_for(513), 2);
+        assert_eq!(list_pages_for(1023), 2);
+        assert_eq!(list_pages_for(1024), 3);
+    }
+}

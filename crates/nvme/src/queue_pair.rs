@@ -1,0 +1,734 @@
+//! An I/O queue pair: batched submission, polled completion, timeouts, abort and recovery.
+//!
+//! A queue pair belongs to one thread at a time: it is `Send` but not `Sync`. Its hot path
+//! (submit, poll) takes no lock and allocates nothing: command slots, request states and PRP
+//! list pages are all allocated when the queue pair is created.
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::admin::{backoff, check_alive};
+use crate::command::{Cqe, Sqe, admin, io};
+use crate::controller::Shared;
+use crate::error::{Error, Result};
+use crate::identify::Namespace;
+use crate::platform::{DMA_PAGE_SIZE, DmaMemory, Platform};
+use crate::prp::{self, ListSpace};
+use crate::request::{Completion, IoKind, Rejected, Request};
+use crate::ring::Rings;
+use crate::status::{Status, sc, sct};
+
+/// Bits of a command ID that name the slot; the rest count resubmissions of that slot.
+const SLOT_BITS: u16 = 12;
+const SLOT_MASK: u16 = (1 << SLOT_BITS) - 1;
+/// Idle polls between two looks at the clock for timed-out commands.
+const POLLS_PER_TIMEOUT_CHECK: u32 = 32;
+
+/// One command in flight (or a free slot).
+#[derive(Debug)]
+struct Slot {
+    sqe: Sqe,
+    request: u16,
+    seq: u16,
+    busy: bool,
+    attempts: u8,
+    aborting: bool,
+    deadline: Instant,
+}
+
+/// One request in flight: it may be split into several commands.
+struct RequestState<D> {
+    tag: u64,
+    buffer: Option<D>,
+    pending: u16,
+    error: Option<Error>,
+}
+
+/// How a request maps onto commands.
+#[derive(Debug)]
+struct Plan {
+    commands: usize,
+    blocks_per_command: u64,
+    ns: Namespace,
+}
+
+/// An I/O submission/completion queue pair, for one thread.
+pub struct QueuePair<P: Platform> {
+    shared: Arc<Shared<P>>,
+    rings: Rings<P::Dma>,
+    lists: P::Dma,
+    list_pages: usize,
+    slots: Vec<Slot>,
+    free_slots: Vec<u16>,
+    requests: Vec<RequestState<P::Dma>>,
+    free_requests: Vec<u16>,
+    ready: VecDeque<u16>,
+    in_flight: usize,
+    sq_pending: bool,
+    generation: u64,
+    broken: bool,
+    idle_polls: u32,
+    /// Not `Sync`: one thread drives a queue pair.
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+impl<P: Platform> QueuePair<P> {
+    pub(crate) fn new(shared: Arc<Shared<P>>) -> Result<QueuePair<P>> {
+        if shared.dead.load(Ordering::Acquire) {
+            return Err(Error::ControllerDead);
+        }
+        let qid = shared.take_queue_id()?;
+        match Self::build(Arc::clone(&shared), qid) {
+            Ok(qp) => Ok(qp),
+            Err(e) => {
+                shared.release_queue_id(qid);
+                Err(e)
+            }
+        }
+    }
+
+    fn build(shared: Arc<Shared<P>>, qid: u16) -> Result<QueuePair<P>> {
+        let platform = &shared.platform;
+        let generation = shared.generation.load(Ordering::Acquire);
+        let wanted = (shared.options.queue_depth as u32 + 1)
+            .min(shared.cap.max_queue_entries())
+            .min(SLOT_MASK as u32 + 1) as u16;
+        let rings = Rings::new(platform, qid, wanted, shared.cap.doorbell_stride())?;
+        let depth = rings.entries as usize - 1;
+        let list_pages = prp::list_pages_for((shared.max_transfer / DMA_PAGE_SIZE).max(1));
+        let lists = platform.alloc_dma(depth * list_pages * DMA_PAGE_SIZE)?;
+        shared.lock_admin().create_io_queues(platform, &rings)?;
+        let now = Instant::now();
+        Ok(QueuePair {
+            slots: (0..depth)
+                .map(|_| Slot {
+                    sqe: Sqe::default(),
+                    request: 0,
+                    seq: 0,
+                    busy: false,
+                    attempts: 0,
+                    aborting: false,
+                    deadline: now,
+                })
+                .collect(),
+            free_slots: (0..depth as u16).rev().collect(),
+            requests: (0..depth)
+                .map(|_| RequestState {
+                    tag: 0,
+                    buffer: None,
+                    pending: 0,
+                    error: None,
+                })
+                .collect(),
+            free_requests: (0..depth as u16).rev().collect(),
+            ready: VecDeque::with_capacity(depth),
+            in_flight: 0,
+            sq_pending: false,
+            generation,
+            broken: false,
+            idle_polls: 0,
+            list_pages,
+            lists,
+            rings,
+            shared,
+            _not_sync: PhantomData,
+        })
+    }
+
+    /// The queue ID.
+    pub fn id(&self) -> u16 {
+        self.rings.qid
+    }
+
+    /// How many commands can be in flight at once.
+    pub fn depth(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Commands currently in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Free command slots.
+    pub fn free_slots(&self) -> usize {
+        self.free_slots.len()
+    }
+
+    /// Largest transfer of one command; bigger requests are split.
+    pub fn max_transfer(&self) -> usize {
+        self.shared.max_transfer
+    }
+
+    /// Allocates DMA memory for request buffers.
+    pub fn alloc_buffer(&self, len: usize) -> Result<P::Dma> {
+        Ok(self.shared.platform.alloc_dma(len)?)
+    }
+
+    /// Namespace `nsid`, if the driver uses it.
+    pub fn namespace(&self, nsid: u32) -> Option<Namespace> {
+        self.shared
+            .namespaces
+            .iter()
+            .find(|ns| ns.id == nsid)
+            .copied()
+    }
+
+    fn plan(&self, req: &Request<P::Dma>) -> Result<Plan> {
+        if self.broken || self.shared.dead.load(Ordering::Acquire) {
+            return Err(Error::ControllerDead);
+        }
+        let ns = self
+            .namespace(req.nsid)
+            .ok_or_else(|| Error::InvalidRequest(format!("no usable namespace {}", req.nsid)))?;
+        let check_range = || {
+            if req.blocks == 0 {
+                return Err(Error::InvalidRequest("zero blocks".into()));
+            }
+            if req
+                .lba
+                .checked_add(req.blocks)
+                .is_none_or(|end| end > ns.blocks)
+            {
+                return Err(Error::InvalidRequest(format!(
+                    "blocks {}..+{} past the end of namespace {} ({} blocks)",
+                    req.lba, req.blocks, ns.id, ns.blocks
+                )));
+            }
+            Ok(())
+        };
+        let per_command = match req.kind {
+            IoKind::Flush => u64::MAX,
+            IoKind::Read | IoKind::Write { .. } => {
+                check_range()?;
+                let len = req
+                    .blocks
+                    .checked_mul(ns.block_size() as u64)
+                    .and_then(|l| usize::try_from(l).ok());
+                let buffer_len = req.buffer.as_ref().map_or(0, DmaMemory::len);
+                let fits = len.is_some_and(|len| {
+                    req.buffer_offset
+                        .checked_add(len)
+                        .is_some_and(|end| end <= buffer_len)
+                });
+                if !fits {
+                    return Err(Error::InvalidRequest(format!(
+                        "{} blocks of {} bytes at buffer offset {} do not fit a {buffer_len}-byte buffer",
+                        req.blocks,
+                        ns.block_size(),
+                        req.buffer_offset
+                    )));
+                }
+                if req.buffer_offset % 4 != 0 {
+                    return Err(Error::InvalidRequest(
+                        "buffer offset is not 4-byte aligned".into(),
+                    ));
+                }
+                (self.shared.max_transfer >> ns.block_shift).max(1) as u64
+            }
+            IoKind::WriteZeroes => {
+                check_range()?;
+                1 << 16
+            }
+            IoKind::Deallocate => {
+                check_range()?;
+                u32::MAX as u64
+            }
+        };
+        let commands = match req.kind {
+            IoKind::Flush => 1,
+            _ => req.blocks.div_ceil(per_command) as usize,
+        };
+        if commands > self.slots.len() {
+            return Err(Error::InvalidRequest(format!(
+                "request needs {commands} commands, the queue holds {}",
+                self.slots.len()
+            )));
+        }
+        Ok(Plan {
+            commands,
+            blocks_per_command: per_command,
+            ns,
+        })
+    }
+
+    /// Queues a request. The doorbell is written by [`QueuePair::flush`] or the next poll, so
+    /// several submissions share one doorbell write.
+    pub fn submit(&mut self, req: Request<P::Dma>) -> Result<(), Rejected<P::Dma>> {
+        self.sync_generation();
+        let plan = match self.plan(&req) {
+            Ok(plan) => plan,
+            Err(error) => {
+                return Err(Rejected {
+                    error,
+                    request: req,
+                });
+            }
+        };
+        if plan.commands > self.free_slots.len() || plan.commands > self.rings.sq_space() {
+            return Err(Rejected {
+                error: Error::QueueFull,
+                request: req,
+            });
+        }
+        let Some(r) = self.free_requests.pop() else {
+            return Err(Rejected {
+                error: Error::QueueFull,
+                request: req,
+            });
+        };
+        let state = &mut self.requests[r as usize];
+        state.tag = req.tag;
+        state.buffer = req.buffer;
+        state.pending = 0;
+        state.error = None;
+        let deadline = Instant::now() + self.shared.options.io_timeout;
+        for i in 0..plan.commands as u64 {
+            let Some(s) = self.free_slots.pop() else {
+                break;
+            };
+            let first = i * plan.blocks_per_command;
+            let blocks = plan
+                .blocks_per_command
+                .min(req.blocks.saturating_sub(first));
+            let byte_offset = req.buffer_offset + ((first << plan.ns.block_shift) as usize);
+            match self.build_command(
+                s,
+                req.kind,
+                &plan.ns,
+                req.lba + first,
+                blocks,
+                r,
+                byte_offset,
+            ) {
+                Ok(sqe) => {
+                    let slot = &mut self.slots[s as usize];
+                    slot.sqe = sqe;
+                    slot.request = r;
+                    slot.attempts = 0;
+                    self.requests[r as usize].pending += 1;
+                    self.in_flight += 1;
+                    self.start(s, deadline);
+                }
+                Err(e) => {
+                    self.free_slots.push(s);
+                    let state = &mut self.requests[r as usize];
+                    state.error.get_or_insert(e);
+                    break;
+                }
+            }
+        }
+        if self.requests[r as usize].pending == 0 {
+            self.ready.push_back(r);
+        }
+        self.sq_pending = true;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build_command(
+        &self,
+        s: u16,
+        kind: IoKind,
+        ns: &Namespace,
+        lba: u64,
+        blocks: u64,
+        r: u16,
+        byte_offset: usize,
+    ) -> Result<Sqe> {
+        let list_offset = s as usize * self.list_pages * DMA_PAGE_SIZE;
+        let sqe = match kind {
+            IoKind::Read | IoKind::Write { .. } => {
+                let (opcode, fua) = match kind {
+                    IoKind::Write { fua } => (io::WRITE, fua),
+                    _ => (io::READ, false),
+                };
+                let mut sqe = Sqe::new(opcode, ns.id);
+                sqe.set_slba(lba);
+                sqe.set_cdw(12, (blocks as u32 - 1) | (fua as u32) << 30);
+                let Some(buffer) = self.requests[r as usize].buffer.as_ref() else {
+                    return Err(Error::InvalidRequest(
+                        "read or write without a buffer".into(),
+                    ));
+                };
+                let list = ListSpace {
+                    mem: &self.lists,
+                    offset: list_offset,
+                    pages: self.list_pages,
+                };
+                let (prp1, prp2) = prp::build(
+                    buffer,
+                    byte_offset,
+                    (blocks << ns.block_shift) as usize,
+                    &list,
+                )?;
+                sqe.set_prps(prp1, prp2);
+                sqe
+            }
+            IoKind::Flush => Sqe::new(io::FLUSH, ns.id),
+            IoKind::WriteZeroes => {
+                let mut sqe = Sqe::new(io::WRITE_ZEROES, ns.id);
+                sqe.set_slba(lba);
+                sqe.set_cdw(12, blocks as u32 - 1);
+                sqe
+            }
+            IoKind::Deallocate => {
+                let mut range = [0u8; 16];
+                range[4..8].copy_from_slice(&(blocks as u32).to_le_bytes());
+                range[8..16].copy_from_slice(&lba.to_le_bytes());
+                self.lists.write(list_offset, &range);
+                let mut sqe = Sqe::new(io::DATASET_MANAGEMENT, ns.id);
+                sqe.set_prps(self.lists.bus_addr(list_offset), 0);
+                sqe.set_cdw(10, 0);
+                sqe.set_cdw(11, 1 << 2);
+                sqe
+            }
+        };
+        Ok(sqe)
+    }
+
+    /// Gives slot `s` a fresh command ID and copies its command to the submission ring.
+    fn start(&mut self, s: u16, deadline: Instant) {
+        let slot = &mut self.slots[s as usize];
+        slot.seq = (slot.seq + 1) & (u16::MAX >> SLOT_BITS);
+        slot.sqe.set_cid(s | slot.seq << SLOT_BITS);
+        slot.busy = true;
+        slot.aborting = false;
+        slot.deadline = deadline;
+        self.rings.push(&slot.sqe);
+        self.sq_pending = true;
+    }
+
+    /// Writes the submission doorbell for everything queued since the last write.
+    pub fn flush(&mut self) {
+        if self.sq_pending {
+            self.rings.ring_sq(&self.shared.platform);
+            self.sq_pending = false;
+        }
+    }
+
+    /// Rings pending doorbells, reaps completions, handles timeouts, and hands every finished
+    /// request to `on_complete`. Returns how many requests finished.
+    pub fn poll(&mut self, mut on_complete: impl FnMut(Completion<P::Dma>)) -> usize {
+        self.sync_generation();
+        self.flush();
+        let mut reaped = 0;
+        while let Some(cqe) = self.rings.next_cqe() {
+            reaped += 1;
+            self.on_cqe(cqe);
+        }
+        if reaped > 0 {
+            self.rings.ring_cq(&self.shared.platform);
+            self.idle_polls = 0;
+        } else if self.in_flight > 0 {
+            self.idle_polls += 1;
+            if self.idle_polls.is_multiple_of(POLLS_PER_TIMEOUT_CHECK) {
+                self.check_timeouts();
+            }
+        }
+        self.flush();
+        let mut finished = 0;
+        while let Some(r) = self.ready.pop_front() {
+            finished += 1;
+            let dead = self.shared.dead.load(Ordering::Acquire);
+            let state = &mut self.requests[r as usize];
+            let mut buffer = state.buffer.take();
+            if dead && state.error.is_some() {
+                // The device may still write into it: never free memory it could reach.
+                std::mem::forget(buffer.take());
+            }
+            let completion = Completion {
+                tag: state.tag,
+                result: state.error.take().map_or(Ok(()), Err),
+                buffer,
+            };
+            self.free_requests.push(r);
+            on_complete(completion);
+        }
+        finished
+    }
+
+    fn on_cqe(&mut self, cqe: Cqe) {
+        let s = cqe.cid & SLOT_MASK;
+        let Some(slot) = self.slots.get(s as usize) else {
+            return;
+        };
+        if !slot.busy || slot.sqe.cid() != cqe.cid {
+            // A late completion of a command already resubmitted or failed.
+            return;
+        }
+        let opcode = slot.sqe.opcode();
+        match Status::from_field(cqe.status) {
+            None => self.finish(s, None),
+            Some(status) if status.is_abort_requested() && slot.aborting => {
+                self.retry(s, Error::Timeout("an I/O command"));
+            }
+            Some(status) if retryable(status) => {
+                self.retry(s, Error::Command { opcode, status });
+            }
+            Some(status) => self.finish(s, Some(Error::Command { opcode, status })),
+        }
+    }
+
+    /// Resubmits slot `s` unless it has used up its retries.
+    fn retry(&mut self, s: u16, error: Error) {
+        let slot = &mut self.slots[s as usize];
+        if slot.attempts >= self.shared.options.retries || self.rings.sq_space() == 0 {
+            self.finish(s, Some(error));
+            return;
+        }
+        slot.attempts += 1;
+        let deadline = Instant::now() + self.shared.options.io_timeout;
+        self.start(s, deadline);
+    }
+
+    fn finish(&mut self, s: u16, error: Option<Error>) {
+        let slot = &mut self.slots[s as usize];
+        slot.busy = false;
+        slot.aborting = false;
+        let r = slot.request;
+        self.in_flight -= 1;
+        self.free_slots.push(s);
+        let state = &mut self.requests[r as usize];
+        if let Some(e) = error {
+            state.error.get_or_insert(e);
+        }
+        state.pending -= 1;
+        if state.pending == 0 {
+            self.ready.push_back(r);
+        }
+    }
+
+    fn check_timeouts(&mut self) {
+        let now = Instant::now();
+        for s in 0..self.slots.len() as u16 {
+            let slot = &self.slots[s as usize];
+            if slot.busy && slot.deadline < now && self.handle_timeout(s, now) {
+                return;
+            }
+        }
+    }
+
+    /// Deals with one overdue command; `true` if the whole queue pair was recovered.
+    fn handle_timeout(&mut self, s: u16, now: Instant) -> bool {
+        let platform = &self.shared.platform;
+        match check_alive(platform) {
+            Ok(()) => {}
+            Err(Error::ControllerFatal) => return self.reset_and_recover(),
+            Err(_) => {
+                self.shared.dead.store(true, Ordering::Release);
+                self.recover();
+                return true;
+            }
+        }
+        let slot = &self.slots[s as usize];
+        if slot.aborting {
+            return self.reset_and_recover();
+        }
+        let cid = slot.sqe.cid();
+        let aborted = self
+            .shared
+            .lock_admin()
+            .abort(platform, self.rings.qid, cid);
+        match aborted {
+            Ok(true) => {
+                let slot = &mut self.slots[s as usize];
+                slot.aborting = true;
+                slot.deadline = now + self.shared.options.io_timeout;
+                false
+            }
+            // The controller no longer has the command: its completion was lost.
+            Ok(false) => {
+                self.retry(s, Error::Timeout("an I/O command"));
+                false
+            }
+            Err(_) => self.reset_and_recover(),
+        }
+    }
+
+    fn reset_and_recover(&mut self) -> bool {
+        let _ = self.shared.reset(self.generation);
+        self.recover();
+        true
+    }
+
+    fn sync_generation(&mut self) {
+        let current = self.shared.generation.load(Ordering::Acquire);
+        if current != self.generation
+            || (self.shared.dead.load(Ordering::Acquire) && self.in_flight > 0)
+        {
+            self.recover();
+        }
+    }
+
+    /// After a controller reset: recreate the queues and resubmit every command in flight.
+    /// If the controller is dead, fail them all instead.
+    fn recover(&mut self) {
+        let current = self.shared.generation.load(Ordering::Acquire);
+        self.generation = current;
+        if !self.shared.dead.load(Ordering::Acquire) && !self.broken {
+            self.rings.reset();
+            let created = self
+                .shared
+                .lock_admin()
+                .create_io_queues(&self.shared.platform, &self.rings);
+            if created.is_ok() {
+                let deadline = Instant::now() + self.shared.options.io_timeout;
+                for s in 0..self.slots.len() as u16 {
+                    let slot = &mut self.slots[s as usize];
+                    if !slot.busy {
+                        continue;
+                    }
+                    if slot.attempts >= self.shared.options.retries {
+                        self.finish(s, Some(Error::Timeout("an I/O command")));
+                    } else {
+                        slot.attempts += 1;
+                        self.start(s, deadline);
+                    }
+                }
+                self.flush();
+                return;
+            }
+            self.broken = true;
+        }
+        for s in 0..self.slots.len() as u16 {
+            if self.slots[s as usize].busy {
+                self.finish(s, Some(Error::ControllerDead));
+            }
+        }
+    }
+
+    /// Submits one request and waits for it. Only for a queue pair with nothing else in
+    /// flight (use [`QueuePair::submit`] and [`QueuePair::poll`] otherwise).
+    pub fn execute(&mut self, req: Request<P::Dma>) -> Result<Completion<P::Dma>> {
+        if self.in_flight > 0 || !self.ready.is_empty() {
+            return Err(Error::InvalidRequest(
+                "execute needs an idle queue pair".into(),
+            ));
+        }
+        self.submit(req).map_err(|rejected| rejected.error)?;
+        let options = &self.shared.options;
+        let bound = (options.io_timeout * 2 + options.admin_timeout * 2)
+            * (options.retries as u32 + 2)
+            + Duration::from_millis(2 * self.shared.cap.timeout_ms());
+        let deadline = Instant::now() + bound;
+        let mut spins = 0;
+        loop {
+            let mut done = None;
+            self.poll(|c| done = Some(c));
+            if let Some(c) = done {
+                return Ok(c);
+            }
+            if spins % 256 == 255 && Instant::now() > deadline {
+                return Err(Error::Timeout("a request"));
+            }
+            backoff(&mut spins);
+        }
+    }
+
+    fn run_simple(&mut self, req: Request<P::Dma>) -> Result<()> {
+        self.execute(req)?.result
+    }
+
+    fn bytes_to_blocks(&self, nsid: u32, len: usize) -> Result<u64> {
+        let ns = self
+            .namespace(nsid)
+            .ok_or_else(|| Error::InvalidRequest(format!("no usable namespace {nsid}")))?;
+        if len == 0 || !len.is_multiple_of(ns.block_size()) {
+            return Err(Error::InvalidRequest(format!(
+                "{len} bytes is not a whole number of {}-byte blocks",
+                ns.block_size()
+            )));
+        }
+        Ok((len / ns.block_size()) as u64)
+    }
+
+    /// Reads `out.len()` bytes (whole blocks) at `lba` through a bounce buffer.
+    pub fn read(&mut self, nsid: u32, lba: u64, out: &mut [u8]) -> Result<()> {
+        let blocks = self.bytes_to_blocks(nsid, out.len())?;
+        let buffer = self.alloc_buffer(out.len())?;
+        let done = self.execute(Request::read(nsid, lba, blocks, buffer))?;
+        done.result?;
+        if let Some(buffer) = done.buffer {
+            buffer.read(0, out);
+        }
+        Ok(())
+    }
+
+    /// Writes `data` (whole blocks) at `lba` through a bounce buffer.
+    pub fn write(&mut self, nsid: u32, lba: u64, data: &[u8], fua: bool) -> Result<()> {
+        let blocks = self.bytes_to_blocks(nsid, data.len())?;
+        let buffer = self.alloc_buffer(data.len())?;
+        buffer.write(0, data);
+        self.run_simple(Request::write(nsid, lba, blocks, buffer, fua))
+    }
+
+    /// Flushes the volatile write cache of namespace `nsid`.
+    pub fn flush_cache(&mut self, nsid: u32) -> Result<()> {
+        self.run_simple(Request::flush(nsid))
+    }
+
+    /// Zeroes `blocks` blocks at `lba`.
+    pub fn write_zeroes(&mut self, nsid: u32, lba: u64, blocks: u64) -> Result<()> {
+        self.run_simple(Request::write_zeroes(nsid, lba, blocks))
+    }
+
+    /// Deallocates `blocks` blocks at `lba`.
+    pub fn deallocate(&mut self, nsid: u32, lba: u64, blocks: u64) -> Result<()> {
+        self.run_simple(Request::deallocate(nsid, lba, blocks))
+    }
+}
+
+impl<P: Platform> Drop for QueuePair<P> {
+    /// Deletes the SQ (which ends its commands) and then the CQ; if that fails, resets the
+    /// controller so it cannot touch this queue pair's memory any more.
+    fn drop(&mut self) {
+        let qid = self.rings.qid;
+        let current = self.shared.generation.load(Ordering::Acquire);
+        let dead = self.shared.dead.load(Ordering::Acquire);
+        if !dead && !self.broken && current == self.generation {
+            let deleted = {
+                let mut admin = self.shared.lock_admin();
+                let platform = &self.shared.platform;
+                admin
+                    .delete_queue(platform, admin::DELETE_SQ, qid)
+                    .and_then(|()| admin.delete_queue(platform, admin::DELETE_CQ, qid))
+            };
+            if deleted.is_err() {
+                let _ = self.shared.reset(current);
+            }
+        }
+        if self.shared.dead.load(Ordering::Acquire) {
+            for slot in &self.slots {
+                if slot.busy {
+                    let state = &mut self.requests[slot.request as usize];
+                    std::mem::forget(state.buffer.take());
+                }
+            }
+        }
+        self.shared.release_queue_id(qid);
+    }
+}
+
+impl<P: Platform> std::fmt::Debug for QueuePair<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueuePair")
+            .field("qid", &self.rings.qid)
+            .field("depth", &self.slots.len())
+            .field("in_flight", &self.in_flight)
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
+/// Whether a failed command may succeed when sent again: the controller did not set Do Not
+/// Retry, and it was not aborted on purpose.
+fn retryable(status: Status) -> bool {
+    let aborted = status.sct == sct::GENERIC
+        && matches!(status.sc, sc::ABORT_REQUESTED | sc::ABORTED_SQ_DELETION);
+    !status.dnr && !aborted
+}
