@@ -68,13 +68,7 @@ where
                 continue;
             }
         };
-        if tag != ninep::NOTAG && inflight.contains(tag) {
-            tracing::warn!(
-                tag,
-                "closing the connection: tag reused while its request is running"
-            );
-            break;
-        }
+        inflight.wait(tag).await;
         match request {
             Request::Version { msize, version } => {
                 inflight.cancel_all().await;

@@ -49,11 +49,13 @@ impl InFlight {
         self.tasks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether a request with this tag is still running.
-    pub fn contains(&self, tag: u16) -> bool {
-        self.lock()
-            .get(&tag)
-            .is_some_and(|e| e.done.has_changed().is_ok())
+    /// Waits until the request with `tag` (if any) is gone. A client may reuse a tag as soon
+    /// as it has the reply, which the task sends just before it finishes.
+    pub async fn wait(&self, tag: u16) {
+        let waiter = self.lock().get(&tag).map(|e| e.done.clone());
+        if let Some(mut done) = waiter {
+            while done.changed().await.is_ok() {}
+        }
     }
 
     /// Spawns the task of a request under `tag`.

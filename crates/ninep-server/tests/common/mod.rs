@@ -1,0 +1,202 @@
+//! An in-process server on a unix socket, and helpers to talk to it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ninep::{Client, ClientError, FrameReader, NOFID, Request, Response};
+use ninep_server::{Config, Server, conn, listen};
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+
+pub const MSIZE: u32 = 1 << 20;
+pub const O_RDONLY: u32 = 0;
+pub const O_WRONLY: u32 = 1;
+pub const O_RDWR: u32 = 2;
+
+/// A temporary tree: `export/` is served, `outside/` holds what must stay unreachable.
+pub struct Harness {
+    pub tmp: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub server: Arc<Server>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        Self::with(|_| {}).await
+    }
+
+    pub async fn with(tweak: impl FnOnce(&mut Config)) -> Harness {
+        rustix::process::umask(rustix::fs::Mode::empty());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(std::env::var("NINEPD_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .with_test_writer()
+            .try_init();
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("export")).unwrap();
+        std::fs::create_dir(tmp.path().join("outside")).unwrap();
+        std::fs::write(tmp.path().join("outside/secret"), b"SECRET").unwrap();
+        let mut config = Config::new(tmp.path().join("export"));
+        tweak(&mut config);
+        let server = Server::new(&config).unwrap();
+        let socket = tmp.path().join("sock");
+        let listener = listen::bind_unix(&socket).unwrap();
+        let s = server.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (r, w) = stream.into_split();
+                tokio::spawn(conn::serve(s.clone(), r, w));
+            }
+        });
+        Harness {
+            tmp,
+            socket,
+            server,
+            task,
+        }
+    }
+
+    pub fn export(&self) -> PathBuf {
+        self.tmp.path().join("export")
+    }
+
+    pub fn outside(&self) -> PathBuf {
+        self.tmp.path().join("outside")
+    }
+
+    /// A client that has negotiated the version and attached fid 0 to the root.
+    pub async fn client(&self) -> Client {
+        let c = Client::connect_unix(&self.socket).await.unwrap();
+        c.version(MSIZE, "9P2000.L").await.unwrap();
+        c.attach(0, NOFID, b"root", b"", 0).await.unwrap();
+        c
+    }
+
+    pub async fn raw(&self) -> Raw {
+        let (r, w) = UnixStream::connect(&self.socket)
+            .await
+            .unwrap()
+            .into_split();
+        let mut raw = Raw {
+            r: FrameReader::new(r, MSIZE),
+            w,
+        };
+        raw.send(
+            0xffff,
+            &Request::Version {
+                msize: MSIZE,
+                version: Bytes::from_static(b"9P2000.L"),
+            },
+        )
+        .await;
+        assert!(matches!(
+            raw.recv().await,
+            (0xffff, Response::Version { .. })
+        ));
+        raw
+    }
+}
+
+/// A connection driven frame by frame, to check exactly which replies come and in what order.
+pub struct Raw {
+    pub r: FrameReader<OwnedReadHalf>,
+    pub w: OwnedWriteHalf,
+}
+
+impl Raw {
+    pub async fn send(&mut self, tag: u16, req: &Request) {
+        let mut frame = Vec::new();
+        req.encode(tag, &mut frame).unwrap();
+        self.w.write_all(&frame).await.unwrap();
+    }
+
+    pub async fn recv(&mut self) -> (u16, Response) {
+        let frame = self
+            .r
+            .next_frame()
+            .await
+            .unwrap_or_else(|e| panic!("reading a reply: {e}"))
+            .expect("a reply");
+        Response::decode(&frame).unwrap()
+    }
+
+    pub async fn call(&mut self, tag: u16, req: &Request) -> Response {
+        self.send(tag, req).await;
+        let (t, resp) = self.recv().await;
+        assert_eq!(t, tag);
+        resp
+    }
+}
+
+/// The errno of an Rlerror, or a panic for any other outcome.
+pub fn errno<T: std::fmt::Debug>(r: Result<T, ClientError>) -> i32 {
+    match r {
+        Err(ClientError::Lerror(e)) => e as i32,
+        other => panic!("expected Rlerror, got {other:?}"),
+    }
+}
+
+pub fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+/// Walks `path` (split on `/`) from the root fid 0 to a new fid.
+pub async fn walk_to(c: &Client, path: &str) -> Result<u32, ClientError> {
+    let fid = c.new_fid() + 1000;
+    let names: Vec<&str> = if path.is_empty() {
+        vec![]
+    } else {
+        path.split('/').collect()
+    };
+    c.walk(0, fid, &names).await?;
+    Ok(fid)
+}
+
+/// Creates `name` in the root with `data` through the client, returning the open fid.
+pub async fn create_file(c: &Client, name: &str, data: &[u8]) -> u32 {
+    let fid = walk_to(c, "").await.unwrap();
+    c.lcreate(fid, name.as_bytes(), O_RDWR, 0o644, 0)
+        .await
+        .unwrap();
+    if !data.is_empty() {
+        assert_eq!(
+            c.write(fid, 0, Bytes::copy_from_slice(data)).await.unwrap() as usize,
+            data.len()
+        );
+    }
+    fid
+}
+
+pub fn count_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// OFD locks held on files below `dir` (by inode), from /proc/locks.
+pub fn count_ofd_locks_on(inode: u64) -> usize {
+    let locks = std::fs::read_to_string("/proc/locks").unwrap();
+    locks
+        .lines()
+        .filter(|l| l.contains("OFDLCK"))
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(5)
+                .and_then(|f| f.rsplit(':').next())
+                .and_then(|i| i.parse::<u64>().ok())
+                == Some(inode)
+        })
+        .count()
+}
+
+pub fn inode(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().ino()
+}
