@@ -14,7 +14,7 @@ pub struct BenchArgs {
     /// What to benchmark.
     pub what: Bench,
     /// Extra arguments passed to the benchmark.
-    #[arg(trailing_var_arg = true)]
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub rest: Vec<String>,
 }
 
