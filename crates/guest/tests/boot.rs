@@ -16,3 +16,43 @@ fn guest_boots_and_reports_kernel_version() {
     );
     assert!(out.stdout.contains("console=ttyS0"), "{}", out.log_tail());
 }
+
+/// A guest that never finishes is killed at the deadline, the error says it was running the script and
+/// quotes its last output, and no QEMU is left behind.
+#[test]
+#[ignore = "boots a QEMU guest: run by cargo xtask test"]
+fn guest_hung_script_is_killed_at_the_deadline() {
+    let name = format!("hang-{}", std::process::id());
+    let err = guest::Vm::builder()
+        .name(&name)
+        .timeout(std::time::Duration::from_secs(3))
+        .run("echo about-to-hang; sleep 1000")
+        .expect_err("a script sleeping 1000 s must hit a 3 s deadline");
+    let guest::Error::Timeout { stage, pid, .. } = &err else {
+        panic!("expected a timeout, got: {err}");
+    };
+    assert_eq!(*stage, guest::Stage::Script.describe());
+    let message = err.to_string();
+    assert!(message.contains("about-to-hang"), "{message}");
+    assert!(message.contains("running the script"), "{message}");
+    let still_there = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains(&name));
+    assert!(!still_there, "QEMU (pid {pid}) still runs");
+    assert_eq!(qemus_named(&name), Vec::<u32>::new());
+}
+
+/// Pids of processes whose command line mentions `name`.
+fn qemus_named(name: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("procfs").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if cmdline.contains("qemu-system") && cmdline.contains(name) {
+            pids.push(pid);
+        }
+    }
+    pids
+}

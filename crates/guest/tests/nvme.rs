@@ -1,0 +1,93 @@
+//! An emulated NVMe controller under the kernel's nvme driver, handed to vfio-pci (behind the emulated
+//! IOMMU) or uio_pci_generic (without it), and back.
+
+/// Shell functions the scripts share: the controller's PCI address, rebinding, and waiting for a node.
+const HELPERS: &str = r#"set -e
+BDF=$(basename "$(readlink /sys/class/nvme/nvme0/device)")
+driver() { basename "$(readlink "/sys/bus/pci/devices/$BDF/driver")"; }
+bind() {
+    echo "$BDF" > "/sys/bus/pci/devices/$BDF/driver/unbind"
+    echo "$1" > "/sys/bus/pci/devices/$BDF/driver_override"
+    echo "$BDF" > /sys/bus/pci/drivers_probe
+}
+await() {
+    i=0
+    while [ ! -e "$1" ]; do i=$((i + 1)); [ $i -lt 100 ] || return 1; sleep 0.1; done
+}
+test -b /dev/nvme0n1 && echo "kernel nvme0n1 $(driver)"
+"#;
+
+/// Rebinds to nvme and checks the block device comes back.
+const BACK_TO_NVME: &str = r#"
+bind nvme
+await /dev/nvme0n1
+test -b /dev/nvme0n1 && echo "again nvme0n1 $(driver)"
+"#;
+
+#[test]
+#[ignore = "boots a QEMU guest: run by cargo xtask test"]
+fn guest_nvme_rebinds_to_vfio_pci_behind_the_iommu_and_back() {
+    let script = format!(
+        r#"{HELPERS}
+bind vfio-pci
+GROUP=$(basename "$(readlink "/sys/bus/pci/devices/$BDF/iommu_group")")
+await "/dev/vfio/$GROUP"
+test -c "/dev/vfio/$GROUP" && echo "vfio $(driver) /dev/vfio/$GROUP"
+test ! -e /dev/nvme0n1 && echo "gone nvme0n1"
+{BACK_TO_NVME}"#
+    );
+    let out = guest::Vm::builder()
+        .nvme(guest::Disk::sparse(64 << 20))
+        .iommu(true)
+        .run(&script)
+        .expect("guest runs");
+    assert!(out.success(), "{}", out.log_tail());
+    assert!(
+        out.stdout.contains("kernel nvme0n1 nvme\n"),
+        "{}",
+        out.log_tail()
+    );
+    assert!(
+        out.stdout.contains("vfio vfio-pci /dev/vfio/"),
+        "{}",
+        out.log_tail()
+    );
+    assert!(out.stdout.contains("gone nvme0n1\n"), "{}", out.log_tail());
+    assert!(
+        out.stdout.contains("again nvme0n1 nvme\n"),
+        "{}",
+        out.log_tail()
+    );
+}
+
+#[test]
+#[ignore = "boots a QEMU guest: run by cargo xtask test"]
+fn guest_nvme_rebinds_to_uio_pci_generic_without_iommu_and_back() {
+    let script = format!(
+        r#"{HELPERS}
+bind uio_pci_generic
+await /dev/uio0
+test -c /dev/uio0 && echo "uio $(driver) $(cat /sys/class/uio/uio0/name)"
+{BACK_TO_NVME}"#
+    );
+    let out = guest::Vm::builder()
+        .nvme(guest::Disk::sparse(64 << 20))
+        .run(&script)
+        .expect("guest runs");
+    assert!(out.success(), "{}", out.log_tail());
+    assert!(
+        out.stdout.contains("kernel nvme0n1 nvme\n"),
+        "{}",
+        out.log_tail()
+    );
+    assert!(
+        out.stdout.contains("uio uio_pci_generic uio_pci_generic\n"),
+        "{}",
+        out.log_tail()
+    );
+    assert!(
+        out.stdout.contains("again nvme0n1 nvme\n"),
+        "{}",
+        out.log_tail()
+    );
+}
