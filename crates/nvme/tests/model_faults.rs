@@ -1,0 +1,237 @@
+//! Injected faults: every one ends in recovery or a clear error, never a hang, a lost or a
+//! duplicated completion.
+
+use std::time::Duration;
+
+use nvme::command::{admin, io};
+use nvme::model::{Effect, Fault, Model, ModelConfig, Target};
+use nvme::status::{sc, sct};
+use nvme::{Controller, DmaMemory, Error, Options, Request, Status};
+
+fn options() -> Options {
+    Options {
+        io_timeout: Duration::from_millis(20),
+        admin_timeout: Duration::from_millis(200),
+        ..Options::default()
+    }
+}
+
+fn setup() -> (Model, Controller<Model>) {
+    let model = Model::new(ModelConfig {
+        timeout_units: 1,
+        ..ModelConfig::default()
+    });
+    let ctrl = Controller::new(model.clone(), options()).expect("bring-up");
+    (model, ctrl)
+}
+
+fn io_fault(opcode: u8, effect: Effect) -> Fault {
+    Fault {
+        target: Target::Io(Some(opcode)),
+        effect,
+    }
+}
+
+#[test]
+fn a_do_not_retry_error_reaches_the_caller_with_its_status() {
+    let (model, ctrl) = setup();
+    let mut qp = ctrl.queue_pair().unwrap();
+    let media_error = Status {
+        sct: sct::MEDIA,
+        sc: 0x81,
+        dnr: true,
+    };
+    model.inject(io_fault(io::READ, Effect::Fail(media_error)));
+    let err = qp.read(1, 0, &mut [0; 512]).unwrap_err();
+    assert_eq!(err.status(), Some(media_error));
+    assert!(matches!(
+        err,
+        Error::Command {
+            opcode: io::READ,
+            ..
+        }
+    ));
+    qp.read(1, 0, &mut [0; 512]).unwrap();
+}
+
+#[test]
+fn a_retryable_error_is_retried_and_succeeds() {
+    let (model, ctrl) = setup();
+    let mut qp = ctrl.queue_pair().unwrap();
+    let transient = Status::generic(sc::INTERNAL_ERROR, false);
+    model.inject(io_fault(io::WRITE, Effect::Fail(transient)));
+    qp.write(1, 5, &[9; 512], false).unwrap();
+    assert_eq!(model.media(1, 5 * 512, 512).unwrap(), vec![9; 512]);
+    assert_eq!(model.stats().writes, 1);
+}
+
+#[test]
+fn retries_run_out_into_the_last_error() {
+    let (model, ctrl) = setup();
+    let mut qp = ctrl.queue_pair().unwrap();
+    let transient = Status::generic(sc::INTERNAL_ERROR, false);
+    for _ in 0..4 {
+        model.inject(io_fault(io::FLUSH, Effect::Fail(transient)));
+    }
+    let err = qp.flush_cache(1).unwrap_err();
+    assert_eq!(err.status(), Some(transient));
+    qp.flush_cache(1).unwrap();
+}
+
+#[test]
+fn a_lost_completion_times_out_is_aborted_and_resubmitted() {
+    let (model, ctrl) = setup();
+    let mut qp = ctrl.queue_pair().unwrap();
+    model.inject(io_fault(io::WRITE, Effect::LoseCompletion));
+    qp.write(1, 1, &[4; 512], false).unwrap();
+    let stats = model.stats();
+    assert_eq!(stats.aborts, 1);
+    assert_eq!(stats.writes, 2);
+    assert_eq!(stats.resets, 0);
+    assert_eq!(qp.in_flight(), 0);
+}
+
+#[test]
+fn a_hung_command_is_aborted_and_resubmitted() {
+    let (model, ctrl) = setup();
+    let mut qp = ctrl.queue_pair().unwrap();
+    model.inject(io_fault(io::READ, Effect::Hang));
+    qp.write(1, 3, &[6; 512], false).unwrap();
+    let mut back = [0; 512];
+    qp.read(1, 3, &mut back).unwrap();
+    assert_eq!(back, [6; 512]);
+    let stats = model.stats();
+    assert_eq!(stats.aborts, 1);
+    assert_eq!(stats.reads, 1);
+    assert_eq!(stats.resets, 0);
+}
+
+#[test]
+fn a_failed_abort_leads_to_a_controller_reset_and_resubmission() {
+    let (model, ctrl) = setup();
+    let mut qp = ctrl.queue_pair().unwrap();
+    let mut other = ctrl.queue_pair().unwrap();
+    model.inject(io_fault(io::WRITE, Effect::Hang));
+    model.inject(Fault {
+        target: Target::Admin(admin::ABORT),
+        effect: Effect::LoseCompletion,
+    });
+    qp.write(1, 8, &[2; 1024], true).unwrap();
+    assert_eq!(model.media(1, 8 * 512, 1024).unwrap(), vec![2; 1024]);
+    let stats = model.stats();
+    assert_eq!(stats.resets, 1);
+    assert_eq!(stats.aborts, 1);
+    // The other queue pair recreates its queues on next use and keeps working.
+    let mut back = [0; 1024];
+    other.read(1, 8, &mut back).unwrap();
+    assert_eq!(back, [2; 1024]);
+    assert_eq!(model.stats().live_io_sqs, 2);
+}
+
+#[test]
+fn controller_fatal_status_leads_to_a_reset_and_resubmission() {
+    let (model, ctrl) = setup();
+    let mut qp = ctrl.queue_pair().unwrap();
+    model.set_fatal();
+    qp.write(1, 20, &[8; 512], false).unwrap();
+    assert_eq!(model.media(1, 20 * 512, 512).unwrap(), vec![8; 512]);
+    assert_eq!(model.stats().resets, 1);
+}
+
+#[test]
+fn an_explicit_reset_keeps_queue_pairs_usable() {
+    let (model, ctrl) = setup();
+    let mut qp = ctrl.queue_pair().unwrap();
+    qp.write(1, 0, &[1; 512], false).unwrap();
+    ctrl.reset().unwrap();
+    qp.write(1, 1, &[2; 512], false).unwrap();
+    assert_eq!(model.stats().resets, 1);
+    assert_eq!(model.media(1, 512, 512).unwrap(), vec![2; 512]);
+}
+
+#[test]
+fn a_device_that_stops_answering_gives_errors_not_hangs() {
+    let (model, ctrl) = setup();
+    let mut qp = ctrl.queue_pair().unwrap();
+    qp.write(1, 0, &[1; 512], false).unwrap();
+    model.stop_responding();
+    let err = qp.read(1, 0, &mut [0; 512]).unwrap_err();
+    assert!(matches!(err, Error::ControllerDead), "{err}");
+    let err = qp.write(1, 0, &[1; 512], false).unwrap_err();
+    assert!(matches!(err, Error::ControllerDead), "{err}");
+    assert!(matches!(ctrl.queue_pair(), Err(Error::ControllerDead)));
+    assert!(matches!(ctrl.reset(), Err(Error::ControllerDead)));
+    drop(qp);
+    drop(ctrl);
+}
+
+#[test]
+fn bring_up_of_a_silent_device_fails_cleanly() {
+    let model = Model::new(ModelConfig::default());
+    model.stop_responding();
+    assert!(matches!(
+        Controller::new(model, options()),
+        Err(Error::ControllerDead)
+    ));
+}
+
+#[test]
+fn bring_up_with_fatal_status_fails_cleanly() {
+    let model = Model::new(ModelConfig {
+        timeout_units: 1,
+        ..ModelConfig::default()
+    });
+    model.set_fatal();
+    // A fatal status before enabling is cleared by the disable; the controller comes up.
+    let ctrl = Controller::new(model.clone(), options()).unwrap();
+    assert_eq!(ctrl.namespaces().len(), 1);
+}
+
+#[test]
+fn mixed_faults_under_load_lose_and_duplicate_nothing() {
+    let (model, ctrl) = setup();
+    let mut qp = ctrl.queue_pair().unwrap();
+    model.inject(io_fault(io::WRITE, Effect::LoseCompletion));
+    model.inject(io_fault(io::READ, Effect::Hang));
+    model.inject(io_fault(
+        io::WRITE,
+        Effect::Fail(Status::generic(sc::INTERNAL_ERROR, false)),
+    ));
+    model.inject(io_fault(
+        io::READ,
+        Effect::Fail(Status::generic(sc::LBA_OUT_OF_RANGE, true)),
+    ));
+    let mut seen = vec![0u32; 40];
+    let mut failures = 0;
+    for tag in 0..40u64 {
+        let buf = qp.alloc_buffer(512).unwrap();
+        buf.write(0, &[tag as u8; 512]);
+        let req = if tag % 2 == 0 {
+            Request::write(1, tag, 1, buf, false)
+        } else {
+            Request::read(1, tag, 1, buf)
+        };
+        qp.submit(req.with_tag(tag)).unwrap();
+    }
+    let mut done = 0;
+    while done < 40 {
+        done += qp.poll(|c| {
+            seen[c.tag as usize] += 1;
+            assert!(c.buffer.is_some());
+            if c.result.is_err() {
+                failures += 1;
+            }
+        });
+    }
+    assert!(seen.iter().all(|&n| n == 1), "{seen:?}");
+    assert_eq!(failures, 1);
+    for _ in 0..100 {
+        assert_eq!(qp.poll(|_| panic!("a duplicate completion")), 0);
+    }
+    for tag in (0..40u64).step_by(2) {
+        assert_eq!(
+            model.media(1, tag * 512, 512).unwrap(),
+            vec![tag as u8; 512]
+        );
+    }
+}
