@@ -252,6 +252,15 @@ impl PciDevice {
         self.set_command_bits(COMMAND_MEMORY | COMMAND_BUS_MASTER | COMMAND_INTX_DISABLE)
     }
 
+    /// Clears `bits` in the Command register.
+    pub fn clear_command_bits(&self, bits: u16) -> Result<()> {
+        let command = self.command()?;
+        if command & bits != 0 {
+            self.write_config(COMMAND, &(command & !bits).to_le_bytes())?;
+        }
+        Ok(())
+    }
+
     /// Detaches the bound driver, if any.
     pub fn unbind(&self) -> Result<()> {
         if self.driver()?.is_some() {
@@ -364,6 +373,8 @@ mod tests {
         assert_eq!(dev.command().unwrap(), 0x0003);
         dev.enable_bus_master().unwrap();
         assert_eq!(dev.command().unwrap(), 0x0407);
+        dev.clear_command_bits(COMMAND_BUS_MASTER).unwrap();
+        assert_eq!(dev.command().unwrap(), 0x0403);
         let mut rest = [0u8; 4];
         dev.read_config(0, &mut rest).unwrap();
         assert_eq!(rest, [0; 4], "neighbouring bytes are untouched");

@@ -3,6 +3,8 @@
 //!
 //! There is no IOMMU here: the device sees physical addresses, so this mode is for machines
 //! without one. Hugepages are used because they are never moved or swapped while mapped.
+//! Small buffers share hugepages that stay mapped until the device is closed, and closing it
+//! clears Bus Master first. A process killed outright cannot do that: prefer VFIO.
 
 use std::fs::OpenOptions;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -62,6 +64,15 @@ impl UioDevice {
     /// Zeroed DMA memory of `len` bytes rounded up to 4 KiB pages.
     pub fn alloc_dma(&self, len: usize) -> Result<DmaBuffer> {
         self.pool.alloc(len)
+    }
+}
+
+impl Drop for UioDevice {
+    /// Stops the device from mastering the bus before the pool's hugepages go back to the kernel
+    /// (the fields drop after this): without an IOMMU nothing else would stop a controller left
+    /// enabled from writing into memory that is no longer ours.
+    fn drop(&mut self) {
+        let _ = self.pci.clear_command_bits(crate::pci::COMMAND_BUS_MASTER);
     }
 }
 
