@@ -97,8 +97,10 @@ pub fn run(args: VmArgs) -> Result<ExitCode> {
         print!("{}", out.stdout);
     }
     eprintln!(
-        "xtask: guest script exited with {} (console log {})",
+        "xtask: guest script exited with {} after {:.2} s from QEMU start to exit, {} boot(s) (console log {})",
         out.status,
+        out.elapsed.as_secs_f64(),
+        out.tries,
         out.log.display()
     );
     Ok(ExitCode::from(u8::try_from(out.status).unwrap_or(1)))

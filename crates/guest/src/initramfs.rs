@@ -75,11 +75,17 @@ pub fn base(kernel: &Kernel) -> Result<PathBuf> {
         meta.len(),
         meta.modified().ok()
     );
+    // The inputs' hash names the file, so that differing checkouts sharing `target/vm` do not evict each other.
+    let mut hasher = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(&key, &mut hasher);
     let dir = vm_dir().join("initramfs");
     create_dir(&dir)?;
-    let archive = dir.join(format!("base-{}.cpio", kernel.version));
-    let key_file = archive.with_extension("key");
-    if archive.exists() && std::fs::read_to_string(&key_file).is_ok_and(|k| k == key) {
+    let archive = dir.join(format!(
+        "base-{}-{:016x}.cpio",
+        kernel.version,
+        std::hash::Hasher::finish(&hasher)
+    ));
+    if archive.exists() {
         return Ok(archive);
     }
 
@@ -136,7 +142,6 @@ pub fn base(kernel: &Kernel) -> Result<PathBuf> {
         .map_err(io)?;
     w.finish().map_err(io)?.flush().map_err(io)?;
     std::fs::rename(&partial, &archive).ctx(|| format!("cannot move {}", partial.display()))?;
-    std::fs::write(&key_file, key).ctx(|| format!("cannot write {}", key_file.display()))?;
     Ok(archive)
 }
 

@@ -106,6 +106,8 @@ pub struct Output {
     pub log: PathBuf,
     /// Boots it took (more than one after a kernel panic or a stuck boot).
     pub tries: u32,
+    /// From QEMU's start to its exit, for the boot that ran the script.
+    pub elapsed: Duration,
     tail: String,
 }
 
@@ -568,7 +570,9 @@ impl VmBuilder {
                             initramfs::MARK_START,
                             self.boot_timeout
                         )),
-                        Stage::Exited(status) => Attempt::Done(self.output(status, &watch, log)),
+                        Stage::Exited(status) => {
+                            Attempt::Done(self.output(status, &watch, log, started.elapsed()))
+                        }
                         stage => Attempt::Fail(Error::Timeout {
                             limit: self.timeout,
                             stage: stage.describe(),
@@ -584,7 +588,9 @@ impl VmBuilder {
                         .map(|s| s.to_string())
                         .unwrap_or_else(|e| format!("unknown status: {e}"));
                     return Ok(match watch.stage {
-                        Stage::Exited(code) => Attempt::Done(self.output(code, &watch, log)),
+                        Stage::Exited(code) => {
+                            Attempt::Done(self.output(code, &watch, log, started.elapsed()))
+                        }
                         Stage::Kernel => {
                             Attempt::Retry(format!("QEMU exited ({status}) before /init"))
                         }
@@ -600,12 +606,13 @@ impl VmBuilder {
         }
     }
 
-    fn output(&self, status: i32, watch: &Watch, log: &Path) -> Output {
+    fn output(&self, status: i32, watch: &Watch, log: &Path, elapsed: Duration) -> Output {
         Output {
             status,
             stdout: watch.script_output(),
             log: log.to_path_buf(),
             tries: 1,
+            elapsed,
             tail: watch.tail(),
         }
     }
