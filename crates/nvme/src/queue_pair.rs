@@ -57,6 +57,18 @@ struct Plan {
 }
 
 /// An I/O submission/completion queue pair, for one thread.
+///
+/// It can move to another thread but not be shared between threads:
+///
+/// ```
+/// fn send<T: Send>() {}
+/// send::<nvme::QueuePair<nvme::model::Model>>();
+/// ```
+///
+/// ```compile_fail
+/// fn sync<T: Sync>() {}
+/// sync::<nvme::QueuePair<nvme::model::Model>>();
+/// ```
 pub struct QueuePair<P: Platform> {
     shared: Arc<Shared<P>>,
     rings: Rings<P::Dma>,
