@@ -1,0 +1,297 @@
+//! Hand-written parsing of the struct declarations the macros are applied to (no `syn`, for build speed).
+
+use proc_macro::{Delimiter, Group, Ident, Spacing, TokenStream, TokenTree};
+
+/// One field of a struct.
+pub struct Field {
+    /// Its attributes, with `#[pin]` removed.
+    pub pinned: bool,
+    pub vis: TokenStream,
+    /// The name, or the tuple index.
+    pub name: TokenTree,
+    pub ty: TokenStream,
+}
+
+/// The shape of a struct's body.
+#[derive(PartialEq, Eq, Clone, Copy)]
+pub enum Shape {
+    Named,
+    Tuple,
+    Unit,
+}
+
+/// A parsed struct declaration.
+pub struct Struct {
+    pub vis: TokenStream,
+    pub name: Ident,
+    /// Generic parameters with bounds, without defaults: `T: Clone, const N: usize`.
+    pub impl_generics: TokenStream,
+    /// Generic arguments: `T, N`.
+    pub type_generics: TokenStream,
+    /// Names of the type parameters (for added bounds).
+    pub type_params: Vec<TokenStream>,
+    /// Where-clause predicates with a trailing comma (possibly empty).
+    pub where_clause: TokenStream,
+    pub shape: Shape,
+    pub fields: Vec<Field>,
+    /// Whether a `#[repr(packed)]` is present.
+    pub packed: bool,
+    /// The declaration with every `#[pin]` attribute removed.
+    pub cleaned: TokenStream,
+}
+
+fn is_punct(t: &TokenTree, c: char) -> bool {
+    matches!(t, TokenTree::Punct(p) if p.as_char() == c)
+}
+
+fn is_ident(t: &TokenTree, s: &str) -> bool {
+    matches!(t, TokenTree::Ident(i) if i.to_string() == s)
+}
+
+/// Splits at commas outside angle brackets (`->` is not a closing bracket).
+pub fn split_commas(tokens: Vec<TokenTree>) -> Vec<Vec<TokenTree>> {
+    let mut parts = vec![Vec::new()];
+    let mut depth = 0i32;
+    let mut prev_joint_minus = false;
+    for t in tokens {
+        let mut joint_minus = false;
+        if let TokenTree::Punct(p) = &t {
+            match p.as_char() {
+                '<' => depth += 1,
+                '>' if !prev_joint_minus => depth -= 1,
+                ',' if depth == 0 => {
+                    parts.push(Vec::new());
+                    prev_joint_minus = false;
+                    continue;
+                }
+                '-' => joint_minus = p.spacing() == Spacing::Joint,
+                _ => {}
+            }
+        }
+        prev_joint_minus = joint_minus;
+        parts.last_mut().expect("never empty").push(t);
+    }
+    parts.retain(|p| !p.is_empty());
+    parts
+}
+
+/// Whether an attribute's bracket group is exactly `pin`.
+fn is_pin_attr(group: &Group) -> bool {
+    let tokens: Vec<TokenTree> = group.stream().into_iter().collect();
+    tokens.len() == 1 && is_ident(&tokens[0], "pin")
+}
+
+/// Parses one field (`#[attr]* vis name: Type` or `#[attr]* vis Type`).
+fn parse_field(tokens: Vec<TokenTree>, index: usize, shape: Shape) -> Result<Field, String> {
+    let mut i = 0;
+    let mut pinned = false;
+    while i + 1 < tokens.len() && is_punct(&tokens[i], '#') {
+        if let TokenTree::Group(g) = &tokens[i + 1] {
+            if is_pin_attr(g) {
+                if pinned {
+                    return Err("`#[pin]` is given twice on one field".into());
+                }
+                pinned = true;
+            }
+            i += 2;
+        } else {
+            break;
+        }
+    }
+    let mut vis = TokenStream::new();
+    if i < tokens.len() && is_ident(&tokens[i], "pub") {
+        vis.extend([tokens[i].clone()]);
+        i += 1;
+        if let Some(TokenTree::Group(g)) = tokens.get(i)
+            && g.delimiter() == Delimiter::Parenthesis
+        {
+            vis.extend([tokens[i].clone()]);
+            i += 1;
+        }
+    }
+    let name = if shape == Shape::Named {
+        let name = tokens.get(i).cloned().ok_or("expected a field name")?;
+        if !tokens.get(i + 1).is_some_and(|t| is_punct(t, ':')) {
+            return Err(format!("expected `:` after field `{name}`"));
+        }
+        i += 2;
+        name
+    } else {
+        TokenTree::Literal(proc_macro::Literal::usize_unsuffixed(index))
+    };
+    let ty: TokenStream = tokens[i..].iter().cloned().collect();
+    if ty.is_empty() {
+        return Err(format!("field `{name}` has no type"));
+    }
+    Ok(Field {
+        pinned,
+        vis,
+        name,
+        ty,
+    })
+}
+
+/// Removes `#[pin]` attributes from a field list.
+fn strip_pin_attrs(stream: TokenStream) -> TokenStream {
+    let tokens: Vec<TokenTree> = stream.into_iter().collect();
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        if is_punct(&tokens[i], '#')
+            && let Some(TokenTree::Group(g)) = tokens.get(i + 1)
+            && g.delimiter() == Delimiter::Bracket
+            && is_pin_attr(g)
+        {
+            i += 2;
+            continue;
+        }
+        out.push(tokens[i].clone());
+        i += 1;
+    }
+    out.into_iter().collect()
+}
+
+/// Parses generic parameters between `<` and `>` (exclusive).
+fn parse_generics(params: Vec<TokenTree>, s: &mut Struct) {
+    for param in split_commas(params) {
+        // Drop a default (`= ...`) at depth zero: split_commas already isolated the parameter.
+        let mut depth = 0i32;
+        let mut cut = param.len();
+        for (k, t) in param.iter().enumerate() {
+            if let TokenTree::Punct(p) = t {
+                match p.as_char() {
+                    '<' => depth += 1,
+                    '>' => depth -= 1,
+                    '=' if depth == 0 => {
+                        cut = k;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let param = &param[..cut];
+        let arg: TokenStream = if is_punct(&param[0], '\'') {
+            param[..2].iter().cloned().collect()
+        } else if is_ident(&param[0], "const") {
+            param[1..2].iter().cloned().collect()
+        } else {
+            let name: TokenStream = param[..1].iter().cloned().collect();
+            s.type_params.push(name.clone());
+            name
+        };
+        s.impl_generics.extend(param.iter().cloned());
+        s.impl_generics.extend(crate::template::tokens(","));
+        s.type_generics.extend(arg);
+        s.type_generics.extend(crate::template::tokens(","));
+    }
+}
+
+/// Parses `#[attr]* vis struct Name<..> where .. { fields }` (or a tuple or unit struct).
+pub fn parse_struct(input: TokenStream) -> Result<Struct, String> {
+    let tokens: Vec<TokenTree> = input.into_iter().collect();
+    let mut i = 0;
+    let mut packed = false;
+    while i + 1 < tokens.len() && is_punct(&tokens[i], '#') {
+        if let TokenTree::Group(g) = &tokens[i + 1] {
+            let text = g.stream().to_string();
+            if text.starts_with("repr") && text.contains("packed") {
+                packed = true;
+            }
+        }
+        i += 2;
+    }
+    let vis_start = i;
+    while i < tokens.len() && !is_ident(&tokens[i], "struct") {
+        if is_ident(&tokens[i], "enum") || is_ident(&tokens[i], "union") {
+            return Err("only structs are supported here".into());
+        }
+        i += 1;
+    }
+    let vis: TokenStream = tokens[vis_start..i].iter().cloned().collect();
+    let Some(TokenTree::Ident(name)) = tokens.get(i + 1).cloned() else {
+        return Err("expected a struct declaration".into());
+    };
+    i += 2;
+    let mut s = Struct {
+        vis,
+        name,
+        impl_generics: TokenStream::new(),
+        type_generics: TokenStream::new(),
+        type_params: Vec::new(),
+        where_clause: TokenStream::new(),
+        shape: Shape::Unit,
+        fields: Vec::new(),
+        packed,
+        cleaned: TokenStream::new(),
+    };
+    if tokens.get(i).is_some_and(|t| is_punct(t, '<')) {
+        let start = i + 1;
+        let mut depth = 1;
+        let mut prev_joint_minus = false;
+        i += 1;
+        while i < tokens.len() {
+            let mut joint_minus = false;
+            if let TokenTree::Punct(p) = &tokens[i] {
+                match p.as_char() {
+                    '<' => depth += 1,
+                    '>' if !prev_joint_minus => depth -= 1,
+                    '-' => joint_minus = p.spacing() == Spacing::Joint,
+                    _ => {}
+                }
+            }
+            prev_joint_minus = joint_minus;
+            if depth == 0 {
+                break;
+            }
+            i += 1;
+        }
+        parse_generics(tokens[start..i].to_vec(), &mut s);
+        i += 1;
+    }
+    let mut body_index = None;
+    let mut where_tokens = Vec::new();
+    let mut k = i;
+    while k < tokens.len() {
+        match &tokens[k] {
+            TokenTree::Group(g) if g.delimiter() == Delimiter::Brace => {
+                body_index = Some(k);
+                s.shape = Shape::Named;
+                break;
+            }
+            TokenTree::Group(g)
+                if g.delimiter() == Delimiter::Parenthesis && body_index.is_none() && k == i =>
+            {
+                body_index = Some(k);
+                s.shape = Shape::Tuple;
+            }
+            t if is_punct(t, ';') => break,
+            t if is_ident(t, "where") => {}
+            t => where_tokens.push(t.clone()),
+        }
+        k += 1;
+    }
+    if !where_tokens.is_empty() {
+        s.where_clause.extend(where_tokens);
+        if !s.where_clause.to_string().trim_end().ends_with(',') {
+            s.where_clause.extend(crate::template::tokens(","));
+        }
+    }
+    let mut cleaned: Vec<TokenTree> = tokens.clone();
+    if let Some(b) = body_index {
+        let TokenTree::Group(g) = &tokens[b] else {
+            unreachable!("checked above")
+        };
+        for (n, part) in split_commas(g.stream().into_iter().collect())
+            .into_iter()
+            .enumerate()
+        {
+            s.fields.push(parse_field(part, n, s.shape)?);
+        }
+        let mut stripped = Group::new(g.delimiter(), strip_pin_attrs(g.stream()));
+        stripped.set_span(g.span());
+        cleaned[b] = TokenTree::Group(stripped);
+    }
+    s.cleaned = cleaned.into_iter().collect();
+    Ok(s)
+}

@@ -1,0 +1,276 @@
+//! What the macros expand to call. Public only so expansions in other crates can reach it; not an API.
+//!
+//! Every item here that is `unsafe` documents the invariant the macros uphold when calling it.
+
+use core::marker::PhantomData;
+use core::pin::Pin;
+
+use crate::traits::ClosureInit;
+use crate::{Init, PinInit};
+
+/// Implemented by `#[pin_data]`: gives `pin_init!` the per-field markers saying which fields are pinned.
+///
+/// # Safety
+///
+/// `PinData` must mark exactly the `#[pin]` fields pinned ([`PinnedField`]) and all others unpinned, and each
+/// marker's type parameter must be its field's type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be built with `pin_init!`: it is not declared with `#[pin_data]`",
+    label = "`{Self}` has no `#[pin_data]`",
+    note = "add `#[pinit::pin_data]` to the declaration of `{Self}`, or build it with `init!` if no field needs pinning"
+)]
+pub unsafe trait HasPinData {
+    /// The field markers.
+    type PinData: PinDataOf<Datee = Self>;
+
+    /// # Safety
+    ///
+    /// Only the macros of this crate call it.
+    unsafe fn __pin_data() -> Self::PinData;
+}
+
+/// The field markers of one `#[pin_data]` type; makes the initialiser closure's slot type that type.
+///
+/// # Safety
+///
+/// `Datee` is the type the markers describe.
+pub unsafe trait PinDataOf: Copy {
+    /// The described type.
+    type Datee: ?Sized;
+
+    /// Returns `f` unchanged, fixing its slot type to `*mut Self::Datee`.
+    fn make_closure<F, E>(self, f: F) -> F
+    where
+        F: FnOnce(*mut Self::Datee, bool) -> Result<(), E>,
+    {
+        f
+    }
+}
+
+/// What `init!` uses: any type can be built field by field without pinning.
+#[derive(Debug)]
+pub struct InitData<T: ?Sized>(PhantomData<fn(*mut T) -> *mut T>);
+
+impl<T: ?Sized> Clone for InitData<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T: ?Sized> Copy for InitData<T> {}
+
+// SAFETY: `InitData<T>` describes `T`.
+unsafe impl<T: ?Sized> PinDataOf for InitData<T> {
+    type Datee = T;
+}
+
+/// What `init!` asks for: every type has it.
+pub trait HasInitData {
+    /// Markers for `Self`.
+    fn __init_data() -> InitData<Self>;
+}
+
+impl<T: ?Sized> HasInitData for T {
+    fn __init_data() -> InitData<Self> {
+        InitData(PhantomData)
+    }
+}
+
+/// Turns the macros' closure into a pinned initialiser.
+///
+/// # Safety
+///
+/// `f(slot, already_zeroed)` keeps the [`PinInit`] contract; if `zero_first`, it starts by zeroing the slot
+/// unless `already_zeroed`.
+pub unsafe fn pin_init_from_macro<T: ?Sized, E>(
+    f: impl FnOnce(*mut T, bool) -> Result<(), E>,
+    zero_first: bool,
+) -> impl PinInit<T, E> {
+    ClosureInit::new(f, zero_first)
+}
+
+/// Turns the macros' closure into an unpinned initialiser.
+///
+/// # Safety
+///
+/// As for [`pin_init_from_macro`], and the value needs no pinning.
+pub unsafe fn init_from_macro<T: ?Sized, E>(
+    f: impl FnOnce(*mut T, bool) -> Result<(), E>,
+    zero_first: bool,
+) -> impl Init<T, E> {
+    ClosureInit::new(f, zero_first)
+}
+
+/// Marks a `#[pin]` field: it takes pinned initialisers and is seen as `Pin<&mut T>` afterwards.
+pub struct PinnedField<T: ?Sized>(PhantomData<fn(*mut T) -> *mut T>);
+
+/// Marks a field without `#[pin]`: it takes only unpinned initialisers and is seen as `&mut T` afterwards.
+pub struct UnpinnedField<T: ?Sized>(PhantomData<fn(*mut T) -> *mut T>);
+
+macro_rules! marker_basics {
+    ($m:ident) => {
+        impl<T: ?Sized> Clone for $m<T> {
+            fn clone(&self) -> Self {
+                *self
+            }
+        }
+        impl<T: ?Sized> Copy for $m<T> {}
+        impl<T: ?Sized> core::fmt::Debug for $m<T> {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str(stringify!($m))
+            }
+        }
+        impl<T: ?Sized> $m<T> {
+            /// # Safety
+            ///
+            /// Only `#[pin_data]` makes markers, matching the field's declaration.
+            pub const unsafe fn new() -> Self {
+                Self(PhantomData)
+            }
+        }
+    };
+}
+marker_basics!(PinnedField);
+marker_basics!(UnpinnedField);
+
+impl<T: ?Sized> PinnedField<T> {
+    /// Runs a pinned initialiser into the field.
+    ///
+    /// # Safety
+    ///
+    /// `slot` points to this field inside a slot under initialisation.
+    pub unsafe fn init<E>(self, slot: *mut T, init: impl PinInit<T, E>) -> Result<(), E> {
+        // SAFETY: forwarded from the caller.
+        unsafe { init.__pinned_init(slot) }
+    }
+
+    /// Sees the initialised field pinned.
+    ///
+    /// # Safety
+    ///
+    /// `slot` points to this initialised field of a value that stays pinned; `'a` does not outlive it.
+    pub unsafe fn project<'a>(self, slot: *mut T) -> Pin<&'a mut T> {
+        // SAFETY: forwarded from the caller.
+        let field = unsafe { &mut *slot };
+        // SAFETY: the enclosing value is pinned, and so is this `#[pin]` field.
+        unsafe { Pin::new_unchecked(field) }
+    }
+}
+
+impl<T: ?Sized> UnpinnedField<T> {
+    /// Runs an unpinned initialiser into the field.
+    ///
+    /// # Safety
+    ///
+    /// `slot` points to this field inside a slot under initialisation.
+    pub unsafe fn init<E>(self, slot: *mut T, init: impl Init<T, E>) -> Result<(), E> {
+        // SAFETY: forwarded from the caller.
+        unsafe { init.__init(slot) }
+    }
+
+    /// Sees the initialised field.
+    ///
+    /// # Safety
+    ///
+    /// `slot` points to this initialised field; `'a` does not outlive it.
+    pub unsafe fn project<'a>(self, slot: *mut T) -> &'a mut T {
+        // SAFETY: forwarded from the caller.
+        unsafe { &mut *slot }
+    }
+}
+
+/// Runs an unpinned initialiser into a field (`init!`).
+///
+/// # Safety
+///
+/// `slot` points to a field inside a slot under initialisation.
+pub unsafe fn init_field<T: ?Sized, E>(slot: *mut T, init: impl Init<T, E>) -> Result<(), E> {
+    // SAFETY: forwarded from the caller.
+    unsafe { init.__init(slot) }
+}
+
+/// Sees an initialised field (`init!`).
+///
+/// # Safety
+///
+/// `slot` points to an initialised field; `'a` does not outlive it.
+pub unsafe fn project_field<'a, T: ?Sized>(slot: *mut T) -> &'a mut T {
+    // SAFETY: forwarded from the caller.
+    unsafe { &mut *slot }
+}
+
+/// Moves a value into a field.
+///
+/// # Safety
+///
+/// `slot` points to a field inside a slot under initialisation.
+pub unsafe fn write_field<T>(slot: *mut T, value: T) {
+    // SAFETY: forwarded from the caller.
+    unsafe { slot.write(value) }
+}
+
+/// Fills an array field element by element, so `[x; N]` never exists on the stack.
+///
+/// # Safety
+///
+/// `slot` points to a field inside a slot under initialisation.
+pub unsafe fn fill_array<T: Copy, const N: usize>(slot: *mut [T; N], value: T) {
+    // SAFETY: the caller says the field is writable; `MaybeUninit` elements need no prior initialisation.
+    let elements = unsafe { &mut *slot.cast::<[core::mem::MaybeUninit<T>; N]>() };
+    elements.fill(core::mem::MaybeUninit::new(value));
+}
+
+/// Zeroes the whole slot unless the allocator already did (`..Zeroable::zeroed()`).
+///
+/// # Safety
+///
+/// `slot` is valid for writes.
+pub unsafe fn zero_slot<T: crate::Zeroable>(slot: *mut T, already_zeroed: bool) {
+    if !already_zeroed {
+        // SAFETY: forwarded from the caller; zero bytes are a valid `T`.
+        unsafe { slot.write_bytes(0, 1) };
+    }
+}
+
+/// A stand-in value of a zeroable type, used only in the never-run field-completeness check.
+pub fn zeroed_value<T: crate::Zeroable>() -> T {
+    T::zeroed()
+}
+
+/// Drops one initialised field again if initialisation stops early (error or panic).
+#[derive(Debug)]
+pub struct DropGuard<T: ?Sized>(*mut T);
+
+impl<T: ?Sized> DropGuard<T> {
+    /// # Safety
+    ///
+    /// `slot` holds an initialised value that nothing else will drop until the guard is forgotten.
+    pub unsafe fn new(slot: *mut T) -> Self {
+        Self(slot)
+    }
+}
+
+impl<T: ?Sized> Drop for DropGuard<T> {
+    fn drop(&mut self) {
+        // SAFETY: the constructor's contract: the field is initialised and this guard is its only dropper.
+        unsafe { core::ptr::drop_in_place(self.0) }
+    }
+}
+
+/// Makes the slot pointer non-null for `&this in` (slots always are).
+///
+/// # Safety
+///
+/// `slot` is non-null.
+pub unsafe fn this_ptr<T: ?Sized>(slot: *mut T) -> core::ptr::NonNull<T> {
+    // SAFETY: forwarded from the caller.
+    unsafe { core::ptr::NonNull::new_unchecked(slot) }
+}
+
+/// Checks at compile time that an initialiser error type is the one the macro declares.
+pub fn same_error<E>(r: Result<(), E>) -> Result<(), E> {
+    r
+}
+
+/// Ties the never-run field-completeness check to the slot's type (so generics are inferred alike).
+pub fn same_type<T>(_slot: *mut T, _value: T) {}

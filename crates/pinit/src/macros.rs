@@ -1,0 +1,333 @@
+//! `pin_init!`, `init!` and the stack macros.
+//!
+//! The field list is munched one field at a time into statements; each initialised field gets a drop guard
+//! (kept in a nested tuple, newest first, so an early exit drops fields in reverse order) and a binding that
+//! later fields may read. A never-called closure builds the struct literal with every field, so the compiler
+//! itself reports missing, duplicate or unknown fields in the user's terms.
+
+/// Builds a pinned initialiser for a `#[pin_data]` struct, field by field, in place.
+///
+/// Field forms: `field: value` moves a value in, `field <- initialiser` runs an initialiser in place (a
+/// `#[pin]` field takes any [`PinInit`](crate::PinInit), others an [`Init`](crate::Init)), `field` is
+/// `field: field`, `field: [x; N]` fills the array in place, `_: { code }` runs code between fields.
+/// Initialised fields can be read by later ones under their own names (`&mut T`, or `Pin<&mut T>` for
+/// `#[pin]` fields). `&this in Struct { .. }` binds `this: NonNull<Struct>` for self-references; a trailing
+/// `..Zeroable::zeroed()` zeroes the rest; `? Error` sets the error type (default `Infallible`).
+///
+/// ```
+/// use core::pin::Pin;
+/// use core::marker::PhantomPinned;
+/// use pinit::{InPlaceInit, pin_data, pin_init};
+///
+/// #[pin_data]
+/// struct SelfRef {
+///     value: u32,
+///     double: u32,
+///     me: *const SelfRef,
+///     #[pin]
+///     _pin: PhantomPinned,
+/// }
+///
+/// let s = Box::pin_init(pin_init!(&this in SelfRef {
+///     value: 21,
+///     double: *value * 2,
+///     me: this.as_ptr(),
+///     _pin: PhantomPinned,
+/// }))
+/// .unwrap();
+/// assert_eq!(s.double, 42);
+/// assert!(core::ptr::eq(s.me, &*s));
+/// ```
+#[macro_export]
+macro_rules! pin_init {
+    ($(&$this:ident in)? $($seg:ident)::+ $(::<$($g:ty),* $(,)?>)? { $($fields:tt)* } $(? $err:ty)?) => {
+        $crate::__pinit_build!(pin, ($($this)?), ($($seg)::+ $(::<$($g),*>)?), ($($err)?), ($($fields)*))
+    };
+}
+
+/// Builds an unpinned initialiser for any struct (no `#[pin_data]` needed), field by field, in place.
+///
+/// Accepts the same syntax as [`pin_init!`]; every `<-` initialiser must be an [`Init`](crate::Init).
+///
+/// ```
+/// use pinit::{InPlaceInit, Zeroable, init, zeroed};
+///
+/// struct Buffer { len: usize, data: [u8; 1 << 16], spare: [u64; 512] }
+///
+/// let b = Box::init(init!(Buffer { len: 3, data: [7; 1 << 16], spare <- zeroed() })).unwrap();
+/// assert_eq!((b.len, b.data[65535], b.spare[511]), (3, 7, 0));
+///
+/// #[derive(Zeroable)]
+/// struct Header { magic: u32, flags: u32, reserved: [u8; 56] }
+/// let h = Box::init(init!(Header { magic: 0xfeed, ..Zeroable::zeroed() })).unwrap();
+/// assert_eq!((h.magic, h.flags), (0xfeed, 0));
+/// ```
+#[macro_export]
+macro_rules! init {
+    ($(&$this:ident in)? $($seg:ident)::+ $(::<$($g:ty),* $(,)?>)? { $($fields:tt)* } $(? $err:ty)?) => {
+        $crate::__pinit_build!(plain, ($($this)?), ($($seg)::+ $(::<$($g),*>)?), ($($err)?), ($($fields)*))
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __pinit_build {
+    ($mode:ident, ($($this:ident)?), ($($t:tt)*), (), ($($fields:tt)*)) => {
+        $crate::__pinit_build!($mode, ($($this)?), ($($t)*), (::core::convert::Infallible), ($($fields)*))
+    };
+    ($mode:ident, ($($this:ident)?), ($($t:tt)*), ($err:ty), ($($fields:tt)*)) => {
+        $crate::__pinit_munch!(
+            @mode($mode) @this($($this)?) @ty($($t)*) @err($err)
+            @names(slot, guards, data, zeroed)
+            @stmts() @check() @zero() @attrs()
+            @rest($($fields)*)
+        )
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __pinit_munch {
+    // All fields done: emit the initialiser.
+    (@mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty)
+     @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident)
+     @stmts($($stmts:tt)*) @check($($check:tt)*) @zero($($zero:ident)?) @attrs()
+     @rest()) => {{
+        let $data = $crate::__pinit_mode!(data $mode, $($t)*);
+        let init = $crate::macro_support::PinDataOf::make_closure::<_, $err>(
+            $data,
+            move |$slot, $zeroed| {
+                $(
+                    // SAFETY: slots handed to initialisers are never null.
+                    let $this = unsafe { $crate::macro_support::this_ptr($slot) };
+                )?
+                $(
+                    let _: $crate::__pinit_yes!($zero);
+                    // SAFETY: the slot is valid for writes; `$zeroed` is true only for zero-filled memory.
+                    unsafe { $crate::macro_support::zero_slot($slot, $zeroed) };
+                )?
+                let _ = $zeroed;
+                let $guards = ();
+                $($stmts)*
+                ::core::mem::forget($guards);
+                #[allow(unreachable_code, clippy::diverging_sub_expression, clippy::redundant_field_names)]
+                let _ = || {
+                    $crate::macro_support::same_type(
+                        $slot,
+                        $($t)* { $($check)* $(..$crate::__pinit_yes!(zeroed_value $zero))? },
+                    );
+                };
+                ::core::result::Result::Ok(())
+            },
+        );
+        $crate::__pinit_mode!(finish $mode, init, $($zero)?)
+    }};
+    // `..Zeroable::zeroed()` at the end.
+    (@mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty) @names($($n:ident),*)
+     @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs()
+     @rest(.. Zeroable :: zeroed () $(,)?)) => {
+        $crate::__pinit_munch!(@mode($mode) @this($($this)?) @ty($($t)*) @err($err) @names($($n),*)
+            @stmts($($stmts)*) @check($($check)*) @zero(yes) @attrs() @rest())
+    };
+    // An attribute (normally `#[cfg(...)]`) on the next field.
+    (@mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty) @names($($n:ident),*)
+     @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs($($attrs:tt)*)
+     @rest(# [$($attr:tt)*] $($rest:tt)*)) => {
+        $crate::__pinit_munch!(@mode($mode) @this($($this)?) @ty($($t)*) @err($err) @names($($n),*)
+            @stmts($($stmts)*) @check($($check)*) @zero() @attrs($($attrs)* #[$($attr)*]) @rest($($rest)*))
+    };
+    // `_: { code }` between fields.
+    (@mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty) @names($($n:ident),*)
+     @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs($($attrs:tt)*)
+     @rest(_ : { $($code:tt)* } $(, $($rest:tt)*)?)) => {
+        $crate::__pinit_munch!(@mode($mode) @this($($this)?) @ty($($t)*) @err($err) @names($($n),*)
+            @stmts($($stmts)* $($attrs)* { $($code)* };) @check($($check)*) @zero() @attrs()
+            @rest($($($rest)*)?))
+    };
+    // `field <- initialiser`.
+    (@mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty)
+     @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident)
+     @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs($($attrs:tt)*)
+     @rest($f:tt <- $init:expr $(, $($rest:tt)*)?)) => {
+        $crate::__pinit_munch!(@mode($mode) @this($($this)?) @ty($($t)*) @err($err)
+            @names($slot, $guards, $data, $zeroed)
+            @stmts($($stmts)*
+                $($attrs)*
+                {
+                    let init = $init;
+                    // SAFETY: `$slot` is the slot under initialisation and this field is not yet initialised.
+                    let result = unsafe { $crate::__pinit_mode!(init $mode, $data, $slot, $f, init) };
+                    $crate::macro_support::same_error::<$err>(result)?;
+                }
+                $crate::__pinit_munch!(@field_done $mode, $slot, $guards, $data, $f, ($($attrs)*));
+            )
+            @check($($check)* $($attrs)* $f: ::core::panic!(),) @zero() @attrs()
+            @rest($($($rest)*)?))
+    };
+    // `field: [value; N]`: filled in place.
+    (@mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty)
+     @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident)
+     @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs($($attrs:tt)*)
+     @rest($f:tt : [$value:expr ; $len:expr] $(, $($rest:tt)*)?)) => {
+        $crate::__pinit_munch!(@mode($mode) @this($($this)?) @ty($($t)*) @err($err)
+            @names($slot, $guards, $data, $zeroed)
+            @stmts($($stmts)*
+                $($attrs)*
+                {
+                    let value = $value;
+                    // SAFETY: `$slot` is the slot under initialisation; the field is an array of `$len` values.
+                    unsafe { $crate::macro_support::fill_array::<_, { $len }>(&raw mut (*$slot).$f, value) };
+                }
+                $crate::__pinit_munch!(@field_done $mode, $slot, $guards, $data, $f, ($($attrs)*));
+            )
+            @check($($check)* $($attrs)* $f: ::core::panic!(),) @zero() @attrs()
+            @rest($($($rest)*)?))
+    };
+    // `field: value`.
+    (@mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty)
+     @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident)
+     @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs($($attrs:tt)*)
+     @rest($f:tt : $value:expr $(, $($rest:tt)*)?)) => {
+        $crate::__pinit_munch!(@mode($mode) @this($($this)?) @ty($($t)*) @err($err)
+            @names($slot, $guards, $data, $zeroed)
+            @stmts($($stmts)*
+                $($attrs)*
+                {
+                    let value = $value;
+                    // SAFETY: `$slot` is the slot under initialisation and this field is not yet initialised.
+                    unsafe { $crate::macro_support::write_field(&raw mut (*$slot).$f, value) };
+                }
+                $crate::__pinit_munch!(@field_done $mode, $slot, $guards, $data, $f, ($($attrs)*));
+            )
+            @check($($check)* $($attrs)* $f: ::core::panic!(),) @zero() @attrs()
+            @rest($($($rest)*)?))
+    };
+    // `field` (shorthand for `field: field`).
+    (@mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty) @names($($n:ident),*)
+     @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs($($attrs:tt)*)
+     @rest($f:ident $(, $($rest:tt)*)?)) => {
+        $crate::__pinit_munch!(@mode($mode) @this($($this)?) @ty($($t)*) @err($err) @names($($n),*)
+            @stmts($($stmts)*) @check($($check)*) @zero() @attrs($($attrs)*)
+            @rest($f: $f $(, $($rest)*)?))
+    };
+    // After a field is initialised: arm its drop guard and bind its name for later fields.
+    (@field_done $mode:ident, $slot:ident, $guards:ident, $data:ident, $f:tt, ($($attrs:tt)*)) => {
+        $($attrs)*
+        let $guards = (
+            // SAFETY: the field was just initialised; the guard is forgotten once the whole value is.
+            unsafe { $crate::macro_support::DropGuard::new(&raw mut (*$slot).$f) },
+            $guards,
+        );
+        $crate::__pinit_bind!($f, ($($attrs)*),
+            // SAFETY: the field is initialised and lives as long as the slot; pinned fields stay pinned.
+            unsafe { $crate::__pinit_mode!(project $mode, $data, $slot, $f) });
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __pinit_bind {
+    ($f:ident, ($($attrs:tt)*), $value:expr) => {
+        $($attrs)*
+        #[allow(unused_variables, unused_mut, clippy::let_unit_value)]
+        let $f = $value;
+    };
+    ($f:tt, ($($attrs:tt)*), $value:expr) => {};
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __pinit_yes {
+    (yes) => {
+        ()
+    };
+    (zeroed_value yes) => {
+        $crate::macro_support::zeroed_value()
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __pinit_mode {
+    (data pin, $($t:tt)*) => {
+        // SAFETY: only this crate's macros ask for a type's pin data.
+        unsafe {
+            use $crate::macro_support::HasPinData as _;
+            $($t)*::__pin_data()
+        }
+    };
+    (data plain, $($t:tt)*) => {
+        {
+            use $crate::macro_support::HasInitData as _;
+            $($t)*::__init_data()
+        }
+    };
+    (init pin, $data:ident, $slot:ident, $f:tt, $init:ident) => {
+        $data.$f.init(&raw mut (*$slot).$f, $init)
+    };
+    (init plain, $data:ident, $slot:ident, $f:tt, $init:ident) => {
+        $crate::macro_support::init_field(&raw mut (*$slot).$f, $init)
+    };
+    (project pin, $data:ident, $slot:ident, $f:tt) => {
+        $data.$f.project(&raw mut (*$slot).$f)
+    };
+    (project plain, $data:ident, $slot:ident, $f:tt) => {
+        $crate::macro_support::project_field(&raw mut (*$slot).$f)
+    };
+    (finish pin, $init:ident, $($zero:ident)?) => {
+        // SAFETY: the closure initialises every field (checked by the struct literal), drops the initialised
+        // ones on early exit, and gives out `#[pin]` fields only pinned.
+        unsafe { $crate::macro_support::pin_init_from_macro($init, $crate::__pinit_mode!(zero $($zero)?)) }
+    };
+    (finish plain, $init:ident, $($zero:ident)?) => {
+        // SAFETY: as for `pin`; `init!` never pins a field, so the value may move.
+        unsafe { $crate::macro_support::init_from_macro($init, $crate::__pinit_mode!(zero $($zero)?)) }
+    };
+    (zero yes) => { true };
+    (zero) => { false };
+}
+
+/// Pins a value on the stack and initialises it in place with an infallible initialiser.
+///
+/// ```
+/// use core::pin::Pin;
+/// use pinit::{pin_data, pin_init, stack_pin_init};
+/// #[pin_data]
+/// struct Counter { #[pin] hits: u32 }
+/// stack_pin_init!(let c = pin_init!(Counter { hits: 3 }));
+/// let c: Pin<&mut Counter> = c;
+/// assert_eq!(c.hits, 3);
+/// ```
+#[macro_export]
+macro_rules! stack_pin_init {
+    (let $var:ident $(: $t:ty)? = $init:expr) => {
+        let slot = ::core::pin::pin!($crate::StackInit::uninit());
+        let $var $(: $t)? = $crate::StackInit::init(slot, $init);
+    };
+}
+
+/// Pins a value on the stack and runs a fallible initialiser: `let x: Result<Pin<&mut T>, E> = init` or
+/// `let x =? init` (propagates the error with `?`).
+///
+/// ```
+/// use pinit::{pin_data, pin_init, stack_try_pin_init};
+/// #[pin_data]
+/// struct Port { number: u16 }
+/// fn open(n: u32) -> Result<u16, core::num::TryFromIntError> {
+///     stack_try_pin_init!(let p =? pin_init!(Port { number: u16::try_from(n)? }? core::num::TryFromIntError));
+///     Ok(p.number)
+/// }
+/// assert_eq!(open(80), Ok(80));
+/// assert!(open(70_000).is_err());
+/// ```
+#[macro_export]
+macro_rules! stack_try_pin_init {
+    (let $var:ident =? $init:expr) => {
+        let slot = ::core::pin::pin!($crate::StackInit::uninit());
+        let $var = $crate::StackInit::try_init(slot, $init)?;
+    };
+    (let $var:ident $(: $t:ty)? = $init:expr) => {
+        let slot = ::core::pin::pin!($crate::StackInit::uninit());
+        let $var $(: $t)? = $crate::StackInit::try_init(slot, $init);
+    };
+}

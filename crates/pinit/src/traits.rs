@@ -1,0 +1,225 @@
+//! The two initialiser traits and the closure-backed initialisers everything else is built from.
+
+use core::convert::Infallible;
+use core::marker::PhantomData;
+use core::pin::Pin;
+
+use crate::combinators::{ChainInit, ChainPinInit, MapErr};
+
+/// An initialiser that builds a `T` in place and keeps it pinned there.
+///
+/// Use [`pin_init!`](crate::pin_init), [`pin_init_from_closure`] or the safe [`pin_init_by`](crate::pin_init_by)
+/// to make one, and [`InPlaceInit`](crate::InPlaceInit) or [`stack_pin_init!`](crate::stack_pin_init) to run it.
+///
+/// # Safety
+///
+/// Implementers must make sure that when [`PinInit::__pinned_init`] returns `Ok(())` the slot holds a valid `T`,
+/// and that when it returns `Err` (or unwinds) the slot holds nothing that needs dropping: everything it
+/// initialised part-way has been dropped again. The slot must not move afterwards when `Ok` was returned.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot pin-initialise a `{T}` with error type `{E}`",
+    label = "this does not initialise a `{T}` (with error type `{E}`)",
+    note = "use `field: value` to move a value in, `field <- initialiser` to run an initialiser in place",
+    note = "an initialiser's error type must be exactly the error type of the enclosing `pin_init!(... ? Error)`; \
+            `.map_err(...)` converts it"
+)]
+#[must_use = "an initialiser does nothing until it is run (for example by `Box::pin_init`)"]
+pub unsafe trait PinInit<T: ?Sized, E = Infallible>: Sized {
+    /// Initialises `slot`.
+    ///
+    /// # Safety
+    ///
+    /// `slot` is valid for writes, properly aligned and holds no value that needs dropping. On `Ok` the caller
+    /// treats `*slot` as a pinned, initialised `T`; on `Err` as uninitialised memory.
+    unsafe fn __pinned_init(self, slot: *mut T) -> Result<(), E>;
+
+    /// Whether this initialiser starts by filling the whole slot with zero bytes.
+    ///
+    /// Allocators use it to hand out already zeroed memory (`alloc_zeroed`) and then call
+    /// [`PinInit::__pinned_init_on_zeroed`], which skips the zeroing.
+    fn starts_zeroed(&self) -> bool {
+        false
+    }
+
+    /// Like [`PinInit::__pinned_init`], for a slot the caller already filled with zero bytes.
+    ///
+    /// # Safety
+    ///
+    /// As for [`PinInit::__pinned_init`]; additionally every byte of `*slot` is zero.
+    unsafe fn __pinned_init_on_zeroed(self, slot: *mut T) -> Result<(), E> {
+        // SAFETY: the caller upholds `__pinned_init`'s contract, which this one extends.
+        unsafe { self.__pinned_init(slot) }
+    }
+
+    /// Runs `f` on the pinned value once it is initialised; if `f` fails the value is dropped again.
+    ///
+    /// ```
+    /// use pinit::{InPlaceInit, PinInit, pin_data, pin_init};
+    /// #[pin_data]
+    /// struct Counter { #[pin] n: u32 }
+    /// let b = Box::pin_init(pin_init!(Counter { n: 5 }).pin_chain(|c| {
+    ///     *c.project().n += 1;
+    ///     Ok(())
+    /// }))
+    /// .unwrap();
+    /// assert_eq!(b.n, 6);
+    /// ```
+    fn pin_chain<F>(self, f: F) -> ChainPinInit<Self, F, T, E>
+    where
+        F: FnOnce(Pin<&mut T>) -> Result<(), E>,
+    {
+        ChainPinInit::new(self, f)
+    }
+
+    /// Converts the error of this initialiser.
+    ///
+    /// ```
+    /// use std::io;
+    /// use pinit::{InPlaceInit, PinInit, pin_init_by};
+    /// let fails = pin_init_by::<u32, u8, _>(|_slot| Err(7));
+    /// let r = Box::try_pin_init(fails.map_err(|code| io::Error::other(format!("code {code}"))));
+    /// assert_eq!(r.unwrap_err().to_string(), "code 7");
+    /// ```
+    fn map_err<E2, F>(self, f: F) -> MapErr<Self, F, T, E>
+    where
+        F: FnOnce(E) -> E2,
+    {
+        MapErr::new(self, f)
+    }
+}
+
+/// An initialiser that builds a `T` in place without requiring it to stay pinned.
+///
+/// Every `Init` is also a [`PinInit`]. (A plain value is not an initialiser: `field: value` moves one in;
+/// keeping values out of these traits keeps type inference of `chain`/`map_err` unambiguous.)
+///
+/// # Safety
+///
+/// As for [`PinInit`], and the initialised value may be moved afterwards.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot initialise a `{T}` that is not pinned (with error type `{E}`)",
+    label = "this is not an unpinned initialiser of `{T}` with error type `{E}`",
+    note = "a pinned initialiser needs a field marked `#[pin]` in a `#[pin_data]` struct, built with `pin_init!`",
+    note = "to move a plain value in, write `field: value` or use `pinit::value(..)`",
+    note = "an initialiser's error type must be exactly the error type of the enclosing `init!(... ? Error)`"
+)]
+#[must_use = "an initialiser does nothing until it is run (for example by `Box::init`)"]
+pub unsafe trait Init<T: ?Sized, E = Infallible>: PinInit<T, E> {
+    /// Initialises `slot`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`PinInit::__pinned_init`], except that the value need not stay pinned.
+    unsafe fn __init(self, slot: *mut T) -> Result<(), E>;
+
+    /// Runs `f` on the value once it is initialised; if `f` fails the value is dropped again.
+    ///
+    /// ```
+    /// use pinit::{InPlaceInit, Init, init};
+    /// struct List { items: Vec<u8> }
+    /// let b = Box::init(init!(List { items: vec![1] }).chain(|l| {
+    ///     l.items.push(2);
+    ///     Ok(())
+    /// }))
+    /// .unwrap();
+    /// assert_eq!(b.items, [1, 2]);
+    /// ```
+    fn chain<F>(self, f: F) -> ChainInit<Self, F, T, E>
+    where
+        F: FnOnce(&mut T) -> Result<(), E>,
+    {
+        ChainInit::new(self, f)
+    }
+}
+
+/// Carries an initialiser's target and error types without owning either.
+pub(crate) type InitTypes<T, E> = PhantomData<fn(*mut T) -> Result<(), E>>;
+
+/// The initialiser behind [`pin_init_from_closure`], [`init_from_closure`] and the macros.
+pub(crate) struct ClosureInit<F, T: ?Sized, E> {
+    f: F,
+    zero_first: bool,
+    _types: InitTypes<T, E>,
+}
+
+impl<F, T: ?Sized, E> ClosureInit<F, T, E>
+where
+    F: FnOnce(*mut T, bool) -> Result<(), E>,
+{
+    /// `f(slot, already_zeroed)` initialises `slot`; `zero_first` says it begins by zeroing the slot.
+    pub(crate) fn new(f: F, zero_first: bool) -> Self {
+        Self {
+            f,
+            zero_first,
+            _types: PhantomData,
+        }
+    }
+}
+
+// SAFETY: whoever built the `ClosureInit` (an `unsafe` constructor) promised the closure keeps this contract.
+unsafe impl<F, T: ?Sized, E> PinInit<T, E> for ClosureInit<F, T, E>
+where
+    F: FnOnce(*mut T, bool) -> Result<(), E>,
+{
+    unsafe fn __pinned_init(self, slot: *mut T) -> Result<(), E> {
+        (self.f)(slot, false)
+    }
+
+    fn starts_zeroed(&self) -> bool {
+        self.zero_first
+    }
+
+    unsafe fn __pinned_init_on_zeroed(self, slot: *mut T) -> Result<(), E> {
+        (self.f)(slot, true)
+    }
+}
+
+// SAFETY: as above; the unsafe constructors of unpinned closure initialisers promise no pinning is needed.
+unsafe impl<F, T: ?Sized, E> Init<T, E> for ClosureInit<F, T, E>
+where
+    F: FnOnce(*mut T, bool) -> Result<(), E>,
+{
+    unsafe fn __init(self, slot: *mut T) -> Result<(), E> {
+        (self.f)(slot, false)
+    }
+}
+
+/// Makes a pinned initialiser from a closure that writes the slot.
+///
+/// # Safety
+///
+/// `f` must keep the [`PinInit`] contract: on `Ok` the slot holds a valid `T`, on `Err` nothing that needs
+/// dropping.
+pub unsafe fn pin_init_from_closure<T: ?Sized, E>(
+    f: impl FnOnce(*mut T) -> Result<(), E>,
+) -> impl PinInit<T, E> {
+    ClosureInit::new(move |slot, _| f(slot), false)
+}
+
+/// Makes an unpinned initialiser from a closure that writes the slot.
+///
+/// # Safety
+///
+/// `f` must keep the [`Init`] contract: on `Ok` the slot holds a valid `T` that may be moved, on `Err`
+/// nothing that needs dropping.
+pub unsafe fn init_from_closure<T: ?Sized, E>(
+    f: impl FnOnce(*mut T) -> Result<(), E>,
+) -> impl Init<T, E> {
+    ClosureInit::new(move |slot, _| f(slot), false)
+}
+
+/// An initialiser that moves `value` into the slot (where an initialiser is needed but a value is at hand).
+///
+/// ```
+/// use pinit::{InPlaceInit, init_array_from_fn, value};
+/// let ids: Box<[u32; 3]> = Box::init(init_array_from_fn(|i| value(i as u32 * 10))).unwrap();
+/// assert_eq!(*ids, [0, 10, 20]);
+/// ```
+pub fn value<T, E>(value: T) -> impl Init<T, E> {
+    let write = move |slot: *mut T, _| {
+        // SAFETY: the slot is valid for writes (initialiser contract).
+        unsafe { slot.write(value) };
+        Ok(())
+    };
+    ClosureInit::new(write, false)
+}
