@@ -1,0 +1,265 @@
+//! `nvme-tool`: identify, read, write and benchmark an NVMe controller through the userspace
+//! driver, on the in-process model or a real PCI function (`vfio:BDF`, `uio:BDF`).
+
+#![forbid(unsafe_code)]
+
+mod bench;
+mod size;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use nvme::model::{DmaLayout, Model, ModelConfig, NamespaceConfig};
+use nvme::{Controller, Options, Platform};
+
+#[derive(Debug, Parser)]
+#[command(version, about = "A userspace NVMe driver's command line")]
+struct Cli {
+    /// `model` (in-process controller), `vfio:BDF` or `uio:BDF` (bound to vfio-pci / uio_pci_generic).
+    #[arg(long, global = true, default_value = "model")]
+    device: String,
+    /// Size of the model's namespace (with `--device model`).
+    #[arg(long, global = true, default_value = "256M", value_parser = size::parse)]
+    model_size: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show what the controller and its namespaces report.
+    Identify {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read blocks and print them as hex (or write them raw to a file).
+    Read {
+        #[arg(long, default_value_t = 1)]
+        nsid: u32,
+        /// First logical block.
+        #[arg(long)]
+        lba: u64,
+        /// Number of blocks.
+        #[arg(long, default_value_t = 1)]
+        blocks: u64,
+        /// Write the raw bytes here instead of printing hex.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write blocks from a file, or filled with one byte value.
+    Write {
+        #[arg(long, default_value_t = 1)]
+        nsid: u32,
+        /// First logical block.
+        #[arg(long)]
+        lba: u64,
+        /// The data (its length must be whole blocks).
+        #[arg(long, conflicts_with = "pattern")]
+        input: Option<PathBuf>,
+        /// Fill `--blocks` blocks with this byte.
+        #[arg(long)]
+        pattern: Option<u8>,
+        /// Number of blocks (with `--pattern`).
+        #[arg(long, default_value_t = 1)]
+        blocks: u64,
+        /// Force Unit Access.
+        #[arg(long)]
+        fua: bool,
+    },
+    /// Measure IOPS, bandwidth and latency, in the manner of fio.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match dispatch(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("nvme-tool: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn options(cli: &Cli) -> Options {
+    let queues = match &cli.command {
+        Command::Bench(b) => b.queues.max(1),
+        _ => 1,
+    };
+    let depth = match &cli.command {
+        Command::Bench(b) => b.iodepth.clamp(1, 4095) as u16,
+        _ => 64,
+    };
+    Options {
+        io_queues: queues as u16,
+        queue_depth: depth.max(64),
+        ..Options::default()
+    }
+}
+
+fn dispatch(cli: &Cli) -> Result<std::process::ExitCode> {
+    let options = options(cli);
+    if cli.device == "model" {
+        if cli.model_size < 4096 || !cli.model_size.is_multiple_of(512) {
+            bail!("--model-size must be a multiple of 512 bytes, at least 4 KiB");
+        }
+        let model = Model::new(ModelConfig {
+            namespaces: vec![NamespaceConfig {
+                blocks: cli.model_size / 512,
+                lba_shift: 9,
+            }],
+            max_io_queues: 64,
+            dma_layout: DmaLayout::Contiguous,
+            ..ModelConfig::default()
+        });
+        return run(Controller::new(model, options)?, cli);
+    }
+    open_hw(cli, options)
+}
+
+#[cfg(feature = "hw")]
+fn open_hw(cli: &Cli, options: Options) -> Result<std::process::ExitCode> {
+    let platform = nvme::hw_platform::HwPlatform::open(&cli.device)
+        .with_context(|| format!("opening {}", cli.device))?;
+    run(Controller::new(platform, options)?, cli)
+}
+
+#[cfg(not(feature = "hw"))]
+fn open_hw(cli: &Cli, _options: Options) -> Result<std::process::ExitCode> {
+    bail!(
+        "device {:?}: built without the `hw` feature, only `model` is available",
+        cli.device
+    )
+}
+
+fn run<P: Platform>(ctrl: Controller<P>, cli: &Cli) -> Result<std::process::ExitCode> {
+    match &cli.command {
+        Command::Identify { json } => identify(&ctrl, *json)?,
+        Command::Read {
+            nsid,
+            lba,
+            blocks,
+            out,
+        } => read(&ctrl, *nsid, *lba, *blocks, out.as_ref())?,
+        Command::Write {
+            nsid,
+            lba,
+            input,
+            pattern,
+            blocks,
+            fua,
+        } => {
+            let data = match (input, pattern) {
+                (Some(path), _) => {
+                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
+                }
+                (None, Some(byte)) => {
+                    let ns = namespace(&ctrl, *nsid)?;
+                    let len = blocks
+                        .checked_mul(ns.block_size() as u64)
+                        .filter(|&l| l <= 1 << 30)
+                        .context("--blocks too large")?;
+                    vec![*byte; len as usize]
+                }
+                (None, None) => bail!("give --input FILE or --pattern BYTE"),
+            };
+            let mut qp = ctrl.queue_pair()?;
+            qp.write(*nsid, *lba, &data, *fua)?;
+            println!("wrote {} bytes at block {lba}", data.len());
+        }
+        Command::Bench(args) => return bench::run(&ctrl, args),
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn namespace<P: Platform>(ctrl: &Controller<P>, nsid: u32) -> Result<nvme::Namespace> {
+    ctrl.namespaces()
+        .iter()
+        .find(|ns| ns.id == nsid)
+        .copied()
+        .with_context(|| format!("no usable namespace {nsid}"))
+}
+
+fn identify<P: Platform>(ctrl: &Controller<P>, json: bool) -> Result<()> {
+    let info = ctrl.info();
+    let cap = ctrl.cap();
+    if json {
+        let namespaces: Vec<_> = ctrl
+            .namespaces()
+            .iter()
+            .map(|ns| {
+                serde_json::json!({
+                    "nsid": ns.id, "blocks": ns.blocks, "block_size": ns.block_size(),
+                    "bytes": ns.capacity(),
+                })
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "vendor_id": info.vendor_id, "serial": info.serial, "model": info.model,
+            "firmware": info.firmware, "mdts": info.mdts, "max_transfer": ctrl.max_transfer(),
+            "max_queue_entries": cap.max_queue_entries(), "doorbell_stride": cap.doorbell_stride(),
+            "timeout_ms": cap.timeout_ms(), "io_queues_granted": ctrl.queues_granted(),
+            "volatile_write_cache": info.volatile_write_cache, "namespaces": namespaces,
+        });
+        println!("{doc:#}");
+        return Ok(());
+    }
+    println!("model:        {}", info.model);
+    println!("serial:       {}", info.serial);
+    println!("firmware:     {}", info.firmware);
+    println!("vendor id:    {:#06x}", info.vendor_id);
+    println!(
+        "max transfer: {} KiB (MDTS {})",
+        ctrl.max_transfer() / 1024,
+        info.mdts
+    );
+    println!(
+        "queues:       {} I/O queue pairs granted, up to {} entries each",
+        ctrl.queues_granted(),
+        cap.max_queue_entries()
+    );
+    println!("write cache:  {}", info.volatile_write_cache);
+    for ns in ctrl.namespaces() {
+        println!(
+            "namespace {}: {} blocks of {} bytes ({} MiB)",
+            ns.id,
+            ns.blocks,
+            ns.block_size(),
+            ns.capacity() >> 20
+        );
+    }
+    Ok(())
+}
+
+fn read<P: Platform>(
+    ctrl: &Controller<P>,
+    nsid: u32,
+    lba: u64,
+    blocks: u64,
+    out: Option<&PathBuf>,
+) -> Result<()> {
+    let ns = namespace(ctrl, nsid)?;
+    let len = blocks
+        .checked_mul(ns.block_size() as u64)
+        .filter(|&l| l <= 1 << 30)
+        .context("--blocks too large")?;
+    let mut data = vec![0; len as usize];
+    ctrl.queue_pair()?.read(nsid, lba, &mut data)?;
+    if let Some(path) = out {
+        std::fs::write(path, &data).with_context(|| format!("writing {}", path.display()))?;
+        return Ok(());
+    }
+    let mut stdout = std::io::stdout().lock();
+    for (i, line) in data.chunks(16).enumerate() {
+        let hex: Vec<String> = line.iter().map(|b| format!("{b:02x}")).collect();
+        let text: String = line
+            .iter()
+            .map(|&b| if b.is_ascii_graphic() { b as char } else { '.' })
+            .collect();
+        writeln!(stdout, "{:08x}  {:<47}  {text}", i * 16, hex.join(" "))?;
+    }
+    Ok(())
+}
