@@ -9,6 +9,9 @@ use tokio_util::codec::{Decoder, Encoder};
 
 use crate::consts::HEADER_LEN;
 
+/// How far ahead of the received bytes the decoder reserves buffer space for a partial frame.
+const RESERVE_AHEAD: usize = 256 * 1024;
+
 /// Why a stream stopped yielding frames. After any of these the stream is out of sync: close it.
 #[derive(Debug, Error)]
 pub enum FrameError {
@@ -76,8 +79,9 @@ impl Decoder for FrameCodec {
             return Err(FrameError::TooSmall(size));
         }
         if src.len() < len {
-            // Make room for the whole frame at once rather than growing step by step.
-            src.reserve(len - src.len());
+            // Make room for the rest of the frame in large steps, but never far ahead of the
+            // bytes that actually arrived: a bare header must not cost a whole msize of memory.
+            src.reserve((len - src.len()).min(RESERVE_AHEAD));
             return Ok(None);
         }
         Ok(Some(src.split_to(len).freeze()))

@@ -93,3 +93,20 @@ async fn the_limit_can_shrink_after_negotiation() {
         Err(FrameError::TooLarge { msize: 4096, .. })
     ));
 }
+
+#[test]
+fn a_bare_header_does_not_reserve_the_whole_declared_frame() {
+    use bytes::BytesMut;
+    use tokio_util::codec::Decoder;
+
+    let mut codec = ninep::FrameCodec::new(u32::MAX);
+    let mut buf = BytesMut::new();
+    buf.extend_from_slice(&u32::MAX.to_le_bytes());
+    buf.extend_from_slice(&[118, 0, 0]);
+    assert!(codec.decode(&mut buf).unwrap().is_none());
+    assert!(
+        buf.capacity() <= 512 * 1024,
+        "reserved {} bytes for 7 received",
+        buf.capacity()
+    );
+}
