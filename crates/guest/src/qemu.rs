@@ -15,6 +15,8 @@ pub enum Accel {
 /// Everything that shapes one QEMU invocation.
 #[derive(Debug, Clone)]
 pub struct Machine {
+    /// The QEMU executable (normally `qemu-system-x86_64` on `$PATH`).
+    pub program: PathBuf,
     pub name: String,
     pub accel: Accel,
     pub smp: u32,
@@ -33,7 +35,7 @@ pub struct Machine {
 impl Machine {
     /// The `qemu-system-x86_64` command for this machine (stdio not yet set).
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new("qemu-system-x86_64");
+        let mut cmd = Command::new(&self.program);
         let machine = if self.iommu {
             "q35,kernel-irqchip=split"
         } else {
@@ -150,6 +152,7 @@ mod tests {
 
     fn machine() -> Machine {
         Machine {
+            program: "qemu-system-x86_64".into(),
             name: "t".into(),
             accel: Accel::Tcg,
             smp: 2,

@@ -71,6 +71,7 @@ pub struct VmBuilder {
     echo: bool,
     accel: Option<Accel>,
     tries: u32,
+    qemu: PathBuf,
 }
 
 impl Default for VmBuilder {
@@ -91,6 +92,7 @@ impl Default for VmBuilder {
             echo: false,
             accel: None,
             tries: BOOT_TRIES,
+            qemu: PathBuf::from("qemu-system-x86_64"),
         }
     }
 }
@@ -188,6 +190,12 @@ impl VmBuilder {
         self
     }
 
+    /// Boots tried before giving up (default 3).
+    pub fn boot_tries(mut self, tries: u32) -> Self {
+        self.tries = tries.max(1);
+        self
+    }
+
     /// Guest memory (default 2048 MiB).
     pub fn memory_mib(mut self, mib: u32) -> Self {
         self.memory_mib = mib;
@@ -221,6 +229,12 @@ impl VmBuilder {
     /// Forces an accelerator instead of the cached KVM probe's verdict (`$GUEST_ACCEL=tcg|kvm` does too).
     pub fn accel(mut self, accel: Accel) -> Self {
         self.accel = Some(accel);
+        self
+    }
+
+    /// Uses another QEMU executable than `qemu-system-x86_64` on `$PATH`.
+    pub fn qemu_binary(mut self, program: impl AsRef<Path>) -> Self {
+        self.qemu = program.as_ref().to_path_buf();
         self
     }
 
@@ -263,7 +277,7 @@ impl VmBuilder {
             machine
                 .command()
                 .spawn()
-                .ctx(|| "cannot start qemu-system-x86_64".to_owned())?,
+                .ctx(|| format!("cannot start {}", self.qemu.display()))?,
         );
         child.wait().ctx(|| "cannot wait for QEMU".to_owned())
     }
@@ -333,6 +347,13 @@ impl VmBuilder {
                 )));
             }
         }
+        for (package, bin) in &self.static_bins {
+            if package.is_empty() || bin.is_empty() || bin.contains('/') {
+                return Err(Error::Invalid(format!(
+                    "static binary {package:?}/{bin:?}: need a package and a plain binary name"
+                )));
+            }
+        }
         for (host, guest) in &self.files {
             if !guest.starts_with('/') {
                 return Err(Error::Invalid(format!(
@@ -397,6 +418,13 @@ impl VmBuilder {
                 }
             }
         }
+        for (package, bin) in &self.static_bins {
+            if package.is_empty() || bin.is_empty() || bin.contains('/') {
+                return Err(Error::Invalid(format!(
+                    "static binary {package:?}/{bin:?}: need a package and a plain binary name"
+                )));
+            }
+        }
         for (host, guest) in &self.files {
             add_file(&mut w, host, guest, 0o444)?;
         }
@@ -431,6 +459,7 @@ impl VmBuilder {
 
     fn machine(&self, prepared: &Prepared, accel: Accel) -> Machine {
         Machine {
+            program: self.qemu.clone(),
             name: format!("kangrejos-{}-{}", prepared.name, std::process::id()),
             accel,
             smp: self.smp,
@@ -521,13 +550,13 @@ impl VmBuilder {
             .stderr(qemu_stderr);
         let mut child = cmd.spawn().map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                Error::Missing(
-                    "qemu-system-x86_64 is not installed: run `cargo xtask vm -c true` once (it installs it)"
-                        .into(),
-                )
+                Error::Missing(format!(
+                    "{} is not installed: run `cargo xtask vm -c true` once (it installs it)",
+                    self.qemu.display()
+                ))
             } else {
                 Error::Io {
-                    context: "cannot start qemu-system-x86_64".into(),
+                    context: format!("cannot start {}", self.qemu.display()),
                     source: e,
                 }
             }
