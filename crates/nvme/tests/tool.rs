@@ -54,6 +54,7 @@ fn bench_json_has_iops_and_latency_percentiles() {
         lat["p99_9"].as_f64().unwrap(),
     );
     assert!(0.0 < p50 && p50 <= p99 && p99 <= p999);
+    assert!(v["verified"].as_u64().unwrap() > 0);
     assert_eq!(v["verify_errors"], 0);
     assert_eq!(v["errors"], 0);
 }

@@ -1,6 +1,7 @@
 //! `nvme-tool bench`: fio-style load with one queue pair per thread.
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -39,7 +40,7 @@ pub struct BenchArgs {
     /// Queue pairs, one thread each.
     #[arg(long, default_value_t = 1)]
     pub queues: usize,
-    /// Stamp written blocks and check what reads return (zeroes or the stamp).
+    /// Stamp written blocks, and check that reads of blocks this run has written return the stamp.
     #[arg(long)]
     verify: bool,
     /// Print JSON instead of a table.
@@ -58,6 +59,8 @@ struct Tally {
     ios: u64,
     errors: u64,
     verify_errors: u64,
+    /// Reads whose data was checked against the stamp.
+    verified: u64,
     first_error: Option<String>,
 }
 
@@ -67,6 +70,28 @@ struct Slot<D> {
     started: Instant,
     offset: u64,
     write: bool,
+    /// Whether a read must return the stamp: the unit was fully written before it was sent.
+    check: bool,
+}
+
+/// Which I/O units this run has finished writing, shared by all threads.
+struct Written(Vec<AtomicU64>);
+
+impl Written {
+    fn new(units: u64, verify: bool) -> Written {
+        let words = if verify { units.div_ceil(64) } else { 0 };
+        Written((0..words).map(|_| AtomicU64::new(0)).collect())
+    }
+    fn mark(&self, unit: u64) {
+        if let Some(w) = self.0.get((unit / 64) as usize) {
+            w.fetch_or(1 << (unit % 64), Ordering::Release);
+        }
+    }
+    fn contains(&self, unit: u64) -> bool {
+        self.0
+            .get((unit / 64) as usize)
+            .is_some_and(|w| w.load(Ordering::Acquire) & (1 << (unit % 64)) != 0)
+    }
 }
 
 /// The stamp of byte `i` of a block at byte offset `at`: any write to a block writes the same.
@@ -106,6 +131,7 @@ pub fn run<P: Platform>(ctrl: &Controller<P>, args: &BenchArgs) -> Result<ExitCo
         qps.push(ctrl.queue_pair().context("opening a queue pair")?);
     }
     let depth = args.iodepth.min(qps[0].depth());
+    let written = Written::new(units, args.verify);
     let started = Instant::now();
     let tallies: Vec<Result<Tally>> = std::thread::scope(|scope| {
         let handles: Vec<_> = qps
@@ -125,7 +151,8 @@ pub fn run<P: Platform>(ctrl: &Controller<P>, args: &BenchArgs) -> Result<ExitCo
                     seed: 0x5eed + t as u64,
                     runtime,
                 };
-                scope.spawn(move || job.run(qp))
+                let written = &written;
+                scope.spawn(move || job.run(qp, written))
             })
             .collect();
         handles
@@ -147,6 +174,7 @@ pub fn run<P: Platform>(ctrl: &Controller<P>, args: &BenchArgs) -> Result<ExitCo
         total.ios += t.ios;
         total.errors += t.errors;
         total.verify_errors += t.verify_errors;
+        total.verified += t.verified;
         total.first_error = total.first_error.or(t.first_error);
     }
     report(args, depth, elapsed, &total);
@@ -172,7 +200,7 @@ fn report(args: &BenchArgs, depth: usize, elapsed: f64, t: &Tally) {
             "runtime_s": elapsed, "ios": t.ios, "iops": iops, "mb_s": mb_s,
             "latency_us": { "p50": p50, "p99": p99, "p99_9": p999, "mean": mean,
                             "max": t.latency_ns.max() as f64 / 1000.0 },
-            "errors": t.errors, "verify_errors": t.verify_errors,
+            "errors": t.errors, "verified": t.verified, "verify_errors": t.verify_errors,
         });
         println!("{doc}");
         return;
@@ -199,6 +227,7 @@ impl Tally {
             ios: 0,
             errors: 0,
             verify_errors: 0,
+            verified: 0,
             first_error: None,
         })
     }
@@ -220,7 +249,7 @@ struct Job {
 }
 
 impl Job {
-    fn run<P: Platform>(&self, mut qp: QueuePair<P>) -> Result<Tally> {
+    fn run<P: Platform>(&self, mut qp: QueuePair<P>, written: &Written) -> Result<Tally> {
         let mut tally = Tally::new()?;
         let mut rng = fastrand::Rng::with_seed(self.seed);
         let mut slots: Vec<Slot<P::Dma>> = Vec::with_capacity(self.depth);
@@ -230,6 +259,7 @@ impl Job {
                 started: Instant::now(),
                 offset: 0,
                 write: false,
+                check: false,
             });
         }
         let mut stamped = vec![0u8; if self.verify { self.bs as usize } else { 0 }];
@@ -259,6 +289,7 @@ impl Job {
                     let slot = &mut slots[i];
                     slot.offset = unit * self.bs;
                     slot.write = write;
+                    slot.check = self.verify && !write && written.contains(unit);
                     let Some(buffer) = slot.buffer.take() else {
                         bail!("a buffer was lost");
                     };
@@ -304,14 +335,16 @@ impl Job {
                 let Some(buffer) = c.buffer else {
                     bail!("the controller died: {:?}", c.result.err());
                 };
-                if self.verify && !slot.write && c.result.is_ok() {
+                if self.verify && slot.write && c.result.is_ok() {
+                    written.mark(slot.offset / self.bs);
+                }
+                if slot.check && c.result.is_ok() {
+                    tally.verified += 1;
                     buffer.read(0, &mut check);
-                    let zero = check.iter().all(|&b| b == 0);
-                    let good = zero
-                        || check
-                            .iter()
-                            .enumerate()
-                            .all(|(j, &b)| b == stamp(slot.offset, j));
+                    let good = check
+                        .iter()
+                        .enumerate()
+                        .all(|(j, &b)| b == stamp(slot.offset, j));
                     if !good {
                         tally.verify_errors += 1;
                         tally.first_error.get_or_insert_with(|| {
