@@ -56,6 +56,7 @@ async fn responder(stream: UnixStream) {
     let mut frames = FrameReader::new(r, 1 << 20);
     let mut out = Vec::with_capacity(1 << 16);
     let reply = Response::Getattr(Attr::default());
+    let file = vec![0x5a; 1 << 20];
     while let Ok(Some(frame)) = frames.next_frame().await {
         let Ok((tag, request)) = Request::decode(&frame) else {
             return;
@@ -65,6 +66,16 @@ async fn responder(stream: UnixStream) {
             Request::Version { msize, version } => {
                 Response::Version { msize, version }.encode(tag, &mut out)
             }
+            Request::Read { count, .. } => {
+                let n = (count as usize).min(file.len());
+                ninep::put_rread_header(&mut out, tag, n as u32).map(|()| {
+                    out.extend_from_slice(&file[..n]);
+                })
+            }
+            Request::Write { data, .. } => Response::Write {
+                count: data.len() as u32,
+            }
+            .encode(tag, &mut out),
             _ => reply.encode(tag, &mut out),
         }
         .unwrap();
@@ -123,6 +134,31 @@ async fn client_round_trips() {
     println!(
         "client: {tasks} pipelined tasks, {:.0} Tgetattr/s",
         f64::from(tasks * per_task) / took.as_secs_f64()
+    );
+
+    let chunk = (1 << 20) - ninep::P9_IOHDRSZ;
+    let rounds = 300;
+    let start = Instant::now();
+    for i in 0..rounds {
+        let data = client
+            .read(1, u64::from(i) * u64::from(chunk), chunk)
+            .await
+            .unwrap();
+        assert_eq!(data.len(), chunk as usize);
+    }
+    let read_rate = f64::from(rounds * chunk) / start.elapsed().as_secs_f64() / f64::from(1 << 20);
+    let payload = Bytes::from(vec![0xa5; chunk as usize]);
+    let start = Instant::now();
+    for i in 0..rounds {
+        let n = client
+            .write(1, u64::from(i) * u64::from(chunk), payload.clone())
+            .await
+            .unwrap();
+        assert_eq!(n, chunk);
+    }
+    let write_rate = f64::from(rounds * chunk) / start.elapsed().as_secs_f64() / f64::from(1 << 20);
+    println!(
+        "client: msize 1 MiB sequential Tread {read_rate:.0} MiB/s, Twrite {write_rate:.0} MiB/s"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

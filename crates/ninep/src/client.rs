@@ -25,7 +25,7 @@ use crate::consts::{NOTAG, msg};
 use crate::error::{DecodeError, EncodeError};
 use crate::frame::Header;
 use crate::qid::Qid;
-use crate::request::Request;
+use crate::request::{Request, put_twrite_header};
 use crate::response::Response;
 
 /// The largest frame accepted before Tversion has negotiated an msize.
@@ -68,6 +68,23 @@ pub enum ClientError {
     /// The requested tag (NOTAG, for Tversion) is already in flight.
     #[error("tag {0} is already in flight")]
     TagInUse(u16),
+}
+
+/// One frame on its way out: the encoded head and, for Twrite, the payload kept as the
+/// caller's `Bytes` so it is not copied into the head.
+#[derive(Debug)]
+struct Outgoing {
+    head: Vec<u8>,
+    payload: Bytes,
+}
+
+impl From<Vec<u8>> for Outgoing {
+    fn from(head: Vec<u8>) -> Self {
+        Self {
+            head,
+            payload: Bytes::new(),
+        }
+    }
 }
 
 /// What a waiting call receives: the reply frame, or why there will be none.
@@ -128,7 +145,7 @@ impl Shared {
 #[derive(Debug)]
 struct Inner {
     shared: Arc<Shared>,
-    frames: mpsc::UnboundedSender<Vec<u8>>,
+    frames: mpsc::UnboundedSender<Outgoing>,
     reader: AbortHandle,
     next_fid: AtomicU32,
 }
@@ -249,7 +266,7 @@ impl Client {
         &self,
         fixed: Option<u16>,
         flush_of: Option<u16>,
-        build: impl FnOnce(u16) -> Result<Vec<u8>, ClientError>,
+        build: impl FnOnce(u16) -> Result<Outgoing, ClientError>,
     ) -> Result<PendingReply, ClientError> {
         let shared = &self.inner.shared;
         let (tx, rx) = oneshot::channel();
@@ -304,9 +321,19 @@ impl Client {
             _ => None,
         };
         self.send_with(fixed, flush_of, |tag| {
+            if let Request::Write { fid, offset, data } = request {
+                let count = u32::try_from(data.len())
+                    .map_err(|_| EncodeError::FrameTooLarge(data.len()))?;
+                let mut head = Vec::with_capacity(crate::consts::HEADER_LEN + 16);
+                put_twrite_header(&mut head, tag, *fid, *offset, count)?;
+                return Ok(Outgoing {
+                    head,
+                    payload: data.clone(),
+                });
+            }
             let mut frame = Vec::with_capacity(request.encoded_len()?);
             request.encode(tag, &mut frame)?;
-            Ok(frame)
+            Ok(frame.into())
         })
     }
 
@@ -322,7 +349,7 @@ impl Client {
             if let Some(t) = frame.get_mut(5..7) {
                 t.copy_from_slice(&tag.to_le_bytes());
             }
-            Ok(frame)
+            Ok(frame.into())
         })?
         .wait()
         .await
@@ -332,7 +359,7 @@ impl Client {
     pub fn send_raw(&self, bytes: Vec<u8>) -> Result<(), ClientError> {
         self.inner
             .frames
-            .send(bytes)
+            .send(bytes.into())
             .map_err(|_| disconnected(&self.inner.shared))
     }
 
@@ -574,20 +601,22 @@ fn release(shared: &Shared, tag: u16, flush_of: Option<u16>) {
 /// Writes queued frames, batching small ones into one write.
 async fn write_frames<W: AsyncWrite + Unpin>(
     mut writer: W,
-    mut frames: mpsc::UnboundedReceiver<Vec<u8>>,
+    mut frames: mpsc::UnboundedReceiver<Outgoing>,
 ) {
     let mut batch = Vec::with_capacity(COALESCE_LIMIT);
     while let Some(first) = frames.recv().await {
         let mut result = Ok(());
         let mut next = Some(first);
         while let Some(frame) = next.take() {
-            if frame.len() > COALESCE_LIMIT {
-                result = result.and(write_batch(&mut writer, &mut batch).await);
-                result = result.and(writer.write_all(&frame).await);
-            } else {
-                batch.extend_from_slice(&frame);
-                if batch.len() >= COALESCE_LIMIT {
+            for part in [&frame.head[..], &frame.payload[..]] {
+                if part.len() > COALESCE_LIMIT {
                     result = result.and(write_batch(&mut writer, &mut batch).await);
+                    result = result.and(writer.write_all(part).await);
+                } else {
+                    batch.extend_from_slice(part);
+                    if batch.len() >= COALESCE_LIMIT {
+                        result = result.and(write_batch(&mut writer, &mut batch).await);
+                    }
                 }
             }
             next = frames.try_recv().ok();

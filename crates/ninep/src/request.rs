@@ -346,7 +346,8 @@ fn decode_body(ty: u8, r: &mut Reader<'_>) -> Result<Request, DecodeError> {
                     limit: P9_MAXWELEM as u32,
                 });
             }
-            let mut wnames = Vec::with_capacity(usize::from(nwname));
+            // Each name takes at least 2 bytes: never reserve more than the frame can hold.
+            let mut wnames = Vec::with_capacity(usize::from(nwname).min(r.remaining() / 2));
             for _ in 0..nwname {
                 wnames.push(r.string("wname")?);
             }

@@ -251,7 +251,8 @@ fn decode_body(ty: u8, r: &mut Reader<'_>) -> Result<Response, DecodeError> {
                     limit: P9_MAXWELEM as u32,
                 });
             }
-            let mut wqids = Vec::with_capacity(usize::from(nwqid));
+            // Each qid takes 13 bytes: never reserve more than the frame can hold.
+            let mut wqids = Vec::with_capacity(usize::from(nwqid).min(r.remaining() / Qid::LEN));
             for _ in 0..nwqid {
                 wqids.push(r.qid("wqid")?);
             }

@@ -23,7 +23,8 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn remaining(&self) -> usize {
+    /// Bytes not yet read.
+    pub(crate) fn remaining(&self) -> usize {
         self.frame.len().saturating_sub(self.pos)
     }
 

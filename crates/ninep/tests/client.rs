@@ -357,6 +357,23 @@ async fn large_writes_and_readdir_payloads_arrive_intact() {
     server.reply(tag, &Response::Write { count: 1 << 20 }).await;
     assert_eq!(write.await.unwrap().unwrap(), 1 << 20);
 
+    // A small write travels batched with its header.
+    let small = tokio::spawn({
+        let c = client.clone();
+        async move { c.write(7, 0, Bytes::from_static(b"tiny")).await }
+    });
+    let (tag, req) = server.recv().await;
+    assert_eq!(
+        req,
+        Request::Write {
+            fid: 7,
+            offset: 0,
+            data: Bytes::from_static(b"tiny")
+        }
+    );
+    server.reply(tag, &Response::Write { count: 4 }).await;
+    assert_eq!(small.await.unwrap().unwrap(), 4);
+
     let readdir = tokio::spawn({
         let c = client.clone();
         async move { c.readdir(2, 0, 4096).await }
