@@ -1,7 +1,8 @@
 //! Speed of the codec and of the client's round trip against a minimal in-process responder
 //! over a unix socket (so the figures are the client's own overhead, not a file server's).
 //!
-//! `cargo bench -p ninep --bench wire`
+//! `cargo bench -p ninep --bench wire`. Under `cargo test` (no `--bench` argument) it does a
+//! short smoke run instead, so the workspace test pass stays quick.
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
-fn codec() {
+fn codec(scale: u32) {
     let request = Request::Getattr {
         fid: 7,
         request_mask: getattr::ALL,
@@ -30,7 +31,7 @@ fn codec() {
         ..Attr::default()
     });
     let mut buf = Vec::with_capacity(256);
-    let n = 2_000_000;
+    let n = 20_000 * scale;
     let start = Instant::now();
     for i in 0..n {
         buf.clear();
@@ -85,7 +86,7 @@ async fn responder(stream: UnixStream) {
     }
 }
 
-async fn client_round_trips() {
+async fn client_round_trips(scale: u32) {
     let dir = std::env::temp_dir().join(format!("ninep-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("sock");
@@ -98,11 +99,11 @@ async fn client_round_trips() {
     let client = Client::connect_unix(&path).await.unwrap();
     client.version(1 << 20, "9P2000.L").await.unwrap();
 
-    for _ in 0..2_000 {
+    for _ in 0..20 * scale {
         client.getattr(1, getattr::BASIC).await.unwrap();
     }
-    let mut lat = Vec::with_capacity(20_000);
-    for _ in 0..20_000 {
+    let mut lat = Vec::with_capacity(200 * scale as usize);
+    for _ in 0..200 * scale {
         let t = Instant::now();
         client.getattr(1, getattr::BASIC).await.unwrap();
         lat.push(t.elapsed());
@@ -115,7 +116,7 @@ async fn client_round_trips() {
     );
 
     let tasks = 32;
-    let per_task = 5_000;
+    let per_task = 50 * scale;
     let start = Instant::now();
     let handles: Vec<_> = (0..tasks)
         .map(|_| {
@@ -137,7 +138,7 @@ async fn client_round_trips() {
     );
 
     let chunk = (1 << 20) - ninep::P9_IOHDRSZ;
-    let rounds = 300;
+    let rounds = 3 * scale;
     let start = Instant::now();
     for i in 0..rounds {
         let data = client
@@ -164,7 +165,13 @@ async fn client_round_trips() {
 }
 
 fn main() {
-    codec();
+    let scale = if std::env::args().any(|a| a == "--bench") {
+        100
+    } else {
+        println!("smoke run (use cargo bench for figures)");
+        1
+    };
+    codec(scale);
     for (name, rt) in [
         (
             "current_thread",
@@ -183,6 +190,6 @@ fn main() {
         ),
     ] {
         println!("runtime {name}:");
-        rt.block_on(client_round_trips());
+        rt.block_on(client_round_trips(scale));
     }
 }

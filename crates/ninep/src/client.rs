@@ -557,6 +557,120 @@ impl Client {
         }
     }
 
+    /// Creates symlink `name` -> `target` in directory `dfid`.
+    pub async fn symlink(
+        &self,
+        dfid: u32,
+        name: &[u8],
+        target: &[u8],
+        gid: u32,
+    ) -> Result<Qid, ClientError> {
+        let request = Request::Symlink {
+            fid: dfid,
+            name: Bytes::copy_from_slice(name),
+            symtgt: Bytes::copy_from_slice(target),
+            gid,
+        };
+        match self.call(&request).await? {
+            Response::Symlink { qid } => Ok(qid),
+            other => Err(expect_err("Rsymlink", other)),
+        }
+    }
+
+    /// Reads the target of symlink `fid`.
+    pub async fn readlink(&self, fid: u32) -> Result<Bytes, ClientError> {
+        match self.call(&Request::Readlink { fid }).await? {
+            Response::Readlink { target } => Ok(target),
+            other => Err(expect_err("Rreadlink", other)),
+        }
+    }
+
+    /// Creates hard link `name` in directory `dfid` to the file of `fid`.
+    pub async fn link(&self, dfid: u32, fid: u32, name: &[u8]) -> Result<(), ClientError> {
+        let request = Request::Link {
+            dfid,
+            fid,
+            name: Bytes::copy_from_slice(name),
+        };
+        match self.call(&request).await? {
+            Response::Link => Ok(()),
+            other => Err(expect_err("Rlink", other)),
+        }
+    }
+
+    /// Renames `oldname` in `olddirfid` to `newname` in `newdirfid`.
+    pub async fn renameat(
+        &self,
+        olddirfid: u32,
+        oldname: &[u8],
+        newdirfid: u32,
+        newname: &[u8],
+    ) -> Result<(), ClientError> {
+        let request = Request::Renameat {
+            olddirfid,
+            oldname: Bytes::copy_from_slice(oldname),
+            newdirfid,
+            newname: Bytes::copy_from_slice(newname),
+        };
+        match self.call(&request).await? {
+            Response::Renameat => Ok(()),
+            other => Err(expect_err("Rrenameat", other)),
+        }
+    }
+
+    /// Prepares `newfid` to read xattr `name` (the name list when empty); returns its size.
+    pub async fn xattrwalk(&self, fid: u32, newfid: u32, name: &[u8]) -> Result<u64, ClientError> {
+        let request = Request::Xattrwalk {
+            fid,
+            newfid,
+            name: Bytes::copy_from_slice(name),
+        };
+        match self.call(&request).await? {
+            Response::Xattrwalk { size } => Ok(size),
+            other => Err(expect_err("Rxattrwalk", other)),
+        }
+    }
+
+    /// Turns `fid` into a handle that sets xattr `name` (written with Twrite) at clunk.
+    pub async fn xattrcreate(
+        &self,
+        fid: u32,
+        name: &[u8],
+        attr_size: u64,
+        flags: u32,
+    ) -> Result<(), ClientError> {
+        let request = Request::Xattrcreate {
+            fid,
+            name: Bytes::copy_from_slice(name),
+            attr_size,
+            flags,
+        };
+        match self.call(&request).await? {
+            Response::Xattrcreate => Ok(()),
+            other => Err(expect_err("Rxattrcreate", other)),
+        }
+    }
+
+    /// Acquires or releases a byte-range lock; returns the [`crate::consts::lock_status`].
+    pub async fn lock(&self, fid: u32, lock: crate::attr::Lock) -> Result<u8, ClientError> {
+        match self.call(&Request::Lock { fid, lock }).await? {
+            Response::Lock { status } => Ok(status),
+            other => Err(expect_err("Rlock", other)),
+        }
+    }
+
+    /// Tests for a lock conflicting with `lock`; the reply's type is UNLCK when there is none.
+    pub async fn getlock(
+        &self,
+        fid: u32,
+        lock: crate::attr::GetLock,
+    ) -> Result<crate::attr::GetLock, ClientError> {
+        match self.call(&Request::Getlock { fid, lock }).await? {
+            Response::Getlock(found) => Ok(found),
+            other => Err(expect_err("Rgetlock", other)),
+        }
+    }
+
     /// Forgets `fid`.
     pub async fn clunk(&self, fid: u32) -> Result<(), ClientError> {
         match self.call(&Request::Clunk { fid }).await? {

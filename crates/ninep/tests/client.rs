@@ -402,3 +402,324 @@ async fn large_writes_and_readdir_payloads_arrive_intact() {
     let names: Vec<Bytes> = DirentIter::new(data).map(|d| d.unwrap().name).collect();
     assert_eq!(names, vec![&b"."[..], b"..", b"a\xffb"]);
 }
+
+/// Runs `call` while the scripted server checks it sent `expected` and answers `reply`.
+async fn exchange<T: Send + 'static>(
+    server: &mut Script,
+    call: impl std::future::Future<Output = T> + Send + 'static,
+    expected: Request,
+    reply: Response,
+) -> T {
+    let handle = tokio::spawn(call);
+    let (tag, request) = server.recv().await;
+    assert_eq!(request, expected);
+    server.reply(tag, &reply).await;
+    handle.await.unwrap()
+}
+
+#[tokio::test]
+async fn typed_calls_send_their_request_and_unpack_their_reply() {
+    use ninep::consts::{lock_status, lock_type, open_flags};
+    use ninep::{GetLock, Lock, SetAttr, StatFs};
+
+    let (client, mut server) = pair();
+    let b = |s: &'static [u8]| Bytes::from_static(s);
+    let c = client.clone();
+
+    let got = exchange(
+        &mut server,
+        {
+            let c = c.clone();
+            async move { c.lopen(3, open_flags::RDONLY).await }
+        },
+        Request::Lopen { fid: 3, flags: 0 },
+        Response::Lopen {
+            qid: qid(3),
+            iounit: 99,
+        },
+    )
+    .await;
+    assert_eq!(got.unwrap(), (qid(3), 99));
+
+    let got = exchange(
+        &mut server,
+        {
+            let c = c.clone();
+            async move { c.lcreate(3, b"f", 0o1, 0o644, 5).await }
+        },
+        Request::Lcreate {
+            fid: 3,
+            name: b(b"f"),
+            flags: 1,
+            mode: 0o644,
+            gid: 5,
+        },
+        Response::Lcreate {
+            qid: qid(4),
+            iounit: 0,
+        },
+    )
+    .await;
+    assert_eq!(got.unwrap(), (qid(4), 0));
+
+    let got = exchange(
+        &mut server,
+        {
+            let c = c.clone();
+            async move { c.symlink(2, b"l", b"../t", 5).await }
+        },
+        Request::Symlink {
+            fid: 2,
+            name: b(b"l"),
+            symtgt: b(b"../t"),
+            gid: 5,
+        },
+        Response::Symlink { qid: qid(5) },
+    )
+    .await;
+    assert_eq!(got.unwrap(), qid(5));
+
+    let got = exchange(
+        &mut server,
+        {
+            let c = c.clone();
+            async move { c.readlink(6).await }
+        },
+        Request::Readlink { fid: 6 },
+        Response::Readlink { target: b(b"../t") },
+    )
+    .await;
+    assert_eq!(got.unwrap(), b(b"../t"));
+
+    let got = exchange(
+        &mut server,
+        {
+            let c = c.clone();
+            async move { c.link(2, 6, b"hard").await }
+        },
+        Request::Link {
+            dfid: 2,
+            fid: 6,
+            name: b(b"hard"),
+        },
+        Response::Link,
+    )
+    .await;
+    got.unwrap();
+
+    let got = exchange(
+        &mut server,
+        {
+            let c = c.clone();
+            async move { c.renameat(2, b"a", 3, b"b").await }
+        },
+        Request::Renameat {
+            olddirfid: 2,
+            oldname: b(b"a"),
+            newdirfid: 3,
+            newname: b(b"b"),
+        },
+        Response::Renameat,
+    )
+    .await;
+    got.unwrap();
+
+    let got = exchange(
+        &mut server,
+        {
+            let c = c.clone();
+            async move { c.xattrwalk(2, 9, b"user.x").await }
+        },
+        Request::Xattrwalk {
+            fid: 2,
+            newfid: 9,
+            name: b(b"user.x"),
+        },
+        Response::Xattrwalk { size: 17 },
+    )
+    .await;
+    assert_eq!(got.unwrap(), 17);
+
+    let got = exchange(
+        &mut server,
+        {
+            let c = c.clone();
+            async move { c.xattrcreate(9, b"user.y", 3, 0).await }
+        },
+        Request::Xattrcreate {
+            fid: 9,
+            name: b(b"user.y"),
+            attr_size: 3,
+            flags: 0,
+        },
+        Response::Xattrcreate,
+    )
+    .await;
+    got.unwrap();
+
+    let lock = Lock {
+        ty: lock_type::WRLCK,
+        flags: 0,
+        start: 0,
+        length: 10,
+        proc_id: 77,
+        client_id: b(b"me"),
+    };
+    let got = exchange(
+        &mut server,
+        {
+            let c = c.clone();
+            let lock = lock.clone();
+            async move { c.lock(4, lock).await }
+        },
+        Request::Lock { fid: 4, lock },
+        Response::Lock {
+            status: lock_status::BLOCKED,
+        },
+    )
+    .await;
+    assert_eq!(got.unwrap(), lock_status::BLOCKED);
+
+    let probe = GetLock {
+        ty: lock_type::RDLCK,
+        start: 0,
+        length: 0,
+        proc_id: 1,
+        client_id: b(b"me"),
+    };
+    let holder = GetLock {
+        ty: lock_type::WRLCK,
+        start: 0,
+        length: 10,
+        proc_id: 77,
+        client_id: b(b"other"),
+    };
+    let got = exchange(
+        &mut server,
+        {
+            let c = c.clone();
+            let probe = probe.clone();
+            async move { c.getlock(4, probe).await }
+        },
+        Request::Getlock {
+            fid: 4,
+            lock: probe,
+        },
+        Response::Getlock(holder.clone()),
+    )
+    .await;
+    assert_eq!(got.unwrap(), holder);
+
+    let got = exchange(
+        &mut server,
+        {
+            let c = c.clone();
+            async move { c.mkdir(2, b"d", 0o755, 5).await }
+        },
+        Request::Mkdir {
+            dfid: 2,
+            name: b(b"d"),
+            mode: 0o755,
+            gid: 5,
+        },
+        Response::Mkdir { qid: qid(8) },
+    )
+    .await;
+    assert_eq!(got.unwrap(), qid(8));
+
+    let got = exchange(
+        &mut server,
+        {
+            let c = c.clone();
+            async move { c.unlinkat(2, b"d", ninep::consts::AT_REMOVEDIR).await }
+        },
+        Request::Unlinkat {
+            dirfid: 2,
+            name: b(b"d"),
+            flags: ninep::consts::AT_REMOVEDIR,
+        },
+        Response::Unlinkat,
+    )
+    .await;
+    got.unwrap();
+
+    let st = StatFs {
+        bsize: 4096,
+        namelen: 255,
+        ..StatFs::default()
+    };
+    let got = exchange(
+        &mut server,
+        {
+            let c = c.clone();
+            async move { c.statfs(1).await }
+        },
+        Request::Statfs { fid: 1 },
+        Response::Statfs(st),
+    )
+    .await;
+    assert_eq!(got.unwrap(), st);
+
+    let got = exchange(
+        &mut server,
+        {
+            let c = c.clone();
+            async move { c.fsync(4, true).await }
+        },
+        Request::Fsync {
+            fid: 4,
+            datasync: 1,
+        },
+        Response::Fsync,
+    )
+    .await;
+    got.unwrap();
+
+    let attr = SetAttr {
+        valid: ninep::consts::setattr::SIZE,
+        size: 5,
+        ..SetAttr::default()
+    };
+    let got = exchange(
+        &mut server,
+        {
+            let c = c.clone();
+            async move { c.setattr(4, attr).await }
+        },
+        Request::Setattr { fid: 4, attr },
+        Response::Setattr,
+    )
+    .await;
+    got.unwrap();
+
+    let got = exchange(
+        &mut server,
+        {
+            let c = c.clone();
+            async move { c.read(4, 8, 3).await }
+        },
+        Request::Read {
+            fid: 4,
+            offset: 8,
+            count: 3,
+        },
+        Response::Read { data: b(b"xyz") },
+    )
+    .await;
+    assert_eq!(got.unwrap(), b(b"xyz"));
+
+    let got = exchange(
+        &mut server,
+        {
+            let c = c.clone();
+            async move { c.remove(4).await }
+        },
+        Request::Remove { fid: 4 },
+        Response::Lerror {
+            ecode: errno::EACCES,
+        },
+    )
+    .await;
+    assert!(matches!(got, Err(ClientError::Lerror(errno::EACCES))));
+    assert_eq!(client.in_flight(), 0);
+}
