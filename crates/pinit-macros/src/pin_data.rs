@@ -157,10 +157,7 @@ fn projection(s: &Struct) -> TokenStream {
 fn pin_data_impls(s: &Struct, pinned_drop: bool) -> TokenStream {
     let name = TokenStream::from(TokenTree::Ident(s.name.clone()));
     let (ig, tg, w, vis) = (&s.impl_generics, &s.type_generics, &s.where_clause, &s.vis);
-    let data = TokenStream::from(TokenTree::Ident(Ident::new(
-        "__PinFields",
-        Span::call_site(),
-    )));
+    let data = suffixed(s, "PinFields");
     let phantom = expand(
         "::core::marker::PhantomData<fn($name<$tg>) -> $name<$tg>>",
         &[("name", &name), ("tg", tg)],
@@ -171,24 +168,21 @@ fn pin_data_impls(s: &Struct, pinned_drop: bool) -> TokenStream {
         } else {
             "UnpinnedField"
         };
-        expand(
-            &format!("::pinit::macro_support::{marker}<$ty>"),
-            &[("ty", &f.ty)],
-        )
+        expand(&format!("::pinit::field::{marker}<$ty>"), &[("ty", &f.ty)])
     });
     let mut values = TokenStream::new();
     for f in &s.fields {
         let n = TokenStream::from(f.name.clone());
         let v = tokens(
             "// SAFETY: the marker matches the field's `#[pin]` and type.
-             unsafe { ::pinit::macro_support::PinnedField::new() }",
+             unsafe { ::pinit::field::PinnedField::new() }",
         );
         let v = if f.pinned {
             v
         } else {
             tokens(
                 "// SAFETY: the marker matches the field's `#[pin]` and type.
-                 unsafe { ::pinit::macro_support::UnpinnedField::new() }",
+                 unsafe { ::pinit::field::UnpinnedField::new() }",
             )
         };
         if s.shape == Shape::Named {
@@ -267,12 +261,12 @@ fn pin_data_impls(s: &Struct, pinned_drop: bool) -> TokenStream {
             impl<$ig> ::core::marker::Copy for $data<$tg> where $w {}
 
             // SAFETY: the markers describe `$name`.
-            unsafe impl<$ig> ::pinit::macro_support::PinDataOf for $data<$tg> where $w {
+            unsafe impl<$ig> ::pinit::field::PinDataOf for $data<$tg> where $w {
                 type Datee = $name<$tg>;
             }
 
             // SAFETY: every field has the marker of its `#[pin]` status and its own type.
-            unsafe impl<$ig> ::pinit::macro_support::HasPinData for $name<$tg> where $w {
+            unsafe impl<$ig> ::pinit::field::HasPinData for $name<$tg> where $w {
                 type PinData = $data<$tg>;
                 unsafe fn __pin_data() -> Self::PinData {
                     $data_ctor
@@ -280,14 +274,14 @@ fn pin_data_impls(s: &Struct, pinned_drop: bool) -> TokenStream {
             }
 
             #[allow(dead_code)]
-            struct PinnedFieldsOf<'__pin, $ig> where $w {
+            struct $pinned_fields<'__pin, $ig> where $w {
                 __lifetime: ::core::marker::PhantomData<fn(&'__pin ()) -> &'__pin ()>,
                 __all: $phantom,
                 $unpin_fields
             }
             impl<'__pin, $ig> ::core::marker::Unpin for $name<$tg>
             where
-                PinnedFieldsOf<'__pin, $tg>: ::core::marker::Unpin,
+                $pinned_fields<'__pin, $tg>: ::core::marker::Unpin,
                 $w
             {}
 
@@ -304,6 +298,7 @@ fn pin_data_impls(s: &Struct, pinned_drop: bool) -> TokenStream {
             ("data_ctor", &data_ctor),
             ("phantom", &phantom),
             ("unpin_fields", &unpin_fields),
+            ("pinned_fields", &suffixed(s, "PinnedFields")),
             ("drop_rules", &drop_rules),
         ],
     )

@@ -41,7 +41,7 @@
 #[macro_export]
 macro_rules! pin_init {
     ($(&$this:ident in)? $($seg:ident)::+ $(::<$($g:ty),* $(,)?>)? { $($fields:tt)* } $(? $err:ty)?) => {
-        $crate::__pinit_build!(pin, ($($this)?), ($($seg)::+ $(::<$($g),*>)?), ($($err)?), ($($fields)*))
+        $crate::pinit_build!(pin, ($($this)?), ($($seg)::+ $(::<$($g),*>)?), ($($err)?), ($($fields)*))
     };
 }
 
@@ -65,18 +65,18 @@ macro_rules! pin_init {
 #[macro_export]
 macro_rules! init {
     ($(&$this:ident in)? $($seg:ident)::+ $(::<$($g:ty),* $(,)?>)? { $($fields:tt)* } $(? $err:ty)?) => {
-        $crate::__pinit_build!(plain, ($($this)?), ($($seg)::+ $(::<$($g),*>)?), ($($err)?), ($($fields)*))
+        $crate::pinit_build!(plain, ($($this)?), ($($seg)::+ $(::<$($g),*>)?), ($($err)?), ($($fields)*))
     };
 }
 
 #[doc(hidden)]
 #[macro_export]
-macro_rules! __pinit_build {
+macro_rules! pinit_build {
     ($mode:ident, ($($this:ident)?), ($($t:tt)*), (), ($($fields:tt)*)) => {
-        $crate::__pinit_build!($mode, ($($this)?), ($($t)*), (::core::convert::Infallible), ($($fields)*))
+        $crate::pinit_build!($mode, ($($this)?), ($($t)*), (::core::convert::Infallible), ($($fields)*))
     };
     ($mode:ident, ($($this:ident)?), ($($t:tt)*), ($err:ty), ($($fields:tt)*)) => {
-        $crate::__pinit_munch!(
+        $crate::pinit_fields!(
             @mode($mode) @this($($this)?) @ty($($t)*) @err($err)
             @names(slot, guards, data, zeroed)
             @stmts() @check() @zero() @attrs()
@@ -87,24 +87,26 @@ macro_rules! __pinit_build {
 
 #[doc(hidden)]
 #[macro_export]
-macro_rules! __pinit_munch {
+macro_rules! pinit_fields {
     // All fields done: emit the initialiser.
     (@mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty)
      @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident)
      @stmts($($stmts:tt)*) @check($($check:tt)*) @zero($($zero:ident)?) @attrs()
      @rest()) => {{
-        let $data = $crate::__pinit_mode!(data $mode, $($t)*);
-        let init = $crate::macro_support::PinDataOf::make_closure::<_, $err>(
+        let $data = $crate::pinit_field_op!(data $mode, $($t)*);
+        let init = $crate::field::PinDataOf::make_closure::<_, $err>(
             $data,
             move |$slot, $zeroed| {
                 $(
                     // SAFETY: slots handed to initialisers are never null.
-                    let $this = unsafe { $crate::macro_support::this_ptr($slot) };
+                    let $this = unsafe { $crate::field::this_ptr($slot) };
                 )?
                 $(
-                    let _: $crate::__pinit_yes!($zero);
-                    // SAFETY: the slot is valid for writes; `$zeroed` is true only for zero-filled memory.
-                    unsafe { $crate::macro_support::zero_slot($slot, $zeroed) };
+                    let _: $crate::pinit_zeroed_rest!($zero);
+                    if !$zeroed {
+                        // SAFETY: the slot is valid for writes; `zeroed()` fills it with a valid all-zero value.
+                        unsafe { $crate::PinInit::__pinned_init($crate::zeroed::<_, $err>(), $slot) }?;
+                    }
                 )?
                 let _ = $zeroed;
                 let $guards = ();
@@ -112,35 +114,38 @@ macro_rules! __pinit_munch {
                 ::core::mem::forget($guards);
                 #[allow(unreachable_code, clippy::diverging_sub_expression, clippy::redundant_field_names)]
                 let _ = || {
-                    $crate::macro_support::same_type(
-                        $slot,
-                        $($t)* { $($check)* $(..$crate::__pinit_yes!(zeroed_value $zero))? },
-                    );
+                    // SAFETY: never called: it only makes the compiler check the field list against the type.
+                    unsafe {
+                        ::core::ptr::write(
+                            $slot,
+                            $($t)* { $($check)* $(..$crate::pinit_zeroed_rest!(zeroed_value $zero))? },
+                        )
+                    };
                 };
                 ::core::result::Result::Ok(())
             },
         );
-        $crate::__pinit_mode!(finish $mode, init, $($zero)?)
+        $crate::pinit_field_op!(finish $mode, init, $($zero)?)
     }};
     // `..Zeroable::zeroed()` at the end.
     (@mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty) @names($($n:ident),*)
      @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs()
      @rest(.. Zeroable :: zeroed () $(,)?)) => {
-        $crate::__pinit_munch!(@mode($mode) @this($($this)?) @ty($($t)*) @err($err) @names($($n),*)
+        $crate::pinit_fields!(@mode($mode) @this($($this)?) @ty($($t)*) @err($err) @names($($n),*)
             @stmts($($stmts)*) @check($($check)*) @zero(yes) @attrs() @rest())
     };
     // An attribute (normally `#[cfg(...)]`) on the next field.
     (@mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty) @names($($n:ident),*)
      @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs($($attrs:tt)*)
      @rest(# [$($attr:tt)*] $($rest:tt)*)) => {
-        $crate::__pinit_munch!(@mode($mode) @this($($this)?) @ty($($t)*) @err($err) @names($($n),*)
+        $crate::pinit_fields!(@mode($mode) @this($($this)?) @ty($($t)*) @err($err) @names($($n),*)
             @stmts($($stmts)*) @check($($check)*) @zero() @attrs($($attrs)* #[$($attr)*]) @rest($($rest)*))
     };
     // `_: { code }` between fields.
     (@mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty) @names($($n:ident),*)
      @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs($($attrs:tt)*)
      @rest(_ : { $($code:tt)* } $(, $($rest:tt)*)?)) => {
-        $crate::__pinit_munch!(@mode($mode) @this($($this)?) @ty($($t)*) @err($err) @names($($n),*)
+        $crate::pinit_fields!(@mode($mode) @this($($this)?) @ty($($t)*) @err($err) @names($($n),*)
             @stmts($($stmts)* $($attrs)* { $($code)* };) @check($($check)*) @zero() @attrs()
             @rest($($($rest)*)?))
     };
@@ -149,17 +154,16 @@ macro_rules! __pinit_munch {
      @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident)
      @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs($($attrs:tt)*)
      @rest($f:tt <- $init:expr $(, $($rest:tt)*)?)) => {
-        $crate::__pinit_munch!(@mode($mode) @this($($this)?) @ty($($t)*) @err($err)
+        $crate::pinit_fields!(@mode($mode) @this($($this)?) @ty($($t)*) @err($err)
             @names($slot, $guards, $data, $zeroed)
             @stmts($($stmts)*
                 $($attrs)*
                 {
                     let init = $init;
                     // SAFETY: `$slot` is the slot under initialisation and this field is not yet initialised.
-                    let result = unsafe { $crate::__pinit_mode!(init $mode, $data, $slot, $f, init) };
-                    $crate::macro_support::same_error::<$err>(result)?;
+                    unsafe { $crate::pinit_field_op!(init $mode, $data, $slot, $f, init, $err) }?;
                 }
-                $crate::__pinit_munch!(@field_done $mode, $slot, $guards, $data, $f, ($($attrs)*));
+                $crate::pinit_fields!(@field_done $mode, $slot, $guards, $data, $f, ($($attrs)*));
             )
             @check($($check)* $($attrs)* $f: ::core::panic!(),) @zero() @attrs()
             @rest($($($rest)*)?))
@@ -169,16 +173,16 @@ macro_rules! __pinit_munch {
      @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident)
      @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs($($attrs:tt)*)
      @rest($f:tt : [$value:expr ; $len:expr] $(, $($rest:tt)*)?)) => {
-        $crate::__pinit_munch!(@mode($mode) @this($($this)?) @ty($($t)*) @err($err)
+        $crate::pinit_fields!(@mode($mode) @this($($this)?) @ty($($t)*) @err($err)
             @names($slot, $guards, $data, $zeroed)
             @stmts($($stmts)*
                 $($attrs)*
                 {
                     let value = $value;
                     // SAFETY: `$slot` is the slot under initialisation; the field is an array of `$len` values.
-                    unsafe { $crate::macro_support::fill_array::<_, { $len }>(&raw mut (*$slot).$f, value) };
+                    unsafe { $crate::field::fill_array::<_, { $len }>(&raw mut (*$slot).$f, value) };
                 }
-                $crate::__pinit_munch!(@field_done $mode, $slot, $guards, $data, $f, ($($attrs)*));
+                $crate::pinit_fields!(@field_done $mode, $slot, $guards, $data, $f, ($($attrs)*));
             )
             @check($($check)* $($attrs)* $f: ::core::panic!(),) @zero() @attrs()
             @rest($($($rest)*)?))
@@ -188,16 +192,16 @@ macro_rules! __pinit_munch {
      @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident)
      @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs($($attrs:tt)*)
      @rest($f:tt : $value:expr $(, $($rest:tt)*)?)) => {
-        $crate::__pinit_munch!(@mode($mode) @this($($this)?) @ty($($t)*) @err($err)
+        $crate::pinit_fields!(@mode($mode) @this($($this)?) @ty($($t)*) @err($err)
             @names($slot, $guards, $data, $zeroed)
             @stmts($($stmts)*
                 $($attrs)*
                 {
                     let value = $value;
                     // SAFETY: `$slot` is the slot under initialisation and this field is not yet initialised.
-                    unsafe { $crate::macro_support::write_field(&raw mut (*$slot).$f, value) };
+                    unsafe { (&raw mut (*$slot).$f).write(value) };
                 }
-                $crate::__pinit_munch!(@field_done $mode, $slot, $guards, $data, $f, ($($attrs)*));
+                $crate::pinit_fields!(@field_done $mode, $slot, $guards, $data, $f, ($($attrs)*));
             )
             @check($($check)* $($attrs)* $f: ::core::panic!(),) @zero() @attrs()
             @rest($($($rest)*)?))
@@ -206,7 +210,7 @@ macro_rules! __pinit_munch {
     (@mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty) @names($($n:ident),*)
      @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs($($attrs:tt)*)
      @rest($f:ident $(, $($rest:tt)*)?)) => {
-        $crate::__pinit_munch!(@mode($mode) @this($($this)?) @ty($($t)*) @err($err) @names($($n),*)
+        $crate::pinit_fields!(@mode($mode) @this($($this)?) @ty($($t)*) @err($err) @names($($n),*)
             @stmts($($stmts)*) @check($($check)*) @zero() @attrs($($attrs)*)
             @rest($f: $f $(, $($rest)*)?))
     };
@@ -215,18 +219,18 @@ macro_rules! __pinit_munch {
         $($attrs)*
         let $guards = (
             // SAFETY: the field was just initialised; the guard is forgotten once the whole value is.
-            unsafe { $crate::macro_support::DropGuard::new(&raw mut (*$slot).$f) },
+            unsafe { $crate::field::DropGuard::new(&raw mut (*$slot).$f) },
             $guards,
         );
-        $crate::__pinit_bind!($f, ($($attrs)*),
+        $crate::pinit_bind!($f, ($($attrs)*),
             // SAFETY: the field is initialised and lives as long as the slot; pinned fields stay pinned.
-            unsafe { $crate::__pinit_mode!(project $mode, $data, $slot, $f) });
+            unsafe { $crate::pinit_field_op!(project $mode, $data, $slot, $f) });
     };
 }
 
 #[doc(hidden)]
 #[macro_export]
-macro_rules! __pinit_bind {
+macro_rules! pinit_bind {
     ($f:ident, ($($attrs:tt)*), $value:expr) => {
         $($attrs)*
         #[allow(unused_variables, unused_mut, clippy::let_unit_value)]
@@ -237,51 +241,51 @@ macro_rules! __pinit_bind {
 
 #[doc(hidden)]
 #[macro_export]
-macro_rules! __pinit_yes {
+macro_rules! pinit_zeroed_rest {
     (yes) => {
         ()
     };
     (zeroed_value yes) => {
-        $crate::macro_support::zeroed_value()
+        $crate::Zeroable::zeroed()
     };
 }
 
 #[doc(hidden)]
 #[macro_export]
-macro_rules! __pinit_mode {
+macro_rules! pinit_field_op {
     (data pin, $($t:tt)*) => {
         // SAFETY: only this crate's macros ask for a type's pin data.
         unsafe {
-            use $crate::macro_support::HasPinData as _;
+            use $crate::field::HasPinData as _;
             $($t)*::__pin_data()
         }
     };
     (data plain, $($t:tt)*) => {
         {
-            use $crate::macro_support::HasInitData as _;
+            use $crate::field::HasInitData as _;
             $($t)*::__init_data()
         }
     };
-    (init pin, $data:ident, $slot:ident, $f:tt, $init:ident) => {
-        $data.$f.init(&raw mut (*$slot).$f, $init)
+    (init pin, $data:ident, $slot:ident, $f:tt, $init:ident, $err:ty) => {
+        $data.$f.init::<$err>(&raw mut (*$slot).$f, $init)
     };
-    (init plain, $data:ident, $slot:ident, $f:tt, $init:ident) => {
-        $crate::macro_support::init_field(&raw mut (*$slot).$f, $init)
+    (init plain, $data:ident, $slot:ident, $f:tt, $init:ident, $err:ty) => {
+        <_ as $crate::Init<_, $err>>::__init($init, &raw mut (*$slot).$f)
     };
     (project pin, $data:ident, $slot:ident, $f:tt) => {
         $data.$f.project(&raw mut (*$slot).$f)
     };
     (project plain, $data:ident, $slot:ident, $f:tt) => {
-        $crate::macro_support::project_field(&raw mut (*$slot).$f)
+        $crate::field::project_field(&raw mut (*$slot).$f)
     };
     (finish pin, $init:ident, $($zero:ident)?) => {
         // SAFETY: the closure initialises every field (checked by the struct literal), drops the initialised
         // ones on early exit, and gives out `#[pin]` fields only pinned.
-        unsafe { $crate::macro_support::pin_init_from_macro($init, $crate::__pinit_mode!(zero $($zero)?)) }
+        unsafe { $crate::field::pin_init_from_macro($init, $crate::pinit_field_op!(zero $($zero)?)) }
     };
     (finish plain, $init:ident, $($zero:ident)?) => {
         // SAFETY: as for `pin`; `init!` never pins a field, so the value may move.
-        unsafe { $crate::macro_support::init_from_macro($init, $crate::__pinit_mode!(zero $($zero)?)) }
+        unsafe { $crate::field::init_from_macro($init, $crate::pinit_field_op!(zero $($zero)?)) }
     };
     (zero yes) => { true };
     (zero) => { false };

@@ -2,7 +2,7 @@
 
 use core::pin::Pin;
 
-use crate::macro_support::HasPinData;
+use crate::field::HasPinData;
 
 /// Drop code for a `#[pin_data(PinnedDrop)]` type; write it with `#[pinned_drop]`.
 ///

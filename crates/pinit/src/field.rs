@@ -1,4 +1,7 @@
-//! What the macros expand to call. Public only so expansions in other crates can reach it; not an API.
+//! Field-level building blocks that `pin_init!`, `init!` and `#[pin_data]` expand to.
+//!
+//! Public so that macro expansions in other crates can reach them; hand-written code should prefer the
+//! safe [`init_by`](crate::init_by) / [`pin_init_by`](crate::pin_init_by).
 //!
 //! Every item here that is `unsafe` documents the invariant the macros uphold when calling it.
 
@@ -179,16 +182,6 @@ impl<T: ?Sized> UnpinnedField<T> {
     }
 }
 
-/// Runs an unpinned initialiser into a field (`init!`).
-///
-/// # Safety
-///
-/// `slot` points to a field inside a slot under initialisation.
-pub unsafe fn init_field<T: ?Sized, E>(slot: *mut T, init: impl Init<T, E>) -> Result<(), E> {
-    // SAFETY: forwarded from the caller.
-    unsafe { init.__init(slot) }
-}
-
 /// Sees an initialised field (`init!`).
 ///
 /// # Safety
@@ -197,16 +190,6 @@ pub unsafe fn init_field<T: ?Sized, E>(slot: *mut T, init: impl Init<T, E>) -> R
 pub unsafe fn project_field<'a, T: ?Sized>(slot: *mut T) -> &'a mut T {
     // SAFETY: forwarded from the caller.
     unsafe { &mut *slot }
-}
-
-/// Moves a value into a field.
-///
-/// # Safety
-///
-/// `slot` points to a field inside a slot under initialisation.
-pub unsafe fn write_field<T>(slot: *mut T, value: T) {
-    // SAFETY: forwarded from the caller.
-    unsafe { slot.write(value) }
 }
 
 /// Fills an array field element by element, so `[x; N]` never exists on the stack.
@@ -218,23 +201,6 @@ pub unsafe fn fill_array<T: Copy, const N: usize>(slot: *mut [T; N], value: T) {
     // SAFETY: the caller says the field is writable; `MaybeUninit` elements need no prior initialisation.
     let elements = unsafe { &mut *slot.cast::<[core::mem::MaybeUninit<T>; N]>() };
     elements.fill(core::mem::MaybeUninit::new(value));
-}
-
-/// Zeroes the whole slot unless the allocator already did (`..Zeroable::zeroed()`).
-///
-/// # Safety
-///
-/// `slot` is valid for writes.
-pub unsafe fn zero_slot<T: crate::Zeroable>(slot: *mut T, already_zeroed: bool) {
-    if !already_zeroed {
-        // SAFETY: forwarded from the caller; zero bytes are a valid `T`.
-        unsafe { slot.write_bytes(0, 1) };
-    }
-}
-
-/// A stand-in value of a zeroable type, used only in the never-run field-completeness check.
-pub fn zeroed_value<T: crate::Zeroable>() -> T {
-    T::zeroed()
 }
 
 /// Drops one initialised field again if initialisation stops early (error or panic).
@@ -266,11 +232,3 @@ pub unsafe fn this_ptr<T: ?Sized>(slot: *mut T) -> core::ptr::NonNull<T> {
     // SAFETY: forwarded from the caller.
     unsafe { core::ptr::NonNull::new_unchecked(slot) }
 }
-
-/// Checks at compile time that an initialiser error type is the one the macro declares.
-pub fn same_error<E>(r: Result<(), E>) -> Result<(), E> {
-    r
-}
-
-/// Ties the never-run field-completeness check to the slot's type (so generics are inferred alike).
-pub fn same_type<T>(_slot: *mut T, _value: T) {}

@@ -1,0 +1,13 @@
+#![allow(unused_imports)]
+
+use core::marker::PhantomPinned;
+use core::pin::Pin;
+use pinit::*;
+
+#[pin_data(PinnedDrop)]
+struct Lock {
+    #[pin]
+    waiters: PhantomPinned,
+}
+
+fn main() {}

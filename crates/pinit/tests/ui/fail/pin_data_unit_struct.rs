@@ -1,0 +1,10 @@
+#![allow(unused_imports)]
+
+use core::marker::PhantomPinned;
+use core::pin::Pin;
+use pinit::*;
+
+#[pin_data]
+struct P;
+
+fn main() {}

@@ -1,0 +1,40 @@
+//! A user crate that forbids `unsafe` can use every macro.
+
+#![forbid(unsafe_code)]
+
+use core::marker::PhantomPinned;
+use core::pin::Pin;
+use pinit::*;
+
+#[pin_data(PinnedDrop)]
+struct Node {
+    #[pin]
+    _pin: PhantomPinned,
+    me: *const Node,
+    value: u32,
+}
+
+#[pinned_drop]
+impl PinnedDrop for Node {
+    fn drop(self: Pin<&mut Self>) {}
+}
+
+#[derive(Zeroable)]
+struct Regs {
+    a: u32,
+    b: [u8; 16],
+}
+
+#[pin_data]
+struct Tuple(#[pin] u32, u8);
+
+fn main() {
+    let n = Box::pin_init(pin_init!(&this in Node { _pin: PhantomPinned, me: this.as_ptr(), value: 1 })).unwrap();
+    assert!(core::ptr::eq(n.me, &*n));
+    let r = Box::init(init!(Regs { a: 1, ..Zeroable::zeroed() })).unwrap();
+    assert_eq!(r.b, [0; 16]);
+    stack_pin_init!(let t = pin_init!(Tuple { 0: 1, 1: 2 }));
+    assert_eq!(t.1, 2);
+    let b: Box<[u8; 64]> = Box::init(init_by(|slot| slot.init(zeroed()))).unwrap();
+    assert_eq!(b[63], 0);
+}
