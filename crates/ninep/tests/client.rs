@@ -723,3 +723,28 @@ async fn typed_calls_send_their_request_and_unpack_their_reply() {
     assert!(matches!(got, Err(ClientError::Lerror(errno::EACCES))));
     assert_eq!(client.in_flight(), 0);
 }
+
+#[tokio::test]
+async fn running_out_of_tags_is_an_error_not_a_hang() {
+    let (client, _server) = pair();
+    let pending: Vec<_> = (0..65535)
+        .map(|fid| client.start(&Request::Clunk { fid }).unwrap())
+        .collect();
+    let tags: HashSet<u16> = pending.iter().map(|p| p.tag()).collect();
+    assert_eq!(tags.len(), 65535);
+    assert!(!tags.contains(&NOTAG), "NOTAG is reserved for Tversion");
+    assert!(matches!(
+        client.start(&Request::Clunk { fid: 0 }),
+        Err(ClientError::TagsExhausted)
+    ));
+    // Tversion still goes out on NOTAG, once.
+    let version = Request::Version {
+        msize: 8192,
+        version: Bytes::from_static(b"9P2000.L"),
+    };
+    assert_eq!(client.start(&version).unwrap().tag(), NOTAG);
+    assert!(matches!(
+        client.start(&version),
+        Err(ClientError::TagInUse(NOTAG))
+    ));
+}
