@@ -7,7 +7,8 @@
 //! panics on bad input, never allocates more than the frame's own size, and rejects truncated
 //! frames, trailing bytes, unknown types, oversized counts and frames larger than the msize
 //! with a [`DecodeError`]. Names and payloads are [`bytes::Bytes`] slices of the frame
-//! (zero-copy; names need not be UTF-8).
+//! (zero-copy; names need not be UTF-8). When a frame fails to decode, [`Header::peek_tag`]
+//! still recovers its tag, so a server can answer it with Rlerror.
 //!
 //! ```
 //! use bytes::Bytes;
