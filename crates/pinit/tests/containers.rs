@@ -152,9 +152,12 @@ fn writes_into_existing_uninitialised_memory() {
     assert_eq!(b.0, "b");
     let failed = Box::<Noisy>::new_uninit().write_init(fails("x"));
     assert_eq!(failed.err(), Some(Failed("x")));
+    // A `'static` slot stays reachable from a static, as in a lazily initialised global.
+    static KEPT: std::sync::OnceLock<Pin<&'static mut u64>> = std::sync::OnceLock::new();
     let leaked: &'static mut MaybeUninit<u64> = Box::leak(Box::new(MaybeUninit::uninit()));
     let pinned: Pin<&'static mut u64> = leaked.write_pin_init(value::<u64, Failed>(9)).unwrap();
     assert_eq!(*pinned, 9);
+    assert!(KEPT.set(pinned).is_ok());
 }
 
 #[pin_data(PinnedDrop)]

@@ -1,7 +1,168 @@
-//! Suites of the `pinit` area.
+//! Suites of the `pinit` area: its tests under AddressSanitizer, LeakSanitizer and valgrind memcheck.
+//! (Its ordinary unit, integration, trybuild and doc tests run in the `workspace` suite.)
+//!
+//! Sanitizer builds pass `--target x86_64-unknown-linux-gnu` so that the proc-macro crate (built for the
+//! host) is not instrumented, and use their own target directories so that flags never mix.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
 
 use super::Suite;
+use crate::cmd::{Tally, run_checked, run_counting, workspace_root};
+
+/// The runtime test targets of `pinit` (the trybuild suite compiles code and is not a memory test).
+const TEST_TARGETS: &[&str] = &[
+    "--lib",
+    "--test",
+    "fields",
+    "--test",
+    "containers",
+    "--test",
+    "stack",
+];
+
+const HOST: &str = "x86_64-unknown-linux-gnu";
 
 pub fn suites() -> Vec<Suite> {
-    Vec::new()
+    vec![
+        Suite {
+            name: "pinit-asan",
+            about: "pinit tests under AddressSanitizer (nightly, -Zsanitizer=address)",
+            needs_guest: false,
+            run: || sanitized("address"),
+        },
+        Suite {
+            name: "pinit-lsan",
+            about: "pinit tests under LeakSanitizer (nightly, -Zsanitizer=leak)",
+            needs_guest: false,
+            run: || sanitized("leak"),
+        },
+        Suite {
+            name: "pinit-valgrind",
+            about: "pinit test binaries under valgrind memcheck (leaks and invalid accesses are errors)",
+            needs_guest: false,
+            run: valgrind,
+        },
+    ]
+}
+
+/// Where this area's extra builds go: below the caller's target directory, apart from normal builds.
+fn target_dir(flavour: &str) -> PathBuf {
+    let base = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    base.join(format!("pinit-{flavour}"))
+}
+
+/// A `cargo +nightly` command, free of the variables the outer (stable) cargo set for this process.
+fn nightly_cargo() -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.arg("+nightly").current_dir(workspace_root());
+    for var in [
+        "CARGO",
+        "RUSTC",
+        "RUSTDOC",
+        "RUSTC_WRAPPER",
+        "RUSTUP_TOOLCHAIN",
+        "RUSTFLAGS",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// Installs the nightly toolchain when a fresh machine lacks it.
+fn ensure_nightly() -> Result<()> {
+    let mut version = nightly_cargo();
+    version.arg("--version");
+    if version.output().is_ok_and(|o| o.status.success()) {
+        return Ok(());
+    }
+    let mut install = Command::new("rustup");
+    install.args(["toolchain", "install", "nightly", "--profile", "minimal"]);
+    run_checked(install).context("installing the nightly toolchain for the sanitizers")
+}
+
+fn sanitized(sanitizer: &str) -> Result<Tally> {
+    ensure_nightly()?;
+    let mut cmd = nightly_cargo();
+    cmd.args(["test", "-p", "pinit", "--target", HOST])
+        .args(TEST_TARGETS)
+        .env("CARGO_TARGET_DIR", target_dir(sanitizer))
+        .env(
+            "RUSTFLAGS",
+            format!("-Zsanitizer={sanitizer} -Cdebug-assertions=on"),
+        )
+        // One test asks for 64 TiB and expects an `AllocError`, not a sanitizer abort.
+        .env("ASAN_OPTIONS", "detect_leaks=1:allocator_may_return_null=1")
+        .env("LSAN_OPTIONS", "allocator_may_return_null=1")
+        .args(["--", "--test-threads=1"]);
+    run_counting(cmd)
+}
+
+fn valgrind() -> Result<Tally> {
+    let target = target_dir("valgrind");
+    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    build
+        .args(["test", "-p", "pinit", "--no-run", "--message-format=json"])
+        .args(TEST_TARGETS)
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(workspace_root());
+    let output = build
+        .output()
+        .context("building pinit's tests for valgrind")?;
+    if !output.status.success() {
+        bail!(
+            "building pinit's tests failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let binaries = executables(&String::from_utf8_lossy(&output.stdout));
+    if binaries.is_empty() {
+        bail!("cargo reported no pinit test executables");
+    }
+    let mut tally = Tally::default();
+    for binary in binaries {
+        let mut run = Command::new("valgrind");
+        run.args([
+            "--quiet",
+            "--error-exitcode=99",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite,indirect",
+            "--show-leak-kinds=definite,indirect",
+        ])
+        .arg(&binary)
+        .arg("--test-threads=1")
+        .current_dir(workspace_root().join("crates/pinit"));
+        tally.add(run_counting(run)?);
+    }
+    Ok(tally)
+}
+
+/// The `"executable"` paths in cargo's JSON messages.
+fn executables(json_lines: &str) -> Vec<String> {
+    const KEY: &str = "\"executable\":\"";
+    json_lines
+        .lines()
+        .filter_map(|line| {
+            let start = line.find(KEY)? + KEY.len();
+            let end = start + line[start..].find('"')?;
+            Some(line[start..end].to_string())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::executables;
+
+    #[test]
+    fn finds_test_executables_in_cargo_json() {
+        let json = r#"{"reason":"compiler-artifact","executable":"/t/debug/deps/fields-1"}
+{"reason":"compiler-artifact","executable":null}
+{"reason":"build-finished","success":true}"#;
+        assert_eq!(executables(json), ["/t/debug/deps/fields-1"]);
+    }
 }
