@@ -34,3 +34,7 @@ fn guest_tests(package: &str) -> Result<Tally> {
 fn hw_guest() -> Result<Tally> {
     guest_tests("hw")
 }
+
+fn nvme_guest() -> Result<Tally> {
+    guest_tests("nvme")
+}
