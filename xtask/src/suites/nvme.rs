@@ -6,12 +6,20 @@ use super::Suite;
 use crate::cmd::{Tally, cargo_test};
 
 pub fn suites() -> Vec<Suite> {
-    vec![Suite {
-        name: "hw-guest",
-        about: "hw through uio_pci_generic and vfio-pci (behind the emulated IOMMU) in the guest",
-        needs_guest: true,
-        run: hw_guest,
-    }]
+    vec![
+        Suite {
+            name: "hw-guest",
+            about: "hw through uio_pci_generic and vfio-pci (behind the emulated IOMMU) in the guest",
+            needs_guest: true,
+            run: hw_guest,
+        },
+        Suite {
+            name: "nvme-guest",
+            about: "the userspace NVMe driver against the kernel's driver on the same device, in the guest",
+            needs_guest: true,
+            run: nvme_guest,
+        },
+    ]
 }
 
 fn guest_tests(package: &str) -> Result<Tally> {
