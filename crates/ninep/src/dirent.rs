@@ -45,9 +45,10 @@ impl<'a, B: BufMut> DirentWriter<'a, B> {
         }
     }
 
-    /// Whether an entry named `name` still fits.
+    /// Whether an entry named `name` still fits (in the budget and in the buffer).
     pub fn fits(&self, name: &[u8]) -> bool {
-        dirent_len(name) <= self.budget - self.written
+        let len = dirent_len(name);
+        len <= self.budget - self.written && len <= self.buf.remaining_mut()
     }
 
     /// Appends one entry. Returns `Ok(false)`, writing nothing, when it does not fit.
@@ -90,14 +91,21 @@ pub struct ReaddirFrame<'a, B> {
 }
 
 impl<'a, B: BufMut + AsMut<[u8]>> ReaddirFrame<'a, B> {
-    /// Starts an Rreaddir for `tag` at the end of `buf`, carrying at most `count` entry bytes.
+    /// Starts an Rreaddir for `tag` at the end of `buf`, carrying at most `count` entry bytes
+    /// (the caller caps `count` at msize - 11). `buf` is a growable buffer whose `as_mut()` is its
+    /// contents, such as `Vec<u8>` or `BytesMut`.
     pub fn begin(buf: &'a mut B, tag: u16, count: u32) -> Self {
         let start = buf.as_mut().len();
-        buf.put_u32_le(0);
-        buf.put_u8(msg::RREADDIR);
-        buf.put_u16_le(tag);
-        buf.put_u32_le(0);
-        let budget = usize::try_from(count).unwrap_or(usize::MAX);
+        let mut budget = usize::try_from(count).unwrap_or(usize::MAX);
+        if buf.remaining_mut() < RREAD_HEADER_LEN {
+            // No room even for the header: accept no entry rather than overrun the buffer.
+            budget = 0;
+        } else {
+            buf.put_u32_le(0);
+            buf.put_u8(msg::RREADDIR);
+            buf.put_u16_le(tag);
+            buf.put_u32_le(0);
+        }
         Self {
             start,
             entries: DirentWriter::new(buf, budget),

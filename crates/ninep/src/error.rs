@@ -69,4 +69,12 @@ pub enum EncodeError {
     /// The encoded frame would not fit in the 32-bit `size` field.
     #[error("message of {0} bytes does not fit a 9P frame")]
     FrameTooLarge(usize),
+    /// The output buffer cannot grow and has less room than the frame needs.
+    #[error("frame needs {needed} bytes but the output buffer has room for {available}")]
+    BufferTooSmall {
+        /// The frame's size.
+        needed: usize,
+        /// The buffer's remaining room.
+        available: usize,
+    },
 }

@@ -140,6 +140,13 @@ pub(crate) fn put_header<B: BufMut>(
         .checked_add(crate::consts::HEADER_LEN)
         .and_then(|s| u32::try_from(s).ok())
         .ok_or(EncodeError::FrameTooLarge(body_len))?;
+    // A growable buffer (Vec, BytesMut) always has room; a fixed one must not be overrun.
+    if buf.remaining_mut() < size as usize {
+        return Err(EncodeError::BufferTooSmall {
+            needed: size as usize,
+            available: buf.remaining_mut(),
+        });
+    }
     buf.put_u32_le(size);
     buf.put_u8(ty);
     buf.put_u16_le(tag);

@@ -185,3 +185,33 @@ fn names_are_reported_for_diagnostics() {
     assert_eq!(request_name(ninep::consts::msg::RLERROR), None);
     assert_eq!(response_name(ninep::consts::msg::TVERSION), None);
 }
+
+#[test]
+fn a_fixed_buffer_too_small_for_the_frame_is_an_error_not_a_panic() {
+    let mut storage = [0u8; 10];
+    let mut slice = &mut storage[..];
+    let err = Request::Clunk { fid: 1 }.encode(1, &mut slice).unwrap_err();
+    assert_eq!(
+        err,
+        ninep::EncodeError::BufferTooSmall {
+            needed: 11,
+            available: 10
+        }
+    );
+    assert_eq!(storage, [0; 10], "nothing was written");
+
+    let mut storage = [0u8; 11];
+    let mut slice = &mut storage[..];
+    Request::Clunk { fid: 1 }.encode(1, &mut slice).unwrap();
+    assert_eq!(storage, [11, 0, 0, 0, 120, 1, 0, 1, 0, 0, 0]);
+
+    let mut storage = [0u8; 12];
+    let mut slice = &mut storage[..];
+    assert!(ninep::put_rread_header(&mut slice, 1, 2).is_err());
+
+    let mut storage = [0u8; 30];
+    let mut slice = &mut storage[..];
+    let mut w = ninep::DirentWriter::new(&mut slice, 1000);
+    assert!(w.push(&qid(1), 1, 0, b"abc").unwrap());
+    assert!(!w.push(&qid(2), 2, 0, b"d").unwrap(), "the buffer is full");
+}
