@@ -5,6 +5,10 @@
 //! frame on the wire), and waits for the reply that the reader task routes back by tag. A call
 //! dropped while waiting keeps its tag reserved until the server answers, so a tag is never
 //! reused while the server may still reply to it.
+//!
+//! For latency measurements drive the client from a current-thread runtime: over a unix socket
+//! its own share of a round trip is then about 3 µs, against about 9 µs on a two-worker
+//! multi-thread runtime, where the reply crosses threads (`cargo bench -p ninep --bench wire`).
 
 use std::collections::HashMap;
 use std::io;
