@@ -7,6 +7,7 @@
 
 use proc_macro::TokenStream;
 
+mod enum_data;
 mod parse;
 mod pin_data;
 mod pinned_drop;

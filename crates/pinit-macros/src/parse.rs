@@ -40,11 +40,11 @@ pub struct Struct {
     pub cleaned: TokenStream,
 }
 
-fn is_punct(t: &TokenTree, c: char) -> bool {
+pub fn is_punct(t: &TokenTree, c: char) -> bool {
     matches!(t, TokenTree::Punct(p) if p.as_char() == c)
 }
 
-fn is_ident(t: &TokenTree, s: &str) -> bool {
+pub fn is_ident(t: &TokenTree, s: &str) -> bool {
     matches!(t, TokenTree::Ident(i) if i.to_string() == s)
 }
 
@@ -82,7 +82,7 @@ fn is_pin_attr(group: &Group) -> bool {
 }
 
 /// Parses one field (`#[attr]* vis name: Type` or `#[attr]* vis Type`).
-fn parse_field(tokens: Vec<TokenTree>, index: usize, shape: Shape) -> Result<Field, String> {
+pub fn parse_field(tokens: Vec<TokenTree>, index: usize, shape: Shape) -> Result<Field, String> {
     let mut i = 0;
     let mut pinned = false;
     while i + 1 < tokens.len() && is_punct(&tokens[i], '#') {
@@ -132,7 +132,7 @@ fn parse_field(tokens: Vec<TokenTree>, index: usize, shape: Shape) -> Result<Fie
 }
 
 /// Removes `#[pin]` attributes from a field list.
-fn strip_pin_attrs(stream: TokenStream) -> TokenStream {
+pub fn strip_pin_attrs(stream: TokenStream) -> TokenStream {
     let tokens: Vec<TokenTree> = stream.into_iter().collect();
     let mut out = Vec::with_capacity(tokens.len());
     let mut i = 0;

@@ -16,6 +16,9 @@ pub fn pin_data(args: TokenStream, input: TokenStream) -> TokenStream {
             ));
         }
     };
+    if crate::enum_data::is_enum(&input) {
+        return crate::enum_data::pin_data_enum(input, pinned_drop);
+    }
     let s = match parse_struct(input) {
         Ok(s) => s,
         Err(e) => return error(&format!("`#[pin_data]`: {e}")),
@@ -66,7 +69,7 @@ fn body(
 }
 
 /// `Name` + suffix, at the struct name's span.
-fn suffixed(s: &Struct, suffix: &str) -> TokenStream {
+pub fn suffixed(s: &Struct, suffix: &str) -> TokenStream {
     TokenStream::from(TokenTree::Ident(Ident::new(
         &format!("{}{suffix}", s.name),
         s.name.span(),
@@ -214,38 +217,7 @@ fn pin_data_impls(s: &Struct, pinned_drop: bool) -> TokenStream {
         unpin_fields.extend(expand("$n: $ty,", &[("n", &n), ("ty", &f.ty)]));
     }
 
-    let drop_rules = if pinned_drop {
-        tokens_with(
-            "impl<$ig> ::core::ops::Drop for $name<$tg> where $w {
-                fn drop(&mut self) {
-                    // SAFETY: the value is being dropped, so it is never used or moved after this.
-                    let pinned = unsafe { ::core::pin::Pin::new_unchecked(self) };
-                    // SAFETY: this is the `Drop` impl generated for `#[pin_data(PinnedDrop)]`.
-                    let token = unsafe { ::pinit::OnlyCallFromDrop::new() };
-                    ::pinit::PinnedDrop::drop(pinned, token);
-                }
-            }",
-            ig,
-            tg,
-            w,
-            &name,
-        )
-    } else {
-        tokens_with(
-            "trait ImplementPinnedDropInsteadOfDrop {}
-            #[allow(drop_bounds)]
-            impl<T: ::core::ops::Drop + ?::core::marker::Sized> ImplementPinnedDropInsteadOfDrop for T {}
-            impl<$ig> ImplementPinnedDropInsteadOfDrop for $name<$tg> where $w {}
-
-            trait PinnedDropNeedsPinDataPinnedDrop {}
-            impl<T: ::pinit::PinnedDrop + ?::core::marker::Sized> PinnedDropNeedsPinDataPinnedDrop for T {}
-            impl<$ig> PinnedDropNeedsPinDataPinnedDrop for $name<$tg> where $w {}",
-            ig,
-            tg,
-            w,
-            &name,
-        )
-    };
+    let drop_rules = drop_rules(s, pinned_drop);
 
     expand(
         "const _: () = {
@@ -312,4 +284,42 @@ fn tokens_with(
     name: &TokenStream,
 ) -> TokenStream {
     expand(t, &[("ig", ig), ("tg", tg), ("w", w), ("name", name)])
+}
+
+/// Forbids a plain `Drop` impl (use `PinnedDrop`), or forwards `Drop` to `PinnedDrop`.
+pub fn drop_rules(s: &Struct, pinned_drop: bool) -> TokenStream {
+    let name = TokenStream::from(TokenTree::Ident(s.name.clone()));
+    let (ig, tg, w) = (&s.impl_generics, &s.type_generics, &s.where_clause);
+    if pinned_drop {
+        tokens_with(
+            "impl<$ig> ::core::ops::Drop for $name<$tg> where $w {
+                fn drop(&mut self) {
+                    // SAFETY: the value is being dropped, so it is never used or moved after this.
+                    let pinned = unsafe { ::core::pin::Pin::new_unchecked(self) };
+                    // SAFETY: this is the `Drop` impl generated for `#[pin_data(PinnedDrop)]`.
+                    let token = unsafe { ::pinit::OnlyCallFromDrop::new() };
+                    ::pinit::PinnedDrop::drop(pinned, token);
+                }
+            }",
+            ig,
+            tg,
+            w,
+            &name,
+        )
+    } else {
+        tokens_with(
+            "trait ImplementPinnedDropInsteadOfDrop {}
+            #[allow(drop_bounds)]
+            impl<T: ::core::ops::Drop + ?::core::marker::Sized> ImplementPinnedDropInsteadOfDrop for T {}
+            impl<$ig> ImplementPinnedDropInsteadOfDrop for $name<$tg> where $w {}
+
+            trait PinnedDropNeedsPinDataPinnedDrop {}
+            impl<T: ::pinit::PinnedDrop + ?::core::marker::Sized> PinnedDropNeedsPinDataPinnedDrop for T {}
+            impl<$ig> PinnedDropNeedsPinDataPinnedDrop for $name<$tg> where $w {}",
+            ig,
+            tg,
+            w,
+            &name,
+        )
+    }
 }

@@ -41,7 +41,10 @@
 #[macro_export]
 macro_rules! pin_init {
     ($(&$this:ident in)? $($seg:ident)::+ $(::<$($g:ty),* $(,)?>)? { $($fields:tt)* } $(? $err:ty)?) => {
-        $crate::pinit_build!(pin, ($($this)?), ($($seg)::+ $(::<$($g),*>)?), ($($err)?), ($($fields)*))
+        $crate::pinit_build!(pin, ($($this)?), (($($seg)::+ $(::<$($g),*>)?)), ($($err)?), ($($fields)*))
+    };
+    ($(&$this:ident in)? enum $enum:ident $(::<$($g:ty),* $(,)?>)? :: $variant:ident { $($fields:tt)* } $(? $err:ty)?) => {
+        $crate::pinit_build!(pin, ($($this)?), (($enum $(::<$($g),*>)?) $variant), ($($err)?), ($($fields)*))
     };
 }
 
@@ -65,7 +68,7 @@ macro_rules! pin_init {
 #[macro_export]
 macro_rules! init {
     ($(&$this:ident in)? $($seg:ident)::+ $(::<$($g:ty),* $(,)?>)? { $($fields:tt)* } $(? $err:ty)?) => {
-        $crate::pinit_build!(plain, ($($this)?), ($($seg)::+ $(::<$($g),*>)?), ($($err)?), ($($fields)*))
+        $crate::pinit_build!(plain, ($($this)?), (($($seg)::+ $(::<$($g),*>)?)), ($($err)?), ($($fields)*))
     };
 }
 
@@ -78,7 +81,7 @@ macro_rules! pinit_build {
     ($mode:ident, ($($this:ident)?), ($($t:tt)*), ($err:ty), ($($fields:tt)*)) => {
         $crate::pinit_fields!(
             @mode($mode) @this($($this)?) @ty($($t)*) @err($err)
-            @names(slot, guards, data, zeroed)
+            @names(slot, guards, data, zeroed, whole)
             @stmts() @check() @zero() @attrs()
             @rest($($fields)*)
         )
@@ -89,36 +92,45 @@ macro_rules! pinit_build {
 #[macro_export]
 macro_rules! pinit_fields {
     // All fields done: emit the initialiser.
-    (@mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty)
-     @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident)
+    (@mode($mode:ident) @this($($this:ident)?) @ty(($($t:tt)*) $($variant:ident)?) @err($err:ty)
+     @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident, $whole:ident)
      @stmts($($stmts:tt)*) @check($($check:tt)*) @zero($($zero:ident)?) @attrs()
      @rest()) => {{
         let $data = $crate::pinit_field_op!(data $mode, $($t)*);
         let init = $crate::field::PinDataOf::make_closure::<_, $err>(
             $data,
-            move |$slot, $zeroed| {
+            move |$whole, $zeroed| {
                 $(
                     // SAFETY: slots handed to initialisers are never null.
-                    let $this = unsafe { $crate::field::this_ptr($slot) };
+                    let $this = unsafe { $crate::field::this_ptr($whole) };
                 )?
                 $(
                     let _: $crate::pinit_zeroed_rest!($zero);
                     if !$zeroed {
                         // SAFETY: the slot is valid for writes; `zeroed()` fills it with a valid all-zero value.
-                        unsafe { $crate::PinInit::__pinned_init($crate::zeroed::<_, $err>(), $slot) }?;
+                        unsafe { $crate::PinInit::__pinned_init($crate::zeroed::<_, $err>(), $whole) }?;
                     }
                 )?
                 let _ = $zeroed;
+                // An enum variant is built through its layout struct; a struct through its own slot.
+                let $data = $data $(.$variant)?;
+                let $slot = $whole;
+                $( let $slot = $data.cast($slot); let _ = stringify!($variant); )?
                 let $guards = ();
                 $($stmts)*
+                $(
+                    let _ = stringify!($variant);
+                    // SAFETY: every field of the variant is initialised; the tag makes the slot that variant.
+                    unsafe { $data.write_tag($slot) };
+                )?
                 ::core::mem::forget($guards);
                 #[allow(unreachable_code, clippy::diverging_sub_expression, clippy::redundant_field_names)]
                 let _ = || {
                     // SAFETY: never called: it only makes the compiler check the field list against the type.
                     unsafe {
                         ::core::ptr::write(
-                            $slot,
-                            $($t)* { $($check)* $(..$crate::pinit_zeroed_rest!(zeroed_value $zero))? },
+                            $whole,
+                            $($t)* $(:: $variant)? { $($check)* $(..$crate::pinit_zeroed_rest!(zeroed_value $zero))? },
                         )
                     };
                 };
@@ -151,11 +163,11 @@ macro_rules! pinit_fields {
     };
     // `field <- initialiser`.
     (@mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty)
-     @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident)
+     @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident, $whole:ident)
      @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs($($attrs:tt)*)
      @rest($f:tt <- $init:expr $(, $($rest:tt)*)?)) => {
         $crate::pinit_fields!(@mode($mode) @this($($this)?) @ty($($t)*) @err($err)
-            @names($slot, $guards, $data, $zeroed)
+            @names($slot, $guards, $data, $zeroed, $whole)
             @stmts($($stmts)*
                 $($attrs)*
                 {
@@ -170,11 +182,11 @@ macro_rules! pinit_fields {
     };
     // `field: [value; N]`: filled in place.
     (@mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty)
-     @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident)
+     @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident, $whole:ident)
      @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs($($attrs:tt)*)
      @rest($f:tt : [$value:expr ; $len:expr] $(, $($rest:tt)*)?)) => {
         $crate::pinit_fields!(@mode($mode) @this($($this)?) @ty($($t)*) @err($err)
-            @names($slot, $guards, $data, $zeroed)
+            @names($slot, $guards, $data, $zeroed, $whole)
             @stmts($($stmts)*
                 $($attrs)*
                 {
@@ -189,11 +201,11 @@ macro_rules! pinit_fields {
     };
     // `field: value`.
     (@mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty)
-     @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident)
+     @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident, $whole:ident)
      @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs($($attrs:tt)*)
      @rest($f:tt : $value:expr $(, $($rest:tt)*)?)) => {
         $crate::pinit_fields!(@mode($mode) @this($($this)?) @ty($($t)*) @err($err)
-            @names($slot, $guards, $data, $zeroed)
+            @names($slot, $guards, $data, $zeroed, $whole)
             @stmts($($stmts)*
                 $($attrs)*
                 {

@@ -1,0 +1,371 @@
+//! `#[pin_data]` on enums with a primitive representation (`#[repr(u8)]`, ...): in-place variant initialisers.
+//!
+//! For such enums the language guarantees the layout: each variant is laid out like a `#[repr(C)]`
+//! struct of the tag followed by the variant's fields. We declare that struct per variant, initialise the
+//! fields through it, and write the tag last; until then the slot is not a valid enum value and the
+//! initialised fields are dropped again on failure.
+
+use proc_macro::{Delimiter, Group, Ident, TokenStream, TokenTree};
+
+use crate::parse::{
+    Shape, Struct, is_ident, is_punct, parse_field, parse_struct, split_commas, strip_pin_attrs,
+};
+use crate::pin_data::{drop_rules, suffixed};
+use crate::template::{error, expand, tokens};
+
+const INTS: &[&str] = &[
+    "u8", "u16", "u32", "u64", "usize", "i8", "i16", "i32", "i64", "isize",
+];
+
+/// Whether the item is an `enum` (looking past attributes and visibility).
+pub fn is_enum(input: &TokenStream) -> bool {
+    input
+        .clone()
+        .into_iter()
+        .find(|t| is_ident(t, "enum") || is_ident(t, "struct") || is_ident(t, "union"))
+        .is_some_and(|t| is_ident(&t, "enum"))
+}
+
+struct Variant {
+    name: Ident,
+    /// `None` for tuple variants (not supported by `pin_init!`).
+    fields: Option<Vec<crate::parse::Field>>,
+    discriminant: TokenStream,
+}
+
+/// The single primitive integer of `#[repr(..)]`, rejecting `repr(C)` (a different layout).
+fn repr_int(tokens: &[TokenTree]) -> Result<TokenStream, String> {
+    let mut found = None;
+    let mut i = 0;
+    while i + 1 < tokens.len() && is_punct(&tokens[i], '#') {
+        if let TokenTree::Group(g) = &tokens[i + 1] {
+            let inner: Vec<TokenTree> = g.stream().into_iter().collect();
+            if inner.first().is_some_and(|t| is_ident(t, "repr"))
+                && let Some(TokenTree::Group(args)) = inner.get(1)
+            {
+                for arg in args.stream() {
+                    if let TokenTree::Ident(id) = &arg {
+                        let text = id.to_string();
+                        if INTS.contains(&text.as_str()) {
+                            found = Some(TokenStream::from(arg.clone()));
+                        } else {
+                            return Err(format!(
+                                "`#[repr({text})]` is not supported on a `#[pin_data]` enum: use only a primitive \
+                                 representation such as `#[repr(u8)]`"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        i += 2;
+    }
+    found.ok_or_else(|| {
+        "a `#[pin_data]` enum needs a primitive representation such as `#[repr(u8)]`, which fixes its layout"
+            .to_string()
+    })
+}
+
+fn parse_variants(body: &Group) -> Result<Vec<Variant>, String> {
+    let mut out: Vec<Variant> = Vec::new();
+    for part in split_commas(body.stream().into_iter().collect()) {
+        let mut i = 0;
+        while i + 1 < part.len() && is_punct(&part[i], '#') {
+            i += 2;
+        }
+        let Some(TokenTree::Ident(name)) = part.get(i).cloned() else {
+            return Err("expected a variant name".into());
+        };
+        i += 1;
+        let mut fields = Some(Vec::new());
+        if let Some(TokenTree::Group(g)) = part.get(i) {
+            match g.delimiter() {
+                Delimiter::Brace => {
+                    let mut list = Vec::new();
+                    for (n, f) in split_commas(g.stream().into_iter().collect())
+                        .into_iter()
+                        .enumerate()
+                    {
+                        list.push(parse_field(f, n, Shape::Named)?);
+                    }
+                    fields = Some(list);
+                }
+                _ => fields = None,
+            }
+            i += 1;
+        }
+        let discriminant = if part.get(i).is_some_and(|t| is_punct(t, '=')) {
+            let explicit: TokenStream = part[i + 1..].iter().cloned().collect();
+            expand("($d)", &[("d", &explicit)])
+        } else if let Some(prev) = out.last() {
+            expand("($p) + 1", &[("p", &prev.discriminant)])
+        } else {
+            tokens("0")
+        };
+        out.push(Variant {
+            name,
+            fields,
+            discriminant,
+        });
+    }
+    Ok(out)
+}
+
+pub fn pin_data_enum(input: TokenStream, pinned_drop: bool) -> TokenStream {
+    match build(input, pinned_drop) {
+        Ok(out) => out,
+        Err(e) => error(&format!("`#[pin_data]`: {e}")),
+    }
+}
+
+fn build(input: TokenStream, pinned_drop: bool) -> Result<TokenStream, String> {
+    let tokens_in: Vec<TokenTree> = input.into_iter().collect();
+    let int = repr_int(&tokens_in)?;
+    let body_at = tokens_in
+        .iter()
+        .rposition(|t| matches!(t, TokenTree::Group(g) if g.delimiter() == Delimiter::Brace))
+        .ok_or("expected an enum body")?;
+    let TokenTree::Group(body) = tokens_in[body_at].clone() else {
+        unreachable!("found above")
+    };
+    // Parse the header as if it were a field-less struct.
+    let mut header = tokens_in.clone();
+    for t in &mut header {
+        if is_ident(t, "enum") {
+            *t = TokenTree::Ident(Ident::new("struct", t.span()));
+            break;
+        }
+    }
+    header[body_at] = TokenTree::Group(Group::new(Delimiter::Brace, TokenStream::new()));
+    let s: Struct = parse_struct(header.into_iter().collect())?;
+    let variants = parse_variants(&body)?;
+
+    let mut cleaned = tokens_in.clone();
+    let mut stripped = Group::new(Delimiter::Brace, strip_variant_pins(body.stream()));
+    stripped.set_span(body.span());
+    cleaned[body_at] = TokenTree::Group(stripped);
+
+    let name = TokenStream::from(TokenTree::Ident(s.name.clone()));
+    let (ig, tg, w, vis) = (&s.impl_generics, &s.type_generics, &s.where_clause, &s.vis);
+    let phantom = expand(
+        "::core::marker::PhantomData<fn($name<$tg>) -> $name<$tg>>",
+        &[("name", &name), ("tg", tg)],
+    );
+    let data = suffixed(&s, "PinFields");
+    let mut items = TokenStream::new();
+    let mut data_fields = TokenStream::new();
+    let mut data_values = TokenStream::new();
+    let mut pinned_types = TokenStream::new();
+    let mut pinned_count = 0;
+    for v in &variants {
+        let Some(fields) = &v.fields else { continue };
+        let vname = TokenStream::from(TokenTree::Ident(v.name.clone()));
+        let repr = suffixed(&s, &format!("{}VariantLayout", v.name));
+        let markers = suffixed(&s, &format!("{}VariantFields", v.name));
+        let mut repr_fields = TokenStream::new();
+        let mut marker_fields = TokenStream::new();
+        let mut marker_values = TokenStream::new();
+        for f in fields {
+            let n = TokenStream::from(f.name.clone());
+            let kind = if f.pinned {
+                "PinnedField"
+            } else {
+                "UnpinnedField"
+            };
+            repr_fields.extend(expand("pub $n: $ty,", &[("n", &n), ("ty", &f.ty)]));
+            marker_fields.extend(expand(
+                &format!("pub $n: ::pinit::field::{kind}<$ty>,"),
+                &[("n", &n), ("ty", &f.ty)],
+            ));
+            marker_values.extend(expand(
+                &format!(
+                    "// SAFETY: the marker matches the field's `#[pin]` and type.
+                     $n: unsafe {{ ::pinit::field::{kind}::new() }},"
+                ),
+                &[("n", &n)],
+            ));
+            if f.pinned {
+                let k = TokenStream::from(TokenTree::Ident(Ident::new(
+                    &format!("__field{pinned_count}"),
+                    s.name.span(),
+                )));
+                pinned_types.extend(expand("$k: $ty,", &[("k", &k), ("ty", &f.ty)]));
+                pinned_count += 1;
+            }
+        }
+        items.extend(expand(
+            "#[repr(C)]
+            #[allow(dead_code, non_snake_case, missing_debug_implementations)]
+            $vis struct $repr<$ig> where $w {
+                pub __tag: $int,
+                $repr_fields
+            }
+
+            #[allow(dead_code, non_snake_case, missing_debug_implementations)]
+            $vis struct $markers<$ig> where $w {
+                $marker_fields
+                __phantom: $phantom,
+            }
+            impl<$ig> ::core::clone::Clone for $markers<$tg> where $w {
+                fn clone(&self) -> Self {
+                    *self
+                }
+            }
+            impl<$ig> ::core::marker::Copy for $markers<$tg> where $w {}
+
+            impl<$ig> $markers<$tg> where $w {
+                /// The variant's layout at the start of the enum's slot.
+                pub fn cast(self, slot: *mut $name<$tg>) -> *mut $repr<$tg> {
+                    slot.cast()
+                }
+
+                /// Writes the variant's tag: the last step, after every field is initialised.
+                ///
+                /// # Safety
+                ///
+                /// `slot` came from `cast` on a slot under initialisation.
+                pub unsafe fn write_tag(self, slot: *mut $repr<$tg>) {
+                    // SAFETY: forwarded from the caller; the tag is the first field of the layout.
+                    unsafe { (&raw mut (*slot).__tag).write(($discr) as $int) }
+                }
+            }",
+            &[
+                ("vis", vis),
+                ("repr", &repr),
+                ("markers", &markers),
+                ("ig", ig),
+                ("tg", tg),
+                ("w", w),
+                ("int", &int),
+                ("repr_fields", &repr_fields),
+                ("marker_fields", &marker_fields),
+                ("phantom", &phantom),
+                ("name", &name),
+                ("discr", &v.discriminant),
+            ],
+        ));
+        data_fields.extend(expand(
+            "pub $v: $m<$tg>,",
+            &[("v", &vname), ("m", &markers), ("tg", tg)],
+        ));
+        data_values.extend(expand(
+            "$v: $m { $mv __phantom: ::core::marker::PhantomData },",
+            &[("v", &vname), ("m", &markers), ("mv", &marker_values)],
+        ));
+        // Check at compile time that the layout struct matches the enum's size bound.
+        items.extend(expand(
+            "const _: () = ::core::assert!(
+                ::core::mem::size_of::<$repr<$tg>>() <= ::core::mem::size_of::<$name<$tg>>()
+            );",
+            &[("repr", &repr), ("tg", tg), ("name", &name)],
+        ));
+    }
+    if !s.impl_generics.is_empty() {
+        // The size check above is only possible without generics; drop it rather than fail.
+        items = strip_size_checks(items);
+    }
+    let drop = drop_rules(&s, pinned_drop);
+    let pinned_fields = suffixed(&s, "PinnedFields");
+    let mut out: TokenStream = cleaned.into_iter().collect();
+    out.extend(expand(
+        "const _: () = {
+            $items
+
+            #[allow(dead_code, non_snake_case, missing_debug_implementations)]
+            $vis struct $data<$ig> where $w {
+                $data_fields
+                __phantom: $phantom,
+            }
+            impl<$ig> ::core::clone::Clone for $data<$tg> where $w {
+                fn clone(&self) -> Self {
+                    *self
+                }
+            }
+            impl<$ig> ::core::marker::Copy for $data<$tg> where $w {}
+
+            // SAFETY: the markers describe `$name`.
+            unsafe impl<$ig> ::pinit::field::PinDataOf for $data<$tg> where $w {
+                type Datee = $name<$tg>;
+            }
+
+            // SAFETY: every variant's markers match its fields' `#[pin]` and types, and its layout
+            // struct is the one the primitive representation guarantees.
+            unsafe impl<$ig> ::pinit::field::HasPinData for $name<$tg> where $w {
+                type PinData = $data<$tg>;
+                unsafe fn __pin_data() -> Self::PinData {
+                    $data { $data_values __phantom: ::core::marker::PhantomData }
+                }
+            }
+
+            #[allow(dead_code)]
+            struct $pinned_fields<'__pin, $ig> where $w {
+                __lifetime: ::core::marker::PhantomData<fn(&'__pin ()) -> &'__pin ()>,
+                __all: $phantom,
+                $pinned_types
+            }
+            impl<'__pin, $ig> ::core::marker::Unpin for $name<$tg>
+            where
+                $pinned_fields<'__pin, $tg>: ::core::marker::Unpin,
+                $w
+            {}
+
+            $drop
+        };",
+        &[
+            ("items", &items),
+            ("vis", vis),
+            ("data", &data),
+            ("ig", ig),
+            ("tg", tg),
+            ("w", w),
+            ("data_fields", &data_fields),
+            ("data_values", &data_values),
+            ("phantom", &phantom),
+            ("name", &name),
+            ("pinned_fields", &pinned_fields),
+            ("pinned_types", &pinned_types),
+            ("drop", &drop),
+        ],
+    ));
+    Ok(out)
+}
+
+/// Removes `#[pin]` inside the variants' field lists.
+fn strip_variant_pins(body: TokenStream) -> TokenStream {
+    body.into_iter()
+        .map(|t| match t {
+            TokenTree::Group(g)
+                if g.delimiter() == Delimiter::Brace || g.delimiter() == Delimiter::Parenthesis =>
+            {
+                let mut inner = Group::new(g.delimiter(), strip_pin_attrs(g.stream()));
+                inner.set_span(g.span());
+                TokenTree::Group(inner)
+            }
+            other => other,
+        })
+        .collect()
+}
+
+/// Drops the `const _: () = assert!(..);` items (generic layouts cannot be checked in a constant).
+fn strip_size_checks(items: TokenStream) -> TokenStream {
+    let all: Vec<TokenTree> = items.into_iter().collect();
+    let mut out = Vec::with_capacity(all.len());
+    let mut i = 0;
+    while i < all.len() {
+        if is_ident(&all[i], "const")
+            && all
+                .get(1 + i)
+                .is_some_and(|t| matches!(t, TokenTree::Ident(id) if id.to_string() == "_"))
+        {
+            // const _ : ( ) = :: core :: assert ! ( ... ) ;
+            while i < all.len() && !is_punct(&all[i], ';') {
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        out.push(all[i].clone());
+        i += 1;
+    }
+    out.into_iter().collect()
+}

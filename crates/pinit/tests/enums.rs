@@ -1,0 +1,86 @@
+//! Enum variants built in place (`#[pin_data]` enums with a primitive representation).
+
+mod common;
+
+use core::marker::PhantomPinned;
+use std::sync::Arc;
+
+use common::{Failed, Noisy, drops, fails};
+use pinit::{InPlaceInit, pin_data, pin_init, zeroed};
+
+/// Variants differ a lot in size on purpose: the large one is built in place.
+#[allow(clippy::large_enum_variant)]
+#[pin_data]
+#[repr(u8)]
+enum Message {
+    Empty,
+    Small {
+        id: u8,
+    },
+    Large {
+        id: u32,
+        name: Noisy,
+        payload: [u8; 1 << 20],
+    },
+    Pinned {
+        #[pin]
+        anchor: PhantomPinned,
+        tag: Noisy,
+    } = 9,
+}
+
+fn describe(m: &Message) -> String {
+    match m {
+        Message::Empty => "empty".into(),
+        Message::Small { id } => format!("small {id}"),
+        Message::Large { id, name, payload } => {
+            format!("large {id} {} {}", name.0, payload[1 << 19])
+        }
+        Message::Pinned { anchor, tag } => format!("pinned {} {anchor:?}", tag.0),
+    }
+}
+
+#[test]
+fn every_variant_can_be_built_in_place() {
+    let e = Box::pin_init(pin_init!(enum Message::Empty {})).unwrap();
+    assert_eq!(describe(&e), "empty");
+    let s = Box::pin_init(pin_init!(enum Message::Small { id: 4 })).unwrap();
+    assert_eq!(describe(&s), "small 4");
+    let l = Arc::pin_init(pin_init!(enum Message::Large {
+        id: 7,
+        name: Noisy("large"),
+        payload <- zeroed(),
+    }))
+    .unwrap();
+    assert_eq!(describe(&l), "large 7 large 0");
+    let p =
+        Box::pin_init(pin_init!(enum Message::Pinned { anchor: PhantomPinned, tag: Noisy("p") }))
+            .unwrap();
+    assert_eq!(describe(&p), "pinned p PhantomPinned");
+    drop((l, p));
+    let mut dropped = drops();
+    dropped.sort_unstable();
+    assert_eq!(dropped, ["large", "p"]);
+}
+
+#[test]
+fn a_failing_variant_field_drops_the_built_ones() {
+    let r = Box::try_pin_init(pin_init!(enum Message::Large {
+        id: 1,
+        name: Noisy("first"),
+        payload <- fails("payload"),
+    }? Failed));
+    assert_eq!(r.err(), Some(Failed("payload")));
+    assert_eq!(drops(), ["first"]);
+}
+
+#[test]
+fn variants_may_refer_to_earlier_fields() {
+    let m = Box::pin_init(pin_init!(enum Message::Large {
+        id: 3,
+        name: Noisy(if *id == 3 { "three" } else { "other" }),
+        payload: [1; 1 << 20],
+    }))
+    .unwrap();
+    assert_eq!(describe(&m), "large 3 three 1");
+}
