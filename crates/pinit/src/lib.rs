@@ -1,29 +1,4 @@
-//! Safe pinned in-place initialisation: build values that must never move directly in their final place.
-//!
-//! An *initialiser* ([`PinInit`] / [`Init`]) describes how to build a `T` inside memory that already exists
-//! (a fresh `Box`, `Arc`, `Rc`, a `Vec`'s spare capacity, a pinned stack slot). Nothing is built on the stack
-//! and moved: a 1 GiB struct is zeroed by asking the allocator for zeroed pages, a 16 MiB array field is
-//! filled where it lives, and a self-referential or intrusively linked value knows its final address while
-//! it is being built. If initialisation fails or panics part-way, every field built so far is dropped in
-//! reverse order and the memory is freed.
-//!
-//! ```
-//! use core::pin::Pin;
-//! use pinit::{InPlaceInit, pin_data, pin_init};
-//!
-//! #[pin_data]
-//! struct Device {
-//!     #[pin]
-//!     regs: [u32; 8],
-//!     name: &'static str,
-//! }
-//!
-//! let dev: Pin<Box<Device>> = Box::pin_init(pin_init!(Device { regs: [0; 8], name: "nvme0" })).unwrap();
-//! assert_eq!(dev.name, "nvme0");
-//! ```
-//!
-//! Everything works on stable Rust with the default features; see the crate README for the full tour.
-
+#![doc = include_str!("../README.md")]
 #![no_std]
 
 #[cfg(feature = "alloc")]
