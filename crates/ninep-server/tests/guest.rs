@@ -1,0 +1,248 @@
+//! The Linux kernel's v9fs client against `ninepd`, in the QEMU guest of `crates/guest`: a
+//! server inside the guest over its loopback TCP, and a host-side server reached over
+//! virtio-serial with `trans=fd`. Run by `cargo xtask test` (suite `ninep-guest`).
+
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Tools the workload needs beyond busybox, copied from the host with their libraries.
+const HOST_TOOLS: &[&str] = &["/usr/bin/setfattr", "/usr/bin/getfattr", "/usr/bin/flock"];
+/// Entries of the large directory listed through the mount.
+const MANY: usize = 10_000;
+
+/// A shell workload on the mount at `$M`: every line it prints that matters is `label value`.
+const WORKLOAD: &str = r#"
+cp /share/random $M/random
+echo "time start $(cut -d' ' -f1 /proc/uptime)"
+echo "written $(sha256sum $M/random | cut -d' ' -f1)"
+echo 3 > /proc/sys/vm/drop_caches
+echo "readback $(sha256sum $M/random | cut -d' ' -f1)"
+mkdir $M/dir
+mv $M/random $M/dir/moved
+ln $M/dir/moved $M/hard
+ln -s dir/moved $M/soft
+echo "nlink $(stat -c %h $M/hard)"
+echo "viasoft $(sha256sum $M/soft | cut -d' ' -f1)"
+echo "readlink $(readlink $M/soft)"
+printf 'hello ' > $M/small; printf 'world' >> $M/small
+echo "small $(cat $M/small)"
+setfattr -n user.colour -v blue $M/small
+echo "xattr $(getfattr --only-values -n user.colour $M/small)"
+flock $M/small -c 'echo locked yes'
+echo "time before-readdir $(cut -d' ' -f1 /proc/uptime)"
+set -- $M/many/*
+echo "entries $#"
+eval echo "lastentry \$(basename \${$#})"
+echo "time after-readdir $(cut -d' ' -f1 /proc/uptime)"
+rm $M/hard
+echo "unlinked $(stat -c %h $M/dir/moved)"
+rm -r $M/dir $M/soft
+echo "leftover $(ls $M | sort | tr '\n' ' ')"
+echo "time end $(cut -d' ' -f1 /proc/uptime)"
+"#;
+
+fn random_file(path: &Path, len: usize) {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let data: Vec<u8> = (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(path, data).unwrap();
+}
+
+fn sha256(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// The value printed after `label ` in the guest's output.
+fn labelled<'a>(out: &'a str, label: &str) -> Option<&'a str> {
+    out.lines().find_map(|l| {
+        l.strip_prefix(label)
+            .and_then(|r| r.strip_prefix(' '))
+            .map(str::trim)
+    })
+}
+
+fn check_workload(out: &guest::Output, random: &Path) {
+    let want = sha256(random);
+    let s = &out.stdout;
+    let log = out.log_tail();
+    assert_eq!(labelled(s, "written"), Some(want.as_str()), "{log}");
+    assert_eq!(labelled(s, "readback"), Some(want.as_str()), "{log}");
+    assert_eq!(labelled(s, "viasoft"), Some(want.as_str()), "{log}");
+    assert_eq!(labelled(s, "nlink"), Some("2"), "{log}");
+    assert_eq!(labelled(s, "readlink"), Some("dir/moved"), "{log}");
+    assert_eq!(labelled(s, "small"), Some("hello world"), "{log}");
+    assert_eq!(labelled(s, "xattr"), Some("blue"), "{log}");
+    assert_eq!(labelled(s, "locked"), Some("yes"), "{log}");
+    assert_eq!(
+        labelled(s, "entries"),
+        Some(MANY.to_string().as_str()),
+        "{log}"
+    );
+    assert_eq!(
+        labelled(s, "lastentry"),
+        Some(format!("f{:04}", MANY - 1).as_str()),
+        "{log}"
+    );
+    assert_eq!(labelled(s, "unlinked"), Some("1"), "{log}");
+    let leftover = labelled(s, "leftover").unwrap_or_default();
+    assert!(leftover.ends_with("many small"), "{log}");
+}
+
+fn builder() -> guest::VmBuilder {
+    let mut b = guest::Vm::builder().timeout(Duration::from_secs(240));
+    for tool in HOST_TOOLS {
+        b = b.host_program(tool);
+    }
+    b
+}
+
+#[test]
+#[ignore = "boots a QEMU guest: run by cargo xtask test"]
+fn guest_v9fs_over_tcp_to_ninepd_inside_the_guest() {
+    let dir = tempfile::tempdir().unwrap();
+    let random = dir.path().join("random");
+    random_file(&random, 4 << 20);
+    let script = format!(
+        r#"set -e
+mkdir -p /export /mnt/9
+mount -t tmpfs -o size=256m tmpfs /export
+mkdir /export/many
+cd /export/many && seq -w 0 {last} | sed 's/^/f/' | xargs touch && cd /
+ninepd /export --listen tcp:127.0.0.1:564 --log-level warn 2>/tmp/ninepd.log &
+mnt() {{ mount -t 9p -o trans=tcp,port=564,version=9p2000.L,uname=root,access=user,msize=1048576 127.0.0.1 /mnt/9; }}
+i=0
+until mnt 2>/dev/null; do
+    i=$((i + 1)); [ $i -lt 100 ] || {{ cat /tmp/ninepd.log; exit 1; }}; sleep 0.1
+done
+echo "mounted $(grep ' /mnt/9 ' /proc/mounts)"
+M=/mnt/9
+{WORKLOAD}
+umount /mnt/9
+cat /tmp/ninepd.log
+"#,
+        last = MANY - 1
+    );
+    let out = builder()
+        .static_bin("ninep-server", "ninepd")
+        .file(&random, "/share/random")
+        .run(&script)
+        .expect("guest runs");
+    assert!(out.success(), "{}", out.log_tail());
+    assert!(out.stdout.contains("msize=1048576"), "{}", out.log_tail());
+    check_workload(&out, &random);
+}
+
+/// `ninepd` on the host, stopped when the test ends.
+struct HostServer(Child);
+
+impl Drop for HostServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_host_ninepd(socket: &Path, export: &Path, extra: &[&str]) -> HostServer {
+    let child = Command::new(env!("CARGO_BIN_EXE_ninepd"))
+        .arg(export)
+        .arg("--listen")
+        .arg(format!("unix:{}", socket.display()))
+        .args(extra)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("ninepd starts");
+    let server = HostServer(child);
+    for _ in 0..200 {
+        if socket.exists() {
+            return server;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("ninepd never listened on {}", socket.display());
+}
+
+#[test]
+#[ignore = "boots a QEMU guest: run by cargo xtask test"]
+fn guest_v9fs_over_virtio_serial_to_ninepd_on_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let export = dir.path().join("export");
+    std::fs::create_dir_all(export.join("many")).unwrap();
+    for i in 0..MANY {
+        std::fs::write(export.join(format!("many/f{i:04}")), b"").unwrap();
+    }
+    let random = dir.path().join("random");
+    random_file(&random, 4 << 20);
+    // A host process holds an OFD lock the guest must respect.
+    std::fs::write(export.join("locked"), b"held by the host").unwrap();
+    let held = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(export.join("locked"))
+        .unwrap();
+    let fl = libc::flock {
+        l_type: libc::F_WRLCK as i16,
+        l_whence: 0,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    nix::fcntl::fcntl(held.as_fd(), nix::fcntl::FcntlArg::F_OFD_SETLK(&fl)).unwrap();
+
+    let socket = dir.path().join("ninepd.sock");
+    let _server = start_host_ninepd(&socket, &export, &["--log-level", "warn"]);
+    let script = format!(
+        r#"set -e
+mkdir -p /mnt/9
+vport-relay p9 3 mount -t 9p -o trans=fd,rfdno=3,wfdno=3,version=9p2000.L,uname=root,access=user none /mnt/9
+echo "mounted $(grep ' /mnt/9 ' /proc/mounts)"
+if flock -n /mnt/9/locked true; then echo "hostlock ignored"; else echo "hostlock respected"; fi
+echo "hostfile $(cat /mnt/9/locked)"
+mv /mnt/9/locked /mnt/9/locked-renamed
+M=/mnt/9
+{WORKLOAD}
+echo "from-guest" > /mnt/9/from-guest
+umount /mnt/9
+"#
+    );
+    let out = builder()
+        .virtio_serial("p9", &socket)
+        .file(&random, "/share/random")
+        .run(&script)
+        .expect("guest runs");
+    assert!(out.success(), "{}", out.log_tail());
+    check_workload(&out, &random);
+    assert_eq!(
+        labelled(&out.stdout, "hostlock"),
+        Some("respected"),
+        "{}",
+        out.log_tail()
+    );
+    assert_eq!(
+        labelled(&out.stdout, "hostfile"),
+        Some("held by the host"),
+        "{}",
+        out.log_tail()
+    );
+    // What the guest did is on the host.
+    assert_eq!(
+        std::fs::read(export.join("from-guest")).unwrap(),
+        b"from-guest\n"
+    );
+    assert!(export.join("locked-renamed").exists() && !export.join("locked").exists());
+    assert_eq!(std::fs::read(export.join("small")).unwrap(), b"hello world");
+    drop(held);
+}
