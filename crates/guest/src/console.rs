@@ -56,7 +56,8 @@ impl Default for Watch {
 impl Watch {
     /// Takes one console line (without its newline).
     pub fn feed(&mut self, raw: &str) {
-        let line = raw.trim_end_matches('\r');
+        let clean = strip_escapes(raw);
+        let line = clean.trim_end_matches('\r');
         if self.tail.len() == TAIL_LINES {
             self.tail.pop_front();
         }
@@ -95,6 +96,27 @@ impl Watch {
     pub fn tail(&self) -> String {
         Vec::from(self.tail.clone()).join("\n")
     }
+}
+
+/// `line` without terminal escape sequences (the firmware clears the screen and resets the terminal).
+pub fn strip_escapes(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+            continue;
+        }
+        // CSI runs to a final byte in '@'..='~'; other sequences (ESC c: reset) are two characters.
+        if chars.next() == Some('[') {
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The status of an exact `GUEST-EXIT:<n>` line.
@@ -138,6 +160,19 @@ mod tests {
         assert_eq!(w.stage, Stage::Kernel);
         let w = feed(&["INIT:start", "INIT:script", "echo \"GUEST-EXIT:$status\""]);
         assert_eq!(w.stage, Stage::Script);
+    }
+
+    #[test]
+    fn escapes_are_stripped() {
+        assert_eq!(
+            strip_escapes("\u{1b}c\u{1b}[?7l\u{1b}[2JINIT:start"),
+            "INIT:start"
+        );
+        assert_eq!(strip_escapes("a\u{1b}[0;32mgreen\u{1b}[0m b"), "agreen b");
+        assert_eq!(strip_escapes("tail\u{1b}"), "tail");
+        let w = feed(&["INIT:start", "INIT:script", "\u{1b}[1mbold\u{1b}[0m"]);
+        assert_eq!(w.script_output(), "bold\n");
+        assert!(!w.tail().contains('\u{1b}'));
     }
 
     #[test]

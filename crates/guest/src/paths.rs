@@ -49,9 +49,16 @@ impl VmLock {
             .write(true)
             .open(&path)
             .ctx(|| format!("cannot open {}", path.display()))?;
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(std::io::Error::from)
-            .ctx(|| format!("cannot lock {}", path.display()))?;
+        use rustix::fs::{FlockOperation, flock};
+        if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
+            eprintln!(
+                "guest: waiting for another VM to finish ({} is locked)",
+                path.display()
+            );
+            flock(&file, FlockOperation::LockExclusive)
+                .map_err(std::io::Error::from)
+                .ctx(|| format!("cannot lock {}", path.display()))?;
+        }
         Ok(VmLock { _file: file })
     }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::console::{Stage, Watch};
+use crate::console::{Stage, Watch, strip_escapes};
 use crate::cpio;
 use crate::error::{Error, IoContext, Result};
 use crate::initramfs::{self, add_file};
@@ -709,10 +709,10 @@ fn spawn_reader(
                 Ok(_) => {}
             }
             let _ = log.write_all(&buf);
-            if echo {
-                let _ = std::io::stderr().write_all(&buf);
-            }
             let line = String::from_utf8_lossy(&buf);
+            if echo {
+                let _ = std::io::stderr().write_all(strip_escapes(&line).as_bytes());
+            }
             if tx.send(line.trim_end_matches('\n').to_owned()).is_err() {
                 break;
             }
@@ -742,7 +742,7 @@ fn log_tail(log: &Path) -> String {
     let from = lines.len().saturating_sub(crate::console::TAIL_LINES);
     lines[from..]
         .iter()
-        .map(|l| l.trim_end_matches('\r'))
+        .map(|l| strip_escapes(l).trim_end_matches('\r').to_owned())
         .collect::<Vec<_>>()
         .join("\n")
 }
