@@ -133,6 +133,13 @@ where
         // SAFETY: the value at `slot` was just initialised.
         unsafe { finish_unpinned(slot, self.then) }
     }
+
+    unsafe fn __init_on_zeroed(self, slot: *mut T) -> Result<(), E> {
+        // SAFETY: the caller's contract (including the zeroed slot) is forwarded unchanged.
+        unsafe { self.init.__init_on_zeroed(slot)? };
+        // SAFETY: the value at `slot` was just initialised.
+        unsafe { finish_unpinned(slot, self.then) }
+    }
 }
 
 /// Runs `then` on the value at `slot`, dropping it if `then` fails or panics.
@@ -201,6 +208,11 @@ where
     unsafe fn __init(self, slot: *mut T) -> Result<(), E2> {
         // SAFETY: the caller's contract is forwarded unchanged.
         unsafe { self.init.__init(slot) }.map_err(self.map)
+    }
+
+    unsafe fn __init_on_zeroed(self, slot: *mut T) -> Result<(), E2> {
+        // SAFETY: the caller's contract is forwarded unchanged.
+        unsafe { self.init.__init_on_zeroed(slot) }.map_err(self.map)
     }
 }
 

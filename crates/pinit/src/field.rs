@@ -137,14 +137,24 @@ marker_basics!(PinnedField);
 marker_basics!(UnpinnedField);
 
 impl<T: ?Sized> PinnedField<T> {
-    /// Runs a pinned initialiser into the field.
+    /// Runs a pinned initialiser into the field (`zeroed`: the field's bytes are all zero).
     ///
     /// # Safety
     ///
-    /// `slot` points to this field inside a slot under initialisation.
-    pub unsafe fn init<E>(self, slot: *mut T, init: impl PinInit<T, E>) -> Result<(), E> {
-        // SAFETY: forwarded from the caller.
-        unsafe { init.__pinned_init(slot) }
+    /// `slot` points to this field inside a slot under initialisation; if `zeroed`, its bytes are zero.
+    pub unsafe fn init<E>(
+        self,
+        slot: *mut T,
+        init: impl PinInit<T, E>,
+        zeroed: bool,
+    ) -> Result<(), E> {
+        if zeroed && init.starts_zeroed() {
+            // SAFETY: forwarded from the caller, including the zero bytes.
+            unsafe { init.__pinned_init_on_zeroed(slot) }
+        } else {
+            // SAFETY: forwarded from the caller.
+            unsafe { init.__pinned_init(slot) }
+        }
     }
 
     /// Sees the initialised field pinned.
@@ -161,14 +171,24 @@ impl<T: ?Sized> PinnedField<T> {
 }
 
 impl<T: ?Sized> UnpinnedField<T> {
-    /// Runs an unpinned initialiser into the field.
+    /// Runs an unpinned initialiser into the field (`zeroed`: the field's bytes are all zero).
     ///
     /// # Safety
     ///
-    /// `slot` points to this field inside a slot under initialisation.
-    pub unsafe fn init<E>(self, slot: *mut T, init: impl Init<T, E>) -> Result<(), E> {
-        // SAFETY: forwarded from the caller.
-        unsafe { init.__init(slot) }
+    /// `slot` points to this field inside a slot under initialisation; if `zeroed`, its bytes are zero.
+    pub unsafe fn init<E>(
+        self,
+        slot: *mut T,
+        init: impl Init<T, E>,
+        zeroed: bool,
+    ) -> Result<(), E> {
+        if zeroed && init.starts_zeroed() {
+            // SAFETY: forwarded from the caller, including the zero bytes.
+            unsafe { init.__init_on_zeroed(slot) }
+        } else {
+            // SAFETY: forwarded from the caller.
+            unsafe { init.__init(slot) }
+        }
     }
 
     /// Sees the initialised field.

@@ -10,6 +10,16 @@ use core::pin::Pin;
 use crate::raw_alloc::RawAlloc;
 use crate::{AllocError, Init, PinInit};
 
+/// From this size on, memory is requested zero-filled even if the initialiser does not start from zero:
+/// such allocations come from fresh pages, which are zero anyway, and field initialisers that do start from
+/// zero (`zeroed()`) can then skip their work.
+pub(crate) const ZERO_FILL_MIN: usize = 1 << 20;
+
+/// Whether to ask the allocator for zeroed memory for `bytes` bytes built by `init`.
+pub(crate) fn zero_fill<T: ?Sized, E>(init: &impl PinInit<T, E>, bytes: usize) -> bool {
+    init.starts_zeroed() || bytes >= ZERO_FILL_MIN
+}
+
 /// Runs `init` into `slot`, using the zeroed path when the memory is already zero.
 ///
 /// # Safety
@@ -26,6 +36,25 @@ pub(crate) unsafe fn run_pinned<T: ?Sized, E>(
     } else {
         // SAFETY: forwarded from the caller.
         unsafe { init.__pinned_init(slot) }
+    }
+}
+
+/// Runs an unpinned `init` into `slot`, using the zeroed path when the memory is already zero.
+///
+/// # Safety
+///
+/// As for [`run_pinned`].
+pub(crate) unsafe fn run_unpinned<T: ?Sized, E>(
+    init: impl Init<T, E>,
+    slot: *mut T,
+    zeroed: bool,
+) -> Result<(), E> {
+    if zeroed {
+        // SAFETY: forwarded from the caller, including the zero bytes.
+        unsafe { init.__init_on_zeroed(slot) }
+    } else {
+        // SAFETY: forwarded from the caller.
+        unsafe { init.__init(slot) }
     }
 }
 
@@ -83,7 +112,7 @@ impl<T> InPlaceInit<T> for Box<T> {
     where
         E: From<AllocError>,
     {
-        let zeroed = init.starts_zeroed();
+        let zeroed = zero_fill(&init, size_of::<T>());
         // SAFETY: `slot` is fresh memory for one `T` (zero-filled when `zeroed`); the `Box` is pinned right away.
         let boxed = box_with(zeroed, |slot, zeroed| unsafe {
             run_pinned(init, slot, zeroed)
@@ -95,10 +124,10 @@ impl<T> InPlaceInit<T> for Box<T> {
     where
         E: From<AllocError>,
     {
-        let zeroed = init.starts_zeroed();
+        let zeroed = zero_fill(&init, size_of::<T>());
         // SAFETY: `slot` is fresh memory for one `T`; an `Init` value may move later.
         box_with(zeroed, |slot, zeroed| unsafe {
-            run_pinned(init, slot, zeroed)
+            run_unpinned(init, slot, zeroed)
         })
     }
 }
@@ -145,7 +174,7 @@ macro_rules! shared_in_place {
             where
                 E: From<AllocError>,
             {
-                let zeroed = init.starts_zeroed();
+                let zeroed = zero_fill(&init, size_of::<T>());
                 // SAFETY: `slot` is the only pointer to fresh memory for one `T` (zero-filled when `zeroed`);
                 // the pointer is pinned right away and never gives out `&mut T`.
                 let shared = $guard::with(zeroed, |slot, zeroed| unsafe {
@@ -159,10 +188,10 @@ macro_rules! shared_in_place {
             where
                 E: From<AllocError>,
             {
-                let zeroed = init.starts_zeroed();
+                let zeroed = zero_fill(&init, size_of::<T>());
                 // SAFETY: `slot` is the only pointer to fresh memory for one `T`.
                 $guard::with(zeroed, |slot, zeroed| unsafe {
-                    run_pinned(init, slot, zeroed)
+                    run_unpinned(init, slot, zeroed)
                 })
             }
         }

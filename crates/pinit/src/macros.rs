@@ -111,7 +111,9 @@ macro_rules! pinit_fields {
                         unsafe { $crate::PinInit::__pinned_init($crate::zeroed::<_, $err>(), $whole) }?;
                     }
                 )?
-                let _ = $zeroed;
+                // Whether the slot's memory is all zero (a zeroing allocator or `..Zeroable::zeroed()`): then
+                // field initialisers that start by zeroing can skip it.
+                let $zeroed = $zeroed $(|| { let _ = stringify!($zero); true })?;
                 // An enum variant is built through its layout struct; a struct through its own slot.
                 let $data = $data $(.$variant)?;
                 let $slot = $whole;
@@ -173,7 +175,7 @@ macro_rules! pinit_fields {
                 {
                     let init = $init;
                     // SAFETY: `$slot` is the slot under initialisation and this field is not yet initialised.
-                    unsafe { $crate::pinit_field_op!(init $mode, $data, $slot, $f, init, $err) }?;
+                    unsafe { $crate::pinit_field_op!(init $mode, $data, $slot, $f, init, $err, $zeroed) }?;
                 }
                 $crate::pinit_fields!(@field_done $mode, $slot, $guards, $data, $f, ($($attrs)*));
             )
@@ -278,11 +280,11 @@ macro_rules! pinit_field_op {
             $($t)*::__init_data()
         }
     };
-    (init pin, $data:ident, $slot:ident, $f:tt, $init:ident, $err:ty) => {
-        $data.$f.init::<$err>(&raw mut (*$slot).$f, $init)
+    (init pin, $data:ident, $slot:ident, $f:tt, $init:ident, $err:ty, $zeroed:ident) => {
+        $data.$f.init::<$err>(&raw mut (*$slot).$f, $init, $zeroed)
     };
-    (init plain, $data:ident, $slot:ident, $f:tt, $init:ident, $err:ty) => {
-        <_ as $crate::Init<_, $err>>::__init($init, &raw mut (*$slot).$f)
+    (init plain, $data:ident, $slot:ident, $f:tt, $init:ident, $err:ty, $zeroed:ident) => {
+        $crate::UnpinnedField::new().init::<$err>(&raw mut (*$slot).$f, $init, $zeroed)
     };
     (project pin, $data:ident, $slot:ident, $f:tt) => {
         $data.$f.project(&raw mut (*$slot).$f)

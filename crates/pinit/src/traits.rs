@@ -112,6 +112,16 @@ pub unsafe trait Init<T: ?Sized, E = Infallible>: PinInit<T, E> {
     /// As for [`PinInit::__pinned_init`], except that the value need not stay pinned.
     unsafe fn __init(self, slot: *mut T) -> Result<(), E>;
 
+    /// Like [`Init::__init`], for a slot the caller already filled with zero bytes.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Init::__init`]; additionally every byte of `*slot` is zero.
+    unsafe fn __init_on_zeroed(self, slot: *mut T) -> Result<(), E> {
+        // SAFETY: the caller upholds `__init`'s contract, which this one extends.
+        unsafe { self.__init(slot) }
+    }
+
     /// Runs `f` on the value once it is initialised; if `f` fails the value is dropped again.
     ///
     /// ```
@@ -181,6 +191,10 @@ where
 {
     unsafe fn __init(self, slot: *mut T) -> Result<(), E> {
         (self.f)(slot, false)
+    }
+
+    unsafe fn __init_on_zeroed(self, slot: *mut T) -> Result<(), E> {
+        (self.f)(slot, true)
     }
 }
 

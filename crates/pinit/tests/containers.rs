@@ -274,3 +274,63 @@ fn init_panic_in_box_frees_and_drops() {
     assert!(r.is_err());
     assert_eq!(drops(), ["0", "1"]);
 }
+
+/// An initialiser that starts from zero and records whether it was told the memory already is zero.
+struct Probe<'a>(&'a std::cell::Cell<&'static str>);
+
+// SAFETY: both paths fully initialise the `u64` (to zero) and never fail.
+unsafe impl PinInit<u64, Failed> for Probe<'_> {
+    unsafe fn __pinned_init(self, slot: *mut u64) -> Result<(), Failed> {
+        self.0.set("zeroed it");
+        // SAFETY: the slot is valid for writes.
+        unsafe { slot.write(0) };
+        Ok(())
+    }
+    fn starts_zeroed(&self) -> bool {
+        true
+    }
+    unsafe fn __pinned_init_on_zeroed(self, _slot: *mut u64) -> Result<(), Failed> {
+        self.0.set("skipped");
+        Ok(())
+    }
+}
+
+// SAFETY: as above; a `u64` needs no pinning.
+unsafe impl Init<u64, Failed> for Probe<'_> {
+    unsafe fn __init(self, slot: *mut u64) -> Result<(), Failed> {
+        // SAFETY: forwarded.
+        unsafe { self.__pinned_init(slot) }
+    }
+    unsafe fn __init_on_zeroed(self, slot: *mut u64) -> Result<(), Failed> {
+        // SAFETY: forwarded.
+        unsafe { self.__pinned_init_on_zeroed(slot) }
+    }
+}
+
+#[test]
+fn zeroing_field_initialisers_skip_work_on_zeroed_memory() {
+    struct Small {
+        n: u64,
+        probe: u64,
+    }
+    struct Large {
+        probe: u64,
+        bytes: [u8; 2 << 20],
+    }
+    // SAFETY: all fields are integers.
+    unsafe impl pinit::Zeroable for Small {}
+    let seen_cell = std::cell::Cell::new("");
+    let seen = &seen_cell;
+    let s = Box::try_init(init!(Small { n: 1, probe <- Probe(seen) }? Failed)).unwrap();
+    assert_eq!((s.n, s.probe, seen.get()), (1, 0, "zeroed it"));
+    let s =
+        Box::try_init(init!(Small { probe <- Probe(seen), ..Zeroable::zeroed() }? Failed)).unwrap();
+    assert_eq!((s.n, s.probe, seen.get()), (0, 0, "skipped"));
+    // Large allocations come zero-filled from the allocator, so the field's zeroing is skipped too.
+    let l =
+        Box::try_init(init!(Large { probe <- Probe(seen), bytes <- zeroed() }? Failed)).unwrap();
+    assert_eq!((l.probe, l.bytes[1 << 20], seen.get()), (0, 0, "skipped"));
+    let l =
+        Arc::try_init(init!(Large { probe <- Probe(seen), bytes: [0; 2 << 20] }? Failed)).unwrap();
+    assert_eq!((l.probe, seen.get()), (0, "skipped"));
+}
