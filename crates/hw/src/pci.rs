@@ -283,9 +283,18 @@ impl PciDevice {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    /// Points the fake device's `driver` link at `driver`.
+    pub(crate) fn rebind_fake(tmp: &tempfile::TempDir, driver: &str) {
+        let root = tmp.path();
+        let link = root.join("devices/pci0000:00/0000:00:02.0/driver");
+        fs::create_dir_all(root.join("bus/pci/drivers").join(driver)).unwrap();
+        fs::remove_file(&link).unwrap();
+        symlink(root.join("bus/pci/drivers").join(driver), link).unwrap();
+    }
 
     #[test]
     fn parses_and_prints_addresses() {
@@ -328,7 +337,7 @@ mod tests {
     }
 
     /// A fake sysfs with one NVMe function bound to `nvme` in IOMMU group 2.
-    fn fake_tree() -> (tempfile::TempDir, Sysfs) {
+    pub(crate) fn fake_tree() -> (tempfile::TempDir, Sysfs) {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
         let dev = root.join("devices/pci0000:00/0000:00:02.0");

@@ -204,6 +204,18 @@ impl DmaPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pci::tests::{fake_tree, rebind_fake};
+
+    #[test]
+    fn open_refuses_other_drivers_and_reports_a_missing_bar() {
+        let (tmp, sysfs) = fake_tree();
+        let addr = "0000:00:02.0".parse().unwrap();
+        let err = UioDevice::open(&sysfs, addr).unwrap_err().to_string();
+        assert!(err.contains("bound to nvme, not uio_pci_generic"), "{err}");
+        rebind_fake(&tmp, "uio_pci_generic");
+        let err = UioDevice::open(&sysfs, addr).unwrap_err().to_string();
+        assert!(err.contains("resource0"), "{err}");
+    }
 
     fn pool() -> DmaPool {
         DmaPool::new(Translation::Virtual, Backing::Normal)

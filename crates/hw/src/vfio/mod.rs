@@ -216,3 +216,26 @@ impl Drop for IommuLease {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pci::tests::{fake_tree, rebind_fake};
+
+    #[test]
+    fn open_refuses_other_drivers_and_devices_without_an_iommu() {
+        let (tmp, sysfs) = fake_tree();
+        let addr = "0000:00:02.0".parse().unwrap();
+        let err = VfioDevice::open(&sysfs, addr).unwrap_err().to_string();
+        assert!(err.contains("bound to nvme, not vfio-pci"), "{err}");
+        rebind_fake(&tmp, "vfio-pci");
+        std::fs::remove_file(
+            tmp.path()
+                .join("devices/pci0000:00/0000:00:02.0/iommu_group"),
+        )
+        .unwrap();
+        let err = VfioDevice::open(&sysfs, addr).unwrap_err();
+        assert!(matches!(err, Error::Unsupported(_)), "{err}");
+        assert!(err.to_string().contains("no IOMMU group"), "{err}");
+    }
+}
