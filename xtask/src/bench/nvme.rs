@@ -277,7 +277,8 @@ fn table(rows: &[Row], opts: &Options) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "best of {} rounds of {} s; ratios are ours / the kernel's best (IOPS: higher is better, latency: lower)\n",
+        "best of {} rounds of {} s; ratios are ours / the kernel's best (IOPS: higher is better, latency: lower).\n\
+         Absolute figures are bound by QEMU's emulation under TCG; the ratios are the result.\n",
         opts.rounds, opts.runtime
     );
     let _ = writeln!(
