@@ -26,7 +26,10 @@ use crate::status::{Status, sc, sct};
 const SLOT_BITS: u16 = 12;
 const SLOT_MASK: u16 = (1 << SLOT_BITS) - 1;
 /// Idle polls between two looks at the clock for timed-out commands.
-const POLLS_PER_TIMEOUT_CHECK: u32 = 32;
+const IDLE_POLLS_PER_TIMEOUT_CHECK: u32 = 32;
+/// Polls between two looks at the clock while completions keep arriving, so that one stuck
+/// command is noticed even on a busy queue.
+const POLLS_PER_TIMEOUT_CHECK: u32 = 1024;
 
 /// One command in flight (or a free slot).
 #[derive(Debug)]
@@ -84,6 +87,7 @@ pub struct QueuePair<P: Platform> {
     generation: u64,
     broken: bool,
     idle_polls: u32,
+    polls: u32,
     /// Not `Sync`: one thread drives a queue pair.
     _not_sync: PhantomData<Cell<()>>,
 }
@@ -143,6 +147,7 @@ impl<P: Platform> QueuePair<P> {
             generation,
             broken: false,
             idle_polls: 0,
+            polls: 0,
             list_pages,
             lists,
             rings,
@@ -433,14 +438,17 @@ impl<P: Platform> QueuePair<P> {
             reaped += 1;
             self.on_cqe(cqe);
         }
+        self.polls = self.polls.wrapping_add(1);
         if reaped > 0 {
             self.rings.ring_cq(&self.shared.platform);
             self.idle_polls = 0;
-        } else if self.in_flight > 0 {
-            self.idle_polls += 1;
-            if self.idle_polls.is_multiple_of(POLLS_PER_TIMEOUT_CHECK) {
-                self.check_timeouts();
-            }
+        } else {
+            self.idle_polls = self.idle_polls.wrapping_add(1);
+        }
+        let due = (reaped == 0 && self.idle_polls.is_multiple_of(IDLE_POLLS_PER_TIMEOUT_CHECK))
+            || self.polls.is_multiple_of(POLLS_PER_TIMEOUT_CHECK);
+        if due && self.in_flight > 0 {
+            self.check_timeouts();
         }
         self.flush();
         let mut finished = 0;

@@ -235,3 +235,29 @@ fn mixed_faults_under_load_lose_and_duplicate_nothing() {
         );
     }
 }
+
+#[test]
+fn a_lost_completion_is_noticed_while_other_commands_keep_completing() {
+    let (model, ctrl) = setup();
+    let mut qp = ctrl.queue_pair().unwrap();
+    model.inject(io_fault(io::WRITE, Effect::LoseCompletion));
+    let buf = qp.alloc_buffer(512).unwrap();
+    qp.submit(Request::write(1, 0, 1, buf, false).with_tag(1))
+        .unwrap();
+    let mut write_done = false;
+    // A steady stream of flushes keeps the queue busy. The bound only guards against a hang.
+    for _ in 0..10_000_000u64 {
+        if qp.free_slots() > 0 {
+            qp.submit(Request::flush(1).with_tag(2)).unwrap();
+        }
+        qp.poll(|c| {
+            c.result.unwrap();
+            write_done |= c.tag == 1;
+        });
+        if write_done {
+            break;
+        }
+    }
+    assert!(write_done);
+    assert_eq!(model.stats().aborts, 1);
+}
