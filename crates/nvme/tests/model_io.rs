@@ -341,3 +341,38 @@ fn zero_length_dma_is_refused() {
     let model = Model::new(ModelConfig::default());
     assert!(model.alloc_dma(0).is_err());
 }
+
+#[test]
+fn a_wide_doorbell_stride_is_honoured() {
+    let config = ModelConfig {
+        dstrd: 2,
+        max_io_queues: 3,
+        ..ModelConfig::default()
+    };
+    let (model, ctrl) = setup(config, Options::default());
+    assert_eq!(ctrl.cap().doorbell_stride(), 16);
+    let mut a = ctrl.queue_pair().unwrap();
+    let mut b = ctrl.queue_pair().unwrap();
+    a.write(1, 0, &[1; 512], false).unwrap();
+    b.write(1, 1, &[2; 512], false).unwrap();
+    assert_eq!(model.media(1, 0, 1024).unwrap()[511..513], [1, 2]);
+}
+
+#[test]
+fn submissions_share_one_doorbell_write() {
+    let (model, ctrl) = setup(ModelConfig::default(), Options::default());
+    let mut qp = ctrl.queue_pair().unwrap();
+    let before = model.stats().sq_doorbells;
+    for tag in 0..10 {
+        qp.submit(Request::flush(1).with_tag(tag)).unwrap();
+    }
+    assert_eq!(model.stats().sq_doorbells, before);
+    let mut n = 0;
+    qp.poll(|c| {
+        c.result.unwrap();
+        n += 1;
+    });
+    assert_eq!(n, 10);
+    assert_eq!(model.stats().sq_doorbells, before + 1);
+    assert_eq!(model.stats().flushes, 10);
+}
