@@ -355,7 +355,7 @@ impl Job {
                 slot.buffer = Some(buffer);
                 idle.push(i);
             }
-            if !stopping && now >= deadline {
+            if !stopping && (now >= deadline || crate::stop_requested()) {
                 stopping = true;
             }
             if stopping && in_flight == 0 {

@@ -8,11 +8,22 @@ mod size;
 
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use nvme::model::{DmaLayout, Model, ModelConfig, NamespaceConfig};
 use nvme::{Controller, Options, Platform};
+
+/// Set when SIGINT or SIGTERM arrives.
+static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
+/// Whether the user asked the tool to stop.
+fn stop_requested() -> bool {
+    STOP.get()
+        .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+}
 
 #[derive(Debug, Parser)]
 #[command(version, about = "A userspace NVMe driver's command line")]
@@ -75,6 +86,15 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // SIGINT/SIGTERM end a benchmark early instead of killing the process, so the controller is
+    // still shut down and its DMA memory released in order.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
+            eprintln!("nvme-tool: cannot watch signal {signal}: {e}");
+        }
+    }
+    STOP.set(stop).ok();
     match dispatch(&cli) {
         Ok(code) => code,
         Err(e) => {
