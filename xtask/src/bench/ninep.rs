@@ -1,9 +1,363 @@
-//! `cargo xtask bench` for the `ninep` area.
+//! `cargo xtask bench 9p [--rounds N] [--no-guest]`: ninepd against diod on the same tmpfs
+//! directory.
+//!
+//! The load generator `ninep-load` (crates/ninep-server) drives both servers over loopback TCP
+//! and a unix socket: streaming Twrite/Tread at msize 1 MiB (Debian's diod 1.0.24 caps msize at
+//! 64 KiB), sequential Tgetattr latency and pipelined Tgetattr throughput. Then one guest boot
+//! runs create/stat/unlink of 1,000 files through the kernel's v9fs mount of each server. The
+//! best of `--rounds` runs of each measurement is kept, and the ratios to diod are printed.
 
-use std::process::ExitCode;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 
-pub fn run(_args: &[String]) -> Result<ExitCode> {
-    anyhow::bail!("this benchmark is not written yet")
+use crate::cmd::workspace_root;
+
+/// A server process, stopped on drop.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Peer {
+    Ninepd,
+    Diod,
+}
+
+impl Peer {
+    fn name(self) -> &'static str {
+        match self {
+            Peer::Ninepd => "ninepd",
+            Peer::Diod => "diod",
+        }
+    }
+}
+
+/// Measurements by (peer, transport, metric name) -> (value, unit).
+type Results = BTreeMap<(Peer, &'static str, String), (f64, String)>;
+
+pub fn run(args: &[String]) -> Result<ExitCode> {
+    let mut rounds = 3;
+    let mut guest = true;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--rounds" => rounds = it.next().context("--rounds needs a number")?.parse()?,
+            "--no-guest" => guest = false,
+            other => bail!("unknown argument {other} (use --rounds N, --no-guest)"),
+        }
+    }
+    let diod = which("diod").context("diod is not installed (apt-get install diod)")?;
+    let bins = build()?;
+    let dir = PathBuf::from(format!("/dev/shm/ninep-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let sockets = std::env::temp_dir().join(format!("ninep-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&sockets)?;
+    let result = measure(&bins, &diod, &dir, &sockets, rounds, guest);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&sockets);
+    let results = result?;
+    print_table(&results);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn which(cmd: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .chain(["/usr/sbin", "/sbin"])
+        .map(|d| Path::new(d).join(cmd))
+        .find(|p| p.exists())
+}
+
+/// Builds the release `ninepd` and `ninep-load`; returns their directory.
+fn build() -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from);
+    let status = Command::new(cargo)
+        .args(["build", "--release", "-p", "ninep-server", "--bins"])
+        .current_dir(workspace_root())
+        .status()?;
+    if !status.success() {
+        bail!("building ninep-server failed");
+    }
+    Ok(target.join("release"))
+}
+
+fn wait_for_socket(path: &Path) -> Result<()> {
+    for _ in 0..200 {
+        if path.exists() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    bail!("no server listened on {}", path.display())
+}
+
+fn wait_for_port(port: u16) -> Result<()> {
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    bail!("no server listened on port {port}")
+}
+
+fn spawn(cmd: &mut Command) -> Result<Server> {
+    Ok(Server(
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {cmd:?}"))?,
+    ))
+}
+
+fn measure(
+    bins: &Path,
+    diod: &Path,
+    dir: &Path,
+    sockets: &Path,
+    rounds: usize,
+    guest: bool,
+) -> Result<Results> {
+    let ninepd = bins.join("ninepd");
+    let load = bins.join("ninep-load");
+    let (np_sock, diod_sock) = (sockets.join("ninepd.sock"), sockets.join("diod.sock"));
+    let (np_port, diod_port) = (5741u16, 5742u16);
+    let export = dir.to_str().context("non-UTF-8 path")?;
+    let _servers = [
+        spawn(
+            Command::new(&ninepd)
+                .arg(dir)
+                .args(["--log-level", "warn", "--listen"])
+                .arg(format!("unix:{}", np_sock.display())),
+        )?,
+        spawn(Command::new(&ninepd).arg(dir).args([
+            "--log-level",
+            "warn",
+            "--listen",
+            &format!("tcp:127.0.0.1:{np_port}"),
+        ]))?,
+        spawn(
+            Command::new(diod)
+                .args(["-f", "-n", "-e", export, "-l"])
+                .arg(&diod_sock)
+                .args(["-L", "/dev/null"]),
+        )?,
+        spawn(Command::new(diod).args([
+            "-f",
+            "-n",
+            "-e",
+            export,
+            "-l",
+            &format!("127.0.0.1:{diod_port}"),
+            "-L",
+            "/dev/null",
+        ]))?,
+    ];
+    wait_for_socket(&np_sock)?;
+    wait_for_socket(&diod_sock)?;
+    wait_for_port(np_port)?;
+    wait_for_port(diod_port)?;
+
+    let targets = [
+        (
+            Peer::Ninepd,
+            "unix",
+            format!("unix:{}", np_sock.display()),
+            "",
+        ),
+        (
+            Peer::Diod,
+            "unix",
+            format!("unix:{}", diod_sock.display()),
+            export,
+        ),
+        (Peer::Ninepd, "tcp", format!("tcp:127.0.0.1:{np_port}"), ""),
+        (
+            Peer::Diod,
+            "tcp",
+            format!("tcp:127.0.0.1:{diod_port}"),
+            export,
+        ),
+    ];
+    let mut results = Results::new();
+    for round in 0..rounds {
+        eprintln!("xtask: bench 9p round {}/{rounds}", round + 1);
+        for (peer, transport, connect, aname) in &targets {
+            for test in [
+                &["--test", "stream"][..],
+                &["--test", "getattr"],
+                &["--test", "pipelined", "--ops", "100000"],
+            ] {
+                let out = Command::new(&load)
+                    .args(["--connect", connect, "--aname", aname])
+                    .args(test)
+                    .output()?;
+                if !out.status.success() {
+                    bail!(
+                        "ninep-load {test:?} against {} failed: {}",
+                        peer.name(),
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                for line in String::from_utf8_lossy(&out.stdout).lines() {
+                    let mut f = line.split_whitespace();
+                    let (Some(name), Some(value), Some(unit)) = (f.next(), f.next(), f.next())
+                    else {
+                        continue;
+                    };
+                    let Ok(value) = value.parse::<f64>() else {
+                        continue;
+                    };
+                    keep_best(
+                        &mut results,
+                        (*peer, transport, name.to_string()),
+                        value,
+                        unit,
+                    );
+                }
+            }
+        }
+    }
+    if guest {
+        guest_metadata(diod, &mut results)?;
+    }
+    Ok(results)
+}
+
+/// Keeps the better value: the lowest latency, the highest rate.
+fn keep_best(results: &mut Results, key: (Peer, &'static str, String), value: f64, unit: &str) {
+    let lower_is_better = unit == "us" || unit == "s";
+    let entry = results.entry(key).or_insert((value, unit.to_string()));
+    if (lower_is_better && value < entry.0) || (!lower_is_better && value > entry.0) {
+        entry.0 = value;
+    }
+}
+
+/// create/stat/unlink of 1,000 files through the guest's v9fs mount of each server, both
+/// running inside the guest over its loopback TCP.
+fn guest_metadata(diod: &Path, results: &mut Results) -> Result<()> {
+    let script = r#"set -e
+mkdir -p /export /mnt/9
+mount -t tmpfs -o size=64m tmpfs /export
+ninepd /export --listen tcp:127.0.0.1:564 --log-level warn &
+DIOD &
+now() { cut -d' ' -f1 /proc/uptime; }
+run() {
+    name=$1; shift
+    i=0
+    until mount -t 9p -o "$@" 127.0.0.1 /mnt/9 2>/dev/null; do
+        i=$((i + 1)); [ $i -lt 100 ] || exit 1; sleep 0.1
+    done
+    mkdir /mnt/9/b
+    t0=$(now)
+    i=0; while [ $i -lt 1000 ]; do : > /mnt/9/b/f$i; i=$((i + 1)); done
+    t1=$(now)
+    i=0; while [ $i -lt 1000 ]; do [ -f /mnt/9/b/f$i ]; i=$((i + 1)); done
+    t2=$(now)
+    rm -r /mnt/9/b
+    t3=$(now)
+    umount /mnt/9
+    echo "meta $name $t0 $t1 $t2 $t3"
+}
+for round in 1 2 3; do
+    run ninepd trans=tcp,port=564,version=9p2000.L,uname=root,access=user
+    run diod trans=tcp,port=565,version=9p2000.L,uname=root,access=user,aname=/export
+done
+"#
+    .replace(
+        "DIOD",
+        &format!(
+            "{} -f -n -l 127.0.0.1:565 -e /export -L /tmp/diod.log",
+            diod.display()
+        ),
+    );
+    let out = guest::Vm::builder()
+        .name("bench-9p")
+        .static_bin("ninep-server", "ninepd")
+        .host_program(diod)
+        .timeout(Duration::from_secs(600))
+        .run(&script)?;
+    if !out.success() {
+        bail!("guest metadata benchmark failed:\n{}", out.log_tail());
+    }
+    for line in out.stdout.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() != 6 || f[0] != "meta" {
+            continue;
+        }
+        let peer = if f[1] == "ninepd" {
+            Peer::Ninepd
+        } else {
+            Peer::Diod
+        };
+        let t: Vec<f64> = f[2..]
+            .iter()
+            .map(|s| s.parse().unwrap_or(f64::NAN))
+            .collect();
+        let rate = |a: f64, b: f64| 1000.0 / (b - a).max(0.01);
+        keep_best(
+            results,
+            (peer, "v9fs", "create".into()),
+            rate(t[0], t[1]),
+            "files/s",
+        );
+        keep_best(
+            results,
+            (peer, "v9fs", "stat".into()),
+            rate(t[1], t[2]),
+            "files/s",
+        );
+        keep_best(
+            results,
+            (peer, "v9fs", "unlink".into()),
+            rate(t[2], t[3]),
+            "files/s",
+        );
+        keep_best(
+            results,
+            (peer, "v9fs", "create+stat+unlink".into()),
+            3000.0 / (t[3] - t[0]).max(0.01),
+            "ops/s",
+        );
+    }
+    Ok(())
+}
+
+fn print_table(results: &Results) {
+    println!("\n| transport | measurement | ninepd | diod | ninepd / diod |");
+    println!("|---|---|---|---|---|");
+    let mut keys: Vec<(&'static str, &String)> = results.keys().map(|(_, t, m)| (*t, m)).collect();
+    keys.sort();
+    keys.dedup();
+    for (transport, metric) in keys {
+        let get = |p| results.get(&(p, transport, metric.clone()));
+        let (Some((n, unit)), d) = (get(Peer::Ninepd), get(Peer::Diod)) else {
+            continue;
+        };
+        let (diod, ratio) = match d {
+            Some((d, _)) if unit != "bytes" => {
+                let lower_is_better = unit == "us" || unit == "s";
+                let ratio = if lower_is_better { d / n } else { n / d };
+                (format!("{d:.1} {unit}"), format!("{ratio:.2}x"))
+            }
+            Some((d, _)) => (format!("{d:.0} {unit}"), "-".into()),
+            None => ("-".into(), "-".into()),
+        };
+        println!("| {transport} | {metric} | {n:.1} {unit} | {diod} | {ratio} |");
+    }
+    println!(
+        "\n(ratios > 1 favour ninepd; latency ratios are diod / ninepd. diod 1.0.24 caps msize at 64 KiB.)"
+    );
 }

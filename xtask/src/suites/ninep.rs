@@ -1,7 +1,106 @@
-//! Suites of the 9P server: the kernel v9fs client and pjdfstest in the guest.
+//! Suites of the 9P server: the kernel v9fs client and pjdfstest against `ninepd` in the guest.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
 
 use super::Suite;
+use crate::cmd::{Tally, cargo_test, workspace_root};
+
+/// The pjdfstest release the suite installs (the Rust rewrite, from crates.io).
+const PJDFSTEST_VERSION: &str = "0.2.2";
 
 pub fn suites() -> Vec<Suite> {
-    Vec::new()
+    vec![Suite {
+        name: "ninep-guest",
+        about: "the guest kernel's v9fs client against ninepd (tcp in the guest, trans=fd over virtio-serial) and pjdfstest",
+        needs_guest: true,
+        run: guest,
+    }]
+}
+
+fn guest() -> Result<Tally> {
+    ensure_command("setfattr", "attr")?;
+    ensure_command("flock", "util-linux")?;
+    let pjdfstest = ensure_pjdfstest()?;
+    cargo_test(
+        &[
+            "test",
+            "-p",
+            "ninep-server",
+            "--test",
+            "guest",
+            "--",
+            "--ignored",
+            "guest_",
+            "--test-threads=1",
+        ],
+        &[(
+            "PJDFSTEST",
+            pjdfstest.to_str().context("non-UTF-8 workspace path")?,
+        )],
+    )
+}
+
+/// Installs a Debian package when the command it provides is missing.
+fn ensure_command(command: &str, package: &str) -> Result<()> {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {command}")])
+        .output()?;
+    if found.status.success() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing {package} (for {command})");
+    let ok = Command::new("apt-get")
+        .args(["install", "-y", package])
+        .status()?
+        .success()
+        || (Command::new("apt-get").arg("update").status()?.success()
+            && Command::new("apt-get")
+                .args(["install", "-y", package])
+                .status()?
+                .success());
+    if !ok {
+        bail!("cannot install {package}");
+    }
+    Ok(())
+}
+
+/// Builds pjdfstest once into `target/pjdfstest` and returns the binary.
+///
+/// It is linked dynamically and copied into the guest with its libraries: a `+crt-static`
+/// glibc build crashes in its user lookups (static glibc cannot load NSS modules).
+fn ensure_pjdfstest() -> Result<PathBuf> {
+    let root = workspace_root().join("target").join("pjdfstest");
+    let bin = root.join("bin").join("pjdfstest");
+    if bin.exists() {
+        return Ok(bin);
+    }
+    eprintln!(
+        "xtask: building pjdfstest {PJDFSTEST_VERSION} into {}",
+        root.display()
+    );
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "install",
+            "pjdfstest",
+            "--locked",
+            "--version",
+            PJDFSTEST_VERSION,
+            "--root",
+        ])
+        .arg(&root)
+        .env(
+            "CARGO_TARGET_DIR",
+            workspace_root().join("target").join("pjdfstest-build"),
+        )
+        .env_remove("RUSTFLAGS")
+        .status()
+        .context("cannot run cargo install pjdfstest")?;
+    if !status.success() || !bin.exists() {
+        bail!("cargo install pjdfstest failed");
+    }
+    Ok(bin)
 }

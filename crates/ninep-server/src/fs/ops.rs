@@ -212,16 +212,27 @@ pub fn fsync(file: BorrowedFd<'_>, datasync: bool) -> FsResult<()> {
 
 /// Reads up to `count` bytes at `offset`, appending them to `out` (which already holds the
 /// reply header, so the data is copied once, from the kernel into the reply frame).
+///
+/// When `out` has exactly `count` bytes of spare capacity the kernel writes straight into it;
+/// otherwise the bytes are zeroed first.
 pub fn read_into(file: impl AsFd, offset: u64, count: usize, out: &mut Vec<u8>) -> FsResult<usize> {
     let start = out.len();
+    if count == 0 {
+        return Ok(0);
+    }
+    if out.capacity() - start == count {
+        let n = retry(|| {
+            rustix::io::pread(
+                file.as_fd(),
+                rustix::buffer::spare_capacity(&mut *out),
+                offset,
+            )
+        })?;
+        debug_assert_eq!(out.len(), start + n);
+        return Ok(n);
+    }
     out.resize(start + count, 0);
-    let result = loop {
-        match rustix::io::pread(file.as_fd(), &mut out[start..], offset) {
-            Err(Errno::INTR) => continue,
-            other => break other,
-        }
-    };
-    match result {
+    match retry(|| rustix::io::pread(file.as_fd(), &mut out[start..], offset)) {
         Ok(n) => {
             out.truncate(start + n);
             Ok(n)
@@ -233,11 +244,16 @@ pub fn read_into(file: impl AsFd, offset: u64, count: usize, out: &mut Vec<u8>) 
     }
 }
 
-pub fn write(file: impl AsFd, offset: u64, data: &[u8]) -> FsResult<usize> {
+/// Repeats a syscall interrupted by a signal.
+fn retry<T>(mut f: impl FnMut() -> FsResult<T>) -> FsResult<T> {
     loop {
-        match rustix::io::pwrite(file.as_fd(), data, offset) {
+        match f() {
             Err(Errno::INTR) => continue,
             other => return other,
         }
     }
+}
+
+pub fn write(file: impl AsFd, offset: u64, data: &[u8]) -> FsResult<usize> {
+    retry(|| rustix::io::pwrite(file.as_fd(), data, offset))
 }

@@ -1,0 +1,189 @@
+//! `ninep-load`: a 9P2000.L load generator for comparing servers.
+//!
+//! Prints one line per measurement, `name value unit`, so scripts can collect them.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use clap::{Parser, ValueEnum};
+use ninep::{Client, NOFID, Request, Response};
+
+/// Drive a 9P2000.L server with a fixed workload and print what was measured.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The server: `tcp:HOST:PORT` or `unix:PATH`.
+    #[arg(long)]
+    connect: String,
+    /// The export name sent in Tattach (diod wants the exported path).
+    #[arg(long, default_value = "")]
+    aname: String,
+    /// msize asked for in Tversion.
+    #[arg(long, default_value_t = 1 << 20)]
+    msize: u32,
+    /// What to measure.
+    #[arg(long, value_enum)]
+    test: Test,
+    /// Bytes streamed by the read and write tests.
+    #[arg(long, default_value_t = 256 << 20)]
+    bytes: u64,
+    /// Requests kept in flight by the pipelined test (and the streaming tests).
+    #[arg(long, default_value_t = 32)]
+    depth: usize,
+    /// Requests issued by the latency and pipelined tests.
+    #[arg(long, default_value_t = 20_000)]
+    ops: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Test {
+    /// Twrite a file of `--bytes` in msize-sized chunks, then Tread it back.
+    Stream,
+    /// Sequential Tgetattr round trips: p50 and p99 latency.
+    Getattr,
+    /// Tgetattr with `--depth` requests in flight: operations per second.
+    Pipelined,
+}
+
+const O_RDWR: u32 = 2;
+const O_TRUNC: u32 = 0o1000;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let client = connect(&args.connect).await?;
+    let (msize, _) = client.version(args.msize, "9P2000.L").await?;
+    client
+        .attach(0, NOFID, b"root", args.aname.as_bytes(), 0)
+        .await
+        .context("Tattach")?;
+    println!("msize {msize} bytes");
+    match args.test {
+        Test::Stream => stream(&client, msize, &args).await,
+        Test::Getattr => latency(&client, args.ops).await,
+        Test::Pipelined => pipelined(&client, &args).await,
+    }
+}
+
+async fn connect(to: &str) -> Result<Client> {
+    if let Some(addr) = to.strip_prefix("tcp:") {
+        Ok(Client::connect_tcp(addr).await?)
+    } else if let Some(path) = to.strip_prefix("unix:") {
+        Ok(Client::connect_unix(path).await?)
+    } else {
+        bail!("--connect wants tcp:HOST:PORT or unix:PATH, not {to}")
+    }
+}
+
+async fn stream(client: &Client, msize: u32, args: &Args) -> Result<()> {
+    let chunk = (msize - ninep::P9_IOHDRSZ) as u64;
+    let name = format!("ninep-load-{}", std::process::id());
+    client.walk(0, 1, &[] as &[&str]).await?;
+    client
+        .lcreate(1, name.as_bytes(), O_RDWR | O_TRUNC, 0o644, 0)
+        .await
+        .context("Tlcreate")?;
+    let data = Bytes::from(vec![0x5a; chunk as usize]);
+    let depth = args.depth.clamp(1, 8);
+
+    let start = Instant::now();
+    let mut offset = 0;
+    let mut inflight = std::collections::VecDeque::new();
+    while offset < args.bytes || !inflight.is_empty() {
+        while offset < args.bytes && inflight.len() < depth {
+            let n = chunk.min(args.bytes - offset) as usize;
+            let req = Request::Write {
+                fid: 1,
+                offset,
+                data: data.slice(..n),
+            };
+            inflight.push_back((client.start(&req)?, n));
+            offset += n as u64;
+        }
+        let (pending, n) = inflight.pop_front().expect("one in flight");
+        match pending.wait().await? {
+            Response::Write { count } if count as usize == n => {}
+            other => bail!("Twrite: {other:?}"),
+        }
+    }
+    report("write", args.bytes, start.elapsed());
+
+    let start = Instant::now();
+    let mut offset = 0;
+    let mut total = 0;
+    while offset < args.bytes || !inflight.is_empty() {
+        while offset < args.bytes && inflight.len() < depth {
+            let n = chunk.min(args.bytes - offset) as usize;
+            let req = Request::Read {
+                fid: 1,
+                offset,
+                count: n as u32,
+            };
+            inflight.push_back((client.start(&req)?, n));
+            offset += n as u64;
+        }
+        let (pending, _) = inflight.pop_front().expect("one in flight");
+        match pending.wait().await? {
+            Response::Read { data } => total += data.len() as u64,
+            other => bail!("Tread: {other:?}"),
+        }
+    }
+    if total != args.bytes {
+        bail!("read back {total} bytes of {}", args.bytes);
+    }
+    report("read", args.bytes, start.elapsed());
+    client.clunk(1).await?;
+    // diod 1.0.24 has no Tunlinkat: fall back to Tremove.
+    if client.unlinkat(0, name.as_bytes(), 0).await.is_err() {
+        client.walk(0, 2, &[name.as_str()]).await?;
+        client.remove(2).await?;
+    }
+    Ok(())
+}
+
+fn report(what: &str, bytes: u64, took: Duration) {
+    println!("{what} {:.1} MB/s", bytes as f64 / took.as_secs_f64() / 1e6);
+}
+
+async fn latency(client: &Client, ops: usize) -> Result<()> {
+    let mut samples = Vec::with_capacity(ops);
+    for _ in 0..ops / 10 {
+        client.getattr(0, 0x7ff).await?;
+    }
+    for _ in 0..ops {
+        let t = Instant::now();
+        client.getattr(0, 0x7ff).await?;
+        samples.push(t.elapsed());
+    }
+    samples.sort();
+    let pick = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    println!("getattr-p50 {:.1} us", pick(0.50).as_secs_f64() * 1e6);
+    println!("getattr-p99 {:.1} us", pick(0.99).as_secs_f64() * 1e6);
+    Ok(())
+}
+
+async fn pipelined(client: &Client, args: &Args) -> Result<()> {
+    let per_task = args.ops / args.depth.max(1);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..args.depth.max(1))
+        .map(|_| {
+            let c = client.clone();
+            tokio::spawn(async move {
+                for _ in 0..per_task {
+                    c.getattr(0, 0x7ff).await?;
+                }
+                Ok::<_, ninep::ClientError>(())
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await??;
+    }
+    let took = start.elapsed();
+    println!(
+        "getattr-pipelined {:.0} ops/s",
+        (per_task * args.depth.max(1)) as f64 / took.as_secs_f64()
+    );
+    Ok(())
+}
