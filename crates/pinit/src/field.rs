@@ -137,23 +137,17 @@ marker_basics!(PinnedField);
 marker_basics!(UnpinnedField);
 
 impl<T: ?Sized> PinnedField<T> {
-    /// Runs a pinned initialiser into the field (`zeroed`: the field's bytes are all zero).
+    /// Binds the marker to the field's memory, for one initialisation.
     ///
     /// # Safety
     ///
-    /// `slot` points to this field inside a slot under initialisation; if `zeroed`, its bytes are zero.
-    pub unsafe fn init<E>(
-        self,
-        slot: *mut T,
-        init: impl PinInit<T, E>,
-        zeroed: bool,
-    ) -> Result<(), E> {
-        if zeroed && init.starts_zeroed() {
-            // SAFETY: forwarded from the caller, including the zero bytes.
-            unsafe { init.__pinned_init_on_zeroed(slot) }
-        } else {
-            // SAFETY: forwarded from the caller.
-            unsafe { init.__pinned_init(slot) }
+    /// `slot` points to this uninitialised field inside a slot under initialisation; if `zeroed`, its bytes
+    /// are all zero. `'a` does not outlive the slot.
+    pub unsafe fn writer<'a>(self, slot: *mut T, zeroed: bool) -> PinnedFieldWriter<'a, T> {
+        PinnedFieldWriter {
+            slot,
+            zeroed,
+            _field: PhantomData,
         }
     }
 
@@ -171,23 +165,16 @@ impl<T: ?Sized> PinnedField<T> {
 }
 
 impl<T: ?Sized> UnpinnedField<T> {
-    /// Runs an unpinned initialiser into the field (`zeroed`: the field's bytes are all zero).
+    /// Binds the marker to the field's memory, for one initialisation.
     ///
     /// # Safety
     ///
-    /// `slot` points to this field inside a slot under initialisation; if `zeroed`, its bytes are zero.
-    pub unsafe fn init<E>(
-        self,
-        slot: *mut T,
-        init: impl Init<T, E>,
-        zeroed: bool,
-    ) -> Result<(), E> {
-        if zeroed && init.starts_zeroed() {
-            // SAFETY: forwarded from the caller, including the zero bytes.
-            unsafe { init.__init_on_zeroed(slot) }
-        } else {
-            // SAFETY: forwarded from the caller.
-            unsafe { init.__init(slot) }
+    /// As for [`PinnedField::writer`].
+    pub unsafe fn writer<'a>(self, slot: *mut T, zeroed: bool) -> UnpinnedFieldWriter<'a, T> {
+        UnpinnedFieldWriter {
+            slot,
+            zeroed,
+            _field: PhantomData,
         }
     }
 
@@ -210,17 +197,6 @@ impl<T: ?Sized> UnpinnedField<T> {
 pub unsafe fn project_field<'a, T: ?Sized>(slot: *mut T) -> &'a mut T {
     // SAFETY: forwarded from the caller.
     unsafe { &mut *slot }
-}
-
-/// Fills an array field element by element, so `[x; N]` never exists on the stack.
-///
-/// # Safety
-///
-/// `slot` points to a field inside a slot under initialisation.
-pub unsafe fn fill_array<T: Copy, const N: usize>(slot: *mut [T; N], value: T) {
-    // SAFETY: the caller says the field is writable; `MaybeUninit` elements need no prior initialisation.
-    let elements = unsafe { &mut *slot.cast::<[core::mem::MaybeUninit<T>; N]>() };
-    elements.fill(core::mem::MaybeUninit::new(value));
 }
 
 /// Drops one initialised field again if initialisation stops early (error or panic).
@@ -252,3 +228,71 @@ pub unsafe fn this_ptr<T: ?Sized>(slot: *mut T) -> core::ptr::NonNull<T> {
     // SAFETY: forwarded from the caller.
     unsafe { core::ptr::NonNull::new_unchecked(slot) }
 }
+
+/// One `#[pin]` field, ready to be initialised exactly once (consumed by it).
+#[derive(Debug)]
+pub struct PinnedFieldWriter<'a, T: ?Sized> {
+    slot: *mut T,
+    zeroed: bool,
+    _field: PhantomData<&'a mut T>,
+}
+
+/// One field without `#[pin]`, ready to be initialised exactly once (consumed by it).
+#[derive(Debug)]
+pub struct UnpinnedFieldWriter<'a, T: ?Sized> {
+    slot: *mut T,
+    zeroed: bool,
+    _field: PhantomData<&'a mut T>,
+}
+
+impl<T: ?Sized> PinnedFieldWriter<'_, T> {
+    /// Runs a pinned initialiser into the field.
+    pub fn init<E>(self, init: impl PinInit<T, E>) -> Result<(), E> {
+        if self.zeroed && init.starts_zeroed() {
+            // SAFETY: `writer`'s contract: the field is writable, uninitialised and (here) all zero.
+            unsafe { init.__pinned_init_on_zeroed(self.slot) }
+        } else {
+            // SAFETY: `writer`'s contract: the field is writable and uninitialised.
+            unsafe { init.__pinned_init(self.slot) }
+        }
+    }
+}
+
+impl<T: ?Sized> UnpinnedFieldWriter<'_, T> {
+    /// Runs an unpinned initialiser into the field.
+    pub fn init<E>(self, init: impl Init<T, E>) -> Result<(), E> {
+        if self.zeroed && init.starts_zeroed() {
+            // SAFETY: `writer`'s contract: the field is writable, uninitialised and (here) all zero.
+            unsafe { init.__init_on_zeroed(self.slot) }
+        } else {
+            // SAFETY: `writer`'s contract: the field is writable and uninitialised.
+            unsafe { init.__init(self.slot) }
+        }
+    }
+}
+
+macro_rules! writer_values {
+    ($w:ident) => {
+        impl<T> $w<'_, T> {
+            /// Moves a value into the field.
+            pub fn write(self, value: T) {
+                // SAFETY: `writer`'s contract: the field is writable and uninitialised.
+                unsafe { self.slot.write(value) }
+            }
+        }
+
+        impl<T: Copy, const N: usize> $w<'_, [T; N]> {
+            /// Fills an array field element by element (`field: [value; N]`), so the array never exists on
+            /// the stack. `len` carries the `N` written by the user, which must be the field's length.
+            pub fn fill(self, value: T, len: [(); N]) {
+                let _ = len;
+                // SAFETY: `writer`'s contract: the field is writable; `MaybeUninit` elements need no prior
+                // initialisation.
+                let elements = unsafe { &mut *self.slot.cast::<[core::mem::MaybeUninit<T>; N]>() };
+                elements.fill(core::mem::MaybeUninit::new(value));
+            }
+        }
+    };
+}
+writer_values!(PinnedFieldWriter);
+writer_values!(UnpinnedFieldWriter);

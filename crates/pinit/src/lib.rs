@@ -33,7 +33,7 @@ pub use arrays::{init_array_from_fn, pin_init_array_from_fn};
 pub use branded::{Done, PinDone, PinSlot, Slot, init_by, pin_init_by};
 pub use combinators::{ChainInit, ChainPinInit, MapErr, init_scope, pin_init_scope};
 pub use error::AllocError;
-pub use field::{HasPinData, PinnedField, UnpinnedField};
+pub use field::{HasPinData, PinnedField, PinnedFieldWriter, UnpinnedField, UnpinnedFieldWriter};
 pub use pinned_drop::{OnlyCallFromDrop, PinnedDrop};
 pub use stack::StackInit;
 pub use traits::{Init, PinInit, init_from_closure, pin_init_from_closure, value};

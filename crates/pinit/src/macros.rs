@@ -173,9 +173,9 @@ macro_rules! pinit_fields {
             @stmts($($stmts)*
                 $($attrs)*
                 {
-                    let init = $init;
                     // SAFETY: `$slot` is the slot under initialisation and this field is not yet initialised.
-                    unsafe { $crate::pinit_field_op!(init $mode, $data, $slot, $f, init, $err, $zeroed) }?;
+                    let field = unsafe { $crate::pinit_field_op!(writer $mode, $data, $slot, $f, $zeroed) };
+                    field.init::<$err>($init)?;
                 }
                 $crate::pinit_fields!(@field_done $mode, $slot, $guards, $data, $f, ($($attrs)*));
             )
@@ -192,9 +192,9 @@ macro_rules! pinit_fields {
             @stmts($($stmts)*
                 $($attrs)*
                 {
-                    let value = $value;
-                    // SAFETY: `$slot` is the slot under initialisation; the field is an array of `$len` values.
-                    unsafe { $crate::field::fill_array::<_, { $len }>(&raw mut (*$slot).$f, value) };
+                    // SAFETY: `$slot` is the slot under initialisation and this field is not yet initialised.
+                    let field = unsafe { $crate::pinit_field_op!(writer $mode, $data, $slot, $f, $zeroed) };
+                    field.fill($value, [(); $len]);
                 }
                 $crate::pinit_fields!(@field_done $mode, $slot, $guards, $data, $f, ($($attrs)*));
             )
@@ -211,9 +211,9 @@ macro_rules! pinit_fields {
             @stmts($($stmts)*
                 $($attrs)*
                 {
-                    let value = $value;
                     // SAFETY: `$slot` is the slot under initialisation and this field is not yet initialised.
-                    unsafe { (&raw mut (*$slot).$f).write(value) };
+                    let field = unsafe { $crate::pinit_field_op!(writer $mode, $data, $slot, $f, $zeroed) };
+                    field.write($value);
                 }
                 $crate::pinit_fields!(@field_done $mode, $slot, $guards, $data, $f, ($($attrs)*));
             )
@@ -280,11 +280,11 @@ macro_rules! pinit_field_op {
             $($t)*::__init_data()
         }
     };
-    (init pin, $data:ident, $slot:ident, $f:tt, $init:ident, $err:ty, $zeroed:ident) => {
-        $data.$f.init::<$err>(&raw mut (*$slot).$f, $init, $zeroed)
+    (writer pin, $data:ident, $slot:ident, $f:tt, $zeroed:ident) => {
+        $data.$f.writer(&raw mut (*$slot).$f, $zeroed)
     };
-    (init plain, $data:ident, $slot:ident, $f:tt, $init:ident, $err:ty, $zeroed:ident) => {
-        $crate::UnpinnedField::new().init::<$err>(&raw mut (*$slot).$f, $init, $zeroed)
+    (writer plain, $data:ident, $slot:ident, $f:tt, $zeroed:ident) => {
+        $crate::UnpinnedField::new().writer(&raw mut (*$slot).$f, $zeroed)
     };
     (project pin, $data:ident, $slot:ident, $f:tt) => {
         $data.$f.project(&raw mut (*$slot).$f)

@@ -17,8 +17,8 @@ use crate::combinators::{ChainInit, ChainPinInit, MapErr};
 /// and that when it returns `Err` (or unwinds) the slot holds nothing that needs dropping: everything it
 /// initialised part-way has been dropped again. The slot must not move afterwards when `Ok` was returned.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot pin-initialise a `{T}` with error type `{E}`",
-    label = "this does not initialise a `{T}` (with error type `{E}`)",
+    message = "`{Self}` is not a pinned initialiser of `{T}` with error type `{E}`",
+    label = "expected a `PinInit<{T}, {E}>`",
     note = "use `field: value` to move a value in, `field <- initialiser` to run an initialiser in place",
     note = "an initialiser's error type must be exactly the error type of the enclosing `pin_init!(... ? Error)`; \
             `.map_err(...)` converts it"
@@ -97,11 +97,11 @@ pub unsafe trait PinInit<T: ?Sized, E = Infallible>: Sized {
 ///
 /// As for [`PinInit`], and the initialised value may be moved afterwards.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot initialise a `{T}` that is not pinned (with error type `{E}`)",
-    label = "this is not an unpinned initialiser of `{T}` with error type `{E}`",
-    note = "a pinned initialiser needs a field marked `#[pin]` in a `#[pin_data]` struct, built with `pin_init!`",
+    message = "`{Self}` is not an unpinned initialiser of `{T}` with error type `{E}`",
+    label = "expected an `Init<{T}, {E}>`",
+    note = "a pinned initialiser (`PinInit`) only fits a `#[pin]` field of a `#[pin_data]` type built with `pin_init!`",
     note = "to move a plain value in, write `field: value` or use `pinit::value(..)`",
-    note = "an initialiser's error type must be exactly the error type of the enclosing `init!(... ? Error)`"
+    note = "an initialiser's error type must be exactly the enclosing one (`init!(... ? Error)`); `.map_err(...)` converts it"
 )]
 #[must_use = "an initialiser does nothing until it is run (for example by `Box::init`)"]
 pub unsafe trait Init<T: ?Sized, E = Infallible>: PinInit<T, E> {

@@ -234,3 +234,43 @@ fn projection_pins_only_pinned_fields() {
     drop(t);
     assert_eq!(drops(), ["a", "b", "c2"]);
 }
+
+#[test]
+fn declarations_with_lifetimes_bounds_and_complex_field_types() {
+    use std::collections::HashMap;
+
+    #[pin_data]
+    pub(crate) struct Borrowing<'a, T: Clone + 'a, const N: usize = 2>
+    where
+        T: Default,
+    {
+        #[pin]
+        pub(crate) first: &'a T,
+        callback: fn(u8, u16) -> Option<(u8, u16)>,
+        pub index: HashMap<u8, Vec<T>>,
+        copies: [T; N],
+    }
+
+    fn swap(a: u8, b: u16) -> Option<(u8, u16)> {
+        Some((a, b))
+    }
+
+    let value = String::from("x");
+    let first = &value; // the initialiser's closure moves what it captures: capture the reference
+    let b: Pin<Box<Borrowing<'_, String>>> = Box::pin_init(pin_init!(Borrowing {
+        first,
+        callback: swap,
+        index: HashMap::from([(1, vec![String::from("y")])]),
+        copies <- pinit::init_array_from_fn(|_| pinit::value(String::new())),
+    }))
+    .unwrap();
+    assert_eq!(
+        (
+            b.first.as_str(),
+            (b.callback)(1, 2),
+            b.index[&1][0].as_str()
+        ),
+        ("x", Some((1, 2)), "y")
+    );
+    assert_eq!(b.copies.len(), 2);
+}
