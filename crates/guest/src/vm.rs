@@ -581,6 +581,10 @@ impl VmBuilder {
                     watch.feed(&line);
                     if watch.panicked && before == Stage::Kernel {
                         qemu.kill();
+                        note(
+                            log,
+                            "kernel panic while booting: QEMU killed, the boot will be retried",
+                        );
                         return Ok(Attempt::Retry("kernel panic while booting".into()));
                     }
                     let entered_init = before == Stage::Kernel && watch.stage != Stage::Kernel;
@@ -593,6 +597,17 @@ impl VmBuilder {
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     let pid = qemu.pid();
                     qemu.kill();
+                    // QEMU is gone, so the reader ends soon: take its last lines into the log first.
+                    for line in lines.iter() {
+                        watch.feed(&line);
+                    }
+                    note(
+                        log,
+                        &format!(
+                            "deadline passed while {}: QEMU killed",
+                            watch.stage.describe()
+                        ),
+                    );
                     return Ok(match watch.stage {
                         Stage::Kernel => Attempt::Retry(format!(
                             "no {} within {:.0?}",
@@ -616,6 +631,10 @@ impl VmBuilder {
                         .wait()
                         .map(|s| s.to_string())
                         .unwrap_or_else(|e| format!("unknown status: {e}"));
+                    note(
+                        log,
+                        &format!("QEMU exited ({status}) while {}", watch.stage.describe()),
+                    );
                     return Ok(match watch.stage {
                         Stage::Exited(code) => {
                             Attempt::Done(self.output(code, &watch, log, started.elapsed()))
@@ -719,6 +738,13 @@ fn spawn_reader(
         }
     });
     rx
+}
+
+/// Appends the harness's own `# guest harness: ...` line to a console log, so the log says how the run ended.
+fn note(log: &Path, message: &str) {
+    if let Ok(mut file) = File::options().append(true).open(log) {
+        let _ = writeln!(file, "\n# guest harness: {message}");
+    }
 }
 
 /// `target/vm/logs/<UTC timestamp>-<name>[-try<n>].log`.
