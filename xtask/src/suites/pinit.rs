@@ -12,7 +12,8 @@ use anyhow::{Context, Result, bail};
 use super::Suite;
 use crate::cmd::{Tally, run_checked, run_counting, workspace_root};
 
-/// The runtime test targets of `pinit` (the trybuild suite compiles code and is not a memory test).
+/// The runtime test targets of `pinit`: library, integration tests and the examples (which run as tests).
+/// The trybuild suite only compiles code, so it is no memory test.
 const TEST_TARGETS: &[&str] = &[
     "--lib",
     "--test",
@@ -21,6 +22,9 @@ const TEST_TARGETS: &[&str] = &[
     "containers",
     "--test",
     "stack",
+    "--test",
+    "enums",
+    "--examples",
 ];
 
 const HOST: &str = "x86_64-unknown-linux-gnu";
