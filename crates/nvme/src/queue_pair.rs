@@ -40,7 +40,10 @@ struct Slot {
     busy: bool,
     attempts: u8,
     aborting: bool,
-    deadline: Instant,
+    /// When the command counts as lost. Set by the first timeout check that sees the command
+    /// rather than at submission, so submitting never reads the clock; a command therefore
+    /// gets between one and about two timeout periods.
+    deadline: Option<Instant>,
 }
 
 /// One request in flight: it may be split into several commands.
@@ -118,7 +121,6 @@ impl<P: Platform> QueuePair<P> {
         let list_pages = prp::list_pages_for((shared.max_transfer / DMA_PAGE_SIZE).max(1));
         let lists = platform.alloc_dma(depth * list_pages * DMA_PAGE_SIZE)?;
         shared.lock_admin().create_io_queues(platform, &rings)?;
-        let now = Instant::now();
         Ok(QueuePair {
             slots: (0..depth)
                 .map(|_| Slot {
@@ -128,7 +130,7 @@ impl<P: Platform> QueuePair<P> {
                     busy: false,
                     attempts: 0,
                     aborting: false,
-                    deadline: now,
+                    deadline: None,
                 })
                 .collect(),
             free_slots: (0..depth as u16).rev().collect(),
@@ -303,7 +305,6 @@ impl<P: Platform> QueuePair<P> {
         state.buffer = req.buffer;
         state.pending = 0;
         state.error = None;
-        let deadline = Instant::now() + self.shared.options.io_timeout;
         for i in 0..plan.commands as u64 {
             let Some(s) = self.free_slots.pop() else {
                 break;
@@ -329,7 +330,7 @@ impl<P: Platform> QueuePair<P> {
                     slot.attempts = 0;
                     self.requests[r as usize].pending += 1;
                     self.in_flight += 1;
-                    self.start(s, deadline);
+                    self.start(s);
                 }
                 Err(e) => {
                     self.free_slots.push(s);
@@ -409,13 +410,13 @@ impl<P: Platform> QueuePair<P> {
     }
 
     /// Gives slot `s` a fresh command ID and copies its command to the submission ring.
-    fn start(&mut self, s: u16, deadline: Instant) {
+    fn start(&mut self, s: u16) {
         let slot = &mut self.slots[s as usize];
         slot.seq = (slot.seq + 1) & (u16::MAX >> SLOT_BITS);
         slot.sqe.set_cid(s | slot.seq << SLOT_BITS);
         slot.busy = true;
         slot.aborting = false;
-        slot.deadline = deadline;
+        slot.deadline = None;
         self.rings.push(&slot.sqe);
         self.sq_pending = true;
     }
@@ -502,8 +503,7 @@ impl<P: Platform> QueuePair<P> {
             return;
         }
         slot.attempts += 1;
-        let deadline = Instant::now() + self.shared.options.io_timeout;
-        self.start(s, deadline);
+        self.start(s);
     }
 
     fn finish(&mut self, s: u16, error: Option<Error>) {
@@ -527,7 +527,14 @@ impl<P: Platform> QueuePair<P> {
         let now = Instant::now();
         for s in 0..self.slots.len() as u16 {
             let slot = &self.slots[s as usize];
-            if slot.busy && slot.deadline < now && self.handle_timeout(s, now) {
+            if !slot.busy {
+                continue;
+            }
+            let Some(deadline) = slot.deadline else {
+                self.slots[s as usize].deadline = Some(now + self.shared.options.io_timeout);
+                continue;
+            };
+            if deadline < now && self.handle_timeout(s, now) {
                 return;
             }
         }
@@ -558,7 +565,7 @@ impl<P: Platform> QueuePair<P> {
             Ok(true) => {
                 let slot = &mut self.slots[s as usize];
                 slot.aborting = true;
-                slot.deadline = now + self.shared.options.io_timeout;
+                slot.deadline = Some(now + self.shared.options.io_timeout);
                 false
             }
             // The controller no longer has the command: its completion was lost.
@@ -597,7 +604,6 @@ impl<P: Platform> QueuePair<P> {
                 .lock_admin()
                 .create_io_queues(&self.shared.platform, &self.rings);
             if created.is_ok() {
-                let deadline = Instant::now() + self.shared.options.io_timeout;
                 for s in 0..self.slots.len() as u16 {
                     let slot = &mut self.slots[s as usize];
                     if !slot.busy {
@@ -607,7 +613,7 @@ impl<P: Platform> QueuePair<P> {
                         self.finish(s, Some(Error::Timeout("an I/O command")));
                     } else {
                         slot.attempts += 1;
-                        self.start(s, deadline);
+                        self.start(s);
                     }
                 }
                 self.flush();
