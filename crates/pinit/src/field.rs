@@ -67,16 +67,19 @@ unsafe impl<T: ?Sized> PinDataOf for InitData<T> {
     type Datee = T;
 }
 
-/// What `init!` asks for: every type has it.
-pub trait HasInitData {
-    /// Markers for `Self`.
-    fn __init_data() -> InitData<Self>;
+/// The pin data of the type a never-called struct-literal closure builds (so its generics are inferred).
+///
+/// # Safety
+///
+/// Only this crate's macros call it.
+pub unsafe fn pin_data_of<T: HasPinData>(_witness: impl FnOnce() -> T) -> T::PinData {
+    // SAFETY: forwarded from the caller.
+    unsafe { T::__pin_data() }
 }
 
-impl<T: ?Sized> HasInitData for T {
-    fn __init_data() -> InitData<Self> {
-        InitData(PhantomData)
-    }
+/// The field markers `init!` uses for the type a never-called struct-literal closure builds.
+pub fn init_data_of<T>(_witness: impl FnOnce() -> T) -> InitData<T> {
+    InitData(PhantomData)
 }
 
 /// Turns the macros' closure into a pinned initialiser.

@@ -96,7 +96,11 @@ macro_rules! pinit_fields {
      @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident, $whole:ident)
      @stmts($($stmts:tt)*) @check($($check:tt)*) @zero($($zero:ident)?) @attrs()
      @rest()) => {{
-        let $data = $crate::pinit_field_op!(data $mode, $($t)*);
+        // Never called: the struct literal makes the compiler check the field list (missing, unknown or
+        // duplicate fields are reported in the user's terms) and names the type being built.
+        #[allow(unreachable_code, clippy::diverging_sub_expression, clippy::redundant_field_names)]
+        let witness = || $($t)* $(:: $variant)? { $($check)* $(..$crate::pinit_zeroed_rest!(zeroed_value $zero))? };
+        let $data = $crate::pinit_field_op!(data $mode, witness);
         let init = $crate::field::PinDataOf::make_closure::<_, $err>(
             $data,
             move |$whole, $zeroed| {
@@ -126,16 +130,6 @@ macro_rules! pinit_fields {
                     unsafe { $data.write_tag($slot) };
                 )?
                 ::core::mem::forget($guards);
-                #[allow(unreachable_code, clippy::diverging_sub_expression, clippy::redundant_field_names)]
-                let _ = || {
-                    // SAFETY: never called: it only makes the compiler check the field list against the type.
-                    unsafe {
-                        ::core::ptr::write(
-                            $whole,
-                            $($t)* $(:: $variant)? { $($check)* $(..$crate::pinit_zeroed_rest!(zeroed_value $zero))? },
-                        )
-                    };
-                };
                 ::core::result::Result::Ok(())
             },
         );
@@ -267,18 +261,12 @@ macro_rules! pinit_zeroed_rest {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! pinit_field_op {
-    (data pin, $($t:tt)*) => {
+    (data pin, $witness:ident) => {
         // SAFETY: only this crate's macros ask for a type's pin data.
-        unsafe {
-            use $crate::field::HasPinData as _;
-            $($t)*::__pin_data()
-        }
+        unsafe { $crate::field::pin_data_of($witness) }
     };
-    (data plain, $($t:tt)*) => {
-        {
-            use $crate::field::HasInitData as _;
-            $($t)*::__init_data()
-        }
+    (data plain, $witness:ident) => {
+        $crate::field::init_data_of($witness)
     };
     (writer pin, $data:ident, $slot:ident, $f:tt, $zeroed:ident) => {
         $data.$f.writer(&raw mut (*$slot).$f, $zeroed)
