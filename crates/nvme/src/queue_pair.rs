@@ -562,15 +562,14 @@ impl<P: Platform> QueuePair<P> {
             .lock_admin()
             .abort(platform, self.rings.qid, cid);
         match aborted {
-            Ok(true) => {
+            // Aborted: its "abort requested" completion follows and it is resubmitted then.
+            // Not aborted: it may have completed with the completion lost, or it may still be
+            // running and using its buffer. Either way, wait one more period; if nothing comes,
+            // only a reset proves the controller is done with the buffer.
+            Ok(_) => {
                 let slot = &mut self.slots[s as usize];
                 slot.aborting = true;
                 slot.deadline = Some(now + self.shared.options.io_timeout);
-                false
-            }
-            // The controller no longer has the command: its completion was lost.
-            Ok(false) => {
-                self.retry(s, Error::Timeout("an I/O command"));
                 false
             }
             Err(_) => self.reset_and_recover(),
