@@ -1,10 +1,7 @@
 //! QEMU guest harness: boots a Debian 6.12 kernel with a busybox initramfs and runs a shell script in it,
 //! so tests can exercise real kernel clients (v9fs, nvme, vfio-pci, uio_pci_generic) that the host lacks.
 //!
-//! ```no_run
-//! use std::time::Duration;
-//!
-//! # fn main() -> guest::Result<()> {
+//! ```text
 //! let out = guest::Vm::builder()
 //!     .nvme(guest::Disk::sparse(1 << 30))        // -device nvme, serial deadbeef, sparse image
 //!     .iommu(true)                                 // emulated intel-iommu + intel_iommu=on (VFIO type1)
@@ -16,10 +13,10 @@
 //!     .run("set -e; uname -r; ls /dev/nvme0n1")?;
 //! assert!(out.success(), "{}", out.log_tail());
 //! assert!(out.stdout.contains("/dev/nvme0n1"));
-//! # Ok(())
-//! # }
 //! ```
 //!
+//! * [`Output`]: `status`, `stdout` (the script's stdout and stderr), `log` (console log path), `tries`,
+//!   `elapsed`; [`Error`] says what broke, where the guest stopped, and quotes the console's last lines.
 //! * One VM runs at a time on the machine: [`Vm`] runs take an exclusive `flock` on `target/vm/.lock`.
 //! * The kernel is fetched on first use (`apt-get download`) into `target/vm/kernel/`; the base initramfs and
 //!   decompressed modules are cached under `target/vm/`. Every boot's console is kept in `target/vm/logs/`.
