@@ -52,7 +52,9 @@ pub async fn run(server: Arc<Server>, listen: &Listen) -> Result<()> {
                 listener.local_addr()?
             );
             loop {
-                let (stream, peer) = listener.accept().await?;
+                let Some((stream, peer)) = accepted(listener.accept().await).await else {
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 tracing::info!(%peer, "client connected");
                 let (r, w) = stream.into_split();
@@ -71,7 +73,9 @@ pub async fn run(server: Arc<Server>, listen: &Listen) -> Result<()> {
                 path.display()
             );
             loop {
-                let (stream, _) = listener.accept().await?;
+                let Some((stream, _)) = accepted(listener.accept().await).await else {
+                    continue;
+                };
                 tracing::info!("client connected");
                 let (r, w) = stream.into_split();
                 let server = server.clone();
@@ -88,6 +92,19 @@ pub async fn run(server: Arc<Server>, listen: &Listen) -> Result<()> {
             );
             conn::serve(server, tokio::io::stdin(), tokio::io::stdout()).await;
             Ok(())
+        }
+    }
+}
+
+/// A failed accept (out of descriptors, a connection reset before it was accepted) is logged
+/// and the server keeps listening; a short pause lets descriptors be freed.
+async fn accepted<T>(result: std::io::Result<T>) -> Option<T> {
+    match result {
+        Ok(conn) => Some(conn),
+        Err(e) => {
+            tracing::warn!("accept failed: {e}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            None
         }
     }
 }

@@ -47,8 +47,14 @@ impl Server {
     /// Opens the export. `--multi-user` needs root, to switch the filesystem uid.
     pub fn new(config: &Config) -> anyhow::Result<Arc<Self>> {
         use anyhow::Context;
+        raise_fd_limit();
         if config.multi_user && !rustix::process::geteuid().is_root() {
             anyhow::bail!("--multi-user needs the server to run as root");
+        }
+        if config.multi_user {
+            // Group permission checks use the thread's supplementary groups too: keep none,
+            // so a user never gains the server's groups (root's group 0 in particular).
+            nix::unistd::setgroups(&[]).context("cannot drop supplementary groups")?;
         }
         if config.max_msize < MIN_MSIZE {
             anyhow::bail!(
@@ -92,5 +98,15 @@ impl Server {
         } else {
             "the export".into()
         }
+    }
+}
+
+/// Every fid is a descriptor: raise the soft descriptor limit to the hard one.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit);
     }
 }
