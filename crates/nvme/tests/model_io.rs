@@ -376,3 +376,48 @@ fn submissions_share_one_doorbell_write() {
     assert_eq!(model.stats().sq_doorbells, before + 1);
     assert_eq!(model.stats().flushes, 10);
 }
+
+#[test]
+fn namespaces_with_different_block_sizes_are_addressed_in_their_own_blocks() {
+    let config = ModelConfig {
+        namespaces: vec![
+            NamespaceConfig {
+                blocks: 100,
+                lba_shift: 9,
+            },
+            NamespaceConfig {
+                blocks: 100,
+                lba_shift: 12,
+            },
+        ],
+        ..ModelConfig::default()
+    };
+    let (model, ctrl) = setup(config, Options::default());
+    let mut qp = ctrl.queue_pair().unwrap();
+    let data = pattern(8192, 9);
+    qp.write(2, 3, &data, false).unwrap();
+    assert_eq!(model.media(2, 3 * 4096, 8192).unwrap(), data);
+    assert!(
+        model
+            .media(1, 0, 100 * 512)
+            .unwrap()
+            .iter()
+            .all(|&b| b == 0)
+    );
+    // 512 bytes is not a whole block of namespace 2.
+    assert!(matches!(
+        qp.write(2, 0, &[0; 512], false),
+        Err(Error::InvalidRequest(_))
+    ));
+    let mut back = vec![0; 8192];
+    qp.read(2, 3, &mut back).unwrap();
+    assert_eq!(back, data);
+    qp.write_zeroes(2, 3, 1).unwrap();
+    assert!(
+        model
+            .media(2, 3 * 4096, 4096)
+            .unwrap()
+            .iter()
+            .all(|&b| b == 0)
+    );
+}
