@@ -9,9 +9,8 @@ use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::admin::{backoff, check_alive};
 use crate::command::{Cqe, Sqe, admin, io};
 use crate::controller::Shared;
 use crate::error::{Error, Result};
@@ -21,6 +20,9 @@ use crate::prp::{self, ListSpace};
 use crate::request::{Completion, IoKind, Rejected, Request};
 use crate::ring::Rings;
 use crate::status::{Status, sc, sct};
+
+mod blocking;
+mod recovery;
 
 /// Bits of a command ID that name the slot; the rest count resubmissions of that slot.
 const SLOT_BITS: u16 = 12;
@@ -521,190 +523,6 @@ impl<P: Platform> QueuePair<P> {
         if state.pending == 0 {
             self.ready.push_back(r);
         }
-    }
-
-    fn check_timeouts(&mut self) {
-        let now = Instant::now();
-        for s in 0..self.slots.len() as u16 {
-            let slot = &self.slots[s as usize];
-            if !slot.busy {
-                continue;
-            }
-            let Some(deadline) = slot.deadline else {
-                self.slots[s as usize].deadline = Some(now + self.shared.options.io_timeout);
-                continue;
-            };
-            if deadline < now && self.handle_timeout(s, now) {
-                return;
-            }
-        }
-    }
-
-    /// Deals with one overdue command; `true` if the whole queue pair was recovered.
-    fn handle_timeout(&mut self, s: u16, now: Instant) -> bool {
-        let platform = &self.shared.platform;
-        match check_alive(platform) {
-            Ok(()) => {}
-            Err(Error::ControllerFatal) => return self.reset_and_recover(),
-            Err(_) => {
-                self.shared.dead.store(true, Ordering::Release);
-                self.recover();
-                return true;
-            }
-        }
-        let slot = &self.slots[s as usize];
-        if slot.aborting {
-            return self.reset_and_recover();
-        }
-        let cid = slot.sqe.cid();
-        let aborted = self
-            .shared
-            .lock_admin()
-            .abort(platform, self.rings.qid, cid);
-        match aborted {
-            // Aborted: its "abort requested" completion follows and it is resubmitted then.
-            // Not aborted: it may have completed with the completion lost, or it may still be
-            // running and using its buffer. Either way, wait one more period; if nothing comes,
-            // only a reset proves the controller is done with the buffer.
-            Ok(_) => {
-                let slot = &mut self.slots[s as usize];
-                slot.aborting = true;
-                slot.deadline = Some(now + self.shared.options.io_timeout);
-                false
-            }
-            Err(_) => self.reset_and_recover(),
-        }
-    }
-
-    fn reset_and_recover(&mut self) -> bool {
-        let _ = self.shared.reset(self.generation);
-        self.recover();
-        true
-    }
-
-    fn sync_generation(&mut self) {
-        let current = self.shared.generation.load(Ordering::Acquire);
-        if current != self.generation
-            || (self.shared.dead.load(Ordering::Acquire) && self.in_flight > 0)
-        {
-            self.recover();
-        }
-    }
-
-    /// After a controller reset: recreate the queues and resubmit every command in flight.
-    /// If the controller is dead, fail them all instead.
-    fn recover(&mut self) {
-        let current = self.shared.generation.load(Ordering::Acquire);
-        self.generation = current;
-        if !self.shared.dead.load(Ordering::Acquire) && !self.broken {
-            self.rings.reset();
-            let created = self
-                .shared
-                .lock_admin()
-                .create_io_queues(&self.shared.platform, &self.rings);
-            if created.is_ok() {
-                for s in 0..self.slots.len() as u16 {
-                    let slot = &mut self.slots[s as usize];
-                    if !slot.busy {
-                        continue;
-                    }
-                    if slot.attempts >= self.shared.options.retries {
-                        self.finish(s, Some(Error::Timeout("an I/O command")));
-                    } else {
-                        slot.attempts += 1;
-                        self.start(s);
-                    }
-                }
-                self.flush();
-                return;
-            }
-            self.broken = true;
-        }
-        for s in 0..self.slots.len() as u16 {
-            if self.slots[s as usize].busy {
-                self.finish(s, Some(Error::ControllerDead));
-            }
-        }
-    }
-
-    /// Submits one request and waits for it. Only for a queue pair with nothing else in
-    /// flight (use [`QueuePair::submit`] and [`QueuePair::poll`] otherwise).
-    pub fn execute(&mut self, req: Request<P::Dma>) -> Result<Completion<P::Dma>> {
-        if self.in_flight > 0 || !self.ready.is_empty() {
-            return Err(Error::InvalidRequest(
-                "execute needs an idle queue pair".into(),
-            ));
-        }
-        self.submit(req).map_err(|rejected| rejected.error)?;
-        let options = &self.shared.options;
-        let bound = (options.io_timeout * 2 + options.admin_timeout * 2)
-            * (options.retries as u32 + 2)
-            + Duration::from_millis(2 * self.shared.cap.timeout_ms());
-        let deadline = Instant::now() + bound;
-        let mut spins = 0;
-        loop {
-            let mut done = None;
-            self.poll(|c| done = Some(c));
-            if let Some(c) = done {
-                return Ok(c);
-            }
-            if spins % 256 == 255 && Instant::now() > deadline {
-                return Err(Error::Timeout("a request"));
-            }
-            backoff(&mut spins);
-        }
-    }
-
-    fn run_simple(&mut self, req: Request<P::Dma>) -> Result<()> {
-        self.execute(req)?.result
-    }
-
-    fn bytes_to_blocks(&self, nsid: u32, len: usize) -> Result<u64> {
-        let ns = self
-            .namespace(nsid)
-            .ok_or_else(|| Error::InvalidRequest(format!("no usable namespace {nsid}")))?;
-        if len == 0 || !len.is_multiple_of(ns.block_size()) {
-            return Err(Error::InvalidRequest(format!(
-                "{len} bytes is not a whole number of {}-byte blocks",
-                ns.block_size()
-            )));
-        }
-        Ok((len / ns.block_size()) as u64)
-    }
-
-    /// Reads `out.len()` bytes (whole blocks) at `lba` through a bounce buffer.
-    pub fn read(&mut self, nsid: u32, lba: u64, out: &mut [u8]) -> Result<()> {
-        let blocks = self.bytes_to_blocks(nsid, out.len())?;
-        let buffer = self.alloc_buffer(out.len())?;
-        let done = self.execute(Request::read(nsid, lba, blocks, buffer))?;
-        done.result?;
-        if let Some(buffer) = done.buffer {
-            buffer.read(0, out);
-        }
-        Ok(())
-    }
-
-    /// Writes `data` (whole blocks) at `lba` through a bounce buffer.
-    pub fn write(&mut self, nsid: u32, lba: u64, data: &[u8], fua: bool) -> Result<()> {
-        let blocks = self.bytes_to_blocks(nsid, data.len())?;
-        let buffer = self.alloc_buffer(data.len())?;
-        buffer.write(0, data);
-        self.run_simple(Request::write(nsid, lba, blocks, buffer, fua))
-    }
-
-    /// Flushes the volatile write cache of namespace `nsid`.
-    pub fn flush_cache(&mut self, nsid: u32) -> Result<()> {
-        self.run_simple(Request::flush(nsid))
-    }
-
-    /// Zeroes `blocks` blocks at `lba`.
-    pub fn write_zeroes(&mut self, nsid: u32, lba: u64, blocks: u64) -> Result<()> {
-        self.run_simple(Request::write_zeroes(nsid, lba, blocks))
-    }
-
-    /// Deallocates `blocks` blocks at `lba`.
-    pub fn deallocate(&mut self, nsid: u32, lba: u64, blocks: u64) -> Result<()> {
-        self.run_simple(Request::deallocate(nsid, lba, blocks))
     }
 }
 

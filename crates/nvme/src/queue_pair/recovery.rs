@@ -1,0 +1,115 @@
+//! When commands go missing: timeouts, Abort, controller reset and resubmission.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::QueuePair;
+use crate::admin::check_alive;
+use crate::error::Error;
+use crate::platform::Platform;
+
+impl<P: Platform> QueuePair<P> {
+    pub(super) fn check_timeouts(&mut self) {
+        let now = Instant::now();
+        for s in 0..self.slots.len() as u16 {
+            let slot = &self.slots[s as usize];
+            if !slot.busy {
+                continue;
+            }
+            let Some(deadline) = slot.deadline else {
+                self.slots[s as usize].deadline = Some(now + self.shared.options.io_timeout);
+                continue;
+            };
+            if deadline < now && self.handle_timeout(s, now) {
+                return;
+            }
+        }
+    }
+
+    /// Deals with one overdue command; `true` if the whole queue pair was recovered.
+    fn handle_timeout(&mut self, s: u16, now: Instant) -> bool {
+        let platform = &self.shared.platform;
+        match check_alive(platform) {
+            Ok(()) => {}
+            Err(Error::ControllerFatal) => return self.reset_and_recover(),
+            Err(_) => {
+                self.shared.dead.store(true, Ordering::Release);
+                self.recover();
+                return true;
+            }
+        }
+        let slot = &self.slots[s as usize];
+        if slot.aborting {
+            return self.reset_and_recover();
+        }
+        let cid = slot.sqe.cid();
+        let aborted = self
+            .shared
+            .lock_admin()
+            .abort(platform, self.rings.qid, cid);
+        match aborted {
+            // Aborted: its "abort requested" completion follows and it is resubmitted then.
+            // Not aborted: it may have completed with the completion lost, or it may still be
+            // running and using its buffer. Either way, wait one more period; if nothing comes,
+            // only a reset proves the controller is done with the buffer.
+            Ok(_) => {
+                let slot = &mut self.slots[s as usize];
+                slot.aborting = true;
+                slot.deadline = Some(now + self.shared.options.io_timeout);
+                false
+            }
+            Err(_) => self.reset_and_recover(),
+        }
+    }
+
+    fn reset_and_recover(&mut self) -> bool {
+        let _ = self.shared.reset(self.generation);
+        self.recover();
+        true
+    }
+
+    pub(super) fn sync_generation(&mut self) {
+        let current = self.shared.generation.load(Ordering::Acquire);
+        if current != self.generation
+            || (self.shared.dead.load(Ordering::Acquire) && self.in_flight > 0)
+        {
+            self.recover();
+        }
+    }
+
+    /// After a controller reset: recreate the queues and resubmit every command in flight.
+    /// If the controller is dead, fail them all instead.
+    fn recover(&mut self) {
+        let current = self.shared.generation.load(Ordering::Acquire);
+        self.generation = current;
+        if !self.shared.dead.load(Ordering::Acquire) && !self.broken {
+            self.rings.reset();
+            let created = self
+                .shared
+                .lock_admin()
+                .create_io_queues(&self.shared.platform, &self.rings);
+            if created.is_ok() {
+                for s in 0..self.slots.len() as u16 {
+                    let slot = &mut self.slots[s as usize];
+                    if !slot.busy {
+                        continue;
+                    }
+                    if slot.attempts >= self.shared.options.retries {
+                        self.finish(s, Some(Error::Timeout("an I/O command")));
+                    } else {
+                        slot.attempts += 1;
+                        self.start(s);
+                    }
+                }
+                self.flush();
+                return;
+            }
+            self.broken = true;
+        }
+        for s in 0..self.slots.len() as u16 {
+            if self.slots[s as usize].busy {
+                self.finish(s, Some(Error::ControllerDead));
+            }
+        }
+    }
+}
