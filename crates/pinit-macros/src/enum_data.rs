@@ -71,6 +71,13 @@ fn parse_variants(body: &Group) -> Result<Vec<Variant>, String> {
     for part in split_commas(body.stream().into_iter().collect()) {
         let mut i = 0;
         while i + 1 < part.len() && is_punct(&part[i], '#') {
+            if let TokenTree::Group(g) = &part[i + 1]
+                && crate::parse::is_cfg_attr(g)
+            {
+                return Err("`#[cfg]` on a variant of a `#[pin_data]` enum is not supported: it would shift \
+                            the implicit discriminants"
+                    .into());
+            }
             i += 2;
         }
         let Some(TokenTree::Ident(name)) = part.get(i).cloned() else {
@@ -172,7 +179,10 @@ fn build(input: TokenStream, pinned_drop: bool) -> Result<TokenStream, String> {
             } else {
                 "UnpinnedField"
             };
+            repr_fields.extend(f.cfg.clone());
             repr_fields.extend(expand("pub $n: $ty,", &[("n", &n), ("ty", &f.ty)]));
+            marker_fields.extend(f.cfg.clone());
+            marker_values.extend(f.cfg.clone());
             marker_fields.extend(expand(
                 &format!("pub $n: ::pinit::field::{kind}<$ty>,"),
                 &[("n", &n), ("ty", &f.ty)],
@@ -189,6 +199,7 @@ fn build(input: TokenStream, pinned_drop: bool) -> Result<TokenStream, String> {
                     &format!("__field{pinned_count}"),
                     s.name.span(),
                 )));
+                pinned_types.extend(f.cfg.clone());
                 pinned_types.extend(expand("$k: $ty,", &[("k", &k), ("ty", &f.ty)]));
                 pinned_count += 1;
             }

@@ -4,8 +4,10 @@ use proc_macro::{Delimiter, Group, Ident, Spacing, TokenStream, TokenTree};
 
 /// One field of a struct.
 pub struct Field {
-    /// Its attributes, with `#[pin]` removed.
+    /// Whether it carries `#[pin]`.
     pub pinned: bool,
+    /// Its `#[cfg(..)]` attributes, repeated on everything generated for the field.
+    pub cfg: TokenStream,
     pub vis: TokenStream,
     /// The name, or the tuple index.
     pub name: TokenTree,
@@ -81,10 +83,20 @@ fn is_pin_attr(group: &Group) -> bool {
     tokens.len() == 1 && is_ident(&tokens[0], "pin")
 }
 
+/// Whether an attribute's bracket group is `cfg(..)` or `cfg_attr(..)`.
+pub fn is_cfg_attr(group: &Group) -> bool {
+    group
+        .stream()
+        .into_iter()
+        .next()
+        .is_some_and(|t| is_ident(&t, "cfg") || is_ident(&t, "cfg_attr"))
+}
+
 /// Parses one field (`#[attr]* vis name: Type` or `#[attr]* vis Type`).
 pub fn parse_field(tokens: Vec<TokenTree>, index: usize, shape: Shape) -> Result<Field, String> {
     let mut i = 0;
     let mut pinned = false;
+    let mut cfg = TokenStream::new();
     while i + 1 < tokens.len() && is_punct(&tokens[i], '#') {
         if let TokenTree::Group(g) = &tokens[i + 1] {
             if is_pin_attr(g) {
@@ -92,6 +104,8 @@ pub fn parse_field(tokens: Vec<TokenTree>, index: usize, shape: Shape) -> Result
                     return Err("`#[pin]` is given twice on one field".into());
                 }
                 pinned = true;
+            } else if is_cfg_attr(g) {
+                cfg.extend(tokens[i..i + 2].iter().cloned());
             }
             i += 2;
         } else {
@@ -125,6 +139,7 @@ pub fn parse_field(tokens: Vec<TokenTree>, index: usize, shape: Shape) -> Result
     }
     Ok(Field {
         pinned,
+        cfg,
         vis,
         name,
         ty,

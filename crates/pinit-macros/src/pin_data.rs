@@ -41,6 +41,7 @@ pub fn pin_data(args: TokenStream, input: TokenStream) -> TokenStream {
 fn field_list(s: &Struct, each: impl Fn(&crate::parse::Field) -> TokenStream) -> TokenStream {
     let mut out = TokenStream::new();
     for f in &s.fields {
+        out.extend(f.cfg.clone());
         if s.shape == Shape::Named {
             out.extend(f.vis.clone());
             out.extend([f.name.clone()]);
@@ -100,6 +101,7 @@ fn projection(s: &Struct) -> TokenStream {
         } else {
             expand("&mut this.$n", &[("n", &n)])
         };
+        values.extend(f.cfg.clone());
         if s.shape == Shape::Named {
             values.extend(expand("$n: $v,", &[("n", &n), ("v", &value)]));
         } else {
@@ -188,6 +190,7 @@ fn pin_data_impls(s: &Struct, pinned_drop: bool) -> TokenStream {
                  unsafe { ::pinit::field::UnpinnedField::new() }",
             )
         };
+        values.extend(f.cfg.clone());
         if s.shape == Shape::Named {
             values.extend(expand("$n: $v,", &[("n", &n), ("v", &v)]));
         } else {
@@ -214,6 +217,7 @@ fn pin_data_impls(s: &Struct, pinned_drop: bool) -> TokenStream {
             &format!("__field{k}"),
             Span::call_site(),
         )));
+        unpin_fields.extend(f.cfg.clone());
         unpin_fields.extend(expand("$n: $ty,", &[("n", &n), ("ty", &f.ty)]));
     }
 

@@ -84,3 +84,28 @@ fn variants_may_refer_to_earlier_fields() {
     .unwrap();
     assert_eq!(describe(&m), "large 3 three 1");
 }
+
+#[test]
+fn cfg_on_variant_fields_keeps_the_layout() {
+    #[pin_data]
+    #[repr(u16)]
+    enum Cfgd {
+        A {
+            #[cfg(not(test))]
+            absent: u64,
+            present: u8,
+            #[cfg(test)]
+            also: u32,
+        },
+    }
+    let c = Box::pin_init(pin_init!(enum Cfgd::A {
+        #[cfg(not(test))]
+        absent: 1,
+        present: 2,
+        #[cfg(test)]
+        also: 3,
+    }))
+    .unwrap();
+    let Cfgd::A { present, also } = &*c;
+    assert_eq!((*present, *also), (2, 3));
+}

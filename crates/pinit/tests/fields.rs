@@ -274,3 +274,29 @@ fn declarations_with_lifetimes_bounds_and_complex_field_types() {
     );
     assert_eq!(b.copies.len(), 2);
 }
+
+#[test]
+fn cfg_on_pin_data_fields_is_honoured() {
+    #[pin_data]
+    struct Conf {
+        #[pin]
+        always: u8,
+        #[cfg(test)]
+        #[pin]
+        in_tests: u16,
+        #[cfg(not(test))]
+        never: NotConstructible,
+    }
+    #[cfg(not(test))]
+    enum NotConstructible {}
+    let mut c = Box::pin_init(pin_init!(Conf {
+        always: 1,
+        #[cfg(test)]
+        in_tests: 2,
+        #[cfg(not(test))]
+        never: unreachable!(),
+    }))
+    .unwrap();
+    let p = c.as_mut().project();
+    assert_eq!((*p.always, *p.in_tests), (1, 2));
+}
