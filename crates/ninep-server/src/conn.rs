@@ -90,6 +90,15 @@ where
                     drop(permit);
                 });
             }
+            request if runs_inline(&request) => {
+                // Metadata requests never wait on anything: answering them right here saves two
+                // task hand-offs per round trip. A Tflush can never find them running.
+                let reply = session.handle(tag, request).await;
+                drop(permit);
+                if tx.send(reply).await.is_err() {
+                    break;
+                }
+            }
             request => {
                 let (session, tx) = (session.clone(), tx.clone());
                 inflight.spawn(tag, async move {
@@ -104,6 +113,19 @@ where
     session.clear();
     drop(tx);
     let _ = writer_task.await;
+}
+
+/// Requests whose handling never awaits (no data I/O, no lock wait): they run in the reader
+/// task. Data I/O, fsync, readdir and Tlock run as their own tasks, which Tflush can cancel.
+fn runs_inline(request: &Request) -> bool {
+    !matches!(
+        request,
+        Request::Read { .. }
+            | Request::Write { .. }
+            | Request::Readdir { .. }
+            | Request::Fsync { .. }
+            | Request::Lock { .. }
+    )
 }
 
 /// Tversion: negotiates msize and resets the session (every fid goes).
