@@ -264,3 +264,41 @@ fn a_lost_completion_is_noticed_while_other_commands_keep_completing() {
     assert!(write_done);
     assert_eq!(model.stats().aborts, 1);
 }
+
+#[test]
+fn resets_from_another_thread_while_queue_pairs_run_lose_no_data() {
+    let model = Model::new(ModelConfig {
+        timeout_units: 1,
+        max_io_queues: 4,
+        ..ModelConfig::default()
+    });
+    let ctrl = Controller::new(model.clone(), options()).unwrap();
+    let running = std::sync::atomic::AtomicUsize::new(3);
+    std::thread::scope(|scope| {
+        for t in 0..3u64 {
+            let mut qp = ctrl.queue_pair().unwrap();
+            let running = &running;
+            scope.spawn(move || {
+                for round in 0..150u64 {
+                    let lba = t * 4000 + (round % 50) * 8;
+                    let data = vec![(t * 7 + round) as u8; 4096];
+                    qp.write(1, lba, &data, false).unwrap();
+                    let mut back = vec![0; 4096];
+                    qp.read(1, lba, &mut back).unwrap();
+                    assert_eq!(back, data, "thread {t} round {round}");
+                }
+                running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+        let mut resets = 0;
+        while running.load(std::sync::atomic::Ordering::SeqCst) > 0 && resets < 20 {
+            ctrl.reset().unwrap();
+            resets += 1;
+            std::thread::yield_now();
+        }
+    });
+    let stats = model.stats();
+    assert!(stats.resets >= 1);
+    // Every queue pair deleted its queues when its thread ended.
+    assert_eq!((stats.live_io_sqs, stats.live_io_cqs), (0, 0));
+}

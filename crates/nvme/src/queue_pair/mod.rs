@@ -114,7 +114,6 @@ impl<P: Platform> QueuePair<P> {
 
     fn build(shared: Arc<Shared<P>>, qid: u16) -> Result<QueuePair<P>> {
         let platform = &shared.platform;
-        let generation = shared.generation.load(Ordering::Acquire);
         let wanted = (shared.options.queue_depth as u32 + 1)
             .min(shared.cap.max_queue_entries())
             .min(SLOT_MASK as u32 + 1) as u16;
@@ -122,7 +121,11 @@ impl<P: Platform> QueuePair<P> {
         let depth = rings.entries as usize - 1;
         let list_pages = prp::list_pages_for((shared.max_transfer / DMA_PAGE_SIZE).max(1));
         let lists = platform.alloc_dma(depth * list_pages * DMA_PAGE_SIZE)?;
-        shared.lock_admin().create_io_queues(platform, &rings)?;
+        let generation = {
+            let mut admin = shared.lock_admin();
+            admin.create_io_queues(platform, &rings)?;
+            shared.generation.load(Ordering::Acquire)
+        };
         Ok(QueuePair {
             slots: (0..depth)
                 .map(|_| Slot {
@@ -531,19 +534,20 @@ impl<P: Platform> Drop for QueuePair<P> {
     /// controller so it cannot touch this queue pair's memory any more.
     fn drop(&mut self) {
         let qid = self.rings.qid;
+        let mut admin = self.shared.lock_admin();
         let current = self.shared.generation.load(Ordering::Acquire);
         let dead = self.shared.dead.load(Ordering::Acquire);
         if !dead && !self.broken && current == self.generation {
-            let deleted = {
-                let mut admin = self.shared.lock_admin();
-                let platform = &self.shared.platform;
-                admin
-                    .delete_queue(platform, admin::DELETE_SQ, qid)
-                    .and_then(|()| admin.delete_queue(platform, admin::DELETE_CQ, qid))
-            };
+            let platform = &self.shared.platform;
+            let deleted = admin
+                .delete_queue(platform, admin::DELETE_SQ, qid)
+                .and_then(|()| admin.delete_queue(platform, admin::DELETE_CQ, qid));
+            drop(admin);
             if deleted.is_err() {
                 let _ = self.shared.reset(current);
             }
+        } else {
+            drop(admin);
         }
         if self.shared.dead.load(Ordering::Acquire) {
             for slot in &self.slots {

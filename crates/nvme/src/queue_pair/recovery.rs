@@ -80,14 +80,15 @@ impl<P: Platform> QueuePair<P> {
     /// After a controller reset: recreate the queues and resubmit every command in flight.
     /// If the controller is dead, fail them all instead.
     fn recover(&mut self) {
-        let current = self.shared.generation.load(Ordering::Acquire);
-        self.generation = current;
         if !self.shared.dead.load(Ordering::Acquire) && !self.broken {
-            self.rings.reset();
-            let created = self
-                .shared
-                .lock_admin()
-                .create_io_queues(&self.shared.platform, &self.rings);
+            // Resets happen under the admin lock: reading the generation under it too ties the
+            // queues created here to exactly that generation.
+            let created = {
+                let mut admin = self.shared.lock_admin();
+                self.generation = self.shared.generation.load(Ordering::Acquire);
+                self.rings.reset();
+                admin.create_io_queues(&self.shared.platform, &self.rings)
+            };
             if created.is_ok() {
                 for s in 0..self.slots.len() as u16 {
                     let slot = &mut self.slots[s as usize];
