@@ -3,6 +3,32 @@
 //! [`Controller::new`] brings a controller up over any [`Platform`]; each thread then opens its own
 //! [`QueuePair`] and submits [`Request`]s, polling for [`Completion`]s. [`model::Model`] is a
 //! software controller implementing the same platform in-process.
+//!
+//! ```
+//! use nvme::model::{Model, ModelConfig};
+//! use nvme::{Controller, DmaMemory, Options, Request};
+//!
+//! let ctrl = Controller::new(Model::new(ModelConfig::default()), Options::default())?;
+//! let mut qp = ctrl.queue_pair()?; // one per thread
+//!
+//! // Blocking helpers copy through a bounce buffer.
+//! qp.write(1, 0, &[0xab; 4096], false)?;
+//!
+//! // Zero-copy: the request owns its DMA buffer until its completion hands it back.
+//! let buf = qp.alloc_buffer(4096)?;
+//! qp.submit(Request::read(1, 0, 8, buf).with_tag(7)).map_err(|r| r.error)?;
+//! let mut done = Vec::new();
+//! while done.is_empty() {
+//!     qp.poll(|c| done.push(c));
+//! }
+//! let c = done.pop().unwrap();
+//! assert_eq!(c.tag, 7);
+//! c.result?;
+//! let mut data = [0; 4096];
+//! c.buffer.unwrap().read(0, &mut data);
+//! assert_eq!(data, [0xab; 4096]);
+//! # Ok::<(), nvme::Error>(())
+//! ```
 
 #![forbid(unsafe_code)]
 
