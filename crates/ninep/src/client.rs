@@ -104,26 +104,40 @@ enum Ended {
 struct Slot {
     /// Where the reply goes; `None` once delivered while a flush of this tag is outstanding.
     reply: Option<oneshot::Sender<Delivery>>,
-    /// A Tflush for this tag is in flight: keep the tag reserved until its Rflush.
-    flushing: bool,
+    /// The tag of the latest Tflush naming this tag: the tag stays reserved until that Tflush's
+    /// Rflush, which alone may cancel it (an earlier flush's Rflush always comes first).
+    flushed_by: Option<u16>,
     /// For a Tflush: the tag it cancels.
     flush_of: Option<u16>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Tags {
     slots: HashMap<u16, Slot>,
     next: u16,
+    /// Requests use tags `0..limit` (NOTAG, 65535, is kept for Tversion).
+    limit: u16,
     /// Set once the reader stopped; no call can succeed after that.
     closed: Option<String>,
 }
 
+impl Default for Tags {
+    fn default() -> Self {
+        Self {
+            slots: HashMap::new(),
+            next: 0,
+            limit: NOTAG,
+            closed: None,
+        }
+    }
+}
+
 impl Tags {
     fn alloc(&mut self) -> Result<u16, ClientError> {
-        for _ in 0..=u16::MAX {
+        for _ in 0..self.limit {
             let tag = self.next;
-            self.next = self.next.wrapping_add(1);
-            if tag != NOTAG && !self.slots.contains_key(&tag) {
+            self.next = (self.next + 1) % self.limit;
+            if !self.slots.contains_key(&tag) {
                 return Ok(tag);
             }
         }
@@ -254,6 +268,15 @@ impl Client {
         self.inner.next_fid.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Limits requests to tags `0..limit` (1 to 65535), so at most `limit` are in flight; further
+    /// calls fail with [`ClientError::TagsExhausted`]. Tags are handed out round-robin, so a small
+    /// limit makes them reused quickly.
+    pub fn set_tag_limit(&self, limit: u16) {
+        let mut tags = self.inner.shared.tags();
+        tags.limit = limit.clamp(1, NOTAG);
+        tags.next %= tags.limit;
+    }
+
     /// How many tags are reserved: requests awaiting a reply, including abandoned calls whose
     /// reply has not arrived yet and requests held by an outstanding Tflush.
     pub fn in_flight(&self) -> usize {
@@ -284,17 +307,21 @@ impl Client {
                 Some(t) => t,
                 None => tags.alloc()?,
             };
-            if let Some(old) = flush_of
-                && let Some(slot) = tags.slots.get_mut(&old)
-            {
-                slot.flushing = true;
+            // Track the flush of a request (not of another Tflush, which servers answer promptly
+            // anyway): its tag stays reserved until the Rflush.
+            let flush_of = flush_of.filter(|old| {
+                tags.slots
+                    .get(old)
+                    .is_some_and(|slot| slot.flush_of.is_none())
+            });
+            if let Some(slot) = flush_of.and_then(|old| tags.slots.get_mut(&old)) {
+                slot.flushed_by = Some(tag);
             }
-            let flush_of = flush_of.filter(|old| tags.slots.contains_key(old));
             tags.slots.insert(
                 tag,
                 Slot {
                     reply: Some(tx),
-                    flushing: false,
+                    flushed_by: None,
                     flush_of,
                 },
             );
@@ -369,7 +396,7 @@ impl Client {
 
     /// Sends Tflush for `oldtag` and waits for Rflush. A call still waiting on `oldtag` then
     /// fails with [`ClientError::Flushed`] (unless its reply came first), and the tag is reused
-    /// only after the Rflush.
+    /// only after the Rflush. A Tflush naming another Tflush is sent but not tracked.
     pub async fn flush(&self, oldtag: u16) -> Result<(), ClientError> {
         match self.call(&Request::Flush { oldtag }).await? {
             Response::Flush => Ok(()),
@@ -711,8 +738,10 @@ fn expect_err(expected: &'static str, got: Response) -> ClientError {
 fn release(shared: &Shared, tag: u16, flush_of: Option<u16>) {
     let mut tags = shared.tags();
     tags.slots.remove(&tag);
-    if let Some(slot) = flush_of.and_then(|old| tags.slots.get_mut(&old)) {
-        slot.flushing = false;
+    if let Some(slot) = flush_of.and_then(|old| tags.slots.get_mut(&old))
+        && slot.flushed_by == Some(tag)
+    {
+        slot.flushed_by = None;
     }
 }
 
@@ -789,13 +818,17 @@ fn deliver(shared: &Shared, tag: u16, frame: Bytes, is_rflush: bool) {
         };
         let reply = slot.reply.take();
         let flush_of = slot.flush_of;
-        if !slot.flushing {
+        if slot.flushed_by.is_none() {
             tags.slots.remove(&tag);
         }
-        // Only a slot still marked as being flushed is the request this Tflush cancels.
+        // Only the request this very Tflush holds is cancelled: the tag may have been reused,
+        // or a later Tflush may have taken it over.
         if is_rflush
             && let Some(old) = flush_of
-            && tags.slots.get(&old).is_some_and(|s| s.flushing)
+            && tags
+                .slots
+                .get(&old)
+                .is_some_and(|s| s.flushed_by == Some(tag))
         {
             cancelled = tags.slots.remove(&old).and_then(|s| s.reply);
         }
