@@ -21,12 +21,16 @@ fn msize(selector: u8) -> u32 {
 fn check(frame: &Bytes, msize: u32) {
     if let Ok((tag, request)) = Request::decode_limited(frame, msize) {
         let mut again = Vec::new();
-        request.encode(tag, &mut again).expect("a decoded request encodes");
+        request
+            .encode(tag, &mut again)
+            .expect("a decoded request encodes");
         assert_eq!(&again[..], &frame[..], "request re-encodes differently");
     }
     if let Ok((tag, response)) = Response::decode_limited(frame, msize) {
         let mut again = Vec::new();
-        response.encode(tag, &mut again).expect("a decoded response encodes");
+        response
+            .encode(tag, &mut again)
+            .expect("a decoded response encodes");
         assert_eq!(&again[..], &frame[..], "response re-encodes differently");
         if let Response::Readdir { data } = response {
             for entry in DirentIter::new(data) {
