@@ -94,6 +94,13 @@ fn a_file_written_reads_back() {
 }
 
 #[test]
+fn a_pattern_write_accepts_hex() {
+    let (ok, out, err) = tool(&["write", "--lba", "1", "--pattern", "0x41", "--blocks", "2"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("wrote 1024 bytes"));
+}
+
+#[test]
 fn bad_input_gets_an_error_not_a_panic() {
     for args in [
         &["read", "--lba", "99999999999"][..],
@@ -103,6 +110,7 @@ fn bad_input_gets_an_error_not_a_panic() {
         &["--device", "vfio:nonsense", "identify"],
         &["--device", "floppy", "identify"],
         &["write", "--lba", "0"],
+        &["write", "--lba", "0", "--pattern", "0x100"],
     ] {
         let (ok, _, err) = tool(args);
         let err = err.replace("nvme-tool:", "error:");

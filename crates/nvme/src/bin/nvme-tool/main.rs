@@ -70,8 +70,8 @@ enum Command {
         /// The data (its length must be whole blocks).
         #[arg(long, conflicts_with = "pattern")]
         input: Option<PathBuf>,
-        /// Fill `--blocks` blocks with this byte.
-        #[arg(long)]
+        /// Fill `--blocks` blocks with this byte (decimal or 0x hex).
+        #[arg(long, value_parser = parse_byte)]
         pattern: Option<u8>,
         /// Number of blocks (with `--pattern`).
         #[arg(long, default_value_t = 1)]
@@ -82,6 +82,15 @@ enum Command {
     },
     /// Measure IOPS, bandwidth and latency, in the manner of fio.
     Bench(bench::BenchArgs),
+}
+
+/// A byte value: `65` or `0x41`.
+fn parse_byte(text: &str) -> Result<u8, String> {
+    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u8::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    parsed.map_err(|_| format!("{text:?} is not a byte value (0-255 or 0x00-0xff)"))
 }
 
 fn main() -> std::process::ExitCode {
