@@ -421,3 +421,30 @@ fn namespaces_with_different_block_sizes_are_addressed_in_their_own_blocks() {
             .all(|&b| b == 0)
     );
 }
+
+#[test]
+fn a_batch_goes_out_with_one_doorbell_and_stops_at_the_first_refusal() {
+    let config = ModelConfig {
+        mqes: 7,
+        ..ModelConfig::default()
+    };
+    let (model, ctrl) = setup(config, Options::default());
+    let mut qp = ctrl.queue_pair().unwrap();
+    let before = model.stats().sq_doorbells;
+    let sent = qp
+        .submit_batch((0..5).map(|t| Request::flush(1).with_tag(t)))
+        .unwrap();
+    assert_eq!(sent, 5);
+    assert_eq!(model.stats().sq_doorbells, before + 1);
+    assert_eq!(model.stats().flushes, 5);
+    // Two slots left (depth 7): the third request of the next batch is refused and handed back.
+    let mut rest = (10..14).map(|t| Request::flush(1).with_tag(t));
+    let rejected = qp.submit_batch(&mut rest).unwrap_err();
+    assert!(matches!(rejected.error, Error::QueueFull));
+    assert_eq!(rejected.request.tag, 12);
+    assert_eq!(rest.next().map(|r| r.tag), Some(13));
+    let mut tags = Vec::new();
+    qp.poll(|c| tags.push(c.tag));
+    tags.sort_unstable();
+    assert_eq!(tags, [0, 1, 2, 3, 4, 10, 11]);
+}

@@ -426,6 +426,24 @@ impl<P: Platform> QueuePair<P> {
         self.sq_pending = true;
     }
 
+    /// Submits requests in order until one is refused (that one is handed back; the rest stay
+    /// in the iterator), then writes the doorbell once for all of them. Returns how many went.
+    pub fn submit_batch(
+        &mut self,
+        requests: impl IntoIterator<Item = Request<P::Dma>>,
+    ) -> Result<usize, Rejected<P::Dma>> {
+        let mut submitted = 0;
+        for req in requests {
+            if let Err(rejected) = self.submit(req) {
+                self.flush();
+                return Err(rejected);
+            }
+            submitted += 1;
+        }
+        self.flush();
+        Ok(submitted)
+    }
+
     /// Writes the submission doorbell for everything queued since the last write.
     pub fn flush(&mut self) {
         if self.sq_pending {
