@@ -10,6 +10,8 @@ use crate::platform::{DMA_PAGE_SIZE, DmaMemory};
 
 /// Entries in one PRP list page.
 const ENTRIES_PER_PAGE: usize = DMA_PAGE_SIZE / 8;
+/// Bytes of list entries staged on the stack before being copied to DMA memory (divides a page).
+const CHUNK_BYTES: usize = 512;
 
 /// The PRP list pages reserved for one command: `pages` whole pages of `mem` from `offset`.
 #[derive(Debug)]
@@ -81,27 +83,40 @@ pub fn build<D: DmaMemory, L: DmaMemory>(
             list.pages
         )));
     }
-    let mut page = [0u8; DMA_PAGE_SIZE];
+    // Entries are staged in a small chunk (a whole list page would cost a 4 KiB memset per
+    // command) and copied out when it fills, at a chain pointer, and at the end.
+    let mut chunk = [0u8; CHUNK_BYTES];
+    let mut staged = 0;
     let mut list_index = 0;
     let mut slot = 0;
+    let write_out = |list_index: usize, slot: usize, chunk: &[u8; CHUNK_BYTES], staged: usize| {
+        let at = list.offset + list_index * DMA_PAGE_SIZE + (slot - staged) * 8;
+        list.mem.write(at, &chunk[..staged * 8]);
+    };
     for (i, data_page) in (first_page + 1..=last_page).enumerate() {
         let remaining = entries - i;
         if slot == ENTRIES_PER_PAGE - 1 && remaining > 1 {
             let next = list
                 .mem
                 .bus_addr(list.offset + (list_index + 1) * DMA_PAGE_SIZE);
-            page[slot * 8..slot * 8 + 8].copy_from_slice(&next.to_le_bytes());
-            list.mem
-                .write(list.offset + list_index * DMA_PAGE_SIZE, &page);
+            chunk[staged * 8..staged * 8 + 8].copy_from_slice(&next.to_le_bytes());
+            write_out(list_index, slot + 1, &chunk, staged + 1);
             list_index += 1;
             slot = 0;
+            staged = 0;
         }
         let addr = buf.bus_addr(data_page * DMA_PAGE_SIZE);
-        page[slot * 8..slot * 8 + 8].copy_from_slice(&addr.to_le_bytes());
+        chunk[staged * 8..staged * 8 + 8].copy_from_slice(&addr.to_le_bytes());
+        staged += 1;
         slot += 1;
+        if staged == CHUNK_BYTES / 8 {
+            write_out(list_index, slot, &chunk, staged);
+            staged = 0;
+        }
     }
-    list.mem
-        .write(list.offset + list_index * DMA_PAGE_SIZE, &page[..slot * 8]);
+    if staged > 0 {
+        write_out(list_index, slot, &chunk, staged);
+    }
     Ok((prp1, list.mem.bus_addr(list.offset)))
 }
 
