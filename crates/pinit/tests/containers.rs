@@ -334,3 +334,18 @@ fn zeroing_field_initialisers_skip_work_on_zeroed_memory() {
         Arc::try_init(init!(Large { probe <- Probe(seen), bytes: [0; 2 << 20] }? Failed)).unwrap();
     assert_eq!((l.probe, seen.get()), (0, "skipped"));
 }
+
+#[test]
+fn zero_sized_values_need_no_memory() {
+    struct Marker;
+    struct Empty {}
+    let b = Box::init(init!(Empty {})).unwrap();
+    let _: &Empty = &b;
+    let a = Arc::init(value::<Marker, core::convert::Infallible>(Marker)).unwrap();
+    let _: &Marker = &a;
+    let s: Box<[Marker]> = Box::init_slice(3, |_| value(Marker)).unwrap();
+    assert_eq!(s.len(), 3);
+    let mut v: Vec<Marker> = Vec::new();
+    v.push_init(value(Marker)).unwrap();
+    assert_eq!(v.len(), 1);
+}
