@@ -72,6 +72,37 @@ macro_rules! init {
     };
 }
 
+/// [`pin_init!`] under the kernel library's name for fallible initialisers (written with `? Error`).
+///
+/// ```
+/// use pinit::{InPlaceInit, pin_data, try_pin_init};
+/// #[pin_data]
+/// struct Port { number: u16 }
+/// let p = Box::try_pin_init(try_pin_init!(Port { number: "80".parse().map_err(std::io::Error::other)? }? std::io::Error));
+/// assert_eq!(p.unwrap().number, 80);
+/// ```
+#[macro_export]
+macro_rules! try_pin_init {
+    ($($body:tt)*) => {
+        $crate::pin_init!($($body)*)
+    };
+}
+
+/// [`init!`] under the kernel library's name for fallible initialisers (written with `? Error`).
+///
+/// ```
+/// use pinit::{InPlaceInit, try_init};
+/// struct Port { number: u16 }
+/// let p = Box::try_init(try_init!(Port { number: "x".parse().map_err(std::io::Error::other)? }? std::io::Error));
+/// assert!(p.is_err());
+/// ```
+#[macro_export]
+macro_rules! try_init {
+    ($($body:tt)*) => {
+        $crate::init!($($body)*)
+    };
+}
+
 #[doc(hidden)]
 #[macro_export]
 macro_rules! pinit_build {
