@@ -46,6 +46,13 @@ macro_rules! pin_init {
     ($(&$this:ident in)? enum $enum:ident $(::<$($g:ty),* $(,)?>)? :: $variant:ident { $($fields:tt)* } $(? $err:ty)?) => {
         $crate::pinit_build!(pin, ($($this)?), (($enum $(::<$($g),*>)?) $variant), ($($err)?), ($($fields)*))
     };
+    // Any other path (for example with const generic arguments): collect it up to the field list.
+    (&$this:ident in $($rest:tt)+) => {
+        $crate::pinit_path!(pin, ($this), [], $($rest)+)
+    };
+    ($($rest:tt)+) => {
+        $crate::pinit_path!(pin, (), [], $($rest)+)
+    };
 }
 
 /// Builds an unpinned initialiser for any struct (no `#[pin_data]` needed), field by field, in place.
@@ -69,6 +76,31 @@ macro_rules! pin_init {
 macro_rules! init {
     ($(&$this:ident in)? $($seg:ident)::+ $(::<$($g:ty),* $(,)?>)? { $($fields:tt)* } $(? $err:ty)?) => {
         $crate::pinit_build!(plain, ($($this)?), (($($seg)::+ $(::<$($g),*>)?)), ($($err)?), ($($fields)*))
+    };
+    // Any other path (for example with const generic arguments): collect it up to the field list.
+    (&$this:ident in $($rest:tt)+) => {
+        $crate::pinit_path!(plain, ($this), [], $($rest)+)
+    };
+    ($($rest:tt)+) => {
+        $crate::pinit_path!(plain, (), [], $($rest)+)
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! pinit_path {
+    ($mode:ident, ($($this:ident)?), [$($path:tt)+], { $($fields:tt)* } $(? $err:ty)?) => {
+        $crate::pinit_build!($mode, ($($this)?), (($($path)+)), ($($err)?), ($($fields)*))
+    };
+    ($mode:ident, ($($this:ident)?), [$($path:tt)*], $next:tt $($rest:tt)*) => {
+        $crate::pinit_path!($mode, ($($this)?), [$($path)* $next], $($rest)*)
+    };
+    ($mode:ident, ($($this:ident)?), [$($path:tt)*], ) => {
+        ::core::compile_error!(::core::concat!(
+            "expected `Type { field: value, .. }` (optionally followed by `? Error`) after `",
+            ::core::stringify!($($path)*),
+            "`"
+        ))
     };
 }
 

@@ -182,6 +182,18 @@ fn generic_structs_infer_their_parameters() {
     }))
     .unwrap();
     assert_eq!(h.items, [1; 3]);
+    let h = Box::pin_init(pin_init!(Holder::<u32, 2> {
+        items: [5; 2],
+        len: 2
+    }))
+    .unwrap();
+    assert_eq!(h.items, [5, 5]);
+    let h = Box::pin_init(pin_init!(Holder::<Option<u8>, { 1 + 1 }> {
+        items: [None; 2],
+        len: 0
+    }))
+    .unwrap();
+    assert_eq!(h.items, [None, None]);
 }
 
 #[test]
