@@ -1,6 +1,10 @@
 //! An emulated NVMe controller under the kernel's nvme driver, handed to vfio-pci (behind the emulated
 //! IOMMU) or uio_pci_generic (without it), and back.
 
+mod common;
+
+use common::{labelled, random_file, sha256};
+
 /// Shell functions the scripts share: the controller's PCI address, rebinding, and waiting for a node.
 const HELPERS: &str = r#"set -e
 BDF=$(basename "$(readlink /sys/class/nvme/nvme0/device)")
@@ -63,15 +67,27 @@ test ! -e /dev/nvme0n1 && echo "gone nvme0n1"
 #[test]
 #[ignore = "boots a QEMU guest: run by cargo xtask test"]
 fn guest_nvme_rebinds_to_uio_pci_generic_without_iommu_and_back() {
+    // An image the guest reads through the kernel driver and writes to: the namespace is this very file.
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("disk.img");
+    random_file(&image, 1 << 20);
+    std::fs::File::options()
+        .append(true)
+        .open(&image)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
     let script = format!(
         r#"{HELPERS}
+echo "first-mib $(head -c 1048576 /dev/nvme0n1 | sha256sum)"
+echo guest-wrote-this | dd of=/dev/nvme0n1 bs=512 seek=2048 conv=fsync 2>/dev/null
 bind uio_pci_generic
 await /dev/uio0
 test -c /dev/uio0 && echo "uio $(driver) $(cat /sys/class/uio/uio0/name)"
 {BACK_TO_NVME}"#
     );
     let out = guest::Vm::builder()
-        .nvme(guest::Disk::sparse(64 << 20))
+        .nvme(guest::Disk::image(&image))
         .run(&script)
         .expect("guest runs");
     assert!(out.success(), "{}", out.log_tail());
@@ -79,6 +95,19 @@ test -c /dev/uio0 && echo "uio $(driver) $(cat /sys/class/uio/uio0/name)"
         out.stdout.contains("kernel nvme0n1 nvme\n"),
         "{}",
         out.log_tail()
+    );
+    let first_mib = dir.path().join("first-mib");
+    std::fs::write(&first_mib, &std::fs::read(&image).unwrap()[..1 << 20]).unwrap();
+    assert_eq!(
+        labelled(&out.stdout, "first-mib"),
+        Some(sha256(&first_mib).as_str()),
+        "{}",
+        out.log_tail()
+    );
+    let written = &std::fs::read(&image).unwrap()[1 << 20..(1 << 20) + 17];
+    assert_eq!(
+        written, b"guest-wrote-this\n",
+        "the guest's write in the image"
     );
     assert!(
         out.stdout.contains("uio uio_pci_generic uio_pci_generic\n"),
