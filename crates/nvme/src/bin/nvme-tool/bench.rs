@@ -43,6 +43,10 @@ pub struct BenchArgs {
     /// Stamp written blocks, and check that reads of blocks this run has written return the stamp.
     #[arg(long)]
     verify: bool,
+    /// After this many microseconds without a completion, sleep briefly between polls so the
+    /// CPU is free for others (0: always spin).
+    #[arg(long, default_value_t = 0)]
+    hybrid_poll_us: u64,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -150,6 +154,8 @@ pub fn run<P: Platform>(ctrl: &Controller<P>, args: &BenchArgs) -> Result<ExitCo
                     units,
                     seed: 0x5eed + t as u64,
                     runtime,
+                    hybrid_poll: (args.hybrid_poll_us > 0)
+                        .then(|| Duration::from_micros(args.hybrid_poll_us)),
                 };
                 let written = &written;
                 scope.spawn(move || job.run(qp, written))
@@ -246,6 +252,7 @@ struct Job {
     units: u64,
     seed: u64,
     runtime: Duration,
+    hybrid_poll: Option<Duration>,
 }
 
 impl Job {
@@ -271,6 +278,7 @@ impl Job {
         let mut in_flight = 0;
         let mut stopping = false;
         let mut empty_polls = 0u32;
+        let mut idle_since = Instant::now();
         loop {
             if !stopping {
                 while let Some(i) = idle.pop() {
@@ -323,6 +331,13 @@ impl Job {
             if done.is_empty() {
                 // Nothing finished: look at the clock only now and then while spinning.
                 empty_polls += 1;
+                if let Some(after) = self.hybrid_poll {
+                    if empty_polls == 1 {
+                        idle_since = Instant::now();
+                    } else if empty_polls.is_multiple_of(32) && idle_since.elapsed() > after {
+                        std::thread::sleep(Duration::from_micros(10));
+                    }
+                }
                 if empty_polls.is_multiple_of(256)
                     && !stopping
                     && (Instant::now() >= deadline || crate::stop_requested())
@@ -334,6 +349,7 @@ impl Job {
                 }
                 continue;
             }
+            empty_polls = 0;
             let now = Instant::now();
             for c in done.drain(..) {
                 let i = c.tag as usize;
