@@ -1,8 +1,11 @@
 //! Where the harness keeps its files, and the lock that lets one VM run at a time.
 
 use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use rustix::fs::{FlockOperation, flock};
 
 use crate::error::{Error, IoContext, Result};
 
@@ -38,7 +41,8 @@ pub struct VmLock {
 }
 
 impl VmLock {
-    /// Blocks until no other VM runs.
+    /// Blocks until no other VM runs. The holder writes its pid and command into the file, so that a waiter
+    /// can say whom it waits for.
     pub fn acquire() -> Result<VmLock> {
         let dir = vm_dir();
         create_dir(&dir)?;
@@ -49,16 +53,26 @@ impl VmLock {
             .write(true)
             .open(&path)
             .ctx(|| format!("cannot open {}", path.display()))?;
-        use rustix::fs::{FlockOperation, flock};
         if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
             eprintln!(
-                "guest: waiting for another VM to finish ({} is locked)",
-                path.display()
+                "guest: waiting for another VM to finish ({} is held by {})",
+                path.display(),
+                holder.trim()
             );
             flock(&file, FlockOperation::LockExclusive)
                 .map_err(std::io::Error::from)
                 .ctx(|| format!("cannot lock {}", path.display()))?;
         }
+        let me = format!(
+            "pid {} ({})\n",
+            std::process::id(),
+            std::env::args().collect::<Vec<_>>().join(" ")
+        );
+        // Only a hint for waiters: failing to write it must not fail the run.
+        let _ = file
+            .set_len(0)
+            .and_then(|()| (&file).write_all(me.as_bytes()));
         Ok(VmLock { _file: file })
     }
 }

@@ -666,6 +666,51 @@ impl VmBuilder {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pruning_keeps_the_newest_logs_only() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "2026-01-02T00:00:00.000Z-b.log",
+            "2026-01-01T00:00:00.000Z-a.log",
+            "2026-01-03T00:00:00.000Z-c.log",
+            "notes.txt",
+        ] {
+            std::fs::write(dir.path().join(name), "x").unwrap();
+        }
+        prune_logs(dir.path(), 2);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "2026-01-02T00:00:00.000Z-b.log",
+                "2026-01-03T00:00:00.000Z-c.log",
+                "notes.txt"
+            ]
+        );
+    }
+
+    #[test]
+    fn run_names_come_from_the_test_thread_and_are_sanitised() {
+        let named = VmBuilder::default().name("a b/c::d");
+        assert_eq!(named.run_name(), "a_b_c__d");
+        let from_thread = std::thread::Builder::new()
+            .name("tests::guest_x".into())
+            .spawn(|| VmBuilder::default().run_name())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(from_thread, "guest_x");
+    }
+}
+
 /// What one boot came to.
 enum Attempt {
     Done(Output),
@@ -747,10 +792,32 @@ fn note(log: &Path, message: &str) {
     }
 }
 
+/// Console logs kept; older ones are deleted when a new boot starts.
+const KEPT_LOGS: usize = 2000;
+
+/// Deletes the oldest logs (names start with a UTC timestamp, so they sort by age) beyond `keep`.
+fn prune_logs(dir: &Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut logs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    if logs.len() <= keep {
+        return;
+    }
+    logs.sort();
+    for old in &logs[..logs.len() - keep] {
+        let _ = std::fs::remove_file(old);
+    }
+}
+
 /// `target/vm/logs/<UTC timestamp>-<name>[-try<n>].log`.
 fn log_path(name: &str, attempt: u32) -> PathBuf {
     let dir = vm_dir().join("logs");
     let _ = std::fs::create_dir_all(&dir);
+    prune_logs(&dir, KEPT_LOGS);
     let stamp = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
     let suffix = if attempt > 1 {
         format!("-try{attempt}")
