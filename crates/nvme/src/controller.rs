@@ -129,6 +129,24 @@ fn enable<P: Platform>(platform: &P, cap: Cap, admin: &AdminQueue<P::Dma>) -> Re
     )
 }
 
+/// Identify Controller, the usable namespaces, and Set Features Number of Queues.
+fn identify_all<P: Platform>(
+    platform: &P,
+    admin: &mut AdminQueue<P::Dma>,
+    io_queues: u16,
+) -> Result<(ControllerInfo, Vec<Namespace>, u16)> {
+    let info = ControllerInfo::parse(&admin.identify(platform, cns::CONTROLLER, 0)?);
+    let mut namespaces = Vec::new();
+    for id in admin.active_namespaces(platform)? {
+        let ns = Namespace::parse(id, &admin.identify(platform, cns::NAMESPACE, id)?);
+        if ns.blocks > 0 && ns.metadata_size == 0 && (9..=16).contains(&ns.block_shift) {
+            namespaces.push(ns);
+        }
+    }
+    let granted = admin.set_queue_count(platform, io_queues.max(1))?;
+    Ok((info, namespaces, granted))
+}
+
 impl<P: Platform> Controller<P> {
     /// Brings the controller up: reset, admin queue, identify, namespaces and queue count.
     pub fn new(platform: P, options: Options) -> Result<Controller<P>> {
@@ -149,17 +167,19 @@ impl<P: Platform> Controller<P> {
         let admin_entries = ADMIN_ENTRIES.min(cap.max_queue_entries().min(4096) as u16);
         let rings = Rings::new(&platform, 0, admin_entries, cap.doorbell_stride())?;
         let mut admin = AdminQueue::new(rings, options.admin_timeout);
-        enable(&platform, cap, &admin)?;
-
-        let info = ControllerInfo::parse(&admin.identify(&platform, cns::CONTROLLER, 0)?);
-        let mut namespaces = Vec::new();
-        for id in admin.active_namespaces(&platform)? {
-            let ns = Namespace::parse(id, &admin.identify(&platform, cns::NAMESPACE, id)?);
-            if ns.blocks > 0 && ns.metadata_size == 0 && (9..=16).contains(&ns.block_shift) {
-                namespaces.push(ns);
+        let brought_up = enable(&platform, cap, &admin)
+            .and_then(|()| identify_all(&platform, &mut admin, options.io_queues));
+        let (info, namespaces, granted) = match brought_up {
+            Ok(found) => found,
+            Err(e) => {
+                // The controller may hold the admin queue addresses: stop it before the memory
+                // goes, or keep the memory forever if it cannot be stopped.
+                if disable(&platform, cap).is_err() {
+                    std::mem::forget(admin);
+                }
+                return Err(e);
             }
-        }
-        let granted = admin.set_queue_count(&platform, options.io_queues.max(1))?;
+        };
         let mdts_limit = match info.mdts {
             0 => usize::MAX,
             n if n >= 20 => usize::MAX,

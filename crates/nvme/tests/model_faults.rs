@@ -302,3 +302,38 @@ fn resets_from_another_thread_while_queue_pairs_run_lose_no_data() {
     // Every queue pair deleted its queues when its thread ended.
     assert_eq!((stats.live_io_sqs, stats.live_io_cqs), (0, 0));
 }
+
+#[test]
+fn a_failed_queue_creation_is_undone_and_its_id_reused() {
+    let model = Model::new(ModelConfig {
+        max_io_queues: 1,
+        ..ModelConfig::default()
+    });
+    let ctrl = Controller::new(model.clone(), options()).unwrap();
+    let refused = Status::generic(sc::INTERNAL_ERROR, true);
+    model.inject(Fault {
+        target: Target::Admin(admin::CREATE_SQ),
+        effect: Effect::Fail(refused),
+    });
+    let err = ctrl.queue_pair().unwrap_err();
+    assert_eq!(err.status(), Some(refused));
+    // The CQ created first was deleted again, and the queue ID is free.
+    assert_eq!(model.stats().live_io_cqs, 0);
+    let mut qp = ctrl.queue_pair().unwrap();
+    qp.flush_cache(1).unwrap();
+}
+
+#[test]
+fn a_failing_identify_fails_bring_up_with_its_status() {
+    let model = Model::new(ModelConfig::default());
+    let refused = Status::generic(sc::INTERNAL_ERROR, true);
+    model.inject(Fault {
+        target: Target::Admin(admin::IDENTIFY),
+        effect: Effect::Fail(refused),
+    });
+    let err = Controller::new(model.clone(), options()).unwrap_err();
+    assert_eq!(err.status(), Some(refused));
+    // The controller was stopped before the admin queue memory was freed.
+    assert_eq!(model.stats().resets, 1);
+    assert_eq!(model.mapped_dma_pages(), 0);
+}
