@@ -39,6 +39,7 @@ impl Config {
 #[derive(Debug)]
 pub struct Server {
     export: Export,
+    root: PathBuf,
     max_msize: u32,
     multi_user: bool,
 }
@@ -66,6 +67,7 @@ impl Server {
             .with_context(|| format!("cannot open the export {}", config.root.display()))?;
         Ok(Arc::new(Self {
             export,
+            root: config.root.clone(),
             max_msize: config.max_msize,
             multi_user: config.multi_user,
         }))
@@ -93,11 +95,12 @@ impl Server {
 impl Server {
     /// A description of the export for log lines.
     pub fn export_path_hint(&self) -> String {
-        if self.export.read_only() {
-            "the export (read-only)".into()
+        let mode = if self.export.read_only() {
+            " (read-only)"
         } else {
-            "the export".into()
-        }
+            ""
+        };
+        format!("{}{mode}", self.root.display())
     }
 }
 

@@ -161,6 +161,7 @@ impl Session {
                 Ok(Response::Getattr(attr::attr(export, &st)).into())
             }
             Request::Setattr { fid, attr: a } => {
+                tracing::trace!(fid, ?a, "Tsetattr");
                 let fid = self.fid(fid)?;
                 let set = SetAttr {
                     valid: a.valid,

@@ -476,3 +476,60 @@ async fn read_only_export_refuses_changes() {
     c.lopen(f, O_RDONLY).await.unwrap();
     assert_eq!(&c.read(f, 0, 10).await.unwrap()[..], b"ro");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setattr_sets_subsecond_times() {
+    let h = Harness::start().await;
+    let c = h.client().await;
+    let f = create_file(&c, "t", b"").await;
+    let set = SetAttr {
+        valid: 0x10 | 0x20 | 0x80 | 0x100,
+        atime: ninep::Timespec {
+            sec: 100_000_000,
+            nsec: 100_000_000,
+        },
+        mtime: ninep::Timespec {
+            sec: 200_000_000,
+            nsec: 200_000_000,
+        },
+        ..Default::default()
+    };
+    c.setattr(f, set).await.unwrap();
+    let a = c.getattr(f, 0x7ff).await.unwrap();
+    assert_eq!((a.atime.sec, a.atime.nsec), (100_000_000, 100_000_000));
+    assert_eq!((a.mtime.sec, a.mtime.nsec), (200_000_000, 200_000_000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qid_paths_stay_unique_across_devices() {
+    let h = Harness::start().await;
+    let e = h.export();
+    std::fs::create_dir(e.join("mnt")).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(e.join("mnt"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return;
+    }
+    // Files with the same inode number on two devices.
+    std::fs::write(e.join("mnt/inner"), b"").unwrap();
+    let inner_ino = inode(&e.join("mnt/inner"));
+    let c = h.client().await;
+    let inner = c.walk(0, 1, &["mnt", "inner"]).await.unwrap()[1];
+    let mut outer_paths = HashSet::new();
+    for entry in list(&c, "", 8192).await {
+        outer_paths.insert(entry.1);
+    }
+    let _ = std::process::Command::new("umount")
+        .arg(e.join("mnt"))
+        .status();
+    assert_eq!(inner.path & ((1 << 48) - 1), inner_ino);
+    assert_ne!(
+        inner.path, inner_ino,
+        "the other device's inode is moved out of the export's range"
+    );
+    assert!(!outer_paths.contains(&inner.path));
+}

@@ -248,7 +248,12 @@ umount /mnt/9
 }
 
 /// pjdfstest cases that still fail over v9fs, each with the reason (see the crate README).
-const PJDFSTEST_KNOWN_FAILURES: &[&str] = &[];
+const PJDFSTEST_KNOWN_FAILURES: &[&str] = &[
+    // The 6.12 v9fs client drops the nanoseconds before sending Tsetattr (traced: the request
+    // carries atime/mtime nsec 0); `files::setattr_sets_subsecond_times` shows the server keeps
+    // them.
+    "utimensat::subsecond",
+];
 
 const PJDFSTEST_CONFIG: &str = r#"
 [features]
@@ -259,7 +264,7 @@ utimensat = {}
 
 [settings]
 naptime = 0.01
-allow_remount = false
+allow_remount = true
 expected_failures = []
 
 [dummy_auth]
@@ -301,17 +306,20 @@ i=0
 until mnt 2>/dev/null; do
     i=$((i + 1)); [ $i -lt 100 ] || {{ cat /tmp/ninepd.log; exit 1; }}; sleep 0.1
 done
-mkdir /mnt/9/pjd
+mkdir /mnt/9/pjd /tmp/secondary
 chmod 777 /mnt/9/pjd
 cd /mnt/9/pjd
-NO_COLOR=1 CLICOLOR=0 {bin} -c /share/pjdfstest.toml -p /mnt/9/pjd > /tmp/pjd.out 2>&1 || true
-grep -E -A1 'FAILED|skipped$|^Summary' /tmp/pjd.out || true
+NO_COLOR=1 CLICOLOR=0 {bin} -c /share/pjdfstest.toml -p /mnt/9/pjd -s /tmp/secondary {filter} > /tmp/pjd.out 2>&1 || true
+grep -E -A4 'FAILED' /tmp/pjd.out || true
+grep -E -A1 'skipped$|^Summary' /tmp/pjd.out || true
 echo "--- ninepd log"
 tail -n 20 /tmp/ninepd.log
 cd /
 umount /mnt/9
 "#,
-        bin = bin.display()
+        bin = bin.display(),
+        // A test name pattern, to run only some cases while investigating.
+        filter = std::env::var("PJDFSTEST_FILTER").unwrap_or_default()
     );
     let out = guest::Vm::builder()
         .timeout(Duration::from_secs(280))
