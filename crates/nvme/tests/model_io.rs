@@ -448,3 +448,28 @@ fn a_batch_goes_out_with_one_doorbell_and_stops_at_the_first_refusal() {
     tags.sort_unstable();
     assert_eq!(tags, [0, 1, 2, 3, 4, 10, 11]);
 }
+
+#[test]
+fn without_mdts_commands_still_stop_at_65536_blocks() {
+    let config = ModelConfig {
+        mdts: 0,
+        dma_layout: DmaLayout::Contiguous,
+        namespaces: vec![NamespaceConfig {
+            blocks: 80_000,
+            lba_shift: 9,
+        }],
+        ..ModelConfig::default()
+    };
+    let options = Options {
+        max_transfer: 64 << 20,
+        ..Options::default()
+    };
+    let (model, ctrl) = setup(config, options);
+    let mut qp = ctrl.queue_pair().unwrap();
+    let data = pattern(70_000 * 512, 5);
+    qp.write(1, 1000, &data, false).unwrap();
+    let stats = model.stats();
+    assert_eq!(stats.writes, 2);
+    assert_eq!(stats.largest_transfer, 65_536 * 512);
+    assert!(model.media(1, 1000 * 512, data.len()).unwrap() == data);
+}

@@ -252,7 +252,8 @@ impl<P: Platform> QueuePair<P> {
                         "buffer offset is not 4-byte aligned".into(),
                     ));
                 }
-                (self.shared.max_transfer >> ns.block_shift).max(1) as u64
+                // NLB is a 16-bit count, whatever MDTS allows.
+                ((self.shared.max_transfer >> ns.block_shift).max(1) as u64).min(1 << 16)
             }
             IoKind::WriteZeroes => {
                 check_range()?;
