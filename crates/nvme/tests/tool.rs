@@ -109,6 +109,8 @@ fn bad_input_gets_an_error_not_a_panic() {
         &["bench", "--runtime", "-1"],
         &["--device", "vfio:nonsense", "identify"],
         &["--device", "floppy", "identify"],
+        &["--model-size", "1T", "identify"],
+        &["--model-size", "1000", "identify"],
         &["write", "--lba", "0"],
         &["write", "--lba", "0", "--pattern", "0x100"],
     ] {

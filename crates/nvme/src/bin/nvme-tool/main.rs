@@ -16,6 +16,9 @@ use clap::{Parser, Subcommand};
 use nvme::model::{DmaLayout, Model, ModelConfig, NamespaceConfig};
 use nvme::{Controller, Options, Platform};
 
+/// The model keeps its namespace in memory.
+const MAX_MODEL_SIZE: u64 = 4 << 30;
+
 /// Set when SIGINT or SIGTERM arrives.
 static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
@@ -132,8 +135,11 @@ fn options(cli: &Cli) -> Options {
 fn dispatch(cli: &Cli) -> Result<std::process::ExitCode> {
     let options = options(cli);
     if cli.device == "model" {
-        if cli.model_size < 4096 || !cli.model_size.is_multiple_of(512) {
-            bail!("--model-size must be a multiple of 512 bytes, at least 4 KiB");
+        if !(4096..=MAX_MODEL_SIZE).contains(&cli.model_size) || !cli.model_size.is_multiple_of(512)
+        {
+            bail!(
+                "--model-size must be a multiple of 512 bytes from 4 KiB to 4 GiB (it lives in memory)"
+            );
         }
         let model = Model::new(ModelConfig {
             namespaces: vec![NamespaceConfig {
