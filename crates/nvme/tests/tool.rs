@@ -106,6 +106,8 @@ fn bad_input_gets_an_error_not_a_panic() {
         &["read", "--lba", "99999999999"][..],
         &["bench", "--bs", "1000", "--runtime", "0.1"],
         &["bench", "--iodepth", "0"],
+        &["bench", "--bs", "1g"],
+        &["bench", "--bs", "1m", "--iodepth", "2000"],
         &["bench", "--runtime", "-1"],
         &["--device", "vfio:nonsense", "identify"],
         &["--device", "floppy", "identify"],

@@ -124,6 +124,12 @@ pub fn run<P: Platform>(ctrl: &Controller<P>, args: &BenchArgs) -> Result<ExitCo
     if args.iodepth == 0 || args.queues == 0 {
         bail!("--iodepth and --queues must be at least 1");
     }
+    let buffers = bs
+        .saturating_mul(args.iodepth as u64)
+        .saturating_mul(args.queues as u64);
+    if bs > 16 << 20 || buffers > 1 << 30 {
+        bail!("--bs is at most 16 MiB and --bs x --iodepth x --queues at most 1 GiB of buffers");
+    }
     let region = args.size.unwrap_or(ns.capacity()).min(ns.capacity());
     let units = region / bs;
     if units < args.queues as u64 {
