@@ -337,3 +337,36 @@ fn a_failing_identify_fails_bring_up_with_its_status() {
     assert_eq!(model.stats().resets, 1);
     assert_eq!(model.mapped_dma_pages(), 0);
 }
+
+#[test]
+fn a_controller_left_enabled_by_a_previous_owner_is_taken_over() {
+    let model = Model::new(ModelConfig::default());
+    let first = Controller::new(model.clone(), options()).unwrap();
+    let mut qp = first.queue_pair().unwrap();
+    qp.write(1, 0, &[3; 512], false).unwrap();
+    // A process that died without shutting down: nothing is deleted or disabled.
+    std::mem::forget(qp);
+    std::mem::forget(first);
+    let ctrl = Controller::new(model.clone(), options()).unwrap();
+    assert_eq!(model.stats().resets, 1);
+    let mut back = [0; 512];
+    ctrl.queue_pair().unwrap().read(1, 0, &mut back).unwrap();
+    assert_eq!(back, [3; 512]);
+}
+
+#[test]
+fn dropping_a_queue_pair_with_a_command_stuck_in_the_controller_ends_it_first() {
+    let (model, ctrl) = setup();
+    let mut qp = ctrl.queue_pair().unwrap();
+    model.inject(io_fault(io::READ, Effect::Hang));
+    let buf = qp.alloc_buffer(4096).unwrap();
+    qp.submit(Request::read(1, 0, 8, buf)).unwrap();
+    qp.flush();
+    assert_eq!(qp.in_flight(), 1);
+    drop(qp);
+    drop(ctrl);
+    let stats = model.stats();
+    assert_eq!((stats.live_io_sqs, stats.live_io_cqs), (0, 0));
+    assert_eq!(stats.shutdowns, 1);
+    assert_eq!(model.mapped_dma_pages(), 0);
+}
