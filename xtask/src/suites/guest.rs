@@ -7,7 +7,7 @@ use crate::cmd::{Tally, cargo_test};
 
 pub fn suites() -> Vec<Suite> {
     vec![Suite {
-        name: "guest",
+        name: "guest-harness",
         about: "the QEMU guest harness: boot, 9P over tcp and virtio-serial, NVMe rebinding, deadlines",
         needs_guest: true,
         run: harness,
