@@ -301,17 +301,15 @@ impl Engine {
             }
             let sqe = Sqe::from_bytes(&bytes);
             self.stats.commands += 1;
-            let outcome = match self.take_fault(qid, sqe.opcode()) {
-                Some(Effect::Fail(status)) => Outcome::Done {
-                    dw0: 0,
-                    status: Some(status),
-                },
-                Some(Effect::LoseCompletion) => {
-                    self.execute(qid, &sqe);
-                    Outcome::Lost
-                }
-                Some(Effect::Hang) => Outcome::Held,
-                None => self.execute(qid, &sqe),
+            let conflict = self
+                .held
+                .iter()
+                .any(|h| h.sqid == qid && h.cid == sqe.cid());
+            let outcome = if conflict {
+                // The ID of a command still outstanding on this queue.
+                fail(sct::GENERIC, 0x03)
+            } else {
+                self.run_or_fault(qid, &sqe)
             };
             match outcome {
                 Outcome::Done { dw0, status } => self.complete(qid, cqid, sqe.cid(), dw0, status),
@@ -324,6 +322,22 @@ impl Engine {
             if self.csts & regs::CSTS_CFS != 0 {
                 return;
             }
+        }
+    }
+
+    /// Runs a command, unless an injected fault takes it.
+    fn run_or_fault(&mut self, qid: u16, sqe: &Sqe) -> Outcome {
+        match self.take_fault(qid, sqe.opcode()) {
+            Some(Effect::Fail(status)) => Outcome::Done {
+                dw0: 0,
+                status: Some(status),
+            },
+            Some(Effect::LoseCompletion) => {
+                self.execute(qid, sqe);
+                Outcome::Lost
+            }
+            Some(Effect::Hang) => Outcome::Held,
+            None => self.execute(qid, sqe),
         }
     }
 

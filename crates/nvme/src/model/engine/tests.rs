@@ -109,3 +109,43 @@ fn io_is_checked_for_namespace_range_mdts_and_prp_alignment() {
     let misaligned = status(e.execute_io(&bad_prp2));
     assert_eq!(misaligned, Some((sct::GENERIC, sc::PRP_OFFSET_INVALID)));
 }
+
+#[test]
+fn a_command_id_still_outstanding_is_a_conflict() {
+    let mut e = engine(ModelConfig::default());
+    e.held.push(Held { sqid: 1, cid: 5 });
+    let mut sqe = Sqe::new(io::FLUSH, 1);
+    sqe.set_cid(5);
+    e.sqs[1] = Some(Sq {
+        base: 0,
+        entries: 4,
+        cqid: 1,
+        head: 0,
+    });
+    let bus = Arc::clone(&e.bus);
+    let sq = bus.alloc(4096, DmaLayout::Contiguous);
+    let cq = bus.alloc(4096, DmaLayout::Contiguous);
+    use crate::platform::DmaMemory;
+    sq.write(0, &sqe.to_bytes());
+    if let Some(q) = e.sqs[1].as_mut() {
+        q.base = sq.bus_addr(0);
+    }
+    e.cqs[1] = Some(Cq {
+        base: cq.bus_addr(0),
+        entries: 4,
+        head: 0,
+        tail: 0,
+        phase: true,
+        waiting: VecDeque::new(),
+    });
+    e.csts = regs::CSTS_RDY;
+    e.sq_doorbell(1, 1);
+    let mut dw = [0u8; 16];
+    cq.read(0, &mut dw);
+    let cqe = Cqe::from_dwords(std::array::from_fn(|i| {
+        u32::from_le_bytes([dw[4 * i], dw[4 * i + 1], dw[4 * i + 2], dw[4 * i + 3]])
+    }));
+    assert_eq!(cqe.cid, 5);
+    assert_eq!(Status::from_field(cqe.status).map(|s| s.sc), Some(0x03));
+    assert_eq!(e.stats.flushes, 0);
+}
