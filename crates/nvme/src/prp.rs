@@ -123,6 +123,69 @@ pub fn build<D: DmaMemory, L: DmaMemory>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::DmaLayout;
+    use crate::model::memory::Bus;
+    use proptest::prelude::*;
+
+    /// Walks PRP1/PRP2 the way a controller does and returns the address of every data page.
+    fn walk(bus: &Bus, prp1: u64, prp2: u64, len: usize) -> (Vec<u64>, usize) {
+        let page = DMA_PAGE_SIZE as u64;
+        let mut pages = vec![prp1];
+        let mut rest = len.saturating_sub((page - prp1 % page) as usize);
+        if rest == 0 {
+            return (pages, 0);
+        }
+        if rest <= DMA_PAGE_SIZE {
+            pages.push(prp2);
+            return (pages, 0);
+        }
+        let (mut at, mut list_pages) = (prp2, 1);
+        while rest > 0 {
+            let mut raw = [0u8; 8];
+            assert!(
+                bus.read(at, &mut raw),
+                "list entry at {at:#x} is not mapped"
+            );
+            let entry = u64::from_le_bytes(raw);
+            if at % page == page - 8 && rest > DMA_PAGE_SIZE {
+                at = entry;
+                list_pages += 1;
+                continue;
+            }
+            pages.push(entry);
+            rest = rest.saturating_sub(DMA_PAGE_SIZE);
+            at += 8;
+        }
+        (pages, list_pages)
+    }
+
+    proptest! {
+        #[test]
+        fn every_page_is_named_once_in_order(
+            offset in (0usize..2048).prop_map(|o| o * 4),
+            len in 1usize..(3 << 20),
+            scattered in any::<bool>(),
+        ) {
+            let layout = if scattered { DmaLayout::Scattered } else { DmaLayout::Contiguous };
+            let bus = Bus::new();
+            let buf = bus.alloc(offset + len, layout);
+            let touched = pages_touched(offset, len);
+            let needed = if touched > 2 { list_pages_for(touched - 1) } else { 0 };
+            let lists = bus.alloc(needed.max(1) * DMA_PAGE_SIZE, layout);
+            let space = ListSpace { mem: &lists, offset: 0, pages: needed };
+            let (prp1, prp2) = build(&buf, offset, len, &space).unwrap();
+            let (pages, list_pages) = walk(&bus, prp1, prp2, len);
+            let first = offset / DMA_PAGE_SIZE;
+            let mut expected = vec![buf.bus_addr(offset)];
+            expected.extend((first + 1..first + touched).map(|p| buf.bus_addr(p * DMA_PAGE_SIZE)));
+            prop_assert_eq!(pages, expected);
+            prop_assert_eq!(list_pages, needed);
+            if needed > 0 {
+                let short = ListSpace { mem: &lists, offset: 0, pages: needed - 1 };
+                prop_assert!(build(&buf, offset, len, &short).is_err());
+            }
+        }
+    }
 
     #[test]
     fn counts_pages_with_the_first_page_offset() {

@@ -6,7 +6,7 @@
 //! through [`Model::inject`], [`Model::set_fatal`] and [`Model::stop_responding`].
 
 mod engine;
-mod memory;
+pub(crate) mod memory;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
