@@ -21,8 +21,13 @@ pub const IOVA_BASE: u64 = 1 << 32;
 pub const IOVA_SIZE: u64 = 1 << 36;
 
 /// A VFIO container with one IOMMU domain and the IOVA space of its mappings.
+///
+/// Buffers share it, so it outlives the device handle: unmapping still works when the driver drops
+/// its last buffers after the device (the group stays attached until then).
 #[derive(Debug)]
 struct Container {
+    /// Declared first so the group detaches before the container closes.
+    _group: File,
     file: File,
     iova: Mutex<RangeAllocator>,
 }
@@ -34,7 +39,6 @@ pub struct VfioDevice {
     bar0: Mmio,
     device: File,
     config_offset: u64,
-    _group: File,
     container: Arc<Container>,
 }
 
@@ -111,8 +115,8 @@ impl VfioDevice {
             bar0,
             device,
             config_offset: config.offset,
-            _group: group,
             container: Arc::new(Container {
+                _group: group,
                 file: container,
                 iova: Mutex::new(RangeAllocator::new(IOVA_BASE, IOVA_SIZE, PAGE_SIZE as u64)),
             }),
