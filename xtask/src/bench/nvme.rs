@@ -1,9 +1,11 @@
-//! `cargo xtask bench nvme [--rounds N] [--runtime SECONDS]`: our userspace driver against the kernel's
-//! C driver on the same emulated NVMe controller, in one guest.
+//! `cargo xtask bench nvme [--rounds N] [--runtime SECONDS] [--kernel-only] [--vfio]`: our userspace
+//! driver against the kernel's C driver on the same emulated NVMe controller, in one guest.
 //!
 //! Each round runs every workload through the kernel (fio with io_uring, then libaio) and then through
-//! `nvme-tool bench` on the same controller bound to uio_pci_generic, so slow drift of the host affects
-//! both sides alike. The best round of each engine is reported, with the ratio to the kernel's best.
+//! `nvme-tool bench` on the same controller bound to uio_pci_generic (or, with `--vfio`, to vfio-pci
+//! behind the emulated IOMMU, which the kernel's runs then also go through), so slow drift of the host
+//! affects both sides alike. The best round of each engine is reported, with the ratio to the
+//! kernel's best.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -81,6 +83,9 @@ struct Options {
     runtime: u32,
     /// Skip our driver (a kernel baseline, or a machine where nvme-tool cannot run).
     kernel_only: bool,
+    /// Bind our driver through vfio-pci behind the emulated IOMMU (on for the kernel runs too)
+    /// instead of uio_pci_generic without one.
+    vfio: bool,
 }
 
 fn parse_args(args: &[String]) -> Result<Options> {
@@ -88,6 +93,7 @@ fn parse_args(args: &[String]) -> Result<Options> {
         rounds: 2,
         runtime: 3,
         kernel_only: false,
+        vfio: false,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -100,8 +106,9 @@ fn parse_args(args: &[String]) -> Result<Options> {
             "--rounds" => opts.rounds = value("--rounds")?.max(1),
             "--runtime" => opts.runtime = value("--runtime")?.max(1),
             "--kernel-only" => opts.kernel_only = true,
+            "--vfio" => opts.vfio = true,
             other => bail!(
-                "unknown argument {other:?} (use --rounds N, --runtime SECONDS, --kernel-only)"
+                "unknown argument {other:?} (use --rounds N, --runtime SECONDS, --kernel-only, --vfio)"
             ),
         }
     }
@@ -124,6 +131,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         .name("bench-nvme")
         .nvme(Disk::sparse(DISK_BYTES))
         .host_program(&fio)
+        .iommu(opts.vfio)
         .timeout(limit);
     if !opts.kernel_only {
         vm = vm.static_bin("nvme", "nvme-tool");
@@ -181,11 +189,15 @@ echo 64 > /proc/sys/vm/nr_hugepages
         if opts.kernel_only {
             continue;
         }
-        s.push_str("bind uio_pci_generic\n");
+        s.push_str(if opts.vfio {
+            "bind vfio-pci\nDEV=vfio:$BDF\n"
+        } else {
+            "bind uio_pci_generic\nDEV=uio:$BDF\n"
+        });
         for w in WORKLOADS {
             let _ = writeln!(
                 s,
-                "printf '{MARK} {round} {OURS} {name} '; nvme-tool --device uio:$BDF bench --rw {rw} \
+                "printf '{MARK} {round} {OURS} {name} '; nvme-tool --device $DEV bench --rw {rw} \
                  --bs {bs} --iodepth {qd} --runtime {t} --json | tr -d '\\n'; echo",
                 name = w.name,
                 rw = w.rw,
@@ -277,9 +289,15 @@ fn table(rows: &[Row], opts: &Options) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "best of {} rounds of {} s; ratios are ours / the kernel's best (IOPS: higher is better, latency: lower).\n\
+        "{}: best of {} rounds of {} s; ratios are ours / the kernel's best (IOPS: higher is better, latency: lower).\n\
          Absolute figures are bound by QEMU's emulation under TCG; the ratios are the result.\n",
-        opts.rounds, opts.runtime
+        if opts.vfio {
+            "vfio-pci behind the emulated IOMMU"
+        } else {
+            "uio_pci_generic, no IOMMU"
+        },
+        opts.rounds,
+        opts.runtime
     );
     let _ = writeln!(
         s,
