@@ -131,3 +131,61 @@ impl<D: DmaMemory> Rings<D> {
         platform.write32(self.cq_doorbell, self.cq_head as u32);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{DmaLayout, Model, ModelConfig};
+
+    /// Writes a completion into `rings`' CQ slot `index` as a controller would.
+    fn post<D: DmaMemory>(rings: &Rings<D>, index: usize, cqe: Cqe) {
+        for (i, dw) in cqe.to_dwords().iter().enumerate() {
+            rings.cq.write_u32(index * CQE_SIZE + 4 * i, *dw);
+        }
+    }
+
+    fn cqe(cid: u16, sq_head: u16, phase: bool) -> Cqe {
+        Cqe {
+            dw0: 0,
+            sq_head,
+            sq_id: 1,
+            cid,
+            phase,
+            status: 0,
+        }
+    }
+
+    #[test]
+    fn sq_space_follows_the_head_the_controller_reports_and_phase_flips_on_wrap() {
+        let model = Model::new(ModelConfig {
+            dma_layout: DmaLayout::Contiguous,
+            ..ModelConfig::default()
+        });
+        let mut rings = Rings::new(&model, 1, 4, 4).unwrap();
+        assert_eq!(rings.entries, 4);
+        assert_eq!(rings.sq_space(), 3);
+        for _ in 0..3 {
+            rings.push(&Sqe::new(0, 1));
+        }
+        assert_eq!(rings.sq_space(), 0);
+        // Nothing posted yet: phase 0 entries are not completions.
+        assert!(rings.next_cqe().is_none());
+        // The controller has consumed two entries so far.
+        post(&rings, 0, cqe(7, 2, true));
+        assert_eq!(rings.next_cqe().map(|c| c.cid), Some(7));
+        assert_eq!(rings.sq_space(), 2);
+        post(&rings, 1, cqe(8, 3, true));
+        post(&rings, 2, cqe(9, 3, true));
+        post(&rings, 3, cqe(10, 3, true));
+        let cids: Vec<u16> = std::iter::from_fn(|| rings.next_cqe().map(|c| c.cid)).collect();
+        assert_eq!(cids, [8, 9, 10]);
+        assert_eq!(rings.sq_space(), 3);
+        // After the wrap, stale phase-1 entries are old; a phase-0 entry is new.
+        assert!(rings.next_cqe().is_none());
+        post(&rings, 0, cqe(11, 3, false));
+        assert_eq!(rings.next_cqe().map(|c| c.cid), Some(11));
+        rings.reset();
+        assert_eq!(rings.sq_space(), 3);
+        assert!(rings.next_cqe().is_none());
+    }
+}
