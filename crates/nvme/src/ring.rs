@@ -17,6 +17,8 @@ pub(crate) struct Rings<D> {
     /// The controller's SQ head as last reported in a completion (CQE.SQHD).
     sq_head: u16,
     cq_head: u16,
+    /// Completions consumed since the CQ head doorbell was last written.
+    unacked: u16,
     phase: bool,
     sq_doorbell: usize,
     cq_doorbell: usize,
@@ -54,6 +56,7 @@ impl<D: DmaMemory> Rings<D> {
             sq_tail: 0,
             sq_head: 0,
             cq_head: 0,
+            unacked: 0,
             phase: true,
             sq_doorbell: regs::sq_tail_doorbell(qid, stride),
             cq_doorbell: regs::cq_head_doorbell(qid, stride),
@@ -81,6 +84,7 @@ impl<D: DmaMemory> Rings<D> {
         self.sq_tail = 0;
         self.sq_head = 0;
         self.cq_head = 0;
+        self.unacked = 0;
         self.phase = true;
     }
 
@@ -116,6 +120,7 @@ impl<D: DmaMemory> Rings<D> {
         let word = |i: usize| u32::from_le_bytes([rest[i], rest[i + 1], rest[i + 2], rest[i + 3]]);
         let cqe = Cqe::from_dwords([word(0), word(4), word(8), dw3]);
         self.cq_head += 1;
+        self.unacked += 1;
         if self.cq_head == self.entries {
             self.cq_head = 0;
             self.phase = !self.phase;
@@ -127,8 +132,14 @@ impl<D: DmaMemory> Rings<D> {
     }
 
     /// Tells the controller how far completions have been consumed.
-    pub(crate) fn ring_cq<P: Platform<Dma = D>>(&self, platform: &P) {
+    pub(crate) fn ring_cq<P: Platform<Dma = D>>(&mut self, platform: &P) {
         platform.write32(self.cq_doorbell, self.cq_head as u32);
+        self.unacked = 0;
+    }
+
+    /// Completions consumed but not yet acknowledged to the controller.
+    pub(crate) fn unacked(&self) -> usize {
+        self.unacked as usize
     }
 }
 

@@ -126,6 +126,10 @@ pub struct ModelStats {
     pub most_prp_list_pages: usize,
     /// Submission queue tail doorbell writes.
     pub sq_doorbells: u64,
+    /// Completion queue head doorbell writes.
+    pub cq_doorbells: u64,
+    /// Completions that found their completion queue full and had to wait for the host.
+    pub cq_full_waits: u64,
     /// I/O submission queues currently existing.
     pub live_io_sqs: usize,
     /// I/O completion queues currently existing.

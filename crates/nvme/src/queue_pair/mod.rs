@@ -416,7 +416,14 @@ impl<P: Platform> QueuePair<P> {
     }
 
     /// Gives slot `s` a fresh command ID and copies its command to the submission ring.
+    ///
+    /// The CQ head doorbell is written lazily, but always before the controller could find
+    /// the CQ full: completions consumed and not yet acknowledged plus commands in flight
+    /// (this one included) must fit in the ring.
     fn start(&mut self, s: u16) {
+        if self.rings.unacked() + self.in_flight > self.rings.entries as usize - 1 {
+            self.rings.ring_cq(&self.shared.platform);
+        }
         let slot = &mut self.slots[s as usize];
         slot.seq = (slot.seq + 1) & (u16::MAX >> SLOT_BITS);
         slot.sqe.set_cid(s | slot.seq << SLOT_BITS);
@@ -465,7 +472,11 @@ impl<P: Platform> QueuePair<P> {
         }
         self.polls = self.polls.wrapping_add(1);
         if reaped > 0 {
-            self.rings.ring_cq(&self.shared.platform);
+            // One CQ doorbell per half ring of completions rather than per poll; `start`
+            // writes it earlier when the ring could otherwise fill.
+            if self.rings.unacked() * 2 >= self.rings.entries as usize {
+                self.rings.ring_cq(&self.shared.platform);
+            }
             self.idle_polls = 0;
         } else {
             self.idle_polls = self.idle_polls.wrapping_add(1);

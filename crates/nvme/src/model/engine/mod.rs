@@ -254,6 +254,7 @@ impl Engine {
     }
 
     fn cq_doorbell(&mut self, qid: u16, head: u16) {
+        self.stats.cq_doorbells += 1;
         let Some(Some(cq)) = self.cqs.get_mut(qid as usize) else {
             return;
         };
@@ -370,6 +371,7 @@ impl Engine {
             && let Some(Some(cq)) = self.cqs.get_mut(cqid as usize)
         {
             cq.waiting.push_back(cqe);
+            self.stats.cq_full_waits += 1;
         }
     }
 
