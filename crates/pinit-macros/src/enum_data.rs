@@ -163,6 +163,7 @@ fn build(input: TokenStream, pinned_drop: bool) -> Result<TokenStream, String> {
     let mut data_fields = TokenStream::new();
     let mut data_values = TokenStream::new();
     let mut pinned_types = TokenStream::new();
+    let mut pinned_defs = TokenStream::new();
     let mut pinned_count = 0;
     for v in &variants {
         let Some(fields) = &v.fields else { continue };
@@ -195,12 +196,9 @@ fn build(input: TokenStream, pinned_drop: bool) -> Result<TokenStream, String> {
                 &[("n", &n)],
             ));
             if f.pinned {
-                let k = TokenStream::from(TokenTree::Ident(Ident::new(
-                    &format!("__field{pinned_count}"),
-                    s.name.span(),
-                )));
-                pinned_types.extend(f.cfg.clone());
-                pinned_types.extend(expand("$k: $ty,", &[("k", &k), ("ty", &f.ty)]));
+                let (defs, ty) = crate::pin_data::unpin_bound_type(pinned_count, f);
+                pinned_defs.extend(defs);
+                pinned_types.extend(ty);
                 pinned_count += 1;
             }
         }
@@ -276,7 +274,6 @@ fn build(input: TokenStream, pinned_drop: bool) -> Result<TokenStream, String> {
         items = strip_size_checks(items);
     }
     let drop = drop_rules(&s, pinned_drop);
-    let pinned_fields = suffixed(&s, "PinnedFields");
     let mut out: TokenStream = cleaned.into_iter().collect();
     out.extend(expand(
         "const _: () = {
@@ -308,15 +305,12 @@ fn build(input: TokenStream, pinned_drop: bool) -> Result<TokenStream, String> {
                 }
             }
 
-            #[allow(dead_code)]
-            struct $pinned_fields<'__pin, $ig> where $w {
-                __lifetime: ::core::marker::PhantomData<fn(&'__pin ()) -> &'__pin ()>,
-                __all: $phantom,
-                $pinned_types
-            }
+            // `Unpin` exactly when every `#[pin]` field is (the lifetime keeps the bound from being a trivial,
+            // global one when no field is generic).
+            $pinned_defs
             impl<'__pin, $ig> ::core::marker::Unpin for $name<$tg>
             where
-                $pinned_fields<'__pin, $tg>: ::core::marker::Unpin,
+                (::core::marker::PhantomData<&'__pin ()>, $pinned_types): ::core::marker::Unpin,
                 $w
             {}
 
@@ -333,7 +327,7 @@ fn build(input: TokenStream, pinned_drop: bool) -> Result<TokenStream, String> {
             ("data_values", &data_values),
             ("phantom", &phantom),
             ("name", &name),
-            ("pinned_fields", &pinned_fields),
+            ("pinned_defs", &pinned_defs),
             ("pinned_types", &pinned_types),
             ("drop", &drop),
         ],

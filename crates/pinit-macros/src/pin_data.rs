@@ -197,10 +197,10 @@ fn pin_data_impls(s: &Struct, pinned_drop: bool) -> TokenStream {
             values.extend(expand("$v,", &[("v", &v)]));
         }
     }
-    if s.shape == Shape::Named {
-        markers.extend(expand("__phantom: $p,", &[("p", &phantom)]));
-        values.extend(tokens("__phantom: ::core::marker::PhantomData,"));
-    } else {
+    // A named struct's markers use every generic parameter already (each one appears in some field's type, or
+    // the struct itself would not compile), so it needs no extra field that an error could list; tuple
+    // structs take one at the end, where it has no name.
+    if s.shape != Shape::Named {
         markers.extend(expand("$p,", &[("p", &phantom)]));
         values.extend(tokens("::core::marker::PhantomData,"));
     }
@@ -211,14 +211,11 @@ fn pin_data_impls(s: &Struct, pinned_drop: bool) -> TokenStream {
         expand("$data($values)", &[("data", &data), ("values", &values)])
     };
 
-    let mut unpin_fields = TokenStream::new();
+    let mut unpin_fields = (TokenStream::new(), TokenStream::new());
     for (k, f) in s.fields.iter().filter(|f| f.pinned).enumerate() {
-        let n = TokenStream::from(TokenTree::Ident(Ident::new(
-            &format!("__field{k}"),
-            Span::call_site(),
-        )));
-        unpin_fields.extend(f.cfg.clone());
-        unpin_fields.extend(expand("$n: $ty,", &[("n", &n), ("ty", &f.ty)]));
+        let (defs, ty) = unpin_bound_type(k, f);
+        unpin_fields.0.extend(defs);
+        unpin_fields.1.extend(ty);
     }
 
     let drop_rules = drop_rules(s, pinned_drop);
@@ -249,15 +246,12 @@ fn pin_data_impls(s: &Struct, pinned_drop: bool) -> TokenStream {
                 }
             }
 
-            #[allow(dead_code)]
-            struct $pinned_fields<'__pin, $ig> where $w {
-                __lifetime: ::core::marker::PhantomData<fn(&'__pin ()) -> &'__pin ()>,
-                __all: $phantom,
-                $unpin_fields
-            }
+            // `Unpin` exactly when every `#[pin]` field is (the lifetime keeps the bound from being a trivial,
+            // global one when no field is generic).
+            $unpin_fields_defs
             impl<'__pin, $ig> ::core::marker::Unpin for $name<$tg>
             where
-                $pinned_fields<'__pin, $tg>: ::core::marker::Unpin,
+                (::core::marker::PhantomData<&'__pin ()>, $unpin_fields_types): ::core::marker::Unpin,
                 $w
             {}
 
@@ -273,8 +267,8 @@ fn pin_data_impls(s: &Struct, pinned_drop: bool) -> TokenStream {
             ("data_body", &data_body),
             ("data_ctor", &data_ctor),
             ("phantom", &phantom),
-            ("unpin_fields", &unpin_fields),
-            ("pinned_fields", &suffixed(s, "PinnedFields")),
+            ("unpin_fields_defs", &unpin_fields.0),
+            ("unpin_fields_types", &unpin_fields.1),
             ("drop_rules", &drop_rules),
         ],
     )
@@ -326,4 +320,24 @@ pub fn drop_rules(s: &Struct, pinned_drop: bool) -> TokenStream {
             &name,
         )
     }
+}
+
+/// The type a `#[pin]` field adds to the tuple whose `Unpin` decides the struct's (`Ty,`), plus the items it
+/// needs. A field under `#[cfg]` goes through a local macro that is `()` unless the field exists (a later
+/// `macro_rules!` shadows an earlier one), since attributes are not allowed inside tuple types.
+pub fn unpin_bound_type(k: usize, f: &crate::parse::Field) -> (TokenStream, TokenStream) {
+    if f.cfg.is_empty() {
+        return (TokenStream::new(), expand("$ty,", &[("ty", &f.ty)]));
+    }
+    let m = TokenStream::from(TokenTree::Ident(Ident::new(
+        &format!("__pinit_cfg_field{k}"),
+        Span::call_site(),
+    )));
+    let defs = expand(
+        "macro_rules! $m { () => { () } }
+        $cfg
+        macro_rules! $m { () => { $ty } }",
+        &[("m", &m), ("cfg", &f.cfg), ("ty", &f.ty)],
+    );
+    (defs, expand("$m!(),", &[("m", &m)]))
 }

@@ -35,6 +35,7 @@ impl<I, F, T: ?Sized, E> ChainPinInit<I, F, T, E> {
 }
 
 // SAFETY: `then` runs on a fully initialised value; if it fails the value is dropped before returning `Err`.
+#[diagnostic::do_not_recommend]
 unsafe impl<I, F, T: ?Sized, E> PinInit<T, E> for ChainPinInit<I, F, T, E>
 where
     I: PinInit<T, E>,
@@ -99,6 +100,7 @@ impl<I, F, T: ?Sized, E> ChainInit<I, F, T, E> {
 }
 
 // SAFETY: `then` runs on a fully initialised value; if it fails the value is dropped before returning `Err`.
+#[diagnostic::do_not_recommend]
 unsafe impl<I, F, T: ?Sized, E> PinInit<T, E> for ChainInit<I, F, T, E>
 where
     I: Init<T, E>,
@@ -122,6 +124,7 @@ where
 }
 
 // SAFETY: as for the `PinInit` impl; nothing here relies on pinning.
+#[diagnostic::do_not_recommend]
 unsafe impl<I, F, T: ?Sized, E> Init<T, E> for ChainInit<I, F, T, E>
 where
     I: Init<T, E>,
@@ -179,6 +182,7 @@ impl<I, F, T: ?Sized, E> MapErr<I, F, T, E> {
 }
 
 // SAFETY: only the error value is changed; the slot's state is the inner initialiser's.
+#[diagnostic::do_not_recommend]
 unsafe impl<I, F, T: ?Sized, E, E2> PinInit<T, E2> for MapErr<I, F, T, E>
 where
     I: PinInit<T, E>,
@@ -200,6 +204,7 @@ where
 }
 
 // SAFETY: as above.
+#[diagnostic::do_not_recommend]
 unsafe impl<I, F, T: ?Sized, E, E2> Init<T, E2> for MapErr<I, F, T, E>
 where
     I: Init<T, E>,

@@ -44,7 +44,7 @@ pub unsafe trait PinDataOf: Copy {
     /// Returns `f` unchanged, fixing its slot type to `*mut Self::Datee`.
     fn make_closure<F, E>(self, f: F) -> F
     where
-        F: FnOnce(*mut Self::Datee, bool) -> Result<(), E>,
+        F: FnOnce(*mut Self::Datee, bool) -> Result<EveryFieldInitialised, E>,
     {
         f
     }
@@ -82,6 +82,24 @@ pub fn init_data_of<T>(_witness: impl FnOnce() -> T) -> InitData<T> {
     InitData(PhantomData)
 }
 
+/// What the macros' initialiser closure returns on success.
+///
+/// Only the macros make one (after the last field), through an `unsafe` constructor: so a `return Ok(..)`
+/// written by the user inside a field's expression or a `_: { .. }` block, which would skip the remaining
+/// fields, does not compile.
+#[derive(Debug)]
+pub struct EveryFieldInitialised(());
+
+impl EveryFieldInitialised {
+    /// # Safety
+    ///
+    /// Only the macros call it, once every field of the slot is initialised.
+    #[doc(hidden)]
+    pub unsafe fn new() -> Self {
+        Self(())
+    }
+}
+
 /// Turns the macros' closure into a pinned initialiser.
 ///
 /// # Safety
@@ -89,10 +107,10 @@ pub fn init_data_of<T>(_witness: impl FnOnce() -> T) -> InitData<T> {
 /// `f(slot, already_zeroed)` keeps the [`PinInit`] contract; if `zero_first`, it starts by zeroing the slot
 /// unless `already_zeroed`.
 pub unsafe fn pin_init_from_macro<T: ?Sized, E>(
-    f: impl FnOnce(*mut T, bool) -> Result<(), E>,
+    f: impl FnOnce(*mut T, bool) -> Result<EveryFieldInitialised, E>,
     zero_first: bool,
 ) -> impl PinInit<T, E> {
-    ClosureInit::new(f, zero_first)
+    ClosureInit::new(move |slot, zeroed| f(slot, zeroed).map(drop), zero_first)
 }
 
 /// Turns the macros' closure into an unpinned initialiser.
@@ -101,10 +119,10 @@ pub unsafe fn pin_init_from_macro<T: ?Sized, E>(
 ///
 /// As for [`pin_init_from_macro`], and the value needs no pinning.
 pub unsafe fn init_from_macro<T: ?Sized, E>(
-    f: impl FnOnce(*mut T, bool) -> Result<(), E>,
+    f: impl FnOnce(*mut T, bool) -> Result<EveryFieldInitialised, E>,
     zero_first: bool,
 ) -> impl Init<T, E> {
-    ClosureInit::new(f, zero_first)
+    ClosureInit::new(move |slot, zeroed| f(slot, zeroed).map(drop), zero_first)
 }
 
 /// Marks a `#[pin]` field: it takes pinned initialisers and is seen as `Pin<&mut T>` afterwards.
@@ -154,12 +172,15 @@ impl<T: ?Sized> PinnedField<T> {
         }
     }
 
-    /// Sees the initialised field pinned.
+    /// Sees the initialised field pinned, for as long as `anchor` (a local of the initialiser) is borrowed,
+    /// so the reference cannot outlive the initialiser (for example by being stored in a `static`).
     ///
     /// # Safety
     ///
-    /// `slot` points to this initialised field of a value that stays pinned; `'a` does not outlive it.
-    pub unsafe fn project<'a>(self, slot: *mut T) -> Pin<&'a mut T> {
+    /// `slot` points to this initialised field of a value that stays pinned and outlives `anchor`.
+    #[allow(clippy::mut_from_ref, clippy::needless_lifetimes)] // `anchor` only bounds the lifetime.
+    pub unsafe fn project<'a, A: ?Sized>(self, anchor: &'a A, slot: *mut T) -> Pin<&'a mut T> {
+        let _ = anchor;
         // SAFETY: forwarded from the caller.
         let field = unsafe { &mut *slot };
         // SAFETY: the enclosing value is pinned, and so is this `#[pin]` field.
@@ -181,23 +202,27 @@ impl<T: ?Sized> UnpinnedField<T> {
         }
     }
 
-    /// Sees the initialised field.
+    /// Sees the initialised field, for as long as `anchor` is borrowed (see [`PinnedField::project`]).
     ///
     /// # Safety
     ///
-    /// `slot` points to this initialised field; `'a` does not outlive it.
-    pub unsafe fn project<'a>(self, slot: *mut T) -> &'a mut T {
+    /// `slot` points to this initialised field, which outlives `anchor`.
+    #[allow(clippy::mut_from_ref, clippy::needless_lifetimes)] // `anchor` only bounds the lifetime.
+    pub unsafe fn project<'a, A: ?Sized>(self, anchor: &'a A, slot: *mut T) -> &'a mut T {
+        let _ = anchor;
         // SAFETY: forwarded from the caller.
         unsafe { &mut *slot }
     }
 }
 
-/// Sees an initialised field (`init!`).
+/// Sees an initialised field (`init!`) for as long as `anchor` is borrowed (see [`PinnedField::project`]).
 ///
 /// # Safety
 ///
-/// `slot` points to an initialised field; `'a` does not outlive it.
-pub unsafe fn project_field<'a, T: ?Sized>(slot: *mut T) -> &'a mut T {
+/// `slot` points to an initialised field, which outlives `anchor`.
+#[allow(clippy::mut_from_ref, clippy::needless_lifetimes)] // `anchor` only bounds the lifetime.
+pub unsafe fn project_field<'a, T: ?Sized, A: ?Sized>(anchor: &'a A, slot: *mut T) -> &'a mut T {
+    let _ = anchor;
     // SAFETY: forwarded from the caller.
     unsafe { &mut *slot }
 }

@@ -40,18 +40,231 @@
 /// ```
 #[macro_export]
 macro_rules! pin_init {
+    // Internal steps (`@...`): kept in this macro so that compiler notes name only `pin_init`.
+    (@build $mode:ident, ($($this:ident)?), ($($t:tt)*), (), ($($fields:tt)*)) => {
+        $crate::pin_init!(@build $mode, ($($this)?), ($($t)*), (::core::convert::Infallible), ($($fields)*))
+    };
+    (@build $mode:ident, ($($this:ident)?), ($($t:tt)*), ($err:ty), ($($fields:tt)*)) => {
+        $crate::pin_init!(@fields
+            @mode($mode) @this($($this)?) @ty($($t)*) @err($err)
+            @names(slot, guards, data, zeroed, whole)
+            @stmts() @check() @zero() @attrs()
+            @rest($($fields)*)
+        )
+    };
+    // All fields done: emit the initialiser.
+    (@fields @mode($mode:ident) @this($($this:ident)?) @ty(($($t:tt)*) $($variant:ident)?) @err($err:ty)
+     @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident, $whole:ident)
+     @stmts($($stmts:tt)*) @check($($check:tt)*) @zero($($zero:ident)?) @attrs()
+     @rest()) => {{
+        // Never called: the struct literal makes the compiler check the field list (missing, unknown or
+        // duplicate fields are reported in the user's terms) and names the type being built.
+        #[allow(unreachable_code, clippy::diverging_sub_expression, clippy::redundant_field_names)]
+        let witness = || $($t)* $(:: $variant)? { $($check)* $(..$crate::pin_init!(@zero_rest zeroed_value $zero))? };
+        let $data = $crate::pin_init!(@op data $mode, witness);
+        let init = $crate::field::PinDataOf::make_closure::<_, $err>(
+            $data,
+            move |$whole, $zeroed| {
+                $(
+                    // SAFETY: slots handed to initialisers are never null.
+                    let $this = unsafe { $crate::field::this_ptr($whole) };
+                )?
+                $(
+                    let _: $crate::pin_init!(@zero_rest $zero);
+                    if !$zeroed {
+                        // SAFETY: the slot is valid for writes; `zeroed()` fills it with a valid all-zero value.
+                        unsafe { $crate::PinInit::__pinned_init($crate::zeroed::<_, $err>(), $whole) }?;
+                    }
+                )?
+                // Whether the slot's memory is all zero (a zeroing allocator or `..Zeroable::zeroed()`): then
+                // field initialisers that start by zeroing can skip it.
+                let $zeroed = $zeroed $(|| { let _ = stringify!($zero); true })?;
+                // An enum variant is built through its layout struct; a struct through its own slot.
+                let $data = $data $(.$variant)?;
+                let $slot = $whole;
+                $( let $slot = $data.cast($slot); let _ = stringify!($variant); )?
+                let $guards = ();
+                $($stmts)*
+                $(
+                    let _ = stringify!($variant);
+                    // SAFETY: every field of the variant is initialised; the tag makes the slot that variant.
+                    unsafe { $data.write_tag($slot) };
+                )?
+                ::core::mem::forget($guards);
+                // SAFETY: every field is initialised (the struct literal above lists each one).
+                ::core::result::Result::Ok(unsafe { $crate::field::EveryFieldInitialised::new() })
+            },
+        );
+        $crate::pin_init!(@op finish $mode, init, $($zero)?)
+    }};
+    // `..Zeroable::zeroed()` at the end.
+    (@fields @mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty) @names($($n:ident),*)
+     @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs()
+     @rest(.. Zeroable :: zeroed () $(,)?)) => {
+        $crate::pin_init!(@fields @mode($mode) @this($($this)?) @ty($($t)*) @err($err) @names($($n),*)
+            @stmts($($stmts)*) @check($($check)*) @zero(yes) @attrs() @rest())
+    };
+    // An attribute (normally `#[cfg(...)]`) on the next field.
+    (@fields @mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty) @names($($n:ident),*)
+     @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs($($attrs:tt)*)
+     @rest(# [$($attr:tt)*] $($rest:tt)*)) => {
+        $crate::pin_init!(@fields @mode($mode) @this($($this)?) @ty($($t)*) @err($err) @names($($n),*)
+            @stmts($($stmts)*) @check($($check)*) @zero() @attrs($($attrs)* #[$($attr)*]) @rest($($rest)*))
+    };
+    // `_: { code }` between fields.
+    (@fields @mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty) @names($($n:ident),*)
+     @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs($($attrs:tt)*)
+     @rest(_ : { $($code:tt)* } $(, $($rest:tt)*)?)) => {
+        $crate::pin_init!(@fields @mode($mode) @this($($this)?) @ty($($t)*) @err($err) @names($($n),*)
+            @stmts($($stmts)* $($attrs)* { $($code)* };) @check($($check)*) @zero() @attrs()
+            @rest($($($rest)*)?))
+    };
+    // `field <- initialiser`.
+    (@fields @mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty)
+     @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident, $whole:ident)
+     @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs($($attrs:tt)*)
+     @rest($f:tt <- $init:expr $(, $($rest:tt)*)?)) => {
+        $crate::pin_init!(@fields @mode($mode) @this($($this)?) @ty($($t)*) @err($err)
+            @names($slot, $guards, $data, $zeroed, $whole)
+            @stmts($($stmts)*
+                $($attrs)*
+                {
+                    // SAFETY: `$slot` is the slot under initialisation and this field is not yet initialised.
+                    let field = unsafe { $crate::pin_init!(@op writer $mode, $data, $slot, $f, $zeroed) };
+                    field.init::<$err>($init)?;
+                }
+                $crate::pin_init!(@fields @field_done $mode, $slot, $guards, $data, $whole, $f, ($($attrs)*));
+            )
+            @check($($check)* $($attrs)* $f: ::core::panic!(),) @zero() @attrs()
+            @rest($($($rest)*)?))
+    };
+    // `field: [value; N]`: filled in place.
+    (@fields @mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty)
+     @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident, $whole:ident)
+     @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs($($attrs:tt)*)
+     @rest($f:tt : [$value:expr ; $len:expr] $(, $($rest:tt)*)?)) => {
+        $crate::pin_init!(@fields @mode($mode) @this($($this)?) @ty($($t)*) @err($err)
+            @names($slot, $guards, $data, $zeroed, $whole)
+            @stmts($($stmts)*
+                $($attrs)*
+                {
+                    // SAFETY: `$slot` is the slot under initialisation and this field is not yet initialised.
+                    let field = unsafe { $crate::pin_init!(@op writer $mode, $data, $slot, $f, $zeroed) };
+                    field.fill($value, [(); $len]);
+                }
+                $crate::pin_init!(@fields @field_done $mode, $slot, $guards, $data, $whole, $f, ($($attrs)*));
+            )
+            @check($($check)* $($attrs)* $f: ::core::panic!(),) @zero() @attrs()
+            @rest($($($rest)*)?))
+    };
+    // `field: value`.
+    (@fields @mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty)
+     @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident, $whole:ident)
+     @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs($($attrs:tt)*)
+     @rest($f:tt : $value:expr $(, $($rest:tt)*)?)) => {
+        $crate::pin_init!(@fields @mode($mode) @this($($this)?) @ty($($t)*) @err($err)
+            @names($slot, $guards, $data, $zeroed, $whole)
+            @stmts($($stmts)*
+                $($attrs)*
+                {
+                    // SAFETY: `$slot` is the slot under initialisation and this field is not yet initialised.
+                    let field = unsafe { $crate::pin_init!(@op writer $mode, $data, $slot, $f, $zeroed) };
+                    field.write($value);
+                }
+                $crate::pin_init!(@fields @field_done $mode, $slot, $guards, $data, $whole, $f, ($($attrs)*));
+            )
+            @check($($check)* $($attrs)* $f: ::core::panic!(),) @zero() @attrs()
+            @rest($($($rest)*)?))
+    };
+    // `field` (shorthand for `field: field`).
+    (@fields @mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty) @names($($n:ident),*)
+     @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs($($attrs:tt)*)
+     @rest($f:ident $(, $($rest:tt)*)?)) => {
+        $crate::pin_init!(@fields @mode($mode) @this($($this)?) @ty($($t)*) @err($err) @names($($n),*)
+            @stmts($($stmts)*) @check($($check)*) @zero() @attrs($($attrs)*)
+            @rest($f: $f $(, $($rest)*)?))
+    };
+    // After a field is initialised: arm its drop guard and bind its name for later fields.
+    (@fields @field_done $mode:ident, $slot:ident, $guards:ident, $data:ident, $whole:ident, $f:tt, ($($attrs:tt)*)) => {
+        $($attrs)*
+        let $guards = (
+            // SAFETY: the field was just initialised; the guard is forgotten once the whole value is.
+            unsafe { $crate::field::DropGuard::new(&raw mut (*$slot).$f) },
+            $guards,
+        );
+        $crate::pin_init!(@bind $f, ($($attrs)*),
+            // SAFETY: the field is initialised and outlives the initialiser's borrow of `$whole` (its own
+            // argument), to which the reference is bound; pinned fields stay pinned.
+            unsafe { $crate::pin_init!(@op project $mode, $data, $slot, $whole, $f) });
+    };
+    (@path $mode:ident, ($($this:ident)?), [$($path:tt)+], { $($fields:tt)* } $(? $err:ty)?) => {
+        $crate::pin_init!(@build $mode, ($($this)?), (($($path)+)), ($($err)?), ($($fields)*))
+    };
+    (@path $mode:ident, ($($this:ident)?), [$($path:tt)*], $next:tt $($rest:tt)*) => {
+        $crate::pin_init!(@path $mode, ($($this)?), [$($path)* $next], $($rest)*)
+    };
+    (@path $mode:ident, ($($this:ident)?), [$($path:tt)*], ) => {
+        ::core::compile_error!(::core::concat!(
+            "expected `Type { field: value, .. }` (optionally followed by `? Error`) after `",
+            ::core::stringify!($($path)*),
+            "`"
+        ))
+    };
+    (@op data pin, $witness:ident) => {
+        // SAFETY: only this crate's macros ask for a type's pin data.
+        unsafe { $crate::field::pin_data_of($witness) }
+    };
+    (@op data plain, $witness:ident) => {
+        $crate::field::init_data_of($witness)
+    };
+    (@op writer pin, $data:ident, $slot:ident, $f:tt, $zeroed:ident) => {
+        $data.$f.writer(&raw mut (*$slot).$f, $zeroed)
+    };
+    (@op writer plain, $data:ident, $slot:ident, $f:tt, $zeroed:ident) => {
+        $crate::UnpinnedField::new().writer(&raw mut (*$slot).$f, $zeroed)
+    };
+    (@op project pin, $data:ident, $slot:ident, $whole:ident, $f:tt) => {
+        $data.$f.project(&$whole, &raw mut (*$slot).$f)
+    };
+    (@op project plain, $data:ident, $slot:ident, $whole:ident, $f:tt) => {
+        $crate::field::project_field(&$whole, &raw mut (*$slot).$f)
+    };
+    (@op finish pin, $init:ident, $($zero:ident)?) => {
+        // SAFETY: the closure initialises every field (checked by the struct literal), drops the initialised
+        // ones on early exit, and gives out `#[pin]` fields only pinned.
+        unsafe { $crate::field::pin_init_from_macro($init, $crate::pin_init!(@op zero $($zero)?)) }
+    };
+    (@op finish plain, $init:ident, $($zero:ident)?) => {
+        // SAFETY: as for `pin`; `init!` never pins a field, so the value may move.
+        unsafe { $crate::field::init_from_macro($init, $crate::pin_init!(@op zero $($zero)?)) }
+    };
+    (@op zero yes) => { true };
+    (@op zero) => { false };
+    (@zero_rest yes) => {
+        ()
+    };
+    (@zero_rest zeroed_value yes) => {
+        $crate::Zeroable::zeroed()
+    };
+    (@bind $f:ident, ($($attrs:tt)*), $value:expr) => {
+        $($attrs)*
+        #[allow(unused_variables, unused_mut, clippy::let_unit_value)]
+        let $f = $value;
+    };
+    (@bind $f:tt, ($($attrs:tt)*), $value:expr) => {};
+    // The user-facing forms.
     ($(&$this:ident in)? $($seg:ident)::+ $(::<$($g:ty),* $(,)?>)? { $($fields:tt)* } $(? $err:ty)?) => {
-        $crate::pinit_build!(pin, ($($this)?), (($($seg)::+ $(::<$($g),*>)?)), ($($err)?), ($($fields)*))
+        $crate::pin_init!(@build pin, ($($this)?), (($($seg)::+ $(::<$($g),*>)?)), ($($err)?), ($($fields)*))
     };
     ($(&$this:ident in)? enum $enum:ident $(::<$($g:ty),* $(,)?>)? :: $variant:ident { $($fields:tt)* } $(? $err:ty)?) => {
-        $crate::pinit_build!(pin, ($($this)?), (($enum $(::<$($g),*>)?) $variant), ($($err)?), ($($fields)*))
+        $crate::pin_init!(@build pin, ($($this)?), (($enum $(::<$($g),*>)?) $variant), ($($err)?), ($($fields)*))
     };
     // Any other path (for example with const generic arguments): collect it up to the field list.
     (&$this:ident in $($rest:tt)+) => {
-        $crate::pinit_path!(pin, ($this), [], $($rest)+)
+        $crate::pin_init!(@path pin, ($this), [], $($rest)+)
     };
     ($($rest:tt)+) => {
-        $crate::pinit_path!(pin, (), [], $($rest)+)
+        $crate::pin_init!(@path pin, (), [], $($rest)+)
     };
 }
 
@@ -75,32 +288,14 @@ macro_rules! pin_init {
 #[macro_export]
 macro_rules! init {
     ($(&$this:ident in)? $($seg:ident)::+ $(::<$($g:ty),* $(,)?>)? { $($fields:tt)* } $(? $err:ty)?) => {
-        $crate::pinit_build!(plain, ($($this)?), (($($seg)::+ $(::<$($g),*>)?)), ($($err)?), ($($fields)*))
+        $crate::pin_init!(@build plain, ($($this)?), (($($seg)::+ $(::<$($g),*>)?)), ($($err)?), ($($fields)*))
     };
     // Any other path (for example with const generic arguments): collect it up to the field list.
     (&$this:ident in $($rest:tt)+) => {
-        $crate::pinit_path!(plain, ($this), [], $($rest)+)
+        $crate::pin_init!(@path plain, ($this), [], $($rest)+)
     };
     ($($rest:tt)+) => {
-        $crate::pinit_path!(plain, (), [], $($rest)+)
-    };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! pinit_path {
-    ($mode:ident, ($($this:ident)?), [$($path:tt)+], { $($fields:tt)* } $(? $err:ty)?) => {
-        $crate::pinit_build!($mode, ($($this)?), (($($path)+)), ($($err)?), ($($fields)*))
-    };
-    ($mode:ident, ($($this:ident)?), [$($path:tt)*], $next:tt $($rest:tt)*) => {
-        $crate::pinit_path!($mode, ($($this)?), [$($path)* $next], $($rest)*)
-    };
-    ($mode:ident, ($($this:ident)?), [$($path:tt)*], ) => {
-        ::core::compile_error!(::core::concat!(
-            "expected `Type { field: value, .. }` (optionally followed by `? Error`) after `",
-            ::core::stringify!($($path)*),
-            "`"
-        ))
+        $crate::pin_init!(@path plain, (), [], $($rest)+)
     };
 }
 
@@ -133,227 +328,6 @@ macro_rules! try_init {
     ($($body:tt)*) => {
         $crate::init!($($body)*)
     };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! pinit_build {
-    ($mode:ident, ($($this:ident)?), ($($t:tt)*), (), ($($fields:tt)*)) => {
-        $crate::pinit_build!($mode, ($($this)?), ($($t)*), (::core::convert::Infallible), ($($fields)*))
-    };
-    ($mode:ident, ($($this:ident)?), ($($t:tt)*), ($err:ty), ($($fields:tt)*)) => {
-        $crate::pinit_fields!(
-            @mode($mode) @this($($this)?) @ty($($t)*) @err($err)
-            @names(slot, guards, data, zeroed, whole)
-            @stmts() @check() @zero() @attrs()
-            @rest($($fields)*)
-        )
-    };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! pinit_fields {
-    // All fields done: emit the initialiser.
-    (@mode($mode:ident) @this($($this:ident)?) @ty(($($t:tt)*) $($variant:ident)?) @err($err:ty)
-     @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident, $whole:ident)
-     @stmts($($stmts:tt)*) @check($($check:tt)*) @zero($($zero:ident)?) @attrs()
-     @rest()) => {{
-        // Never called: the struct literal makes the compiler check the field list (missing, unknown or
-        // duplicate fields are reported in the user's terms) and names the type being built.
-        #[allow(unreachable_code, clippy::diverging_sub_expression, clippy::redundant_field_names)]
-        let witness = || $($t)* $(:: $variant)? { $($check)* $(..$crate::pinit_zeroed_rest!(zeroed_value $zero))? };
-        let $data = $crate::pinit_field_op!(data $mode, witness);
-        let init = $crate::field::PinDataOf::make_closure::<_, $err>(
-            $data,
-            move |$whole, $zeroed| {
-                $(
-                    // SAFETY: slots handed to initialisers are never null.
-                    let $this = unsafe { $crate::field::this_ptr($whole) };
-                )?
-                $(
-                    let _: $crate::pinit_zeroed_rest!($zero);
-                    if !$zeroed {
-                        // SAFETY: the slot is valid for writes; `zeroed()` fills it with a valid all-zero value.
-                        unsafe { $crate::PinInit::__pinned_init($crate::zeroed::<_, $err>(), $whole) }?;
-                    }
-                )?
-                // Whether the slot's memory is all zero (a zeroing allocator or `..Zeroable::zeroed()`): then
-                // field initialisers that start by zeroing can skip it.
-                let $zeroed = $zeroed $(|| { let _ = stringify!($zero); true })?;
-                // An enum variant is built through its layout struct; a struct through its own slot.
-                let $data = $data $(.$variant)?;
-                let $slot = $whole;
-                $( let $slot = $data.cast($slot); let _ = stringify!($variant); )?
-                let $guards = ();
-                $($stmts)*
-                $(
-                    let _ = stringify!($variant);
-                    // SAFETY: every field of the variant is initialised; the tag makes the slot that variant.
-                    unsafe { $data.write_tag($slot) };
-                )?
-                ::core::mem::forget($guards);
-                ::core::result::Result::Ok(())
-            },
-        );
-        $crate::pinit_field_op!(finish $mode, init, $($zero)?)
-    }};
-    // `..Zeroable::zeroed()` at the end.
-    (@mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty) @names($($n:ident),*)
-     @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs()
-     @rest(.. Zeroable :: zeroed () $(,)?)) => {
-        $crate::pinit_fields!(@mode($mode) @this($($this)?) @ty($($t)*) @err($err) @names($($n),*)
-            @stmts($($stmts)*) @check($($check)*) @zero(yes) @attrs() @rest())
-    };
-    // An attribute (normally `#[cfg(...)]`) on the next field.
-    (@mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty) @names($($n:ident),*)
-     @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs($($attrs:tt)*)
-     @rest(# [$($attr:tt)*] $($rest:tt)*)) => {
-        $crate::pinit_fields!(@mode($mode) @this($($this)?) @ty($($t)*) @err($err) @names($($n),*)
-            @stmts($($stmts)*) @check($($check)*) @zero() @attrs($($attrs)* #[$($attr)*]) @rest($($rest)*))
-    };
-    // `_: { code }` between fields.
-    (@mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty) @names($($n:ident),*)
-     @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs($($attrs:tt)*)
-     @rest(_ : { $($code:tt)* } $(, $($rest:tt)*)?)) => {
-        $crate::pinit_fields!(@mode($mode) @this($($this)?) @ty($($t)*) @err($err) @names($($n),*)
-            @stmts($($stmts)* $($attrs)* { $($code)* };) @check($($check)*) @zero() @attrs()
-            @rest($($($rest)*)?))
-    };
-    // `field <- initialiser`.
-    (@mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty)
-     @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident, $whole:ident)
-     @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs($($attrs:tt)*)
-     @rest($f:tt <- $init:expr $(, $($rest:tt)*)?)) => {
-        $crate::pinit_fields!(@mode($mode) @this($($this)?) @ty($($t)*) @err($err)
-            @names($slot, $guards, $data, $zeroed, $whole)
-            @stmts($($stmts)*
-                $($attrs)*
-                {
-                    // SAFETY: `$slot` is the slot under initialisation and this field is not yet initialised.
-                    let field = unsafe { $crate::pinit_field_op!(writer $mode, $data, $slot, $f, $zeroed) };
-                    field.init::<$err>($init)?;
-                }
-                $crate::pinit_fields!(@field_done $mode, $slot, $guards, $data, $f, ($($attrs)*));
-            )
-            @check($($check)* $($attrs)* $f: ::core::panic!(),) @zero() @attrs()
-            @rest($($($rest)*)?))
-    };
-    // `field: [value; N]`: filled in place.
-    (@mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty)
-     @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident, $whole:ident)
-     @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs($($attrs:tt)*)
-     @rest($f:tt : [$value:expr ; $len:expr] $(, $($rest:tt)*)?)) => {
-        $crate::pinit_fields!(@mode($mode) @this($($this)?) @ty($($t)*) @err($err)
-            @names($slot, $guards, $data, $zeroed, $whole)
-            @stmts($($stmts)*
-                $($attrs)*
-                {
-                    // SAFETY: `$slot` is the slot under initialisation and this field is not yet initialised.
-                    let field = unsafe { $crate::pinit_field_op!(writer $mode, $data, $slot, $f, $zeroed) };
-                    field.fill($value, [(); $len]);
-                }
-                $crate::pinit_fields!(@field_done $mode, $slot, $guards, $data, $f, ($($attrs)*));
-            )
-            @check($($check)* $($attrs)* $f: ::core::panic!(),) @zero() @attrs()
-            @rest($($($rest)*)?))
-    };
-    // `field: value`.
-    (@mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty)
-     @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident, $whole:ident)
-     @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs($($attrs:tt)*)
-     @rest($f:tt : $value:expr $(, $($rest:tt)*)?)) => {
-        $crate::pinit_fields!(@mode($mode) @this($($this)?) @ty($($t)*) @err($err)
-            @names($slot, $guards, $data, $zeroed, $whole)
-            @stmts($($stmts)*
-                $($attrs)*
-                {
-                    // SAFETY: `$slot` is the slot under initialisation and this field is not yet initialised.
-                    let field = unsafe { $crate::pinit_field_op!(writer $mode, $data, $slot, $f, $zeroed) };
-                    field.write($value);
-                }
-                $crate::pinit_fields!(@field_done $mode, $slot, $guards, $data, $f, ($($attrs)*));
-            )
-            @check($($check)* $($attrs)* $f: ::core::panic!(),) @zero() @attrs()
-            @rest($($($rest)*)?))
-    };
-    // `field` (shorthand for `field: field`).
-    (@mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty) @names($($n:ident),*)
-     @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs($($attrs:tt)*)
-     @rest($f:ident $(, $($rest:tt)*)?)) => {
-        $crate::pinit_fields!(@mode($mode) @this($($this)?) @ty($($t)*) @err($err) @names($($n),*)
-            @stmts($($stmts)*) @check($($check)*) @zero() @attrs($($attrs)*)
-            @rest($f: $f $(, $($rest)*)?))
-    };
-    // After a field is initialised: arm its drop guard and bind its name for later fields.
-    (@field_done $mode:ident, $slot:ident, $guards:ident, $data:ident, $f:tt, ($($attrs:tt)*)) => {
-        $($attrs)*
-        let $guards = (
-            // SAFETY: the field was just initialised; the guard is forgotten once the whole value is.
-            unsafe { $crate::field::DropGuard::new(&raw mut (*$slot).$f) },
-            $guards,
-        );
-        $crate::pinit_bind!($f, ($($attrs)*),
-            // SAFETY: the field is initialised and lives as long as the slot; pinned fields stay pinned.
-            unsafe { $crate::pinit_field_op!(project $mode, $data, $slot, $f) });
-    };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! pinit_bind {
-    ($f:ident, ($($attrs:tt)*), $value:expr) => {
-        $($attrs)*
-        #[allow(unused_variables, unused_mut, clippy::let_unit_value)]
-        let $f = $value;
-    };
-    ($f:tt, ($($attrs:tt)*), $value:expr) => {};
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! pinit_zeroed_rest {
-    (yes) => {
-        ()
-    };
-    (zeroed_value yes) => {
-        $crate::Zeroable::zeroed()
-    };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! pinit_field_op {
-    (data pin, $witness:ident) => {
-        // SAFETY: only this crate's macros ask for a type's pin data.
-        unsafe { $crate::field::pin_data_of($witness) }
-    };
-    (data plain, $witness:ident) => {
-        $crate::field::init_data_of($witness)
-    };
-    (writer pin, $data:ident, $slot:ident, $f:tt, $zeroed:ident) => {
-        $data.$f.writer(&raw mut (*$slot).$f, $zeroed)
-    };
-    (writer plain, $data:ident, $slot:ident, $f:tt, $zeroed:ident) => {
-        $crate::UnpinnedField::new().writer(&raw mut (*$slot).$f, $zeroed)
-    };
-    (project pin, $data:ident, $slot:ident, $f:tt) => {
-        $data.$f.project(&raw mut (*$slot).$f)
-    };
-    (project plain, $data:ident, $slot:ident, $f:tt) => {
-        $crate::field::project_field(&raw mut (*$slot).$f)
-    };
-    (finish pin, $init:ident, $($zero:ident)?) => {
-        // SAFETY: the closure initialises every field (checked by the struct literal), drops the initialised
-        // ones on early exit, and gives out `#[pin]` fields only pinned.
-        unsafe { $crate::field::pin_init_from_macro($init, $crate::pinit_field_op!(zero $($zero)?)) }
-    };
-    (finish plain, $init:ident, $($zero:ident)?) => {
-        // SAFETY: as for `pin`; `init!` never pins a field, so the value may move.
-        unsafe { $crate::field::init_from_macro($init, $crate::pinit_field_op!(zero $($zero)?)) }
-    };
-    (zero yes) => { true };
-    (zero) => { false };
 }
 
 /// Pins a value on the stack and initialises it in place with an infallible initialiser.

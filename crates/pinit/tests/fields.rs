@@ -312,3 +312,21 @@ fn cfg_on_pin_data_fields_is_honoured() {
     let p = c.as_mut().project();
     assert_eq!((*p.always, *p.in_tests), (1, 2));
 }
+
+#[test]
+fn a_pinned_field_removed_by_cfg_does_not_make_the_struct_unpin_bound() {
+    fn unpin_value<T: Unpin>(value: T) -> T {
+        value
+    }
+    #[pin_data]
+    struct Conf {
+        #[pin]
+        n: u8,
+        #[cfg(not(test))]
+        #[pin]
+        pinned: core::marker::PhantomPinned,
+    }
+    // Compiles only because the `PhantomPinned` field is configured out.
+    let c = unpin_value(Conf { n: 4 });
+    assert_eq!(c.n, 4);
+}

@@ -18,6 +18,19 @@ const INTERNAL_NAMES: &[&str] = &[
     "init_from_macro",
     "same_type",
     "same_error",
+    // Helper macros and the items `#[pin_data]` generates per type.
+    "pinit_",
+    "PinnedFields",
+    "VariantLayout",
+    "VariantFields",
+    "__pin",
+    "__phantom",
+    "__field",
+    "__tag",
+    // Combinators and writers that do not belong in a "these types implement" list.
+    "ChainInit",
+    "ChainPinInit",
+    "MapErr",
 ];
 
 #[test]
