@@ -24,6 +24,8 @@ const TEST_TARGETS: &[&str] = &[
     "stack",
     "--test",
     "enums",
+    "--test",
+    "unwind",
     "--examples",
 ];
 
