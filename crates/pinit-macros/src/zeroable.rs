@@ -17,14 +17,17 @@ pub fn derive_zeroable(input: TokenStream) -> TokenStream {
     }
     let mut checks = TokenStream::new();
     for f in &s.fields {
-        checks.extend(expand("assert_zeroable::<$ty>();", &[("ty", &f.ty)]));
+        checks.extend(expand(
+            "each_field_must_be_zeroable::<$ty>();",
+            &[("ty", &f.ty)],
+        ));
     }
     let _ = tokens;
     expand(
         "// SAFETY: every field is `Zeroable` (checked below), so all-zero bytes are a valid value.
         unsafe impl<$ig> ::pinit::Zeroable for $name<$tg> where $bounds {}
         const _: () = {
-            fn assert_zeroable<T: ?::core::marker::Sized + ::pinit::Zeroable>() {}
+            fn each_field_must_be_zeroable<T: ?::core::marker::Sized + ::pinit::Zeroable>() {}
             #[allow(dead_code)]
             fn every_field_is_zeroable<$ig>() where $bounds {
                 $checks

@@ -254,6 +254,19 @@ where
 }
 
 /// The pinned form of [`init_scope`].
+///
+/// ```
+/// use core::marker::PhantomPinned;
+/// use pinit::{InPlaceInit, pin_data, pin_init, pin_init_scope};
+/// #[pin_data]
+/// struct Timer { period_ms: u32, #[pin] _pin: PhantomPinned }
+/// let timer = |hz: u32| pin_init_scope(move || {
+///     let period_ms = 1000u32.checked_div(hz).ok_or(pinit::AllocError)?;
+///     Ok(pin_init!(Timer { period_ms, _pin: PhantomPinned }? pinit::AllocError))
+/// });
+/// assert_eq!(Box::try_pin_init(timer(4)).unwrap().period_ms, 250);
+/// assert!(Box::try_pin_init(timer(0)).is_err());
+/// ```
 pub fn pin_init_scope<T, E, I, F>(make: F) -> impl PinInit<T, E>
 where
     F: FnOnce() -> Result<I, E>,

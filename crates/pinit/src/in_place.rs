@@ -60,6 +60,12 @@ pub(crate) unsafe fn run_unpinned<T: ?Sized, E>(
 
 /// Smart pointers that can allocate their value and initialise it in place, never building it on the stack.
 ///
+/// Allocation failure: `Box` (and `Box<[T]>`, `Vec`) report it as [`AllocError`], converted into the
+/// initialiser's error type. `Arc` and `Rc` cannot on stable Rust: their allocation goes through
+/// `Arc::new_uninit` / `Rc::new_uninit`, which abort the process on out-of-memory (the fallible
+/// `try_new_uninit` is unstable, and the layout of the reference-count header is private, so there is no
+/// sound way to allocate it ourselves). Where out-of-memory must be survivable, build into a `Box`.
+///
 /// ```
 /// use std::sync::Arc;
 /// use pinit::{InPlaceInit, zeroed};
@@ -208,6 +214,11 @@ shared_in_place!(Rc, RcUninit);
 /// struct Point { x: i32, y: i32 }
 /// let p = Box::<Point>::new_uninit().write_init(init!(Point { x: 1, y: 2 })).unwrap();
 /// assert_eq!(p.x + p.y, 3);
+///
+/// // Memory that lives forever (a leaked box here, a `static` cell in a kernel) can be pinned too.
+/// let forever: &'static mut core::mem::MaybeUninit<Point> = Box::leak(Box::new_uninit());
+/// let pinned = forever.write_pin_init(init!(Point { x: 3, y: 4 })).unwrap();
+/// assert_eq!(pinned.y, 4);
 /// ```
 pub trait InPlaceWrite<T> {
     /// The pointer type once the value is initialised.

@@ -94,5 +94,12 @@ unique!(
 unique!(
     UniqueRc,
     Rc,
-    "An `Rc` with a count of one: mutable until [`UniqueRc::share`] turns it into an `Rc`."
+    "An `Rc` with a count of one: mutable until [`UniqueRc::share`] turns it into an `Rc`.\n\n\
+     ```\n\
+     use pinit::{UniqueRc, zeroed};\n\
+     let mut page = UniqueRc::<[u8; 4096]>::try_init(zeroed::<_, pinit::AllocError>()).unwrap();\n\
+     page[0] = 1;\n\
+     let shared = UniqueRc::share(page);\n\
+     assert_eq!((shared[0], std::rc::Rc::strong_count(&shared)), (1, 1));\n\
+     ```"
 );

@@ -28,6 +28,7 @@ const INTERNAL_NAMES: &[&str] = &[
     "__field",
     "__tag",
     // Combinators and writers that do not belong in a "these types implement" list.
+    "assert_zeroable",
     "ChainInit",
     "ChainPinInit",
     "MapErr",
