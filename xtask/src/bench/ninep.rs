@@ -3,7 +3,8 @@
 //!
 //! The load generator `ninep-load` (crates/ninep-server) drives both servers over loopback TCP
 //! and a unix socket: streaming Twrite/Tread at msize 1 MiB (Debian's diod 1.0.24 caps msize at
-//! 64 KiB), sequential Tgetattr latency and pipelined Tgetattr throughput. Then one guest boot
+//! 64 KiB) with the same 2 MiB of requests in flight, sequential Tgetattr latency and pipelined
+//! (32 in flight) Tgetattr throughput. Then one guest boot
 //! runs create/stat/unlink of 1,000 files through the kernel's v9fs mount of each server. The
 //! best of `--rounds` runs of each measurement is kept, and the ratios to diod are printed.
 

@@ -28,9 +28,13 @@ struct Args {
     /// Bytes streamed by the read and write tests.
     #[arg(long, default_value_t = 256 << 20)]
     bytes: u64,
-    /// Requests kept in flight by the pipelined test (and the streaming tests).
+    /// Requests kept in flight by the pipelined test.
     #[arg(long, default_value_t = 32)]
     depth: usize,
+    /// Bytes kept in flight by the streaming test (whole msize-sized requests, at least one),
+    /// so that servers with different msizes stream with the same window.
+    #[arg(long, default_value_t = 2 << 20)]
+    window: u64,
     /// Requests issued by the latency and pipelined tests.
     #[arg(long, default_value_t = 20_000)]
     ops: usize,
@@ -38,7 +42,7 @@ struct Args {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Test {
-    /// Twrite a file of `--bytes` in msize-sized chunks, then Tread it back.
+    /// Twrite a file of `--bytes` in msize-sized chunks, then Tread it back (`--window` in flight).
     Stream,
     /// Sequential Tgetattr round trips: p50 and p99 latency.
     Getattr,
@@ -85,7 +89,7 @@ async fn stream(client: &Client, msize: u32, args: &Args) -> Result<()> {
         .await
         .context("Tlcreate")?;
     let data = Bytes::from(vec![0x5a; chunk as usize]);
-    let depth = args.depth.clamp(1, 8);
+    let depth = (args.window / chunk).clamp(1, 64) as usize;
 
     let start = Instant::now();
     let mut offset = 0;
