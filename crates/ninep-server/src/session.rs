@@ -524,8 +524,8 @@ impl Session {
             let _as = from.identity.enter();
             for (i, name) in wnames.iter().enumerate() {
                 match export.walk_one(&node, name) {
-                    Ok(next) => {
-                        qids.push(attr::qid(export.qid(&next)?));
+                    Ok((next, st)) => {
+                        qids.push(attr::qid(export.qid_of(&st)));
                         origin = match &name[..] {
                             b"." | b".." => None,
                             _ => Some((node, name.to_vec())),

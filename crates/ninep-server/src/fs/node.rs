@@ -25,6 +25,19 @@ pub struct Node {
 }
 
 impl Node {
+    /// Wraps a descriptor, returning the file's `statx` too (one syscall for both).
+    pub fn from_fd_stat(fd: OwnedFd) -> FsResult<(Self, Statx)> {
+        let st = statx_fd(fd.as_fd())?;
+        let kind = FileType::from_raw_mode(u32::from(st.stx_mode));
+        Ok((
+            Self {
+                fd: Arc::new(fd),
+                kind,
+            },
+            st,
+        ))
+    }
+
     /// Wraps a descriptor, learning the file's type.
     pub fn from_fd(fd: OwnedFd) -> FsResult<Self> {
         let st = rustix::fs::fstat(&fd)?;
@@ -56,16 +69,16 @@ impl Node {
 
     /// Full `statx` of the file itself (never following a symlink).
     pub fn statx(&self) -> FsResult<Statx> {
-        rustix::fs::statx(
-            self.fd(),
-            "",
-            AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
-            StatxFlags::BASIC_STATS | StatxFlags::BTIME,
-        )
+        statx_fd(self.fd())
     }
 
     /// Opens one name below this directory as a new `O_PATH` node; symlinks are not followed.
     pub fn lookup(&self, name: &[u8]) -> FsResult<Node> {
+        Ok(self.lookup_stat(name)?.0)
+    }
+
+    /// [`Node::lookup`], returning the new node's `statx` as well.
+    pub fn lookup_stat(&self, name: &[u8]) -> FsResult<(Node, Statx)> {
         let fd = rustix::fs::openat2(
             self.fd(),
             name,
@@ -73,8 +86,17 @@ impl Node {
             Mode::empty(),
             RESOLVE,
         )?;
-        Node::from_fd(fd)
+        Node::from_fd_stat(fd)
     }
+}
+
+fn statx_fd(fd: BorrowedFd<'_>) -> FsResult<Statx> {
+    rustix::fs::statx(
+        fd,
+        "",
+        AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+        StatxFlags::BASIC_STATS | StatxFlags::BTIME,
+    )
 }
 
 /// The exported directory tree and the per-server settings every operation needs.
@@ -142,21 +164,21 @@ impl Export {
         ) == self.root_id
     }
 
-    /// Resolves one walk element from `from`.
+    /// Resolves one walk element from `from`, returning the node and its `statx`.
     ///
     /// `..` at the export root stays at the root; elsewhere `..` is the real parent (a client
     /// can only have reached `from` from inside the export, and every rename it can make
     /// stays inside too).
-    pub fn walk_one(&self, from: &Node, element: &[u8]) -> FsResult<Node> {
+    pub fn walk_one(&self, from: &Node, element: &[u8]) -> FsResult<(Node, Statx)> {
         if !from.is_dir() {
             return Err(Errno::NOTDIR);
         }
         match name::component(element)? {
-            Component::Current => Ok(from.clone()),
+            Component::Current => Ok((from.clone(), from.statx()?)),
             Component::Parent => {
                 let st = from.statx()?;
                 if self.is_root(&st) {
-                    return Ok(self.root.clone());
+                    return Ok((self.root.clone(), st));
                 }
                 let fd = rustix::fs::openat2(
                     from.fd(),
@@ -165,9 +187,9 @@ impl Export {
                     Mode::empty(),
                     ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_SYMLINKS,
                 )?;
-                Node::from_fd(fd)
+                Node::from_fd_stat(fd)
             }
-            Component::Name(n) => from.lookup(n),
+            Component::Name(n) => from.lookup_stat(n),
         }
     }
 }
