@@ -1,7 +1,7 @@
 //! `#[pin_data]` on enums with a primitive representation (`#[repr(u8)]`, ...): in-place variant initialisers.
 //!
 //! For such enums the language guarantees the layout: each variant is laid out like a `#[repr(C)]`
-//! struct of the tag followed by the variant's fields. We declare that struct per variant, initialise the
+//! struct of the tag followed by the variant's fields (named or, for tuple variants, positional). We declare that struct per variant, initialise the
 //! fields through it, and write the tag last; until then the slot is not a valid enum value and the
 //! initialised fields are dropped again on failure.
 
@@ -28,8 +28,9 @@ pub fn is_enum(input: &TokenStream) -> bool {
 
 struct Variant {
     name: Ident,
-    /// `None` for tuple variants (not supported by `pin_init!`).
-    fields: Option<Vec<crate::parse::Field>>,
+    fields: Vec<crate::parse::Field>,
+    /// `Named` for `V { .. }` and unit variants, `Tuple` for `V(..)`.
+    shape: Shape,
     discriminant: TokenStream,
 }
 
@@ -84,20 +85,26 @@ fn parse_variants(body: &Group) -> Result<Vec<Variant>, String> {
             return Err("expected a variant name".into());
         };
         i += 1;
-        let mut fields = Some(Vec::new());
-        if let Some(TokenTree::Group(g)) = part.get(i) {
-            match g.delimiter() {
-                Delimiter::Brace => {
-                    let mut list = Vec::new();
-                    for (n, f) in split_commas(g.stream().into_iter().collect())
-                        .into_iter()
-                        .enumerate()
-                    {
-                        list.push(parse_field(f, n, Shape::Named)?);
-                    }
-                    fields = Some(list);
+        let mut fields = Vec::new();
+        let mut shape = Shape::Named;
+        if let Some(TokenTree::Group(g)) = part.get(i)
+            && g.delimiter() != Delimiter::Bracket
+        {
+            if g.delimiter() == Delimiter::Parenthesis {
+                shape = Shape::Tuple;
+            }
+            for (n, f) in split_commas(g.stream().into_iter().collect())
+                .into_iter()
+                .enumerate()
+            {
+                let field = parse_field(f, n, shape)?;
+                if shape == Shape::Tuple && !field.cfg.is_empty() {
+                    return Err(format!(
+                        "`#[cfg]` on a field of the tuple variant `{name}` is not supported: it would shift the \
+                         fields' indices"
+                    ));
                 }
-                _ => fields = None,
+                fields.push(field);
             }
             i += 1;
         }
@@ -112,6 +119,7 @@ fn parse_variants(body: &Group) -> Result<Vec<Variant>, String> {
         out.push(Variant {
             name,
             fields,
+            shape,
             discriminant,
         });
     }
@@ -166,35 +174,53 @@ fn build(input: TokenStream, pinned_drop: bool) -> Result<TokenStream, String> {
     let mut pinned_defs = TokenStream::new();
     let mut pinned_count = 0;
     for v in &variants {
-        let Some(fields) = &v.fields else { continue };
+        let fields = &v.fields;
+        let tuple = v.shape == Shape::Tuple;
         let vname = TokenStream::from(TokenTree::Ident(v.name.clone()));
         let repr = suffixed(&s, &format!("{}VariantLayout", v.name));
         let markers = suffixed(&s, &format!("{}VariantFields", v.name));
+        let repr_tg = expand("$repr<$tg>", &[("repr", &repr), ("tg", tg)]);
         let mut repr_fields = TokenStream::new();
         let mut marker_fields = TokenStream::new();
         let mut marker_values = TokenStream::new();
-        for f in fields {
+        for (k, f) in fields.iter().enumerate() {
             let n = TokenStream::from(f.name.clone());
-            let kind = if f.pinned {
-                "PinnedField"
-            } else {
-                "UnpinnedField"
-            };
+            let pinned = if f.pinned { "Pinned" } else { "Unpinned" };
             repr_fields.extend(f.cfg.clone());
-            repr_fields.extend(expand("pub $n: $ty,", &[("n", &n), ("ty", &f.ty)]));
             marker_fields.extend(f.cfg.clone());
             marker_values.extend(f.cfg.clone());
-            marker_fields.extend(expand(
-                &format!("pub $n: ::pinit::field::{kind}<$ty>,"),
-                &[("n", &n), ("ty", &f.ty)],
-            ));
-            marker_values.extend(expand(
-                &format!(
-                    "// SAFETY: the marker matches the field's `#[pin]` and type.
-                     $n: unsafe {{ ::pinit::field::{kind}::new() }},"
-                ),
-                &[("n", &n)],
-            ));
+            if tuple {
+                // The layout's field 0 is the tag, so the variant's field `k` is the layout's `k + 1`.
+                let at = TokenStream::from(TokenTree::Literal(
+                    proc_macro::Literal::usize_unsuffixed(k + 1),
+                ));
+                repr_fields.extend(expand("pub $ty,", &[("ty", &f.ty)]));
+                marker_fields.extend(expand(
+                    &format!("pub ::pinit::field::{pinned}VariantField<$ty, $repr>,"),
+                    &[("ty", &f.ty), ("repr", &repr_tg)],
+                ));
+                marker_values.extend(expand(
+                    &format!(
+                        "// SAFETY: the marker matches the field's `#[pin]` and type, and `at` projects a
+                         // pointer to the variant's layout to this field.
+                         unsafe {{ ::pinit::field::{pinned}VariantField::new(|at| &raw mut (*at).$at) }},"
+                    ),
+                    &[("at", &at)],
+                ));
+            } else {
+                repr_fields.extend(expand("pub $n: $ty,", &[("n", &n), ("ty", &f.ty)]));
+                marker_fields.extend(expand(
+                    &format!("pub $n: ::pinit::field::{pinned}Field<$ty>,"),
+                    &[("n", &n), ("ty", &f.ty)],
+                ));
+                marker_values.extend(expand(
+                    &format!(
+                        "// SAFETY: the marker matches the field's `#[pin]` and type.
+                         $n: unsafe {{ ::pinit::field::{pinned}Field::new() }},"
+                    ),
+                    &[("n", &n)],
+                ));
+            }
             if f.pinned {
                 let (defs, ty) = crate::pin_data::unpin_bound_type(pinned_count, f);
                 pinned_defs.extend(defs);
@@ -202,63 +228,99 @@ fn build(input: TokenStream, pinned_drop: bool) -> Result<TokenStream, String> {
                 pinned_count += 1;
             }
         }
+        // The layout ends with a zero-sized phantom (no change to its `repr(C)` layout) so that it uses every
+        // generic parameter; the markers then do through it, unless there is no field at all. No phantom
+        // among the markers' positions, where a wrong index could reach it.
+        let marker_phantom = if fields.is_empty() {
+            phantom.clone()
+        } else {
+            TokenStream::new()
+        };
+        let vars: &[(&str, &TokenStream)] = &[
+            ("marker_phantom", &marker_phantom),
+            ("vis", vis),
+            ("repr", &repr),
+            ("markers", &markers),
+            ("ig", ig),
+            ("tg", tg),
+            ("w", w),
+            ("int", &int),
+            ("repr_fields", &repr_fields),
+            ("marker_fields", &marker_fields),
+            ("phantom", &phantom),
+            ("name", &name),
+            ("discr", &v.discriminant),
+        ];
+        let (decls, tag) = if tuple {
+            (
+                "#[repr(C)]
+                #[allow(dead_code, non_snake_case, missing_debug_implementations)]
+                $vis struct $repr<$ig>(pub $int, $repr_fields $phantom) where $w;
+
+                #[allow(dead_code, non_snake_case, missing_debug_implementations)]
+                $vis struct $markers<$ig>($marker_fields $marker_phantom) where $w;",
+                "0",
+            )
+        } else {
+            (
+                "#[repr(C)]
+                #[allow(dead_code, non_snake_case, missing_debug_implementations)]
+                $vis struct $repr<$ig> where $w {
+                    pub __tag: $int,
+                    $repr_fields
+                    __phantom: $phantom,
+                }
+
+                #[allow(dead_code, non_snake_case, missing_debug_implementations)]
+                $vis struct $markers<$ig> where $w {
+                    $marker_fields
+                    __phantom: $phantom,
+                }",
+                "__tag",
+            )
+        };
+        items.extend(expand(decls, vars));
         items.extend(expand(
-            "#[repr(C)]
-            #[allow(dead_code, non_snake_case, missing_debug_implementations)]
-            $vis struct $repr<$ig> where $w {
-                pub __tag: $int,
-                $repr_fields
-            }
-
-            #[allow(dead_code, non_snake_case, missing_debug_implementations)]
-            $vis struct $markers<$ig> where $w {
-                $marker_fields
-                __phantom: $phantom,
-            }
-            impl<$ig> ::core::clone::Clone for $markers<$tg> where $w {
-                fn clone(&self) -> Self {
+            &format!(
+                "impl<$ig> ::core::clone::Clone for $markers<$tg> where $w {{
+                fn clone(&self) -> Self {{
                     *self
-                }
-            }
-            impl<$ig> ::core::marker::Copy for $markers<$tg> where $w {}
+                }}
+            }}
+            impl<$ig> ::core::marker::Copy for $markers<$tg> where $w {{}}
 
-            impl<$ig> $markers<$tg> where $w {
+            impl<$ig> $markers<$tg> where $w {{
                 /// The variant's layout at the start of the enum's slot.
-                pub fn cast(self, slot: *mut $name<$tg>) -> *mut $repr<$tg> {
+                pub fn cast(self, slot: *mut $name<$tg>) -> *mut $repr<$tg> {{
                     slot.cast()
-                }
+                }}
 
                 /// Writes the variant's tag: the last step, after every field is initialised.
                 ///
                 /// # Safety
                 ///
                 /// `slot` came from `cast` on a slot under initialisation.
-                pub unsafe fn write_tag(self, slot: *mut $repr<$tg>) {
+                pub unsafe fn write_tag(self, slot: *mut $repr<$tg>) {{
                     // SAFETY: forwarded from the caller; the tag is the first field of the layout.
-                    unsafe { (&raw mut (*slot).__tag).write(($discr) as $int) }
-                }
-            }",
-            &[
-                ("vis", vis),
-                ("repr", &repr),
-                ("markers", &markers),
-                ("ig", ig),
-                ("tg", tg),
-                ("w", w),
-                ("int", &int),
-                ("repr_fields", &repr_fields),
-                ("marker_fields", &marker_fields),
-                ("phantom", &phantom),
-                ("name", &name),
-                ("discr", &v.discriminant),
-            ],
+                    unsafe {{ (&raw mut (*slot).{tag}).write(($discr) as $int) }}
+                }}
+            }}"
+            ),
+            vars,
         ));
         data_fields.extend(expand(
             "pub $v: $m<$tg>,",
             &[("v", &vname), ("m", &markers), ("tg", tg)],
         ));
+        let data_value = if tuple && !fields.is_empty() {
+            "$v: $m($mv),"
+        } else if tuple {
+            "$v: $m(::core::marker::PhantomData),"
+        } else {
+            "$v: $m { $mv __phantom: ::core::marker::PhantomData },"
+        };
         data_values.extend(expand(
-            "$v: $m { $mv __phantom: ::core::marker::PhantomData },",
+            data_value,
             &[("v", &vname), ("m", &markers), ("mv", &marker_values)],
         ));
         // Check at compile time that the layout struct matches the enum's size bound.

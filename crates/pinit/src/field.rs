@@ -158,6 +158,115 @@ marker_basics!(PinnedField);
 marker_basics!(UnpinnedField);
 
 impl<T: ?Sized> PinnedField<T> {
+    /// The field's place inside `slot`; `at` is the macros' `|s| &raw mut (*s).field`.
+    ///
+    /// # Safety
+    ///
+    /// `slot` points to a value under initialisation (so `at` may project into it).
+    pub unsafe fn field_ptr<S>(self, slot: *mut S, at: impl FnOnce(*mut S) -> *mut T) -> *mut T {
+        at(slot)
+    }
+}
+
+impl<T: ?Sized> UnpinnedField<T> {
+    /// As [`PinnedField::field_ptr`].
+    ///
+    /// # Safety
+    ///
+    /// As for [`PinnedField::field_ptr`].
+    pub unsafe fn field_ptr<S>(self, slot: *mut S, at: impl FnOnce(*mut S) -> *mut T) -> *mut T {
+        at(slot)
+    }
+}
+
+/// Generates the markers of the fields of an enum's tuple variant. Such a variant is built through its
+/// layout struct, whose field 0 is the tag, so the user's field `i` is the layout's field `i + 1`: the marker
+/// carries that projection (made by `#[pin_data]`) and ignores the macros' `(*s).i`.
+macro_rules! variant_marker {
+    ($name:ident, $field:ident, $writer:ident, $projected:ty) => {
+        #[doc = concat!("A field of an enum's tuple variant, like [`", stringify!($field), "`].")]
+        pub struct $name<T: ?Sized, L> {
+            field: $field<T>,
+            at: fn(*mut L) -> *mut T,
+        }
+
+        impl<T: ?Sized, L> Clone for $name<T, L> {
+            fn clone(&self) -> Self {
+                *self
+            }
+        }
+
+        impl<T: ?Sized, L> Copy for $name<T, L> {}
+
+        impl<T: ?Sized, L> core::fmt::Debug for $name<T, L> {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str(stringify!($name))
+            }
+        }
+
+        impl<T: ?Sized, L> $name<T, L> {
+            /// # Safety
+            ///
+            /// Only `#[pin_data]` makes markers, matching the field's declaration; `at` maps a pointer to
+            /// the variant's layout to this field, and is called only with pointers to such a layout.
+            pub const unsafe fn new(at: fn(*mut L) -> *mut T) -> Self {
+                Self {
+                    // SAFETY: forwarded from the caller.
+                    field: unsafe { $field::new() },
+                    at,
+                }
+            }
+
+            /// The field's place inside the variant's layout at `slot`.
+            ///
+            /// # Safety
+            ///
+            /// `slot` points to the variant's layout inside a slot under initialisation.
+            pub unsafe fn field_ptr<X: ?Sized>(
+                self,
+                slot: *mut L,
+                _at: impl FnOnce(*mut L) -> *mut X,
+            ) -> *mut T {
+                (self.at)(slot)
+            }
+
+            /// As for the plain field marker.
+            ///
+            /// # Safety
+            ///
+            /// As for the plain field marker.
+            pub unsafe fn writer<'a>(self, slot: *mut T, zeroed: bool) -> $writer<'a, T> {
+                // SAFETY: forwarded from the caller.
+                unsafe { self.field.writer(slot, zeroed) }
+            }
+
+            /// As for the plain field marker.
+            ///
+            /// # Safety
+            ///
+            /// As for the plain field marker.
+            #[allow(clippy::mut_from_ref)] // `anchor` only bounds the lifetime.
+            pub unsafe fn project<'a, A: ?Sized>(self, anchor: &'a A, slot: *mut T) -> $projected {
+                // SAFETY: forwarded from the caller.
+                unsafe { self.field.project(anchor, slot) }
+            }
+        }
+    };
+}
+variant_marker!(
+    PinnedVariantField,
+    PinnedField,
+    PinnedFieldWriter,
+    Pin<&'a mut T>
+);
+variant_marker!(
+    UnpinnedVariantField,
+    UnpinnedField,
+    UnpinnedFieldWriter,
+    &'a mut T
+);
+
+impl<T: ?Sized> PinnedField<T> {
     /// Binds the marker to the field's memory, for one initialisation.
     ///
     /// # Safety
@@ -299,28 +408,43 @@ impl<T: ?Sized> UnpinnedFieldWriter<'_, T> {
     }
 }
 
-macro_rules! writer_values {
-    ($w:ident) => {
-        impl<T> $w<'_, T> {
-            /// Moves a value into the field.
-            pub fn write(self, value: T) {
-                // SAFETY: `writer`'s contract: the field is writable and uninitialised.
-                unsafe { self.slot.write(value) }
-            }
-        }
-
-        impl<T: Copy, const N: usize> $w<'_, [T; N]> {
-            /// Fills an array field element by element (`field: [value; N]`), so the array never exists on
-            /// the stack. `len` carries the `N` written by the user, which must be the field's length.
-            pub fn fill(self, value: T, len: [(); N]) {
-                let _ = len;
-                // SAFETY: `writer`'s contract: the field is writable; `MaybeUninit` elements need no prior
-                // initialisation.
-                let elements = unsafe { &mut *self.slot.cast::<[core::mem::MaybeUninit<T>; N]>() };
-                elements.fill(core::mem::MaybeUninit::new(value));
-            }
-        }
-    };
+// Written out twice rather than by a local macro, so that a wrong field value's error note names no macro.
+impl<T> PinnedFieldWriter<'_, T> {
+    /// Moves a value into the field.
+    pub fn write(self, value: T) {
+        // SAFETY: `writer`'s contract: the field is writable and uninitialised.
+        unsafe { self.slot.write(value) }
+    }
 }
-writer_values!(PinnedFieldWriter);
-writer_values!(UnpinnedFieldWriter);
+
+impl<T: Copy, const N: usize> PinnedFieldWriter<'_, [T; N]> {
+    /// Fills an array field element by element (`field: [value; N]`), so the array never exists on
+    /// the stack. `len` carries the `N` written by the user, which must be the field's length.
+    pub fn fill(self, value: T, len: [(); N]) {
+        let _ = len;
+        // SAFETY: `writer`'s contract: the field is writable; `MaybeUninit` elements need no prior
+        // initialisation.
+        let elements = unsafe { &mut *self.slot.cast::<[core::mem::MaybeUninit<T>; N]>() };
+        elements.fill(core::mem::MaybeUninit::new(value));
+    }
+}
+
+impl<T> UnpinnedFieldWriter<'_, T> {
+    /// Moves a value into the field.
+    pub fn write(self, value: T) {
+        // SAFETY: `writer`'s contract: the field is writable and uninitialised.
+        unsafe { self.slot.write(value) }
+    }
+}
+
+impl<T: Copy, const N: usize> UnpinnedFieldWriter<'_, [T; N]> {
+    /// Fills an array field element by element (`field: [value; N]`), so the array never exists on
+    /// the stack. `len` carries the `N` written by the user, which must be the field's length.
+    pub fn fill(self, value: T, len: [(); N]) {
+        let _ = len;
+        // SAFETY: `writer`'s contract: the field is writable; `MaybeUninit` elements need no prior
+        // initialisation.
+        let elements = unsafe { &mut *self.slot.cast::<[core::mem::MaybeUninit<T>; N]>() };
+        elements.fill(core::mem::MaybeUninit::new(value));
+    }
+}

@@ -189,7 +189,7 @@ macro_rules! pin_init {
         $($attrs)*
         let $guards = (
             // SAFETY: the field was just initialised; the guard is forgotten once the whole value is.
-            unsafe { $crate::field::DropGuard::new(&raw mut (*$slot).$f) },
+            unsafe { $crate::field::DropGuard::new($crate::pin_init!(@op ptr $mode, $data, $slot, $f)) },
             $guards,
         );
         $crate::pin_init!(@bind $f, ($($attrs)*),
@@ -217,14 +217,20 @@ macro_rules! pin_init {
     (@op data plain, $witness:ident) => {
         $crate::field::init_data_of($witness)
     };
+    (@op ptr pin, $data:ident, $slot:ident, $f:tt) => {
+        $data.$f.field_ptr($slot, |s| &raw mut (*s).$f)
+    };
+    (@op ptr plain, $data:ident, $slot:ident, $f:tt) => {
+        &raw mut (*$slot).$f
+    };
     (@op writer pin, $data:ident, $slot:ident, $f:tt, $zeroed:ident) => {
-        $data.$f.writer(&raw mut (*$slot).$f, $zeroed)
+        $data.$f.writer($crate::pin_init!(@op ptr pin, $data, $slot, $f), $zeroed)
     };
     (@op writer plain, $data:ident, $slot:ident, $f:tt, $zeroed:ident) => {
         $crate::UnpinnedField::new().writer(&raw mut (*$slot).$f, $zeroed)
     };
     (@op project pin, $data:ident, $slot:ident, $whole:ident, $f:tt) => {
-        $data.$f.project(&$whole, &raw mut (*$slot).$f)
+        $data.$f.project(&$whole, $crate::pin_init!(@op ptr pin, $data, $slot, $f))
     };
     (@op project plain, $data:ident, $slot:ident, $whole:ident, $f:tt) => {
         $crate::field::project_field(&$whole, &raw mut (*$slot).$f)

@@ -109,3 +109,73 @@ fn cfg_on_variant_fields_keeps_the_layout() {
     let Cfgd::A { present, also } = &*c;
     assert_eq!((*present, *also), (2, 3));
 }
+
+/// Tuple variants; `Mixed` has a small field before a large-aligned one, so its layout has padding that a
+/// wrong projection would get wrong.
+#[pin_data]
+#[repr(u16)]
+enum Packet {
+    Header(u8, u64),
+    Mixed(u8, #[pin] PhantomPinned, Noisy, u64, Noisy),
+    Body(Box<[u8; 3]>),
+    Nothing(),
+}
+
+#[test]
+fn tuple_variants_are_built_in_place() {
+    let h = Box::pin_init(pin_init!(enum Packet::Header { 0: 7, 1: u64::MAX - 1 })).unwrap();
+    assert!(matches!(*h, Packet::Header(7, x) if x == u64::MAX - 1));
+    let m = Arc::pin_init(pin_init!(enum Packet::Mixed {
+        0: 1,
+        1: PhantomPinned,
+        2: Noisy("two"),
+        3: 0x0102_0304_0506_0708,
+        4: Noisy("four"),
+    }))
+    .unwrap();
+    match &*m {
+        Packet::Mixed(a, _, two, b, four) => {
+            assert_eq!(
+                (*a, two.0, *b, four.0),
+                (1, "two", 0x0102_0304_0506_0708, "four")
+            );
+        }
+        _ => panic!("wrong variant"),
+    }
+    drop(m);
+    assert_eq!(drops(), ["two", "four"]);
+    let b = Box::pin_init(pin_init!(enum Packet::Body { 0: Box::new([1, 2, 3]) })).unwrap();
+    assert!(matches!(&*b, Packet::Body(bytes) if **bytes == [1, 2, 3]));
+    let n = Box::pin_init(pin_init!(enum Packet::Nothing {})).unwrap();
+    assert!(matches!(&*n, Packet::Nothing()));
+}
+
+/// A generic enum whose variants each use only some of its parameters.
+#[pin_data]
+#[repr(u8)]
+enum Either<L, R> {
+    Left(L),
+    Right { value: R },
+}
+
+#[test]
+fn generic_tuple_variants() {
+    let l =
+        Box::pin_init(pin_init!(enum Either::<String, u8>::Left { 0: "l".to_owned() })).unwrap();
+    assert!(matches!(&*l, Either::Left(s) if s == "l"));
+    let r = Box::pin_init(pin_init!(enum Either::<String, u8>::Right { value: 3 })).unwrap();
+    assert!(matches!(&*r, Either::Right { value: 3 }));
+}
+
+#[test]
+fn a_failing_tuple_variant_drops_its_built_fields_in_reverse() {
+    let r = Box::try_pin_init(pin_init!(enum Packet::Mixed {
+        0: 1,
+        1: PhantomPinned,
+        2: Noisy("two"),
+        3: 9,
+        4 <- fails("four"),
+    }? Failed));
+    assert_eq!(r.err(), Some(Failed("four")));
+    assert_eq!(drops(), ["two"]);
+}

@@ -29,6 +29,9 @@ const INTERNAL_NAMES: &[&str] = &[
     "__tag",
     // Combinators and writers that do not belong in a "these types implement" list.
     "assert_zeroable",
+    "writer_values",
+    "variant_marker",
+    "marker_basics",
     "ChainInit",
     "ChainPinInit",
     "MapErr",
