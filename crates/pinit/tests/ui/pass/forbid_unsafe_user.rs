@@ -33,6 +33,7 @@ struct Tuple(#[pin] u32, u8);
 enum Packet {
     Empty,
     Full { len: u16, bytes: [u8; 256] },
+    Code(u8, #[pin] PhantomPinned),
 }
 
 #[derive(Debug)]
@@ -67,4 +68,6 @@ fn main() {
     assert!(Box::try_pin_init(checked(300)).is_err());
     let e = Box::pin_init(pin_init!(enum Packet::Empty {})).unwrap();
     assert!(matches!(&*e, Packet::Empty));
+    let c = Box::pin_init(pin_init!(enum Packet::Code { 0: 4, 1: PhantomPinned })).unwrap();
+    assert!(matches!(&*c, Packet::Code(4, _)));
 }
