@@ -84,19 +84,31 @@ pub fn init_data_of<T>(_witness: impl FnOnce() -> T) -> InitData<T> {
 
 /// What the macros' initialiser closure returns on success.
 ///
-/// Only the macros make one (after the last field), through an `unsafe` constructor: so a `return Ok(..)`
+/// Only the macros make one (after the last field), from an [`InitToken`]: so a `return Ok(..)`
 /// written by the user inside a field's expression or a `_: { .. }` block, which would skip the remaining
 /// fields, does not compile.
 #[derive(Debug)]
 pub struct EveryFieldInitialised(());
 
-impl EveryFieldInitialised {
+/// Held by the field-by-field expansion of `pin_init!` / `init!`, under a name user code cannot see: arming
+/// a drop guard and reporting success need it, so the macros' later steps cannot be driven by hand without
+/// `unsafe`.
+#[derive(Debug, Clone, Copy)]
+pub struct InitToken(());
+
+impl InitToken {
     /// # Safety
     ///
-    /// Only the macros call it, once every field of the slot is initialised.
+    /// Only the macros make one, for an expansion that initialises every field and arms each guard on an
+    /// initialised field of the slot.
     #[doc(hidden)]
     pub unsafe fn new() -> Self {
         Self(())
+    }
+
+    /// Reports that every field of the slot is initialised.
+    pub fn finish(self) -> EveryFieldInitialised {
+        EveryFieldInitialised(())
     }
 }
 
@@ -344,7 +356,8 @@ impl<T: ?Sized> DropGuard<T> {
     /// # Safety
     ///
     /// `slot` holds an initialised value that nothing else will drop until the guard is forgotten.
-    pub unsafe fn new(slot: *mut T) -> Self {
+    pub unsafe fn new(token: InitToken, slot: *mut T) -> Self {
+        let _ = token;
         Self(slot)
     }
 }

@@ -44,17 +44,21 @@ macro_rules! pin_init {
     (@build $mode:ident, ($($this:ident)?), ($($t:tt)*), (), ($($fields:tt)*)) => {
         $crate::pin_init!(@build $mode, ($($this)?), ($($t)*), (::core::convert::Infallible), ($($fields)*))
     };
-    (@build $mode:ident, ($($this:ident)?), ($($t:tt)*), ($err:ty), ($($fields:tt)*)) => {
+    (@build $mode:ident, ($($this:ident)?), ($($t:tt)*), ($err:ty), ($($fields:tt)*)) => {{
+        // The steps below need this token to arm drop guards and to report success; user code (and a
+        // hand-written call of a later step) cannot name it, so skipping the field checks takes `unsafe`.
+        // SAFETY: the token goes only to the field-by-field expansion started here.
+        let token = unsafe { $crate::field::InitToken::new() };
         $crate::pin_init!(@fields
             @mode($mode) @this($($this)?) @ty($($t)*) @err($err)
-            @names(slot, guards, data, zeroed, whole)
+            @names(slot, guards, data, zeroed, whole, token)
             @stmts() @check() @zero() @attrs()
             @rest($($fields)*)
         )
-    };
+    }};
     // All fields done: emit the initialiser.
     (@fields @mode($mode:ident) @this($($this:ident)?) @ty(($($t:tt)*) $($variant:ident)?) @err($err:ty)
-     @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident, $whole:ident)
+     @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident, $whole:ident, $token:ident)
      @stmts($($stmts:tt)*) @check($($check:tt)*) @zero($($zero:ident)?) @attrs()
      @rest()) => {{
         // Never called: the struct literal makes the compiler check the field list (missing, unknown or
@@ -91,8 +95,8 @@ macro_rules! pin_init {
                     unsafe { $data.write_tag($slot) };
                 )?
                 ::core::mem::forget($guards);
-                // SAFETY: every field is initialised (the struct literal above lists each one).
-                ::core::result::Result::Ok(unsafe { $crate::field::EveryFieldInitialised::new() })
+                // Every field is initialised (the struct literal above lists each one).
+                ::core::result::Result::Ok($token.finish())
             },
         );
         $crate::pin_init!(@op finish $mode, init, $($zero)?)
@@ -121,11 +125,11 @@ macro_rules! pin_init {
     };
     // `field <- initialiser`.
     (@fields @mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty)
-     @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident, $whole:ident)
+     @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident, $whole:ident, $token:ident)
      @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs($($attrs:tt)*)
      @rest($f:tt <- $init:expr $(, $($rest:tt)*)?)) => {
         $crate::pin_init!(@fields @mode($mode) @this($($this)?) @ty($($t)*) @err($err)
-            @names($slot, $guards, $data, $zeroed, $whole)
+            @names($slot, $guards, $data, $zeroed, $whole, $token)
             @stmts($($stmts)*
                 $($attrs)*
                 {
@@ -133,18 +137,18 @@ macro_rules! pin_init {
                     let field = unsafe { $crate::pin_init!(@op writer $mode, $data, $slot, $f, $zeroed) };
                     field.init::<$err>($init)?;
                 }
-                $crate::pin_init!(@fields @field_done $mode, $slot, $guards, $data, $whole, $f, ($($attrs)*));
+                $crate::pin_init!(@fields @field_done $mode, $slot, $guards, $data, $whole, $token, $f, ($($attrs)*));
             )
             @check($($check)* $($attrs)* $f: ::core::panic!(),) @zero() @attrs()
             @rest($($($rest)*)?))
     };
     // `field: [value; N]`: filled in place.
     (@fields @mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty)
-     @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident, $whole:ident)
+     @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident, $whole:ident, $token:ident)
      @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs($($attrs:tt)*)
      @rest($f:tt : [$value:expr ; $len:expr] $(, $($rest:tt)*)?)) => {
         $crate::pin_init!(@fields @mode($mode) @this($($this)?) @ty($($t)*) @err($err)
-            @names($slot, $guards, $data, $zeroed, $whole)
+            @names($slot, $guards, $data, $zeroed, $whole, $token)
             @stmts($($stmts)*
                 $($attrs)*
                 {
@@ -152,18 +156,18 @@ macro_rules! pin_init {
                     let field = unsafe { $crate::pin_init!(@op writer $mode, $data, $slot, $f, $zeroed) };
                     field.fill($value, [(); $len]);
                 }
-                $crate::pin_init!(@fields @field_done $mode, $slot, $guards, $data, $whole, $f, ($($attrs)*));
+                $crate::pin_init!(@fields @field_done $mode, $slot, $guards, $data, $whole, $token, $f, ($($attrs)*));
             )
             @check($($check)* $($attrs)* $f: ::core::panic!(),) @zero() @attrs()
             @rest($($($rest)*)?))
     };
     // `field: value`.
     (@fields @mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty)
-     @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident, $whole:ident)
+     @names($slot:ident, $guards:ident, $data:ident, $zeroed:ident, $whole:ident, $token:ident)
      @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs($($attrs:tt)*)
      @rest($f:tt : $value:expr $(, $($rest:tt)*)?)) => {
         $crate::pin_init!(@fields @mode($mode) @this($($this)?) @ty($($t)*) @err($err)
-            @names($slot, $guards, $data, $zeroed, $whole)
+            @names($slot, $guards, $data, $zeroed, $whole, $token)
             @stmts($($stmts)*
                 $($attrs)*
                 {
@@ -171,7 +175,7 @@ macro_rules! pin_init {
                     let field = unsafe { $crate::pin_init!(@op writer $mode, $data, $slot, $f, $zeroed) };
                     field.write($value);
                 }
-                $crate::pin_init!(@fields @field_done $mode, $slot, $guards, $data, $whole, $f, ($($attrs)*));
+                $crate::pin_init!(@fields @field_done $mode, $slot, $guards, $data, $whole, $token, $f, ($($attrs)*));
             )
             @check($($check)* $($attrs)* $f: ::core::panic!(),) @zero() @attrs()
             @rest($($($rest)*)?))
@@ -185,11 +189,11 @@ macro_rules! pin_init {
             @rest($f: $f $(, $($rest)*)?))
     };
     // After a field is initialised: arm its drop guard and bind its name for later fields.
-    (@fields @field_done $mode:ident, $slot:ident, $guards:ident, $data:ident, $whole:ident, $f:tt, ($($attrs:tt)*)) => {
+    (@fields @field_done $mode:ident, $slot:ident, $guards:ident, $data:ident, $whole:ident, $token:ident, $f:tt, ($($attrs:tt)*)) => {
         $($attrs)*
         let $guards = (
             // SAFETY: the field was just initialised; the guard is forgotten once the whole value is.
-            unsafe { $crate::field::DropGuard::new($crate::pin_init!(@op ptr $mode, $data, $slot, $f)) },
+            unsafe { $crate::field::DropGuard::new($token, $crate::pin_init!(@op ptr $mode, $data, $slot, $f)) },
             $guards,
         );
         $crate::pin_init!(@bind $f, ($($attrs)*),
