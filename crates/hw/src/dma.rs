@@ -24,7 +24,8 @@ pub struct DmaBuffer {
     start: usize,
     len: usize,
     pages: Vec<u64>,
-    // Access is through `&self` with plain copies, so two threads must not share one buffer.
+    // Access is through `&self`; volatile accesses are not atomic, so two threads writing the
+    // same bytes of one shared buffer would race. Sending it is fine: one owner at a time.
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -48,7 +49,8 @@ impl DmaBuffer {
         lease: Option<Lease>,
     ) -> Self {
         assert!(len > 0 && len.is_multiple_of(PAGE_SIZE) && start.is_multiple_of(PAGE_SIZE));
-        assert!(start + len <= mem.len() && pages.len() == len / PAGE_SIZE);
+        assert!(start.checked_add(len).is_some_and(|end| end <= mem.len()));
+        assert_eq!(pages.len(), len / PAGE_SIZE);
         assert!(pages.iter().all(|p| p.is_multiple_of(PAGE_SIZE as u64)));
         Self {
             _lease: lease,

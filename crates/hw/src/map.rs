@@ -1,8 +1,9 @@
 //! Owned memory mappings and the only raw-pointer access in the crate.
 //!
 //! A [`Mapping`] is unmapped exactly once, in `Drop`, and every access goes through a bounds and
-//! alignment check first. Register and DMA memory can change behind the compiler's back, so
-//! scalar access is volatile and bulk copies are fenced.
+//! alignment check first. Register and DMA memory can change behind the compiler's back, so it
+//! is treated as I/O memory: never borrowed as a Rust reference, reached only by volatile loads
+//! and stores (bulk copies included), with fences ordering them against doorbells.
 
 use std::ffi::c_void;
 use std::os::fd::AsFd;
@@ -28,12 +29,14 @@ pub(crate) struct Mapping {
     len: usize,
 }
 
-// SAFETY: the mapping is plain process memory (or device memory) owned by this value alone; the
-// raw pointer is not tied to the creating thread.
+// SAFETY: the mapping belongs to this value alone (only `Drop` unmaps it) and nothing about it
+// is tied to the creating thread; moving the pointer to another thread changes nothing.
 unsafe impl Send for Mapping {}
-// SAFETY: all access through `&self` is volatile scalar access or fenced copies of memory that is
-// outside Rust's object model (device registers, DMA memory); the users that need exclusivity
-// (DMA buffers) are `!Sync` themselves.
+// SAFETY: `&self` hands out no references into the memory, only bounds-checked volatile loads
+// and stores of memory outside any Rust allocation (device registers, DMA memory the device
+// writes too). The public types over it limit sharing further: `DmaBuffer` is `!Sync`, and the
+// only `Sync` one, `Mmio`, is over a BAR outside the process's RAM (its in-memory stand-in is
+// test-only).
 unsafe impl Sync for Mapping {}
 
 /// How anonymous memory is backed.
@@ -51,8 +54,11 @@ impl Mapping {
         if len == 0 {
             return Err(Error::WrongState(format!("{what} has size 0")));
         }
-        // SAFETY: a fresh mapping at an address the kernel picks (null hint) cannot alias any
-        // existing Rust object; the result is checked before use.
+        // SAFETY: a fresh mapping at an address the kernel picks (null hint, no MAP_FIXED)
+        // cannot replace or alias any existing Rust object; the result is checked before use.
+        // The files mapped here (sysfs `resource0`, a VFIO region) have a size fixed by the
+        // hardware, so the range stays backed; a removed or disabled device faults with SIGBUS
+        // (a crash, not a silent bad read).
         let ptr = unsafe {
             mm::mmap(
                 std::ptr::null_mut(),
@@ -74,7 +80,9 @@ impl Mapping {
         }
         let mut flags = MapFlags::PRIVATE | MapFlags::POPULATE;
         if backing == Backing::Huge {
-            flags |= MapFlags::HUGETLB | MapFlags::LOCKED;
+            // Explicitly 2 MiB: with another default hugepage size, `len` (a 2 MiB multiple)
+            // would not be a whole number of pages and `munmap` would fail.
+            flags |= MapFlags::HUGETLB | MapFlags::HUGE_2MB | MapFlags::LOCKED;
         }
         // SAFETY: a fresh anonymous mapping at a kernel-chosen address aliases nothing; the
         // result is checked before use.
@@ -93,7 +101,15 @@ impl Mapping {
             )),
             Backing::Normal => Error::io(format!("anonymous mmap of {len:#x} bytes"), e),
         })?;
-        Ok(Self::from_raw(ptr, len))
+        let this = Self::from_raw(ptr, len);
+        // A child of `fork` (which safe `Command` options can cause) would share these private
+        // pages copy-on-write: our next store would move us to a fresh copy while the device
+        // kept the old page, which the child may free. Children simply do not get DMA memory.
+        // SAFETY: the range is exactly the mapping just created and owned by `this`;
+        // MADV_DONTFORK changes only what a future child inherits, never the contents here.
+        unsafe { mm::madvise(ptr, len, mm::Advice::LinuxDontFork) }
+            .map_err(|e| Error::io("madvise(MADV_DONTFORK) of DMA memory", e))?;
+        Ok(this)
     }
 
     fn from_raw(ptr: *mut c_void, len: usize) -> Self {
@@ -111,7 +127,8 @@ impl Mapping {
         self.ptr.as_ptr() as usize
     }
 
-    /// A pointer to `len` bytes at `offset`, checked to lie inside and be `align`-aligned.
+    /// A pointer to `len` bytes at `offset`, checked to lie inside and be `align`-aligned (the
+    /// base is page-aligned, as every mmap result is, so an aligned offset is an aligned address).
     fn at(&self, offset: usize, len: usize, align: usize) -> Result<*mut u8> {
         let end = offset.checked_add(len);
         if end.is_none_or(|end| end > self.len) || !offset.is_multiple_of(align) {
@@ -161,24 +178,56 @@ impl Mapping {
     }
 
     /// Copies bytes out, ordered after every earlier load (such as a completion's phase bit).
+    ///
+    /// The device may write this memory at any time, so every load is volatile (8 bytes at a
+    /// time where aligned): a plain `memcpy` would be a data race the compiler may exploit.
     pub(crate) fn copy_out(&self, offset: usize, out: &mut [u8]) -> Result<()> {
         let p = self.at(offset, out.len(), 1)?;
         fence(Ordering::Acquire);
-        // SAFETY: `at` checked the source range lies inside the live mapping; `out` is a
-        // distinct Rust slice, so the ranges cannot overlap.
-        unsafe { std::ptr::copy_nonoverlapping(p, out.as_mut_ptr(), out.len()) };
+        let (head, body) = word_split(p as usize, out.len());
+        for i in (0..head).chain(body..out.len()) {
+            // SAFETY: `at` checked that `[p, p + out.len())` lies inside the live mapping;
+            // a byte load has no alignment requirement.
+            out[i] = unsafe { p.wrapping_add(i).read_volatile() };
+        }
+        for (i, chunk) in out[head..body].chunks_exact_mut(8).enumerate() {
+            let src = p.wrapping_add(head + 8 * i).cast::<u64>();
+            // SAFETY: the 8 bytes lie inside the range `at` checked, and `word_split` put
+            // `p + head` (hence every word after it) on an 8-byte boundary.
+            let word = unsafe { src.read_volatile() };
+            chunk.copy_from_slice(&word.to_ne_bytes());
+        }
         Ok(())
     }
 
     /// Copies bytes in; a later register write (doorbell) is ordered after them.
+    ///
+    /// Volatile stores, 8 bytes at a time where aligned, for the same reason as `copy_out`.
     pub(crate) fn copy_in(&self, offset: usize, data: &[u8]) -> Result<()> {
         let p = self.at(offset, data.len(), 1)?;
-        // SAFETY: `at` checked the destination range lies inside the live mapping; `data` is a
-        // distinct Rust slice, so the ranges cannot overlap.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), p, data.len()) };
+        let (head, body) = word_split(p as usize, data.len());
+        for i in (0..head).chain(body..data.len()) {
+            // SAFETY: `at` checked that `[p, p + data.len())` lies inside the live mapping;
+            // a byte store has no alignment requirement.
+            unsafe { p.wrapping_add(i).write_volatile(data[i]) };
+        }
+        for (i, chunk) in data[head..body].chunks_exact(8).enumerate() {
+            let dst = p.wrapping_add(head + 8 * i).cast::<u64>();
+            let word = u64::from_ne_bytes(chunk.try_into().expect("chunks of 8"));
+            // SAFETY: the 8 bytes lie inside the range `at` checked, and `word_split` put
+            // `p + head` (hence every word after it) on an 8-byte boundary.
+            unsafe { dst.write_volatile(word) };
+        }
         fence(Ordering::Release);
         Ok(())
     }
+}
+
+/// Splits `len` bytes at address `addr` into bytes `[0, head)` before the first 8-byte
+/// boundary, whole words in `[head, body)`, and a tail `[body, len)`.
+fn word_split(addr: usize, len: usize) -> (usize, usize) {
+    let head = (addr.wrapping_neg() % 8).min(len);
+    (head, head + (len - head) / 8 * 8)
 }
 
 impl Drop for Mapping {
@@ -228,5 +277,55 @@ mod tests {
         assert!(m.copy_in(4000, &[0; 97]).is_err());
         assert!(m.copy_out(usize::MAX, &mut [0; 2]).is_err());
         assert!(Mapping::anonymous(0, Backing::Normal).is_err());
+    }
+
+    #[test]
+    fn volatile_copies_move_exactly_the_bytes_asked_for_at_any_alignment() {
+        let m = Mapping::anonymous(4096, Backing::Normal).unwrap();
+        for offset in 0..17 {
+            for len in 0..41 {
+                let data: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(7) | 1).collect();
+                m.copy_in(0, &[0; 64]).unwrap();
+                m.copy_in(offset, &data).unwrap();
+                let mut all = [0xee; 64];
+                m.copy_out(0, &mut all).unwrap();
+                let mut expected = [0u8; 64];
+                expected[offset..offset + len].copy_from_slice(&data);
+                assert_eq!(all, expected, "offset {offset} len {len}");
+                let mut back = vec![0xee; len];
+                m.copy_out(offset, &mut back).unwrap();
+                assert_eq!(back, data, "offset {offset} len {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn word_split_covers_the_range_in_three_aligned_parts() {
+        assert_eq!(word_split(0x1000, 20), (0, 16));
+        assert_eq!(word_split(0x1003, 20), (5, 13));
+        assert_eq!(word_split(0x1003, 4), (4, 4));
+        assert_eq!(word_split(0x1007, 0), (0, 0));
+    }
+
+    /// The `VmFlags` line of the smaps entry that starts at `addr`.
+    fn vm_flags(addr: usize) -> String {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let start = format!("{addr:x}-");
+        smaps
+            .lines()
+            .skip_while(|l| !l.starts_with(&start))
+            .find(|l| l.starts_with("VmFlags:"))
+            .unwrap_or_else(|| panic!("no smaps entry at {addr:#x}"))
+            .to_owned()
+    }
+
+    #[test]
+    fn dma_memory_is_not_inherited_by_forked_children() {
+        let m = Mapping::anonymous(2 * PAGE_SIZE, Backing::Normal).unwrap();
+        let flags = vm_flags(m.addr());
+        assert!(
+            flags.split_whitespace().any(|f| f == "dc"),
+            "MADV_DONTFORK missing: {flags}"
+        );
     }
 }

@@ -3,7 +3,9 @@
 use std::fmt;
 
 use crate::error::Result;
-use crate::map::{Backing, Mapping};
+#[cfg(test)]
+use crate::map::Backing;
+use crate::map::Mapping;
 
 /// A memory-mapped register window (a PCI BAR), accessed only by volatile, aligned loads and
 /// stores. Writes are ordered after every earlier store, so a doorbell write publishes the
@@ -25,9 +27,11 @@ impl Mmio {
         Self { map }
     }
 
-    /// Plain zeroed memory that behaves like a register file (reads return what was written);
-    /// for tests of code that drives registers.
-    pub fn anonymous(len: usize) -> Result<Self> {
+    /// Plain zeroed memory that behaves like a register file (reads return what was written).
+    /// Test-only: `Mmio` is `Sync`, and racing volatile stores from two threads are fine on a
+    /// BAR but would be a data race on ordinary memory.
+    #[cfg(test)]
+    pub(crate) fn anonymous(len: usize) -> Result<Self> {
         Mapping::anonymous(len, Backing::Normal).map(Self::new)
     }
 

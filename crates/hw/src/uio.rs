@@ -3,8 +3,17 @@
 //!
 //! There is no IOMMU here: the device sees physical addresses, so this mode is for machines
 //! without one. Hugepages are used because they are never moved or swapped while mapped.
-//! Small buffers share hugepages that stay mapped until the device is closed, and closing it
-//! clears Bus Master first. A process killed outright cannot do that: prefer VFIO.
+//! Every hugepage the pool maps stays mapped until the device is closed, and closing it clears
+//! Bus Master first: a dropped buffer's pages only go back to the pool (small ones to their
+//! chunk, large ones to a spare list reused by the next large buffer of the same size), so a
+//! command still in flight when its buffer is dropped writes into our own memory, never into
+//! pages the kernel has handed to someone else. A process killed outright cannot clear Bus
+//! Master: prefer VFIO.
+//!
+//! What this crate cannot check: without an IOMMU the device can reach all of physical memory,
+//! so whoever programs it (BAR0 registers, queue entries, PRPs) must hand it only bus addresses
+//! of live [`DmaBuffer`]s, and must not turn Bus Master back on (through [`PciDevice`]) after
+//! the device is closed. That is the trust this mode takes, as writing `/dev/mem` would.
 
 use std::fs::OpenOptions;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -70,9 +79,16 @@ impl UioDevice {
 impl Drop for UioDevice {
     /// Stops the device from mastering the bus before the pool's hugepages go back to the kernel
     /// (the fields drop after this): without an IOMMU nothing else would stop a controller left
-    /// enabled from writing into memory that is no longer ours.
+    /// enabled from writing into memory that is no longer ours. If that fails, the pool's memory
+    /// stays mapped for the rest of the process instead.
     fn drop(&mut self) {
-        let _ = self.pci.clear_command_bits(crate::pci::COMMAND_BUS_MASTER);
+        if self
+            .pci
+            .clear_command_bits(crate::pci::COMMAND_BUS_MASTER)
+            .is_err()
+        {
+            self.pool.keep_forever();
+        }
     }
 }
 
@@ -113,6 +129,25 @@ struct DmaPool {
     chunks: Mutex<Vec<Chunk>>,
     /// Free space of each chunk, shared with the buffers so they can give it back on drop.
     free: Arc<Mutex<Vec<RangeAllocator>>>,
+    /// Memory of dropped large buffers, kept (the device may still write it) for reuse.
+    spare: Arc<Mutex<Vec<Chunk>>>,
+}
+
+/// Gives a large buffer's memory back to the pool's spare list when the buffer is dropped.
+struct SpareLease {
+    spare: Arc<Mutex<Vec<Chunk>>>,
+    chunk: Option<Chunk>,
+}
+
+impl Drop for SpareLease {
+    fn drop(&mut self) {
+        if let Some(chunk) = self.chunk.take() {
+            self.spare
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(chunk);
+        }
+    }
 }
 
 /// Returns a buffer's pages to its chunk when the buffer is dropped.
@@ -138,7 +173,17 @@ impl DmaPool {
             backing,
             chunks: Mutex::new(Vec::new()),
             free: Arc::new(Mutex::new(Vec::new())),
+            spare: Arc::new(Mutex::new(Vec::new())),
         }
+    }
+
+    /// Leaks every mapping the pool holds or will get back, for when the device may still
+    /// reach them after the pool is gone.
+    fn keep_forever(&self) {
+        let chunks =
+            std::mem::take(&mut *self.chunks.lock().unwrap_or_else(PoisonError::into_inner));
+        std::mem::forget(chunks);
+        std::mem::forget(self.spare.clone());
     }
 
     fn alloc(&self, len: usize) -> Result<DmaBuffer> {
@@ -194,10 +239,44 @@ impl DmaPool {
     }
 
     fn alloc_dedicated(&self, len: usize) -> Result<DmaBuffer> {
-        let mapped = len.next_multiple_of(HUGE_PAGE_SIZE);
-        let mem = Mapping::anonymous(mapped, self.backing)?;
-        let pages = self.translation.pages(&mem, len)?;
-        Ok(DmaBuffer::new(Arc::new(mem), 0, len, pages, None))
+        let mapped = len
+            .checked_next_multiple_of(HUGE_PAGE_SIZE)
+            .ok_or(Error::AddressSpaceExhausted(len))?;
+        let reused = {
+            let mut spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
+            let hit = spare.iter().position(|c| c.mem.len() == mapped);
+            hit.map(|i| spare.swap_remove(i))
+        };
+        let chunk = match reused {
+            Some(chunk) => chunk,
+            None => {
+                let mem = Mapping::anonymous(mapped, self.backing)?;
+                let pages = self.translation.pages(&mem, mapped)?;
+                Chunk {
+                    mem: Arc::new(mem),
+                    pages,
+                }
+            }
+        };
+        // From here on the memory may have been the device's: it goes back to the spare list,
+        // never to the kernel, whatever happens.
+        let lease = SpareLease {
+            spare: self.spare.clone(),
+            chunk: Some(Chunk {
+                mem: chunk.mem.clone(),
+                pages: chunk.pages.clone(),
+            }),
+        };
+        // Reused memory still holds a previous buffer's data.
+        chunk.mem.copy_in(0, &vec![0; len])?;
+        let pages = chunk.pages[..len / PAGE_SIZE].to_vec();
+        Ok(DmaBuffer::new(
+            chunk.mem,
+            0,
+            len,
+            pages,
+            Some(Box::new(lease)),
+        ))
     }
 }
 
@@ -262,5 +341,29 @@ mod tests {
         assert_eq!(big.len(), HUGE_PAGE_SIZE + PAGE_SIZE);
         assert_eq!(big.page_bus_addrs().len(), 513);
         assert_eq!(pool.chunks.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_dropped_large_buffer_stays_mapped_and_is_reused_zeroed() {
+        let pool = pool();
+        let big = pool.alloc(3 * HUGE_PAGE_SIZE).unwrap();
+        let addr = big.bus_addr(0).unwrap();
+        big.write(HUGE_PAGE_SIZE + 5, b"stale").unwrap();
+        drop(big);
+        assert_eq!(pool.spare.lock().unwrap().len(), 1, "kept, not unmapped");
+        let other_size = pool.alloc(HUGE_PAGE_SIZE + 1).unwrap();
+        assert_ne!(other_size.bus_addr(0).unwrap(), addr);
+        let again = pool.alloc(3 * HUGE_PAGE_SIZE - PAGE_SIZE).unwrap();
+        assert_eq!(
+            again.bus_addr(0).unwrap(),
+            addr,
+            "the same memory comes back"
+        );
+        assert!(pool.spare.lock().unwrap().is_empty());
+        let mut out = [0xff; 5];
+        again.read(HUGE_PAGE_SIZE + 5, &mut out).unwrap();
+        assert_eq!(out, [0; 5]);
+        drop((again, other_size));
+        assert_eq!(pool.spare.lock().unwrap().len(), 2);
     }
 }
