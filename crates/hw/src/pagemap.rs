@@ -29,6 +29,15 @@ pub fn frame_number(entry: u64) -> Result<u64> {
     }
 }
 
+/// The physical address of `virt` given its page's pagemap entry (an error, not a wrapped
+/// address, if the frame number does not fit in 64 bits of address).
+pub fn physical_address(entry: u64, virt: usize) -> Result<u64> {
+    frame_number(entry)?
+        .checked_mul(PAGE_SIZE as u64)
+        .map(|page| page + (virt % PAGE_SIZE) as u64)
+        .ok_or_else(|| Error::WrongState(format!("pagemap entry {entry:#x} is out of range")))
+}
+
 /// An open `/proc/self/pagemap`.
 #[derive(Debug)]
 pub struct Pagemap {
@@ -55,8 +64,7 @@ impl Pagemap {
 
     /// The physical address of virtual address `virt` (which must be resident).
     pub fn physical(&self, virt: usize) -> Result<u64> {
-        let pfn = frame_number(self.entry(virt)?)?;
-        Ok(pfn * PAGE_SIZE as u64 + (virt % PAGE_SIZE) as u64)
+        physical_address(self.entry(virt)?, virt)
     }
 
     /// The physical address of each 4 KiB page of `[virt, virt + len)` (`virt` page-aligned).
@@ -82,6 +90,14 @@ mod tests {
             Err(Error::WrongState(_))
         ));
         assert!(matches!(frame_number(PRESENT), Err(Error::Unsupported(_))));
+        assert_eq!(
+            physical_address(PRESENT | 0x8800, 0x7f00_0123).unwrap(),
+            0x880_0123
+        );
+        assert!(matches!(
+            physical_address(PRESENT | PFN_MASK, 0),
+            Err(Error::WrongState(_))
+        ));
     }
 
     #[test]

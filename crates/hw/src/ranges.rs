@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 #[derive(Debug)]
 pub struct RangeAllocator {
     granule: u64,
+    /// The managed space `[start, end)`: nothing outside it is ever handed out or taken back.
+    start: u64,
+    end: u64,
     /// Free ranges: start -> length, never adjacent (adjacent ones are merged).
     free: BTreeMap<u64, u64>,
 }
@@ -16,13 +19,18 @@ impl RangeAllocator {
     /// rounded inwards to it).
     pub fn new(base: u64, size: u64, granule: u64) -> Self {
         assert!(granule.is_power_of_two());
-        let start = base.next_multiple_of(granule);
-        let end = (base + size) & !(granule - 1);
+        let start = base.checked_next_multiple_of(granule).unwrap_or(u64::MAX);
+        let end = base.saturating_add(size) & !(granule - 1);
         let mut free = BTreeMap::new();
         if end > start {
             free.insert(start, end - start);
         }
-        Self { granule, free }
+        Self {
+            granule,
+            start,
+            end,
+            free,
+        }
     }
 
     /// Allocates `len` bytes (rounded up to the granule), or `None` when no free range fits.
@@ -37,12 +45,18 @@ impl RangeAllocator {
     }
 
     /// Returns a range from [`alloc`](Self::alloc) (same `len`). Returns `false`, changing
-    /// nothing, when the range overlaps free space (a double free).
+    /// nothing, when the range overlaps free space (a double free), is misaligned or lies
+    /// outside the managed space (it was never handed out).
     pub fn free(&mut self, start: u64, len: u64) -> bool {
         let Some(len) = len.max(1).checked_next_multiple_of(self.granule) else {
             return false;
         };
-        let end = start + len;
+        let Some(end) = start.checked_add(len) else {
+            return false;
+        };
+        if start < self.start || end > self.end || !start.is_multiple_of(self.granule) {
+            return false;
+        }
         let before = self.free.range(..end).next_back().map(|(&s, &l)| (s, l));
         if before.is_some_and(|(s, l)| s + l > start) {
             return false;
@@ -124,5 +138,20 @@ mod tests {
         assert_eq!(a.alloc(u64::MAX), None);
         assert_eq!(a.alloc(5 * G), None);
         assert!(!a.free(0, u64::MAX));
+        assert_eq!(RangeAllocator::new(u64::MAX - G, 4 * G, G).free_bytes(), 0);
+    }
+
+    #[test]
+    fn ranges_never_handed_out_are_refused() {
+        let mut a = RangeAllocator::new(4 * G, 4 * G, G);
+        let x = a.alloc(4 * G).unwrap();
+        assert!(!a.free(u64::MAX - G + 1, 2 * G), "wraps around");
+        assert!(!a.free(0, G), "below the space");
+        assert!(!a.free(7 * G, 2 * G), "runs past the end");
+        assert!(!a.free(x + 1, G), "misaligned");
+        assert_eq!(a.free_bytes(), 0);
+        assert_eq!(a.alloc(1), None, "nothing bogus became allocatable");
+        assert!(a.free(x, 4 * G));
+        assert_eq!(a.free_bytes(), 4 * G);
     }
 }

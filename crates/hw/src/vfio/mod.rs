@@ -1,6 +1,7 @@
 //! A PCI function bound to `vfio-pci` behind an IOMMU (VFIO type1): the safe mode, in which
 //! the device can reach only the buffers mapped for it, at IOVAs this module chooses.
 
+#[allow(unsafe_code)]
 mod sys;
 
 use std::ffi::CString;
@@ -158,6 +159,7 @@ impl VfioDevice {
 
     /// Zeroed DMA memory of `len` bytes rounded up to 4 KiB pages, mapped for the device at a
     /// fresh IOVA range; unmapped from the IOMMU before it is freed.
+    #[allow(unsafe_code)]
     pub fn alloc_dma(&self, len: usize) -> Result<DmaBuffer> {
         let len = round_up_to_page(len.max(1)).ok_or(Error::AddressSpaceExhausted(len))?;
         let mem = Arc::new(Mapping::anonymous(len, Backing::Normal)?);
@@ -168,9 +170,11 @@ impl VfioDevice {
             .unwrap_or_else(PoisonError::into_inner)
             .alloc(len as u64)
             .ok_or(Error::AddressSpaceExhausted(len))?;
-        // SAFETY: `mem` is a live anonymous mapping of exactly `len` bytes. The lease below keeps
-        // a reference to it and is dropped before the buffer's own, so the memory outlives the
-        // IOMMU mapping; if the unmap ever fails, the lease leaks the memory instead.
+        // SAFETY: `mem` is a live anonymous mapping of exactly `len` bytes that nothing else uses,
+        // never borrowed as a Rust reference (all access is volatile, so device writes break no
+        // assumption). The lease below keeps a reference to it and is dropped before the
+        // buffer's own, so the memory outlives the IOMMU mapping; if the unmap ever fails, the
+        // lease leaks the memory instead. (The kernel also pins the pages while mapped.)
         let mapped = unsafe { sys::map_dma(&self.container.file, mem.addr(), iova, len as u64) };
         if let Err(e) = mapped {
             self.container.release_iova(iova, len as u64);

@@ -221,9 +221,13 @@ mod tests {
     fn ioctl_numbers_match_the_kernel_header() {
         // Values from <linux/vfio.h> as compiled for x86_64.
         assert_eq!(GET_API_VERSION, 0x3b64);
+        assert_eq!(CHECK_EXTENSION, 0x3b65);
         assert_eq!(SET_IOMMU, 0x3b66);
+        assert_eq!(GROUP_GET_STATUS, 0x3b67);
+        assert_eq!(GROUP_SET_CONTAINER, 0x3b68);
         assert_eq!(GROUP_GET_DEVICE_FD, 0x3b6a);
         assert_eq!(DEVICE_GET_REGION_INFO, 0x3b6c);
+        assert_eq!(DEVICE_RESET, 0x3b6f);
         assert_eq!(IOMMU_MAP_DMA, 0x3b71);
         assert_eq!(IOMMU_UNMAP_DMA, 0x3b72);
     }
@@ -234,5 +238,8 @@ mod tests {
         assert_eq!(size_of::<RegionInfo>(), 32);
         assert_eq!(size_of::<DmaMap>(), 32);
         assert_eq!(size_of::<DmaUnmap>(), 24);
+        assert_eq!(std::mem::offset_of!(RegionInfo, size), 16);
+        assert_eq!(std::mem::offset_of!(DmaMap, vaddr), 8);
+        assert_eq!(std::mem::offset_of!(DmaUnmap, iova), 8);
     }
 }
