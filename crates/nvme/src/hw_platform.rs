@@ -12,7 +12,9 @@ use crate::platform::{DmaMemory, Platform, PlatformError};
 pub enum HwPlatform {
     /// vfio-pci behind an IOMMU: the device reaches only our buffers, at IOVAs.
     Vfio(VfioDevice),
-    /// uio_pci_generic without an IOMMU: hugepage buffers at physical addresses.
+    /// uio_pci_generic without an IOMMU: hugepage buffers at physical addresses. Nothing checks
+    /// what the device is told to reach, so this relies on the driver giving it only addresses
+    /// of buffers it still holds (see `hw::uio`).
     Uio(UioDevice),
 }
 
