@@ -44,7 +44,9 @@ unsafe impl Sync for Mapping {}
 pub(crate) enum Backing {
     /// Ordinary pages, populated up front.
     Normal,
-    /// 2 MiB hugetlbfs pages, populated and locked (they never move, so physical addresses hold).
+    /// 2 MiB hugetlbfs pages, populated and locked: never swapped, and not moved by reclaim or
+    /// ordinary compaction, so the physical addresses looked up once hold (memory offlining and
+    /// contiguous-range allocation, which can migrate hugepages, aside).
     Huge,
 }
 
@@ -57,8 +59,8 @@ impl Mapping {
         // SAFETY: a fresh mapping at an address the kernel picks (null hint, no MAP_FIXED)
         // cannot replace or alias any existing Rust object; the result is checked before use.
         // The files mapped here (sysfs `resource0`, a VFIO region) have a size fixed by the
-        // hardware, so the range stays backed; a removed or disabled device faults with SIGBUS
-        // (a crash, not a silent bad read).
+        // hardware, so the range stays backed; an access after the device was removed or its
+        // memory decoding disabled reads all ones or raises SIGBUS, neither touching our memory.
         let ptr = unsafe {
             mm::mmap(
                 std::ptr::null_mut(),
