@@ -78,6 +78,17 @@ const NEEDS: &[Need] = &[
         package: "libc-bin",
         guest_only: true,
     },
+    // Host programs the 9P guest workload copies into the guest.
+    Need {
+        command: "setfattr",
+        package: "attr",
+        guest_only: true,
+    },
+    Need {
+        command: "flock",
+        package: "util-linux",
+        guest_only: true,
+    },
 ];
 
 /// Makes sure everything the selected suites need is present, installing it when missing.

@@ -21,8 +21,6 @@ pub fn suites() -> Vec<Suite> {
 }
 
 fn guest() -> Result<Tally> {
-    ensure_command("setfattr", "attr")?;
-    ensure_command("flock", "util-linux")?;
     let pjdfstest = ensure_pjdfstest()?;
     cargo_test(
         &[
@@ -41,30 +39,6 @@ fn guest() -> Result<Tally> {
             pjdfstest.to_str().context("non-UTF-8 workspace path")?,
         )],
     )
-}
-
-/// Installs a Debian package when the command it provides is missing.
-fn ensure_command(command: &str, package: &str) -> Result<()> {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {command}")])
-        .output()?;
-    if found.status.success() {
-        return Ok(());
-    }
-    eprintln!("xtask: installing {package} (for {command})");
-    let ok = Command::new("apt-get")
-        .args(["install", "-y", package])
-        .status()?
-        .success()
-        || (Command::new("apt-get").arg("update").status()?.success()
-            && Command::new("apt-get")
-                .args(["install", "-y", package])
-                .status()?
-                .success());
-    if !ok {
-        bail!("cannot install {package}");
-    }
-    Ok(())
 }
 
 /// Builds pjdfstest once into `target/pjdfstest` and returns the binary.
