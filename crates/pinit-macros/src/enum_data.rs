@@ -10,7 +10,9 @@ use proc_macro::{Delimiter, Group, Ident, TokenStream, TokenTree};
 use crate::parse::{
     Shape, Struct, is_ident, is_punct, parse_field, parse_struct, split_commas, strip_pin_attrs,
 };
-use crate::pin_data::{drop_rules, suffixed};
+use crate::pin_data::{
+    drop_rules, field_to_alias, outer_alias, outer_alias_decl, suffixed, to_alias,
+};
 use crate::template::{error, expand, tokens};
 
 const INTS: &[&str] = &[
@@ -160,13 +162,20 @@ fn build(input: TokenStream, pinned_drop: bool) -> Result<TokenStream, String> {
     stripped.set_span(body.span());
     cleaned[body_at] = TokenTree::Group(stripped);
 
-    let name = TokenStream::from(TokenTree::Ident(s.name.clone()));
-    let (ig, tg, w, vis) = (&s.impl_generics, &s.type_generics, &s.where_clause, &s.vis);
+    // Inside the `const _` block the enum is reached through an alias, and its name is the markers' (see
+    // `pin_data_impls`).
+    let alias_decl = outer_alias_decl(&s);
+    let name = TokenStream::from(TokenTree::Ident(outer_alias(&s.name)));
+    let (ig, w) = (
+        &to_alias(&s.impl_generics, &s),
+        &to_alias(&s.where_clause, &s),
+    );
+    let (tg, vis) = (&s.type_generics, &s.vis);
     let phantom = expand(
         "::core::marker::PhantomData<fn($name<$tg>) -> $name<$tg>>",
         &[("name", &name), ("tg", tg)],
     );
-    let data = suffixed(&s, "PinFields");
+    let data = TokenStream::from(TokenTree::Ident(s.name.clone()));
     let mut items = TokenStream::new();
     let mut data_fields = TokenStream::new();
     let mut data_values = TokenStream::new();
@@ -174,7 +183,7 @@ fn build(input: TokenStream, pinned_drop: bool) -> Result<TokenStream, String> {
     let mut pinned_defs = TokenStream::new();
     let mut pinned_count = 0;
     for v in &variants {
-        let fields = &v.fields;
+        let fields: Vec<_> = v.fields.iter().map(|f| field_to_alias(f, &s)).collect();
         let tuple = v.shape == Shape::Tuple;
         let vname = TokenStream::from(TokenTree::Ident(v.name.clone()));
         let repr = suffixed(&s, &format!("{}VariantLayout", v.name));
@@ -335,8 +344,9 @@ fn build(input: TokenStream, pinned_drop: bool) -> Result<TokenStream, String> {
         // The size check above is only possible without generics; drop it rather than fail.
         items = strip_size_checks(items);
     }
-    let drop = drop_rules(&s, pinned_drop);
+    let drop = drop_rules((ig, tg, w), &name, pinned_drop);
     let mut out: TokenStream = cleaned.into_iter().collect();
+    out.extend(alias_decl);
     out.extend(expand(
         "const _: () = {
             $items

@@ -1,8 +1,8 @@
 //! `#[pin_data]`: field markers for `pin_init!`, pin projections, conditional `Unpin`, and the `Drop` rules.
 
-use proc_macro::{Ident, Span, TokenStream, TokenTree};
+use proc_macro::{Group, Ident, Span, TokenStream, TokenTree};
 
-use crate::parse::{Shape, Struct, parse_struct};
+use crate::parse::{Field, Shape, Struct, is_punct, parse_struct};
 use crate::template::{error, expand, tokens};
 
 pub fn pin_data(args: TokenStream, input: TokenStream) -> TokenStream {
@@ -32,7 +32,8 @@ pub fn pin_data(args: TokenStream, input: TokenStream) -> TokenStream {
         return error("`#[pin_data]` needs a struct with fields");
     }
     let mut out = s.cleaned.clone();
-    out.extend(projection(&s));
+    // The projection's field types go through the alias too, where a `Self` would name the projection.
+    out.extend(projection(&inside_block(&s)));
     out.extend(pin_data_impls(&s, pinned_drop));
     out
 }
@@ -66,6 +67,121 @@ fn body(
         Shape::Named => expand("where $w { $fields }", &[("w", w), ("fields", &fields)]),
         _ if unit_end => expand("($fields) where $w;", &[("w", w), ("fields", &fields)]),
         _ => expand("($fields)", &[("fields", &fields)]),
+    }
+}
+
+/// The name of the alias, declared next to the type, through which the generated `const _` block names the
+/// type: inside the block the type's own name belongs to the field-marker struct, so that errors about an
+/// unknown field name the user's type rather than a helper.
+pub fn outer_alias(name: &Ident) -> Ident {
+    Ident::new(&format!("__pinit_outer_{name}"), name.span())
+}
+
+/// `type __pinit_outer_Name<..> = Name<..>;`, declared outside the `const _` block.
+pub fn outer_alias_decl(s: &Struct) -> TokenStream {
+    let name = TokenStream::from(TokenTree::Ident(s.name.clone()));
+    let alias = TokenStream::from(TokenTree::Ident(outer_alias(&s.name)));
+    expand(
+        "#[doc(hidden)]
+        #[allow(non_camel_case_types, type_alias_bounds)]
+        type $alias<$ig> = $name<$tg>;",
+        &[
+            ("alias", &alias),
+            ("name", &name),
+            ("ig", &s.impl_generics),
+            ("tg", &s.type_generics),
+        ],
+    )
+}
+
+/// Replaces every mention of the type (its name, unless it follows `::`, and `Self`, which becomes the alias
+/// with the type's generic arguments) with the alias, so that the user's field types and bounds mean the same
+/// inside the `const _` block as outside it.
+pub fn to_alias(stream: &TokenStream, s: &Struct) -> TokenStream {
+    let alias = outer_alias(&s.name);
+    let self_ty = expand(
+        "$alias<$tg>",
+        &[
+            ("alias", &TokenStream::from(TokenTree::Ident(alias.clone()))),
+            ("tg", &s.type_generics),
+        ],
+    );
+    rewrite(stream.clone(), &s.name.to_string(), &alias, &self_ty)
+}
+
+fn rewrite(stream: TokenStream, name: &str, alias: &Ident, self_ty: &TokenStream) -> TokenStream {
+    let tokens: Vec<TokenTree> = stream.into_iter().collect();
+    let mut out = TokenStream::new();
+    for (k, t) in tokens.iter().enumerate() {
+        match t {
+            TokenTree::Ident(id) => {
+                let text = id.to_string();
+                let after_path =
+                    k >= 2 && is_punct(&tokens[k - 1], ':') && is_punct(&tokens[k - 2], ':');
+                let lifetime = k >= 1 && is_punct(&tokens[k - 1], '\'');
+                if lifetime || after_path {
+                    out.extend([t.clone()]);
+                } else if text == "Self" {
+                    // The alias at the span of `Self`, so that errors point there; the arguments keep theirs.
+                    let self_ty: TokenStream = self_ty
+                        .clone()
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, mut t)| {
+                            if i == 0 {
+                                t.set_span(id.span());
+                            }
+                            t
+                        })
+                        .collect();
+                    if tokens.get(k + 1).is_some_and(|t| is_punct(t, ':')) {
+                        // `Self::Assoc` becomes `<Alias<..>>::Assoc`.
+                        out.extend(expand("<$t>", &[("t", &self_ty)]));
+                    } else {
+                        out.extend(self_ty);
+                    }
+                } else if text == name {
+                    out.extend([TokenTree::Ident(Ident::new(&alias.to_string(), id.span()))]);
+                } else {
+                    out.extend([t.clone()]);
+                }
+            }
+            TokenTree::Group(g) => {
+                let mut inner =
+                    Group::new(g.delimiter(), rewrite(g.stream(), name, alias, self_ty));
+                inner.set_span(g.span());
+                out.extend([TokenTree::Group(inner)]);
+            }
+            other => out.extend([other.clone()]),
+        }
+    }
+    out
+}
+
+/// A field with its type going through the alias (for use inside the `const _` block).
+pub fn field_to_alias(f: &Field, s: &Struct) -> Field {
+    Field {
+        pinned: f.pinned,
+        cfg: f.cfg.clone(),
+        vis: f.vis.clone(),
+        name: f.name.clone(),
+        ty: to_alias(&f.ty, s),
+    }
+}
+
+/// The struct as seen from inside the `const _` block: field types, generics and bounds through the alias.
+fn inside_block(s: &Struct) -> Struct {
+    Struct {
+        vis: s.vis.clone(),
+        name: s.name.clone(),
+        impl_generics: to_alias(&s.impl_generics, s),
+        type_generics: s.type_generics.clone(),
+        type_params: s.type_params.clone(),
+        where_clause: to_alias(&s.where_clause, s),
+        shape: s.shape,
+        fields: s.fields.iter().map(|f| field_to_alias(f, s)).collect(),
+        packed: s.packed,
+        cleaned: TokenStream::new(),
     }
 }
 
@@ -159,10 +275,15 @@ fn projection(s: &Struct) -> TokenStream {
     )
 }
 
-fn pin_data_impls(s: &Struct, pinned_drop: bool) -> TokenStream {
-    let name = TokenStream::from(TokenTree::Ident(s.name.clone()));
+fn pin_data_impls(outer: &Struct, pinned_drop: bool) -> TokenStream {
+    let alias_decl = outer_alias_decl(outer);
+    let inner = inside_block(outer);
+    let s = &inner;
+    // Inside the block the type is reached through the alias, and its name is the markers': an unknown
+    // field is then reported "on type `_::Name`", which reads as the user's type.
+    let name = TokenStream::from(TokenTree::Ident(outer_alias(&s.name)));
     let (ig, tg, w, vis) = (&s.impl_generics, &s.type_generics, &s.where_clause, &s.vis);
-    let data = suffixed(s, "PinFields");
+    let data = TokenStream::from(TokenTree::Ident(s.name.clone()));
     let phantom = expand(
         "::core::marker::PhantomData<fn($name<$tg>) -> $name<$tg>>",
         &[("name", &name), ("tg", tg)],
@@ -218,10 +339,11 @@ fn pin_data_impls(s: &Struct, pinned_drop: bool) -> TokenStream {
         unpin_fields.1.extend(ty);
     }
 
-    let drop_rules = drop_rules(s, pinned_drop);
+    let drop_rules = drop_rules((ig, tg, w), &name, pinned_drop);
 
     expand(
-        "const _: () = {
+        "$alias_decl
+        const _: () = {
             #[doc(hidden)]
             #[allow(dead_code, missing_debug_implementations)]
             $vis struct $data<$ig> $data_body
@@ -270,6 +392,7 @@ fn pin_data_impls(s: &Struct, pinned_drop: bool) -> TokenStream {
             ("unpin_fields_defs", &unpin_fields.0),
             ("unpin_fields_types", &unpin_fields.1),
             ("drop_rules", &drop_rules),
+            ("alias_decl", &alias_decl),
         ],
     )
 }
@@ -284,10 +407,13 @@ fn tokens_with(
     expand(t, &[("ig", ig), ("tg", tg), ("w", w), ("name", name)])
 }
 
-/// Forbids a plain `Drop` impl (use `PinnedDrop`), or forwards `Drop` to `PinnedDrop`.
-pub fn drop_rules(s: &Struct, pinned_drop: bool) -> TokenStream {
-    let name = TokenStream::from(TokenTree::Ident(s.name.clone()));
-    let (ig, tg, w) = (&s.impl_generics, &s.type_generics, &s.where_clause);
+/// Forbids a plain `Drop` impl (use `PinnedDrop`), or forwards `Drop` to `PinnedDrop`; `name` is how the
+/// type is named where these impls go.
+pub fn drop_rules(
+    (ig, tg, w): (&TokenStream, &TokenStream, &TokenStream),
+    name: &TokenStream,
+    pinned_drop: bool,
+) -> TokenStream {
     if pinned_drop {
         tokens_with(
             "impl<$ig> ::core::ops::Drop for $name<$tg> where $w {
@@ -302,7 +428,7 @@ pub fn drop_rules(s: &Struct, pinned_drop: bool) -> TokenStream {
             ig,
             tg,
             w,
-            &name,
+            name,
         )
     } else {
         tokens_with(
@@ -317,7 +443,7 @@ pub fn drop_rules(s: &Struct, pinned_drop: bool) -> TokenStream {
             ig,
             tg,
             w,
-            &name,
+            name,
         )
     }
 }

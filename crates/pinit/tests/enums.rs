@@ -179,3 +179,32 @@ fn a_failing_tuple_variant_drops_its_built_fields_in_reverse() {
     assert_eq!(r.err(), Some(Failed("four")));
     assert_eq!(drops(), ["two"]);
 }
+
+#[test]
+fn variant_fields_may_name_the_enum_itself() {
+    #[pin_data]
+    #[repr(u8)]
+    enum Tree<T>
+    where
+        Option<Box<Tree<T>>>: Sized,
+    {
+        Leaf(T),
+        Branch {
+            left: Box<Tree<T>>,
+            right: Option<Box<Self>>,
+            #[pin]
+            _pin: PhantomPinned,
+        },
+    }
+
+    let t = Box::pin_init(pin_init!(enum Tree::Branch {
+        left: Box::new(Tree::Leaf(1u8)),
+        right: None,
+        _pin: PhantomPinned,
+    }))
+    .unwrap();
+    let Tree::Branch { left, right, .. } = &*t else {
+        panic!("not a branch")
+    };
+    assert!(matches!(**left, Tree::Leaf(1)) && right.is_none());
+}

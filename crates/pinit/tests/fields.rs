@@ -330,3 +330,61 @@ fn a_pinned_field_removed_by_cfg_does_not_make_the_struct_unpin_bound() {
     let c = unpin_value(Conf { n: 4 });
     assert_eq!(c.n, 4);
 }
+
+/// Named through a path that the rewriting of a type's own name must leave alone.
+#[pin_data]
+struct Other {
+    next: Option<Box<crate::Other>>,
+    up: *const self::Other,
+}
+
+#[test]
+fn field_types_and_bounds_may_name_the_type_itself() {
+    use core::ptr;
+
+    #[pin_data]
+    struct Node<'a, T: Clone, const N: usize>
+    where
+        Option<Box<Node<'a, T, N>>>: Sized,
+    {
+        next: *mut Node<'a, T, N>,
+        prev: *const Self,
+        children: Vec<Node<'a, T, N>>,
+        #[pin]
+        item: [&'a T; N],
+        path: Option<Box<crate::Other>>,
+    }
+
+    #[pin_data]
+    struct Link(*mut Link, #[pin] PhantomPinned, Option<Box<Self>>);
+
+    let value = 7u8;
+    let first = &value; // the initialiser's closure moves what it captures: capture the reference
+    let n = Box::pin_init(pin_init!(&this in Node {
+        next: this.as_ptr(),
+        prev: ptr::null(),
+        children: Vec::new(),
+        item: [first; 2],
+        path: None,
+    }))
+    .unwrap();
+    assert!(ptr::eq(n.next, &*n));
+    assert!(n.prev.is_null() && n.children.is_empty() && n.path.is_none());
+    assert_eq!(*n.item[1], 7);
+
+    let mut l = Box::pin_init(pin_init!(Link {
+        0: ptr::null_mut(),
+        1: PhantomPinned,
+        2: None,
+    }))
+    .unwrap();
+    assert!(l.0.is_null() && l.2.is_none());
+    assert!(l.as_mut().project().2.is_none());
+
+    let o = Box::init(init!(Other {
+        next: None,
+        up: ptr::null(),
+    }))
+    .unwrap();
+    assert!(o.next.is_none() && o.up.is_null());
+}

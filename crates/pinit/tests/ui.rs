@@ -21,6 +21,7 @@ const INTERNAL_NAMES: &[&str] = &[
     // Helper macros and the items `#[pin_data]` generates per type.
     "pinit_",
     "PinnedFields",
+    "PinFields",
     "VariantLayout",
     "VariantFields",
     "__pin",
