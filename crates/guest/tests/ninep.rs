@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use common::{labelled, random_file, sha256};
+use common::{assert_labelled, assert_mounted_with, random_file, sha256};
 
 const DIOD: &str = "/usr/sbin/diod";
 const OPTS: &str = "version=9p2000.L,uname=root,access=user";
@@ -42,25 +42,10 @@ umount /mnt/9
         .run(&script)
         .expect("guest runs");
     assert!(out.success(), "{}", out.log_tail());
-    let mount = out
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("mounted "))
-        .unwrap_or("");
-    assert!(mount.contains("trans=tcp"), "{}", out.log_tail());
+    assert_mounted_with(&out, "trans=tcp");
     let want = sha256(&random);
-    assert_eq!(
-        labelled(&out.stdout, "readback"),
-        Some(want.as_str()),
-        "{}",
-        out.log_tail()
-    );
-    assert_eq!(
-        labelled(&out.stdout, "export"),
-        Some(want.as_str()),
-        "{}",
-        out.log_tail()
-    );
+    assert_labelled(&out, "readback", &want);
+    assert_labelled(&out, "export", &want);
 }
 
 /// diod on the host, killed when the test ends.
@@ -138,25 +123,10 @@ umount /mnt/9
         "{}\n--- diod ---\n{diod_log}",
         out.log_tail()
     );
-    let mount = out
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("mounted "))
-        .unwrap_or("");
-    assert!(mount.contains("trans=fd"), "{}", out.log_tail());
+    assert_mounted_with(&out, "trans=fd");
     let want = sha256(&random);
-    assert_eq!(
-        labelled(&out.stdout, "readback"),
-        Some(want.as_str()),
-        "{}",
-        out.log_tail()
-    );
-    assert_eq!(
-        labelled(&out.stdout, "host-file"),
-        Some(sha256(&from_host).as_str()),
-        "{}",
-        out.log_tail()
-    );
+    assert_labelled(&out, "readback", &want);
+    assert_labelled(&out, "host-file", &sha256(&from_host));
     assert_eq!(
         sha256(&export.join("from-guest")),
         want,

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{labelled, random_file, sha256};
+use common::{assert_labelled, random_file, sha256};
 
 /// Shell functions the scripts share: the controller's PCI address, rebinding, and waiting for a node.
 const HELPERS: &str = r#"set -e
@@ -98,12 +98,7 @@ test -c /dev/uio0 && echo "uio $(driver) $(cat /sys/class/uio/uio0/name)"
     );
     let first_mib = dir.path().join("first-mib");
     std::fs::write(&first_mib, &std::fs::read(&image).unwrap()[..1 << 20]).unwrap();
-    assert_eq!(
-        labelled(&out.stdout, "first-mib"),
-        Some(sha256(&first_mib).as_str()),
-        "{}",
-        out.log_tail()
-    );
+    assert_labelled(&out, "first-mib", &sha256(&first_mib));
     let written = &std::fs::read(&image).unwrap()[1 << 20..(1 << 20) + 17];
     assert_eq!(
         written, b"guest-wrote-this\n",

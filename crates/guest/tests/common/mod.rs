@@ -1,5 +1,7 @@
 //! Helpers shared by the guest tests.
 
+#![allow(dead_code, reason = "each test file uses its own subset")]
+
 use std::io::Read;
 use std::path::Path;
 use std::process::Command;
@@ -35,4 +37,24 @@ pub fn labelled<'a>(stdout: &'a str, label: &str) -> Option<&'a str> {
         .lines()
         .find_map(|l| l.strip_prefix(label)?.strip_prefix(' '))
         .and_then(|rest| rest.split_whitespace().next())
+}
+
+/// Asserts that the script printed `label <want>`, quoting the console on failure.
+pub fn assert_labelled(out: &guest::Output, label: &str, want: &str) {
+    assert_eq!(
+        labelled(&out.stdout, label),
+        Some(want),
+        "{label}: {}",
+        out.log_tail()
+    );
+}
+
+/// Asserts that the script's `mounted ...` line (a `/proc/mounts` entry) contains `option`.
+pub fn assert_mounted_with(out: &guest::Output, option: &str) {
+    let mount = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("mounted "))
+        .unwrap_or("");
+    assert!(mount.contains(option), "{}", out.log_tail());
 }
