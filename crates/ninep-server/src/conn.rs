@@ -5,12 +5,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use ninep::{DecodeError, FrameReader, Header, Request, Response};
 use rustix::io::Errno;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncWriteExt, BufWriter};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::inflight::InFlight;
 use crate::server::{MIN_MSIZE, Server};
 use crate::session::{Session, encode};
+use crate::sink::{Outgoing, ReplySink, write_reply};
 
 /// Requests one connection may have running at once; the reader stops reading beyond this,
 /// so a client that sends without reading replies cannot make the server grow without bound.
@@ -23,11 +24,11 @@ const MAX_IN_FLIGHT: usize = 256;
 pub async fn serve<R, W>(server: Arc<Server>, reader: R, writer: W)
 where
     R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
+    W: ReplySink,
 {
-    let session = Arc::new(Session::new(server.clone()));
+    let session = Arc::new(Session::new(server.clone(), writer.can_splice()));
     let inflight = Arc::new(InFlight::default());
-    let (tx, rx) = mpsc::channel::<Vec<u8>>(MAX_IN_FLIGHT);
+    let (tx, rx) = mpsc::channel::<Outgoing>(MAX_IN_FLIGHT);
     let writer_task = tokio::spawn(write_loop(writer, rx));
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut frames = FrameReader::new(reader, server.max_msize());
@@ -62,7 +63,7 @@ where
                         ecode: errno.raw_os_error() as u32,
                     },
                 );
-                if tx.send(reply).await.is_err() {
+                if tx.send(reply.into()).await.is_err() {
                     break;
                 }
                 continue;
@@ -76,7 +77,7 @@ where
                 if let Response::Version { msize, .. } = &reply {
                     frames.set_max_size(*msize);
                 }
-                if tx.send(encode(tag, &reply)).await.is_err() {
+                if tx.send(encode(tag, &reply).into()).await.is_err() {
                     break;
                 }
             }
@@ -86,7 +87,7 @@ where
                     if oldtag != tag {
                         inflight2.cancel(oldtag).await;
                     }
-                    let _ = tx.send(encode(tag, &Response::Flush)).await;
+                    let _ = tx.send(encode(tag, &Response::Flush).into()).await;
                     drop(permit);
                 });
             }
@@ -152,15 +153,15 @@ fn session_max(session: &Session) -> u32 {
     session.server_max_msize()
 }
 
-/// Writes reply frames in order, batching the ones that are ready into one flush.
-async fn write_loop<W: AsyncWrite + Unpin>(writer: W, mut rx: mpsc::Receiver<Vec<u8>>) {
+/// Writes replies in order, batching the ones that are ready into one flush.
+async fn write_loop<W: ReplySink>(writer: W, mut rx: mpsc::Receiver<Outgoing>) {
     let mut out = BufWriter::with_capacity(64 * 1024, writer);
-    while let Some(frame) = rx.recv().await {
-        if out.write_all(&frame).await.is_err() {
+    while let Some(reply) = rx.recv().await {
+        if write_reply(&mut out, reply).await.is_err() {
             return;
         }
-        while let Ok(frame) = rx.try_recv() {
-            if out.write_all(&frame).await.is_err() {
+        while let Ok(reply) = rx.try_recv() {
+            if write_reply(&mut out, reply).await.is_err() {
                 return;
             }
         }

@@ -13,7 +13,9 @@ mod fid;
 pub mod fs;
 mod inflight;
 pub mod listen;
+mod pipe;
 pub mod server;
 mod session;
+mod sink;
 
 pub use server::{Config, Server};

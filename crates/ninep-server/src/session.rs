@@ -17,10 +17,20 @@ use crate::fs::creds::Identity;
 use crate::fs::lock::{FLAG_BLOCK, LockRequest, LockStatus};
 use crate::fs::setattr::SetAttr;
 use crate::fs::{FsResult, dir, ops, xattr};
+use crate::pipe::PipePool;
 use crate::server::Server;
+use crate::sink::Outgoing;
 
 /// The largest number of fids one connection may hold (each holds a descriptor).
 const MAX_FIDS: usize = 16 * 1024;
+
+/// Reads of at least this many bytes send their payload by `splice(2)`; below it a copy is
+/// cheaper than the pipe's extra system calls.
+const MIN_SPLICE: usize = 32 * 1024;
+
+/// The largest payload spliced through one pipe (the default `fs.pipe-max-size`, which an
+/// unprivileged server cannot exceed).
+const MAX_SPLICE: u32 = 1024 * 1024;
 
 /// How long a blocking Tlock waits for the lock (polling, without holding a worker) before it
 /// answers BLOCKED and lets the client retry. A Tflush cancels the wait at once.
@@ -33,6 +43,8 @@ const LOCK_WAIT_STEP: Duration = Duration::from_millis(5);
 pub enum Reply {
     Msg(Response),
     Frame(Vec<u8>),
+    /// An Rread whose payload waits in a pipe.
+    Spliced(Outgoing),
 }
 
 impl From<Response> for Reply {
@@ -48,16 +60,22 @@ pub struct Session {
     fids: Mutex<HashMap<u32, Arc<Fid>>>,
     msize: AtomicU32,
     versioned: AtomicBool,
+    /// Pipes for Rread payloads, when the connection can take them by `splice(2)`.
+    pipes: Option<Arc<PipePool>>,
 }
 
 impl Session {
-    pub fn new(server: Arc<Server>) -> Self {
+    /// A session for a new connection; `splice` says whether its replies may carry payloads
+    /// in pipes (see [`crate::sink::ReplySink::can_splice`]).
+    pub fn new(server: Arc<Server>, splice: bool) -> Self {
         let msize = server.max_msize();
+        let pipes = splice.then(|| PipePool::new(msize.min(MAX_SPLICE) as usize));
         Self {
             server,
             fids: Mutex::new(HashMap::new()),
             msize: AtomicU32::new(msize),
             versioned: AtomicBool::new(false),
+            pipes,
         }
     }
 
@@ -102,7 +120,7 @@ impl Session {
     }
 
     /// Handles one request and encodes its reply (an Rlerror on failure).
-    pub async fn handle(&self, tag: u16, request: Request) -> Vec<u8> {
+    pub async fn handle(&self, tag: u16, request: Request) -> Outgoing {
         let name = request.name();
         let result = if self.versioned.load(Ordering::Relaxed) {
             self.dispatch(tag, request).await
@@ -110,7 +128,8 @@ impl Session {
             Err(Errno::PROTO)
         };
         let reply = match result {
-            Ok(Reply::Frame(frame)) => return frame,
+            Ok(Reply::Frame(frame)) => return frame.into(),
+            Ok(Reply::Spliced(out)) => return out,
             Ok(Reply::Msg(msg)) => msg,
             Err(e) => {
                 tracing::debug!(
@@ -124,7 +143,7 @@ impl Session {
                 }
             }
         };
-        encode(tag, &reply)
+        encode(tag, &reply).into()
     }
 
     async fn dispatch(&self, tag: u16, request: Request) -> FsResult<Reply> {
@@ -576,7 +595,23 @@ impl Session {
             }
             _ => return Err(Errno::BADF),
         };
+        let pipe = self.pipes.as_ref().filter(|_| count >= MIN_SPLICE);
+        let pipe = pipe.and_then(|pool| pool.take(count));
         blocking(move || {
+            if let Some(mut payload) = pipe {
+                match payload.fill_from(&*fd, offset, count) {
+                    Ok(n) if n > 0 => {
+                        let mut header = Vec::with_capacity(ninep::RREAD_HEADER_LEN);
+                        put_rread_header(&mut header, tag, n as u32).map_err(|_| Errno::IO)?;
+                        return Ok(Reply::Spliced(Outgoing::Spliced { header, payload }));
+                    }
+                    // End of file: an empty Rread, as below.
+                    Ok(_) => {}
+                    // This file cannot be spliced: copy it.
+                    Err(Errno::INVAL) => {}
+                    Err(e) => return Err(e),
+                }
+            }
             let mut frame = Vec::with_capacity(ninep::RREAD_HEADER_LEN + count);
             put_rread_header(&mut frame, tag, 0).map_err(|_| Errno::IO)?;
             let n = ops::read_into(&*fd, offset, count, &mut frame)?;

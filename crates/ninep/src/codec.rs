@@ -2,12 +2,17 @@
 
 use std::io;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::consts::HEADER_LEN;
+use crate::recycle;
+
+/// Frames at least this large are read into a buffer of their own (see [`recycle`]); smaller
+/// ones share one receive buffer, so that a single read can bring in many of them.
+const LARGE_FRAME: usize = 64 * 1024;
 
 /// How far ahead of the received bytes the decoder reserves buffer space for a partial frame.
 const RESERVE_AHEAD: usize = 256 * 1024;
@@ -57,27 +62,36 @@ impl FrameCodec {
     }
 }
 
+impl FrameCodec {
+    /// The size the frame at the start of `src` declares, once its size field has arrived;
+    /// an error when that size is out of bounds.
+    pub fn frame_len(&self, src: &[u8]) -> Result<Option<usize>, FrameError> {
+        let Some(size) = src.first_chunk::<4>().map(|s| u32::from_le_bytes(*s)) else {
+            return Ok(None);
+        };
+        let too_large = FrameError::TooLarge {
+            size,
+            msize: self.max_size,
+        };
+        if size > self.max_size {
+            return Err(too_large);
+        }
+        let len = usize::try_from(size).map_err(|_| too_large)?;
+        if len < HEADER_LEN {
+            return Err(FrameError::TooSmall(size));
+        }
+        Ok(Some(len))
+    }
+}
+
 impl Decoder for FrameCodec {
     type Item = Bytes;
     type Error = FrameError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
-        let Some(size) = src.first_chunk::<4>().map(|s| u32::from_le_bytes(*s)) else {
+        let Some(len) = self.frame_len(src)? else {
             return Ok(None);
         };
-        if size > self.max_size {
-            return Err(FrameError::TooLarge {
-                size,
-                msize: self.max_size,
-            });
-        }
-        let len = usize::try_from(size).map_err(|_| FrameError::TooLarge {
-            size,
-            msize: self.max_size,
-        })?;
-        if len < HEADER_LEN {
-            return Err(FrameError::TooSmall(size));
-        }
         if src.len() < len {
             // Make room for the rest of the frame in large steps, but never far ahead of the
             // bytes that actually arrived: a bare header must not cost a whole msize of memory.
@@ -112,6 +126,8 @@ pub struct FrameReader<R> {
     reader: R,
     codec: FrameCodec,
     buf: BytesMut,
+    /// A large frame being read into a buffer of its own, and its declared length.
+    large: Option<(Vec<u8>, usize)>,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -121,6 +137,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             reader,
             codec: FrameCodec::new(max_size),
             buf: BytesMut::with_capacity(64 * 1024),
+            large: None,
         }
     }
 
@@ -133,6 +150,30 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// loses no bytes.
     pub async fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
         loop {
+            if self.large.is_some() {
+                return self.read_large().await.map(Some);
+            }
+            if let Some(len) = self.codec.frame_len(&self.buf)?
+                && len >= LARGE_FRAME
+                && self.buf.len() < len
+            {
+                if self.buf.len() < LARGE_FRAME {
+                    // A buffer of the declared size is committed only once part of the frame
+                    // has really arrived: a bare header costs no more than the shared buffer.
+                    self.buf.reserve(LARGE_FRAME - self.buf.len());
+                    if self.reader.read_buf(&mut self.buf).await? == 0 {
+                        return self.codec.decode_eof(&mut self.buf);
+                    }
+                    continue;
+                }
+                // Whatever is buffered belongs to this frame: move it over and read the rest
+                // straight into place.
+                let mut own = recycle::take(len);
+                own.extend_from_slice(&self.buf);
+                self.buf.clear();
+                self.large = Some((own, len));
+                continue;
+            }
             if let Some(frame) = self.codec.decode(&mut self.buf)? {
                 return Ok(Some(frame));
             }
@@ -143,6 +184,30 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 return self.codec.decode_eof(&mut self.buf);
             }
         }
+    }
+
+    /// Completes the large frame in progress. Cancel-safe: the bytes read so far stay in
+    /// `self.large`.
+    async fn read_large(&mut self) -> Result<Bytes, FrameError> {
+        while let Some((own, len)) = &mut self.large {
+            let missing = *len - own.len();
+            if missing == 0 {
+                break;
+            }
+            // Never past the frame: the next frame's bytes belong in the shared buffer.
+            if self
+                .reader
+                .read_buf(&mut (&mut *own).limit(missing))
+                .await?
+                == 0
+            {
+                let have = own.len();
+                self.large = None;
+                return Err(FrameError::Truncated(have));
+            }
+        }
+        let (own, _) = self.large.take().ok_or(FrameError::Truncated(0))?;
+        Ok(recycle::freeze(own))
     }
 
     /// The underlying reader.

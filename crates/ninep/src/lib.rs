@@ -66,6 +66,7 @@ mod dirent;
 mod error;
 mod frame;
 mod qid;
+mod recycle;
 mod request;
 mod response;
 mod sink;

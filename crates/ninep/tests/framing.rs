@@ -110,3 +110,110 @@ fn a_bare_header_does_not_reserve_the_whole_declared_frame() {
         buf.capacity()
     );
 }
+
+/// A Twrite of `len` payload bytes with a recognisable pattern.
+fn large_write(tag: u16, len: usize, seed: u8) -> bytes::Bytes {
+    let data: Vec<u8> = (0..len)
+        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+        .collect();
+    encode_request(
+        tag,
+        &Request::Write {
+            fid: 1,
+            offset: 0,
+            data: data.into(),
+        },
+    )
+}
+
+#[tokio::test]
+async fn large_frames_between_small_ones_arrive_whole_however_the_stream_is_cut() {
+    // Large frames take their own buffer; the bytes after one must still reach the next frame.
+    for pipe in [7, 4096, 300_000] {
+        let (mut tx, rx) = tokio::io::duplex(pipe);
+        let frames = vec![
+            encode_request(1, &Request::Clunk { fid: 1 }),
+            large_write(2, 200_000, 1),
+            large_write(3, 70_000, 2),
+            encode_request(4, &Request::Clunk { fid: 4 }),
+            large_write(5, 1_000_000, 3),
+            encode_request(6, &Request::Clunk { fid: 6 }),
+        ];
+        let sent = frames.concat();
+        let writer = tokio::spawn(async move { tx.write_all(&sent).await.unwrap() });
+        let mut reader = FrameReader::new(rx, 1 << 20);
+        for expected in &frames {
+            let frame = reader.next_frame().await.unwrap().unwrap();
+            assert!(frame == expected[..], "frame differs (pipe {pipe})");
+        }
+        writer.await.unwrap();
+        assert!(reader.next_frame().await.unwrap().is_none());
+    }
+}
+
+#[tokio::test]
+async fn a_stream_ending_inside_a_large_frame_is_an_error() {
+    let (mut tx, rx) = tokio::io::duplex(1 << 16);
+    let frame = large_write(1, 500_000, 0);
+    let writer = tokio::spawn(async move {
+        tx.write_all(&frame[..300_000]).await.unwrap();
+    });
+    let mut reader = FrameReader::new(rx, 1 << 20);
+    assert!(matches!(
+        reader.next_frame().await,
+        Err(FrameError::Truncated(300_000))
+    ));
+    writer.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cancelled_read_of_a_large_frame_loses_nothing() {
+    let (mut tx, rx) = tokio::io::duplex(1 << 16);
+    let frame = large_write(1, 500_000, 9);
+    let mut reader = FrameReader::new(rx, 1 << 20);
+    let head = frame.slice(..200_000);
+    let writer = tokio::spawn(async move {
+        tx.write_all(&head).await.unwrap();
+        tx
+    });
+    // Less than the frame is sent: the read waits for the rest, and is given up.
+    let waited =
+        tokio::time::timeout(std::time::Duration::from_millis(200), reader.next_frame()).await;
+    assert!(waited.is_err(), "the frame cannot be complete yet");
+    let mut tx = writer.await.unwrap();
+    let rest = frame.slice(200_000..);
+    let writer = tokio::spawn(async move { tx.write_all(&rest).await.unwrap() });
+    let got = reader.next_frame().await.unwrap().unwrap();
+    assert!(got == frame[..], "the frame was not reassembled");
+    writer.await.unwrap();
+}
+
+#[tokio::test]
+async fn large_frames_stay_intact_while_later_ones_are_read() {
+    // Frames are handed out while the reader goes on: a buffer must not be reused while a
+    // frame that lives in it is still held.
+    let (mut tx, rx) = tokio::io::duplex(1 << 16);
+    let frames: Vec<bytes::Bytes> = (0..24)
+        .map(|i| large_write(i, 100_000 + 4099 * i as usize, i as u8))
+        .collect();
+    let sent = frames.concat();
+    let writer = tokio::spawn(async move { tx.write_all(&sent).await.unwrap() });
+    let mut reader = FrameReader::new(rx, 1 << 20);
+    let mut held = Vec::new();
+    for (i, expected) in frames.iter().enumerate() {
+        held.push(reader.next_frame().await.unwrap().unwrap());
+        if i % 3 == 2 {
+            // Let some go back to the pool while others are kept.
+            held.remove(0);
+        }
+        assert!(held.last().unwrap() == &expected[..]);
+    }
+    writer.await.unwrap();
+    for frame in &held {
+        let tag = Request::decode(frame).unwrap().0;
+        assert!(
+            frame == &frames[tag as usize][..],
+            "frame {tag} was overwritten"
+        );
+    }
+}

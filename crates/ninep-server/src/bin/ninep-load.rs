@@ -44,11 +44,20 @@ struct Args {
 enum Test {
     /// Twrite a file of `--bytes` in msize-sized chunks, then Tread it back (`--window` in flight).
     Stream,
+    /// Only the Twrite half of `stream`.
+    Write,
+    /// Only the Tread half of `stream` (the file is written first, untimed).
+    Read,
     /// Sequential Tgetattr round trips: p50 and p99 latency.
     Getattr,
     /// Tgetattr with `--depth` requests in flight: operations per second.
     Pipelined,
 }
+
+/// An allocator that keeps freed memory for reuse: the load generator then measures the
+/// server rather than page faults of its own.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const O_RDWR: u32 = 2;
 const O_TRUNC: u32 = 0o1000;
@@ -64,7 +73,7 @@ async fn main() -> Result<()> {
         .context("Tattach")?;
     println!("msize {msize} bytes");
     match args.test {
-        Test::Stream => stream(&client, msize, &args).await,
+        Test::Stream | Test::Write | Test::Read => stream(&client, msize, &args).await,
         Test::Getattr => latency(&client, args.ops).await,
         Test::Pipelined => pipelined(&client, &args).await,
     }
@@ -102,41 +111,61 @@ async fn stream(client: &Client, msize: u32, args: &Args) -> Result<()> {
                 offset,
                 data: data.slice(..n),
             };
-            inflight.push_back((client.start(&req)?, n));
+            inflight.push_back((client.start(&req)?, n, offset));
             offset += n as u64;
         }
-        let (pending, n) = inflight.pop_front().expect("one in flight");
+        let (pending, n, _) = inflight.pop_front().expect("one in flight");
         match pending.wait().await? {
             Response::Write { count } if count as usize == n => {}
             other => bail!("Twrite: {other:?}"),
         }
     }
-    report("write", args.bytes, start.elapsed());
+    if args.test != Test::Read {
+        report("write", args.bytes, start.elapsed());
+    }
 
+    if args.test == Test::Read {
+        // Lets a script that watches the server's CPU time start counting here.
+        println!("reading");
+        std::io::Write::flush(&mut std::io::stdout())?;
+    }
     let start = Instant::now();
     let mut offset = 0;
     let mut total = 0;
+    if args.test == Test::Write {
+        offset = args.bytes;
+        total = args.bytes;
+    }
     while offset < args.bytes || !inflight.is_empty() {
         while offset < args.bytes && inflight.len() < depth {
             let n = chunk.min(args.bytes - offset) as usize;
-            let req = Request::Read {
-                fid: 1,
-                offset,
-                count: n as u32,
-            };
-            inflight.push_back((client.start(&req)?, n));
+            inflight.push_back((start_read(client, offset, n)?, n, offset));
             offset += n as u64;
         }
-        let (pending, _) = inflight.pop_front().expect("one in flight");
+        let (pending, n, at) = inflight.pop_front().expect("one in flight");
         match pending.wait().await? {
-            Response::Read { data } => total += data.len() as u64,
+            Response::Read { data } if data.is_empty() => bail!("Tread: end of file at {at}"),
+            Response::Read { data } => {
+                total += data.len() as u64;
+                // A server may answer with fewer bytes: ask again for the rest.
+                if data.len() < n {
+                    let rest = at + data.len() as u64;
+                    inflight.push_back((
+                        start_read(client, rest, n - data.len())?,
+                        n - data.len(),
+                        rest,
+                    ));
+                }
+            }
             other => bail!("Tread: {other:?}"),
         }
     }
     if total != args.bytes {
         bail!("read back {total} bytes of {}", args.bytes);
     }
-    report("read", args.bytes, start.elapsed());
+    if args.test != Test::Write {
+        report("read", args.bytes, start.elapsed());
+    }
     client.clunk(1).await?;
     // diod 1.0.24 has no Tunlinkat: fall back to Tremove.
     if client.unlinkat(0, name.as_bytes(), 0).await.is_err() {
@@ -144,6 +173,15 @@ async fn stream(client: &Client, msize: u32, args: &Args) -> Result<()> {
         client.remove(2).await?;
     }
     Ok(())
+}
+
+fn start_read(client: &Client, offset: u64, count: usize) -> Result<ninep::PendingReply> {
+    let req = Request::Read {
+        fid: 1,
+        offset,
+        count: count as u32,
+    };
+    Ok(client.start(&req)?)
 }
 
 fn report(what: &str, bytes: u64, took: Duration) {

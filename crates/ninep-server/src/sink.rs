@@ -1,0 +1,88 @@
+//! The outgoing half of a connection, and replies on their way into it.
+
+use std::future::Future;
+use std::io;
+
+use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter, Interest};
+
+use crate::pipe::Payload;
+
+/// A reply ready to be written.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A whole encoded frame.
+    Frame(Vec<u8>),
+    /// The start of a frame (an Rread header) followed by a payload waiting in a pipe.
+    Spliced { header: Vec<u8>, payload: Payload },
+}
+
+impl From<Vec<u8>> for Outgoing {
+    fn from(frame: Vec<u8>) -> Self {
+        Outgoing::Frame(frame)
+    }
+}
+
+/// Where a connection's replies go.
+pub trait ReplySink: AsyncWrite + Unpin + Send + 'static {
+    /// Whether payloads can be spliced into this connection (it is a socket the server polls).
+    fn can_splice(&self) -> bool {
+        false
+    }
+
+    /// Moves the whole payload into the connection, waiting while the socket is full.
+    fn splice_from(
+        &mut self,
+        payload: &mut Payload,
+    ) -> impl Future<Output = io::Result<()>> + Send {
+        let _ = payload;
+        async { Err(io::Error::from(io::ErrorKind::Unsupported)) }
+    }
+}
+
+/// Sockets: the payload goes from the pipe to the socket with `splice(2)`, driven by the
+/// runtime's readiness events like any other write.
+macro_rules! splicing_sink {
+    ($half:ty, $stream:ty) => {
+        impl ReplySink for $half {
+            fn can_splice(&self) -> bool {
+                true
+            }
+
+            async fn splice_from(&mut self, payload: &mut Payload) -> io::Result<()> {
+                let stream: &$stream = self.as_ref();
+                while !payload.is_empty() {
+                    stream.writable().await?;
+                    match stream.try_io(Interest::WRITABLE, || {
+                        payload.splice_into(stream).map_err(io::Error::from)
+                    }) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
+splicing_sink!(tokio::net::unix::OwnedWriteHalf, tokio::net::UnixStream);
+splicing_sink!(tokio::net::tcp::OwnedWriteHalf, tokio::net::TcpStream);
+
+/// Standard output (`trans=fd`) is written through the runtime's blocking threads: no splice.
+impl ReplySink for tokio::io::Stdout {}
+
+/// Writes one reply into the buffered connection.
+pub async fn write_reply<W: ReplySink>(out: &mut BufWriter<W>, reply: Outgoing) -> io::Result<()> {
+    match reply {
+        Outgoing::Frame(frame) => out.write_all(&frame).await,
+        Outgoing::Spliced {
+            header,
+            mut payload,
+        } => {
+            out.write_all(&header).await?;
+            out.flush().await?;
+            out.get_mut().splice_from(&mut payload).await
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Bulk reads and writes: large payloads (sent by `splice(2)` on sockets) arrive intact at any
+//! offset, whatever else is in flight.
+
+mod common;
+
+use common::*;
+use ninep::Client;
+
+/// Bytes that differ at every offset, so a misplaced page shows.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1])
+        .collect()
+}
+
+/// Reads `len` bytes at `offset` as a client does: asking again after a short read, stopping at
+/// end of file.
+async fn read_all(c: &Client, fid: u32, offset: u64, len: usize, count: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    while out.len() < len {
+        let want = count.min((len - out.len()) as u32);
+        let data = c.read(fid, offset + out.len() as u64, want).await.unwrap();
+        assert!(data.len() <= want as usize, "more than asked for");
+        if data.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&data);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_reads_return_the_file_at_any_offset() {
+    let h = Harness::start().await;
+    let len = 3 * 1024 * 1024 + 12_345;
+    let content = pattern(len);
+    std::fs::write(h.export().join("big"), &content).unwrap();
+    let c = h.client().await;
+    let f = walk_to(&c, "big").await.unwrap();
+    c.lopen(f, O_RDONLY).await.unwrap();
+    let most = MSIZE - ninep::P9_IOHDRSZ;
+    for offset in [
+        0,
+        1,
+        4095,
+        4096,
+        4097,
+        1 << 20,
+        (2 << 20) + 7,
+        len as u64 - 5000,
+    ] {
+        for count in [most, 40_000, 32 * 1024, 1000] {
+            let want = (len - offset as usize).min(3 * most as usize);
+            let got = read_all(&c, f, offset, want, count).await;
+            let expected = &content[offset as usize..offset as usize + want];
+            assert!(
+                got == expected,
+                "offset {offset}, count {count}: {} bytes differ",
+                got.iter().zip(expected).filter(|(a, b)| a != b).count()
+            );
+        }
+    }
+    // At and past the end of the file: nothing.
+    assert!(c.read(f, len as u64, most).await.unwrap().is_empty());
+    assert!(c.read(f, len as u64 + 10, most).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_large_reads_and_flushes_never_mix_payloads() {
+    let h = Harness::start().await;
+    let len = 4 << 20;
+    let content = std::sync::Arc::new(pattern(len));
+    std::fs::write(h.export().join("big"), &*content).unwrap();
+    let c = h.client().await;
+    let f = walk_to(&c, "big").await.unwrap();
+    c.lopen(f, O_RDONLY).await.unwrap();
+    for round in 0..20u64 {
+        let mut readers = Vec::new();
+        for i in 0..12u64 {
+            let (c, content) = (c.clone(), content.clone());
+            let offset = (round * 7919 + i * 262_147) % (len as u64 - 300_000);
+            readers.push(tokio::spawn(async move {
+                let data = c.read(f, offset, 300_000).await.unwrap();
+                assert!(!data.is_empty());
+                let at = offset as usize;
+                assert!(data[..] == content[at..at + data.len()], "read at {offset}");
+            }));
+        }
+        // Requests given up half-way leave their pipes behind: later reads must not see
+        // their bytes.
+        for i in 0..4u64 {
+            let offset = i * 1_000_003;
+            let pending = c
+                .start(&ninep::Request::Read {
+                    fid: f,
+                    offset,
+                    count: 900_000,
+                })
+                .unwrap();
+            if i % 2 == 0 {
+                tokio::task::yield_now().await;
+            }
+            c.flush(pending.tag()).await.unwrap();
+            match pending.wait().await {
+                Ok(ninep::Response::Read { data }) => {
+                    let at = offset as usize;
+                    assert!(data[..] == content[at..at + data.len()], "read at {offset}");
+                }
+                Err(ninep::ClientError::Flushed) => {}
+                other => panic!("flushed read: {other:?}"),
+            }
+        }
+        for r in readers {
+            r.await.unwrap();
+        }
+    }
+    let again = read_all(&c, f, 0, len, MSIZE - ninep::P9_IOHDRSZ).await;
+    assert!(again == *content);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_writes_land_whole() {
+    let h = Harness::start().await;
+    let c = h.client().await;
+    let f = create_file(&c, "out", b"").await;
+    let content = pattern(5 << 20);
+    let chunk = (MSIZE - ninep::P9_IOHDRSZ) as usize;
+    let mut writes = Vec::new();
+    for (i, part) in content.chunks(chunk - 4093).enumerate() {
+        let c = c.clone();
+        let part = bytes::Bytes::copy_from_slice(part);
+        let offset = (i * (chunk - 4093)) as u64;
+        writes.push(tokio::spawn(async move {
+            assert_eq!(
+                c.write(f, offset, part.clone()).await.unwrap(),
+                part.len() as u32
+            );
+        }));
+    }
+    for w in writes {
+        w.await.unwrap();
+    }
+    assert!(std::fs::read(h.export().join("out")).unwrap() == content);
+}
