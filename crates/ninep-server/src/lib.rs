@@ -15,5 +15,11 @@ mod inflight;
 pub mod listen;
 pub mod server;
 mod session;
+mod unwind;
+
+#[cfg(test)]
+mod fault;
+#[cfg(test)]
+mod panic_tests;
 
 pub use server::{Config, Server};

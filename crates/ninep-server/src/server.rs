@@ -42,6 +42,8 @@ pub struct Server {
     root: PathBuf,
     max_msize: u32,
     multi_user: bool,
+    #[cfg(test)]
+    pub(crate) fault: crate::fault::Faults,
 }
 
 impl Server {
@@ -70,6 +72,8 @@ impl Server {
             root: config.root.clone(),
             max_msize: config.max_msize,
             multi_user: config.multi_user,
+            #[cfg(test)]
+            fault: Default::default(),
         }))
     }
 

@@ -18,6 +18,7 @@ use crate::fs::lock::{FLAG_BLOCK, LockRequest, LockStatus};
 use crate::fs::setattr::SetAttr;
 use crate::fs::{FsResult, dir, ops, xattr};
 use crate::server::Server;
+use crate::unwind::{self, catch_panic};
 
 /// The largest number of fids one connection may hold (each holds a descriptor).
 const MAX_FIDS: usize = 16 * 1024;
@@ -105,7 +106,17 @@ impl Session {
     pub async fn handle(&self, tag: u16, request: Request) -> Vec<u8> {
         let name = request.name();
         let result = if self.versioned.load(Ordering::Relaxed) {
-            self.dispatch(tag, request).await
+            catch_panic(self.dispatch(tag, request))
+                .await
+                .unwrap_or_else(|panic| {
+                    tracing::error!(
+                        tag,
+                        request = name,
+                        "request handler panicked, answering EIO: {}",
+                        unwind::message(&panic)
+                    );
+                    Err(Errno::IO)
+                })
         } else {
             Err(Errno::PROTO)
         };
@@ -128,6 +139,8 @@ impl Session {
     }
 
     async fn dispatch(&self, tag: u16, request: Request) -> FsResult<Reply> {
+        #[cfg(test)]
+        self.server.fault.inject(request.name()).await;
         let export = self.server.export();
         match request {
             Request::Auth { .. } => Err(Errno::OPNOTSUPP),
