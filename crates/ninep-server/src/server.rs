@@ -56,7 +56,8 @@ impl Server {
         }
         if config.multi_user {
             // Group permission checks use the thread's supplementary groups too: keep none,
-            // so a user never gains the server's groups (root's group 0 in particular).
+            // so a user never gains the server's groups (root's group 0 in particular). Each
+            // request sets the attaching user's own groups on its thread while it runs.
             nix::unistd::setgroups(&[]).context("cannot drop supplementary groups")?;
         }
         if config.max_msize < MIN_MSIZE {
@@ -92,7 +93,7 @@ impl Server {
             return Identity::Server;
         }
         let uid = if n_uname == u32::MAX { 65534 } else { n_uname };
-        crate::session::user_identity(uid)
+        Identity::of_uid(uid)
     }
 }
 

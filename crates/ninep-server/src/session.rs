@@ -13,7 +13,6 @@ use rustix::io::Errno;
 
 use crate::attr;
 use crate::fid::{Fid, FidState, OpenFile};
-use crate::fs::creds::Identity;
 use crate::fs::lock::{FLAG_BLOCK, LockRequest, LockStatus};
 use crate::fs::setattr::SetAttr;
 use crate::fs::{FsResult, dir, ops, xattr};
@@ -153,7 +152,7 @@ impl Session {
                 let identity = self.server.identity_for(n_uname);
                 let root = export.root().clone();
                 let qid = {
-                    let _as = identity.enter();
+                    let _as = identity.enter()?;
                     export.qid(&root)?
                 };
                 self.insert_new(fid, Fid::new(identity, root, None))?;
@@ -193,7 +192,7 @@ impl Session {
                     } => Some(fd.clone()),
                     _ => None,
                 };
-                let _as = fid.identity.enter();
+                let _as = fid.identity.enter()?;
                 crate::fs::setattr::setattr(export, &inner.node, open.as_deref(), &set)?;
                 Ok(Response::Setattr.into())
             }
@@ -203,7 +202,7 @@ impl Session {
                 if !matches!(inner.state, FidState::Path) {
                     return Err(Errno::BADF);
                 }
-                let _as = fid.identity.enter();
+                let _as = fid.identity.enter()?;
                 let file = ops::open(export, &inner.node, flags)?;
                 let qid = export.qid(&inner.node)?;
                 inner.state = FidState::Open {
@@ -228,7 +227,7 @@ impl Session {
                 if !matches!(inner.state, FidState::Path) || !inner.node.is_dir() {
                     return Err(Errno::BADF);
                 }
-                let _as = fid.identity.with_gid(gid).enter();
+                let _as = fid.identity.with_gid(gid).enter()?;
                 let (node, file) = ops::create(export, &inner.node, &name, flags, mode)?;
                 let qid = export.qid(&node)?;
                 let dir = std::mem::replace(&mut inner.node, node);
@@ -251,7 +250,7 @@ impl Session {
             } => {
                 let fid = self.fid(fid)?;
                 let dir = fid.node();
-                let _as = fid.identity.with_gid(gid).enter();
+                let _as = fid.identity.with_gid(gid).enter()?;
                 let node = ops::symlink(export, &dir, &name, &symtgt)?;
                 Ok(Response::Symlink {
                     qid: attr::qid(export.qid(&node)?),
@@ -268,7 +267,7 @@ impl Session {
             } => {
                 let fid = self.fid(dfid)?;
                 let dir = fid.node();
-                let _as = fid.identity.with_gid(gid).enter();
+                let _as = fid.identity.with_gid(gid).enter()?;
                 let node = ops::mknod(export, &dir, &name, mode, major, minor)?;
                 Ok(Response::Mknod {
                     qid: attr::qid(export.qid(&node)?),
@@ -283,7 +282,7 @@ impl Session {
             } => {
                 let fid = self.fid(dfid)?;
                 let dir = fid.node();
-                let _as = fid.identity.with_gid(gid).enter();
+                let _as = fid.identity.with_gid(gid).enter()?;
                 let node = ops::mkdir(export, &dir, &name, mode)?;
                 Ok(Response::Mkdir {
                     qid: attr::qid(export.qid(&node)?),
@@ -294,7 +293,7 @@ impl Session {
                 let dir = self.fid(dfid)?;
                 let target = self.fid(fid)?;
                 let (dir_node, target_node) = (dir.node(), target.node());
-                let _as = dir.identity.enter();
+                let _as = dir.identity.enter()?;
                 ops::link(export, &dir_node, &target_node, &name)?;
                 Ok(Response::Link.into())
             }
@@ -307,7 +306,7 @@ impl Session {
                 let old = self.fid(olddirfid)?;
                 let new = self.fid(newdirfid)?;
                 let (old_dir, new_dir) = (old.node(), new.node());
-                let _as = old.identity.enter();
+                let _as = old.identity.enter()?;
                 ops::renameat(export, &old_dir, &oldname, &new_dir, &newname)?;
                 Ok(Response::Renameat.into())
             }
@@ -316,7 +315,7 @@ impl Session {
                 let new_dir = self.fid(dfid)?.node();
                 let mut inner = fid.lock();
                 let (old_dir, old_name) = inner.origin.clone().ok_or(Errno::BUSY)?;
-                let _as = fid.identity.enter();
+                let _as = fid.identity.enter()?;
                 ops::still_named(&old_dir, &old_name, &inner.node)?;
                 ops::renameat(export, &old_dir, &old_name, &new_dir, &name)?;
                 inner.origin = Some((new_dir, name.to_vec()));
@@ -329,7 +328,7 @@ impl Session {
             } => {
                 let fid = self.fid(dirfid)?;
                 let dir = fid.node();
-                let _as = fid.identity.enter();
+                let _as = fid.identity.enter()?;
                 ops::unlinkat(export, &dir, &name, flags)?;
                 Ok(Response::Unlinkat.into())
             }
@@ -338,7 +337,7 @@ impl Session {
                 let fid = self.table().remove(&fid).ok_or(Errno::BADF)?;
                 let inner = fid.lock();
                 let (dir, name) = inner.origin.clone().ok_or(Errno::BUSY)?;
-                let _as = fid.identity.enter();
+                let _as = fid.identity.enter()?;
                 ops::still_named(&dir, &name, &inner.node)?;
                 let flags = if inner.node.is_dir() {
                     ops::AT_REMOVEDIR
@@ -370,11 +369,11 @@ impl Session {
                 let fid = self.fid(fid_number)?;
                 let node = fid.node();
                 let value = {
-                    let _as = fid.identity.enter();
+                    let _as = fid.identity.enter()?;
                     xattr::get(&node, &name)?
                 };
                 let size = value.len() as u64;
-                let new = Fid::new(fid.identity, node, None);
+                let new = Fid::new(fid.identity.clone(), node, None);
                 new.lock().state = FidState::XattrRead(value);
                 if newfid == fid_number {
                     self.table().insert(newfid, Arc::new(new));
@@ -422,7 +421,7 @@ impl Session {
                     if value.len() as u64 != size {
                         return Err(Errno::INVAL);
                     }
-                    let _as = fid.identity.enter();
+                    let _as = fid.identity.enter()?;
                     xattr::set(&inner.node, &name, &value, flags)?;
                 }
                 Ok(Response::Clunk.into())
@@ -534,7 +533,7 @@ impl Session {
         };
         let mut qids = Vec::with_capacity(wnames.len());
         {
-            let _as = from.identity.enter();
+            let _as = from.identity.enter()?;
             for (i, name) in wnames.iter().enumerate() {
                 match export.walk_one(&node, name) {
                     Ok((next, st)) => {
@@ -551,7 +550,7 @@ impl Session {
             }
         }
         if qids.len() == wnames.len() {
-            let new = Arc::new(Fid::new(from.identity, node, origin));
+            let new = Arc::new(Fid::new(from.identity.clone(), node, origin));
             let mut table = self.table();
             if newfid != fid && table.contains_key(&newfid) {
                 return Err(Errno::BADF);
@@ -720,15 +719,6 @@ pub fn encode(tag: u16, reply: &Response) -> Vec<u8> {
         .encode(tag, &mut out);
     }
     out
-}
-
-/// The identity an attach by `n_uname` gets (see [`Server::identity_for`]).
-pub fn user_identity(uid: u32) -> Identity {
-    let gid = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map_or(uid, |u| u.gid.as_raw());
-    Identity::User { uid, gid }
 }
 
 impl Session {
