@@ -185,13 +185,7 @@ impl Session {
                     mtime: (a.mtime.sec, a.mtime.nsec),
                 };
                 let inner = fid.lock();
-                let open = match &inner.state {
-                    FidState::Open {
-                        file: OpenFile::Data(fd),
-                        ..
-                    } => Some(fd.clone()),
-                    _ => None,
-                };
+                let open = inner.state.data_fd().cloned();
                 let _as = fid.identity.enter()?;
                 crate::fs::setattr::setattr(export, &inner.node, open.as_deref(), &set)?;
                 Ok(Response::Setattr.into())
@@ -428,13 +422,16 @@ impl Session {
             }
             Request::Fsync { fid, datasync } => {
                 let fid = self.fid(fid)?;
-                let fd = match &fid.lock().state {
-                    FidState::Open {
-                        file: OpenFile::Data(fd),
-                        ..
-                    } => fd.clone(),
-                    FidState::Open { .. } => return Ok(Response::Fsync.into()),
-                    _ => return Err(Errno::BADF),
+                let fd = {
+                    let inner = fid.lock();
+                    match inner.state.data_fd() {
+                        Some(fd) => fd.clone(),
+                        // An opened directory or special file: nothing to sync.
+                        None if matches!(inner.state, FidState::Open { .. }) => {
+                            return Ok(Response::Fsync.into());
+                        }
+                        None => return Err(Errno::BADF),
+                    }
                 };
                 blocking(move || ops::fsync(std::os::fd::AsFd::as_fd(&*fd), datasync != 0)).await?;
                 Ok(Response::Fsync.into())
@@ -477,13 +474,8 @@ impl Session {
                     client_id: lock.client_id.to_vec(),
                 };
                 let mut inner = fid.lock();
-                let found = match &mut inner.state {
-                    FidState::Open {
-                        file: OpenFile::Data(fd),
-                        locks,
-                    } => locks.get(fd, &req)?,
-                    _ => return Err(Errno::BADF),
-                };
+                let (fd, locks) = inner.state.lockable().ok_or(Errno::BADF)?;
+                let found = locks.get(fd, &req)?;
                 Ok(Response::Getlock(ninep::GetLock {
                     ty: found.ty,
                     start: found.start,
@@ -503,13 +495,8 @@ impl Session {
 
     fn try_lock(&self, fid: &Fid, req: &LockRequest) -> FsResult<LockStatus> {
         let mut inner = fid.lock();
-        match &mut inner.state {
-            FidState::Open {
-                file: OpenFile::Data(fd),
-                locks,
-            } => locks.set(fd, req),
-            _ => Err(Errno::BADF),
-        }
+        let (fd, locks) = inner.state.lockable().ok_or(Errno::BADF)?;
+        locks.set(fd, req)
     }
 
     fn walk(&self, fid: u32, newfid: u32, wnames: &[Bytes]) -> FsResult<Reply> {

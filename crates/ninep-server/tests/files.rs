@@ -462,6 +462,37 @@ async fn tlock(c: &ninep::Client, fid: u32, l: Lock) -> u8 {
     }
 }
 
+/// Tfsync, Tlock and Tgetlock need a fid opened on a regular file; fsync of an opened
+/// directory has nothing to do and succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsync_and_locks_need_an_opened_file() {
+    let h = Harness::start().await;
+    let c = h.client().await;
+    std::fs::write(h.export().join("f"), b"data").unwrap();
+    let getlock = GetLock {
+        ty: 1,
+        start: 0,
+        length: 0,
+        proc_id: 1,
+        client_id: b("host"),
+    };
+    let not_opened = walk_to(&c, "f").await.unwrap();
+    let dir = walk_to(&c, "").await.unwrap();
+    c.lopen(dir, O_RDONLY).await.unwrap();
+    for fid in [not_opened, dir] {
+        assert_eq!(errno(c.lock(fid, lock(1, 1)).await), libc::EBADF);
+        assert_eq!(errno(c.getlock(fid, getlock.clone()).await), libc::EBADF);
+    }
+    assert_eq!(errno(c.fsync(not_opened, false).await), libc::EBADF);
+    c.fsync(dir, false).await.unwrap();
+
+    c.lopen(not_opened, O_RDWR).await.unwrap();
+    c.fsync(not_opened, true).await.unwrap();
+    assert_eq!(c.lock(not_opened, lock(1, 1)).await.unwrap(), 0);
+    // The owner's own lock does not conflict with itself: reported unlocked (ty 2).
+    assert_eq!(c.getlock(not_opened, getlock).await.unwrap().ty, 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locks_exclude_other_owners_and_go_away_on_clunk() {
     let h = Harness::start().await;
