@@ -672,12 +672,17 @@ fn open_file(node: &crate::fs::Node, file: Option<std::os::fd::OwnedFd>) -> FsRe
 /// Runs a file operation that may block (data I/O, fsync, readdir) on the bounded blocking
 /// pool. If the request is flushed meanwhile, the operation completes and its result (and the
 /// descriptors it holds) is dropped.
+///
+/// A panic in the operation is resumed in the calling handler, whose containment (see
+/// [`Session::handle`]) answers it with EIO and logs it with the request's name.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> FsResult<T> + Send + 'static,
 ) -> FsResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|_| Errno::IO)?
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(Errno::IO),
+    }
 }
 
 fn rread_frame(tag: u16, data: &[u8]) -> Vec<u8> {
@@ -712,5 +717,30 @@ impl Session {
     /// The largest msize this server offers.
     pub fn server_max_msize(&self) -> u32 {
         self.server.max_msize()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::unwind::{catch_panic, message};
+
+    #[tokio::test]
+    async fn a_panic_on_the_blocking_pool_reaches_the_handler() {
+        let caught = catch_panic(blocking(|| -> FsResult<()> {
+            panic!("in a syscall wrapper")
+        }))
+        .await
+        .expect_err("the panic is resumed in the caller");
+        assert_eq!(message(&caught), "in a syscall wrapper");
+    }
+
+    #[tokio::test]
+    async fn a_blocking_operation_returns_its_result() {
+        assert_eq!(blocking(|| Ok(5)).await, Ok(5));
+        assert_eq!(
+            blocking(|| Err::<(), _>(Errno::NOSPC)).await,
+            Err(Errno::NOSPC)
+        );
     }
 }
