@@ -11,7 +11,8 @@ use tokio::sync::{Semaphore, mpsc};
 use crate::inflight::InFlight;
 use crate::server::{MIN_MSIZE, Server};
 use crate::session::{Session, encode};
-use crate::sink::{Outgoing, ReplySink, write_reply};
+pub use crate::sink::ReplySink;
+use crate::sink::{Outgoing, write_reply};
 
 /// Requests one connection may have running at once; the reader stops reading beyond this,
 /// so a client that sends without reading replies cannot make the server grow without bound.

@@ -41,6 +41,31 @@ pub enum FidState {
     },
 }
 
+impl FidState {
+    /// The descriptor of an opened regular file (`None` for anything else, including an
+    /// opened directory or special file).
+    pub fn data_fd(&self) -> Option<&Arc<OwnedFd>> {
+        match self {
+            FidState::Open {
+                file: OpenFile::Data(fd),
+                ..
+            } => Some(fd),
+            _ => None,
+        }
+    }
+
+    /// An opened regular file's descriptor and its lock owners, for Tlock and Tgetlock.
+    pub fn lockable(&mut self) -> Option<(&Arc<OwnedFd>, &mut Owners)> {
+        match self {
+            FidState::Open {
+                file: OpenFile::Data(fd),
+                locks,
+            } => Some((fd, locks)),
+            _ => None,
+        }
+    }
+}
+
 /// The mutable part of a fid.
 #[derive(Debug)]
 pub struct FidInner {

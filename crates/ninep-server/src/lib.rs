@@ -17,5 +17,11 @@ mod pipe;
 pub mod server;
 mod session;
 mod sink;
+mod unwind;
+
+#[cfg(test)]
+mod fault;
+#[cfg(test)]
+mod panic_tests;
 
 pub use server::{Config, Server};

@@ -42,6 +42,8 @@ pub struct Server {
     root: PathBuf,
     max_msize: u32,
     multi_user: bool,
+    #[cfg(test)]
+    pub(crate) fault: crate::fault::Faults,
 }
 
 impl Server {
@@ -54,7 +56,8 @@ impl Server {
         }
         if config.multi_user {
             // Group permission checks use the thread's supplementary groups too: keep none,
-            // so a user never gains the server's groups (root's group 0 in particular).
+            // so a user never gains the server's groups (root's group 0 in particular). Each
+            // request sets the attaching user's own groups on its thread while it runs.
             nix::unistd::setgroups(&[]).context("cannot drop supplementary groups")?;
         }
         if config.max_msize < MIN_MSIZE {
@@ -70,6 +73,8 @@ impl Server {
             root: config.root.clone(),
             max_msize: config.max_msize,
             multi_user: config.multi_user,
+            #[cfg(test)]
+            fault: Default::default(),
         }))
     }
 
@@ -88,7 +93,7 @@ impl Server {
             return Identity::Server;
         }
         let uid = if n_uname == u32::MAX { 65534 } else { n_uname };
-        crate::session::user_identity(uid)
+        Identity::of_uid(uid)
     }
 }
 

@@ -13,13 +13,13 @@ use rustix::io::Errno;
 
 use crate::attr;
 use crate::fid::{Fid, FidState, OpenFile};
-use crate::fs::creds::Identity;
 use crate::fs::lock::{FLAG_BLOCK, LockRequest, LockStatus};
 use crate::fs::setattr::SetAttr;
 use crate::fs::{FsResult, dir, ops, xattr};
 use crate::pipe::PipePool;
 use crate::server::Server;
 use crate::sink::Outgoing;
+use crate::unwind::{self, catch_panic};
 
 /// The largest number of fids one connection may hold (each holds a descriptor).
 const MAX_FIDS: usize = 16 * 1024;
@@ -123,7 +123,17 @@ impl Session {
     pub async fn handle(&self, tag: u16, request: Request) -> Outgoing {
         let name = request.name();
         let result = if self.versioned.load(Ordering::Relaxed) {
-            self.dispatch(tag, request).await
+            catch_panic(self.dispatch(tag, request))
+                .await
+                .unwrap_or_else(|panic| {
+                    tracing::error!(
+                        tag,
+                        request = name,
+                        "request handler panicked, answering EIO: {}",
+                        unwind::message(&panic)
+                    );
+                    Err(Errno::IO)
+                })
         } else {
             Err(Errno::PROTO)
         };
@@ -147,6 +157,8 @@ impl Session {
     }
 
     async fn dispatch(&self, tag: u16, request: Request) -> FsResult<Reply> {
+        #[cfg(test)]
+        self.server.fault.inject(request.name()).await;
         let export = self.server.export();
         match request {
             Request::Auth { .. } => Err(Errno::OPNOTSUPP),
@@ -159,7 +171,7 @@ impl Session {
                 let identity = self.server.identity_for(n_uname);
                 let root = export.root().clone();
                 let qid = {
-                    let _as = identity.enter();
+                    let _as = identity.enter()?;
                     export.qid(&root)?
                 };
                 self.insert_new(fid, Fid::new(identity, root, None))?;
@@ -192,14 +204,8 @@ impl Session {
                     mtime: (a.mtime.sec, a.mtime.nsec),
                 };
                 let inner = fid.lock();
-                let open = match &inner.state {
-                    FidState::Open {
-                        file: OpenFile::Data(fd),
-                        ..
-                    } => Some(fd.clone()),
-                    _ => None,
-                };
-                let _as = fid.identity.enter();
+                let open = inner.state.data_fd().cloned();
+                let _as = fid.identity.enter()?;
                 crate::fs::setattr::setattr(export, &inner.node, open.as_deref(), &set)?;
                 Ok(Response::Setattr.into())
             }
@@ -209,7 +215,7 @@ impl Session {
                 if !matches!(inner.state, FidState::Path) {
                     return Err(Errno::BADF);
                 }
-                let _as = fid.identity.enter();
+                let _as = fid.identity.enter()?;
                 let file = ops::open(export, &inner.node, flags)?;
                 let qid = export.qid(&inner.node)?;
                 inner.state = FidState::Open {
@@ -234,7 +240,7 @@ impl Session {
                 if !matches!(inner.state, FidState::Path) || !inner.node.is_dir() {
                     return Err(Errno::BADF);
                 }
-                let _as = fid.identity.with_gid(gid).enter();
+                let _as = fid.identity.with_gid(gid).enter()?;
                 let (node, file) = ops::create(export, &inner.node, &name, flags, mode)?;
                 let qid = export.qid(&node)?;
                 let dir = std::mem::replace(&mut inner.node, node);
@@ -257,7 +263,7 @@ impl Session {
             } => {
                 let fid = self.fid(fid)?;
                 let dir = fid.node();
-                let _as = fid.identity.with_gid(gid).enter();
+                let _as = fid.identity.with_gid(gid).enter()?;
                 let node = ops::symlink(export, &dir, &name, &symtgt)?;
                 Ok(Response::Symlink {
                     qid: attr::qid(export.qid(&node)?),
@@ -274,7 +280,7 @@ impl Session {
             } => {
                 let fid = self.fid(dfid)?;
                 let dir = fid.node();
-                let _as = fid.identity.with_gid(gid).enter();
+                let _as = fid.identity.with_gid(gid).enter()?;
                 let node = ops::mknod(export, &dir, &name, mode, major, minor)?;
                 Ok(Response::Mknod {
                     qid: attr::qid(export.qid(&node)?),
@@ -289,7 +295,7 @@ impl Session {
             } => {
                 let fid = self.fid(dfid)?;
                 let dir = fid.node();
-                let _as = fid.identity.with_gid(gid).enter();
+                let _as = fid.identity.with_gid(gid).enter()?;
                 let node = ops::mkdir(export, &dir, &name, mode)?;
                 Ok(Response::Mkdir {
                     qid: attr::qid(export.qid(&node)?),
@@ -300,7 +306,7 @@ impl Session {
                 let dir = self.fid(dfid)?;
                 let target = self.fid(fid)?;
                 let (dir_node, target_node) = (dir.node(), target.node());
-                let _as = dir.identity.enter();
+                let _as = dir.identity.enter()?;
                 ops::link(export, &dir_node, &target_node, &name)?;
                 Ok(Response::Link.into())
             }
@@ -313,7 +319,7 @@ impl Session {
                 let old = self.fid(olddirfid)?;
                 let new = self.fid(newdirfid)?;
                 let (old_dir, new_dir) = (old.node(), new.node());
-                let _as = old.identity.enter();
+                let _as = old.identity.enter()?;
                 ops::renameat(export, &old_dir, &oldname, &new_dir, &newname)?;
                 Ok(Response::Renameat.into())
             }
@@ -322,7 +328,7 @@ impl Session {
                 let new_dir = self.fid(dfid)?.node();
                 let mut inner = fid.lock();
                 let (old_dir, old_name) = inner.origin.clone().ok_or(Errno::BUSY)?;
-                let _as = fid.identity.enter();
+                let _as = fid.identity.enter()?;
                 ops::still_named(&old_dir, &old_name, &inner.node)?;
                 ops::renameat(export, &old_dir, &old_name, &new_dir, &name)?;
                 inner.origin = Some((new_dir, name.to_vec()));
@@ -335,7 +341,7 @@ impl Session {
             } => {
                 let fid = self.fid(dirfid)?;
                 let dir = fid.node();
-                let _as = fid.identity.enter();
+                let _as = fid.identity.enter()?;
                 ops::unlinkat(export, &dir, &name, flags)?;
                 Ok(Response::Unlinkat.into())
             }
@@ -344,7 +350,7 @@ impl Session {
                 let fid = self.table().remove(&fid).ok_or(Errno::BADF)?;
                 let inner = fid.lock();
                 let (dir, name) = inner.origin.clone().ok_or(Errno::BUSY)?;
-                let _as = fid.identity.enter();
+                let _as = fid.identity.enter()?;
                 ops::still_named(&dir, &name, &inner.node)?;
                 let flags = if inner.node.is_dir() {
                     ops::AT_REMOVEDIR
@@ -376,11 +382,11 @@ impl Session {
                 let fid = self.fid(fid_number)?;
                 let node = fid.node();
                 let value = {
-                    let _as = fid.identity.enter();
+                    let _as = fid.identity.enter()?;
                     xattr::get(&node, &name)?
                 };
                 let size = value.len() as u64;
-                let new = Fid::new(fid.identity, node, None);
+                let new = Fid::new(fid.identity.clone(), node, None);
                 new.lock().state = FidState::XattrRead(value);
                 if newfid == fid_number {
                     self.table().insert(newfid, Arc::new(new));
@@ -428,20 +434,23 @@ impl Session {
                     if value.len() as u64 != size {
                         return Err(Errno::INVAL);
                     }
-                    let _as = fid.identity.enter();
+                    let _as = fid.identity.enter()?;
                     xattr::set(&inner.node, &name, &value, flags)?;
                 }
                 Ok(Response::Clunk.into())
             }
             Request::Fsync { fid, datasync } => {
                 let fid = self.fid(fid)?;
-                let fd = match &fid.lock().state {
-                    FidState::Open {
-                        file: OpenFile::Data(fd),
-                        ..
-                    } => fd.clone(),
-                    FidState::Open { .. } => return Ok(Response::Fsync.into()),
-                    _ => return Err(Errno::BADF),
+                let fd = {
+                    let inner = fid.lock();
+                    match inner.state.data_fd() {
+                        Some(fd) => fd.clone(),
+                        // An opened directory or special file: nothing to sync.
+                        None if matches!(inner.state, FidState::Open { .. }) => {
+                            return Ok(Response::Fsync.into());
+                        }
+                        None => return Err(Errno::BADF),
+                    }
                 };
                 blocking(move || ops::fsync(std::os::fd::AsFd::as_fd(&*fd), datasync != 0)).await?;
                 Ok(Response::Fsync.into())
@@ -484,13 +493,8 @@ impl Session {
                     client_id: lock.client_id.to_vec(),
                 };
                 let mut inner = fid.lock();
-                let found = match &mut inner.state {
-                    FidState::Open {
-                        file: OpenFile::Data(fd),
-                        locks,
-                    } => locks.get(fd, &req)?,
-                    _ => return Err(Errno::BADF),
-                };
+                let (fd, locks) = inner.state.lockable().ok_or(Errno::BADF)?;
+                let found = locks.get(fd, &req)?;
                 Ok(Response::Getlock(ninep::GetLock {
                     ty: found.ty,
                     start: found.start,
@@ -510,13 +514,8 @@ impl Session {
 
     fn try_lock(&self, fid: &Fid, req: &LockRequest) -> FsResult<LockStatus> {
         let mut inner = fid.lock();
-        match &mut inner.state {
-            FidState::Open {
-                file: OpenFile::Data(fd),
-                locks,
-            } => locks.set(fd, req),
-            _ => Err(Errno::BADF),
-        }
+        let (fd, locks) = inner.state.lockable().ok_or(Errno::BADF)?;
+        locks.set(fd, req)
     }
 
     fn walk(&self, fid: u32, newfid: u32, wnames: &[Bytes]) -> FsResult<Reply> {
@@ -540,7 +539,7 @@ impl Session {
         };
         let mut qids = Vec::with_capacity(wnames.len());
         {
-            let _as = from.identity.enter();
+            let _as = from.identity.enter()?;
             for (i, name) in wnames.iter().enumerate() {
                 match export.walk_one(&node, name) {
                     Ok((next, st)) => {
@@ -557,7 +556,7 @@ impl Session {
             }
         }
         if qids.len() == wnames.len() {
-            let new = Arc::new(Fid::new(from.identity, node, origin));
+            let new = Arc::new(Fid::new(from.identity.clone(), node, origin));
             let mut table = self.table();
             if newfid != fid && table.contains_key(&newfid) {
                 return Err(Errno::BADF);
@@ -708,12 +707,17 @@ fn open_file(node: &crate::fs::Node, file: Option<std::os::fd::OwnedFd>) -> FsRe
 /// Runs a file operation that may block (data I/O, fsync, readdir) on the bounded blocking
 /// pool. If the request is flushed meanwhile, the operation completes and its result (and the
 /// descriptors it holds) is dropped.
+///
+/// A panic in the operation is resumed in the calling handler, whose containment (see
+/// [`Session::handle`]) answers it with EIO and logs it with the request's name.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> FsResult<T> + Send + 'static,
 ) -> FsResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|_| Errno::IO)?
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(Errno::IO),
+    }
 }
 
 fn rread_frame(tag: u16, data: &[u8]) -> Vec<u8> {
@@ -744,18 +748,34 @@ pub fn encode(tag: u16, reply: &Response) -> Vec<u8> {
     out
 }
 
-/// The identity an attach by `n_uname` gets (see [`Server::identity_for`]).
-pub fn user_identity(uid: u32) -> Identity {
-    let gid = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map_or(uid, |u| u.gid.as_raw());
-    Identity::User { uid, gid }
-}
-
 impl Session {
     /// The largest msize this server offers.
     pub fn server_max_msize(&self) -> u32 {
         self.server.max_msize()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::unwind::{catch_panic, message};
+
+    #[tokio::test]
+    async fn a_panic_on_the_blocking_pool_reaches_the_handler() {
+        let caught = catch_panic(blocking(|| -> FsResult<()> {
+            panic!("in a syscall wrapper")
+        }))
+        .await
+        .expect_err("the panic is resumed in the caller");
+        assert_eq!(message(&caught), "in a syscall wrapper");
+    }
+
+    #[tokio::test]
+    async fn a_blocking_operation_returns_its_result() {
+        assert_eq!(blocking(|| Ok(5)).await, Ok(5));
+        assert_eq!(
+            blocking(|| Err::<(), _>(Errno::NOSPC)).await,
+            Err(Errno::NOSPC)
+        );
     }
 }

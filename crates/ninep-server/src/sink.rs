@@ -72,6 +72,9 @@ splicing_sink!(tokio::net::tcp::OwnedWriteHalf, tokio::net::TcpStream);
 /// Standard output (`trans=fd`) is written through the runtime's blocking threads: no splice.
 impl ReplySink for tokio::io::Stdout {}
 
+/// Either half of a split stream (in-memory streams in tests, for one): no splice.
+impl<T: AsyncWrite + Send + 'static> ReplySink for tokio::io::WriteHalf<T> {}
+
 /// Writes one reply into the buffered connection.
 pub async fn write_reply<W: ReplySink>(out: &mut BufWriter<W>, reply: Outgoing) -> io::Result<()> {
     match reply {

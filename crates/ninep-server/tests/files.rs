@@ -195,6 +195,74 @@ async fn namespace_operations() {
     assert!(st.bsize > 0 && st.namelen > 0);
 }
 
+/// Tremove and Trename act on the name the fid was walked through, and only while that name
+/// still is the fid's file: after another client renamed the file away and created a new
+/// one under the old name, they must leave the new file alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_and_rename_through_a_replaced_name_leave_the_new_file_alone() {
+    let h = Harness::start().await;
+    let c = h.client().await;
+    let other = h.client().await;
+    let e = h.export();
+    std::fs::write(e.join("f"), b"old").unwrap();
+    std::fs::write(e.join("r"), b"old").unwrap();
+    let to_remove = walk_to(&c, "f").await.unwrap();
+    let to_rename = walk_to(&c, "r").await.unwrap();
+    for name in ["f", "r"] {
+        let moved = format!("{name}-moved");
+        other
+            .renameat(0, name.as_bytes(), 0, moved.as_bytes())
+            .await
+            .unwrap();
+        let fid = create_file(&other, name, b"new").await;
+        other.clunk(fid).await.unwrap();
+    }
+
+    assert_eq!(errno(c.remove(to_remove).await), libc::ENOENT);
+    assert_eq!(std::fs::read(e.join("f")).unwrap(), b"new");
+    assert_eq!(std::fs::read(e.join("f-moved")).unwrap(), b"old");
+    // Tremove clunks the fid even when the removal fails.
+    assert_eq!(errno(c.clunk(to_remove).await), libc::EBADF);
+
+    let rename = Request::Rename {
+        fid: to_rename,
+        dfid: 0,
+        name: b("elsewhere"),
+    };
+    assert_eq!(
+        c.call(&rename).await.unwrap(),
+        Response::Lerror {
+            ecode: libc::ENOENT as u32
+        }
+    );
+    assert_eq!(std::fs::read(e.join("r")).unwrap(), b"new");
+    assert_eq!(std::fs::read(e.join("r-moved")).unwrap(), b"old");
+    assert!(!e.join("elsewhere").exists());
+    // The fid still holds its own file.
+    c.lopen(to_rename, O_RDONLY).await.unwrap();
+    assert_eq!(&c.read(to_rename, 0, 10).await.unwrap()[..], b"old");
+
+    // A name that is gone altogether: ENOENT too, and nothing is removed.
+    let gone = walk_to(&c, "f-moved").await.unwrap();
+    std::fs::rename(e.join("f-moved"), e.join("f-gone")).unwrap();
+    assert_eq!(errno(c.remove(gone).await), libc::ENOENT);
+    assert!(e.join("f-gone").exists());
+
+    // Fids walked to the new files act on them.
+    let f = walk_to(&c, "f").await.unwrap();
+    c.remove(f).await.unwrap();
+    assert!(!e.join("f").exists());
+    let r = walk_to(&c, "r").await.unwrap();
+    let rename = Request::Rename {
+        fid: r,
+        dfid: 0,
+        name: b("renamed"),
+    };
+    assert_eq!(c.call(&rename).await.unwrap(), Response::Rename);
+    assert_eq!(std::fs::read(e.join("renamed")).unwrap(), b"new");
+    assert!(!e.join("r").exists());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn special_files_serve_metadata_but_never_block_on_data() {
     let h = Harness::start().await;
@@ -392,6 +460,37 @@ async fn tlock(c: &ninep::Client, fid: u32, l: Lock) -> u8 {
         Response::Lock { status } => status,
         other => panic!("{other:?}"),
     }
+}
+
+/// Tfsync, Tlock and Tgetlock need a fid opened on a regular file; fsync of an opened
+/// directory has nothing to do and succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsync_and_locks_need_an_opened_file() {
+    let h = Harness::start().await;
+    let c = h.client().await;
+    std::fs::write(h.export().join("f"), b"data").unwrap();
+    let getlock = GetLock {
+        ty: 1,
+        start: 0,
+        length: 0,
+        proc_id: 1,
+        client_id: b("host"),
+    };
+    let not_opened = walk_to(&c, "f").await.unwrap();
+    let dir = walk_to(&c, "").await.unwrap();
+    c.lopen(dir, O_RDONLY).await.unwrap();
+    for fid in [not_opened, dir] {
+        assert_eq!(errno(c.lock(fid, lock(1, 1)).await), libc::EBADF);
+        assert_eq!(errno(c.getlock(fid, getlock.clone()).await), libc::EBADF);
+    }
+    assert_eq!(errno(c.fsync(not_opened, false).await), libc::EBADF);
+    c.fsync(dir, false).await.unwrap();
+
+    c.lopen(not_opened, O_RDWR).await.unwrap();
+    c.fsync(not_opened, true).await.unwrap();
+    assert_eq!(c.lock(not_opened, lock(1, 1)).await.unwrap(), 0);
+    // The owner's own lock does not conflict with itself: reported unlocked (ty 2).
+    assert_eq!(c.getlock(not_opened, getlock).await.unwrap().ty, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -177,14 +177,26 @@ pub fn unlinkat(export: &Export, dir: &Node, name: &[u8], flags: u32) -> FsResul
     rustix::fs::unlinkat(dir.fd(), name, at)
 }
 
-/// Checks that `name` in `dir` still names the same inode as `node` (for the path-based
-/// Trename and Tremove, which the client sends only as a fallback).
+/// Checks that `name` in `dir` is still the file `node` holds, before Tremove or Trename
+/// act on that name. Those two name no parent, so the server uses the directory and name the
+/// fid was walked through, and meanwhile another client (or a host process) may have renamed
+/// the file away or put another file under the name: acting on the name then would remove or
+/// move a file the client never meant.
+///
+/// A mismatch answers `ENOENT` rather than `ESTALE`: the fid's file still exists and the fid
+/// keeps working for everything else (getattr, I/O, locks), so the handle is not stale; what
+/// is gone is that file's entry under this name, which is what `ENOENT` says and what the
+/// same call would report locally once the name had gone. `ESTALE` would also make the Linux
+/// VFS retry the whole system call with revalidation, which cannot help here.
+///
+/// Compares device and inode of the entry (not following a symlink) with the fid's own
+/// `fstat`. Linux has no unlink or rename conditional on the inode, so a change between this
+/// check and the call that follows is still possible; the check closes every wider window.
 pub fn still_named(dir: &Node, name: &[u8], node: &Node) -> FsResult<()> {
-    let there = dir.lookup(name)?;
-    let (a, b) = (there.statx()?, node.statx()?);
-    if (a.stx_ino, a.stx_dev_major, a.stx_dev_minor)
-        == (b.stx_ino, b.stx_dev_major, b.stx_dev_minor)
-    {
+    let name = name::entry(name)?;
+    let entry = rustix::fs::statat(dir.fd(), name, AtFlags::SYMLINK_NOFOLLOW)?;
+    let ours = rustix::fs::fstat(node.fd())?;
+    if (entry.st_dev, entry.st_ino) == (ours.st_dev, ours.st_ino) {
         Ok(())
     } else {
         Err(Errno::NOENT)
