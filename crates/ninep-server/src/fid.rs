@@ -4,18 +4,48 @@
 //! descriptions, an xattr buffer) is released by `Drop` when the fid leaves the table, so a
 //! clunk, a Tversion and a disconnect all clean up the same way.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::fs::Node;
 use crate::fs::creds::Identity;
 use crate::fs::lock::Owners;
 
+/// An opened regular file.
+#[derive(Debug)]
+pub struct DataFile {
+    fd: OwnedFd,
+    in_memory: bool,
+}
+
+impl DataFile {
+    pub fn new(fd: OwnedFd) -> DataFile {
+        let in_memory = crate::fs::ops::is_in_memory(&fd);
+        DataFile { fd, in_memory }
+    }
+
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    /// Whether the file lives in memory (tmpfs, ramfs): reading it never waits for a device,
+    /// so reads run inline instead of on the blocking pool.
+    pub fn in_memory(&self) -> bool {
+        self.in_memory
+    }
+}
+
+impl AsFd for DataFile {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 /// What an open fid reads and writes.
 #[derive(Debug)]
 pub enum OpenFile {
-    /// A regular file's descriptor.
-    Data(Arc<OwnedFd>),
+    /// A regular file.
+    Data(Arc<DataFile>),
     /// A directory descriptor (its position is the readdir cursor, hence the mutex) and the
     /// directory's device, for the qids of its entries.
     Dir(Arc<Mutex<OwnedFd>>, u64),
@@ -44,7 +74,7 @@ pub enum FidState {
 impl FidState {
     /// The descriptor of an opened regular file (`None` for anything else, including an
     /// opened directory or special file).
-    pub fn data_fd(&self) -> Option<&Arc<OwnedFd>> {
+    pub fn data_fd(&self) -> Option<&Arc<DataFile>> {
         match self {
             FidState::Open {
                 file: OpenFile::Data(fd),
@@ -55,7 +85,7 @@ impl FidState {
     }
 
     /// An opened regular file's descriptor and its lock owners, for Tlock and Tgetlock.
-    pub fn lockable(&mut self) -> Option<(&Arc<OwnedFd>, &mut Owners)> {
+    pub fn lockable(&mut self) -> Option<(&Arc<DataFile>, &mut Owners)> {
         match self {
             FidState::Open {
                 file: OpenFile::Data(fd),

@@ -12,7 +12,7 @@ use ninep::{Request, Response, put_rread_header};
 use rustix::io::Errno;
 
 use crate::attr;
-use crate::fid::{Fid, FidState, OpenFile};
+use crate::fid::{DataFile, Fid, FidState, OpenFile};
 use crate::fs::lock::{FLAG_BLOCK, LockRequest, LockStatus};
 use crate::fs::setattr::SetAttr;
 use crate::fs::{FsResult, dir, ops, xattr};
@@ -206,7 +206,12 @@ impl Session {
                 let inner = fid.lock();
                 let open = inner.state.data_fd().cloned();
                 let _as = fid.identity.enter()?;
-                crate::fs::setattr::setattr(export, &inner.node, open.as_deref(), &set)?;
+                crate::fs::setattr::setattr(
+                    export,
+                    &inner.node,
+                    open.as_deref().map(DataFile::fd),
+                    &set,
+                )?;
                 Ok(Response::Setattr.into())
             }
             Request::Lopen { fid, flags } => {
@@ -246,7 +251,7 @@ impl Session {
                 let dir = std::mem::replace(&mut inner.node, node);
                 inner.origin = Some((dir, name.to_vec()));
                 inner.state = FidState::Open {
-                    file: OpenFile::Data(Arc::new(file)),
+                    file: OpenFile::Data(Arc::new(DataFile::new(file))),
                     locks: Default::default(),
                 };
                 Ok(Response::Lcreate {
@@ -494,7 +499,7 @@ impl Session {
                 };
                 let mut inner = fid.lock();
                 let (fd, locks) = inner.state.lockable().ok_or(Errno::BADF)?;
-                let found = locks.get(fd, &req)?;
+                let found = locks.get(fd.fd(), &req)?;
                 Ok(Response::Getlock(ninep::GetLock {
                     ty: found.ty,
                     start: found.start,
@@ -515,7 +520,7 @@ impl Session {
     fn try_lock(&self, fid: &Fid, req: &LockRequest) -> FsResult<LockStatus> {
         let mut inner = fid.lock();
         let (fd, locks) = inner.state.lockable().ok_or(Errno::BADF)?;
-        locks.set(fd, req)
+        locks.set(fd.fd(), req)
     }
 
     fn walk(&self, fid: u32, newfid: u32, wnames: &[Bytes]) -> FsResult<Reply> {
@@ -594,9 +599,10 @@ impl Session {
             }
             _ => return Err(Errno::BADF),
         };
+        let in_memory = fd.in_memory();
         let pipe = self.pipes.as_ref().filter(|_| count >= MIN_SPLICE);
         let pipe = pipe.and_then(|pool| pool.take(count));
-        blocking(move || {
+        let job = move || {
             if let Some(mut payload) = pipe {
                 match payload.fill_from(&*fd, offset, count) {
                     Ok(n) if n > 0 => {
@@ -616,8 +622,12 @@ impl Session {
             let n = ops::read_into(&*fd, offset, count, &mut frame)?;
             patch_rread(&mut frame, n);
             Ok(Reply::Frame(frame))
-        })
-        .await
+        };
+        if in_memory {
+            job()
+        } else {
+            blocking(job).await
+        }
     }
 
     async fn write(&self, fid: u32, offset: u64, data: Bytes) -> FsResult<Reply> {
@@ -700,7 +710,7 @@ fn open_file(node: &crate::fs::Node, file: Option<std::os::fd::OwnedFd>) -> FsRe
                 rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
             )
         }
-        Some(fd) => OpenFile::Data(Arc::new(fd)),
+        Some(fd) => OpenFile::Data(Arc::new(DataFile::new(fd))),
     })
 }
 

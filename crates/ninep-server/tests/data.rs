@@ -29,9 +29,19 @@ async fn read_all(c: &Client, fid: u32, offset: u64, len: usize, count: u32) -> 
     out
 }
 
+/// Both kinds of export: on disk (reads on the blocking pool) and in memory (reads inline).
+async fn harnesses() -> [Harness; 2] {
+    [Harness::start().await, Harness::in_memory().await]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_reads_return_the_file_at_any_offset() {
-    let h = Harness::start().await;
+    for h in harnesses().await {
+        large_reads_at_any_offset(h).await;
+    }
+}
+
+async fn large_reads_at_any_offset(h: Harness) {
     let len = 3 * 1024 * 1024 + 12_345;
     let content = pattern(len);
     std::fs::write(h.export().join("big"), &content).unwrap();
@@ -67,7 +77,12 @@ async fn large_reads_return_the_file_at_any_offset() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_large_reads_and_flushes_never_mix_payloads() {
-    let h = Harness::start().await;
+    for h in harnesses().await {
+        concurrent_reads_and_flushes(h).await;
+    }
+}
+
+async fn concurrent_reads_and_flushes(h: Harness) {
     let len = 4 << 20;
     let content = std::sync::Arc::new(pattern(len));
     std::fs::write(h.export().join("big"), &*content).unwrap();
@@ -120,7 +135,12 @@ async fn concurrent_large_reads_and_flushes_never_mix_payloads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_writes_land_whole() {
-    let h = Harness::start().await;
+    for h in harnesses().await {
+        large_writes(h).await;
+    }
+}
+
+async fn large_writes(h: Harness) {
     let c = h.client().await;
     let f = create_file(&c, "out", b"").await;
     let content = pattern(5 << 20);

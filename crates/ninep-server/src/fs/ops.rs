@@ -269,3 +269,27 @@ fn retry<T>(mut f: impl FnMut() -> FsResult<T>) -> FsResult<T> {
 pub fn write(file: impl AsFd, offset: u64, data: &[u8]) -> FsResult<usize> {
     retry(|| rustix::io::pwrite(file.as_fd(), data, offset))
 }
+
+/// Whether `file` lives on a filesystem kept in memory (tmpfs, ramfs), whose reads never wait
+/// for a device.
+pub fn is_in_memory(file: impl AsFd) -> bool {
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    const RAMFS_MAGIC: i64 = 0x8584_58f6;
+    rustix::fs::fstatfs(file).is_ok_and(|st| {
+        let kind = st.f_type as i64;
+        kind == TMPFS_MAGIC || kind == RAMFS_MAGIC
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tmpfs_is_in_memory_and_procfs_is_not() {
+        let shm = tempfile::tempfile_in("/dev/shm").unwrap();
+        assert!(is_in_memory(&shm));
+        let proc = std::fs::File::open("/proc/self/status").unwrap();
+        assert!(!is_in_memory(&proc));
+    }
+}

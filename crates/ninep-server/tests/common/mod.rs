@@ -36,12 +36,21 @@ impl Harness {
     }
 
     pub async fn with(tweak: impl FnOnce(&mut Config)) -> Harness {
+        Self::in_dir(tempfile::tempdir().unwrap(), tweak).await
+    }
+
+    /// A harness whose export lives in memory (tmpfs), where reads run inline.
+    pub async fn in_memory() -> Harness {
+        let tmp = tempfile::tempdir_in("/dev/shm").unwrap();
+        Self::in_dir(tmp, |_| {}).await
+    }
+
+    async fn in_dir(tmp: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> Harness {
         rustix::process::umask(rustix::fs::Mode::empty());
         let _ = tracing_subscriber::fmt()
             .with_env_filter(std::env::var("NINEPD_TEST_LOG").unwrap_or_else(|_| "warn".into()))
             .with_test_writer()
             .try_init();
-        let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir(tmp.path().join("export")).unwrap();
         std::fs::create_dir(tmp.path().join("outside")).unwrap();
         std::fs::write(tmp.path().join("outside/secret"), b"SECRET").unwrap();
