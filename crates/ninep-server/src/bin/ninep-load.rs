@@ -33,7 +33,7 @@ struct Args {
     depth: usize,
     /// Bytes kept in flight by the streaming test (whole msize-sized requests, at least one),
     /// so that servers with different msizes stream with the same window.
-    #[arg(long, default_value_t = 2 << 20)]
+    #[arg(long, default_value_t = 4 << 20)]
     window: u64,
     /// Requests issued by the latency and pipelined tests.
     #[arg(long, default_value_t = 20_000)]
