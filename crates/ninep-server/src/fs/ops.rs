@@ -276,7 +276,10 @@ pub fn is_in_memory(file: impl AsFd) -> bool {
     const TMPFS_MAGIC: i64 = 0x0102_1994;
     const RAMFS_MAGIC: i64 = 0x8584_58f6;
     rustix::fs::fstatfs(file).is_ok_and(|st| {
-        #[allow(clippy::unnecessary_cast, reason = "f_type is narrower on some targets")]
+        #[allow(
+            clippy::unnecessary_cast,
+            reason = "f_type is narrower on some targets"
+        )]
         let kind = st.f_type as i64;
         kind == TMPFS_MAGIC || kind == RAMFS_MAGIC
     })
