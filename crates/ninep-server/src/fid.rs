@@ -16,12 +16,32 @@ use crate::fs::lock::Owners;
 pub struct DataFile {
     fd: OwnedFd,
     in_memory: bool,
+    /// One write at a time: Linux serialises buffered writes to a file on its inode lock anyway,
+    /// and writers queued on the blocking pool would spin on that lock, burning the CPUs the
+    /// writer holding it needs (measured: up to 4x the CPU time per byte with four writes of
+    /// 1 MiB in flight). Waiting here costs no thread; a flushed request leaves the queue by
+    /// dropping its turn.
+    write_turn: tokio::sync::Semaphore,
 }
 
 impl DataFile {
     pub fn new(fd: OwnedFd) -> DataFile {
         let in_memory = crate::fs::ops::is_in_memory(&fd);
-        DataFile { fd, in_memory }
+        DataFile {
+            fd,
+            in_memory,
+            write_turn: tokio::sync::Semaphore::new(1),
+        }
+    }
+
+    /// Waits for this file's turn to write (see `write_turn`).
+    pub async fn write_turn(&self) -> tokio::sync::SemaphorePermit<'_> {
+        // The semaphore is never closed, so acquiring cannot fail.
+        loop {
+            if let Ok(turn) = self.write_turn.acquire().await {
+                return turn;
+            }
+        }
     }
 
     pub fn fd(&self) -> &OwnedFd {

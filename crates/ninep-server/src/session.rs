@@ -661,6 +661,8 @@ impl Session {
                 _ => return Err(Errno::BADF),
             }
         };
+        let file = fd.clone();
+        let _turn = file.write_turn().await;
         let n = blocking(move || ops::write(&*fd, offset, &data)).await?;
         Ok(Response::Write { count: n as u32 }.into())
     }
