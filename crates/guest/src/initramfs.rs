@@ -56,6 +56,19 @@ fi
 poweroff -f
 "#;
 
+/// `retry N COMMAND...`: runs the command until it succeeds, at most N times 0.1 s apart. A
+/// server a script starts in the background takes a moment before a client can reach it.
+const RETRY: &str = r#"#!/bin/sh
+n=$1
+shift
+i=0
+until "$@"; do
+    i=$((i + 1))
+    [ "$i" -lt "$n" ] || exit 1
+    sleep 0.1
+done
+"#;
+
 const PASSWD: &str =
     "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
 const GROUP: &str = "root:x:0:\nnogroup:x:65534:\n";
@@ -69,7 +82,7 @@ pub fn base(kernel: &Kernel) -> Result<PathBuf> {
     let meta = std::fs::metadata(&busybox).ctx(|| format!("cannot stat {}", busybox.display()))?;
     let modules = kernel.module_order(MODULES)?;
     let key = format!(
-        "{}\n{} {} {:?}\n{modules:?}\n{INIT}{PASSWD}{GROUP}{HOSTS}{NSSWITCH}",
+        "{}\n{} {} {:?}\n{modules:?}\n{INIT}{RETRY}{PASSWD}{GROUP}{HOSTS}{NSSWITCH}",
         kernel.version,
         busybox.display(),
         meta.len(),
@@ -126,8 +139,13 @@ pub fn base(kernel: &Kernel) -> Result<PathBuf> {
         ("/etc/hosts", HOSTS),
         ("/etc/nsswitch.conf", NSSWITCH),
         ("/init", INIT),
+        ("/usr/bin/retry", RETRY),
     ] {
-        let mode = if path == "/init" { 0o755 } else { 0o644 };
+        let mode = if path.ends_with("init") || path.ends_with("retry") {
+            0o755
+        } else {
+            0o644
+        };
         w.bytes(path, mode, text.as_bytes()).map_err(io)?;
     }
     let mut order = String::new();

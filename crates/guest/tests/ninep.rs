@@ -22,11 +22,8 @@ fn guest_9p_tcp_to_diod_inside_the_guest() {
 mkdir -p /export /mnt/9
 mount -t tmpfs -o size=64m tmpfs /export
 {DIOD} -f -n -l 127.0.0.1:564 -e /export -L /tmp/diod.log &
-mnt() {{ mount -t 9p -o trans=tcp,port=564,aname=/export,{OPTS} 127.0.0.1 /mnt/9; }}
-i=0
-until mnt 2>/dev/null; do
-    i=$((i + 1)); [ $i -lt 100 ] || {{ cat /tmp/diod.log; exit 1; }}; sleep 0.1
-done
+mnt() {{ retry 100 mount -t 9p -o trans=tcp,port=564,aname=/export,{OPTS} 127.0.0.1 /mnt/9 2>/dev/null; }}
+mnt || {{ cat /tmp/diod.log; exit 1; }}
 echo "mounted $(grep ' /mnt/9 ' /proc/mounts)"
 cp /share/random /mnt/9/random
 umount /mnt/9

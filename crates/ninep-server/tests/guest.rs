@@ -123,11 +123,8 @@ mount -t tmpfs -o size=256m tmpfs /export
 mkdir /export/many
 cd /export/many && seq -w 0 {last} | sed 's/^/f/' | xargs touch && cd /
 ninepd /export --listen tcp:127.0.0.1:564 --log-level warn 2>/tmp/ninepd.log &
-mnt() {{ mount -t 9p -o trans=tcp,port=564,version=9p2000.L,uname=root,access=user,msize=1048576 127.0.0.1 /mnt/9; }}
-i=0
-until mnt 2>/dev/null; do
-    i=$((i + 1)); [ $i -lt 100 ] || {{ cat /tmp/ninepd.log; exit 1; }}; sleep 0.1
-done
+mnt() {{ retry 100 mount -t 9p -o trans=tcp,port=564,version=9p2000.L,uname=root,access=user,msize=1048576 127.0.0.1 /mnt/9 2>/dev/null; }}
+mnt || {{ cat /tmp/ninepd.log; exit 1; }}
 echo "mounted $(grep ' /mnt/9 ' /proc/mounts)"
 M=/mnt/9
 {WORKLOAD}
@@ -339,11 +336,8 @@ mkdir /export/other
 mount -t tmpfs -o size=16m tmpfs /export/other
 chmod 777 /export/other
 ninepd /export --listen tcp:127.0.0.1:564 --multi-user --log-level warn 2>/tmp/ninepd.log &
-mnt() {{ mount -t 9p -o trans=tcp,port=564,version=9p2000.L,uname=root,access=user,msize=1048576 127.0.0.1 /mnt/9; }}
-i=0
-until mnt 2>/dev/null; do
-    i=$((i + 1)); [ $i -lt 100 ] || {{ cat /tmp/ninepd.log; exit 1; }}; sleep 0.1
-done
+mnt() {{ retry 100 mount -t 9p -o trans=tcp,port=564,version=9p2000.L,uname=root,access=user,msize=1048576 127.0.0.1 /mnt/9 2>/dev/null; }}
+mnt || {{ cat /tmp/ninepd.log; exit 1; }}
 mkdir /mnt/9/pjd
 chmod 777 /mnt/9/pjd
 cd /mnt/9/pjd

@@ -257,10 +257,7 @@ DIOD &
 now() { cut -d' ' -f1 /proc/uptime; }
 run() {
     name=$1; shift
-    i=0
-    until mount -t 9p -o "$@" 127.0.0.1 /mnt/9 2>/dev/null; do
-        i=$((i + 1)); [ $i -lt 100 ] || exit 1; sleep 0.1
-    done
+    retry 100 mount -t 9p -o "$@" 127.0.0.1 /mnt/9 2>/dev/null
     mkdir /mnt/9/b
     t0=$(now)
     i=0; while [ $i -lt 1000 ]; do : > /mnt/9/b/f$i; i=$((i + 1)); done
