@@ -1,0 +1,382 @@
+//! Busy-polling a socket for a bounded time before sleeping, for low round-trip latency.
+//!
+//! On a virtual machine with idle CPUs, every wake-up of a sleeping reader costs tens of
+//! microseconds (the halted virtual CPU has to be woken), more than a whole 9P metadata
+//! request. [`BusyPoll`] trades CPU time for that latency, like QEMU's adaptive polling
+//! (`poll-max-ns`): once the reader has taken what was available and finds the socket empty,
+//! it keeps trying non-blocking reads for up to a budget before it waits on the runtime again.
+//!
+//! The spin reads the socket's descriptor directly with `recv(MSG_DONTWAIT)`. Asking the tokio
+//! stream instead would see nothing: it makes no system call while the runtime believes the
+//! socket is not ready. Bytes taken this way are safe for tokio, whose readiness is only a
+//! hint that it checks with a real read.
+//!
+//! The spin must not hold up other tasks of the same worker (a connection's replies are
+//! written by a separate task that the reader wakes), so on the first empty read after data
+//! the reader yields once, and spins only when it is polled again.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use rustix::io::Errno;
+use rustix::net::RecvFlags;
+use tokio::io::{AsyncRead, ReadBuf};
+
+/// The most a spinning read takes at once; the buffer is zeroed up to this size before the
+/// spin starts, while there is nothing else to do.
+const SPIN_READ_MAX: usize = 64 * 1024;
+
+/// A reader of a socket whose descriptor the spin can read directly.
+pub trait SocketReader: AsyncRead + Unpin {
+    /// The socket's descriptor.
+    fn socket_fd(&self) -> BorrowedFd<'_>;
+}
+
+impl SocketReader for tokio::net::UnixStream {
+    fn socket_fd(&self) -> BorrowedFd<'_> {
+        self.as_fd()
+    }
+}
+
+impl SocketReader for tokio::net::TcpStream {
+    fn socket_fd(&self) -> BorrowedFd<'_> {
+        self.as_fd()
+    }
+}
+
+impl SocketReader for tokio::net::unix::OwnedReadHalf {
+    fn socket_fd(&self) -> BorrowedFd<'_> {
+        self.as_ref().as_fd()
+    }
+}
+
+impl SocketReader for tokio::net::tcp::OwnedReadHalf {
+    fn socket_fd(&self) -> BorrowedFd<'_> {
+        self.as_ref().as_fd()
+    }
+}
+
+/// Where the reader is between a read that returned data and sleeping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Data was just returned: the next empty read yields once, so woken tasks run first.
+    Fresh,
+    /// Yielded after data: the next empty read spins.
+    Yielded,
+    /// The budget ran out (or the stream ended): wait on the runtime until data comes.
+    Sleeping,
+}
+
+/// An [`AsyncRead`] over a socket that spins for up to `budget` on non-blocking reads
+/// before it lets the task sleep. A zero budget makes it a plain pass-through.
+#[derive(Debug)]
+pub struct BusyPoll<R> {
+    inner: R,
+    budget: Duration,
+    state: State,
+    /// Spins run so far, whether or not they found data (for tests and statistics).
+    spins: u64,
+}
+
+impl<R: SocketReader> BusyPoll<R> {
+    pub fn new(inner: R, budget: Duration) -> Self {
+        Self {
+            inner,
+            budget,
+            state: State::Fresh,
+            spins: 0,
+        }
+    }
+
+    /// How many times the reader has spun.
+    pub fn spins(&self) -> u64 {
+        self.spins
+    }
+
+    /// Non-blocking reads until bytes come, the stream ends or fails, or the budget is spent
+    /// (`None`).
+    fn spin(&mut self, buf: &mut ReadBuf<'_>) -> Option<io::Result<()>> {
+        self.spins += 1;
+        let deadline = Instant::now() + self.budget;
+        let want = buf.remaining().min(SPIN_READ_MAX);
+        let dst = buf.initialize_unfilled_to(want);
+        let got = loop {
+            match rustix::net::recv(self.inner.socket_fd(), &mut *dst, RecvFlags::DONTWAIT) {
+                // (bytes stored, bytes the message had): the same for a stream socket.
+                Ok((n, _)) => break n,
+                Err(Errno::AGAIN | Errno::INTR) => {}
+                Err(e) => return Some(Err(e.into())),
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::hint::spin_loop();
+        };
+        buf.advance(got);
+        Some(Ok(()))
+    }
+}
+
+impl<R: SocketReader> AsyncRead for BusyPoll<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        if let Poll::Ready(result) = Pin::new(&mut this.inner).poll_read(cx, buf) {
+            this.state = after_read(&result, buf.filled().len() > before);
+            return Poll::Ready(result);
+        }
+        if this.budget.is_zero() || buf.remaining() == 0 {
+            return Poll::Pending;
+        }
+        match this.state {
+            State::Fresh => {
+                this.state = State::Yielded;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            State::Yielded => match this.spin(buf) {
+                Some(result) => {
+                    this.state = after_read(&result, buf.filled().len() > before);
+                    Poll::Ready(result)
+                }
+                None => {
+                    // The inner reader registered the waker above: sleep until it fires.
+                    this.state = State::Sleeping;
+                    Poll::Pending
+                }
+            },
+            State::Sleeping => Poll::Pending,
+        }
+    }
+}
+
+/// Data arms the next spin; the end of the stream or an error does not.
+fn after_read(result: &io::Result<()>, got_data: bool) -> State {
+    if result.is_ok() && got_data {
+        State::Fresh
+    } else {
+        State::Sleeping
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+    use std::time::Duration;
+
+    use tokio::io::AsyncReadExt;
+    use tokio::net::UnixStream;
+
+    use super::*;
+
+    /// A waker that counts its wake-ups.
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Count {
+        fn get(&self) -> usize {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    /// Long enough never to run out in a test that expects bytes during the spin.
+    const FOREVER: Duration = Duration::from_secs(60);
+
+    /// Our end as a spinning reader, the peer as a blocking std socket another thread can use.
+    fn pair(budget: Duration) -> (BusyPoll<UnixStream>, std::os::unix::net::UnixStream) {
+        let (ours, peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let ours = UnixStream::from_std(ours).unwrap();
+        (BusyPoll::new(ours, budget), peer)
+    }
+
+    /// Polls once with `waker`, outside the runtime's own wake-ups.
+    fn poll_once(r: &mut BusyPoll<UnixStream>, waker: &Arc<Count>) -> Poll<io::Result<Vec<u8>>> {
+        let waker = waker.clone().into();
+        let mut cx = Context::from_waker(&waker);
+        let mut bytes = [0u8; 64];
+        let mut buf = ReadBuf::new(&mut bytes);
+        Pin::new(r)
+            .poll_read(&mut cx, &mut buf)
+            .map_ok(|()| buf.filled().to_vec())
+    }
+
+    /// Reads the first message through the runtime, so the reader is just past data.
+    async fn first_message(
+        r: &mut BusyPoll<UnixStream>,
+        peer: &mut std::os::unix::net::UnixStream,
+    ) {
+        peer.write_all(b"hello").unwrap();
+        let mut got = [0u8; 5];
+        r.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"hello");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn bytes_arriving_during_the_spin_are_returned_without_a_wake_up() {
+        let (mut r, mut peer) = pair(FOREVER);
+        first_message(&mut r, &mut peer).await;
+        let waker = Arc::new(Count::default());
+        // The first empty read only yields: the task is woken at once, nothing spins.
+        assert!(poll_once(&mut r, &waker).is_pending());
+        assert_eq!((waker.get(), r.spins()), (1, 0));
+        // The runtime is not polled while this test polls by hand, so the tokio stream cannot
+        // learn of the bytes: only the spin can return them.
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            peer.write_all(b"world").unwrap();
+            peer
+        });
+        match poll_once(&mut r, &waker) {
+            Poll::Ready(Ok(bytes)) => assert_eq!(bytes, b"world"),
+            other => panic!("expected the bytes, got {other:?}"),
+        }
+        assert_eq!((waker.get(), r.spins()), (1, 1));
+        let _peer = writer.join().unwrap();
+        // After data, the next empty read yields again before spinning.
+        assert!(poll_once(&mut r, &waker).is_pending());
+        assert_eq!((waker.get(), r.spins()), (2, 1));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn after_the_budget_the_reader_sleeps_until_the_runtime_wakes_it() {
+        let (mut r, mut peer) = pair(Duration::from_millis(1));
+        first_message(&mut r, &mut peer).await;
+        let waker = Arc::new(Count::default());
+        assert!(poll_once(&mut r, &waker).is_pending()); // yields
+        assert!(poll_once(&mut r, &waker).is_pending()); // spins, finds nothing
+        assert_eq!((waker.get(), r.spins()), (1, 1));
+        // Polled again (say, a spurious wake-up), it does not spin a second time.
+        assert!(poll_once(&mut r, &waker).is_pending());
+        assert_eq!((waker.get(), r.spins()), (1, 1));
+        // Bytes now reach the task the ordinary way: the runtime wakes the registered waker.
+        peer.write_all(b"late").unwrap();
+        tokio::time::timeout(FOREVER, async {
+            while waker.get() < 2 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the runtime wakes the sleeping reader");
+        match poll_once(&mut r, &waker) {
+            Poll::Ready(Ok(bytes)) => assert_eq!(bytes, b"late"),
+            other => panic!("expected the bytes, got {other:?}"),
+        }
+        assert_eq!(r.spins(), 1);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_end_of_the_stream_during_the_spin_passes_through() {
+        let (mut r, mut peer) = pair(FOREVER);
+        first_message(&mut r, &mut peer).await;
+        let waker = Arc::new(Count::default());
+        assert!(poll_once(&mut r, &waker).is_pending());
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            drop(peer);
+        });
+        match poll_once(&mut r, &waker) {
+            Poll::Ready(Ok(bytes)) => assert!(bytes.is_empty(), "EOF reads nothing"),
+            other => panic!("expected the end of the stream, got {other:?}"),
+        }
+        closer.join().unwrap();
+        assert_eq!(r.spins(), 1);
+        // Past the end, reads keep returning it without spinning.
+        let mut rest = Vec::new();
+        assert_eq!(r.read_to_end(&mut rest).await.unwrap(), 0);
+        assert_eq!(r.spins(), 1);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_reset_connection_during_the_spin_is_an_error() {
+        let (mut r, mut peer) = pair(FOREVER);
+        first_message(&mut r, &mut peer).await;
+        // A unix socket closed with unread data resets its peer.
+        tokio::io::AsyncWriteExt::write_all(&mut r.inner, b"unread")
+            .await
+            .unwrap();
+        let waker = Arc::new(Count::default());
+        assert!(poll_once(&mut r, &waker).is_pending());
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            drop(peer);
+        });
+        match poll_once(&mut r, &waker) {
+            Poll::Ready(Err(e)) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset),
+            other => panic!("expected a reset, got {other:?}"),
+        }
+        closer.join().unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_stream_read_in_pieces_arrives_whole_and_in_order() {
+        let (mut r, mut peer) = pair(FOREVER);
+        let mut got = Vec::new();
+        for chunk in [&b"one"[..], b"two", b"three"] {
+            peer.write_all(chunk).unwrap();
+            let mut part = vec![0; chunk.len()];
+            r.read_exact(&mut part).await.unwrap();
+            got.extend(part);
+        }
+        drop(peer);
+        r.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"onetwothree");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_zero_budget_neither_yields_nor_spins() {
+        let (mut r, mut peer) = pair(Duration::ZERO);
+        first_message(&mut r, &mut peer).await;
+        let waker = Arc::new(Count::default());
+        for _ in 0..3 {
+            assert!(poll_once(&mut r, &waker).is_pending());
+        }
+        assert_eq!((waker.get(), r.spins()), (0, 0));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn tcp_read_halves_spin_too() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (r, _w) = server.into_split();
+        let mut r = BusyPoll::new(r, FOREVER);
+        client.write_all(b"ping").unwrap();
+        let mut got = [0u8; 4];
+        r.read_exact(&mut got).await.unwrap();
+        let waker = Arc::new(Count::default());
+        let waker_ref: std::task::Waker = waker.clone().into();
+        let mut cx = Context::from_waker(&waker_ref);
+        let mut bytes = [0u8; 16];
+        let mut buf = ReadBuf::new(&mut bytes);
+        assert!(Pin::new(&mut r).poll_read(&mut cx, &mut buf).is_pending());
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            client.write_all(b"pong").unwrap();
+            client
+        });
+        assert!(matches!(
+            Pin::new(&mut r).poll_read(&mut cx, &mut buf),
+            Poll::Ready(Ok(()))
+        ));
+        assert_eq!(buf.filled(), b"pong");
+        assert_eq!((waker.get(), r.spins()), (1, 1));
+        drop(writer.join().unwrap());
+    }
+}
