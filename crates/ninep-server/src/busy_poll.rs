@@ -30,9 +30,10 @@ use rustix::io::Errno;
 use rustix::net::RecvFlags;
 use tokio::io::{AsyncRead, ReadBuf};
 
-/// The most a spinning read takes at once; the buffer is zeroed up to this size before the
-/// spin starts, while there is nothing else to do.
-const SPIN_READ_MAX: usize = 64 * 1024;
+/// The most a spinning read takes at once. The buffer is zeroed up to this size first, on the
+/// way to a reply when the bytes are already there; a read that fills it is followed by another
+/// without yielding, so a large frame still comes in few system calls.
+const SPIN_READ_MAX: usize = 8 * 1024;
 
 /// A reader of a socket whose descriptor the spin can read directly.
 pub trait SocketReader: AsyncRead + Unpin {
@@ -69,7 +70,7 @@ impl SocketReader for tokio::net::tcp::OwnedReadHalf {
 enum State {
     /// Data was just returned: the next empty read yields once, so woken tasks run first.
     Fresh,
-    /// Yielded after data: the next empty read spins.
+    /// Yielded after data (or a spin filled the buffer): the next empty read spins.
     Yielded,
     /// The budget ran out (or the stream ended): wait on the runtime until data comes.
     Sleeping,
@@ -150,7 +151,12 @@ impl<R: SocketReader> AsyncRead for BusyPoll<R> {
             }
             State::Yielded => match this.spin(buf) {
                 Some(result) => {
-                    this.state = after_read(&result, buf.filled().len() > before);
+                    let got = buf.filled().len() - before;
+                    this.state = after_read(&result, got > 0);
+                    if result.is_ok() && got == SPIN_READ_MAX {
+                        // Filled all it asked for: more is likely waiting, nothing was woken.
+                        this.state = State::Yielded;
+                    }
                     Poll::Ready(result)
                 }
                 None => {
@@ -240,9 +246,18 @@ mod tests {
         r: &mut BusyPoll<R>,
         waker: &Arc<Count>,
     ) -> Poll<io::Result<Vec<u8>>> {
+        poll_for(r, waker, 64)
+    }
+
+    /// Polls once by hand for up to `len` bytes.
+    fn poll_for<R: SocketReader>(
+        r: &mut BusyPoll<R>,
+        waker: &Arc<Count>,
+        len: usize,
+    ) -> Poll<io::Result<Vec<u8>>> {
         let waker = waker.clone().into();
         let mut cx = Context::from_waker(&waker);
-        let mut bytes = [0u8; 64];
+        let mut bytes = vec![0u8; len];
         let mut buf = ReadBuf::new(&mut bytes);
         Pin::new(r)
             .poll_read(&mut cx, &mut buf)
@@ -292,6 +307,32 @@ mod tests {
         // After data, the next empty read yields again before spinning.
         assert!(poll_once(&mut r, &waker).is_pending());
         assert_eq!(r.spins(), 1);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_spin_that_fills_its_read_reads_on_without_yielding() {
+        let (mut r, mut peer) = pair(FOREVER);
+        first_message(&mut r, &mut peer).await;
+        let waker = Arc::new(Count::default());
+        assert!(poll_once(&mut r, &waker).is_pending()); // yields
+        let big: Vec<u8> = (0..SPIN_READ_MAX + 1000).map(|i| i as u8).collect();
+        peer.write_all(&big).unwrap();
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            match poll_for(&mut r, &waker, 2 * SPIN_READ_MAX) {
+                Poll::Ready(Ok(bytes)) => got.extend(bytes),
+                other => panic!("expected bytes, got {other:?}"),
+            }
+        }
+        assert_eq!(got, big);
+        assert_eq!(
+            r.spins(),
+            2,
+            "the rest came from a second spin, with no yield between"
+        );
+        // The rest was short of a full read: the next empty read yields first.
+        assert!(poll_once(&mut r, &waker).is_pending());
+        assert_eq!(r.spins(), 2);
     }
 
     #[tokio::test(flavor = "current_thread")]
