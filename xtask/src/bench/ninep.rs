@@ -4,8 +4,9 @@
 //! The load generator `ninep-load` (crates/ninep-server) drives both servers over loopback TCP
 //! and a unix socket: streaming Twrite/Tread at msize 1 MiB (Debian's diod 1.0.24 caps msize at
 //! 64 KiB) with the same 2 MiB of requests in flight, sequential Tgetattr latency and pipelined
-//! (32 in flight) Tgetattr throughput; over the unix socket also sequential Tgetattr with
-//! `ninepd --busy-poll 50` and with the client polling for replies. Then one guest boot
+//! (32 in flight) Tgetattr throughput; over the unix socket also sequential Tgetattr on a
+//! settled machine with and without `ninepd --busy-poll 50` and the client polling for replies
+//! (`settled, ...` rows). Then one guest boot
 //! runs create/stat/unlink of 1,000 files through the kernel's v9fs mount of each server. The
 //! best of `--rounds` runs of each measurement is kept, and the ratios to diod are printed.
 
@@ -243,6 +244,11 @@ fn measure(
 /// Sequential Tgetattr over a unix socket with busy-polling: `ninepd --busy-poll 50` (also on
 /// one worker thread) and a client polling 50 us for its replies (`ninep-load --busy-poll`).
 /// diod cannot poll, so its column is diod with the same client.
+///
+/// Each round starts after the machine has been left alone for a while ("settled"): right
+/// after the streaming tests, wake-ups of idle virtual CPUs are several times faster for a
+/// few seconds (sequential Tgetattr p50 14 us at up to 3 s afterwards, 64-83 us from 6 s on),
+/// which hides what busy-polling is for.
 fn latency_variants(
     bins: &Path,
     dir: &Path,
@@ -277,15 +283,18 @@ fn latency_variants(
     let load = bins.join("ninep-load");
     for round in 0..rounds {
         eprintln!("xtask: bench 9p busy-poll round {}/{rounds}", round + 1);
+        std::thread::sleep(SETTLE);
         for client in ["0", "50"] {
             let client_args = ["--test", "getattr", "--busy-poll", client];
             let diod = run_load(&load, diod_connect, export, &client_args)?;
             for (server, connect) in &connects {
-                let label = match (*server, client) {
-                    ("ninepd", "0") => continue, // the plain getattr rows
-                    ("ninepd", _) => format!("client --busy-poll {client}"),
-                    (server, "0") => server.to_string(),
-                    (server, _) => format!("{server}, client --busy-poll {client}"),
+                let client_label = match client {
+                    "0" => "client blocking".to_string(),
+                    micros => format!("client --busy-poll {micros}"),
+                };
+                let label = match *server {
+                    "ninepd" => format!("settled, {client_label}"),
+                    server => format!("settled, {server}, {client_label}"),
                 };
                 for (peer, lines) in [
                     (Peer::Ninepd, run_load(&load, connect, "", &client_args)?),
@@ -305,6 +314,9 @@ fn latency_variants(
     }
     Ok(())
 }
+
+/// How long the machine is left alone before a round of busy-polling measurements.
+const SETTLE: Duration = Duration::from_secs(10);
 
 /// Runs `ninep-load` and returns its `name value unit` lines.
 fn run_load(
