@@ -296,10 +296,22 @@ fn latency_variants(
                     "ninepd" => format!("settled, {client_label}"),
                     server => format!("settled, {server}, {client_label}"),
                 };
-                for (peer, lines) in [
-                    (Peer::Ninepd, run_load(&load, connect, "", &client_args)?),
-                    (Peer::Diod, diod.clone()),
-                ] {
+                let ninepd = run_load(&load, connect, "", &client_args)?;
+                // Each round's figures too: the machine's state moves them more than the
+                // best of the rounds shows.
+                let figures = |lines: &[(String, f64, String)]| {
+                    lines
+                        .iter()
+                        .map(|(_, v, _)| format!("{v:.1}"))
+                        .collect::<Vec<_>>()
+                        .join("/")
+                };
+                eprintln!(
+                    "  {label}: ninepd {} us, diod {} us",
+                    figures(&ninepd),
+                    figures(&diod)
+                );
+                for (peer, lines) in [(Peer::Ninepd, ninepd), (Peer::Diod, diod.clone())] {
                     for (name, value, unit) in lines {
                         keep_best(
                             results,
