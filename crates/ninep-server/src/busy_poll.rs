@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use rustix::io::Errno;
 use rustix::net::RecvFlags;
 use tokio::io::{AsyncRead, ReadBuf};
+use tokio::runtime::{Handle, RuntimeMetrics};
 
 /// The most a spinning read takes at once. The buffer is zeroed up to this size first, on the
 /// way to a reply when the bytes are already there; a read that fills it is followed by another
@@ -83,16 +84,35 @@ pub struct BusyPoll<R> {
     inner: R,
     budget: Duration,
     state: State,
+    /// When the current spin must stop; kept while the spin steps aside for other tasks.
+    deadline: Option<Instant>,
+    /// The runtime's queue of tasks woken from outside its workers.
+    runtime: Option<RuntimeMetrics>,
     /// Spins run so far, whether or not they found data (for tests and statistics).
     spins: u64,
 }
 
+/// How a spin ended without data.
+enum SpinEnd {
+    /// The stream had bytes, ended or failed.
+    Read(io::Result<()>),
+    /// The budget is spent.
+    Spent,
+    /// A task was woken from outside the runtime's workers (a reply from the blocking pool,
+    /// a client's caller): it may be waiting for this very worker.
+    Interrupted,
+}
+
 impl<R: SocketReader> BusyPoll<R> {
+    /// Wraps `inner`; called inside a tokio runtime, the spin also steps aside for tasks woken
+    /// from outside the runtime's workers.
     pub fn new(inner: R, budget: Duration) -> Self {
         Self {
             inner,
             budget,
             state: State::Fresh,
+            deadline: None,
+            runtime: Handle::try_current().ok().map(|h| h.metrics()),
             spins: 0,
         }
     }
@@ -102,11 +122,13 @@ impl<R: SocketReader> BusyPoll<R> {
         self.spins
     }
 
-    /// Non-blocking reads until bytes come, the stream ends or fails, or the budget is spent
-    /// (`None`).
-    fn spin(&mut self, buf: &mut ReadBuf<'_>) -> Option<io::Result<()>> {
+    /// Non-blocking reads until bytes come, the stream ends or fails, the budget is spent, or
+    /// a task is woken from outside the runtime's workers.
+    fn spin(&mut self, buf: &mut ReadBuf<'_>) -> SpinEnd {
         self.spins += 1;
-        let deadline = Instant::now() + self.budget;
+        let deadline = *self
+            .deadline
+            .get_or_insert_with(|| Instant::now() + self.budget);
         let want = buf.remaining().min(SPIN_READ_MAX);
         let dst = buf.initialize_unfilled_to(want);
         let got = loop {
@@ -114,17 +136,29 @@ impl<R: SocketReader> BusyPoll<R> {
                 // (bytes stored, bytes the message had): the same for a stream socket.
                 Ok((n, _)) => break n,
                 Err(Errno::AGAIN | Errno::INTR) => {}
-                Err(e) => return Some(Err(e.into())),
+                Err(e) => {
+                    self.deadline = None;
+                    return SpinEnd::Read(Err(e.into()));
+                }
             }
             if Instant::now() >= deadline {
-                return None;
+                self.deadline = None;
+                return SpinEnd::Spent;
+            }
+            if self
+                .runtime
+                .as_ref()
+                .is_some_and(|r| r.global_queue_depth() > 0)
+            {
+                return SpinEnd::Interrupted;
             }
             // A thread waiting for this CPU (the peer, placed here when it was woken) runs
             // first: spinning past it would delay the very message being waited for.
             rustix::thread::sched_yield();
         };
+        self.deadline = None;
         buf.advance(got);
-        Some(Ok(()))
+        SpinEnd::Read(Ok(()))
     }
 }
 
@@ -137,6 +171,7 @@ impl<R: SocketReader> AsyncRead for BusyPoll<R> {
         let this = self.get_mut();
         let before = buf.filled().len();
         if let Poll::Ready(result) = Pin::new(&mut this.inner).poll_read(cx, buf) {
+            this.deadline = None;
             this.state = after_read(&result, buf.filled().len() > before);
             return Poll::Ready(result);
         }
@@ -150,7 +185,7 @@ impl<R: SocketReader> AsyncRead for BusyPoll<R> {
                 Poll::Pending
             }
             State::Yielded => match this.spin(buf) {
-                Some(result) => {
+                SpinEnd::Read(result) => {
                     let got = buf.filled().len() - before;
                     this.state = after_read(&result, got > 0);
                     if result.is_ok() && got == SPIN_READ_MAX {
@@ -159,9 +194,14 @@ impl<R: SocketReader> AsyncRead for BusyPoll<R> {
                     }
                     Poll::Ready(result)
                 }
-                None => {
+                SpinEnd::Spent => {
                     // The inner reader registered the waker above: sleep until it fires.
                     this.state = State::Sleeping;
+                    Poll::Pending
+                }
+                SpinEnd::Interrupted => {
+                    // Let the worker run that task, then spin on to the same deadline.
+                    yield_to_other_tasks(cx);
                     Poll::Pending
                 }
             },
@@ -333,6 +373,35 @@ mod tests {
         // The rest was short of a full read: the next empty read yields first.
         assert!(poll_once(&mut r, &waker).is_pending());
         assert_eq!(r.spins(), 2);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_task_woken_from_outside_the_runtime_interrupts_the_spin() {
+        let (mut r, mut peer) = pair(FOREVER);
+        first_message(&mut r, &mut peer).await;
+        let waker = Arc::new(Count::default());
+        assert!(poll_once(&mut r, &waker).is_pending()); // yields
+        waker.until(1).await;
+        // Another thread wakes a task while the reader spins (as the blocking pool does with
+        // a reply): the spin stops long before its budget and lets the task run.
+        let (handle, (tx, rx)) = (Handle::current(), tokio::sync::oneshot::channel());
+        let spawner = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            handle.spawn(async move { tx.send(()).unwrap() });
+        });
+        assert!(poll_once(&mut r, &waker).is_pending());
+        assert_eq!(r.spins(), 1);
+        spawner.join().unwrap();
+        rx.await.unwrap();
+        waker.until(2).await;
+        // Polled again, it spins on: bytes arriving now come back from that poll.
+        let writer = write_later(peer, b"after");
+        match poll_once(&mut r, &waker) {
+            Poll::Ready(Ok(bytes)) => assert_eq!(bytes, b"after"),
+            other => panic!("expected the bytes, got {other:?}"),
+        }
+        assert_eq!(r.spins(), 2);
+        let _peer = writer.join().unwrap();
     }
 
     #[tokio::test(flavor = "current_thread")]
