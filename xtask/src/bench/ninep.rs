@@ -242,7 +242,8 @@ fn measure(
 }
 
 /// Sequential Tgetattr over a unix socket with busy-polling: `ninepd --busy-poll 50` (also on
-/// one worker thread) and a client polling 50 us for its replies (`ninep-load --busy-poll`).
+/// one worker thread) and a client polling 50 us for its replies (`ninep-load --busy-poll`, on
+/// one worker thread).
 /// diod cannot poll, so its column is diod with the same client.
 ///
 /// Each round starts after the machine has been left alone for a while ("settled"): right
@@ -284,14 +285,17 @@ fn latency_variants(
     for round in 0..rounds {
         eprintln!("xtask: bench 9p busy-poll round {}/{rounds}", round + 1);
         std::thread::sleep(SETTLE);
-        for client in ["0", "50"] {
-            let client_args = ["--test", "getattr", "--busy-poll", client];
+        // A polling client runs one worker thread, as a polling server best does.
+        for (client_label, client) in [
+            ("client blocking", &[][..]),
+            (
+                "client --busy-poll 50 --worker-threads 1",
+                &["--busy-poll", "50", "--worker-threads", "1"],
+            ),
+        ] {
+            let client_args = [&["--test", "getattr"][..], client].concat();
             let diod = run_load(&load, diod_connect, export, &client_args)?;
             for (server, connect) in &connects {
-                let client_label = match client {
-                    "0" => "client blocking".to_string(),
-                    micros => format!("client --busy-poll {micros}"),
-                };
                 let label = match *server {
                     "ninepd" => format!("settled, {client_label}"),
                     server => format!("settled, {server}, {client_label}"),

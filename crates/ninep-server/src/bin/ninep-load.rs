@@ -43,6 +43,10 @@ struct Args {
     /// as `ninepd --busy-poll` does for requests; costs a spinning CPU while waiting.
     #[arg(long, value_name = "MICROS", default_value_t = 0)]
     busy_poll: u64,
+    /// The runtime's worker threads. With `--busy-poll`, one keeps the other from being woken
+    /// by every reply the spin takes.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    worker_threads: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -67,9 +71,16 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const O_RDWR: u32 = 2;
 const O_TRUNC: u32 = 0o1000;
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
     let args = Args::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.worker_threads.max(1))
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<()> {
     let client = connect(&args.connect, Duration::from_micros(args.busy_poll)).await?;
     let (msize, _) = client.version(args.msize, "9P2000.L").await?;
     client
