@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod attr;
+pub mod busy_poll;
 pub mod conn;
 mod fid;
 pub mod fs;

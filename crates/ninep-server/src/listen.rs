@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 
+use crate::busy_poll::BusyPoll;
 use crate::conn;
 use crate::server::Server;
 
@@ -58,6 +59,7 @@ pub async fn run(server: Arc<Server>, listen: &Listen) -> Result<()> {
                 let _ = stream.set_nodelay(true);
                 tracing::info!(%peer, "client connected");
                 let (r, w) = stream.into_split();
+                let r = BusyPoll::new(r, server.busy_poll());
                 let server = server.clone();
                 tokio::spawn(async move {
                     conn::serve(server, r, w).await;
@@ -79,6 +81,7 @@ pub async fn run(server: Arc<Server>, listen: &Listen) -> Result<()> {
                 tracing::info!("client connected");
                 widen_send_buffer(&stream, server.max_msize());
                 let (r, w) = stream.into_split();
+                let r = BusyPoll::new(r, server.busy_poll());
                 let server = server.clone();
                 tokio::spawn(async move {
                     conn::serve(server, r, w).await;

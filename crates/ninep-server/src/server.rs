@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::fs::Export;
 use crate::fs::creds::Identity;
@@ -22,6 +23,9 @@ pub struct Config {
     pub max_msize: u32,
     /// Act as each attaching user (the server must run as root).
     pub multi_user: bool,
+    /// How long a socket connection's reader spins on non-blocking reads after each request
+    /// before it sleeps (zero: never); see [`crate::busy_poll`].
+    pub busy_poll: Duration,
 }
 
 impl Config {
@@ -31,6 +35,7 @@ impl Config {
             read_only: false,
             max_msize: DEFAULT_MAX_MSIZE,
             multi_user: false,
+            busy_poll: Duration::ZERO,
         }
     }
 }
@@ -42,6 +47,7 @@ pub struct Server {
     root: PathBuf,
     max_msize: u32,
     multi_user: bool,
+    busy_poll: Duration,
     #[cfg(test)]
     pub(crate) fault: crate::fault::Faults,
 }
@@ -73,6 +79,7 @@ impl Server {
             root: config.root.clone(),
             max_msize: config.max_msize,
             multi_user: config.multi_user,
+            busy_poll: config.busy_poll,
             #[cfg(test)]
             fault: Default::default(),
         }))
@@ -84,6 +91,11 @@ impl Server {
 
     pub fn max_msize(&self) -> u32 {
         self.max_msize
+    }
+
+    /// The spin budget of a socket connection's reader (zero: it never spins).
+    pub fn busy_poll(&self) -> Duration {
+        self.busy_poll
     }
 
     /// Who an attach acts as: the server's user, or in multi-user mode the attaching uid

@@ -27,7 +27,11 @@ fn spawn_fd_server(
 async fn serves_one_client_on_stdin_and_stdout() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("hello"), b"over a pipe").unwrap();
-    let (mut child, sock) = spawn_fd_server(dir.path(), &["--read-only", "--msize", "65536"]);
+    let (mut child, sock) = spawn_fd_server(
+        dir.path(),
+        // --busy-poll is ignored on standard input and output.
+        &["--read-only", "--msize", "65536", "--busy-poll", "50"],
+    );
     sock.set_nonblocking(true).unwrap();
     let c = Client::from_stream(tokio::net::UnixStream::from_std(sock).unwrap());
     assert_eq!(
@@ -71,4 +75,66 @@ fn refuses_a_missing_export_and_bad_options() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+    for bad in [
+        ["--busy-poll", "-5"],
+        ["--busy-poll", "soon"],
+        ["--worker-threads", "x"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ninepd"))
+            .arg(".")
+            .args(bad)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{bad:?} accepted");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(bad[1]));
+    }
+}
+
+/// Stops the child on drop, so a failing test leaves no server behind.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_a_unix_socket_busy_polling_on_one_worker_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("export")).unwrap();
+    std::fs::write(dir.path().join("export/f"), b"polled").unwrap();
+    let socket = dir.path().join("sock");
+    let _server = Running(
+        Command::new(env!("CARGO_BIN_EXE_ninepd"))
+            .arg(dir.path().join("export"))
+            .args([
+                "--log-level",
+                "warn",
+                "--busy-poll",
+                "100",
+                "--worker-threads",
+                "1",
+            ])
+            .arg("--listen")
+            .arg(format!("unix:{}", socket.display()))
+            .spawn()
+            .unwrap(),
+    );
+    let c = loop {
+        match Client::connect_unix(&socket).await {
+            Ok(c) => break c,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    };
+    c.version(1 << 20, "9P2000.L").await.unwrap();
+    c.attach(0, NOFID, b"", b"", 0).await.unwrap();
+    for fid in 1..100 {
+        c.walk(0, fid, &["f"]).await.unwrap();
+        assert_eq!(c.getattr(fid, 0x7ff).await.unwrap().size, 6);
+        c.lopen(fid, 0).await.unwrap();
+        assert_eq!(&c.read(fid, 0, 100).await.unwrap()[..], b"polled");
+        c.clunk(fid).await.unwrap();
+    }
 }

@@ -4,7 +4,9 @@
 //! The load generator `ninep-load` (crates/ninep-server) drives both servers over loopback TCP
 //! and a unix socket: streaming Twrite/Tread at msize 1 MiB (Debian's diod 1.0.24 caps msize at
 //! 64 KiB) with the same 2 MiB of requests in flight, sequential Tgetattr latency and pipelined
-//! (32 in flight) Tgetattr throughput. Then one guest boot
+//! (32 in flight) Tgetattr throughput; over the unix socket also sequential Tgetattr on a
+//! settled machine with and without `ninepd --busy-poll 50` and the client polling for replies
+//! (`settled, ...` rows). Then one guest boot
 //! runs create/stat/unlink of 1,000 files through the kernel's v9fs mount of each server. The
 //! best of `--rounds` runs of each measurement is kept, and the ratios to diod are printed.
 
@@ -231,10 +233,133 @@ fn measure(
             }
         }
     }
+    let unix = [&np_sock, &diod_sock].map(|s| format!("unix:{}", s.display()));
+    latency_variants(bins, dir, sockets, &unix, export, rounds, &mut results)?;
     if guest {
         guest_metadata(diod, &mut results)?;
     }
     Ok(results)
+}
+
+/// Sequential Tgetattr over a unix socket with busy-polling: `ninepd --busy-poll 50` (also on
+/// one worker thread) and a client polling 50 us for its replies (`ninep-load --busy-poll`, on
+/// one worker thread).
+/// diod cannot poll, so its column is diod with the same client.
+///
+/// Each round starts after the machine has been left alone for a while ("settled"): right
+/// after the streaming tests, wake-ups of idle virtual CPUs are several times faster for a
+/// few seconds (sequential Tgetattr p50 14 us at up to 3 s afterwards, 64-83 us from 6 s on),
+/// which hides what busy-polling is for.
+fn latency_variants(
+    bins: &Path,
+    dir: &Path,
+    sockets: &Path,
+    [ninepd_connect, diod_connect]: &[String; 2],
+    export: &str,
+    rounds: usize,
+    results: &mut Results,
+) -> Result<()> {
+    let servers: [(&str, &[&str]); 2] = [
+        ("ninepd --busy-poll 50", &["--busy-poll", "50"]),
+        (
+            "ninepd --busy-poll 50 --worker-threads 1",
+            &["--busy-poll", "50", "--worker-threads", "1"],
+        ),
+    ];
+    let mut connects = vec![("ninepd", ninepd_connect.clone())];
+    let mut _running = Vec::new();
+    for (i, (label, args)) in servers.iter().enumerate() {
+        let sock = sockets.join(format!("ninepd-poll-{i}.sock"));
+        _running.push(spawn(
+            Command::new(bins.join("ninepd"))
+                .arg(dir)
+                .args(["--log-level", "warn"])
+                .args(*args)
+                .arg("--listen")
+                .arg(format!("unix:{}", sock.display())),
+        )?);
+        wait_for_socket(&sock)?;
+        connects.push((label, format!("unix:{}", sock.display())));
+    }
+    let load = bins.join("ninep-load");
+    for round in 0..rounds {
+        eprintln!("xtask: bench 9p busy-poll round {}/{rounds}", round + 1);
+        std::thread::sleep(SETTLE);
+        // A polling client runs one worker thread, as a polling server best does.
+        for (client_label, client) in [
+            ("client blocking", &[][..]),
+            (
+                "client --busy-poll 50 --worker-threads 1",
+                &["--busy-poll", "50", "--worker-threads", "1"],
+            ),
+        ] {
+            let client_args = [&["--test", "getattr"][..], client].concat();
+            let diod = run_load(&load, diod_connect, export, &client_args)?;
+            for (server, connect) in &connects {
+                let label = match *server {
+                    "ninepd" => format!("settled, {client_label}"),
+                    server => format!("settled, {server}, {client_label}"),
+                };
+                let ninepd = run_load(&load, connect, "", &client_args)?;
+                // Each round's figures too: the machine's state moves them more than the
+                // best of the rounds shows.
+                let figures = |lines: &[(String, f64, String)]| {
+                    lines
+                        .iter()
+                        .map(|(_, v, _)| format!("{v:.1}"))
+                        .collect::<Vec<_>>()
+                        .join("/")
+                };
+                eprintln!(
+                    "  {label}: ninepd {} us, diod {} us",
+                    figures(&ninepd),
+                    figures(&diod)
+                );
+                for (peer, lines) in [(Peer::Ninepd, ninepd), (Peer::Diod, diod.clone())] {
+                    for (name, value, unit) in lines {
+                        keep_best(
+                            results,
+                            (peer, "unix", format!("{name} ({label})")),
+                            value,
+                            &unit,
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How long the machine is left alone before a round of busy-polling measurements.
+const SETTLE: Duration = Duration::from_secs(10);
+
+/// Runs `ninep-load` and returns its `name value unit` lines.
+fn run_load(
+    load: &Path,
+    connect: &str,
+    aname: &str,
+    args: &[&str],
+) -> Result<Vec<(String, f64, String)>> {
+    let out = Command::new(load)
+        .args(["--connect", connect, "--aname", aname])
+        .args(args)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "ninep-load {args:?} against {connect} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let mut f = line.split_whitespace();
+            let (name, value, unit) = (f.next()?, f.next()?.parse().ok()?, f.next()?);
+            Some((name.to_string(), value, unit.to_string()))
+        })
+        .filter(|(name, ..)| name.starts_with("getattr"))
+        .collect())
 }
 
 /// Keeps the better value: the lowest latency, the highest rate.

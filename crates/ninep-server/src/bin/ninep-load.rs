@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use ninep::{Client, NOFID, Request, Response};
+use ninep_server::busy_poll::BusyPoll;
 
 /// Drive a 9P2000.L server with a fixed workload and print what was measured.
 #[derive(Debug, Parser)]
@@ -38,6 +39,14 @@ struct Args {
     /// Requests issued by the latency and pipelined tests.
     #[arg(long, default_value_t = 20_000)]
     ops: usize,
+    /// Poll the socket for a reply for up to this many microseconds before sleeping (0: off),
+    /// as `ninepd --busy-poll` does for requests; costs a spinning CPU while waiting.
+    #[arg(long, value_name = "MICROS", default_value_t = 0)]
+    busy_poll: u64,
+    /// The runtime's worker threads. With `--busy-poll`, one keeps the other from being woken
+    /// by every reply the spin takes.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    worker_threads: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -62,10 +71,17 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const O_RDWR: u32 = 2;
 const O_TRUNC: u32 = 0o1000;
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
     let args = Args::parse();
-    let client = connect(&args.connect).await?;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.worker_threads.max(1))
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<()> {
+    let client = connect(&args.connect, Duration::from_micros(args.busy_poll)).await?;
     let (msize, _) = client.version(args.msize, "9P2000.L").await?;
     client
         .attach(0, NOFID, b"root", args.aname.as_bytes(), 0)
@@ -79,11 +95,15 @@ async fn main() -> Result<()> {
     }
 }
 
-async fn connect(to: &str) -> Result<Client> {
+async fn connect(to: &str, busy_poll: Duration) -> Result<Client> {
     if let Some(addr) = to.strip_prefix("tcp:") {
-        Ok(Client::connect_tcp(addr).await?)
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (r, w) = stream.into_split();
+        Ok(Client::from_split(BusyPoll::new(r, busy_poll), w))
     } else if let Some(path) = to.strip_prefix("unix:") {
-        Ok(Client::connect_unix(path).await?)
+        let (r, w) = tokio::net::UnixStream::connect(path).await?.into_split();
+        Ok(Client::from_split(BusyPoll::new(r, busy_poll), w))
     } else {
         bail!("--connect wants tcp:HOST:PORT or unix:PATH, not {to}")
     }

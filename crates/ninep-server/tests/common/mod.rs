@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use ninep::{Client, ClientError, FrameReader, NOFID, Request, Response};
+use ninep_server::busy_poll::BusyPoll;
 use ninep_server::{Config, Server, conn, listen};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
@@ -63,6 +64,7 @@ impl Harness {
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let (r, w) = stream.into_split();
+                let r = BusyPoll::new(r, s.busy_poll());
                 tokio::spawn(conn::serve(s.clone(), r, w));
             }
         });
