@@ -39,35 +39,33 @@ pub trait ReplySink: AsyncWrite + Unpin + Send + 'static {
     }
 }
 
-/// Sockets: the payload goes from the pipe to the socket with `splice(2)`, driven by the
+/// Unix sockets: the payload goes from the pipe to the socket with `splice(2)`, driven by the
 /// runtime's readiness events like any other write.
-macro_rules! splicing_sink {
-    ($half:ty, $stream:ty) => {
-        impl ReplySink for $half {
-            fn can_splice(&self) -> bool {
-                true
-            }
+impl ReplySink for tokio::net::unix::OwnedWriteHalf {
+    fn can_splice(&self) -> bool {
+        true
+    }
 
-            async fn splice_from(&mut self, payload: &mut Payload) -> io::Result<()> {
-                let stream: &$stream = self.as_ref();
-                while !payload.is_empty() {
-                    stream.writable().await?;
-                    match stream.try_io(Interest::WRITABLE, || {
-                        payload.splice_into(stream).map_err(io::Error::from)
-                    }) {
-                        Ok(_) => {}
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                Ok(())
+    async fn splice_from(&mut self, payload: &mut Payload) -> io::Result<()> {
+        let stream: &tokio::net::UnixStream = self.as_ref();
+        while !payload.is_empty() {
+            stream.writable().await?;
+            match stream.try_io(Interest::WRITABLE, || {
+                payload.splice_into(stream).map_err(io::Error::from)
+            }) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
             }
         }
-    };
+        Ok(())
+    }
 }
 
-splicing_sink!(tokio::net::unix::OwnedWriteHalf, tokio::net::UnixStream);
-splicing_sink!(tokio::net::tcp::OwnedWriteHalf, tokio::net::TcpStream);
+/// TCP: payloads are copied. Spliced pages made loopback TCP slower, not faster (1 GiB read at
+/// msize 1 MiB: 1.6-1.8 GB/s spliced against 2.5-2.7 GB/s copied), while a unix socket gains
+/// (3.1-3.7 against 2.9-3.0 GB/s, with a third of the server's CPU time).
+impl ReplySink for tokio::net::tcp::OwnedWriteHalf {}
 
 /// Standard output (`trans=fd`) is written through the runtime's blocking threads: no splice.
 impl ReplySink for tokio::io::Stdout {}

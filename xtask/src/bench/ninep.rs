@@ -35,15 +35,6 @@ enum Peer {
     Diod,
 }
 
-impl Peer {
-    fn name(self) -> &'static str {
-        match self {
-            Peer::Ninepd => "ninepd",
-            Peer::Diod => "diod",
-        }
-    }
-}
-
 /// Measurements by (peer, transport, metric name) -> (value, unit).
 type Results = BTreeMap<(Peer, &'static str, String), (f64, String)>;
 
@@ -138,7 +129,7 @@ fn measure(
     let (np_sock, diod_sock) = (sockets.join("ninepd.sock"), sockets.join("diod.sock"));
     let (np_port, diod_port) = (5741u16, 5742u16);
     let export = dir.to_str().context("non-UTF-8 path")?;
-    let _servers = [
+    let servers = [
         spawn(
             Command::new(&ninepd)
                 .arg(dir)
@@ -173,63 +164,57 @@ fn measure(
     wait_for_port(np_port)?;
     wait_for_port(diod_port)?;
 
+    let pid = |i: usize| servers[i].0.id();
     let targets = [
         (
             Peer::Ninepd,
             "unix",
             format!("unix:{}", np_sock.display()),
             "",
+            pid(0),
         ),
         (
             Peer::Diod,
             "unix",
             format!("unix:{}", diod_sock.display()),
             export,
+            pid(2),
         ),
-        (Peer::Ninepd, "tcp", format!("tcp:127.0.0.1:{np_port}"), ""),
+        (
+            Peer::Ninepd,
+            "tcp",
+            format!("tcp:127.0.0.1:{np_port}"),
+            "",
+            pid(1),
+        ),
         (
             Peer::Diod,
             "tcp",
             format!("tcp:127.0.0.1:{diod_port}"),
             export,
+            pid(3),
         ),
     ];
     let mut results = Results::new();
     for round in 0..rounds {
         eprintln!("xtask: bench 9p round {}/{rounds}", round + 1);
-        for (peer, transport, connect, aname) in &targets {
+        for (peer, transport, connect, aname, server) in &targets {
+            let (stream, cpu) = stream_with_cpu(&load, connect, aname, *server)?;
+            record(&mut results, *peer, transport, figures(&stream));
+            for (phase, seconds) in cpu {
+                keep_best(
+                    &mut results,
+                    (*peer, transport, format!("{phase}-server-cpu")),
+                    seconds * 1e3 / STREAM_GIB,
+                    "ms/GiB",
+                );
+            }
             for test in [
-                &["--test", "stream"][..],
-                &["--test", "getattr"],
+                &["--test", "getattr"][..],
                 &["--test", "pipelined", "--ops", "100000"],
             ] {
-                let out = Command::new(&load)
-                    .args(["--connect", connect, "--aname", aname])
-                    .args(test)
-                    .output()?;
-                if !out.status.success() {
-                    bail!(
-                        "ninep-load {test:?} against {} failed: {}",
-                        peer.name(),
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                }
-                for line in String::from_utf8_lossy(&out.stdout).lines() {
-                    let mut f = line.split_whitespace();
-                    let (Some(name), Some(value), Some(unit)) = (f.next(), f.next(), f.next())
-                    else {
-                        continue;
-                    };
-                    let Ok(value) = value.parse::<f64>() else {
-                        continue;
-                    };
-                    keep_best(
-                        &mut results,
-                        (*peer, transport, name.to_string()),
-                        value,
-                        unit,
-                    );
-                }
+                let figures = run_load(&load, connect, aname, test)?;
+                record(&mut results, *peer, transport, figures);
             }
         }
     }
@@ -294,13 +279,13 @@ fn latency_variants(
             ),
         ] {
             let client_args = [&["--test", "getattr"][..], client].concat();
-            let diod = run_load(&load, diod_connect, export, &client_args)?;
+            let diod = latencies(run_load(&load, diod_connect, export, &client_args)?);
             for (server, connect) in &connects {
                 let label = match *server {
                     "ninepd" => format!("settled, {client_label}"),
                     server => format!("settled, {server}, {client_label}"),
                 };
-                let ninepd = run_load(&load, connect, "", &client_args)?;
+                let ninepd = latencies(run_load(&load, connect, "", &client_args)?);
                 // Each round's figures too: the machine's state moves them more than the
                 // best of the rounds shows.
                 let figures = |lines: &[(String, f64, String)]| {
@@ -351,22 +336,109 @@ fn run_load(
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    Ok(String::from_utf8_lossy(&out.stdout)
+    Ok(figures(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Only the Tgetattr latency figures.
+fn latencies(figures: Vec<(String, f64, String)>) -> Vec<(String, f64, String)> {
+    figures
+        .into_iter()
+        .filter(|(name, ..)| name.starts_with("getattr"))
+        .collect()
+}
+
+/// The `name value unit` lines the load generator printed.
+fn figures(output: &str) -> Vec<(String, f64, String)> {
+    output
         .lines()
         .filter_map(|line| {
             let mut f = line.split_whitespace();
             let (name, value, unit) = (f.next()?, f.next()?.parse().ok()?, f.next()?);
             Some((name.to_string(), value, unit.to_string()))
         })
-        .filter(|(name, ..)| name.starts_with("getattr"))
-        .collect())
+        .collect()
 }
 
-/// Keeps the better value: the lowest latency, the highest rate.
+/// GiB streamed each way by the streaming test.
+const STREAM_GIB: f64 = 1.0;
+
+/// Runs the streaming test (Twrite, then Tread of `STREAM_GIB`) and measures the server's CPU
+/// time in each half from `/proc/PID/stat`: how much work a server spends per byte, which a
+/// throughput figure alone hides when the client is the bottleneck. Returns the load
+/// generator's output and (phase, CPU seconds).
+fn stream_with_cpu(
+    load: &Path,
+    connect: &str,
+    aname: &str,
+    server: u32,
+) -> Result<(String, Vec<(&'static str, f64)>)> {
+    use std::io::BufRead;
+    let bytes = (STREAM_GIB * f64::from(1u32 << 30)) as u64;
+    let mut child = Command::new(load)
+        .args(["--connect", connect, "--aname", aname, "--test", "stream"])
+        .args(["--bytes", &bytes.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("cannot start ninep-load")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let start = cpu_seconds(server)?;
+    let mut middle = None;
+    let mut output = String::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line?;
+        // The load generator says when the write half is done.
+        if line == "reading" {
+            middle = Some(cpu_seconds(server)?);
+        }
+        output.push_str(&line);
+        output.push('\n');
+    }
+    let end = cpu_seconds(server)?;
+    if !child.wait()?.success() {
+        bail!("ninep-load --test stream against {connect} failed");
+    }
+    let middle = middle.context("ninep-load did not mark the read half")?;
+    Ok((
+        output,
+        vec![("write", middle - start), ("read", end - middle)],
+    ))
+}
+
+/// User plus system CPU time of process `pid` (all its threads, live and exited), in seconds.
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.rsplit_once(')').context("malformed /proc/PID/stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<f64> { Ok(fields.get(i).context("short stat")?.parse()?) };
+    // utime and stime are fields 14 and 15 of the whole line, 11 and 12 after the name.
+    let hz = 100.0; // USER_HZ, fixed at 100 on Linux for /proc.
+    Ok((ticks(11)? + ticks(12)?) / hz)
+}
+
+/// Keeps the best of each figure.
+fn record(
+    results: &mut Results,
+    peer: Peer,
+    transport: &'static str,
+    figures: Vec<(String, f64, String)>,
+) {
+    for (name, value, unit) in figures {
+        keep_best(results, (peer, transport, name), value, &unit);
+    }
+}
+
+/// Whether a smaller figure is the better one for this unit.
+fn lower_is_better(unit: &str) -> bool {
+    matches!(unit, "us" | "s" | "ms/GiB")
+}
+
+/// Keeps the better value: the lowest latency or CPU cost, the highest rate.
 fn keep_best(results: &mut Results, key: (Peer, &'static str, String), value: f64, unit: &str) {
-    let lower_is_better = unit == "us" || unit == "s";
+    let lower = lower_is_better(unit);
     let entry = results.entry(key).or_insert((value, unit.to_string()));
-    if (lower_is_better && value < entry.0) || (!lower_is_better && value > entry.0) {
+    if (lower && value < entry.0) || (!lower && value > entry.0) {
         entry.0 = value;
     }
 }
@@ -471,8 +543,7 @@ fn print_table(results: &Results) {
         };
         let (diod, ratio) = match d {
             Some((d, _)) if unit != "bytes" => {
-                let lower_is_better = unit == "us" || unit == "s";
-                let ratio = if lower_is_better { d / n } else { n / d };
+                let ratio = if lower_is_better(unit) { d / n } else { n / d };
                 (format!("{d:.1} {unit}"), format!("{ratio:.2}x"))
             }
             Some((d, _)) => (format!("{d:.0} {unit}"), "-".into()),

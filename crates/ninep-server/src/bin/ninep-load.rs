@@ -144,7 +144,7 @@ async fn stream(client: &Client, msize: u32, args: &Args) -> Result<()> {
         report("write", args.bytes, start.elapsed());
     }
 
-    if args.test == Test::Read {
+    if args.test != Test::Write {
         // Lets a script that watches the server's CPU time start counting here.
         println!("reading");
         std::io::Write::flush(&mut std::io::stdout())?;
