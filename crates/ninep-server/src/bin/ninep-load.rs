@@ -120,7 +120,7 @@ async fn stream(client: &Client, msize: u32, args: &Args) -> Result<()> {
     let data = Bytes::from(vec![0x5a; chunk as usize]);
     let depth = (args.window / chunk).clamp(1, 64) as usize;
 
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), own_cpu_seconds());
     let mut offset = 0;
     let mut inflight = std::collections::VecDeque::new();
     while offset < args.bytes || !inflight.is_empty() {
@@ -141,7 +141,7 @@ async fn stream(client: &Client, msize: u32, args: &Args) -> Result<()> {
         }
     }
     if args.test != Test::Read {
-        report("write", args.bytes, start.elapsed());
+        report("write", args.bytes, start.elapsed(), cpu);
     }
 
     if args.test != Test::Write {
@@ -149,7 +149,7 @@ async fn stream(client: &Client, msize: u32, args: &Args) -> Result<()> {
         println!("reading");
         std::io::Write::flush(&mut std::io::stdout())?;
     }
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), own_cpu_seconds());
     let mut offset = 0;
     let mut total = 0;
     if args.test == Test::Write {
@@ -184,7 +184,7 @@ async fn stream(client: &Client, msize: u32, args: &Args) -> Result<()> {
         bail!("read back {total} bytes of {}", args.bytes);
     }
     if args.test != Test::Write {
-        report("read", args.bytes, start.elapsed());
+        report("read", args.bytes, start.elapsed(), cpu);
     }
     client.clunk(1).await?;
     // diod 1.0.24 has no Tunlinkat: fall back to Tremove.
@@ -204,8 +204,27 @@ fn start_read(client: &Client, offset: u64, count: usize) -> Result<ninep::Pendi
     Ok(client.start(&req)?)
 }
 
-fn report(what: &str, bytes: u64, took: Duration) {
+/// Prints the rate, and this process's CPU time per GiB since `cpu_before` (how much of a
+/// CPU the client itself needed: near one CPU per second, the client is the bottleneck).
+fn report(what: &str, bytes: u64, took: Duration, cpu_before: Option<f64>) {
     println!("{what} {:.1} MB/s", bytes as f64 / took.as_secs_f64() / 1e6);
+    if let (Some(before), Some(after)) = (cpu_before, own_cpu_seconds()) {
+        let gib = bytes as f64 / f64::from(1u32 << 30);
+        println!(
+            "{what}-client-cpu {:.0} ms/GiB",
+            (after - before) * 1e3 / gib
+        );
+    }
+}
+
+/// This process's user plus system CPU time (all threads), in seconds.
+fn own_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // After the parenthesised command name, utime and stime are the 12th and 13th fields,
+    // in USER_HZ (100 per second on Linux).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 async fn latency(client: &Client, ops: usize) -> Result<()> {
