@@ -2,8 +2,9 @@
 //! directory.
 //!
 //! The load generator `ninep-load` (crates/ninep-server) drives both servers over loopback TCP
-//! and a unix socket: streaming Twrite/Tread at msize 1 MiB (Debian's diod 1.0.24 caps msize at
-//! 64 KiB) with the same 2 MiB of requests in flight, sequential Tgetattr latency and pipelined
+//! and a unix socket: streaming 1 GiB of Twrite then Tread at msize 1 MiB (Debian's diod 1.0.24
+//! caps msize at 64 KiB) with the same 4 MiB of requests in flight, with the CPU time each server
+//! and the client spend per GiB, sequential Tgetattr latency and pipelined
 //! (32 in flight) Tgetattr throughput; over the unix socket also sequential Tgetattr on a
 //! settled machine with and without `ninepd --busy-poll 50` and the client polling for replies
 //! (`settled, ...` rows). Then one guest boot
