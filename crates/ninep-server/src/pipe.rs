@@ -26,17 +26,18 @@ struct Pipe {
 }
 
 impl Pipe {
-    /// A pipe holding at least `capacity` bytes, or `None` when the kernel will not size one
-    /// so large (`fs.pipe-max-size`, or the user's pipe-buffer quota is used up).
-    fn new(capacity: usize) -> Option<Pipe> {
-        let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC).ok()?;
-        let capacity = rustix::pipe::fcntl_setpipe_size(&write, capacity)
-            .ok()
-            .filter(|&got| got >= capacity)?;
-        Some(Pipe {
+    /// A pipe holding at least `capacity` bytes. `EPERM` means the kernel will not size one so
+    /// large (`fs.pipe-max-size`, or the user's pipe-buffer quota is used up).
+    fn new(capacity: usize) -> Result<Pipe, Errno> {
+        let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
+        let got = rustix::pipe::fcntl_setpipe_size(&write, capacity)?;
+        if got < capacity {
+            return Err(Errno::PERM);
+        }
+        Ok(Pipe {
             read,
             write,
-            capacity,
+            capacity: got,
         })
     }
 }
@@ -68,17 +69,19 @@ impl PipePool {
         let reused = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let pipe = match reused {
             Some(pipe) => pipe,
-            None => {
-                let Some(pipe) = Pipe::new(self.capacity) else {
+            None => match Pipe::new(self.capacity) {
+                Ok(pipe) => pipe,
+                // Out of descriptors or memory: copy this time, try again next time.
+                Err(e) if e != Errno::PERM && e != Errno::INVAL => return None,
+                Err(e) => {
                     tracing::info!(
                         capacity = self.capacity,
-                        "no pipe of this size: this connection's reads are copied"
+                        "no pipe of this size ({e}): this connection's reads are copied"
                     );
                     self.refused.store(true, Ordering::Relaxed);
                     return None;
-                };
-                pipe
-            }
+                }
+            },
         };
         Some(Payload {
             pipe: Some(pipe),
@@ -189,5 +192,70 @@ impl Drop for Payload {
                 idle.push(pipe);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    const CAP: usize = 64 * 1024;
+
+    fn file_of(len: usize) -> (std::fs::File, Vec<u8>) {
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(&data).unwrap();
+        (f, data)
+    }
+
+    fn idle(pool: &PipePool) -> usize {
+        pool.idle.lock().unwrap().len()
+    }
+
+    #[test]
+    fn a_drained_pipe_goes_back_to_the_pool_and_a_full_one_does_not() {
+        let pool = PipePool::new(CAP);
+        let (file, data) = file_of(3 * CAP);
+        let mut payload = pool.take(CAP).unwrap();
+        assert_eq!(payload.fill_from(&file, 0, CAP).unwrap(), CAP);
+        let (mut rx, tx) = std::os::unix::net::UnixStream::pair().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut got = vec![0; CAP];
+            rx.read_exact(&mut got).unwrap();
+            got
+        });
+        while !payload.is_empty() {
+            match payload.splice_into(&tx) {
+                Ok(_) | Err(Errno::AGAIN) => {}
+                Err(e) => panic!("splice: {e}"),
+            }
+        }
+        assert_eq!(reader.join().unwrap(), data[..CAP]);
+        drop(payload);
+        assert_eq!(idle(&pool), 1, "a drained pipe is kept");
+
+        let mut full = pool.take(CAP).unwrap();
+        assert_eq!(idle(&pool), 0, "the kept pipe is reused");
+        assert!(full.fill_from(&file, CAP as u64, 100).unwrap() == 100);
+        drop(full);
+        assert_eq!(idle(&pool), 0, "a pipe with bytes left is closed, never reused");
+    }
+
+    #[test]
+    fn a_payload_starting_inside_a_page_stops_short_of_the_page_that_would_not_fit() {
+        let pool = PipePool::new(CAP);
+        let (file, _) = file_of(3 * CAP);
+        let mut payload = pool.take(CAP).unwrap();
+        let n = payload.fill_from(&file, 100, CAP).unwrap();
+        let page = rustix::param::page_size();
+        assert_eq!(n, CAP - 100, "up to the end of the last whole page");
+        assert_eq!((100 + n) % page, 0);
+        // At end of file: what is left.
+        let mut tail = pool.take(CAP).unwrap();
+        assert_eq!(tail.fill_from(&file, 3 * CAP as u64 - 10, CAP).unwrap(), 10);
+        let mut past = pool.take(CAP).unwrap();
+        assert_eq!(past.fill_from(&file, 4 * CAP as u64, CAP).unwrap(), 0);
+        assert!(pool.take(CAP + 1).is_none(), "larger than any pipe of the pool");
     }
 }
