@@ -239,7 +239,11 @@ mod tests {
         assert_eq!(idle(&pool), 0, "the kept pipe is reused");
         assert!(full.fill_from(&file, CAP as u64, 100).unwrap() == 100);
         drop(full);
-        assert_eq!(idle(&pool), 0, "a pipe with bytes left is closed, never reused");
+        assert_eq!(
+            idle(&pool),
+            0,
+            "a pipe with bytes left is closed, never reused"
+        );
     }
 
     #[test]
@@ -256,6 +260,9 @@ mod tests {
         assert_eq!(tail.fill_from(&file, 3 * CAP as u64 - 10, CAP).unwrap(), 10);
         let mut past = pool.take(CAP).unwrap();
         assert_eq!(past.fill_from(&file, 4 * CAP as u64, CAP).unwrap(), 0);
-        assert!(pool.take(CAP + 1).is_none(), "larger than any pipe of the pool");
+        assert!(
+            pool.take(CAP + 1).is_none(),
+            "larger than any pipe of the pool"
+        );
     }
 }

@@ -56,12 +56,18 @@ impl Drop for Recycled {
 mod tests {
     use super::*;
 
-    /// The pool is process-wide: these tests take turns.
+    /// The pool is process-wide: these tests take turns, each starting from an empty pool.
     static SERIAL: Mutex<()> = Mutex::new(());
+
+    fn turn() -> std::sync::MutexGuard<'static, ()> {
+        let turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        POOL.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        turn
+    }
 
     #[test]
     fn a_dropped_frame_returns_its_buffer() {
-        let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let _turn = turn();
         let len = 3 << 20;
         let mut buf = take(len);
         buf.resize(len, 7);
@@ -82,7 +88,7 @@ mod tests {
 
     #[test]
     fn the_pool_is_bounded() {
-        let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let _turn = turn();
         let frames: Vec<Bytes> = (0..8).map(|_| freeze(take(2 << 20))).collect();
         drop(frames);
         let held: usize = POOL
