@@ -315,6 +315,26 @@ mod tests {
         assert_eq!(&got, b"hello");
     }
 
+    /// A reader just past its first message and past the one yield that comes before a
+    /// spin: its next poll with no bytes waiting spins.
+    async fn about_to_spin(
+        budget: Duration,
+    ) -> (
+        BusyPoll<UnixStream>,
+        std::os::unix::net::UnixStream,
+        Arc<Count>,
+    ) {
+        let (mut r, mut peer) = pair(budget);
+        first_message(&mut r, &mut peer).await;
+        let waker = Arc::new(Count::default());
+        // The first empty read only yields: nothing spins, and the task is woken again
+        // once the runtime has run its other tasks.
+        assert!(poll_once(&mut r, &waker).is_pending());
+        assert_eq!(r.spins(), 0);
+        waker.until(1).await;
+        (r, peer, waker)
+    }
+
     /// Writes `bytes` from another thread a little later, while the reader is spinning.
     fn write_later<W: Write + Send + 'static>(
         mut peer: W,
@@ -329,14 +349,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn bytes_arriving_during_the_spin_are_returned_in_the_same_poll() {
-        let (mut r, mut peer) = pair(FOREVER);
-        first_message(&mut r, &mut peer).await;
-        let waker = Arc::new(Count::default());
-        // The first empty read only yields: nothing spins, and the task is woken again
-        // once the runtime has run its other tasks.
-        assert!(poll_once(&mut r, &waker).is_pending());
-        assert_eq!(r.spins(), 0);
-        waker.until(1).await;
+        let (mut r, peer, waker) = about_to_spin(FOREVER).await;
         let writer = write_later(peer, b"world");
         match poll_once(&mut r, &waker) {
             Poll::Ready(Ok(bytes)) => assert_eq!(bytes, b"world"),
@@ -351,10 +364,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_spin_that_fills_its_read_reads_on_without_yielding() {
-        let (mut r, mut peer) = pair(FOREVER);
-        first_message(&mut r, &mut peer).await;
-        let waker = Arc::new(Count::default());
-        assert!(poll_once(&mut r, &waker).is_pending()); // yields
+        let (mut r, mut peer, waker) = about_to_spin(FOREVER).await;
         let big: Vec<u8> = (0..SPIN_READ_MAX + 1000).map(|i| i as u8).collect();
         peer.write_all(&big).unwrap();
         let mut got = Vec::new();
@@ -377,11 +387,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_task_woken_from_outside_the_runtime_interrupts_the_spin() {
-        let (mut r, mut peer) = pair(FOREVER);
-        first_message(&mut r, &mut peer).await;
-        let waker = Arc::new(Count::default());
-        assert!(poll_once(&mut r, &waker).is_pending()); // yields
-        waker.until(1).await;
+        let (mut r, peer, waker) = about_to_spin(FOREVER).await;
         // Another thread wakes a task while the reader spins (as the blocking pool does with
         // a reply): the spin stops long before its budget and lets the task run.
         let (handle, (tx, rx)) = (Handle::current(), tokio::sync::oneshot::channel());
@@ -406,11 +412,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn after_the_budget_the_reader_sleeps_until_the_runtime_wakes_it() {
-        let (mut r, mut peer) = pair(Duration::from_millis(1));
-        first_message(&mut r, &mut peer).await;
-        let waker = Arc::new(Count::default());
-        assert!(poll_once(&mut r, &waker).is_pending()); // yields
-        waker.until(1).await;
+        let (mut r, mut peer, waker) = about_to_spin(Duration::from_millis(1)).await;
         assert!(poll_once(&mut r, &waker).is_pending()); // spins, finds nothing
         assert_eq!(r.spins(), 1);
         // Polled again (say, a spurious wake-up), it does not spin a second time.

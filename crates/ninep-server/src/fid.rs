@@ -34,14 +34,10 @@ impl DataFile {
         }
     }
 
-    /// Waits for this file's turn to write (see `write_turn`).
-    pub async fn write_turn(&self) -> tokio::sync::SemaphorePermit<'_> {
-        // The semaphore is never closed, so acquiring cannot fail.
-        loop {
-            if let Ok(turn) = self.write_turn.acquire().await {
-                return turn;
-            }
-        }
+    /// Waits for this file's turn to write (see `write_turn`). The semaphore is never closed,
+    /// so this is always `Some`.
+    pub async fn write_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.write_turn.acquire().await.ok()
     }
 
     pub fn fd(&self) -> &OwnedFd {
