@@ -117,6 +117,11 @@ impl<R: SocketReader> BusyPoll<R> {
         }
     }
 
+    /// The wrapped reader.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
     /// How many times the reader has spun.
     pub fn spins(&self) -> u64 {
         self.spins

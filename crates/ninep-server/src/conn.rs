@@ -1,18 +1,21 @@
 //! Serving one connection: reading frames, running requests concurrently, writing replies.
 
+use std::io;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use ninep::{DecodeError, FrameReader, Header, Request, Response};
+use ninep::{DecodeError, FrameReader, Header, Incoming, Request, Response};
 use rustix::io::Errno;
-use tokio::io::{AsyncRead, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::inflight::InFlight;
+use crate::pipe::WritePayload;
 use crate::server::{MIN_MSIZE, Server};
 use crate::session::{Session, encode};
 pub use crate::sink::ReplySink;
 use crate::sink::{Outgoing, write_reply};
+pub use crate::source::RequestSource;
 
 /// Requests one connection may have running at once; the reader stops reading beyond this,
 /// so a client that sends without reading replies cannot make the server grow without bound.
@@ -24,10 +27,15 @@ const MAX_IN_FLIGHT: usize = 256;
 /// dropped, which closes their descriptors and releases their locks.
 pub async fn serve<R, W>(server: Arc<Server>, reader: R, writer: W)
 where
-    R: AsyncRead + Unpin + Send + 'static,
+    R: RequestSource,
     W: ReplySink,
 {
-    let session = Arc::new(Session::new(server.clone(), writer.can_splice()));
+    let splice_writes = reader.can_splice();
+    let session = Arc::new(Session::new(
+        server.clone(),
+        writer.can_splice(),
+        splice_writes,
+    ));
     let inflight = Arc::new(InFlight::default());
     let (tx, rx) = mpsc::channel::<Outgoing>(MAX_IN_FLIGHT);
     let writer_task = tokio::spawn(write_loop(writer, rx));
@@ -38,8 +46,35 @@ where
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
-        let frame = match frames.next_frame().await {
-            Ok(Some(frame)) => frame,
+        let incoming = if splice_writes {
+            frames.next_incoming().await
+        } else {
+            frames.next_frame().await.map(|f| f.map(Incoming::Frame))
+        };
+        let frame = match incoming {
+            Ok(Some(Incoming::Frame(frame))) => frame,
+            Ok(Some(Incoming::PartialWrite {
+                header,
+                received,
+                rest,
+            })) => {
+                let data =
+                    match take_write_payload(&session, frames.get_mut(), received, rest).await {
+                        Ok(data) => data,
+                        Err(e) => {
+                            tracing::warn!("closing the connection inside a Twrite: {e}");
+                            break;
+                        }
+                    };
+                inflight.wait(header.tag).await;
+                let (session, tx) = (session.clone(), tx.clone());
+                inflight.spawn(header.tag, async move {
+                    let reply = session.handle_write(header, data).await;
+                    let _ = tx.send(reply).await;
+                    drop(permit);
+                });
+                continue;
+            }
             Ok(None) => break,
             Err(e) => {
                 tracing::warn!("closing the connection: {e}");
@@ -115,6 +150,37 @@ where
     session.clear();
     drop(tx);
     let _ = writer_task.await;
+}
+
+/// Takes the `rest` of a Twrite's payload out of the stream, after the `received` part: into
+/// a pipe when one is free, by copy otherwise.
+async fn take_write_payload<R: RequestSource>(
+    session: &Session,
+    source: &mut R,
+    received: Bytes,
+    rest: usize,
+) -> io::Result<WritePayload> {
+    if let Some(mut piped) = session.pipe_for_write(rest) {
+        let mut spill = Vec::new();
+        source.splice_into(rest, &mut piped, &mut spill).await?;
+        let head = if spill.is_empty() {
+            received
+        } else {
+            [&received[..], &spill].concat().into()
+        };
+        return Ok(WritePayload::new(head, Some(piped)));
+    }
+    let mut all = Vec::with_capacity(received.len() + rest);
+    all.extend_from_slice(&received);
+    let want = all.len() + rest;
+    (&mut *source)
+        .take(rest as u64)
+        .read_to_end(&mut all)
+        .await?;
+    if all.len() != want {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(WritePayload::new(all.into(), None))
 }
 
 /// Requests whose handling never awaits (no data I/O, no lock wait): they run in the reader

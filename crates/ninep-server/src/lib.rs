@@ -18,6 +18,8 @@ mod pipe;
 pub mod server;
 mod session;
 mod sink;
+mod socket;
+mod source;
 mod unwind;
 
 #[cfg(test)]

@@ -3,12 +3,13 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ninep::{Request, Response, put_rread_header};
+use ninep::{Request, Response, TwriteHeader, put_rread_header};
 use rustix::io::Errno;
 
 use crate::attr;
@@ -16,7 +17,7 @@ use crate::fid::{DataFile, Fid, FidState, OpenFile};
 use crate::fs::lock::{FLAG_BLOCK, LockRequest, LockStatus};
 use crate::fs::setattr::SetAttr;
 use crate::fs::{FsResult, dir, ops, xattr};
-use crate::pipe::PipePool;
+use crate::pipe::{Payload, PipePool, WritePayload};
 use crate::server::Server;
 use crate::sink::Outgoing;
 use crate::unwind::{self, catch_panic};
@@ -60,23 +61,36 @@ pub struct Session {
     fids: Mutex<HashMap<u32, Arc<Fid>>>,
     msize: AtomicU32,
     versioned: AtomicBool,
-    /// Pipes for Rread payloads, when the connection can take them by `splice(2)`.
+    /// Pipes for Rread and Twrite payloads, when the connection can splice them.
     pipes: Option<Arc<PipePool>>,
+    /// Whether Rread payloads are spliced into the connection.
+    splice_reads: bool,
 }
 
 impl Session {
-    /// A session for a new connection; `splice` says whether its replies may carry payloads
-    /// in pipes (see [`crate::sink::ReplySink::can_splice`]).
-    pub fn new(server: Arc<Server>, splice: bool) -> Self {
+    /// A session for a new connection. `splice_reads` says whether its replies may carry
+    /// payloads in pipes (see [`crate::sink::ReplySink::can_splice`]), `splice_writes`
+    /// whether its Twrite payloads may come in pipes
+    /// (see [`crate::source::RequestSource::can_splice`]).
+    pub fn new(server: Arc<Server>, splice_reads: bool, splice_writes: bool) -> Self {
         let msize = server.max_msize();
-        let pipes = splice.then(|| PipePool::new(msize.min(MAX_SPLICE) as usize));
+        let pipes =
+            (splice_reads || splice_writes).then(|| PipePool::new(msize.min(MAX_SPLICE) as usize));
         Self {
             server,
             fids: Mutex::new(HashMap::new()),
             msize: AtomicU32::new(msize),
             versioned: AtomicBool::new(false),
             pipes,
+            splice_reads,
         }
+    }
+
+    /// An empty pipe for the `len` bytes of a Twrite payload still in the stream, when that
+    /// is worth a pipe and one is free.
+    pub fn pipe_for_write(&self, len: usize) -> Option<Payload> {
+        let pool = self.pipes.as_ref().filter(|_| len >= MIN_SPLICE)?;
+        pool.take(len)
     }
 
     pub fn msize(&self) -> u32 {
@@ -122,18 +136,38 @@ impl Session {
     /// Handles one request and encodes its reply (an Rlerror on failure).
     pub async fn handle(&self, tag: u16, request: Request) -> Outgoing {
         let name = request.name();
+        self.answer(tag, name, self.dispatch(tag, request)).await
+    }
+
+    /// Handles a Twrite whose payload came apart from its frame (see
+    /// [`ninep::Incoming::PartialWrite`]).
+    pub async fn handle_write(&self, header: TwriteHeader, data: WritePayload) -> Outgoing {
+        let work = self.write(header.fid, header.offset, data);
+        self.answer(header.tag, "Twrite", work).await
+    }
+
+    /// Runs a request's `work` (unless the session has not started) and encodes its reply.
+    async fn answer(
+        &self,
+        tag: u16,
+        name: &'static str,
+        work: impl Future<Output = FsResult<Reply>>,
+    ) -> Outgoing {
+        #[cfg(test)]
+        let work = async {
+            self.server.fault.inject(name).await;
+            work.await
+        };
         let result = if self.versioned.load(Ordering::Relaxed) {
-            catch_panic(self.dispatch(tag, request))
-                .await
-                .unwrap_or_else(|panic| {
-                    tracing::error!(
-                        tag,
-                        request = name,
-                        "request handler panicked, answering EIO: {}",
-                        unwind::message(&panic)
-                    );
-                    Err(Errno::IO)
-                })
+            catch_panic(work).await.unwrap_or_else(|panic| {
+                tracing::error!(
+                    tag,
+                    request = name,
+                    "request handler panicked, answering EIO: {}",
+                    unwind::message(&panic)
+                );
+                Err(Errno::IO)
+            })
         } else {
             Err(Errno::PROTO)
         };
@@ -157,8 +191,6 @@ impl Session {
     }
 
     async fn dispatch(&self, tag: u16, request: Request) -> FsResult<Reply> {
-        #[cfg(test)]
-        self.server.fault.inject(request.name()).await;
         let export = self.server.export();
         match request {
             Request::Auth { .. } => Err(Errno::OPNOTSUPP),
@@ -461,7 +493,9 @@ impl Session {
                 Ok(Response::Fsync.into())
             }
             Request::Read { fid, offset, count } => self.read(tag, fid, offset, count).await,
-            Request::Write { fid, offset, data } => self.write(fid, offset, data).await,
+            Request::Write { fid, offset, data } => {
+                self.write(fid, offset, WritePayload::new(data, None)).await
+            }
             Request::Readdir { fid, offset, count } => self.readdir(tag, fid, offset, count).await,
             Request::Lock { fid, lock } => {
                 let fid = self.fid(fid)?;
@@ -600,7 +634,8 @@ impl Session {
             _ => return Err(Errno::BADF),
         };
         let in_memory = fd.in_memory();
-        let pipe = self.pipes.as_ref().filter(|_| count >= MIN_SPLICE);
+        let pipe = self.pipes.as_ref();
+        let pipe = pipe.filter(|_| self.splice_reads && count >= MIN_SPLICE);
         let pipe = pipe.and_then(|pool| pool.take(count));
         let job = move || {
             if let Some(mut payload) = pipe {
@@ -630,7 +665,7 @@ impl Session {
         }
     }
 
-    async fn write(&self, fid: u32, offset: u64, data: Bytes) -> FsResult<Reply> {
+    async fn write(&self, fid: u32, offset: u64, data: WritePayload) -> FsResult<Reply> {
         let fid = self.fid(fid)?;
         let fd = {
             let mut inner = fid.lock();
@@ -648,6 +683,7 @@ impl Session {
                     ..
                 } => return Err(Errno::INVAL),
                 FidState::XattrWrite { size, value, .. } => {
+                    let data = data.into_bytes()?;
                     let end = offset.checked_add(data.len() as u64).ok_or(Errno::INVAL)?;
                     if end > *size || offset != value.len() as u64 {
                         return Err(Errno::INVAL);
@@ -663,7 +699,7 @@ impl Session {
         };
         let file = fd.clone();
         let _turn = file.write_turn().await;
-        let n = blocking(move || ops::write(&*fd, offset, &data)).await?;
+        let n = blocking(move || data.write_at(&*fd, offset)).await?;
         Ok(Response::Write { count: n as u32 }.into())
     }
 

@@ -1,4 +1,4 @@
-//! Bulk reads and writes: large payloads (sent by `splice(2)` on sockets) arrive intact at any
+//! Bulk reads and writes: large payloads (moved by `splice(2)` on sockets) arrive intact at any
 //! offset, whatever else is in flight.
 
 mod common;
@@ -29,9 +29,15 @@ async fn read_all(c: &Client, fid: u32, offset: u64, len: usize, count: u32) -> 
     out
 }
 
-/// Both kinds of export: on disk (reads on the blocking pool) and in memory (reads inline).
-async fn harnesses() -> [Harness; 2] {
-    [Harness::start().await, Harness::in_memory().await]
+/// Both kinds of export, on disk (reads on the blocking pool) and in memory (reads inline),
+/// over a unix socket (where Rread payloads are spliced), and an export in memory over TCP
+/// (where Twrite payloads are).
+async fn harnesses() -> [Harness; 3] {
+    [
+        Harness::start().await,
+        Harness::in_memory().await,
+        Harness::tcp().await,
+    ]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,4 +167,43 @@ async fn large_writes(h: Harness) {
         w.await.unwrap();
     }
     assert!(std::fs::read(h.export().join("out")).unwrap() == content);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushed_large_writes_leave_nothing_behind_for_later_writes() {
+    for h in harnesses().await {
+        flushed_writes(h).await;
+    }
+}
+
+async fn flushed_writes(h: Harness) {
+    let c = h.client().await;
+    let f = create_file(&c, "out", b"").await;
+    let chunk = 700_000;
+    let rounds = 8;
+    let content = pattern(rounds * chunk);
+    for round in 0..rounds {
+        // A write given up at once, far from the checked range: whether it landed or not,
+        // none of its bytes may end up in the next write.
+        let junk = ninep::Request::Write {
+            fid: f,
+            offset: (100 * chunk) as u64,
+            data: bytes::Bytes::from(vec![0xEE; chunk]),
+        };
+        let pending = c.start(&junk).unwrap();
+        if round % 2 == 0 {
+            tokio::task::yield_now().await;
+        }
+        c.flush(pending.tag()).await.unwrap();
+        match pending.wait().await {
+            Ok(ninep::Response::Write { count }) => assert_eq!(count as usize, chunk),
+            Err(ninep::ClientError::Flushed) => {}
+            other => panic!("flushed write: {other:?}"),
+        }
+        let at = round * chunk;
+        let part = bytes::Bytes::copy_from_slice(&content[at..at + chunk]);
+        assert_eq!(c.write(f, at as u64, part).await.unwrap(), chunk as u32);
+    }
+    let got = std::fs::read(h.export().join("out")).unwrap();
+    assert!(got[..rounds * chunk] == content[..], "written bytes differ");
 }

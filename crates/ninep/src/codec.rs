@@ -9,6 +9,7 @@ use tokio_util::codec::{Decoder, Encoder};
 
 use crate::consts::HEADER_LEN;
 use crate::recycle;
+use crate::request::{TWRITE_HEADER_LEN, TwriteHeader};
 
 /// Frames at least this large are read into a buffer of their own (see [`recycle`]); smaller
 /// ones share one receive buffer, so that a single read can bring in many of them.
@@ -120,6 +121,25 @@ impl Encoder<Bytes> for FrameCodec {
     }
 }
 
+/// What [`FrameReader::next_incoming`] yields.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A whole frame.
+    Frame(Bytes),
+    /// A large Twrite cut short after the bytes that had arrived: its fixed part, the first
+    /// `received` payload bytes, and the number of payload bytes still in the stream. The caller
+    /// must take exactly `rest` bytes from [`FrameReader::get_mut`] before asking for the next
+    /// frame (a server splices them into the file).
+    PartialWrite {
+        /// The Twrite's fixed part.
+        header: TwriteHeader,
+        /// The start of the payload.
+        received: Bytes,
+        /// Payload bytes not yet read from the stream.
+        rest: usize,
+    },
+}
+
 /// Reads whole frames from an [`AsyncRead`] (a simpler alternative to `FramedRead`).
 #[derive(Debug)]
 pub struct FrameReader<R> {
@@ -149,20 +169,37 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// The next whole frame, or `None` at a clean end of stream. Cancel-safe: a dropped call
     /// loses no bytes.
     pub async fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+        match self.next(false).await? {
+            Some(Incoming::Frame(frame)) => Ok(Some(frame)),
+            Some(Incoming::PartialWrite { .. }) => Err(FrameError::Truncated(0)),
+            None => Ok(None),
+        }
+    }
+
+    /// Like [`Self::next_frame`], but a Twrite of at least 64 KiB whose payload has not all
+    /// arrived is handed over early as [`Incoming::PartialWrite`].
+    pub async fn next_incoming(&mut self) -> Result<Option<Incoming>, FrameError> {
+        self.next(true).await
+    }
+
+    async fn next(&mut self, split_writes: bool) -> Result<Option<Incoming>, FrameError> {
         loop {
             if self.large.is_some() {
-                return self.read_large().await.map(Some);
+                return self.read_large().await.map(|f| Some(Incoming::Frame(f)));
             }
             if let Some(len) = self.codec.frame_len(&self.buf)?
                 && len >= LARGE_FRAME
                 && self.buf.len() < len
             {
+                if split_writes && let Some(partial) = self.split_write(len) {
+                    return Ok(Some(partial));
+                }
                 if self.buf.len() < LARGE_FRAME {
                     // A buffer of the declared size is committed only once part of the frame
                     // has really arrived: a bare header costs no more than the shared buffer.
                     self.buf.reserve(LARGE_FRAME - self.buf.len());
                     if self.reader.read_buf(&mut self.buf).await? == 0 {
-                        return self.codec.decode_eof(&mut self.buf);
+                        return self.eof();
                     }
                     continue;
                 }
@@ -175,15 +212,34 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 continue;
             }
             if let Some(frame) = self.codec.decode(&mut self.buf)? {
-                return Ok(Some(frame));
+                return Ok(Some(Incoming::Frame(frame)));
             }
             if self.buf.capacity() - self.buf.len() < 4096 {
                 self.buf.reserve(64 * 1024);
             }
             if self.reader.read_buf(&mut self.buf).await? == 0 {
-                return self.codec.decode_eof(&mut self.buf);
+                return self.eof();
             }
         }
+    }
+
+    fn eof(&mut self) -> Result<Option<Incoming>, FrameError> {
+        Ok(self.codec.decode_eof(&mut self.buf)?.map(Incoming::Frame))
+    }
+
+    /// Hands over the buffered start of a large Twrite of `len` bytes, once its fixed part has
+    /// arrived (everything buffered belongs to it, since the frame is not complete). A fixed
+    /// part that does not parse is left for the whole-frame decoder to refuse.
+    fn split_write(&mut self, len: usize) -> Option<Incoming> {
+        let header = TwriteHeader::parse(&self.buf, self.codec.max_size()).ok()?;
+        let mut received = self.buf.split().freeze();
+        let rest = len - received.len();
+        received.advance(TWRITE_HEADER_LEN);
+        Some(Incoming::PartialWrite {
+            header,
+            received,
+            rest,
+        })
     }
 
     /// Completes the large frame in progress. Cancel-safe: the bytes read so far stay in

@@ -8,6 +8,14 @@ pub enum DecodeError {
     /// Fewer bytes than the 7-byte header `size[4] type[1] tag[2]`.
     #[error("frame of {0} bytes is shorter than the 7-byte 9P header")]
     ShortHeader(usize),
+    /// A Twrite's `count` disagrees with its frame's `size`.
+    #[error("Twrite frame of {size} bytes declares {count} data bytes")]
+    WriteCount {
+        /// The frame's `size` field.
+        size: u32,
+        /// The Twrite's `count` field.
+        count: u32,
+    },
     /// The `size` field disagrees with the number of bytes handed to the decoder.
     #[error("frame declares {declared} bytes but {actual} were given")]
     SizeMismatch {

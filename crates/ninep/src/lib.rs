@@ -74,11 +74,11 @@ mod wire;
 
 pub use attr::{Attr, GetLock, Lock, SetAttr, StatFs, Timespec};
 pub use client::{Client, ClientError, PendingReply};
-pub use codec::{FrameCodec, FrameError, FrameReader};
+pub use codec::{FrameCodec, FrameError, FrameReader, Incoming};
 pub use consts::{HEADER_LEN, NOFID, NOTAG, P9_IOHDRSZ, P9_MAXWELEM};
 pub use dirent::{Dirent, DirentIter, DirentWriter, ReaddirFrame, dirent_len};
 pub use error::{DecodeError, EncodeError};
 pub use frame::Header;
 pub use qid::Qid;
-pub use request::{Request, put_twrite_header, request_name};
+pub use request::{Request, TWRITE_HEADER_LEN, TwriteHeader, put_twrite_header, request_name};
 pub use response::{RREAD_HEADER_LEN, Response, put_rread_header, response_name};

@@ -1,6 +1,6 @@
 //! T-messages: what a client sends.
 
-use bytes::{BufMut, Bytes};
+use bytes::{Buf, BufMut, Bytes};
 
 use crate::attr::{GetLock, Lock, SetAttr, Timespec};
 use crate::consts::{P9_MAXWELEM, msg};
@@ -625,6 +625,55 @@ pub(crate) fn read_getlock(r: &mut Reader<'_>) -> Result<GetLock, DecodeError> {
         proc_id: r.u32("proc_id")?,
         client_id: r.string("client_id")?,
     })
+}
+
+/// Length of a Twrite's fixed part: `size[4] type[1] tag[2] fid[4] offset[8] count[4]`.
+pub const TWRITE_HEADER_LEN: usize = 23;
+
+/// The fixed part of a Twrite, parsed before its payload has arrived (a server can then move
+/// the payload from the transport to the file without holding the whole frame).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(
+    missing_docs,
+    reason = "fields are named as in the protocol description"
+)]
+pub struct TwriteHeader {
+    pub tag: u16,
+    pub fid: u32,
+    pub offset: u64,
+    pub count: u32,
+}
+
+impl TwriteHeader {
+    /// Parses the first [`TWRITE_HEADER_LEN`] bytes of a frame. The frame must be a Twrite no
+    /// larger than `msize` whose declared size is exactly its fixed part and `count` bytes.
+    pub fn parse(head: &[u8], msize: u32) -> Result<Self, DecodeError> {
+        let Some(fixed) = head.first_chunk::<TWRITE_HEADER_LEN>() else {
+            return Err(DecodeError::ShortHeader(head.len()));
+        };
+        // Twenty-three bytes are there: the fixed-width reads below cannot run short.
+        let mut b = &fixed[..];
+        let (size, ty) = (b.get_u32_le(), b.get_u8());
+        if ty != msg::TWRITE {
+            return Err(DecodeError::UnknownType(ty));
+        }
+        let header = TwriteHeader {
+            tag: b.get_u16_le(),
+            fid: b.get_u32_le(),
+            offset: b.get_u64_le(),
+            count: b.get_u32_le(),
+        };
+        if size > msize {
+            return Err(DecodeError::TooLarge { size, msize });
+        }
+        if u64::from(header.count) + TWRITE_HEADER_LEN as u64 != u64::from(size) {
+            return Err(DecodeError::WriteCount {
+                size,
+                count: header.count,
+            });
+        }
+        Ok(header)
+    }
 }
 
 /// Writes the header of a Twrite whose `count` data bytes the caller appends next, so a

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use ninep::{FrameError, FrameReader, Request};
+use ninep::{DecodeError, FrameError, FrameReader, Incoming, Request, TwriteHeader};
 use tokio::io::AsyncWriteExt;
 
 #[tokio::test]
@@ -216,4 +216,134 @@ async fn large_frames_stay_intact_while_later_ones_are_read() {
             "frame {tag} was overwritten"
         );
     }
+}
+
+/// Reads the next item as `next_incoming` hands it over and puts a cut Twrite back together
+/// from its parts and the stream, the way a server taking the payload itself would.
+async fn next_whole<R: tokio::io::AsyncRead + Unpin>(
+    reader: &mut FrameReader<R>,
+    partials: &mut usize,
+) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    match reader.next_incoming().await.unwrap()? {
+        Incoming::Frame(frame) => Some(frame.to_vec()),
+        Incoming::PartialWrite {
+            header,
+            received,
+            rest,
+        } => {
+            *partials += 1;
+            assert_eq!(received.len() + rest, header.count as usize);
+            let mut frame = Vec::new();
+            ninep::put_twrite_header(
+                &mut frame,
+                header.tag,
+                header.fid,
+                header.offset,
+                header.count,
+            )
+            .unwrap();
+            frame.extend_from_slice(&received);
+            let mut tail = vec![0; rest];
+            reader.get_mut().read_exact(&mut tail).await.unwrap();
+            frame.extend_from_slice(&tail);
+            Some(frame)
+        }
+    }
+}
+
+#[tokio::test]
+async fn large_writes_can_be_handed_over_before_their_payload_arrives() {
+    for pipe in [7, 4096, 300_000] {
+        let (mut tx, rx) = tokio::io::duplex(pipe);
+        let frames = vec![
+            encode_request(1, &Request::Clunk { fid: 1 }),
+            large_write(2, 200_000, 1),
+            large_write(3, 70_000, 2),
+            encode_request(4, &Request::Clunk { fid: 4 }),
+            large_write(5, 1_000_000, 3),
+            encode_request(6, &Request::Clunk { fid: 6 }),
+            large_write(7, 60_000, 4),
+        ];
+        let sent = frames.concat();
+        let writer = tokio::spawn(async move { tx.write_all(&sent).await.unwrap() });
+        let mut reader = FrameReader::new(rx, 1 << 20);
+        let mut partials = 0;
+        for expected in &frames {
+            let frame = next_whole(&mut reader, &mut partials).await.unwrap();
+            assert!(frame == expected[..], "frame differs (pipe {pipe})");
+        }
+        writer.await.unwrap();
+        assert!(next_whole(&mut reader, &mut partials).await.is_none());
+        // The 1 MB write cannot fit in the pipe, so it is always cut.
+        assert!(
+            partials >= 1,
+            "no write was handed over early (pipe {pipe})"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_large_write_whose_count_disagrees_with_its_size_comes_whole_to_be_refused() {
+    let (mut tx, rx) = tokio::io::duplex(4096);
+    let mut frame = large_write(9, 100_000, 0).to_vec();
+    // count (bytes 19..23) one less than the payload the size declares.
+    frame[19..23].copy_from_slice(&99_999u32.to_le_bytes());
+    let sent = frame.clone();
+    let writer = tokio::spawn(async move { tx.write_all(&sent).await.unwrap() });
+    let mut reader = FrameReader::new(rx, 1 << 20);
+    match reader.next_incoming().await.unwrap().unwrap() {
+        Incoming::Frame(whole) => {
+            assert!(whole == frame[..]);
+            assert!(Request::decode(&whole).is_err());
+        }
+        Incoming::PartialWrite { .. } => panic!("a malformed Twrite was cut"),
+    }
+    writer.await.unwrap();
+}
+
+#[test]
+fn a_twrite_header_is_checked_against_its_size_type_and_msize() {
+    let frame = large_write(3, 1000, 0);
+    let header = TwriteHeader::parse(&frame, 1 << 20).unwrap();
+    assert_eq!(
+        header,
+        TwriteHeader {
+            tag: 3,
+            fid: 1,
+            offset: 0,
+            count: 1000
+        }
+    );
+    assert!(matches!(
+        TwriteHeader::parse(&frame[..22], 1 << 20),
+        Err(DecodeError::ShortHeader(22))
+    ));
+    assert!(matches!(
+        TwriteHeader::parse(&frame, 1000),
+        Err(DecodeError::TooLarge { .. })
+    ));
+    let mut wrong = frame.to_vec();
+    wrong[19..23].copy_from_slice(&1001u32.to_le_bytes());
+    assert!(matches!(
+        TwriteHeader::parse(&wrong, 1 << 20),
+        Err(DecodeError::WriteCount {
+            size: 1023,
+            count: 1001
+        })
+    ));
+    let read = encode_request(
+        3,
+        &Request::Read {
+            fid: 1,
+            offset: 0,
+            count: 10,
+        },
+    );
+    let mut padded = read.to_vec();
+    padded.resize(23, 0);
+    assert!(matches!(
+        TwriteHeader::parse(&padded, 1 << 20),
+        Err(DecodeError::UnknownType(_))
+    ));
 }

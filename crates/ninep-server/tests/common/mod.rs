@@ -1,4 +1,5 @@
-//! An in-process server on a unix socket, and helpers to talk to it.
+//! An in-process server on a unix socket (and, for some tests, on loopback TCP too), and
+//! helpers to talk to it.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -23,11 +24,17 @@ pub struct Harness {
     pub socket: PathBuf,
     pub server: Arc<Server>,
     task: tokio::task::JoinHandle<()>,
+    /// The loopback TCP address the server also listens on, and that [`Harness::client`]
+    /// connects to, when the harness was made by [`Harness::tcp`].
+    tcp: Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>,
 }
 
 impl Drop for Harness {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some((_, task)) = &self.tcp {
+            task.abort();
+        }
     }
 }
 
@@ -44,6 +51,25 @@ impl Harness {
     pub async fn in_memory() -> Harness {
         let tmp = tempfile::tempdir_in("/dev/shm").unwrap();
         Self::in_dir(tmp, |_| {}).await
+    }
+
+    /// A harness in memory whose clients connect over loopback TCP (where Twrite payloads are
+    /// spliced).
+    pub async fn tcp() -> Harness {
+        let mut h = Self::in_memory().await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let s = h.server.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                stream.set_nodelay(true).unwrap();
+                let (r, w) = stream.into_split();
+                let r = BusyPoll::new(r, s.busy_poll());
+                tokio::spawn(conn::serve(s.clone(), r, w));
+            }
+        });
+        h.tcp = Some((addr, task));
+        h
     }
 
     async fn in_dir(tmp: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> Harness {
@@ -73,6 +99,7 @@ impl Harness {
             socket,
             server,
             task,
+            tcp: None,
         }
     }
 
@@ -86,7 +113,10 @@ impl Harness {
 
     /// A client that has negotiated the version and attached fid 0 to the root.
     pub async fn client(&self) -> Client {
-        let c = Client::connect_unix(&self.socket).await.unwrap();
+        let c = match &self.tcp {
+            Some((addr, _)) => Client::connect_tcp(addr).await.unwrap(),
+            None => Client::connect_unix(&self.socket).await.unwrap(),
+        };
         c.version(MSIZE, "9P2000.L").await.unwrap();
         c.attach(0, NOFID, b"root", b"", 0).await.unwrap();
         c
