@@ -4,6 +4,7 @@ use std::future::Future;
 use std::io;
 
 use rustix::io::Errno;
+use rustix::net::RecvFlags;
 use tokio::io::{AsyncRead, Interest};
 
 use crate::busy_poll::BusyPoll;
@@ -73,21 +74,45 @@ async fn splice_from(
             match payload.fill_from_socket(socket, len) {
                 Ok(0) => Err(io::ErrorKind::UnexpectedEof.into()),
                 Ok(n) => Ok(n),
-                // The socket is empty (wait for it, the runtime's readiness is cleared), or
-                // the pipe is full while bytes wait in the socket (make room and go on).
-                Err(Errno::AGAIN) if rustix::io::ioctl_fionread(socket)? > 0 => {
-                    if payload.is_empty() {
-                        return Err(io::Error::other("socket bytes that no pipe can take"));
-                    }
-                    payload.drain_into(spill)?;
-                    Ok(0)
-                }
+                Err(Errno::AGAIN) => make_room(socket, len, payload, spill),
                 Err(e) => Err(e.into()),
             }
         })
         .await?;
     }
     Ok(())
+}
+
+/// After a splice took nothing: `WouldBlock` if the socket is empty (the runtime's readiness
+/// is then cleared, and the next bytes set it again). Otherwise the pipe is full, or the
+/// bytes arrived just after the splice looked: a pipe holding bytes is copied out onto
+/// `spill` to make room, and an empty one has a few of the socket's bytes copied past it
+/// (never a wait on bytes that are already there). Returns how many bytes left the socket.
+fn make_room(
+    socket: &impl PolledSocket,
+    len: usize,
+    payload: &mut Payload,
+    spill: &mut Vec<u8>,
+) -> io::Result<usize> {
+    let waiting = rustix::io::ioctl_fionread(socket)?;
+    if waiting == 0 {
+        return Err(io::ErrorKind::WouldBlock.into());
+    }
+    if !payload.is_empty() {
+        payload.drain_into(spill)?;
+        return Ok(0);
+    }
+    let at = spill.len();
+    let want = len.min(usize::try_from(waiting).unwrap_or(usize::MAX));
+    spill.resize(at + want, 0);
+    let got = rustix::net::recv(socket, &mut spill[at..], RecvFlags::DONTWAIT);
+    let n = got.map_or(0, |(n, _)| n);
+    spill.truncate(at + n);
+    match got {
+        Ok((0, _)) => Err(io::ErrorKind::UnexpectedEof.into()),
+        Ok(_) => Ok(n),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]
@@ -137,5 +162,24 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[tokio::test]
+    async fn bytes_a_splice_did_not_take_from_an_empty_pipe_are_copied_past_it() {
+        let (mut tx, rx) = tokio::net::UnixStream::pair().unwrap();
+        tx.write_all(b"0123456789").await.unwrap();
+        let pool = PipePool::new(64 * 1024);
+        let mut payload = pool.take(4096).unwrap();
+        let mut spill = b"ab".to_vec();
+        assert_eq!(make_room(&rx, 4, &mut payload, &mut spill).unwrap(), 4);
+        assert_eq!(spill, b"ab0123");
+        assert_eq!(make_room(&rx, 100, &mut payload, &mut spill).unwrap(), 6);
+        assert_eq!(spill, b"ab0123456789");
+        let err = make_room(&rx, 100, &mut payload, &mut spill).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            io::ErrorKind::WouldBlock,
+            "an empty socket waits"
+        );
     }
 }

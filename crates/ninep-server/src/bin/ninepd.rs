@@ -62,6 +62,12 @@ struct Args {
     worker_threads: Option<usize>,
 }
 
+/// An allocator that keeps freed memory for reuse: with the system allocator every 1 MiB reply
+/// frame was fresh memory from the kernel, and page faults and page clearing took about a tenth
+/// of the server's time in a TCP read stream.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let filter = match tracing_subscriber::EnvFilter::try_new(&args.log_level) {
