@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 
+mod ceiling;
 mod ninep;
 mod nvme;
 mod pinit;

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+use super::ceiling;
 use crate::cmd::workspace_root;
 
 /// A server process, stopped on drop.
@@ -34,6 +35,8 @@ impl Drop for Server {
 enum Peer {
     Ninepd,
     Diod,
+    /// Not a server: the socket-to-tmpfs pipeline of [`ceiling`], for scale.
+    Ceiling,
 }
 
 /// Measurements by (peer, transport, metric name) -> (value, unit).
@@ -199,6 +202,16 @@ fn measure(
     let mut results = Results::new();
     for round in 0..rounds {
         eprintln!("xtask: bench 9p round {}/{rounds}", round + 1);
+        for transport in ["unix", "tcp"] {
+            let rate = ceiling::write_ceiling(transport, dir, (STREAM_GIB * 1073741824.0) as u64)?;
+            eprintln!("  {transport} write ceiling (no 9P): {rate:.0} MB/s");
+            keep_best(
+                &mut results,
+                (Peer::Ceiling, transport, "write".into()),
+                rate,
+                "MB/s",
+            );
+        }
         for (peer, transport, connect, aname, server) in &targets {
             let (stream, cpu) = stream_with_cpu(&load, connect, aname, *server)?;
             record(&mut results, *peer, transport, figures(&stream));
@@ -555,4 +568,24 @@ fn print_table(results: &Results) {
     println!(
         "\n(ratios > 1 favour ninepd; latency ratios are diod / ninepd. diod 1.0.24 caps msize at 64 KiB.)"
     );
+    for transport in ["unix", "tcp"] {
+        let get = |p| {
+            results
+                .get(&(p, transport, "write".to_string()))
+                .map(|(v, _)| *v)
+        };
+        let (Some(ceiling), Some(n), Some(d)) =
+            (get(Peer::Ceiling), get(Peer::Ninepd), get(Peer::Diod))
+        else {
+            continue;
+        };
+        println!(
+            "{transport} write without 9P (socket -> receiving thread -> writing thread -> fresh \
+             tmpfs file): {ceiling:.0} MB/s; ninepd reaches {:.0} % of it, diod {:.0} %; twice \
+             diod would be {:.0} %.",
+            100.0 * n / ceiling,
+            100.0 * d / ceiling,
+            200.0 * d / ceiling
+        );
+    }
 }

@@ -1,0 +1,71 @@
+//! The best streaming write this machine can do without 9P, for scale: one thread sends 1 MiB
+//! chunks into a socket, a second receives them into a ring of four buffers, and a third writes
+//! them into a fresh file on tmpfs. That is the pipeline an ideal server would run (one copy
+//! out of the socket, one into the page cache), with no protocol, no framing and a client
+//! that does nothing but send.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::mpsc::sync_channel;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+const CHUNK: usize = 1 << 20;
+const RING: usize = 4;
+
+/// MB/s for `bytes` written through a socket of `transport` ("unix" or "tcp") into a new file
+/// in `dir`.
+pub fn write_ceiling(transport: &str, dir: &Path, bytes: u64) -> Result<f64> {
+    let (mut tx, mut rx): (Box<dyn Write + Send>, Box<dyn Read>) = match transport {
+        "unix" => {
+            let (a, b) = std::os::unix::net::UnixStream::pair()?;
+            (Box::new(a), Box::new(b))
+        }
+        _ => {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            let a = std::net::TcpStream::connect(listener.local_addr()?)?;
+            let (b, _) = listener.accept()?;
+            a.set_nodelay(true)?;
+            (Box::new(a), Box::new(b))
+        }
+    };
+    let path = dir.join(format!("ceiling-{transport}"));
+    let file = std::fs::File::create(&path).context("ceiling file")?;
+    let chunks = bytes.div_ceil(CHUNK as u64);
+    let start = Instant::now();
+    let sender = std::thread::spawn(move || -> std::io::Result<()> {
+        let data = vec![0x5a; CHUNK];
+        for _ in 0..chunks {
+            tx.write_all(&data)?;
+        }
+        Ok(())
+    });
+    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(RING);
+    let (full_tx, full_rx) = sync_channel::<Vec<u8>>(RING);
+    for _ in 0..RING {
+        free_tx.send(vec![0; CHUNK])?;
+    }
+    let writer = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut offset = 0;
+        for buf in full_rx {
+            file.write_all_at(&buf, offset)?;
+            offset += buf.len() as u64;
+            // The receiver may already be done with the ring.
+            let _ = free_tx.send(buf);
+        }
+        Ok(())
+    });
+    for _ in 0..chunks {
+        let mut buf = free_rx.recv()?;
+        rx.read_exact(&mut buf)?;
+        full_tx.send(buf)?;
+    }
+    drop(full_tx);
+    writer.join().expect("ceiling writer panicked")?;
+    let elapsed = start.elapsed();
+    sender.join().expect("ceiling sender panicked")?;
+    std::fs::remove_file(&path)?;
+    Ok(chunks as f64 * CHUNK as f64 / elapsed.as_secs_f64() / 1e6)
+}
