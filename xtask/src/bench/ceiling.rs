@@ -1,8 +1,11 @@
-//! The best streaming write this machine can do without 9P, for scale: one thread sends 1 MiB
-//! chunks into a socket, a second receives them into a ring of four buffers, and a third writes
-//! them into a fresh file on tmpfs. That is the pipeline an ideal server would run (one copy
-//! out of the socket, one into the page cache), with no protocol, no framing and a client
-//! that does nothing but send.
+//! The best streaming this machine can do without 9P, for scale.
+//!
+//! Write: one thread sends 1 MiB chunks into a socket, a second receives them into a ring of
+//! four buffers, and a third writes them into a fresh file on tmpfs. Read: one thread reads a
+//! tmpfs file into the ring, a second sends the buffers into a socket, a third receives them.
+//! These are the pipelines an ideal copying server would run (one copy between the socket and
+//! its memory, one between its memory and the page cache), with no protocol, no framing, and
+//! a client that does nothing but send or receive.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
@@ -15,10 +18,12 @@ use anyhow::{Context, Result};
 const CHUNK: usize = 1 << 20;
 const RING: usize = 4;
 
-/// MB/s for `bytes` written through a socket of `transport` ("unix" or "tcp") into a new file
-/// in `dir`.
-pub fn write_ceiling(transport: &str, dir: &Path, bytes: u64) -> Result<f64> {
-    let (mut tx, mut rx): (Box<dyn Write + Send>, Box<dyn Read>) = match transport {
+type Sender = Box<dyn Write + Send>;
+type Receiver = Box<dyn Read + Send>;
+
+/// A connected pair of `transport` ("unix" or "tcp", loopback) sockets.
+fn socket_pair(transport: &str) -> Result<(Sender, Receiver)> {
+    Ok(match transport {
         "unix" => {
             let (a, b) = std::os::unix::net::UnixStream::pair()?;
             (Box::new(a), Box::new(b))
@@ -30,7 +35,12 @@ pub fn write_ceiling(transport: &str, dir: &Path, bytes: u64) -> Result<f64> {
             a.set_nodelay(true)?;
             (Box::new(a), Box::new(b))
         }
-    };
+    })
+}
+
+/// MB/s for `bytes` written through a socket of `transport` into a new file in `dir`.
+pub fn write_ceiling(transport: &str, dir: &Path, bytes: u64) -> Result<f64> {
+    let (mut tx, mut rx) = socket_pair(transport)?;
     let path = dir.join(format!("ceiling-{transport}"));
     let file = std::fs::File::create(&path).context("ceiling file")?;
     let chunks = bytes.div_ceil(CHUNK as u64);
@@ -65,6 +75,52 @@ pub fn write_ceiling(transport: &str, dir: &Path, bytes: u64) -> Result<f64> {
     drop(full_tx);
     writer.join().expect("ceiling writer panicked")?;
     let elapsed = start.elapsed();
+    sender.join().expect("ceiling sender panicked")?;
+    std::fs::remove_file(&path)?;
+    Ok(chunks as f64 * CHUNK as f64 / elapsed.as_secs_f64() / 1e6)
+}
+
+/// MB/s for `bytes` read from a file in `dir` and streamed through a socket of `transport`.
+pub fn read_ceiling(transport: &str, dir: &Path, bytes: u64) -> Result<f64> {
+    let (mut tx, mut rx) = socket_pair(transport)?;
+    let path = dir.join(format!("ceiling-read-{transport}"));
+    let chunks = bytes.div_ceil(CHUNK as u64);
+    {
+        let file = std::fs::File::create(&path).context("ceiling file")?;
+        let data = vec![0x5a; CHUNK];
+        for i in 0..chunks {
+            file.write_all_at(&data, i * CHUNK as u64)?;
+        }
+    }
+    let file = std::fs::File::open(&path)?;
+    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(RING);
+    let (full_tx, full_rx) = sync_channel::<Vec<u8>>(RING);
+    for _ in 0..RING {
+        free_tx.send(vec![0; CHUNK])?;
+    }
+    let start = Instant::now();
+    let reader = std::thread::spawn(move || -> Result<()> {
+        for i in 0..chunks {
+            let mut buf = free_rx.recv()?;
+            file.read_exact_at(&mut buf, i * CHUNK as u64)?;
+            full_tx.send(buf)?;
+        }
+        Ok(())
+    });
+    let sender = std::thread::spawn(move || -> std::io::Result<()> {
+        for buf in full_rx {
+            tx.write_all(&buf)?;
+            // The reader may already be done with the ring.
+            let _ = free_tx.send(buf);
+        }
+        Ok(())
+    });
+    let mut buf = vec![0; CHUNK];
+    for _ in 0..chunks {
+        rx.read_exact(&mut buf)?;
+    }
+    let elapsed = start.elapsed();
+    reader.join().expect("ceiling reader panicked")?;
     sender.join().expect("ceiling sender panicked")?;
     std::fs::remove_file(&path)?;
     Ok(chunks as f64 * CHUNK as f64 / elapsed.as_secs_f64() / 1e6)

@@ -202,15 +202,15 @@ fn measure(
     let mut results = Results::new();
     for round in 0..rounds {
         eprintln!("xtask: bench 9p round {}/{rounds}", round + 1);
+        let bytes = (STREAM_GIB * f64::from(1u32 << 30)) as u64;
         for transport in ["unix", "tcp"] {
-            let rate = ceiling::write_ceiling(transport, dir, (STREAM_GIB * 1073741824.0) as u64)?;
-            eprintln!("  {transport} write ceiling (no 9P): {rate:.0} MB/s");
-            keep_best(
-                &mut results,
-                (Peer::Ceiling, transport, "write".into()),
-                rate,
-                "MB/s",
-            );
+            let read = ceiling::read_ceiling(transport, dir, bytes)?;
+            let write = ceiling::write_ceiling(transport, dir, bytes)?;
+            eprintln!("  {transport} without 9P: read {read:.0} MB/s, write {write:.0} MB/s");
+            for (metric, rate) in [("read", read), ("write", write)] {
+                let key = (Peer::Ceiling, transport, metric.to_string());
+                keep_best(&mut results, key, rate, "MB/s");
+            }
         }
         for (peer, transport, connect, aname, server) in &targets {
             let (stream, cpu) = stream_with_cpu(&load, connect, aname, *server)?;
@@ -568,24 +568,28 @@ fn print_table(results: &Results) {
     println!(
         "\n(ratios > 1 favour ninepd; latency ratios are diod / ninepd. diod 1.0.24 caps msize at 64 KiB.)"
     );
+    println!(
+        "\nWithout 9P, for scale (threads copying between a socket and a tmpfs file, no protocol):"
+    );
     for transport in ["unix", "tcp"] {
-        let get = |p| {
-            results
-                .get(&(p, transport, "write".to_string()))
-                .map(|(v, _)| *v)
-        };
-        let (Some(ceiling), Some(n), Some(d)) =
-            (get(Peer::Ceiling), get(Peer::Ninepd), get(Peer::Diod))
-        else {
-            continue;
-        };
-        println!(
-            "{transport} write without 9P (socket -> receiving thread -> writing thread -> fresh \
-             tmpfs file): {ceiling:.0} MB/s; ninepd reaches {:.0} % of it, diod {:.0} %; twice \
-             diod would be {:.0} %.",
-            100.0 * n / ceiling,
-            100.0 * d / ceiling,
-            200.0 * d / ceiling
-        );
+        for metric in ["read", "write"] {
+            let get = |p| {
+                results
+                    .get(&(p, transport, metric.to_string()))
+                    .map(|(v, _)| *v)
+            };
+            let (Some(ceiling), Some(n), Some(d)) =
+                (get(Peer::Ceiling), get(Peer::Ninepd), get(Peer::Diod))
+            else {
+                continue;
+            };
+            println!(
+                "  {transport} {metric}: {ceiling:.0} MB/s; ninepd {:.0} % of it, diod {:.0} %, \
+                 twice diod {:.0} %",
+                100.0 * n / ceiling,
+                100.0 * d / ceiling,
+                200.0 * d / ceiling
+            );
+        }
     }
 }
