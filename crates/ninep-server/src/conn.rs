@@ -1,5 +1,6 @@
 //! Serving one connection: reading frames, running requests concurrently, writing replies.
 
+use std::future::Future;
 use std::io;
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use bytes::Bytes;
 use ninep::{DecodeError, FrameReader, Header, Incoming, Request, Response};
 use rustix::io::Errno;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::inflight::InFlight;
 use crate::pipe::WritePayload;
@@ -67,12 +68,9 @@ where
                         }
                     };
                 inflight.wait(header.tag).await;
-                let (session, tx) = (session.clone(), tx.clone());
-                inflight.spawn(header.tag, async move {
-                    let reply = session.handle_write(header, data).await;
-                    let _ = tx.send(reply).await;
-                    drop(permit);
-                });
+                let session = session.clone();
+                let reply = async move { session.handle_write(header, data).await };
+                spawn_request(&inflight, header.tag, &tx, permit, reply);
                 continue;
             }
             Ok(None) => break,
@@ -137,12 +135,9 @@ where
                 }
             }
             request => {
-                let (session, tx) = (session.clone(), tx.clone());
-                inflight.spawn(tag, async move {
-                    let reply = session.handle(tag, request).await;
-                    let _ = tx.send(reply).await;
-                    drop(permit);
-                });
+                let session = session.clone();
+                let reply = async move { session.handle(tag, request).await };
+                spawn_request(&inflight, tag, &tx, permit, reply);
             }
         }
     }
@@ -150,6 +145,22 @@ where
     session.clear();
     drop(tx);
     let _ = writer_task.await;
+}
+
+/// Runs a request as a task of its own, which a Tflush of `tag` can cancel; its reply goes to
+/// the writer, and its `permit` back once the reply is queued.
+fn spawn_request(
+    inflight: &Arc<InFlight>,
+    tag: u16,
+    tx: &mpsc::Sender<Outgoing>,
+    permit: OwnedSemaphorePermit,
+    reply: impl Future<Output = Outgoing> + Send + 'static,
+) {
+    let tx = tx.clone();
+    inflight.spawn(tag, async move {
+        let _ = tx.send(reply.await).await;
+        drop(permit);
+    });
 }
 
 /// Takes the `rest` of a Twrite's payload out of the stream, after the `received` part: into
