@@ -20,33 +20,26 @@ pub(crate) trait PolledSocket: AsFd + Sync {
     ) -> io::Result<R>;
 }
 
-impl PolledSocket for tokio::net::UnixStream {
-    async fn ready_for(&self, interest: Interest) -> io::Result<()> {
-        self.ready(interest).await.map(drop)
-    }
+/// tokio's stream sockets all offer the same two methods.
+macro_rules! polled_socket {
+    ($($socket:ty),*) => {$(
+        impl PolledSocket for $socket {
+            async fn ready_for(&self, interest: Interest) -> io::Result<()> {
+                self.ready(interest).await.map(drop)
+            }
 
-    fn try_io_for<R>(
-        &self,
-        interest: Interest,
-        op: impl FnOnce() -> io::Result<R>,
-    ) -> io::Result<R> {
-        self.try_io(interest, op)
-    }
+            fn try_io_for<R>(
+                &self,
+                interest: Interest,
+                op: impl FnOnce() -> io::Result<R>,
+            ) -> io::Result<R> {
+                self.try_io(interest, op)
+            }
+        }
+    )*};
 }
 
-impl PolledSocket for tokio::net::TcpStream {
-    async fn ready_for(&self, interest: Interest) -> io::Result<()> {
-        self.ready(interest).await.map(drop)
-    }
-
-    fn try_io_for<R>(
-        &self,
-        interest: Interest,
-        op: impl FnOnce() -> io::Result<R>,
-    ) -> io::Result<R> {
-        self.try_io(interest, op)
-    }
-}
+polled_socket!(tokio::net::UnixStream, tokio::net::TcpStream);
 
 /// Runs the non-blocking `op` on `socket` until it does something other than `WouldBlock`,
 /// waiting for readiness before each try.

@@ -126,19 +126,24 @@ fn large_write(tag: u16, len: usize, seed: u8) -> bytes::Bytes {
     )
 }
 
+/// Small frames and large Twrites (one larger than any pipe below) in turn.
+fn mixed_frames() -> Vec<bytes::Bytes> {
+    vec![
+        encode_request(1, &Request::Clunk { fid: 1 }),
+        large_write(2, 200_000, 1),
+        large_write(3, 70_000, 2),
+        encode_request(4, &Request::Clunk { fid: 4 }),
+        large_write(5, 1_000_000, 3),
+        encode_request(6, &Request::Clunk { fid: 6 }),
+    ]
+}
+
 #[tokio::test]
 async fn large_frames_between_small_ones_arrive_whole_however_the_stream_is_cut() {
     // Large frames take their own buffer; the bytes after one must still reach the next frame.
     for pipe in [7, 4096, 300_000] {
         let (mut tx, rx) = tokio::io::duplex(pipe);
-        let frames = vec![
-            encode_request(1, &Request::Clunk { fid: 1 }),
-            large_write(2, 200_000, 1),
-            large_write(3, 70_000, 2),
-            encode_request(4, &Request::Clunk { fid: 4 }),
-            large_write(5, 1_000_000, 3),
-            encode_request(6, &Request::Clunk { fid: 6 }),
-        ];
+        let frames = mixed_frames();
         let sent = frames.concat();
         let writer = tokio::spawn(async move { tx.write_all(&sent).await.unwrap() });
         let mut reader = FrameReader::new(rx, 1 << 20);
@@ -256,15 +261,8 @@ async fn next_whole<R: tokio::io::AsyncRead + Unpin>(
 async fn large_writes_can_be_handed_over_before_their_payload_arrives() {
     for pipe in [7, 4096, 300_000] {
         let (mut tx, rx) = tokio::io::duplex(pipe);
-        let frames = vec![
-            encode_request(1, &Request::Clunk { fid: 1 }),
-            large_write(2, 200_000, 1),
-            large_write(3, 70_000, 2),
-            encode_request(4, &Request::Clunk { fid: 4 }),
-            large_write(5, 1_000_000, 3),
-            encode_request(6, &Request::Clunk { fid: 6 }),
-            large_write(7, 60_000, 4),
-        ];
+        let mut frames = mixed_frames();
+        frames.push(large_write(7, 60_000, 4));
         let sent = frames.concat();
         let writer = tokio::spawn(async move { tx.write_all(&sent).await.unwrap() });
         let mut reader = FrameReader::new(rx, 1 << 20);
