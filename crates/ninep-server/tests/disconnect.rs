@@ -1,4 +1,5 @@
-//! Abrupt disconnects with requests in flight release every descriptor and lock.
+//! Abrupt disconnects with requests in flight release every descriptor and lock, also in the
+//! middle of a Twrite payload being spliced from a TCP socket.
 //!
 //! Alone in its test binary, so that the process's open descriptors are the server's.
 
@@ -162,4 +163,83 @@ async fn thousand_abrupt_disconnects_leak_nothing() {
         c.call(&Request::Lock { fid: 1, lock }).await.unwrap(),
         ninep::Response::Lock { status: 0 }
     ));
+    drop(c);
+    drop(h);
+    disconnects_inside_spliced_writes().await;
+}
+
+/// Over TCP a large Twrite's payload goes into a pipe as it arrives: a client that leaves
+/// half-way through it (or sends a second one right behind) must leave no pipe open.
+async fn disconnects_inside_spliced_writes() {
+    let h = Harness::tcp().await;
+    let addr = h.tcp_addr().unwrap();
+    drop(h.client().await);
+    let fds_before = settled_fd_count().await;
+    for i in 0..300u32 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut batch = frame(
+            0xffff,
+            &Request::Version {
+                msize: MSIZE,
+                version: b("9P2000.L"),
+            },
+        );
+        for (tag, req) in [
+            (
+                1,
+                Request::Attach {
+                    fid: 0,
+                    afid: NOFID,
+                    uname: b(""),
+                    aname: b(""),
+                    n_uname: 0,
+                },
+            ),
+            (
+                2,
+                Request::Walk {
+                    fid: 0,
+                    newfid: 1,
+                    wnames: vec![],
+                },
+            ),
+            (
+                3,
+                Request::Lcreate {
+                    fid: 1,
+                    name: b(&format!("f{i}")),
+                    flags: O_RDWR,
+                    mode: 0o644,
+                    gid: 0,
+                },
+            ),
+        ] {
+            batch.extend(frame(tag, &req));
+        }
+        let write = |tag| {
+            frame(
+                tag,
+                &Request::Write {
+                    fid: 1,
+                    offset: 0,
+                    data: Bytes::from(vec![i as u8; 900_000]),
+                },
+            )
+        };
+        // One whole write, then a cut one (at a different point each round).
+        batch.extend(write(4));
+        let cut = write(5);
+        batch.extend(&cut[..1000 + (i as usize * 2_997) % (cut.len() - 1000)]);
+        s.write_all(&batch).await.unwrap();
+        drop(s);
+    }
+    let mut fds = count_fds();
+    for _ in 0..500 {
+        if fds <= fds_before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        fds = count_fds();
+    }
+    assert_eq!(fds, fds_before, "open descriptors back to the start");
 }

@@ -103,6 +103,11 @@ impl Harness {
         }
     }
 
+    /// The loopback TCP address of a harness made by [`Harness::tcp`].
+    pub fn tcp_addr(&self) -> Option<std::net::SocketAddr> {
+        self.tcp.as_ref().map(|(addr, _)| *addr)
+    }
+
     pub fn export(&self) -> PathBuf {
         self.tmp.path().join("export")
     }
