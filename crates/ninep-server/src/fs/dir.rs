@@ -24,7 +24,7 @@ pub struct DirEntry {
     pub name: Vec<u8>,
 }
 
-/// Size of an entry in an Rreaddir payload: qid[13] offset[8] type[1] name[s].
+/// Size of an entry in an Rreaddir payload: `qid[13] offset[8] type[1] name[s]`.
 pub fn wire_size(name_len: usize) -> usize {
     13 + 8 + 1 + 2 + name_len
 }
