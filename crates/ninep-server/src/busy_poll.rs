@@ -294,6 +294,15 @@ mod tests {
         poll_for(r, waker, 64)
     }
 
+    /// The bytes of a poll that must have returned some (or the end of the stream).
+    #[track_caller]
+    fn ready_bytes(poll: Poll<io::Result<Vec<u8>>>) -> Vec<u8> {
+        match poll {
+            Poll::Ready(Ok(bytes)) => bytes,
+            other => panic!("expected a finished read, got {other:?}"),
+        }
+    }
+
     /// Polls once by hand for up to `len` bytes.
     fn poll_for<R: SocketReader>(
         r: &mut BusyPoll<R>,
@@ -356,10 +365,7 @@ mod tests {
     async fn bytes_arriving_during_the_spin_are_returned_in_the_same_poll() {
         let (mut r, peer, waker) = about_to_spin(FOREVER).await;
         let writer = write_later(peer, b"world");
-        match poll_once(&mut r, &waker) {
-            Poll::Ready(Ok(bytes)) => assert_eq!(bytes, b"world"),
-            other => panic!("expected the bytes, got {other:?}"),
-        }
+        assert_eq!(ready_bytes(poll_once(&mut r, &waker)), b"world");
         assert_eq!(r.spins(), 1);
         let _peer = writer.join().unwrap();
         // After data, the next empty read yields again before spinning.
@@ -374,10 +380,7 @@ mod tests {
         peer.write_all(&big).unwrap();
         let mut got = Vec::new();
         for _ in 0..2 {
-            match poll_for(&mut r, &waker, 2 * SPIN_READ_MAX) {
-                Poll::Ready(Ok(bytes)) => got.extend(bytes),
-                other => panic!("expected bytes, got {other:?}"),
-            }
+            got.extend(ready_bytes(poll_for(&mut r, &waker, 2 * SPIN_READ_MAX)));
         }
         assert_eq!(got, big);
         assert_eq!(
@@ -407,10 +410,7 @@ mod tests {
         waker.until(2).await;
         // Polled again, it spins on: bytes arriving now come back from that poll.
         let writer = write_later(peer, b"after");
-        match poll_once(&mut r, &waker) {
-            Poll::Ready(Ok(bytes)) => assert_eq!(bytes, b"after"),
-            other => panic!("expected the bytes, got {other:?}"),
-        }
+        assert_eq!(ready_bytes(poll_once(&mut r, &waker)), b"after");
         assert_eq!(r.spins(), 2);
         let _peer = writer.join().unwrap();
     }
@@ -426,10 +426,7 @@ mod tests {
         // Bytes now reach the task the ordinary way: the runtime wakes the registered waker.
         peer.write_all(b"late").unwrap();
         waker.until(2).await;
-        match poll_once(&mut r, &waker) {
-            Poll::Ready(Ok(bytes)) => assert_eq!(bytes, b"late"),
-            other => panic!("expected the bytes, got {other:?}"),
-        }
+        assert_eq!(ready_bytes(poll_once(&mut r, &waker)), b"late");
         assert_eq!(r.spins(), 1);
     }
 
@@ -443,10 +440,10 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
             drop(peer);
         });
-        match poll_once(&mut r, &waker) {
-            Poll::Ready(Ok(bytes)) => assert!(bytes.is_empty(), "EOF reads nothing"),
-            other => panic!("expected the end of the stream, got {other:?}"),
-        }
+        assert!(
+            ready_bytes(poll_once(&mut r, &waker)).is_empty(),
+            "EOF reads nothing"
+        );
         closer.join().unwrap();
         assert_eq!(r.spins(), 1);
         // Past the end, reads keep returning it without spinning.
@@ -507,10 +504,7 @@ mod tests {
         // It still reads what comes, through the runtime.
         peer.write_all(b"plain").unwrap();
         waker.until(1).await;
-        match poll_once(&mut r, &waker) {
-            Poll::Ready(Ok(bytes)) => assert_eq!(bytes, b"plain"),
-            other => panic!("expected the bytes, got {other:?}"),
-        }
+        assert_eq!(ready_bytes(poll_once(&mut r, &waker)), b"plain");
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -526,10 +520,7 @@ mod tests {
         let waker = Arc::new(Count::default());
         assert!(poll_once(&mut r, &waker).is_pending());
         let writer = write_later(client, b"pong");
-        match poll_once(&mut r, &waker) {
-            Poll::Ready(Ok(bytes)) => assert_eq!(bytes, b"pong"),
-            other => panic!("expected the bytes, got {other:?}"),
-        }
+        assert_eq!(ready_bytes(poll_once(&mut r, &waker)), b"pong");
         assert_eq!(r.spins(), 1);
         drop(writer.join().unwrap());
     }
