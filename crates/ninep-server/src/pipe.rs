@@ -130,6 +130,22 @@ impl Payload {
         self.len == 0
     }
 
+    /// How many of the `count` bytes at `offset` must be copied rather than spliced for the
+    /// rest to fit in the pipe: those up to the first page boundary when the payload starts
+    /// inside a page and would need one page reference more than the pipe holds, else none.
+    pub fn head_to_copy(&self, offset: u64, count: usize) -> usize {
+        let Some(pipe) = &self.pipe else {
+            return 0;
+        };
+        let page = rustix::param::page_size();
+        let misalign = (offset % page as u64) as usize;
+        if misalign == 0 || misalign + count <= pipe.capacity.saturating_sub(self.len) {
+            0
+        } else {
+            (page - misalign).min(count)
+        }
+    }
+
     /// Fills the pipe with up to `count` bytes of `file` at `offset`; returns how many (fewer
     /// only at end of file). Blocks while the file's pages are read in.
     ///

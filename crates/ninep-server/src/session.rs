@@ -547,8 +547,18 @@ impl Session {
         }
     }
 
+    /// The most a client should ask for in one Tread or Twrite. For a large msize it is a
+    /// whole number of pages, so that a client reading or writing a file sequentially from
+    /// its start (as the kernel's v9fs does, in `iounit` steps) keeps every request
+    /// page-aligned: whole pages spliced, no partial page cache pages written.
     fn iounit(&self) -> u32 {
-        self.msize() - ninep::P9_IOHDRSZ
+        let most = self.msize() - ninep::P9_IOHDRSZ;
+        let page = rustix::param::page_size() as u32;
+        if most >= 16 * page {
+            most / page * page
+        } else {
+            most
+        }
     }
 
     fn try_lock(&self, fid: &Fid, req: &LockRequest) -> FsResult<LockStatus> {
@@ -639,10 +649,20 @@ impl Session {
         let pipe = pipe.and_then(|pool| pool.take(count));
         let job = move || {
             if let Some(mut payload) = pipe {
-                match payload.fill_from(&*fd, offset, count) {
-                    Ok(n) if n > 0 => {
-                        let mut header = Vec::with_capacity(ninep::RREAD_HEADER_LEN);
-                        put_rread_header(&mut header, tag, n as u32).map_err(|_| Errno::IO)?;
+                // Bytes up to the first page boundary that would not fit in the pipe travel
+                // in the header's buffer, so that an unaligned read still gets every byte.
+                let head = payload.head_to_copy(offset, count);
+                let mut header = Vec::with_capacity(ninep::RREAD_HEADER_LEN + head);
+                put_rread_header(&mut header, tag, 0).map_err(|_| Errno::IO)?;
+                let copied = ops::read_into(&*fd, offset, head, &mut header)?;
+                if copied < head {
+                    // End of file inside the head.
+                    patch_rread(&mut header, copied);
+                    return Ok(Reply::Frame(header));
+                }
+                match payload.fill_from(&*fd, offset + head as u64, count - head) {
+                    Ok(n) if n + head > 0 => {
+                        patch_rread(&mut header, head + n);
                         return Ok(Reply::Spliced(Outgoing::Spliced { header, payload }));
                     }
                     // End of file: an empty Rread, as below.

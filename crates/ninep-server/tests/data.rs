@@ -76,6 +76,24 @@ async fn large_reads_at_any_offset(h: Harness) {
             );
         }
     }
+    // One request gets every byte asked for that the file has, even starting inside a page
+    // (a spliced payload then needs one more page than its length suggests).
+    for offset in [
+        1,
+        100,
+        4095,
+        4097,
+        (1 << 20) + 24,
+        len as u64 - most as u64 - 3,
+    ] {
+        let data = c.read(f, offset, most).await.unwrap();
+        let start = offset as usize;
+        assert_eq!(data.len(), most as usize, "short read at offset {offset}");
+        assert!(
+            data == content[start..start + most as usize],
+            "offset {offset}"
+        );
+    }
     // At and past the end of the file: nothing.
     assert!(c.read(f, len as u64, most).await.unwrap().is_empty());
     assert!(c.read(f, len as u64 + 10, most).await.unwrap().is_empty());

@@ -35,6 +35,20 @@ async fn msize_is_the_smaller_of_client_and_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_iounit_is_whole_pages_and_fits_the_msize() {
+    let h = Harness::start().await;
+    let c = h.client().await;
+    std::fs::write(h.export().join("f"), b"x").unwrap();
+    c.walk(0, 1, &["f"]).await.unwrap();
+    let (_, iounit) = c.lopen(1, O_RDONLY).await.unwrap();
+    let page = 4096;
+    assert_eq!(iounit % page, 0, "iounit {iounit}");
+    assert!(iounit <= MSIZE - ninep::P9_IOHDRSZ && iounit > MSIZE - ninep::P9_IOHDRSZ - page);
+    let (_, created) = c.lcreate(0, b"g", 2, 0o644, 0).await.unwrap();
+    assert_eq!(created, iounit);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_version_and_tiny_msize_are_refused() {
     let h = Harness::start().await;
     let c = Client::connect_unix(&h.socket).await.unwrap();

@@ -47,6 +47,10 @@ struct Args {
     /// by every reply the spin takes.
     #[arg(long, value_name = "N", default_value_t = 2)]
     worker_threads: usize,
+    /// Write the file once, untimed, before the timed pass, so that the timed writes overwrite
+    /// pages the file already has (as fio does) instead of allocating new ones.
+    #[arg(long)]
+    layout: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -110,35 +114,31 @@ async fn connect(to: &str, busy_poll: Duration) -> Result<Client> {
 }
 
 async fn stream(client: &Client, msize: u32, args: &Args) -> Result<()> {
-    let chunk = (msize - ninep::P9_IOHDRSZ) as u64;
     let name = format!("ninep-load-{}", std::process::id());
     client.walk(0, 1, &[] as &[&str]).await?;
-    client
+    let (_, iounit) = client
         .lcreate(1, name.as_bytes(), O_RDWR | O_TRUNC, 0o644, 0)
         .await
         .context("Tlcreate")?;
+    // Requests of the server's iounit, as the kernel's v9fs client sends them.
+    let most = msize - ninep::P9_IOHDRSZ;
+    let chunk = u64::from(if iounit == 0 { most } else { iounit.min(most) });
+    println!("iounit {chunk} bytes");
     let data = Bytes::from(vec![0x5a; chunk as usize]);
     let depth = (args.window / chunk).clamp(1, 64) as usize;
 
+    if args.layout {
+        // Untimed: the timed pass then overwrites pages the file already has.
+        write_pass(client, &data, depth, args.bytes).await?;
+    }
+    if args.test != Test::Read {
+        // Lets a script that watches the server's CPU time start counting here.
+        println!("writing");
+        std::io::Write::flush(&mut std::io::stdout())?;
+    }
     let (start, cpu) = (Instant::now(), own_cpu_seconds());
-    let mut offset = 0;
-    let mut inflight = std::collections::VecDeque::new();
-    while offset < args.bytes || !inflight.is_empty() {
-        while offset < args.bytes && inflight.len() < depth {
-            let n = chunk.min(args.bytes - offset) as usize;
-            let req = Request::Write {
-                fid: 1,
-                offset,
-                data: data.slice(..n),
-            };
-            inflight.push_back((client.start(&req)?, n, offset));
-            offset += n as u64;
-        }
-        let (pending, n, _) = inflight.pop_front().expect("one in flight");
-        match pending.wait().await? {
-            Response::Write { count } if count as usize == n => {}
-            other => bail!("Twrite: {other:?}"),
-        }
+    if args.test != Test::Read || !args.layout {
+        write_pass(client, &data, depth, args.bytes).await?;
     }
     if args.test != Test::Read {
         report("write", args.bytes, start.elapsed(), cpu);
@@ -150,6 +150,7 @@ async fn stream(client: &Client, msize: u32, args: &Args) -> Result<()> {
         std::io::Write::flush(&mut std::io::stdout())?;
     }
     let (start, cpu) = (Instant::now(), own_cpu_seconds());
+    let mut inflight = std::collections::VecDeque::new();
     let mut offset = 0;
     let mut total = 0;
     if args.test == Test::Write {
@@ -191,6 +192,31 @@ async fn stream(client: &Client, msize: u32, args: &Args) -> Result<()> {
     if client.unlinkat(0, name.as_bytes(), 0).await.is_err() {
         client.walk(0, 2, &[name.as_str()]).await?;
         client.remove(2).await?;
+    }
+    Ok(())
+}
+
+/// Twrites `bytes` of `data` at offset 0 onwards, `depth` requests in flight.
+async fn write_pass(client: &Client, data: &Bytes, depth: usize, bytes: u64) -> Result<()> {
+    let chunk = data.len() as u64;
+    let mut offset = 0;
+    let mut inflight = std::collections::VecDeque::new();
+    while offset < bytes || !inflight.is_empty() {
+        while offset < bytes && inflight.len() < depth {
+            let n = chunk.min(bytes - offset) as usize;
+            let req = Request::Write {
+                fid: 1,
+                offset,
+                data: data.slice(..n),
+            };
+            inflight.push_back((client.start(&req)?, n));
+            offset += n as u64;
+        }
+        let (pending, n) = inflight.pop_front().expect("one in flight");
+        match pending.wait().await? {
+            Response::Write { count } if count as usize == n => {}
+            other => bail!("Twrite: {other:?}"),
+        }
     }
     Ok(())
 }
