@@ -20,8 +20,9 @@ static POOL: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 pub fn take(len: usize) -> Vec<u8> {
     let reused = {
         let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-        let fit = pool.iter().position(|b| b.capacity() >= len);
-        fit.map(|i| pool.swap_remove(i))
+        // The most recently returned buffer that fits: its bytes are likeliest still cached.
+        let fit = pool.iter().rposition(|b| b.capacity() >= len);
+        fit.map(|i| pool.remove(i))
     };
     reused.unwrap_or_else(|| Vec::with_capacity(len))
 }

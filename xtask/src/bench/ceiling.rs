@@ -1,7 +1,8 @@
 //! The best streaming this machine can do without 9P, for scale.
 //!
 //! Write: one thread sends 1 MiB chunks into a socket, a second receives them into a ring of
-//! four buffers, and a third writes them into a fresh file on tmpfs. Read: one thread reads a
+//! four buffers, and a third writes them over a file on tmpfs (laid out beforehand, as the 9P
+//! streaming test does). Read: one thread reads a
 //! tmpfs file into the ring, a second sends the buffers into a socket, a third receives them.
 //! These are the pipelines an ideal copying server would run (one copy between the socket and
 //! its memory, one between its memory and the page cache), with no protocol, no framing, and
@@ -38,12 +39,12 @@ fn socket_pair(transport: &str) -> Result<(Sender, Receiver)> {
     })
 }
 
-/// MB/s for `bytes` written through a socket of `transport` into a new file in `dir`.
+/// MB/s for `bytes` written through a socket of `transport` over a file in `dir`.
 pub fn write_ceiling(transport: &str, dir: &Path, bytes: u64) -> Result<f64> {
     let (mut tx, mut rx) = socket_pair(transport)?;
     let path = dir.join(format!("ceiling-{transport}"));
-    let file = std::fs::File::create(&path).context("ceiling file")?;
     let chunks = bytes.div_ceil(CHUNK as u64);
+    let file = lay_out(&path, chunks)?;
     let start = Instant::now();
     let sender = std::thread::spawn(move || -> std::io::Result<()> {
         let data = vec![0x5a; CHUNK];
@@ -85,14 +86,7 @@ pub fn read_ceiling(transport: &str, dir: &Path, bytes: u64) -> Result<f64> {
     let (mut tx, mut rx) = socket_pair(transport)?;
     let path = dir.join(format!("ceiling-read-{transport}"));
     let chunks = bytes.div_ceil(CHUNK as u64);
-    {
-        let file = std::fs::File::create(&path).context("ceiling file")?;
-        let data = vec![0x5a; CHUNK];
-        for i in 0..chunks {
-            file.write_all_at(&data, i * CHUNK as u64)?;
-        }
-    }
-    let file = std::fs::File::open(&path)?;
+    let file = lay_out(&path, chunks)?;
     let (free_tx, free_rx) = sync_channel::<Vec<u8>>(RING);
     let (full_tx, full_rx) = sync_channel::<Vec<u8>>(RING);
     for _ in 0..RING {
@@ -124,4 +118,20 @@ pub fn read_ceiling(transport: &str, dir: &Path, bytes: u64) -> Result<f64> {
     sender.join().expect("ceiling sender panicked")?;
     std::fs::remove_file(&path)?;
     Ok(chunks as f64 * CHUNK as f64 / elapsed.as_secs_f64() / 1e6)
+}
+
+/// Creates `path` with `chunks` chunks of data, opened for reading and writing.
+fn lay_out(path: &Path, chunks: u64) -> Result<std::fs::File> {
+    let file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .context("ceiling file")?;
+    let data = vec![0x5a; CHUNK];
+    for i in 0..chunks {
+        file.write_all_at(&data, i * CHUNK as u64)?;
+    }
+    Ok(file)
 }

@@ -215,6 +215,15 @@ fn measure(
         for (peer, transport, connect, aname, server) in &targets {
             let (stream, cpu) = stream_with_cpu(&load, connect, aname, *server)?;
             record(&mut results, *peer, transport, figures(&stream));
+            // Writing into a new file, for comparison: each page is then allocated as it is
+            // written, which on this virtual machine often means fetching it from the host.
+            let new_file = run_load(&load, connect, aname, &["--test", "write"])?
+                .into_iter()
+                .filter(|(name, ..)| name.starts_with("write"))
+                .map(|(name, value, unit)| {
+                    (name.replacen("write", "write-new-file", 1), value, unit)
+                });
+            record(&mut results, *peer, transport, new_file.collect());
             for (phase, seconds) in cpu {
                 keep_best(
                     &mut results,
@@ -389,19 +398,30 @@ fn stream_with_cpu(
     use std::io::BufRead;
     let bytes = (STREAM_GIB * f64::from(1u32 << 30)) as u64;
     let mut child = Command::new(load)
-        .args(["--connect", connect, "--aname", aname, "--test", "stream"])
+        .args([
+            "--connect",
+            connect,
+            "--aname",
+            aname,
+            "--test",
+            "stream",
+            "--layout",
+        ])
         .args(["--bytes", &bytes.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .context("cannot start ninep-load")?;
     let stdout = child.stdout.take().context("no stdout")?;
-    let start = cpu_seconds(server)?;
-    let mut middle = None;
+    let (mut start, mut middle) = (None, None);
     let mut output = String::new();
     for line in std::io::BufReader::new(stdout).lines() {
         let line = line?;
-        // The load generator says when the write half is done.
+        // The load generator says when the timed write half starts (after laying the file
+        // out) and when it is done.
+        if line == "writing" {
+            start = Some(cpu_seconds(server)?);
+        }
         if line == "reading" {
             middle = Some(cpu_seconds(server)?);
         }
@@ -412,6 +432,7 @@ fn stream_with_cpu(
     if !child.wait()?.success() {
         bail!("ninep-load --test stream against {connect} failed");
     }
+    let start = start.context("ninep-load did not mark the write half")?;
     let middle = middle.context("ninep-load did not mark the read half")?;
     Ok((
         output,
