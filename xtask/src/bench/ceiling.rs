@@ -6,9 +6,11 @@
 //! tmpfs file into the ring, a second sends the buffers into a socket, a third receives them.
 //! These are the pipelines an ideal copying server would run (one copy between the socket and
 //! its memory, one between its memory and the page cache), with no protocol, no framing, and
-//! a client that does nothing but send or receive.
+//! a client that does nothing but send or receive. A spliced read (file → pipe → socket by
+//! `splice(2)`, no copy on the sending side) is measured too, as a splicing server would run it.
 
 use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::mpsc::sync_channel;
@@ -24,17 +26,29 @@ type Receiver = Box<dyn Read + Send>;
 
 /// A connected pair of `transport` ("unix" or "tcp", loopback) sockets.
 fn socket_pair(transport: &str) -> Result<(Sender, Receiver)> {
+    let (a, b) = socket_fds(transport)?;
+    Ok((
+        Box::new(std::fs::File::from(a)),
+        Box::new(std::fs::File::from(b)),
+    ))
+}
+
+/// The same pair as descriptors.
+fn socket_fds(transport: &str) -> Result<(OwnedFd, OwnedFd)> {
     Ok(match transport {
         "unix" => {
             let (a, b) = std::os::unix::net::UnixStream::pair()?;
-            (Box::new(a), Box::new(b))
+            // Room for two 1 MiB chunks in flight, as `ninepd` gives its unix connections
+            // (TCP sizes its buffers itself).
+            rustix::net::sockopt::set_socket_send_buffer_size(&a, 2 * CHUNK)?;
+            (a.into(), b.into())
         }
         _ => {
             let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
             let a = std::net::TcpStream::connect(listener.local_addr()?)?;
             let (b, _) = listener.accept()?;
             a.set_nodelay(true)?;
-            (Box::new(a), Box::new(b))
+            (a.into(), b.into())
         }
     })
 }
@@ -115,6 +129,48 @@ pub fn read_ceiling(transport: &str, dir: &Path, bytes: u64) -> Result<f64> {
     }
     let elapsed = start.elapsed();
     reader.join().expect("ceiling reader panicked")?;
+    sender.join().expect("ceiling sender panicked")?;
+    std::fs::remove_file(&path)?;
+    Ok(chunks as f64 * CHUNK as f64 / elapsed.as_secs_f64() / 1e6)
+}
+
+/// MB/s for `bytes` of a file in `dir` spliced into a socket of `transport` (file → pipe →
+/// socket, page references only) and received into one buffer.
+pub fn spliced_read_ceiling(transport: &str, dir: &Path, bytes: u64) -> Result<f64> {
+    use rustix::pipe::{SpliceFlags, fcntl_setpipe_size, pipe, splice};
+    let (tx, rx) = socket_fds(transport)?;
+    let path = dir.join(format!("ceiling-splice-{transport}"));
+    let chunks = bytes.div_ceil(CHUNK as u64);
+    let file = lay_out(&path, chunks)?;
+    let (pipe_rx, pipe_tx) = pipe()?;
+    fcntl_setpipe_size(&pipe_tx, CHUNK)?;
+    let start = Instant::now();
+    let sender = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut offset = 0;
+        while offset < chunks * CHUNK as u64 {
+            let mut filled = splice(
+                &file,
+                Some(&mut offset),
+                &pipe_tx,
+                None,
+                CHUNK,
+                SpliceFlags::MOVE,
+            )?;
+            if filled == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            while filled > 0 {
+                filled -= splice(&pipe_rx, None, &tx, None, filled, SpliceFlags::MOVE)?;
+            }
+        }
+        Ok(())
+    });
+    let mut rx = std::fs::File::from(rx);
+    let mut buf = vec![0; CHUNK];
+    for _ in 0..chunks {
+        rx.read_exact(&mut buf)?;
+    }
+    let elapsed = start.elapsed();
     sender.join().expect("ceiling sender panicked")?;
     std::fs::remove_file(&path)?;
     Ok(chunks as f64 * CHUNK as f64 / elapsed.as_secs_f64() / 1e6)

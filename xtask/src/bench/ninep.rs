@@ -8,8 +8,10 @@
 //! (32 in flight) Tgetattr throughput; over the unix socket also sequential Tgetattr on a
 //! settled machine with and without `ninepd --busy-poll 50` and the client polling for replies
 //! (`settled, ...` rows). Then one guest boot
-//! runs create/stat/unlink of 1,000 files through the kernel's v9fs mount of each server. The
-//! best of `--rounds` runs of each measurement is kept, and the ratios to diod are printed.
+//! runs create/stat/unlink of 1,000 files through the kernel's v9fs mount of each server.
+//! Every measurement runs `--rounds` times, ninepd and diod back to back in each round; the
+//! table shows each side's median and the median (and range) of the per-round ratios, since
+//! this machine's speed moves more between rounds than between two runs in one round.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -39,11 +41,17 @@ enum Peer {
     Ceiling,
 }
 
-/// Measurements by (peer, transport, metric name) -> (value, unit).
-type Results = BTreeMap<(Peer, &'static str, String), (f64, String)>;
+/// Measurements by (peer, transport, metric name): one value per round, in round order.
+type Results = BTreeMap<(Peer, &'static str, String), Figures>;
+
+#[derive(Debug, Default)]
+struct Figures {
+    values: Vec<f64>,
+    unit: String,
+}
 
 pub fn run(args: &[String]) -> Result<ExitCode> {
-    let mut rounds = 3;
+    let mut rounds = 5;
     let mut guest = true;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -205,11 +213,15 @@ fn measure(
         let bytes = (STREAM_GIB * f64::from(1u32 << 30)) as u64;
         for transport in ["unix", "tcp"] {
             let read = ceiling::read_ceiling(transport, dir, bytes)?;
+            let spliced = ceiling::spliced_read_ceiling(transport, dir, bytes)?;
             let write = ceiling::write_ceiling(transport, dir, bytes)?;
-            eprintln!("  {transport} without 9P: read {read:.0} MB/s, write {write:.0} MB/s");
-            for (metric, rate) in [("read", read), ("write", write)] {
+            eprintln!(
+                "  {transport} without 9P: read {read:.0} MB/s ({spliced:.0} spliced), \
+                 write {write:.0} MB/s"
+            );
+            for (metric, rate) in [("read", read), ("read-spliced", spliced), ("write", write)] {
                 let key = (Peer::Ceiling, transport, metric.to_string());
-                keep_best(&mut results, key, rate, "MB/s");
+                add(&mut results, key, rate, "MB/s");
             }
         }
         for (peer, transport, connect, aname, server) in &targets {
@@ -225,7 +237,7 @@ fn measure(
                 });
             record(&mut results, *peer, transport, new_file.collect());
             for (phase, seconds) in cpu {
-                keep_best(
+                add(
                     &mut results,
                     (*peer, transport, format!("{phase}-server-cpu")),
                     seconds * 1e3 / STREAM_GIB,
@@ -310,7 +322,7 @@ fn latency_variants(
                 };
                 let ninepd = latencies(run_load(&load, connect, "", &client_args)?);
                 // Each round's figures too: the machine's state moves them more than the
-                // best of the rounds shows.
+                // medians show.
                 let figures = |lines: &[(String, f64, String)]| {
                     lines
                         .iter()
@@ -325,7 +337,7 @@ fn latency_variants(
                 );
                 for (peer, lines) in [(Peer::Ninepd, ninepd), (Peer::Diod, diod.clone())] {
                     for (name, value, unit) in lines {
-                        keep_best(
+                        add(
                             results,
                             (peer, "unix", format!("{name} ({label})")),
                             value,
@@ -460,7 +472,7 @@ fn record(
     figures: Vec<(String, f64, String)>,
 ) {
     for (name, value, unit) in figures {
-        keep_best(results, (peer, transport, name), value, &unit);
+        add(results, (peer, transport, name), value, &unit);
     }
 }
 
@@ -469,13 +481,32 @@ fn lower_is_better(unit: &str) -> bool {
     matches!(unit, "us" | "s" | "ms/GiB")
 }
 
-/// Keeps the better value: the lowest latency or CPU cost, the highest rate.
-fn keep_best(results: &mut Results, key: (Peer, &'static str, String), value: f64, unit: &str) {
-    let lower = lower_is_better(unit);
-    let entry = results.entry(key).or_insert((value, unit.to_string()));
-    if (lower && value < entry.0) || (!lower && value > entry.0) {
-        entry.0 = value;
+/// Adds one round's value.
+fn add(results: &mut Results, key: (Peer, &'static str, String), value: f64, unit: &str) {
+    let figures = results.entry(key).or_default();
+    figures.values.push(value);
+    figures.unit = unit.to_string();
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
     }
+}
+
+/// How many times better ninepd did than diod in each round (latency and CPU: diod / ninepd).
+fn ratios(ninepd: &Figures, diod: &Figures) -> Vec<f64> {
+    let lower = lower_is_better(&ninepd.unit);
+    ninepd
+        .values
+        .iter()
+        .zip(&diod.values)
+        .map(|(n, d)| if lower { d / n } else { n / d })
+        .collect()
 }
 
 /// create/stat/unlink of 1,000 files through the guest's v9fs mount of each server, both
@@ -537,25 +568,25 @@ done
             .map(|s| s.parse().unwrap_or(f64::NAN))
             .collect();
         let rate = |a: f64, b: f64| 1000.0 / (b - a).max(0.01);
-        keep_best(
+        add(
             results,
             (peer, "v9fs", "create".into()),
             rate(t[0], t[1]),
             "files/s",
         );
-        keep_best(
+        add(
             results,
             (peer, "v9fs", "stat".into()),
             rate(t[1], t[2]),
             "files/s",
         );
-        keep_best(
+        add(
             results,
             (peer, "v9fs", "unlink".into()),
             rate(t[2], t[3]),
             "files/s",
         );
-        keep_best(
+        add(
             results,
             (peer, "v9fs", "create+stat+unlink".into()),
             3000.0 / (t[3] - t[0]).max(0.01),
@@ -566,46 +597,63 @@ done
 }
 
 fn print_table(results: &Results) {
-    println!("\n| transport | measurement | ninepd | diod | ninepd / diod |");
+    println!("\n| transport | measurement | ninepd | diod | ninepd / diod (range) |");
     println!("|---|---|---|---|---|");
     let mut keys: Vec<(&'static str, &String)> = results.keys().map(|(_, t, m)| (*t, m)).collect();
     keys.sort();
     keys.dedup();
     for (transport, metric) in keys {
         let get = |p| results.get(&(p, transport, metric.clone()));
-        let (Some((n, unit)), d) = (get(Peer::Ninepd), get(Peer::Diod)) else {
+        let (Some(n), d) = (get(Peer::Ninepd), get(Peer::Diod)) else {
             continue;
         };
+        let unit = &n.unit;
         let (diod, ratio) = match d {
-            Some((d, _)) if unit != "bytes" => {
-                let ratio = if lower_is_better(unit) { d / n } else { n / d };
-                (format!("{d:.1} {unit}"), format!("{ratio:.2}x"))
+            Some(d) if unit != "bytes" => {
+                let r = ratios(n, d);
+                let (lo, hi) = r.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &x| {
+                    (lo.min(x), hi.max(x))
+                });
+                (
+                    format!("{:.1} {unit}", median(&d.values)),
+                    format!("{:.2}x ({lo:.2}-{hi:.2})", median(&r)),
+                )
             }
-            Some((d, _)) => (format!("{d:.0} {unit}"), "-".into()),
+            Some(d) => (format!("{:.0} {unit}", median(&d.values)), "-".into()),
             None => ("-".into(), "-".into()),
         };
-        println!("| {transport} | {metric} | {n:.1} {unit} | {diod} | {ratio} |");
+        println!(
+            "| {transport} | {metric} | {:.1} {unit} | {diod} | {ratio} |",
+            median(&n.values)
+        );
     }
     println!(
-        "\n(ratios > 1 favour ninepd; latency ratios are diod / ninepd. diod 1.0.24 caps msize at 64 KiB.)"
+        "\n(medians over the rounds; ratios > 1 favour ninepd, latency and CPU ratios are diod / \
+         ninepd; diod 1.0.24 caps msize at 64 KiB.)"
     );
     println!(
-        "\nWithout 9P, for scale (threads copying between a socket and a tmpfs file, no protocol):"
+        "\nWithout 9P, for scale (threads moving a tmpfs file through a socket, no protocol):"
     );
     for transport in ["unix", "tcp"] {
-        for metric in ["read", "write"] {
-            let get = |p| {
+        for (label, pipeline, metric) in [
+            ("read, copied", "read", "read"),
+            ("read, spliced", "read-spliced", "read"),
+            ("write, copied", "write", "write"),
+        ] {
+            let get = |p, m: &str| {
                 results
-                    .get(&(p, transport, metric.to_string()))
-                    .map(|(v, _)| *v)
+                    .get(&(p, transport, m.to_string()))
+                    .map(|f| median(&f.values))
             };
-            let (Some(ceiling), Some(n), Some(d)) =
-                (get(Peer::Ceiling), get(Peer::Ninepd), get(Peer::Diod))
-            else {
+            let (Some(ceiling), Some(n), Some(d)) = (
+                get(Peer::Ceiling, pipeline),
+                get(Peer::Ninepd, metric),
+                get(Peer::Diod, metric),
+            ) else {
                 continue;
             };
             println!(
-                "  {transport} {metric}: {ceiling:.0} MB/s; ninepd {:.0} % of it, diod {:.0} %, \
+                "  {transport} {label}: {ceiling:.0} MB/s; ninepd {:.0} % of it, diod {:.0} %, \
                  twice diod {:.0} %",
                 100.0 * n / ceiling,
                 100.0 * d / ceiling,
