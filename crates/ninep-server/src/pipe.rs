@@ -134,16 +134,22 @@ impl Payload {
     /// rest to fit in the pipe: those up to the first page boundary when the payload starts
     /// inside a page and would need one page reference more than the pipe holds, else none.
     pub fn head_to_copy(&self, offset: u64, count: usize) -> usize {
+        if count <= self.room_from(offset) {
+            return 0;
+        }
+        let page = rustix::param::page_size();
+        (page - (offset % page as u64) as usize).min(count)
+    }
+
+    /// How many bytes of a file starting at `offset` still fit: a pipe holds `capacity / PAGE`
+    /// page references, and a payload that starts inside a page needs one more than its
+    /// length suggests.
+    fn room_from(&self, offset: u64) -> usize {
         let Some(pipe) = &self.pipe else {
             return 0;
         };
-        let page = rustix::param::page_size();
-        let misalign = (offset % page as u64) as usize;
-        if misalign == 0 || misalign + count <= pipe.capacity.saturating_sub(self.len) {
-            0
-        } else {
-            (page - misalign).min(count)
-        }
+        let misalign = (offset % rustix::param::page_size() as u64) as usize;
+        pipe.capacity.saturating_sub(self.len + misalign)
     }
 
     /// Fills the pipe with up to `count` bytes of `file` at `offset`; returns how many (fewer
@@ -157,15 +163,12 @@ impl Payload {
         offset: u64,
         count: usize,
     ) -> Result<usize, Errno> {
+        // Stop short of a page that would not fit (see `head_to_copy`, which lets Rread avoid
+        // this; a short reply is still correct, the client asks again from there).
+        let count = count.min(self.room_from(offset));
         let Some(pipe) = &self.pipe else {
             return Err(Errno::BADF);
         };
-        // A pipe holds `capacity / PAGE` page references, and a payload that starts inside a
-        // page needs one more than its length suggests: stop short of the page that would not
-        // fit (a short Rread; the client asks again from there, at a page boundary).
-        let page = rustix::param::page_size() as u64;
-        let misalign = (offset % page) as usize;
-        let count = count.min(pipe.capacity.saturating_sub(self.len + misalign));
         let mut off = offset;
         let mut filled = 0;
         while filled < count {

@@ -123,68 +123,24 @@ async fn stream(client: &Client, msize: u32, args: &Args) -> Result<()> {
     // Requests of the server's iounit, as the kernel's v9fs client sends them.
     let most = msize - ninep::P9_IOHDRSZ;
     let chunk = u64::from(if iounit == 0 { most } else { iounit.min(most) });
-    println!("iounit {chunk} bytes");
+    println!("request {chunk} bytes");
     let data = Bytes::from(vec![0x5a; chunk as usize]);
     let depth = (args.window / chunk).clamp(1, 64) as usize;
 
-    if args.layout {
-        // Untimed: the timed pass then overwrites pages the file already has.
+    // Untimed: a file to read back, or one the timed writes then overwrite.
+    if args.layout || args.test == Test::Read {
         write_pass(client, &data, depth, args.bytes).await?;
     }
     if args.test != Test::Read {
-        // Lets a script that watches the server's CPU time start counting here.
-        println!("writing");
-        std::io::Write::flush(&mut std::io::stdout())?;
-    }
-    let (start, cpu) = (Instant::now(), own_cpu_seconds());
-    if args.test != Test::Read || !args.layout {
+        mark("writing")?;
+        let (start, cpu) = (Instant::now(), own_cpu_seconds());
         write_pass(client, &data, depth, args.bytes).await?;
-    }
-    if args.test != Test::Read {
         report("write", args.bytes, start.elapsed(), cpu);
     }
-
     if args.test != Test::Write {
-        // Lets a script that watches the server's CPU time start counting here.
-        println!("reading");
-        std::io::Write::flush(&mut std::io::stdout())?;
-    }
-    let (start, cpu) = (Instant::now(), own_cpu_seconds());
-    let mut inflight = std::collections::VecDeque::new();
-    let mut offset = 0;
-    let mut total = 0;
-    if args.test == Test::Write {
-        offset = args.bytes;
-        total = args.bytes;
-    }
-    while offset < args.bytes || !inflight.is_empty() {
-        while offset < args.bytes && inflight.len() < depth {
-            let n = chunk.min(args.bytes - offset) as usize;
-            inflight.push_back((start_read(client, offset, n)?, n, offset));
-            offset += n as u64;
-        }
-        let (pending, n, at) = inflight.pop_front().expect("one in flight");
-        match pending.wait().await? {
-            Response::Read { data } if data.is_empty() => bail!("Tread: end of file at {at}"),
-            Response::Read { data } => {
-                total += data.len() as u64;
-                // A server may answer with fewer bytes: ask again for the rest.
-                if data.len() < n {
-                    let rest = at + data.len() as u64;
-                    inflight.push_back((
-                        start_read(client, rest, n - data.len())?,
-                        n - data.len(),
-                        rest,
-                    ));
-                }
-            }
-            other => bail!("Tread: {other:?}"),
-        }
-    }
-    if total != args.bytes {
-        bail!("read back {total} bytes of {}", args.bytes);
-    }
-    if args.test != Test::Write {
+        mark("reading")?;
+        let (start, cpu) = (Instant::now(), own_cpu_seconds());
+        read_pass(client, chunk, depth, args.bytes).await?;
         report("read", args.bytes, start.elapsed(), cpu);
     }
     client.clunk(1).await?;
@@ -218,6 +174,44 @@ async fn write_pass(client: &Client, data: &Bytes, depth: usize, bytes: u64) -> 
             other => bail!("Twrite: {other:?}"),
         }
     }
+    Ok(())
+}
+
+/// Treads `bytes` from offset 0 onwards in `chunk`s, `depth` requests in flight, asking again
+/// for whatever a short reply left out.
+async fn read_pass(client: &Client, chunk: u64, depth: usize, bytes: u64) -> Result<()> {
+    let mut inflight = std::collections::VecDeque::new();
+    let (mut offset, mut total) = (0, 0);
+    while offset < bytes || !inflight.is_empty() {
+        while offset < bytes && inflight.len() < depth {
+            let n = chunk.min(bytes - offset) as usize;
+            inflight.push_back((start_read(client, offset, n)?, n, offset));
+            offset += n as u64;
+        }
+        let (pending, n, at) = inflight.pop_front().expect("one in flight");
+        match pending.wait().await? {
+            Response::Read { data } if data.is_empty() => bail!("Tread: end of file at {at}"),
+            Response::Read { data } => {
+                total += data.len() as u64;
+                if data.len() < n {
+                    let rest = at + data.len() as u64;
+                    let left = n - data.len();
+                    inflight.push_back((start_read(client, rest, left)?, left, rest));
+                }
+            }
+            other => bail!("Tread: {other:?}"),
+        }
+    }
+    if total != bytes {
+        bail!("read back {total} bytes of {bytes}");
+    }
+    Ok(())
+}
+
+/// Prints a line that lets a script watching the server's CPU time start counting here.
+fn mark(phase: &str) -> Result<()> {
+    println!("{phase}");
+    std::io::Write::flush(&mut std::io::stdout())?;
     Ok(())
 }
 
