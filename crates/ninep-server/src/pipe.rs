@@ -306,6 +306,16 @@ impl WritePayload {
         Self { head, piped }
     }
 
+    /// How many bytes the payload holds.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.piped.as_ref().map_or(0, Payload::len)
+    }
+
+    /// Whether part of the payload waits in a pipe (it was spliced from the socket).
+    pub fn is_piped(&self) -> bool {
+        self.piped.is_some()
+    }
+
     /// The whole payload in memory (copying out what waits in the pipe).
     pub fn into_bytes(self) -> Result<Bytes, Errno> {
         let Some(mut piped) = self.piped else {

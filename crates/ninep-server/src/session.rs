@@ -719,7 +719,18 @@ impl Session {
         };
         let file = fd.clone();
         let _turn = file.write_turn().await;
-        let n = blocking(move || data.write_at(&*fd, offset)).await?;
+        // A spliced payload over pages an in-memory file already has is written inline: like an
+        // inline read, it allocates nothing and waits for no device, and it saves the hand-off
+        // to the blocking pool (TCP overwrites measured 4.3-5.2 against 3.3-4.4 GB/s). Copied
+        // payloads are not: their copy then competes with the connection's reader (unix
+        // overwrites fell from 3.9-5.3 to 2.0-3.5 GB/s); nor are writes that extend the file,
+        // since allocating pages can wait for reclaim.
+        let inline = fd.in_memory() && data.is_piped() && ops::overwrites(&*fd, offset, data.len());
+        let n = if inline {
+            data.write_at(&*fd, offset)?
+        } else {
+            blocking(move || data.write_at(&*fd, offset)).await?
+        };
         Ok(Response::Write { count: n as u32 }.into())
     }
 

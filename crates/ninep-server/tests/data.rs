@@ -167,13 +167,27 @@ async fn large_writes_land_whole() {
 async fn large_writes(h: Harness) {
     let c = h.client().await;
     let f = create_file(&c, "out", b"").await;
-    let content = pattern(5 << 20);
     let chunk = (MSIZE - ninep::P9_IOHDRSZ) as usize;
+    // Into a new file, then over it again with other bytes (an overwrite of an in-memory file
+    // is written inline, an extending write on the blocking pool), in unaligned pieces.
+    let content = pattern(5 << 20);
+    write_concurrently(&c, f, &content, chunk - 4093).await;
+    assert!(std::fs::read(h.export().join("out")).unwrap() == content);
+    let mut other = content.clone();
+    other.reverse();
+    write_concurrently(&c, f, &other[..content.len() - 1000], chunk - 1).await;
+    let mut expected = other[..content.len() - 1000].to_vec();
+    expected.extend_from_slice(&content[content.len() - 1000..]);
+    assert!(std::fs::read(h.export().join("out")).unwrap() == expected);
+}
+
+/// Writes `content` from offset 0 in pieces of `piece` bytes, all in flight at once.
+async fn write_concurrently(c: &Client, f: u32, content: &[u8], piece: usize) {
     let mut writes = Vec::new();
-    for (i, part) in content.chunks(chunk - 4093).enumerate() {
+    for (i, part) in content.chunks(piece).enumerate() {
         let c = c.clone();
         let part = bytes::Bytes::copy_from_slice(part);
-        let offset = (i * (chunk - 4093)) as u64;
+        let offset = (i * piece) as u64;
         writes.push(tokio::spawn(async move {
             assert_eq!(
                 c.write(f, offset, part.clone()).await.unwrap(),
@@ -184,7 +198,6 @@ async fn large_writes(h: Harness) {
     for w in writes {
         w.await.unwrap();
     }
-    assert!(std::fs::read(h.export().join("out")).unwrap() == content);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

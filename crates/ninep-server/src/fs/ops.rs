@@ -285,6 +285,16 @@ pub fn is_in_memory(file: impl AsFd) -> bool {
     })
 }
 
+/// Whether `len` bytes at `offset` lie inside `file`'s current size: writing them replaces
+/// pages the file already has instead of allocating new ones.
+pub fn overwrites(file: impl AsFd, offset: u64, len: usize) -> bool {
+    rustix::fs::fstat(file).is_ok_and(|st| {
+        offset
+            .checked_add(len as u64)
+            .is_some_and(|end| end <= st.st_size as u64)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,5 +305,16 @@ mod tests {
         assert!(is_in_memory(&shm));
         let proc = std::fs::File::open("/proc/self/status").unwrap();
         assert!(!is_in_memory(&proc));
+    }
+
+    #[test]
+    fn only_bytes_inside_the_file_are_an_overwrite() {
+        let file = tempfile::tempfile().unwrap();
+        file.set_len(10).unwrap();
+        assert!(overwrites(&file, 0, 10));
+        assert!(overwrites(&file, 9, 1));
+        assert!(!overwrites(&file, 1, 10), "one byte past the end");
+        assert!(!overwrites(&file, 10, 1));
+        assert!(!overwrites(&file, u64::MAX, 2), "an end that overflows");
     }
 }
