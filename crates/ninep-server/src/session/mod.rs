@@ -1,5 +1,8 @@
 //! One connection's fid table and the handling of every request except Tversion and Tflush
-//! (which the connection loop handles, since they act on the other requests).
+//! (which the connection loop handles, since they act on the other requests). Moving file
+//! contents (Tread, Twrite, Treaddir) is in the `data` module.
+
+mod data;
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -9,25 +12,22 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ninep::{Request, Response, TwriteHeader, put_rread_header};
+use ninep::{Request, Response, TwriteHeader};
 use rustix::io::Errno;
 
 use crate::attr;
 use crate::fid::{DataFile, Fid, FidState, OpenFile};
 use crate::fs::lock::{FLAG_BLOCK, LockRequest, LockStatus};
 use crate::fs::setattr::SetAttr;
-use crate::fs::{FsResult, dir, ops, xattr};
+use crate::fs::{FsResult, ops, xattr};
 use crate::pipe::{Payload, PipePool, WritePayload};
 use crate::server::Server;
 use crate::sink::Outgoing;
 use crate::unwind::{self, catch_panic};
+use data::MIN_SPLICE;
 
 /// The largest number of fids one connection may hold (each holds a descriptor).
 const MAX_FIDS: usize = 16 * 1024;
-
-/// Reads of at least this many bytes send their payload by `splice(2)`; below it a copy is
-/// cheaper than the pipe's extra system calls.
-const MIN_SPLICE: usize = 32 * 1024;
 
 /// The largest payload spliced through one pipe (the default `fs.pipe-max-size`, which an
 /// unprivileged server cannot exceed).
@@ -617,156 +617,6 @@ impl Session {
         }
         Ok(Response::Walk { wqids: qids }.into())
     }
-
-    async fn read(&self, tag: u16, fid: u32, offset: u64, count: u32) -> FsResult<Reply> {
-        let fid = self.fid(fid)?;
-        let count = count.min(self.msize() - ninep::RREAD_HEADER_LEN as u32) as usize;
-        let fd = match &fid.lock().state {
-            FidState::Open {
-                file: OpenFile::Data(fd),
-                ..
-            } => fd.clone(),
-            FidState::Open {
-                file: OpenFile::Dir(..),
-                ..
-            } => return Err(Errno::ISDIR),
-            FidState::Open {
-                file: OpenFile::Special,
-                ..
-            } => return Err(Errno::INVAL),
-            FidState::XattrRead(value) => {
-                let start = usize::try_from(offset)
-                    .unwrap_or(usize::MAX)
-                    .min(value.len());
-                let end = start.saturating_add(count).min(value.len());
-                return Ok(Reply::Frame(rread_frame(tag, &value[start..end])));
-            }
-            _ => return Err(Errno::BADF),
-        };
-        let in_memory = fd.in_memory();
-        let pipe = self.pipes.as_ref();
-        let pipe = pipe.filter(|_| self.splice_reads && count >= MIN_SPLICE);
-        let pipe = pipe.and_then(|pool| pool.take(count));
-        let job = move || {
-            if let Some(mut payload) = pipe {
-                // Bytes up to the first page boundary that would not fit in the pipe travel
-                // in the header's buffer, so that an unaligned read still gets every byte.
-                let head = payload.head_to_copy(offset, count);
-                let mut header = Vec::with_capacity(ninep::RREAD_HEADER_LEN + head);
-                put_rread_header(&mut header, tag, 0).map_err(|_| Errno::IO)?;
-                let copied = ops::read_into(&*fd, offset, head, &mut header)?;
-                if copied < head {
-                    // End of file inside the head.
-                    patch_rread(&mut header, copied);
-                    return Ok(Reply::Frame(header));
-                }
-                match payload.fill_from(&*fd, offset + head as u64, count - head) {
-                    Ok(n) if n + head > 0 => {
-                        patch_rread(&mut header, head + n);
-                        return Ok(Reply::Spliced(Outgoing::Spliced { header, payload }));
-                    }
-                    // End of file: an empty Rread, as below.
-                    Ok(_) => {}
-                    // This file cannot be spliced: copy it.
-                    Err(Errno::INVAL) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            let mut frame = Vec::with_capacity(ninep::RREAD_HEADER_LEN + count);
-            put_rread_header(&mut frame, tag, 0).map_err(|_| Errno::IO)?;
-            let n = ops::read_into(&*fd, offset, count, &mut frame)?;
-            patch_rread(&mut frame, n);
-            Ok(Reply::Frame(frame))
-        };
-        if in_memory {
-            job()
-        } else {
-            blocking(job).await
-        }
-    }
-
-    async fn write(&self, fid: u32, offset: u64, data: WritePayload) -> FsResult<Reply> {
-        let fid = self.fid(fid)?;
-        let fd = {
-            let mut inner = fid.lock();
-            match &mut inner.state {
-                FidState::Open {
-                    file: OpenFile::Data(fd),
-                    ..
-                } => fd.clone(),
-                FidState::Open {
-                    file: OpenFile::Dir(..),
-                    ..
-                } => return Err(Errno::ISDIR),
-                FidState::Open {
-                    file: OpenFile::Special,
-                    ..
-                } => return Err(Errno::INVAL),
-                FidState::XattrWrite { size, value, .. } => {
-                    let data = data.into_bytes()?;
-                    let end = offset.checked_add(data.len() as u64).ok_or(Errno::INVAL)?;
-                    if end > *size || offset != value.len() as u64 {
-                        return Err(Errno::INVAL);
-                    }
-                    value.extend_from_slice(&data);
-                    return Ok(Response::Write {
-                        count: data.len() as u32,
-                    }
-                    .into());
-                }
-                _ => return Err(Errno::BADF),
-            }
-        };
-        let file = fd.clone();
-        let _turn = file.write_turn().await;
-        // A spliced payload over pages an in-memory file already has is written inline: like an
-        // inline read, it allocates nothing and waits for no device, and it saves the hand-off
-        // to the blocking pool (TCP overwrites measured 4.3-5.2 against 3.3-4.4 GB/s). Copied
-        // payloads are not: their copy then competes with the connection's reader (unix
-        // overwrites fell from 3.9-5.3 to 2.0-3.5 GB/s); nor are writes that extend the file,
-        // since allocating pages can wait for reclaim.
-        let inline = fd.in_memory() && data.is_piped() && ops::overwrites(&*fd, offset, data.len());
-        let n = if inline {
-            data.write_at(&*fd, offset)?
-        } else {
-            blocking(move || data.write_at(&*fd, offset)).await?
-        };
-        Ok(Response::Write { count: n as u32 }.into())
-    }
-
-    async fn readdir(&self, tag: u16, fid: u32, offset: u64, count: u32) -> FsResult<Reply> {
-        let fid = self.fid(fid)?;
-        let count = count.min(self.msize() - ninep::RREAD_HEADER_LEN as u32);
-        let (dir, dev) = match &fid.lock().state {
-            FidState::Open {
-                file: OpenFile::Dir(dir, dev),
-                ..
-            } => (dir.clone(), *dev),
-            FidState::Open { .. } => return Err(Errno::NOTDIR),
-            _ => return Err(Errno::BADF),
-        };
-        let server = self.server.clone();
-        blocking(move || {
-            let fd = dir.lock().unwrap_or_else(|e| e.into_inner());
-            let entries = dir::read(server.export(), &*fd, dev, offset, count as usize)?;
-            drop(fd);
-            let mut frame = Vec::with_capacity(ninep::RREAD_HEADER_LEN + count as usize);
-            let mut out = ninep::ReaddirFrame::begin(&mut frame, tag, count);
-            for e in &entries {
-                let q = attr::qid(e.qid);
-                if !out
-                    .entries()
-                    .push(&q, e.offset, e.kind, &e.name)
-                    .map_err(|_| Errno::IO)?
-                {
-                    break;
-                }
-            }
-            out.finish();
-            Ok(Reply::Frame(frame))
-        })
-        .await
-    }
 }
 
 fn open_file(node: &crate::fs::Node, file: Option<std::os::fd::OwnedFd>) -> FsResult<OpenFile> {
@@ -797,20 +647,6 @@ async fn blocking<T: Send + 'static>(
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(_) => Err(Errno::IO),
     }
-}
-
-fn rread_frame(tag: u16, data: &[u8]) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(ninep::RREAD_HEADER_LEN + data.len());
-    let _ = put_rread_header(&mut frame, tag, data.len() as u32);
-    frame.extend_from_slice(data);
-    frame
-}
-
-/// Fixes up the size and count of an Rread frame once the number of bytes read is known.
-fn patch_rread(frame: &mut [u8], n: usize) {
-    let count = n as u32;
-    frame[0..4].copy_from_slice(&(ninep::RREAD_HEADER_LEN as u32 + count).to_le_bytes());
-    frame[7..11].copy_from_slice(&count.to_le_bytes());
 }
 
 /// Encodes a reply; a reply that cannot be encoded becomes an Rlerror.
