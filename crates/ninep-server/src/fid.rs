@@ -7,6 +7,8 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use rustix::io::Errno;
+
 use crate::fs::Node;
 use crate::fs::creds::Identity;
 use crate::fs::lock::Owners;
@@ -97,6 +99,19 @@ impl FidState {
                 ..
             } => Some(fd),
             _ => None,
+        }
+    }
+
+    /// The opened regular file Tread and Twrite use, or why there is none: `EISDIR` for an
+    /// opened directory, `EINVAL` for a special file, `EBADF` for a fid not opened.
+    pub fn data_file(&self) -> Result<&Arc<DataFile>, Errno> {
+        match self {
+            FidState::Open { file, .. } => match file {
+                OpenFile::Data(fd) => Ok(fd),
+                OpenFile::Dir(..) => Err(Errno::ISDIR),
+                OpenFile::Special => Err(Errno::INVAL),
+            },
+            _ => Err(Errno::BADF),
         }
     }
 

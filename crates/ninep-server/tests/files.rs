@@ -68,10 +68,14 @@ async fn create_write_read_and_attributes() {
         ),
         (0o600, 5, 1000, 5)
     );
-    // Directory reads are refused.
+    // Directory reads and writes are refused, and so is data I/O on a fid not opened.
     let d = walk_to(&c, "").await.unwrap();
     c.lopen(d, O_RDONLY).await.unwrap();
     assert_eq!(errno(c.read(d, 0, 10).await), libc::EISDIR);
+    assert_eq!(errno(c.write(d, 0, b("x")).await), libc::EISDIR);
+    let unopened = walk_to(&c, "hello").await.unwrap();
+    assert_eq!(errno(c.read(unopened, 0, 10).await), libc::EBADF);
+    assert_eq!(errno(c.write(unopened, 0, b("x")).await), libc::EBADF);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

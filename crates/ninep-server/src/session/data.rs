@@ -26,18 +26,6 @@ impl Session {
         let fid = self.fid(fid)?;
         let count = count.min(self.msize() - ninep::RREAD_HEADER_LEN as u32) as usize;
         let fd = match &fid.lock().state {
-            FidState::Open {
-                file: OpenFile::Data(fd),
-                ..
-            } => fd.clone(),
-            FidState::Open {
-                file: OpenFile::Dir(..),
-                ..
-            } => return Err(Errno::ISDIR),
-            FidState::Open {
-                file: OpenFile::Special,
-                ..
-            } => return Err(Errno::INVAL),
             FidState::XattrRead(value) => {
                 let start = usize::try_from(offset)
                     .unwrap_or(usize::MAX)
@@ -45,7 +33,7 @@ impl Session {
                 let end = start.saturating_add(count).min(value.len());
                 return Ok(Reply::Frame(rread_frame(tag, &value[start..end])));
             }
-            _ => return Err(Errno::BADF),
+            state => state.data_file()?.clone(),
         };
         let in_memory = fd.in_memory();
         let pipe = self.pipes.as_ref();
@@ -94,18 +82,6 @@ impl Session {
         let fd = {
             let mut inner = fid.lock();
             match &mut inner.state {
-                FidState::Open {
-                    file: OpenFile::Data(fd),
-                    ..
-                } => fd.clone(),
-                FidState::Open {
-                    file: OpenFile::Dir(..),
-                    ..
-                } => return Err(Errno::ISDIR),
-                FidState::Open {
-                    file: OpenFile::Special,
-                    ..
-                } => return Err(Errno::INVAL),
                 FidState::XattrWrite { size, value, .. } => {
                     let data = data.into_bytes()?;
                     let end = offset.checked_add(data.len() as u64).ok_or(Errno::INVAL)?;
@@ -118,7 +94,7 @@ impl Session {
                     }
                     .into());
                 }
-                _ => return Err(Errno::BADF),
+                state => state.data_file()?.clone(),
             }
         };
         let file = fd.clone();
