@@ -499,13 +499,13 @@ impl Session {
             Request::Readdir { fid, offset, count } => self.readdir(tag, fid, offset, count).await,
             Request::Lock { fid, lock } => {
                 let fid = self.fid(fid)?;
-                let req = LockRequest {
-                    ty: lock.ty,
-                    start: lock.start,
-                    length: lock.length,
-                    proc_id: lock.proc_id,
-                    client_id: lock.client_id.to_vec(),
-                };
+                let req = lock_request(
+                    lock.ty,
+                    lock.start,
+                    lock.length,
+                    lock.proc_id,
+                    &lock.client_id,
+                );
                 let mut round = 0;
                 loop {
                     let status = self.try_lock(&fid, &req)?;
@@ -524,13 +524,13 @@ impl Session {
             }
             Request::Getlock { fid, lock } => {
                 let fid = self.fid(fid)?;
-                let req = LockRequest {
-                    ty: lock.ty,
-                    start: lock.start,
-                    length: lock.length,
-                    proc_id: lock.proc_id,
-                    client_id: lock.client_id.to_vec(),
-                };
+                let req = lock_request(
+                    lock.ty,
+                    lock.start,
+                    lock.length,
+                    lock.proc_id,
+                    &lock.client_id,
+                );
                 let mut inner = fid.lock();
                 let (fd, locks) = inner.state.lockable().ok_or(Errno::BADF)?;
                 let found = locks.get(fd.fd(), &req)?;
@@ -646,6 +646,17 @@ async fn blocking<T: Send + 'static>(
         Ok(result) => result,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(_) => Err(Errno::IO),
+    }
+}
+
+/// A Tlock's or Tgetlock's range and owner, as the filesystem layer takes them.
+fn lock_request(ty: u8, start: u64, length: u64, proc_id: u32, client_id: &[u8]) -> LockRequest {
+    LockRequest {
+        ty,
+        start,
+        length,
+        proc_id,
+        client_id: client_id.to_vec(),
     }
 }
 
