@@ -56,8 +56,9 @@ struct Args {
     #[arg(long, value_name = "MICROS", default_value_t = 0)]
     busy_poll: u64,
 
-    /// Threads running the connections (default: one per CPU). File data I/O runs on the
-    /// separate `--blocking-threads`.
+    /// Threads running the connections and the file operations that cannot block, such as
+    /// metadata, and reads and overwrites of in-memory files (default: one per CPU). Operations that may
+    /// wait for a device run on the separate `--blocking-threads`.
     #[arg(long, value_name = "N")]
     worker_threads: Option<usize>,
 }
