@@ -57,8 +57,8 @@ struct Args {
     busy_poll: u64,
 
     /// Threads running the connections and the file operations that cannot block, such as
-    /// metadata, and reads and overwrites of in-memory files (default: one per CPU). Operations that may
-    /// wait for a device run on the separate `--blocking-threads`.
+    /// metadata, and reads and overwrites of in-memory files (default: one per CPU).
+    /// Operations that may wait for a device run on the separate `--blocking-threads`.
     #[arg(long, value_name = "N")]
     worker_threads: Option<usize>,
 }
