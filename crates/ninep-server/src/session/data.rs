@@ -104,7 +104,8 @@ impl Session {
         // to the blocking pool (TCP overwrites measured 4.3-5.2 against 3.3-4.4 GB/s). Copied
         // payloads are not: their copy then competes with the connection's reader (unix
         // overwrites fell from 3.9-5.3 to 2.0-3.5 GB/s); nor are writes that extend the file,
-        // since allocating pages can wait for reclaim.
+        // since allocating pages can wait for reclaim. (A truncation racing the size check only
+        // makes that one write allocate on a worker.)
         let inline = fd.in_memory() && data.is_piped() && ops::overwrites(&*fd, offset, data.len());
         let n = if inline {
             data.write_at(&*fd, offset)?
