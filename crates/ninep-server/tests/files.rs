@@ -306,6 +306,78 @@ async fn special_files_serve_metadata_but_never_block_on_data() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tlcreate_of_a_name_in_use_opens_it_as_tlopen_does() {
+    let h = Harness::start().await;
+    let export = h.export();
+    nix::unistd::mkfifo(
+        &export.join("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    std::fs::write(export.join("file"), b"contents").unwrap();
+    std::fs::create_dir(export.join("dir")).unwrap();
+    let c = h.client().await;
+    let at_root = || async { walk_to(&c, "").await.unwrap() };
+    let o_excl = libc::O_EXCL as u32;
+
+    // A FIFO is not opened for data: no wait for the other end, and its I/O is refused.
+    for access in [O_RDONLY, O_WRONLY, O_RDWR] {
+        let f = at_root().await;
+        let created = c.lcreate(f, b"fifo", access, 0o644, 0);
+        tokio::time::timeout(std::time::Duration::from_secs(10), created)
+            .await
+            .expect("Tlcreate of a FIFO answered without waiting for the other end")
+            .unwrap();
+        assert_eq!(errno(c.read(f, 0, 10).await), libc::EINVAL);
+        assert_eq!(errno(c.write(f, 0, b("x")).await), libc::EINVAL);
+    }
+
+    // A regular file is opened, truncated only when asked.
+    let f = at_root().await;
+    c.lcreate(f, b"file", O_RDWR, 0o644, 0).await.unwrap();
+    assert_eq!(&c.read(f, 0, 100).await.unwrap()[..], b"contents");
+    let f = at_root().await;
+    c.lcreate(f, b"file", O_WRONLY | libc::O_TRUNC as u32, 0o644, 0)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(export.join("file")).unwrap(), b"");
+
+    // A directory is not a file to create, and O_EXCL refuses any name in use.
+    let f = at_root().await;
+    assert_eq!(
+        errno(c.lcreate(f, b"dir", O_RDONLY, 0o644, 0).await),
+        libc::EISDIR
+    );
+    for name in [&b"fifo"[..], b"file", b"dir"] {
+        let f = at_root().await;
+        let got = c.lcreate(f, name, O_RDWR | o_excl, 0o644, 0).await;
+        assert_eq!(errno(got), libc::EEXIST);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tlcreate_never_opens_a_device_node() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: creating a device node needs root");
+        return;
+    }
+    let h = Harness::start().await;
+    // A copy of /dev/null's node: opened by mistake, writes to it would succeed.
+    nix::sys::stat::mknod(
+        &h.export().join("null"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+        nix::sys::stat::makedev(1, 3),
+    )
+    .unwrap();
+    let c = h.client().await;
+    let f = walk_to(&c, "").await.unwrap();
+    c.lcreate(f, b"null", O_RDWR, 0o644, 0).await.unwrap();
+    assert_eq!(errno(c.write(f, 0, b("x")).await), libc::EINVAL);
+    assert_eq!(errno(c.read(f, 0, 10).await), libc::EINVAL);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readdir_returns_every_entry_once_with_whole_entries() {
     let h = Harness::start().await;
     std::fs::create_dir(h.export().join("big")).unwrap();

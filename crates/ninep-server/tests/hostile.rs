@@ -429,8 +429,12 @@ fn a_hostile_client_gets_answers_and_nothing_else() {
     // Warm up the runtime and the blocking pool before counting descriptors.
     rt.block_on(run(Vec::new(), true)).unwrap();
     let before = settled_fd_count(&rt);
+    // PROPTEST_CASES runs more (or fewer) sequences than the 128 CI runs.
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok());
     let config = ProptestConfig {
-        cases: 128,
+        cases: cases.unwrap_or(128),
         failure_persistence: None,
         ..ProptestConfig::default()
     };

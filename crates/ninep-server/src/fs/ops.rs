@@ -57,30 +57,42 @@ pub fn reopen(node: &Node, flags: OFlags) -> FsResult<OwnedFd> {
     rustix::fs::open(proc_path(node.fd()), flags | OFlags::CLOEXEC, Mode::empty())
 }
 
-/// Tlcreate: creates and opens a regular file. Returns the new node and its open descriptor.
+/// Tlcreate: creates and opens a regular file; without `O_EXCL`, a name already in use is
+/// opened as Tlopen opens it. Returns the node and its open descriptor (`None` for a special
+/// file that was already there).
+///
+/// The name is only ever opened with `O_CREAT | O_EXCL`, which cannot open an existing file:
+/// `O_CREAT` alone would wait for a writer on a FIFO, holding a worker, and would open a
+/// device's data, which Tlopen never does.
 pub fn create(
     export: &Export,
     dir: &Node,
     name: &[u8],
     flags: u32,
     mode: u32,
-) -> FsResult<(Node, OwnedFd)> {
+) -> FsResult<(Node, Option<OwnedFd>)> {
     export.writable()?;
     let name = name::entry(name)?;
-    let mut oflags = open_flags(export, flags)? | OFlags::CREATE | OFlags::NOFOLLOW;
-    if flags & O_EXCL != 0 {
-        oflags |= OFlags::EXCL;
-    }
+    let mut oflags = open_flags(export, flags)? | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
     oflags.remove(OFlags::DIRECTORY);
-    let fd = rustix::fs::openat2(
-        dir.fd(),
-        name,
-        oflags,
-        Mode::from_raw_mode(mode & 0o7777),
-        RESOLVE,
-    )?;
-    let node = Node::from_fd(rustix::io::dup(&fd)?)?;
-    Ok((node, fd))
+    let mode = Mode::from_raw_mode(mode & 0o7777);
+    // A name that disappears between the create and the lookup is created again, a few times.
+    for _ in 0..3 {
+        match rustix::fs::openat2(dir.fd(), name, oflags, mode, RESOLVE) {
+            Ok(fd) => return Ok((Node::from_fd(rustix::io::dup(&fd)?)?, Some(fd))),
+            Err(Errno::EXIST) if flags & O_EXCL == 0 => match dir.lookup(name) {
+                Ok(node) if node.is_dir() => return Err(Errno::ISDIR),
+                Ok(node) => {
+                    let fd = open(export, &node, flags)?;
+                    return Ok((node, fd));
+                }
+                Err(Errno::NOENT) => continue,
+                Err(e) => return Err(e),
+            },
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Errno::AGAIN)
 }
 
 pub fn mkdir(export: &Export, dir: &Node, name: &[u8], mode: u32) -> FsResult<Node> {

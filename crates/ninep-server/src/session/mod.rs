@@ -280,10 +280,11 @@ impl Session {
                 let _as = fid.identity.with_gid(gid).enter()?;
                 let (node, file) = ops::create(export, &inner.node, &name, flags, mode)?;
                 let qid = export.qid(&node)?;
+                let file = open_file(&node, file)?;
                 let dir = std::mem::replace(&mut inner.node, node);
                 inner.origin = Some((dir, name.to_vec()));
                 inner.state = FidState::Open {
-                    file: OpenFile::Data(Arc::new(DataFile::new(file))),
+                    file,
                     locks: Default::default(),
                 };
                 Ok(Response::Lcreate {
