@@ -6,7 +6,7 @@ use rustix::io::Errno;
 
 use super::{Reply, Session, blocking};
 use crate::attr;
-use crate::fid::{FidState, OpenFile};
+use crate::fid::{DataFile, FidState, OpenFile};
 use crate::fs::{FsResult, dir, ops};
 use crate::pipe::WritePayload;
 use crate::sink::Outgoing;
@@ -44,12 +44,9 @@ impl Session {
                 // Bytes up to the first page boundary that would not fit in the pipe travel
                 // in the header's buffer, so that an unaligned read still gets every byte.
                 let head = payload.head_to_copy(offset, count);
-                let mut header = Vec::with_capacity(ninep::RREAD_HEADER_LEN + head);
-                put_rread_header(&mut header, tag, 0).map_err(|_| Errno::IO)?;
-                let copied = ops::read_into(&*fd, offset, head, &mut header)?;
-                if copied < head {
+                let mut header = read_frame(&fd, tag, offset, head)?;
+                if header.len() < ninep::RREAD_HEADER_LEN + head {
                     // End of file inside the head.
-                    patch_rread(&mut header, copied);
                     return Ok(Reply::Frame(header));
                 }
                 match payload.fill_from(&*fd, offset + head as u64, count - head) {
@@ -64,11 +61,7 @@ impl Session {
                     Err(e) => return Err(e),
                 }
             }
-            let mut frame = Vec::with_capacity(ninep::RREAD_HEADER_LEN + count);
-            put_rread_header(&mut frame, tag, 0).map_err(|_| Errno::IO)?;
-            let n = ops::read_into(&*fd, offset, count, &mut frame)?;
-            patch_rread(&mut frame, n);
-            Ok(Reply::Frame(frame))
+            Ok(Reply::Frame(read_frame(&fd, tag, offset, count)?))
         };
         if in_memory {
             job()
@@ -161,6 +154,15 @@ fn rread_frame(tag: u16, data: &[u8]) -> Vec<u8> {
     let _ = put_rread_header(&mut frame, tag, data.len() as u32);
     frame.extend_from_slice(data);
     frame
+}
+
+/// An Rread frame holding up to `count` bytes of `file` at `offset` (fewer at end of file).
+fn read_frame(file: &DataFile, tag: u16, offset: u64, count: usize) -> FsResult<Vec<u8>> {
+    let mut frame = Vec::with_capacity(ninep::RREAD_HEADER_LEN + count);
+    put_rread_header(&mut frame, tag, 0).map_err(|_| Errno::IO)?;
+    let n = ops::read_into(file, offset, count, &mut frame)?;
+    patch_rread(&mut frame, n);
+    Ok(frame)
 }
 
 /// Fixes up the size and count of an Rread frame once the number of bytes read is known.
