@@ -614,7 +614,7 @@ async fn locks_exclude_other_owners_and_go_away_on_clunk() {
     }
     // A host process's OFD lock conflicts too.
     c.clunk(1).await.unwrap();
-    assert_eq!(count_ofd_locks_on(ino), 0, "clunk released the lock");
+    assert_eq!(ofd_locks_after_close(ino), 0, "clunk released the lock");
     assert_eq!(tlock(&c, 2, lock(1, 20)).await, 0);
     assert_eq!(tlock(&c, 2, lock(2, 20)).await, 0, "unlock");
     assert_eq!(count_ofd_locks_on(ino), 0);

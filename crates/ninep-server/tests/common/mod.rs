@@ -242,6 +242,21 @@ pub fn count_ofd_locks_on(inode: u64) -> usize {
         .count()
 }
 
+/// The OFD locks on `inode` once a lock released by closing its descriptor is gone (within
+/// 2 s). A close only releases the lock when no other copy of the descriptor is left, and a
+/// test in this process that spawns a program copies every descriptor into the child until it
+/// calls `exec`.
+pub fn ofd_locks_after_close(inode: u64) -> usize {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let n = count_ofd_locks_on(inode);
+        if n == 0 || std::time::Instant::now() > deadline {
+            return n;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 pub fn inode(path: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).unwrap().ino()
