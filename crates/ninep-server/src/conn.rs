@@ -209,7 +209,7 @@ fn runs_inline(request: &Request) -> bool {
 
 /// Tversion: negotiates msize and resets the session (every fid goes).
 fn version_reply(session: &Session, client_msize: u32, version: &Bytes) -> Response {
-    let max = session_max(session);
+    let max = session.server_max_msize();
     let msize = client_msize.min(max);
     if &version[..] != ninep::consts::VERSION_9P2000_L.as_bytes() || msize < MIN_MSIZE {
         tracing::info!(client_msize, version = %String::from_utf8_lossy(version), "unsupported Tversion");
@@ -225,10 +225,6 @@ fn version_reply(session: &Session, client_msize: u32, version: &Bytes) -> Respo
         msize,
         version: Bytes::from_static(ninep::consts::VERSION_9P2000_L.as_bytes()),
     }
-}
-
-fn session_max(session: &Session) -> u32 {
-    session.server_max_msize()
 }
 
 /// Writes replies in order, batching the ones that are ready into one flush.

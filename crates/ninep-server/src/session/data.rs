@@ -1,5 +1,5 @@
-//! Tread, Twrite and Treaddir: moving file contents, spliced or copied, inline or on the
-//! blocking pool.
+//! Tread, Twrite, Treaddir and Tfsync: moving file contents, spliced or copied, inline or on
+//! the blocking pool.
 
 use ninep::{Response, put_rread_header};
 use rustix::io::Errno;
@@ -106,6 +106,23 @@ impl Session {
             blocking(move || data.write_at(&*fd, offset)).await?
         };
         Ok(Response::Write { count: n as u32 }.into())
+    }
+
+    /// Tfsync. An opened directory or special file has nothing to sync.
+    pub(super) async fn fsync(&self, fid: u32, datasync: bool) -> FsResult<Reply> {
+        let fid = self.fid(fid)?;
+        let fd = {
+            let inner = fid.lock();
+            match inner.state.data_fd() {
+                Some(fd) => fd.clone(),
+                None if matches!(inner.state, FidState::Open { .. }) => {
+                    return Ok(Response::Fsync.into());
+                }
+                None => return Err(Errno::BADF),
+            }
+        };
+        blocking(move || ops::fsync(std::os::fd::AsFd::as_fd(&*fd), datasync)).await?;
+        Ok(Response::Fsync.into())
     }
 
     pub(super) async fn readdir(

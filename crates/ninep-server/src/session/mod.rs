@@ -1,25 +1,35 @@
 //! One connection's fid table and the handling of every request except Tversion and Tflush
-//! (which the connection loop handles, since they act on the other requests). Moving file
-//! contents (Tread, Twrite, Treaddir) is in the `data` module.
+//! (which the connection loop handles, since they act on the other requests).
+//!
+//! [`Session::dispatch`] routes each request to a handler named after its message, in the
+//! module for its concern:
+//! - `fids`: Tattach, Twalk, Tclunk;
+//! - `metadata`: Tgetattr, Tsetattr, Treadlink, Tstatfs;
+//! - `open`: Tlopen, Tlcreate;
+//! - `entries`: Tsymlink, Tmknod, Tmkdir, Tlink, Trename, Trenameat, Tunlinkat, Tremove;
+//! - `xattrs`: Txattrwalk, Txattrcreate;
+//! - `data`: Tread, Twrite, Treaddir, Tfsync;
+//! - `locks`: Tlock, Tgetlock.
 
 mod data;
+mod entries;
+mod fids;
+mod locks;
+mod metadata;
+mod open;
+mod xattrs;
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
-use bytes::Bytes;
 use ninep::{Request, Response, TwriteHeader};
 use rustix::io::Errno;
 
-use crate::attr;
-use crate::fid::{DataFile, Fid, FidState, OpenFile};
-use crate::fs::lock::{FLAG_BLOCK, LockRequest, LockStatus};
-use crate::fs::setattr::SetAttr;
-use crate::fs::{FsResult, ops, xattr};
+use crate::fid::Fid;
+use crate::fs::FsResult;
 use crate::pipe::{Payload, PipePool, WritePayload};
 use crate::server::Server;
 use crate::sink::Outgoing;
@@ -32,11 +42,6 @@ const MAX_FIDS: usize = 16 * 1024;
 /// The largest payload spliced through one pipe (the default `fs.pipe-max-size`, which an
 /// unprivileged server cannot exceed).
 const MAX_SPLICE: u32 = 1024 * 1024;
-
-/// How long a blocking Tlock waits for the lock (polling, without holding a worker) before it
-/// answers BLOCKED and lets the client retry. A Tflush cancels the wait at once.
-const LOCK_WAIT_ROUNDS: u32 = 20;
-const LOCK_WAIT_STEP: Duration = Duration::from_millis(5);
 
 /// What a handler produces: a message to encode, or an already encoded frame (Rread and
 /// Rreaddir, whose payload is written straight into the frame).
@@ -95,6 +100,11 @@ impl Session {
 
     pub fn msize(&self) -> u32 {
         self.msize.load(Ordering::Relaxed)
+    }
+
+    /// The largest msize this server offers.
+    pub fn server_max_msize(&self) -> u32 {
+        self.server.max_msize()
     }
 
     /// Tversion: forgets every fid (releasing what they hold) and starts a new session.
@@ -190,124 +200,38 @@ impl Session {
         encode(tag, &reply).into()
     }
 
+    /// Routes a request to its handler. Each handler is named after its message and lives
+    /// in the module for its concern.
     async fn dispatch(&self, tag: u16, request: Request) -> FsResult<Reply> {
-        let export = self.server.export();
         match request {
             Request::Auth { .. } => Err(Errno::OPNOTSUPP),
             Request::Attach {
                 fid, afid, n_uname, ..
-            } => {
-                if afid != ninep::NOFID {
-                    return Err(Errno::INVAL);
-                }
-                let identity = self.server.identity_for(n_uname);
-                let root = export.root().clone();
-                let qid = {
-                    let _as = identity.enter()?;
-                    export.qid(&root)?
-                };
-                self.insert_new(fid, Fid::new(identity, root, None))?;
-                Ok(Response::Attach {
-                    qid: attr::qid(qid),
-                }
-                .into())
-            }
+            } => self.attach(fid, afid, n_uname),
             Request::Walk {
                 fid,
                 newfid,
                 wnames,
             } => self.walk(fid, newfid, &wnames),
-            Request::Getattr { fid, .. } => {
-                let fid = self.fid(fid)?;
-                let node = fid.node();
-                let st = node.statx()?;
-                Ok(Response::Getattr(attr::attr(export, &st)).into())
-            }
-            Request::Setattr { fid, attr: a } => {
-                tracing::trace!(fid, ?a, "Tsetattr");
-                let fid = self.fid(fid)?;
-                let set = SetAttr {
-                    valid: a.valid,
-                    mode: a.mode,
-                    uid: a.uid,
-                    gid: a.gid,
-                    size: a.size,
-                    atime: (a.atime.sec, a.atime.nsec),
-                    mtime: (a.mtime.sec, a.mtime.nsec),
-                };
-                let inner = fid.lock();
-                let open = inner.state.data_fd().cloned();
-                let _as = fid.identity.enter()?;
-                crate::fs::setattr::setattr(
-                    export,
-                    &inner.node,
-                    open.as_deref().map(DataFile::fd),
-                    &set,
-                )?;
-                Ok(Response::Setattr.into())
-            }
-            Request::Lopen { fid, flags } => {
-                let fid = self.fid(fid)?;
-                let mut inner = fid.lock();
-                if !matches!(inner.state, FidState::Path) {
-                    return Err(Errno::BADF);
-                }
-                let _as = fid.identity.enter()?;
-                let file = ops::open(export, &inner.node, flags)?;
-                let qid = export.qid(&inner.node)?;
-                inner.state = FidState::Open {
-                    file: open_file(&inner.node, file)?,
-                    locks: Default::default(),
-                };
-                Ok(Response::Lopen {
-                    qid: attr::qid(qid),
-                    iounit: self.iounit(),
-                }
-                .into())
-            }
+            Request::Clunk { fid } => self.clunk(fid),
+            Request::Getattr { fid, .. } => self.getattr(fid),
+            Request::Setattr { fid, attr } => self.setattr(fid, &attr),
+            Request::Readlink { fid } => self.readlink(fid),
+            Request::Statfs { fid } => self.statfs(fid),
+            Request::Lopen { fid, flags } => self.lopen(fid, flags),
             Request::Lcreate {
                 fid,
                 name,
                 flags,
                 mode,
                 gid,
-            } => {
-                let fid = self.fid(fid)?;
-                let mut inner = fid.lock();
-                if !matches!(inner.state, FidState::Path) || !inner.node.is_dir() {
-                    return Err(Errno::BADF);
-                }
-                let _as = fid.identity.with_gid(gid).enter()?;
-                let (node, file) = ops::create(export, &inner.node, &name, flags, mode)?;
-                let qid = export.qid(&node)?;
-                let file = open_file(&node, file)?;
-                let dir = std::mem::replace(&mut inner.node, node);
-                inner.origin = Some((dir, name.to_vec()));
-                inner.state = FidState::Open {
-                    file,
-                    locks: Default::default(),
-                };
-                Ok(Response::Lcreate {
-                    qid: attr::qid(qid),
-                    iounit: self.iounit(),
-                }
-                .into())
-            }
+            } => self.lcreate(fid, &name, flags, mode, gid),
             Request::Symlink {
                 fid,
                 name,
                 symtgt,
                 gid,
-            } => {
-                let fid = self.fid(fid)?;
-                let dir = fid.node();
-                let _as = fid.identity.with_gid(gid).enter()?;
-                let node = ops::symlink(export, &dir, &name, &symtgt)?;
-                Ok(Response::Symlink {
-                    qid: attr::qid(export.qid(&node)?),
-                }
-                .into())
-            }
+            } => self.symlink(fid, &name, &symtgt, gid),
             Request::Mknod {
                 dfid,
                 name,
@@ -315,323 +239,46 @@ impl Session {
                 major,
                 minor,
                 gid,
-            } => {
-                let fid = self.fid(dfid)?;
-                let dir = fid.node();
-                let _as = fid.identity.with_gid(gid).enter()?;
-                let node = ops::mknod(export, &dir, &name, mode, major, minor)?;
-                Ok(Response::Mknod {
-                    qid: attr::qid(export.qid(&node)?),
-                }
-                .into())
-            }
+            } => self.mknod(dfid, &name, mode, (major, minor), gid),
             Request::Mkdir {
                 dfid,
                 name,
                 mode,
                 gid,
-            } => {
-                let fid = self.fid(dfid)?;
-                let dir = fid.node();
-                let _as = fid.identity.with_gid(gid).enter()?;
-                let node = ops::mkdir(export, &dir, &name, mode)?;
-                Ok(Response::Mkdir {
-                    qid: attr::qid(export.qid(&node)?),
-                }
-                .into())
-            }
-            Request::Link { dfid, fid, name } => {
-                let dir = self.fid(dfid)?;
-                let target = self.fid(fid)?;
-                let (dir_node, target_node) = (dir.node(), target.node());
-                let _as = dir.identity.enter()?;
-                ops::link(export, &dir_node, &target_node, &name)?;
-                Ok(Response::Link.into())
-            }
+            } => self.mkdir(dfid, &name, mode, gid),
+            Request::Link { dfid, fid, name } => self.link(dfid, fid, &name),
+            Request::Rename { fid, dfid, name } => self.rename(fid, dfid, &name),
             Request::Renameat {
                 olddirfid,
                 oldname,
                 newdirfid,
                 newname,
-            } => {
-                let old = self.fid(olddirfid)?;
-                let new = self.fid(newdirfid)?;
-                let (old_dir, new_dir) = (old.node(), new.node());
-                let _as = old.identity.enter()?;
-                ops::renameat(export, &old_dir, &oldname, &new_dir, &newname)?;
-                Ok(Response::Renameat.into())
-            }
-            Request::Rename { fid, dfid, name } => {
-                let fid = self.fid(fid)?;
-                let new_dir = self.fid(dfid)?.node();
-                let mut inner = fid.lock();
-                let (old_dir, old_name) = inner.origin.clone().ok_or(Errno::BUSY)?;
-                let _as = fid.identity.enter()?;
-                ops::still_named(&old_dir, &old_name, &inner.node)?;
-                ops::renameat(export, &old_dir, &old_name, &new_dir, &name)?;
-                inner.origin = Some((new_dir, name.to_vec()));
-                Ok(Response::Rename.into())
-            }
+            } => self.renameat(olddirfid, &oldname, newdirfid, &newname),
             Request::Unlinkat {
                 dirfid,
                 name,
                 flags,
-            } => {
-                let fid = self.fid(dirfid)?;
-                let dir = fid.node();
-                let _as = fid.identity.enter()?;
-                ops::unlinkat(export, &dir, &name, flags)?;
-                Ok(Response::Unlinkat.into())
-            }
-            Request::Remove { fid } => {
-                // The fid is clunked whether or not the removal succeeds.
-                let fid = self.table().remove(&fid).ok_or(Errno::BADF)?;
-                let inner = fid.lock();
-                let (dir, name) = inner.origin.clone().ok_or(Errno::BUSY)?;
-                let _as = fid.identity.enter()?;
-                ops::still_named(&dir, &name, &inner.node)?;
-                let flags = if inner.node.is_dir() {
-                    ops::AT_REMOVEDIR
-                } else {
-                    0
-                };
-                ops::unlinkat(export, &dir, &name, flags)?;
-                Ok(Response::Remove.into())
-            }
-            Request::Readlink { fid } => {
-                let node = self.fid(fid)?.node();
-                let target = ops::readlink(&node)?;
-                Ok(Response::Readlink {
-                    target: Bytes::from(target),
-                }
-                .into())
-            }
-            Request::Statfs { fid } => {
-                let node = self.fid(fid)?.node();
-                let st = node.statx()?;
-                let dev = rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor);
-                Ok(Response::Statfs(attr::statfs(&ops::statfs(&node)?, dev)).into())
-            }
-            Request::Xattrwalk {
-                fid: fid_number,
-                newfid,
-                name,
-            } => {
-                let fid = self.fid(fid_number)?;
-                let node = fid.node();
-                let value = {
-                    let _as = fid.identity.enter()?;
-                    xattr::get(&node, &name)?
-                };
-                let size = value.len() as u64;
-                let new = Fid::new(fid.identity.clone(), node, None);
-                new.lock().state = FidState::XattrRead(value);
-                if newfid == fid_number {
-                    self.table().insert(newfid, Arc::new(new));
-                } else {
-                    self.insert_new(newfid, new)?;
-                }
-                Ok(Response::Xattrwalk { size }.into())
-            }
+            } => self.unlinkat(dirfid, &name, flags),
+            Request::Remove { fid } => self.remove(fid),
+            Request::Xattrwalk { fid, newfid, name } => self.xattrwalk(fid, newfid, &name),
             Request::Xattrcreate {
                 fid,
                 name,
                 attr_size,
                 flags,
-            } => {
-                let fid = self.fid(fid)?;
-                if attr_size > xattr::MAX_SIZE as u64 {
-                    return Err(Errno::TOOBIG);
-                }
-                if flags & !(xattr::XATTR_CREATE | xattr::XATTR_REPLACE) != 0 || name.is_empty() {
-                    return Err(Errno::INVAL);
-                }
-                export.writable()?;
-                let mut inner = fid.lock();
-                if !matches!(inner.state, FidState::Path) {
-                    return Err(Errno::BADF);
-                }
-                inner.state = FidState::XattrWrite {
-                    name: name.to_vec(),
-                    size: attr_size,
-                    flags,
-                    value: Vec::new(),
-                };
-                Ok(Response::Xattrcreate.into())
-            }
-            Request::Clunk { fid } => {
-                let fid = self.table().remove(&fid).ok_or(Errno::BADF)?;
-                let mut inner = fid.lock();
-                if let FidState::XattrWrite {
-                    name,
-                    size,
-                    flags,
-                    value,
-                } = std::mem::replace(&mut inner.state, FidState::Path)
-                {
-                    if value.len() as u64 != size {
-                        return Err(Errno::INVAL);
-                    }
-                    let _as = fid.identity.enter()?;
-                    xattr::set(&inner.node, &name, &value, flags)?;
-                }
-                Ok(Response::Clunk.into())
-            }
-            Request::Fsync { fid, datasync } => {
-                let fid = self.fid(fid)?;
-                let fd = {
-                    let inner = fid.lock();
-                    match inner.state.data_fd() {
-                        Some(fd) => fd.clone(),
-                        // An opened directory or special file: nothing to sync.
-                        None if matches!(inner.state, FidState::Open { .. }) => {
-                            return Ok(Response::Fsync.into());
-                        }
-                        None => return Err(Errno::BADF),
-                    }
-                };
-                blocking(move || ops::fsync(std::os::fd::AsFd::as_fd(&*fd), datasync != 0)).await?;
-                Ok(Response::Fsync.into())
-            }
+            } => self.xattrcreate(fid, &name, attr_size, flags),
             Request::Read { fid, offset, count } => self.read(tag, fid, offset, count).await,
             Request::Write { fid, offset, data } => {
                 self.write(fid, offset, WritePayload::new(data, None)).await
             }
             Request::Readdir { fid, offset, count } => self.readdir(tag, fid, offset, count).await,
-            Request::Lock { fid, lock } => {
-                let fid = self.fid(fid)?;
-                let req = lock_request(
-                    lock.ty,
-                    lock.start,
-                    lock.length,
-                    lock.proc_id,
-                    &lock.client_id,
-                );
-                let mut round = 0;
-                loop {
-                    let status = self.try_lock(&fid, &req)?;
-                    if status != LockStatus::Blocked
-                        || lock.flags & FLAG_BLOCK == 0
-                        || round >= LOCK_WAIT_ROUNDS
-                    {
-                        return Ok(Response::Lock {
-                            status: status as u8,
-                        }
-                        .into());
-                    }
-                    round += 1;
-                    tokio::time::sleep(LOCK_WAIT_STEP).await;
-                }
-            }
-            Request::Getlock { fid, lock } => {
-                let fid = self.fid(fid)?;
-                let req = lock_request(
-                    lock.ty,
-                    lock.start,
-                    lock.length,
-                    lock.proc_id,
-                    &lock.client_id,
-                );
-                let mut inner = fid.lock();
-                let (fd, locks) = inner.state.lockable().ok_or(Errno::BADF)?;
-                let found = locks.get(fd.fd(), &req)?;
-                Ok(Response::Getlock(ninep::GetLock {
-                    ty: found.ty,
-                    start: found.start,
-                    length: found.length,
-                    proc_id: found.proc_id,
-                    client_id: Bytes::from(found.client_id),
-                })
-                .into())
-            }
+            Request::Fsync { fid, datasync } => self.fsync(fid, datasync != 0).await,
+            Request::Lock { fid, lock } => self.lock(fid, &lock).await,
+            Request::Getlock { fid, lock } => self.getlock(fid, &lock),
+            // The connection loop answers these itself.
             Request::Version { .. } | Request::Flush { .. } => Err(Errno::PROTO),
         }
     }
-
-    /// The most a client should ask for in one Tread or Twrite. For a large msize it is a
-    /// whole number of pages, so that a client reading or writing a file sequentially from
-    /// its start (as the kernel's v9fs does, in `iounit` steps) keeps every request
-    /// page-aligned: whole pages spliced, no partial page cache pages written.
-    fn iounit(&self) -> u32 {
-        let most = self.msize() - ninep::P9_IOHDRSZ;
-        let page = rustix::param::page_size() as u32;
-        if most >= 16 * page {
-            most / page * page
-        } else {
-            most
-        }
-    }
-
-    fn try_lock(&self, fid: &Fid, req: &LockRequest) -> FsResult<LockStatus> {
-        let mut inner = fid.lock();
-        let (fd, locks) = inner.state.lockable().ok_or(Errno::BADF)?;
-        locks.set(fd.fd(), req)
-    }
-
-    fn walk(&self, fid: u32, newfid: u32, wnames: &[Bytes]) -> FsResult<Reply> {
-        let export = self.server.export();
-        let from = self.fid(fid)?;
-        if newfid != fid && self.table().contains_key(&newfid) {
-            return Err(Errno::BADF);
-        }
-        if wnames.len() > ninep::P9_MAXWELEM {
-            return Err(Errno::INVAL);
-        }
-        let (mut node, mut origin) = {
-            let inner = from.lock();
-            if matches!(
-                inner.state,
-                FidState::XattrRead(_) | FidState::XattrWrite { .. }
-            ) {
-                return Err(Errno::BADF);
-            }
-            (inner.node.clone(), inner.origin.clone())
-        };
-        let mut qids = Vec::with_capacity(wnames.len());
-        {
-            let _as = from.identity.enter()?;
-            for (i, name) in wnames.iter().enumerate() {
-                match export.walk_one(&node, name) {
-                    Ok((next, st)) => {
-                        qids.push(attr::qid(export.qid_of(&st)));
-                        origin = match &name[..] {
-                            b"." | b".." => None,
-                            _ => Some((node, name.to_vec())),
-                        };
-                        node = next;
-                    }
-                    Err(e) if i == 0 => return Err(e),
-                    Err(_) => break,
-                }
-            }
-        }
-        if qids.len() == wnames.len() {
-            let new = Arc::new(Fid::new(from.identity.clone(), node, origin));
-            let mut table = self.table();
-            if newfid != fid && table.contains_key(&newfid) {
-                return Err(Errno::BADF);
-            }
-            if table.len() >= MAX_FIDS && newfid != fid {
-                return Err(Errno::MFILE);
-            }
-            table.insert(newfid, new);
-        }
-        Ok(Response::Walk { wqids: qids }.into())
-    }
-}
-
-fn open_file(node: &crate::fs::Node, file: Option<std::os::fd::OwnedFd>) -> FsResult<OpenFile> {
-    Ok(match file {
-        None => OpenFile::Special,
-        Some(fd) if node.is_dir() => {
-            let st = node.statx()?;
-            OpenFile::Dir(
-                Arc::new(Mutex::new(fd)),
-                rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
-            )
-        }
-        Some(fd) => OpenFile::Data(Arc::new(DataFile::new(fd))),
-    })
 }
 
 /// Runs a file operation that may block (data I/O, fsync, readdir) on the bounded blocking
@@ -650,17 +297,6 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// A Tlock's or Tgetlock's range and owner, as the filesystem layer takes them.
-fn lock_request(ty: u8, start: u64, length: u64, proc_id: u32, client_id: &[u8]) -> LockRequest {
-    LockRequest {
-        ty,
-        start,
-        length,
-        proc_id,
-        client_id: client_id.to_vec(),
-    }
-}
-
 /// Encodes a reply; a reply that cannot be encoded becomes an Rlerror.
 pub fn encode(tag: u16, reply: &Response) -> Vec<u8> {
     let mut out = Vec::new();
@@ -673,13 +309,6 @@ pub fn encode(tag: u16, reply: &Response) -> Vec<u8> {
         .encode(tag, &mut out);
     }
     out
-}
-
-impl Session {
-    /// The largest msize this server offers.
-    pub fn server_max_msize(&self) -> u32 {
-        self.server.max_msize()
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,108 @@
+//! Making and dropping fids: Tattach, Twalk and Tclunk.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ninep::Response;
+use rustix::io::Errno;
+
+use super::{MAX_FIDS, Reply, Session};
+use crate::attr;
+use crate::fid::{Fid, FidState};
+use crate::fs::FsResult;
+
+impl Session {
+    /// Tattach: a fid on the export's root, acting for the attaching user.
+    pub(super) fn attach(&self, fid: u32, afid: u32, n_uname: u32) -> FsResult<Reply> {
+        if afid != ninep::NOFID {
+            return Err(Errno::INVAL);
+        }
+        let export = self.server.export();
+        let identity = self.server.identity_for(n_uname);
+        let root = export.root().clone();
+        let qid = {
+            let _as = identity.enter()?;
+            export.qid(&root)?
+        };
+        self.insert_new(fid, Fid::new(identity, root, None))?;
+        Ok(Response::Attach {
+            qid: attr::qid(qid),
+        }
+        .into())
+    }
+
+    /// Twalk: one validated name at a time. A walk that stops part-way answers the qids it
+    /// walked and makes no `newfid`; one that fails at its first name is an error.
+    pub(super) fn walk(&self, fid: u32, newfid: u32, wnames: &[Bytes]) -> FsResult<Reply> {
+        let export = self.server.export();
+        let from = self.fid(fid)?;
+        if newfid != fid && self.table().contains_key(&newfid) {
+            return Err(Errno::BADF);
+        }
+        if wnames.len() > ninep::P9_MAXWELEM {
+            return Err(Errno::INVAL);
+        }
+        let (mut node, mut origin) = {
+            let inner = from.lock();
+            if matches!(
+                inner.state,
+                FidState::XattrRead(_) | FidState::XattrWrite { .. }
+            ) {
+                return Err(Errno::BADF);
+            }
+            (inner.node.clone(), inner.origin.clone())
+        };
+        let mut qids = Vec::with_capacity(wnames.len());
+        {
+            let _as = from.identity.enter()?;
+            for (i, name) in wnames.iter().enumerate() {
+                match export.walk_one(&node, name) {
+                    Ok((next, st)) => {
+                        qids.push(attr::qid(export.qid_of(&st)));
+                        origin = match &name[..] {
+                            b"." | b".." => None,
+                            _ => Some((node, name.to_vec())),
+                        };
+                        node = next;
+                    }
+                    Err(e) if i == 0 => return Err(e),
+                    Err(_) => break,
+                }
+            }
+        }
+        if qids.len() == wnames.len() {
+            let new = Arc::new(Fid::new(from.identity.clone(), node, origin));
+            let mut table = self.table();
+            if newfid != fid && table.contains_key(&newfid) {
+                return Err(Errno::BADF);
+            }
+            if table.len() >= MAX_FIDS && newfid != fid {
+                return Err(Errno::MFILE);
+            }
+            table.insert(newfid, new);
+        }
+        Ok(Response::Walk { wqids: qids }.into())
+    }
+
+    /// Tclunk: the fid leaves the table, and dropping it releases what it held. A pending
+    /// xattr write is applied first.
+    pub(super) fn clunk(&self, fid: u32) -> FsResult<Reply> {
+        let fid = self.table().remove(&fid).ok_or(Errno::BADF)?;
+        let mut inner = fid.lock();
+        let state = std::mem::replace(&mut inner.state, FidState::Path);
+        if let FidState::XattrWrite {
+            name,
+            size,
+            flags,
+            value,
+        } = state
+        {
+            if value.len() as u64 != size {
+                return Err(Errno::INVAL);
+            }
+            let _as = fid.identity.enter()?;
+            crate::fs::xattr::set(&inner.node, &name, &value, flags)?;
+        }
+        Ok(Response::Clunk.into())
+    }
+}

@@ -1,0 +1,58 @@
+//! Reading and changing a file's metadata: Tgetattr, Tsetattr, Treadlink and Tstatfs.
+
+use bytes::Bytes;
+use ninep::Response;
+
+use super::{Reply, Session};
+use crate::attr;
+use crate::fid::DataFile;
+use crate::fs::setattr::{self, SetAttr};
+use crate::fs::{FsResult, ops};
+
+impl Session {
+    pub(super) fn getattr(&self, fid: u32) -> FsResult<Reply> {
+        let st = self.fid(fid)?.node().statx()?;
+        Ok(Response::Getattr(attr::attr(self.server.export(), &st)).into())
+    }
+
+    /// Tsetattr, through the fid's open descriptor when it has one (so that an open file
+    /// whose name is gone can still be truncated).
+    pub(super) fn setattr(&self, fid: u32, a: &ninep::SetAttr) -> FsResult<Reply> {
+        tracing::trace!(fid, ?a, "Tsetattr");
+        let fid = self.fid(fid)?;
+        let set = SetAttr {
+            valid: a.valid,
+            mode: a.mode,
+            uid: a.uid,
+            gid: a.gid,
+            size: a.size,
+            atime: (a.atime.sec, a.atime.nsec),
+            mtime: (a.mtime.sec, a.mtime.nsec),
+        };
+        let inner = fid.lock();
+        let open = inner.state.data_fd().cloned();
+        let _as = fid.identity.enter()?;
+        setattr::setattr(
+            self.server.export(),
+            &inner.node,
+            open.as_deref().map(DataFile::fd),
+            &set,
+        )?;
+        Ok(Response::Setattr.into())
+    }
+
+    pub(super) fn readlink(&self, fid: u32) -> FsResult<Reply> {
+        let target = ops::readlink(&self.fid(fid)?.node())?;
+        Ok(Response::Readlink {
+            target: Bytes::from(target),
+        }
+        .into())
+    }
+
+    pub(super) fn statfs(&self, fid: u32) -> FsResult<Reply> {
+        let node = self.fid(fid)?.node();
+        let st = node.statx()?;
+        let dev = rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor);
+        Ok(Response::Statfs(attr::statfs(&ops::statfs(&node)?, dev)).into())
+    }
+}

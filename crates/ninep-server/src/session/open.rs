@@ -1,0 +1,97 @@
+//! Opening a fid for I/O: Tlopen, and Tlcreate (which creates the file and opens it).
+
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
+
+use ninep::Response;
+use rustix::io::Errno;
+
+use super::{Reply, Session};
+use crate::attr;
+use crate::fid::{DataFile, FidState, OpenFile};
+use crate::fs::{FsResult, Node, ops};
+
+impl Session {
+    pub(super) fn lopen(&self, fid: u32, flags: u32) -> FsResult<Reply> {
+        let export = self.server.export();
+        let fid = self.fid(fid)?;
+        let mut inner = fid.lock();
+        if !matches!(inner.state, FidState::Path) {
+            return Err(Errno::BADF);
+        }
+        let _as = fid.identity.enter()?;
+        let file = ops::open(export, &inner.node, flags)?;
+        let qid = export.qid(&inner.node)?;
+        inner.state = FidState::Open {
+            file: open_file(&inner.node, file)?,
+            locks: Default::default(),
+        };
+        Ok(Response::Lopen {
+            qid: attr::qid(qid),
+            iounit: self.iounit(),
+        }
+        .into())
+    }
+
+    /// Tlcreate: the directory fid becomes the new file's fid, opened.
+    pub(super) fn lcreate(
+        &self,
+        fid: u32,
+        name: &[u8],
+        flags: u32,
+        mode: u32,
+        gid: u32,
+    ) -> FsResult<Reply> {
+        let export = self.server.export();
+        let fid = self.fid(fid)?;
+        let mut inner = fid.lock();
+        if !matches!(inner.state, FidState::Path) || !inner.node.is_dir() {
+            return Err(Errno::BADF);
+        }
+        let _as = fid.identity.with_gid(gid).enter()?;
+        let (node, file) = ops::create(export, &inner.node, name, flags, mode)?;
+        let qid = export.qid(&node)?;
+        let file = open_file(&node, file)?;
+        let dir = std::mem::replace(&mut inner.node, node);
+        inner.origin = Some((dir, name.to_vec()));
+        inner.state = FidState::Open {
+            file,
+            locks: Default::default(),
+        };
+        Ok(Response::Lcreate {
+            qid: attr::qid(qid),
+            iounit: self.iounit(),
+        }
+        .into())
+    }
+
+    /// The most a client should ask for in one Tread or Twrite. For a large msize it is a
+    /// whole number of pages, so that a client reading or writing a file sequentially from
+    /// its start (as the kernel's v9fs does, in `iounit` steps) keeps every request
+    /// page-aligned: whole pages spliced, no partial page cache pages written.
+    fn iounit(&self) -> u32 {
+        let most = self.msize() - ninep::P9_IOHDRSZ;
+        let page = rustix::param::page_size() as u32;
+        if most >= 16 * page {
+            most / page * page
+        } else {
+            most
+        }
+    }
+}
+
+/// What an opened `node` reads and writes: `file` is `None` for a special file, which gets no
+/// descriptor.
+fn open_file(node: &Node, file: Option<OwnedFd>) -> FsResult<OpenFile> {
+    Ok(match file {
+        None => OpenFile::Special,
+        Some(fd) if node.is_dir() => {
+            let st = node.statx()?;
+            OpenFile::Dir(
+                Arc::new(Mutex::new(fd)),
+                rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
+            )
+        }
+        Some(fd) => OpenFile::Data(Arc::new(DataFile::new(fd))),
+    })
+}
