@@ -8,7 +8,8 @@
 //! (32 in flight) Tgetattr throughput; over the unix socket also sequential Tgetattr on a
 //! settled machine with and without `ninepd --busy-poll 50` and the client polling for replies
 //! (`settled, ...` rows). Then one guest boot
-//! runs create/stat/unlink of 1,000 files through the kernel's v9fs mount of each server.
+//! runs create/stat/unlink of 1,000 files and a 64 MiB `dd` write and read through the kernel's
+//! v9fs mount of each server.
 //! Every measurement runs `--rounds` times, ninepd and diod back to back in each round; the
 //! table shows each side's median and the median (and range) of the per-round ratios, since
 //! this machine's speed moves more between rounds than between two runs in one round.
@@ -256,7 +257,7 @@ fn measure(
     let unix = [&np_sock, &diod_sock].map(|s| format!("unix:{}", s.display()));
     latency_variants(bins, dir, sockets, &unix, export, rounds, &mut results)?;
     if guest {
-        guest_metadata(diod, &mut results)?;
+        guest_v9fs(diod, &mut results)?;
     }
     Ok(results)
 }
@@ -509,12 +510,16 @@ fn ratios(ninepd: &Figures, diod: &Figures) -> Vec<f64> {
         .collect()
 }
 
-/// create/stat/unlink of 1,000 files through the guest's v9fs mount of each server, both
-/// running inside the guest over its loopback TCP.
-fn guest_metadata(diod: &Path, results: &mut Results) -> Result<()> {
+/// MiB streamed through the guest's v9fs mount by `guest_v9fs`.
+const GUEST_STREAM_MIB: u32 = 64;
+
+/// The guest kernel's v9fs client against each server, both running inside the guest over its
+/// loopback TCP: create/stat/unlink of 1,000 files, then a file written and read back with
+/// `dd` (v9fs's default cache mode sends every read and write to the server).
+fn guest_v9fs(diod: &Path, results: &mut Results) -> Result<()> {
     let script = r#"set -e
 mkdir -p /export /mnt/9
-mount -t tmpfs -o size=64m tmpfs /export
+mount -t tmpfs -o size=256m tmpfs /export
 ninepd /export --listen tcp:127.0.0.1:564 --log-level warn &
 DIOD &
 now() { cut -d' ' -f1 /proc/uptime; }
@@ -532,11 +537,26 @@ run() {
     umount /mnt/9
     echo "meta $name $t0 $t1 $t2 $t3"
 }
+stream() {
+    name=$1; shift
+    retry 100 mount -t 9p -o "$@",msize=1048576 127.0.0.1 /mnt/9 2>/dev/null
+    t0=$(now)
+    dd if=/dev/zero of=/mnt/9/stream bs=1M count=MIB 2>/dev/null
+    t1=$(now)
+    dd if=/mnt/9/stream of=/dev/null bs=1M 2>/dev/null
+    t2=$(now)
+    rm /mnt/9/stream
+    umount /mnt/9
+    echo "stream $name $t0 $t1 $t2"
+}
 for round in 1 2 3; do
     run ninepd trans=tcp,port=564,version=9p2000.L,uname=root,access=user
     run diod trans=tcp,port=565,version=9p2000.L,uname=root,access=user,aname=/export
+    stream ninepd trans=tcp,port=564,version=9p2000.L,uname=root,access=user
+    stream diod trans=tcp,port=565,version=9p2000.L,uname=root,access=user,aname=/export
 done
 "#
+    .replace("MIB", &GUEST_STREAM_MIB.to_string())
     .replace(
         "DIOD",
         &format!(
@@ -551,11 +571,11 @@ done
         .timeout(Duration::from_secs(600))
         .run(&script)?;
     if !out.success() {
-        bail!("guest metadata benchmark failed:\n{}", out.log_tail());
+        bail!("guest v9fs benchmark failed:\n{}", out.log_tail());
     }
     for line in out.stdout.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() != 6 || f[0] != "meta" {
+        if f.len() < 2 {
             continue;
         }
         let peer = if f[1] == "ninepd" {
@@ -567,7 +587,28 @@ done
             .iter()
             .map(|s| s.parse().unwrap_or(f64::NAN))
             .collect();
-        let rate = |a: f64, b: f64| 1000.0 / (b - a).max(0.01);
+        // /proc/uptime counts hundredths of a second.
+        let per_second = |count: f64, a: f64, b: f64| count / (b - a).max(0.01);
+        if f[0] == "stream" && t.len() == 3 {
+            let mb = f64::from(GUEST_STREAM_MIB) * 1.048576;
+            add(
+                results,
+                (peer, "v9fs", "write (dd)".into()),
+                per_second(mb, t[0], t[1]),
+                "MB/s",
+            );
+            add(
+                results,
+                (peer, "v9fs", "read (dd)".into()),
+                per_second(mb, t[1], t[2]),
+                "MB/s",
+            );
+            continue;
+        }
+        if f[0] != "meta" || t.len() != 4 {
+            continue;
+        }
+        let rate = |a: f64, b: f64| per_second(1000.0, a, b);
         add(
             results,
             (peer, "v9fs", "create".into()),
@@ -589,7 +630,7 @@ done
         add(
             results,
             (peer, "v9fs", "create+stat+unlink".into()),
-            3000.0 / (t[3] - t[0]).max(0.01),
+            per_second(3000.0, t[0], t[3]),
             "ops/s",
         );
     }
