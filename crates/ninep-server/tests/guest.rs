@@ -129,6 +129,7 @@ echo "mounted $(grep ' /mnt/9 ' /proc/mounts)"
 M=/mnt/9
 {WORKLOAD}
 umount /mnt/9
+{CACHED}
 cat /tmp/ninepd.log
 "#,
         last = MANY - 1
@@ -141,6 +142,48 @@ cat /tmp/ninepd.log
     assert!(out.success(), "{}", out.log_tail());
     assert!(out.stdout.contains("msize=1048576"), "{}", out.log_tail());
     check_workload(&out, &random);
+    check_cached(&out, &random);
+}
+
+/// The client's page cache in front of the server (`cache=loose`, as VM folder sharing mounts
+/// it): a program run from the mount (its pages read on fault), and bytes patched inside a page
+/// (written back later, from the cache) that are still there after a fresh mount. Runs after
+/// `mnt` is defined and the first mount is gone.
+const CACHED: &str = r#"
+loose() { retry 100 mount -t 9p -o trans=tcp,port=564,version=9p2000.L,uname=root,access=user,msize=1048576,cache=loose 127.0.0.1 /mnt/9 2>/dev/null; }
+loose
+cp /bin/busybox $M/busybox
+echo "exec $($M/busybox echo ran-from-the-mount)"
+cp /share/random /tmp/expected
+cp /share/random $M/patched
+printf 'patched' | dd of=/tmp/expected bs=1 seek=5000 conv=notrunc 2>/dev/null
+printf 'patched' | dd of=$M/patched bs=1 seek=5000 conv=notrunc 2>/dev/null
+printf 'tail' >> /tmp/expected
+printf 'tail' >> $M/patched
+sync
+umount /mnt/9
+echo 3 > /proc/sys/vm/drop_caches
+loose
+echo "cached-expected $(sha256sum /tmp/expected | cut -d' ' -f1)"
+echo "cached-served $(sha256sum $M/patched | cut -d' ' -f1)"
+echo "cached-size $(stat -c %s $M/patched)"
+rm $M/busybox $M/patched
+umount /mnt/9
+"#;
+
+fn check_cached(out: &guest::Output, random: &Path) {
+    let s = &out.stdout;
+    let log = out.log_tail();
+    assert_eq!(labelled(s, "exec"), Some("ran-from-the-mount"), "{log}");
+    let expected = labelled(s, "cached-expected").expect("the guest printed the expected hash");
+    assert_ne!(expected, sha256(random), "the patch changed the file");
+    assert_eq!(labelled(s, "cached-served"), Some(expected), "{log}");
+    let size = std::fs::metadata(random).unwrap().len() + 4;
+    assert_eq!(
+        labelled(s, "cached-size"),
+        Some(size.to_string().as_str()),
+        "{log}"
+    );
 }
 
 /// `ninepd` on the host, stopped when the test ends.
