@@ -82,21 +82,9 @@ where
         let (tag, request) = match Request::decode_limited(&frame, session.msize()) {
             Ok(decoded) => decoded,
             Err(e) => {
-                let Some(tag) = Header::peek_tag(&frame) else {
+                let Some(reply) = refusal(&frame, e) else {
                     break;
                 };
-                tracing::warn!(tag, "refusing a request: {e}");
-                let errno = if matches!(e, DecodeError::UnknownType(_)) {
-                    Errno::OPNOTSUPP
-                } else {
-                    Errno::INVAL
-                };
-                let reply = encode(
-                    tag,
-                    &Response::Lerror {
-                        ecode: errno.raw_os_error() as u32,
-                    },
-                );
                 if tx.send(reply.into()).await.is_err() {
                     break;
                 }
@@ -145,6 +133,21 @@ where
     session.clear();
     drop(tx);
     let _ = writer_task.await;
+}
+
+/// The Rlerror for a frame that does not decode as a request (`EOPNOTSUPP` for an unknown or
+/// 9P2000-only type, `EINVAL` for a malformed body), or `None` when the frame is too short to
+/// carry a tag and the connection must close.
+fn refusal(frame: &[u8], e: DecodeError) -> Option<Vec<u8>> {
+    let tag = Header::peek_tag(frame)?;
+    tracing::warn!(tag, "refusing a request: {e}");
+    let errno = if matches!(e, DecodeError::UnknownType(_)) {
+        Errno::OPNOTSUPP
+    } else {
+        Errno::INVAL
+    };
+    let ecode = errno.raw_os_error() as u32;
+    Some(encode(tag, &Response::Lerror { ecode }))
 }
 
 /// Runs a request as a task of its own, which a Tflush of `tag` can cancel; its reply goes to
