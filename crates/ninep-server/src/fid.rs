@@ -90,20 +90,9 @@ pub enum FidState {
 }
 
 impl FidState {
-    /// The descriptor of an opened regular file (`None` for anything else, including an
-    /// opened directory or special file).
-    pub fn data_fd(&self) -> Option<&Arc<DataFile>> {
-        match self {
-            FidState::Open {
-                file: OpenFile::Data(fd),
-                ..
-            } => Some(fd),
-            _ => None,
-        }
-    }
-
-    /// The opened regular file Tread and Twrite use, or why there is none: `EISDIR` for an
-    /// opened directory, `EINVAL` for a special file, `EBADF` for a fid not opened.
+    /// The opened regular file (for Tread, Twrite, Tfsync, Tsetattr), or why there is none:
+    /// `EISDIR` for an opened directory, `EINVAL` for a special file, `EBADF` for a fid not
+    /// opened.
     pub fn data_file(&self) -> Result<&Arc<DataFile>, Errno> {
         match self {
             FidState::Open { file, .. } => match file {

@@ -573,66 +573,40 @@ done
     if !out.success() {
         bail!("guest v9fs benchmark failed:\n{}", out.log_tail());
     }
+    // /proc/uptime counts hundredths of a second.
+    let per_second = |count: f64, from: f64, to: f64| count / (to - from).max(0.01);
     for line in out.stdout.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 2 {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let [kind @ ("meta" | "stream"), name, stamps @ ..] = words.as_slice() else {
             continue;
-        }
-        let peer = if f[1] == "ninepd" {
+        };
+        let peer = if *name == "ninepd" {
             Peer::Ninepd
         } else {
             Peer::Diod
         };
-        let t: Vec<f64> = f[2..]
+        let t: Vec<f64> = stamps
             .iter()
             .map(|s| s.parse().unwrap_or(f64::NAN))
             .collect();
-        // /proc/uptime counts hundredths of a second.
-        let per_second = |count: f64, a: f64, b: f64| count / (b - a).max(0.01);
-        if f[0] == "stream" && t.len() == 3 {
-            let mb = f64::from(GUEST_STREAM_MIB) * 1.048576;
-            add(
-                results,
-                (peer, "v9fs", "write (dd)".into()),
-                per_second(mb, t[0], t[1]),
-                "MB/s",
-            );
-            add(
-                results,
-                (peer, "v9fs", "read (dd)".into()),
-                per_second(mb, t[1], t[2]),
-                "MB/s",
-            );
-            continue;
+        let mut put = |metric: &str, value: f64, unit: &str| {
+            add(results, (peer, "v9fs", metric.into()), value, unit);
+        };
+        match (*kind, t.as_slice()) {
+            ("stream", &[start, written, read]) => {
+                let mb = f64::from(GUEST_STREAM_MIB) * 1.048576;
+                put("write (dd)", per_second(mb, start, written), "MB/s");
+                put("read (dd)", per_second(mb, written, read), "MB/s");
+            }
+            ("meta", &[start, created, statted, unlinked]) => {
+                put("create", per_second(1000.0, start, created), "files/s");
+                put("stat", per_second(1000.0, created, statted), "files/s");
+                put("unlink", per_second(1000.0, statted, unlinked), "files/s");
+                let all = per_second(3000.0, start, unlinked);
+                put("create+stat+unlink", all, "ops/s");
+            }
+            _ => {}
         }
-        if f[0] != "meta" || t.len() != 4 {
-            continue;
-        }
-        let rate = |a: f64, b: f64| per_second(1000.0, a, b);
-        add(
-            results,
-            (peer, "v9fs", "create".into()),
-            rate(t[0], t[1]),
-            "files/s",
-        );
-        add(
-            results,
-            (peer, "v9fs", "stat".into()),
-            rate(t[1], t[2]),
-            "files/s",
-        );
-        add(
-            results,
-            (peer, "v9fs", "unlink".into()),
-            rate(t[2], t[3]),
-            "files/s",
-        );
-        add(
-            results,
-            (peer, "v9fs", "create+stat+unlink".into()),
-            per_second(3000.0, t[0], t[3]),
-            "ops/s",
-        );
     }
     Ok(())
 }

@@ -110,16 +110,10 @@ impl Session {
 
     /// Tfsync. An opened directory or special file has nothing to sync.
     pub(super) async fn fsync(&self, fid: u32, datasync: bool) -> FsResult<Reply> {
-        let fid = self.fid(fid)?;
-        let fd = {
-            let inner = fid.lock();
-            match inner.state.data_fd() {
-                Some(fd) => fd.clone(),
-                None if matches!(inner.state, FidState::Open { .. }) => {
-                    return Ok(Response::Fsync.into());
-                }
-                None => return Err(Errno::BADF),
-            }
+        let fd = match self.fid(fid)?.lock().state.data_file() {
+            Ok(fd) => fd.clone(),
+            Err(Errno::ISDIR | Errno::INVAL) => return Ok(Response::Fsync.into()),
+            Err(e) => return Err(e),
         };
         blocking(move || ops::fsync(std::os::fd::AsFd::as_fd(&*fd), datasync)).await?;
         Ok(Response::Fsync.into())

@@ -30,7 +30,7 @@ impl Session {
             mtime: (a.mtime.sec, a.mtime.nsec),
         };
         let inner = fid.lock();
-        let open = inner.state.data_fd().cloned();
+        let open = inner.state.data_file().ok().cloned();
         let _as = fid.identity.enter()?;
         setattr::setattr(
             self.server.export(),
