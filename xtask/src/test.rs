@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::Args;
 
-use crate::cmd::Tally;
+use crate::cmd::{self, Tally};
 use crate::install;
 use crate::suites::{self, Suite};
 
@@ -54,6 +54,9 @@ pub fn run(args: TestArgs) -> Result<ExitCode> {
                 ..Tally::default()
             }
         });
+        if tally.failed > 0 {
+            warn_if_disk_full();
+        }
         rows.push((suite.name, tally, start.elapsed()));
     }
 
@@ -76,4 +79,25 @@ pub fn run(args: TestArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Below this, builds and guest images start failing with errors that do not say why.
+const LOW_DISK_MIB: u64 = 512;
+
+/// Names a full disk as the likely cause of a failed suite: cargo and rustc report it in the
+/// middle of other output, and later suites then fail in the same way.
+fn warn_if_disk_full() {
+    let target = cmd::target_dir();
+    let probe = if target.exists() {
+        target
+    } else {
+        cmd::workspace_root()
+    };
+    if let Some(free) = cmd::free_mib(&probe).filter(|&mib| mib < LOW_DISK_MIB) {
+        eprintln!(
+            "xtask: only {free} MiB are free on the disk holding {}: this failure may be a full \
+             disk; a run from a clean tree needs about 3 GiB",
+            probe.display()
+        );
+    }
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use super::ceiling;
-use crate::cmd::workspace_root;
+use crate::cmd::{target_dir, workspace_root};
 
 /// A server process, stopped on drop.
 struct Server(Child);
@@ -88,8 +88,6 @@ fn which(cmd: &str) -> Option<PathBuf> {
 /// Builds the release `ninepd` and `ninep-load`; returns their directory.
 fn build() -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace_root().join("target"), PathBuf::from);
     let status = Command::new(cargo)
         .args(["build", "--release", "-p", "ninep-server", "--bins"])
         .current_dir(workspace_root())
@@ -97,7 +95,7 @@ fn build() -> Result<PathBuf> {
     if !status.success() {
         bail!("building ninep-server failed");
     }
-    Ok(target.join("release"))
+    Ok(target_dir().join("release"))
 }
 
 fn wait_for_socket(path: &Path) -> Result<()> {

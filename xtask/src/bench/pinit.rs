@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::cmd::workspace_root;
+use crate::cmd::{target_dir, workspace_root};
 
 const GIB_CASES: &[&str] = &[
     "pinit-zeroed",
@@ -40,12 +40,6 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         Some("build") => build_times(),
         Some(other) => bail!("unknown `bench pinit` mode {other:?}: expected nothing or `build`"),
     }
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
 fn cargo() -> Command {

@@ -10,7 +10,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use super::Suite;
-use crate::cmd::{Tally, run_checked, run_counting, workspace_root};
+use crate::cmd::{self, Tally, run_checked, run_counting, workspace_root};
 
 /// The runtime test targets of `pinit`: library, integration tests and the examples (which run as tests).
 /// The trybuild suite only compiles code, so it is no memory test.
@@ -56,10 +56,7 @@ pub fn suites() -> Vec<Suite> {
 
 /// Where this area's extra builds go: below the caller's target directory, apart from normal builds.
 fn target_dir(flavour: &str) -> PathBuf {
-    let base = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    base.join(format!("pinit-{flavour}"))
+    cmd::target_dir().join(format!("pinit-{flavour}"))
 }
 
 /// A `cargo +nightly` command, free of the variables the outer (stable) cargo set for this process.
