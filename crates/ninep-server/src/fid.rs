@@ -27,8 +27,8 @@ pub struct DataFile {
 }
 
 impl DataFile {
-    pub fn new(fd: OwnedFd) -> DataFile {
-        let in_memory = crate::fs::ops::is_in_memory(&fd);
+    /// `in_memory`: whether the file lives in memory ([`crate::fs::Export::in_memory`]).
+    pub fn new(fd: OwnedFd, in_memory: bool) -> DataFile {
         DataFile {
             fd,
             in_memory,

@@ -21,10 +21,17 @@ pub mod xattr;
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
+use rustix::fs::Statx;
+
 pub use node::{Export, Node};
 
 /// The result of a filesystem operation: an errno is what the client receives in Rlerror.
 pub type FsResult<T> = Result<T, rustix::io::Errno>;
+
+/// The device a file lives on, from its `statx`.
+pub fn device(st: &Statx) -> u64 {
+    rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor)
+}
 
 /// The `/proc/self/fd/N` path of a descriptor, used to reopen an `O_PATH` fd or reach calls
 /// that have no fd-based form. Resolution of this magic link is done by the server itself,

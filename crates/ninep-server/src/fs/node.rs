@@ -7,9 +7,9 @@ use std::sync::Arc;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Statx, StatxFlags};
 use rustix::io::Errno;
 
-use super::FsResult;
 use super::name::{self, Component};
 use super::qid::{DeviceMap, QidParts};
+use super::{FsResult, device, ops};
 
 /// How every client-supplied name is resolved: never above the starting directory, never
 /// through a symlink or a `/proc` magic link.
@@ -36,15 +36,6 @@ impl Node {
             },
             st,
         ))
-    }
-
-    /// Wraps a descriptor, learning the file's type.
-    pub fn from_fd(fd: OwnedFd) -> FsResult<Self> {
-        let st = rustix::fs::fstat(&fd)?;
-        Ok(Self {
-            fd: Arc::new(fd),
-            kind: FileType::from_raw_mode(st.st_mode),
-        })
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
@@ -104,6 +95,8 @@ fn statx_fd(fd: BorrowedFd<'_>) -> FsResult<Statx> {
 pub struct Export {
     root: Node,
     root_id: (u64, u64),
+    /// Whether the root's filesystem is kept in memory, asked once instead of on every open.
+    root_in_memory: bool,
     devices: DeviceMap,
     read_only: bool,
 }
@@ -116,12 +109,13 @@ impl Export {
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        let root = Node::from_fd(fd)?;
-        let st = root.statx()?;
-        let dev = rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor);
+        let root_in_memory = ops::is_in_memory(&fd);
+        let (root, st) = Node::from_fd_stat(fd)?;
+        let dev = device(&st);
         Ok(Self {
             root,
             root_id: (dev, st.stx_ino),
+            root_in_memory,
             devices: DeviceMap::new(dev),
             read_only,
         })
@@ -152,16 +146,23 @@ impl Export {
         Ok(self.qid_of(&node.statx()?))
     }
 
+    /// Whether the file `st` describes, open as `file`, lives in memory (see
+    /// [`ops::is_in_memory`]). Only a file on another filesystem than the root's costs a syscall.
+    pub fn in_memory(&self, st: &Statx, file: impl AsFd) -> bool {
+        if device(st) == self.root_id.0 {
+            self.root_in_memory
+        } else {
+            ops::is_in_memory(file)
+        }
+    }
+
     /// The qid path of a directory entry found by readdir.
     pub fn entry_path(&self, dir_dev: u64, ino: u64) -> u64 {
         self.devices.path(dir_dev, ino)
     }
 
     fn is_root(&self, st: &Statx) -> bool {
-        (
-            rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
-            st.stx_ino,
-        ) == self.root_id
+        (device(st), st.stx_ino) == self.root_id
     }
 
     /// Resolves one walk element from `from`, returning the node and its `statx`.
@@ -191,5 +192,28 @@ impl Export {
             }
             Component::Name(n) => from.lookup_stat(n),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn statx_of(file: &std::fs::File) -> Statx {
+        statx_fd(file.as_fd()).unwrap()
+    }
+
+    #[test]
+    fn in_memory_is_learnt_from_the_root_and_asked_for_other_filesystems() {
+        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+        let export = Export::open(shm.path(), false).unwrap();
+        let inside = std::fs::File::create(shm.path().join("f")).unwrap();
+        assert!(export.in_memory(&statx_of(&inside), &inside));
+        let proc = std::fs::File::open("/proc/self/status").unwrap();
+        assert!(!export.in_memory(&statx_of(&proc), &proc));
+
+        let on_proc = Export::open(Path::new("/proc/self"), true).unwrap();
+        assert!(!on_proc.in_memory(&statx_of(&proc), &proc));
+        assert!(on_proc.in_memory(&statx_of(&inside), &inside));
     }
 }

@@ -2,7 +2,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, StatFs};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, StatFs, Statx};
 use rustix::io::Errno;
 
 use super::name;
@@ -58,8 +58,8 @@ pub fn reopen(node: &Node, flags: OFlags) -> FsResult<OwnedFd> {
 }
 
 /// Tlcreate: creates and opens a regular file; without `O_EXCL`, a name already in use is
-/// opened as Tlopen opens it. Returns the node and its open descriptor (`None` for a special
-/// file that was already there).
+/// opened as Tlopen opens it. Returns the node, its `statx` and its open descriptor (`None` for
+/// a special file that was already there).
 ///
 /// The name is only ever opened with `O_CREAT | O_EXCL`, which cannot open an existing file:
 /// `O_CREAT` alone would wait for a writer on a FIFO, holding a worker, and would open a
@@ -70,7 +70,7 @@ pub fn create(
     name: &[u8],
     flags: u32,
     mode: u32,
-) -> FsResult<(Node, Option<OwnedFd>)> {
+) -> FsResult<(Node, Statx, Option<OwnedFd>)> {
     export.writable()?;
     let name = name::entry(name)?;
     let mut oflags = open_flags(export, flags)? | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
@@ -79,12 +79,15 @@ pub fn create(
     // A name that disappears between the create and the lookup is created again, a few times.
     for _ in 0..3 {
         match rustix::fs::openat2(dir.fd(), name, oflags, mode, RESOLVE) {
-            Ok(fd) => return Ok((Node::from_fd(rustix::io::dup(&fd)?)?, Some(fd))),
-            Err(Errno::EXIST) if flags & O_EXCL == 0 => match dir.lookup(name) {
-                Ok(node) if node.is_dir() => return Err(Errno::ISDIR),
-                Ok(node) => {
+            Ok(fd) => {
+                let (node, st) = Node::from_fd_stat(rustix::io::dup(&fd)?)?;
+                return Ok((node, st, Some(fd)));
+            }
+            Err(Errno::EXIST) if flags & O_EXCL == 0 => match dir.lookup_stat(name) {
+                Ok((node, _)) if node.is_dir() => return Err(Errno::ISDIR),
+                Ok((node, st)) => {
                     let fd = open(export, &node, flags)?;
-                    return Ok((node, fd));
+                    return Ok((node, st, fd));
                 }
                 Err(Errno::NOENT) => continue,
                 Err(e) => return Err(e),

@@ -53,7 +53,7 @@ impl DeviceMap {
 
     /// The full qid of a file from its `statx`.
     pub fn qid(&self, st: &Statx) -> QidParts {
-        let dev = rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor);
+        let dev = super::device(st);
         QidParts {
             ty: qid_type(FileType::from_raw_mode(u32::from(st.stx_mode))),
             version: version(st.stx_mtime.tv_sec, st.stx_mtime.tv_nsec, st.stx_size),

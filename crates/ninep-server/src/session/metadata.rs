@@ -7,7 +7,7 @@ use super::{Reply, Session};
 use crate::attr;
 use crate::fid::DataFile;
 use crate::fs::setattr::{self, SetAttr};
-use crate::fs::{FsResult, ops};
+use crate::fs::{FsResult, device, ops};
 
 impl Session {
     pub(super) fn getattr(&self, fid: u32) -> FsResult<Reply> {
@@ -52,7 +52,6 @@ impl Session {
     pub(super) fn statfs(&self, fid: u32) -> FsResult<Reply> {
         let node = self.fid(fid)?.node();
         let st = node.statx()?;
-        let dev = rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor);
-        Ok(Response::Statfs(attr::statfs(&ops::statfs(&node)?, dev)).into())
+        Ok(Response::Statfs(attr::statfs(&ops::statfs(&node)?, device(&st))).into())
     }
 }

@@ -4,12 +4,13 @@ use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 
 use ninep::Response;
+use rustix::fs::Statx;
 use rustix::io::Errno;
 
 use super::{Reply, Session};
 use crate::attr;
 use crate::fid::{DataFile, FidState, OpenFile};
-use crate::fs::{FsResult, Node, ops};
+use crate::fs::{Export, FsResult, Node, device, ops};
 
 impl Session {
     pub(super) fn lopen(&self, fid: u32, flags: u32) -> FsResult<Reply> {
@@ -21,13 +22,13 @@ impl Session {
         }
         let _as = fid.identity.enter()?;
         let file = ops::open(export, &inner.node, flags)?;
-        let qid = export.qid(&inner.node)?;
+        let st = inner.node.statx()?;
         inner.state = FidState::Open {
-            file: open_file(&inner.node, file)?,
+            file: open_file(export, &inner.node, &st, file),
             locks: Default::default(),
         };
         Ok(Response::Lopen {
-            qid: attr::qid(qid),
+            qid: attr::qid(export.qid_of(&st)),
             iounit: self.iounit(),
         }
         .into())
@@ -49,9 +50,8 @@ impl Session {
             return Err(Errno::BADF);
         }
         let _as = fid.identity.with_gid(gid).enter()?;
-        let (node, file) = ops::create(export, &inner.node, name, flags, mode)?;
-        let qid = export.qid(&node)?;
-        let file = open_file(&node, file)?;
+        let (node, st, file) = ops::create(export, &inner.node, name, flags, mode)?;
+        let file = open_file(export, &node, &st, file);
         let dir = std::mem::replace(&mut inner.node, node);
         inner.origin = Some((dir, name.to_vec()));
         inner.state = FidState::Open {
@@ -59,7 +59,7 @@ impl Session {
             locks: Default::default(),
         };
         Ok(Response::Lcreate {
-            qid: attr::qid(qid),
+            qid: attr::qid(export.qid_of(&st)),
             iounit: self.iounit(),
         }
         .into())
@@ -82,16 +82,13 @@ impl Session {
 
 /// What an opened `node` reads and writes: `file` is `None` for a special file, which gets no
 /// descriptor.
-fn open_file(node: &Node, file: Option<OwnedFd>) -> FsResult<OpenFile> {
-    Ok(match file {
+fn open_file(export: &Export, node: &Node, st: &Statx, file: Option<OwnedFd>) -> OpenFile {
+    match file {
         None => OpenFile::Special,
-        Some(fd) if node.is_dir() => {
-            let st = node.statx()?;
-            OpenFile::Dir(
-                Arc::new(Mutex::new(fd)),
-                rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
-            )
+        Some(fd) if node.is_dir() => OpenFile::Dir(Arc::new(Mutex::new(fd)), device(st)),
+        Some(fd) => {
+            let in_memory = export.in_memory(st, &fd);
+            OpenFile::Data(Arc::new(DataFile::new(fd, in_memory)))
         }
-        Some(fd) => OpenFile::Data(Arc::new(DataFile::new(fd))),
-    })
+    }
 }
