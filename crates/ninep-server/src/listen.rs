@@ -1,6 +1,7 @@
 //! Transports: TCP, a unix socket, or the standard input/output pair (`trans=fd`).
 
-use std::path::PathBuf;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -41,6 +42,9 @@ impl FromStr for Listen {
 }
 
 /// Serves clients on `listen` until the process is stopped (or, for `fd`, the client leaves).
+///
+/// Dropping the returned future stops taking clients and, for a unix socket, removes the
+/// socket's file; connections already accepted are tasks of their own and end with the runtime.
 pub async fn run(server: Arc<Server>, listen: &Listen) -> Result<()> {
     match listen {
         Listen::Tcp(addr) => {
@@ -68,7 +72,7 @@ pub async fn run(server: Arc<Server>, listen: &Listen) -> Result<()> {
             }
         }
         Listen::Unix(path) => {
-            let listener = bind_unix(path)?;
+            let (listener, _socket_file) = bind_unix(path)?;
             tracing::info!(
                 "serving {} on unix:{}",
                 server.export_path_hint(),
@@ -127,15 +131,49 @@ pub fn widen_send_buffer(stream: &tokio::net::UnixStream, msize: u32) {
     }
 }
 
-/// Binds a unix socket, replacing a stale socket file (never any other kind of file).
-pub fn bind_unix(path: &std::path::Path) -> Result<tokio::net::UnixListener> {
+/// Binds a unix socket. A socket file left by a server that is gone is replaced; a socket
+/// another server still listens on, and any other kind of file, are refused.
+///
+/// The returned [`SocketFile`] removes the socket's file when dropped.
+pub fn bind_unix(path: &Path) -> Result<(tokio::net::UnixListener, SocketFile)> {
     use std::os::unix::fs::FileTypeExt;
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
             bail!("{} exists and is not a socket", path.display());
         }
-        std::fs::remove_file(path)?;
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => bail!("another server is listening on {}", path.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                std::fs::remove_file(path)
+                    .with_context(|| format!("cannot remove the stale {}", path.display()))?;
+            }
+            Err(e) => bail!("cannot tell whether {} is in use: {e}", path.display()),
+        }
     }
-    tokio::net::UnixListener::bind(path)
-        .with_context(|| format!("cannot listen on {}", path.display()))
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("cannot listen on {}", path.display()))?;
+    let meta = std::fs::symlink_metadata(path)?;
+    let file = SocketFile {
+        path: path.to_path_buf(),
+        id: (meta.dev(), meta.ino()),
+    };
+    Ok((listener, file))
+}
+
+/// The file a bound unix socket made: removed on drop, unless something else has taken its
+/// name since.
+#[derive(Debug)]
+pub struct SocketFile {
+    path: PathBuf,
+    id: (u64, u64),
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let ours = std::fs::symlink_metadata(&self.path)
+            .is_ok_and(|meta| (meta.dev(), meta.ino()) == self.id);
+        if ours && let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::warn!("cannot remove {}: {e}", self.path.display());
+        }
+    }
 }

@@ -138,3 +138,100 @@ async fn serves_a_unix_socket_busy_polling_on_one_worker_thread() {
         c.clunk(fid).await.unwrap();
     }
 }
+
+/// Starts `ninepd` on a unix socket, with its log on a pipe.
+fn spawn_unix_server(export: &std::path::Path, socket: &std::path::Path) -> Running {
+    Running(
+        Command::new(env!("CARGO_BIN_EXE_ninepd"))
+            .arg(export)
+            .arg("--listen")
+            .arg(format!("unix:{}", socket.display()))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Connects to a server that is starting, giving up after ten seconds.
+async fn connect_when_up(socket: &std::path::Path) -> Client {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Client::connect_unix(socket).await {
+            Ok(c) => return c,
+            Err(e) if std::time::Instant::now() > deadline => panic!("ninepd never listened: {e}"),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// Sends `signal` to the server and waits for it to exit (see [`exit_of`]).
+async fn stop(
+    server: Running,
+    signal: rustix::process::Signal,
+) -> (std::process::ExitStatus, String) {
+    let pid = rustix::process::Pid::from_child(&server.0);
+    rustix::process::kill_process(pid, signal).unwrap();
+    exit_of(server).await
+}
+
+/// Waits at most ten seconds for the server to exit; returns its status and its log.
+async fn exit_of(mut server: Running) -> (std::process::ExitStatus, String) {
+    tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = server.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(std::time::Instant::now() < deadline, "ninepd did not exit");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let mut log = String::new();
+        std::io::Read::read_to_string(&mut server.0.stderr.take().unwrap(), &mut log).unwrap();
+        (status, log)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stops_cleanly_on_sigterm_and_sigint_and_never_takes_a_live_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), b"data").unwrap();
+    let socket = dir.path().join("sock");
+    let server = spawn_unix_server(dir.path(), &socket);
+    let c = connect_when_up(&socket).await;
+    c.version(1 << 20, "9P2000.L").await.unwrap();
+    c.attach(0, NOFID, b"", b"", 0).await.unwrap();
+    c.walk(0, 1, &["f"]).await.unwrap();
+    c.lopen(1, 0).await.unwrap();
+
+    // A second server on the same socket would cut the first one off from new clients.
+    let (status, log) = exit_of(spawn_unix_server(dir.path(), &socket)).await;
+    assert!(!status.success());
+    assert!(log.contains("another server is listening"), "{log}");
+    assert_eq!(
+        &c.read(1, 0, 10).await.unwrap()[..],
+        b"data",
+        "still served"
+    );
+
+    let (status, log) = stop(server, rustix::process::Signal::TERM).await;
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(log.contains("SIGTERM: stopping"), "{log}");
+    assert!(!socket.exists(), "the socket file is removed");
+    assert!(
+        c.read(1, 0, 10).await.is_err(),
+        "open connections are closed"
+    );
+
+    // A socket file whose server is gone is taken over.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    assert!(socket.exists());
+    let server = spawn_unix_server(dir.path(), &socket);
+    let c = connect_when_up(&socket).await;
+    c.version(1 << 20, "9P2000.L").await.unwrap();
+    let (status, log) = stop(server, rustix::process::Signal::INT).await;
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(log.contains("SIGINT: stopping"), "{log}");
+    assert!(!socket.exists());
+}

@@ -116,11 +116,49 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(listen::run(server, &args.listen)) {
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            served = listen::run(server, &args.listen) => served,
+            signal = stop_signal() => {
+                tracing::info!("{signal}: stopping");
+                Ok(())
+            }
+        }
+    });
+    // The connections still open are dropped with their tasks here, and with them every fid,
+    // open file and lock. A blocking read of standard input cannot be cancelled, hence the bound.
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ninepd: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// How long a stopping server waits for file operations already running on its threads.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits for SIGTERM or SIGINT, the signals that ask a service to stop, and names the one
+/// that came.
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    async fn one(kind: SignalKind, name: &'static str) -> &'static str {
+        match signal(kind) {
+            Ok(mut stream) => {
+                stream.recv().await;
+                name
+            }
+            Err(e) => {
+                // No handler was installed: the signal's default action still ends the server.
+                tracing::warn!("cannot handle {name}: {e}");
+                std::future::pending().await
+            }
+        }
+    }
+    tokio::select! {
+        name = one(SignalKind::terminate(), "SIGTERM") => name,
+        name = one(SignalKind::interrupt(), "SIGINT") => name,
     }
 }

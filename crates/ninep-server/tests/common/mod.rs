@@ -85,9 +85,10 @@ impl Harness {
         tweak(&mut config);
         let server = Server::new(&config).unwrap();
         let socket = tmp.path().join("sock");
-        let listener = listen::bind_unix(&socket).unwrap();
+        let (listener, socket_file) = listen::bind_unix(&socket).unwrap();
         let s = server.clone();
         let task = tokio::spawn(async move {
+            let _socket_file = socket_file;
             while let Ok((stream, _)) = listener.accept().await {
                 let (r, w) = stream.into_split();
                 let r = BusyPoll::new(r, s.busy_poll());
