@@ -20,6 +20,7 @@ mod session;
 mod sink;
 mod socket;
 mod source;
+mod stdio;
 mod unwind;
 
 #[cfg(test)]

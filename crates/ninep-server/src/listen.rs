@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use crate::busy_poll::BusyPoll;
 use crate::conn;
 use crate::server::Server;
+use crate::stdio::{self, Stdio};
 
 /// Where the server takes connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,15 +61,8 @@ pub async fn run(server: Arc<Server>, listen: &Listen) -> Result<()> {
                 let Some((stream, peer)) = accepted(listener.accept().await).await else {
                     continue;
                 };
-                let _ = stream.set_nodelay(true);
                 tracing::info!(%peer, "client connected");
-                let (r, w) = stream.into_split();
-                let r = BusyPoll::new(r, server.busy_poll());
-                let server = server.clone();
-                tokio::spawn(async move {
-                    conn::serve(server, r, w).await;
-                    tracing::info!(%peer, "client disconnected");
-                });
+                tokio::spawn(serve_tcp(server.clone(), stream, peer.to_string()));
             }
         }
         Listen::Unix(path) => {
@@ -83,25 +77,45 @@ pub async fn run(server: Arc<Server>, listen: &Listen) -> Result<()> {
                     continue;
                 };
                 tracing::info!("client connected");
-                widen_send_buffer(&stream, server.max_msize());
-                let (r, w) = stream.into_split();
-                let r = BusyPoll::new(r, server.busy_poll());
-                let server = server.clone();
-                tokio::spawn(async move {
-                    conn::serve(server, r, w).await;
-                    tracing::info!("client disconnected");
-                });
+                tokio::spawn(serve_unix(server.clone(), stream));
             }
         }
         Listen::Fd => {
+            let (stdio, _flags) = stdio::open().context("cannot use standard input and output")?;
             tracing::info!(
-                "serving {} on standard input/output",
-                server.export_path_hint()
+                "serving {} on standard input/output ({})",
+                server.export_path_hint(),
+                stdio.describe()
             );
-            conn::serve(server, tokio::io::stdin(), tokio::io::stdout()).await;
+            match stdio {
+                Stdio::Unix(stream) => serve_unix(server, stream).await,
+                Stdio::Tcp(stream) => serve_tcp(server, stream, "standard input".into()).await,
+                Stdio::Pipes(input, output) => conn::serve(server, input, output).await,
+                Stdio::Blocking => {
+                    conn::serve(server, tokio::io::stdin(), tokio::io::stdout()).await;
+                }
+            }
             Ok(())
         }
     }
+}
+
+/// Serves one TCP connection until the client leaves.
+async fn serve_tcp(server: Arc<Server>, stream: tokio::net::TcpStream, peer: String) {
+    let _ = stream.set_nodelay(true);
+    let (r, w) = stream.into_split();
+    let r = BusyPoll::new(r, server.busy_poll());
+    conn::serve(server, r, w).await;
+    tracing::info!(%peer, "client disconnected");
+}
+
+/// Serves one unix socket connection until the client leaves.
+async fn serve_unix(server: Arc<Server>, stream: tokio::net::UnixStream) {
+    widen_send_buffer(&stream, server.max_msize());
+    let (r, w) = stream.into_split();
+    let r = BusyPoll::new(r, server.busy_poll());
+    conn::serve(server, r, w).await;
+    tracing::info!("client disconnected");
 }
 
 /// A failed accept (out of descriptors, a connection reset before it was accepted) is logged

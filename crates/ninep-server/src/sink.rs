@@ -65,8 +65,12 @@ impl ReplySink for tokio::net::unix::OwnedWriteHalf {
 /// twice the CPU time per byte.
 impl ReplySink for tokio::net::tcp::OwnedWriteHalf {}
 
-/// Standard output (`trans=fd`) is written through the runtime's blocking threads: no splice.
+/// Standard output that is neither a socket nor a pipe (`trans=fd`, see [`crate::stdio`]) is
+/// written through the runtime's blocking threads: no splice.
 impl ReplySink for tokio::io::Stdout {}
+
+/// A pipe on standard output (`trans=fd`): replies are copied.
+impl ReplySink for tokio::net::unix::pipe::Sender {}
 
 /// Either half of a split stream (in-memory streams in tests, for one): no splice.
 impl<T: AsyncWrite + Send + 'static> ReplySink for tokio::io::WriteHalf<T> {}

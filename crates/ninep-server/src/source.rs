@@ -56,8 +56,12 @@ impl RequestSource for BusyPoll<tokio::net::tcp::OwnedReadHalf> {
     }
 }
 
-/// Standard input (`trans=fd`) is read through the runtime's blocking threads: no splice.
+/// Standard input that is neither a socket nor a pipe (`trans=fd`, see [`crate::stdio`]) is read
+/// through the runtime's blocking threads: no splice.
 impl RequestSource for tokio::io::Stdin {}
+
+/// A pipe on standard input (`trans=fd`): Twrite payloads are copied.
+impl RequestSource for tokio::net::unix::pipe::Receiver {}
 
 /// Either half of a split stream (in-memory streams in tests, for one): no splice.
 impl<T: AsyncRead + Send + 'static> RequestSource for tokio::io::ReadHalf<T> {}

@@ -29,7 +29,7 @@ async fn serves_one_client_on_stdin_and_stdout() {
     std::fs::write(dir.path().join("hello"), b"over a pipe").unwrap();
     let (mut child, sock) = spawn_fd_server(
         dir.path(),
-        // --busy-poll is ignored on standard input and output.
+        // A socket on standard input and output is served as a socket, busy-polled too.
         &["--read-only", "--msize", "65536", "--busy-poll", "50"],
     );
     sock.set_nonblocking(true).unwrap();
@@ -234,4 +234,48 @@ async fn stops_cleanly_on_sigterm_and_sigint_and_never_takes_a_live_socket() {
     assert!(status.success(), "{status:?}\n{log}");
     assert!(log.contains("SIGINT: stopping"), "{log}");
     assert!(!socket.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_pipes_on_stdin_and_stdout_and_gives_them_back_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), vec![7u8; 300_000]).unwrap();
+    let (requests_out, requests_in) = rustix::pipe::pipe().unwrap();
+    let (replies_out, replies_in) = rustix::pipe::pipe().unwrap();
+    // Shares the server's standard input's open file description, and so its flags.
+    let probe = requests_out.try_clone().unwrap();
+    let server = Running(
+        Command::new(env!("CARGO_BIN_EXE_ninepd"))
+            .arg(dir.path())
+            .args(["--listen", "fd"])
+            .stdin(Stdio::from(requests_out))
+            .stdout(Stdio::from(replies_in))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let c = Client::from_split(
+        tokio::net::unix::pipe::Receiver::from_owned_fd(replies_out).unwrap(),
+        tokio::net::unix::pipe::Sender::from_owned_fd(requests_in).unwrap(),
+    );
+    c.version(1 << 20, "9P2000.L").await.unwrap();
+    c.attach(0, NOFID, b"", b"", 0).await.unwrap();
+    c.walk(0, 1, &["f"]).await.unwrap();
+    c.lopen(1, 0).await.unwrap();
+    let mut read = 0;
+    while read < 300_000 {
+        let data = c.read(1, read, 1 << 19).await.unwrap();
+        assert!(!data.is_empty() && data.iter().all(|&b| b == 7));
+        read += data.len() as u64;
+    }
+    assert_eq!(read, 300_000, "every byte, through 64 KiB pipes");
+
+    let (status, log) = stop(server, rustix::process::Signal::TERM).await;
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(log.contains("(pipes)"), "{log}");
+    let flags = rustix::fs::fcntl_getfl(&probe).unwrap();
+    assert!(
+        !flags.contains(rustix::fs::OFlags::NONBLOCK),
+        "standard input is left non-blocking"
+    );
 }
