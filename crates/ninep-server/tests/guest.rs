@@ -131,6 +131,7 @@ M=/mnt/9
 umount /mnt/9
 {CACHED}
 cat /tmp/ninepd.log
+{PIPES}
 "#,
         last = MANY - 1
     );
@@ -143,6 +144,36 @@ cat /tmp/ninepd.log
     assert!(out.stdout.contains("msize=1048576"), "{}", out.log_tail());
     check_workload(&out, &random);
     check_cached(&out, &random);
+    check_pipes(&out, &random);
+}
+
+/// `trans=fd` straight into `ninepd --listen fd`, over two FIFOs (the shell opens the request
+/// pipe for writing before the reply pipe for reading, the order `ninepd`'s redirections wait in).
+/// The server must see pipes, move 1 MiB messages through 64 KiB pipes, and exit when the
+/// client unmounts.
+const PIPES: &str = r#"
+mkfifo /tmp/requests /tmp/replies
+ninepd /export --listen fd < /tmp/requests > /tmp/replies 2>/tmp/fd.log &
+served=$!
+mount -t 9p -o trans=fd,rfdno=4,wfdno=5,version=9p2000.L,uname=root,access=user,msize=1048576 none /mnt/9 5>/tmp/requests 4</tmp/replies
+cp /share/random /mnt/9/via-pipes
+echo "pipes-written $(sha256sum /export/via-pipes | cut -d' ' -f1)"
+echo "pipes-read $(sha256sum /mnt/9/via-pipes | cut -d' ' -f1)"
+rm /mnt/9/via-pipes
+umount /mnt/9
+wait $served
+echo "pipes-exit $?"
+echo "pipes-log $(grep -c 'standard input/output (pipes)' /tmp/fd.log)"
+"#;
+
+fn check_pipes(out: &guest::Output, random: &Path) {
+    let s = &out.stdout;
+    let log = out.log_tail();
+    let hash = sha256(random);
+    assert_eq!(labelled(s, "pipes-written"), Some(hash.as_str()), "{log}");
+    assert_eq!(labelled(s, "pipes-read"), Some(hash.as_str()), "{log}");
+    assert_eq!(labelled(s, "pipes-exit"), Some("0"), "{log}");
+    assert_eq!(labelled(s, "pipes-log"), Some("1"), "{log}");
 }
 
 /// The client's page cache in front of the server (`cache=loose`, as VM folder sharing mounts
