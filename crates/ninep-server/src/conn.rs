@@ -10,6 +10,7 @@ use rustix::io::Errno;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
+use crate::budget::{self, Budget};
 use crate::inflight::InFlight;
 use crate::pipe::WritePayload;
 use crate::server::{MIN_MSIZE, Server};
@@ -21,6 +22,23 @@ pub use crate::source::RequestSource;
 /// Requests one connection may have running at once; the reader stops reading beyond this,
 /// so a client that sends without reading replies cannot make the server grow without bound.
 const MAX_IN_FLIGHT: usize = 256;
+
+/// A reply on its way to the writer, with the share of the connection's byte budget that its
+/// request holds until the reply is written out.
+#[derive(Debug)]
+struct Queued {
+    reply: Outgoing,
+    budget: Option<OwnedSemaphorePermit>,
+}
+
+impl Queued {
+    fn new(reply: impl Into<Outgoing>, budget: Option<OwnedSemaphorePermit>) -> Queued {
+        Queued {
+            reply: reply.into(),
+            budget,
+        }
+    }
+}
 
 /// Serves one client until it disconnects or sends something unframeable.
 ///
@@ -38,9 +56,10 @@ where
         splice_writes,
     ));
     let inflight = Arc::new(InFlight::default());
-    let (tx, rx) = mpsc::channel::<Outgoing>(MAX_IN_FLIGHT);
+    let (tx, rx) = mpsc::channel::<Queued>(MAX_IN_FLIGHT);
     let writer_task = tokio::spawn(write_loop(writer, rx));
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let budget = Budget::new(server.max_msize());
     let mut frames = FrameReader::new(reader, server.max_msize());
 
     loop {
@@ -59,6 +78,8 @@ where
                 received,
                 rest,
             })) => {
+                // The payload still in the stream is taken only once it fits in the budget.
+                let bytes = budget.take(header.count as usize).await;
                 let data =
                     match take_write_payload(&session, frames.get_mut(), received, rest).await {
                         Ok(data) => data,
@@ -70,7 +91,7 @@ where
                 inflight.wait(header.tag).await;
                 let session = session.clone();
                 let reply = async move { session.handle_write(header, data).await };
-                spawn_request(&inflight, header.tag, &tx, permit, reply);
+                spawn_request(&inflight, header.tag, &tx, (permit, bytes), reply);
                 continue;
             }
             Ok(None) => break,
@@ -85,12 +106,16 @@ where
                 let Some(reply) = refusal(&frame, e) else {
                     break;
                 };
-                if tx.send(reply.into()).await.is_err() {
+                if tx.send(Queued::new(reply, None)).await.is_err() {
                     break;
                 }
                 continue;
             }
         };
+        let bytes = budget
+            .take(budget::cost(frame.len(), &request, session.msize()))
+            .await;
+        drop(frame);
         inflight.wait(tag).await;
         match request {
             Request::Version { msize, version } => {
@@ -99,7 +124,11 @@ where
                 if let Response::Version { msize, .. } = &reply {
                     frames.set_max_size(*msize);
                 }
-                if tx.send(encode(tag, &reply).into()).await.is_err() {
+                if tx
+                    .send(Queued::new(encode(tag, &reply), None))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -109,7 +138,9 @@ where
                     if oldtag != tag {
                         inflight2.cancel(oldtag).await;
                     }
-                    let _ = tx.send(encode(tag, &Response::Flush).into()).await;
+                    let _ = tx
+                        .send(Queued::new(encode(tag, &Response::Flush), None))
+                        .await;
                     drop(permit);
                 });
             }
@@ -118,14 +149,14 @@ where
                 // task hand-offs per round trip. A Tflush can never find them running.
                 let reply = session.handle(tag, request).await;
                 drop(permit);
-                if tx.send(reply).await.is_err() {
+                if tx.send(Queued::new(reply, bytes)).await.is_err() {
                     break;
                 }
             }
             request => {
                 let session = session.clone();
                 let reply = async move { session.handle(tag, request).await };
-                spawn_request(&inflight, tag, &tx, permit, reply);
+                spawn_request(&inflight, tag, &tx, (permit, bytes), reply);
             }
         }
     }
@@ -151,17 +182,18 @@ fn refusal(frame: &[u8], e: DecodeError) -> Option<Vec<u8>> {
 }
 
 /// Runs a request as a task of its own, which a Tflush of `tag` can cancel; its reply goes to
-/// the writer, and its `permit` back once the reply is queued.
+/// the writer with its share of the byte budget, and its request `permit` back once the reply
+/// is queued.
 fn spawn_request(
     inflight: &Arc<InFlight>,
     tag: u16,
-    tx: &mpsc::Sender<Outgoing>,
-    permit: OwnedSemaphorePermit,
+    tx: &mpsc::Sender<Queued>,
+    (permit, bytes): (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
     reply: impl Future<Output = Outgoing> + Send + 'static,
 ) {
     let tx = tx.clone();
     inflight.spawn(tag, async move {
-        let _ = tx.send(reply.await).await;
+        let _ = tx.send(Queued::new(reply.await, bytes)).await;
         drop(permit);
     });
 }
@@ -230,17 +262,20 @@ fn version_reply(session: &Session, client_msize: u32, version: &Bytes) -> Respo
     }
 }
 
-/// Writes replies in order, batching the ones that are ready into one flush.
-async fn write_loop<W: ReplySink>(writer: W, mut rx: mpsc::Receiver<Outgoing>) {
+/// Writes replies in order, batching the ones that are ready into one flush. A reply's share
+/// of the byte budget goes back once it is in the connection's buffer or the socket.
+async fn write_loop<W: ReplySink>(writer: W, mut rx: mpsc::Receiver<Queued>) {
     let mut out = BufWriter::with_capacity(64 * 1024, writer);
-    while let Some(reply) = rx.recv().await {
-        if write_reply(&mut out, reply).await.is_err() {
+    while let Some(queued) = rx.recv().await {
+        if write_reply(&mut out, queued.reply).await.is_err() {
             return;
         }
-        while let Ok(reply) = rx.try_recv() {
-            if write_reply(&mut out, reply).await.is_err() {
+        drop(queued.budget);
+        while let Ok(queued) = rx.try_recv() {
+            if write_reply(&mut out, queued.reply).await.is_err() {
                 return;
             }
+            drop(queued.budget);
         }
         if out.flush().await.is_err() {
             return;

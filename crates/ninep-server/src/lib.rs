@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod attr;
+mod budget;
 pub mod busy_poll;
 pub mod conn;
 mod fid;

@@ -279,3 +279,106 @@ async fn serves_pipes_on_stdin_and_stdout_and_gives_them_back_blocking() {
         "standard input is left non-blocking"
     );
 }
+
+/// Sends one request on a blocking socket.
+fn send(sock: &mut std::os::unix::net::UnixStream, tag: u16, request: &ninep::Request) {
+    let mut frame = Vec::new();
+    request.encode(tag, &mut frame).unwrap();
+    std::io::Write::write_all(sock, &frame).unwrap();
+}
+
+/// Reads one reply from a blocking socket.
+fn receive(sock: &mut std::os::unix::net::UnixStream) -> (u16, ninep::Response) {
+    let mut size = [0; 4];
+    std::io::Read::read_exact(sock, &mut size).unwrap();
+    let mut frame = size.to_vec();
+    frame.resize(u32::from_le_bytes(size) as usize, 0);
+    std::io::Read::read_exact(sock, &mut frame[4..]).unwrap();
+    ninep::Response::decode(&frame.into()).unwrap()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Clients that send large reads and do not read the replies hold the server to its budget
+/// per connection (16 MiB at msize 1 MiB), not to a buffered 1 MiB reply for each of the 256
+/// requests a connection may have in flight (1.2 GiB for these four); every reply then comes
+/// whole.
+#[test]
+fn clients_that_do_not_read_replies_cannot_grow_the_server() {
+    use ninep::{Request, Response};
+    const CONNECTIONS: usize = 4;
+    const READS: u16 = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let content: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.path().join("big"), &content).unwrap();
+    let socket = dir.path().join("sock");
+    let server = spawn_unix_server(dir.path(), &socket);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut conns = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let mut sock = loop {
+            match std::os::unix::net::UnixStream::connect(&socket) {
+                Ok(s) => break s,
+                Err(e) if std::time::Instant::now() > deadline => panic!("no server: {e}"),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        };
+        let setup = [
+            Request::Version {
+                msize: 1 << 20,
+                version: "9P2000.L".into(),
+            },
+            Request::Attach {
+                fid: 0,
+                afid: NOFID,
+                uname: "".into(),
+                aname: "".into(),
+                n_uname: 0,
+            },
+            Request::Walk {
+                fid: 0,
+                newfid: 1,
+                wnames: vec!["big".into()],
+            },
+            Request::Lopen { fid: 1, flags: 0 },
+        ];
+        for request in &setup {
+            send(&mut sock, 0, request);
+            let (_, reply) = receive(&mut sock);
+            assert!(!matches!(reply, Response::Lerror { .. }), "{reply:?}");
+        }
+        // In one write: the server stops reading this connection long before the last one,
+        // and the socket's send buffer would not hold 300 small writes.
+        let mut reads = Vec::new();
+        for tag in 1..=READS {
+            let count = 1 << 20;
+            let read = Request::Read {
+                fid: 1,
+                offset: 0,
+                count,
+            };
+            read.encode(tag, &mut reads).unwrap();
+        }
+        std::io::Write::write_all(&mut sock, &reads).unwrap();
+        conns.push(sock);
+    }
+    // Let the server go as far as it can.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let rss = rss_kib(server.0.id());
+    assert!(rss < 192 << 10, "the server holds {rss} KiB");
+    for sock in &mut conns {
+        let mut tags = std::collections::HashSet::new();
+        for _ in 0..READS {
+            let (tag, reply) = receive(sock);
+            let Response::Read { data } = reply else {
+                panic!("{reply:?}");
+            };
+            assert!(tags.insert(tag), "tag {tag} answered twice");
+            assert!(data[..] == content[..data.len()] && !data.is_empty());
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The bytes one connection may hold in large frames and replies.
+//!
+//! A client that sends large requests without reading the replies would otherwise make the
+//! server read every request it sends and buffer a reply for each: 256 Treads of 1 MiB in
+//! flight held 1.2 GiB for four such connections. With a budget, the connection's reader stops
+//! taking requests until written replies give their bytes back.
+
+use std::sync::Arc;
+
+use ninep::Request;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Requests whose frame and reply data stay under this are not counted: the limit on requests
+/// in flight bounds them (256 of them hold under 16 MiB), and counting each metadata round
+/// trip cost a third of the pipelined Tgetattr rate.
+const COUNTED_FROM: usize = 64 << 10;
+
+/// The budget whatever the msize: room for the 4 MiB a streaming client keeps in flight,
+/// several times over.
+const MIN_BUDGET: usize = 16 << 20;
+
+/// One connection's byte budget.
+#[derive(Debug)]
+pub struct Budget {
+    bytes: Arc<Semaphore>,
+    total: u32,
+}
+
+impl Budget {
+    /// A budget for a connection whose frames are at most `max_frame` bytes: four of them, and
+    /// at least [`MIN_BUDGET`].
+    pub fn new(max_frame: u32) -> Budget {
+        let total = max_frame.saturating_mul(4).max(MIN_BUDGET as u32);
+        Budget {
+            bytes: Arc::new(Semaphore::new(total as usize)),
+            total,
+        }
+    }
+
+    /// Waits until `bytes` fit in what is left, and holds them until the permit is dropped.
+    /// A small request takes nothing (`None`); one larger than the whole budget takes all of it.
+    pub async fn take(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        if bytes < COUNTED_FROM {
+            return None;
+        }
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX).min(self.total);
+        // The semaphore is never closed, so this only fails if it were.
+        self.bytes.clone().acquire_many_owned(bytes).await.ok()
+    }
+}
+
+/// What a request holds of the budget: its frame, and the data its reply may carry (the
+/// count of a Tread or Treaddir, at most one message; other replies are small).
+pub fn cost(frame_len: usize, request: &Request, msize: u32) -> usize {
+    let reply = match request {
+        Request::Read { count, .. } | Request::Readdir { count, .. } => (*count).min(msize),
+        _ => 0,
+    };
+    frame_len + reply as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn large_requests_wait_for_room_and_small_ones_never_do() {
+        let budget = Budget::new(1 << 20);
+        assert!(budget.take(100).await.is_none(), "a small request");
+        let most = budget.take(15 << 20).await.unwrap();
+        let next = budget.take(2 << 20);
+        tokio::pin!(next);
+        assert!(futures_poll(&mut next).await.is_none(), "waits for room");
+        assert!(
+            budget.take(4096).await.is_none(),
+            "small ones pass meanwhile"
+        );
+        drop(most);
+        assert_eq!(next.await.unwrap().num_permits(), 2 << 20);
+        let all = budget.take(usize::MAX).await.unwrap();
+        assert_eq!(all.num_permits(), 16 << 20, "capped at the whole budget");
+    }
+
+    /// Polls a future once.
+    async fn futures_poll<F: std::future::Future + Unpin>(f: &mut F) -> Option<F::Output> {
+        std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match std::pin::Pin::new(&mut *f).poll(cx) {
+                std::task::Poll::Ready(v) => Some(v),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await
+    }
+
+    #[test]
+    fn reads_cost_their_count_up_to_one_message() {
+        let read = |count| Request::Read {
+            fid: 1,
+            offset: 0,
+            count,
+        };
+        assert_eq!(cost(23, &read(4096), 1 << 20), 23 + 4096);
+        assert_eq!(cost(23, &read(u32::MAX), 1 << 20), 23 + (1 << 20));
+        assert_eq!(cost(23, &Request::Clunk { fid: 1 }, 1 << 20), 23);
+    }
+}
