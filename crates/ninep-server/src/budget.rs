@@ -2,8 +2,10 @@
 //!
 //! A client that sends large requests without reading the replies would otherwise make the
 //! server read every request it sends and buffer a reply for each: 256 Treads of 1 MiB in
-//! flight held 1.2 GiB for four such connections. With a budget, the connection's reader stops
-//! taking requests until written replies give their bytes back.
+//! flight held 1.2 GiB for four such connections. With a budget, a large request waits for
+//! room until written replies give their bytes back: a Twrite in the connection's reader,
+//! before its payload is taken (the next frames stay in the socket), and a Tread or Treaddir in
+//! its own task, before its reply is built (a Tflush or a small request behind it is still read).
 
 use std::sync::Arc;
 
@@ -19,8 +21,8 @@ const COUNTED_FROM: usize = 64 << 10;
 /// several times over.
 const MIN_BUDGET: usize = 16 << 20;
 
-/// One connection's byte budget.
-#[derive(Debug)]
+/// One connection's byte budget (clones share it).
+#[derive(Debug, Clone)]
 pub struct Budget {
     bytes: Arc<Semaphore>,
     total: u32,
@@ -49,14 +51,29 @@ impl Budget {
     }
 }
 
-/// What a request holds of the budget: its frame, and the data its reply may carry (the
-/// count of a Tread or Treaddir, at most one message; other replies are small).
-pub fn cost(frame_len: usize, request: &Request, msize: u32) -> usize {
-    let reply = match request {
-        Request::Read { count, .. } | Request::Readdir { count, .. } => (*count).min(msize),
+/// The most data a request's reply can carry: the count of a Tread or Treaddir, at most one
+/// message; other replies are small.
+pub fn reply_data(request: &Request, msize: u32) -> usize {
+    match request {
+        Request::Read { count, .. } | Request::Readdir { count, .. } => {
+            (*count).min(msize) as usize
+        }
         _ => 0,
-    };
-    frame_len + reply as usize
+    }
+}
+
+/// One permit for the bytes two parts of a request hold.
+pub fn join(
+    a: Option<OwnedSemaphorePermit>,
+    b: Option<OwnedSemaphorePermit>,
+) -> Option<OwnedSemaphorePermit> {
+    match (a, b) {
+        (Some(mut a), Some(b)) => {
+            a.merge(b);
+            Some(a)
+        }
+        (a, b) => a.or(b),
+    }
 }
 
 #[cfg(test)]
@@ -93,14 +110,26 @@ mod tests {
     }
 
     #[test]
-    fn reads_cost_their_count_up_to_one_message() {
+    fn reads_carry_their_count_up_to_one_message() {
         let read = |count| Request::Read {
             fid: 1,
             offset: 0,
             count,
         };
-        assert_eq!(cost(23, &read(4096), 1 << 20), 23 + 4096);
-        assert_eq!(cost(23, &read(u32::MAX), 1 << 20), 23 + (1 << 20));
-        assert_eq!(cost(23, &Request::Clunk { fid: 1 }, 1 << 20), 23);
+        assert_eq!(reply_data(&read(4096), 1 << 20), 4096);
+        assert_eq!(reply_data(&read(u32::MAX), 1 << 20), 1 << 20);
+        assert_eq!(reply_data(&Request::Clunk { fid: 1 }, 1 << 20), 0);
+    }
+
+    #[tokio::test]
+    async fn joined_permits_give_back_both_parts() {
+        let budget = Budget::new(1 << 20);
+        let a = budget.take(1 << 20).await;
+        let b = budget.take(2 << 20).await;
+        let both = join(a, b).unwrap();
+        assert_eq!(both.num_permits(), 3 << 20);
+        assert!(join(None, None).is_none());
+        drop(both);
+        assert_eq!(budget.take(16 << 20).await.unwrap().num_permits(), 16 << 20);
     }
 }

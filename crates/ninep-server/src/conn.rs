@@ -79,7 +79,7 @@ where
                 rest,
             })) => {
                 // The payload still in the stream is taken only once it fits in the budget.
-                let bytes = budget.take(header.count as usize).await;
+                let frame_bytes = budget.take(header.count as usize).await;
                 let data =
                     match take_write_payload(&session, frames.get_mut(), received, rest).await {
                         Ok(data) => data,
@@ -90,8 +90,8 @@ where
                     };
                 inflight.wait(header.tag).await;
                 let session = session.clone();
-                let reply = async move { session.handle_write(header, data).await };
-                spawn_request(&inflight, header.tag, &tx, (permit, bytes), reply);
+                let reply = async move { (session.handle_write(header, data).await, None) };
+                spawn_request(&inflight, header.tag, &tx, (permit, frame_bytes), reply);
                 continue;
             }
             Ok(None) => break,
@@ -112,9 +112,8 @@ where
                 continue;
             }
         };
-        let bytes = budget
-            .take(budget::cost(frame.len(), &request, session.msize()))
-            .await;
+        // A large frame (a Twrite) is counted before the next one is read.
+        let frame_bytes = budget.take(frame.len()).await;
         drop(frame);
         inflight.wait(tag).await;
         match request {
@@ -149,14 +148,20 @@ where
                 // task hand-offs per round trip. A Tflush can never find them running.
                 let reply = session.handle(tag, request).await;
                 drop(permit);
-                if tx.send(Queued::new(reply, bytes)).await.is_err() {
+                if tx.send(Queued::new(reply, frame_bytes)).await.is_err() {
                     break;
                 }
             }
             request => {
-                let session = session.clone();
-                let reply = async move { session.handle(tag, request).await };
-                spawn_request(&inflight, tag, &tx, (permit, bytes), reply);
+                let (session, budget) = (session.clone(), budget.clone());
+                let reply_data = budget::reply_data(&request, session.msize());
+                let reply = async move {
+                    // A large reply waits for room here, not in the reader: a Tflush or a small
+                    // request behind it is still read.
+                    let reply_bytes = budget.take(reply_data).await;
+                    (session.handle(tag, request).await, reply_bytes)
+                };
+                spawn_request(&inflight, tag, &tx, (permit, frame_bytes), reply);
             }
         }
     }
@@ -182,18 +187,20 @@ fn refusal(frame: &[u8], e: DecodeError) -> Option<Vec<u8>> {
 }
 
 /// Runs a request as a task of its own, which a Tflush of `tag` can cancel; its reply goes to
-/// the writer with its share of the byte budget, and its request `permit` back once the reply
-/// is queued.
+/// the writer with the request's share of the byte budget (its frame's, and its reply's),
+/// and its request `permit` back once the reply is queued.
 fn spawn_request(
     inflight: &Arc<InFlight>,
     tag: u16,
     tx: &mpsc::Sender<Queued>,
-    (permit, bytes): (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
-    reply: impl Future<Output = Outgoing> + Send + 'static,
+    (permit, frame_bytes): (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
+    reply: impl Future<Output = (Outgoing, Option<OwnedSemaphorePermit>)> + Send + 'static,
 ) {
     let tx = tx.clone();
     inflight.spawn(tag, async move {
-        let _ = tx.send(Queued::new(reply.await, bytes)).await;
+        let (reply, reply_bytes) = reply.await;
+        let bytes = budget::join(frame_bytes, reply_bytes);
+        let _ = tx.send(Queued::new(reply, bytes)).await;
         drop(permit);
     });
 }
