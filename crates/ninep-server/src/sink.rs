@@ -65,7 +65,7 @@ impl ReplySink for tokio::net::unix::OwnedWriteHalf {
 /// twice the CPU time per byte.
 impl ReplySink for tokio::net::tcp::OwnedWriteHalf {}
 
-/// Standard output that is neither a socket nor a pipe (`trans=fd`, see [`crate::stdio`]) is
+/// Standard output that is neither a socket nor a pipe (`trans=fd`, see `stdio.rs`) is
 /// written through the runtime's blocking threads: no splice.
 impl ReplySink for tokio::io::Stdout {}
 

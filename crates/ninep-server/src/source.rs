@@ -56,7 +56,7 @@ impl RequestSource for BusyPoll<tokio::net::tcp::OwnedReadHalf> {
     }
 }
 
-/// Standard input that is neither a socket nor a pipe (`trans=fd`, see [`crate::stdio`]) is read
+/// Standard input that is neither a socket nor a pipe (`trans=fd`, see `stdio.rs`) is read
 /// through the runtime's blocking threads: no splice.
 impl RequestSource for tokio::io::Stdin {}
 
