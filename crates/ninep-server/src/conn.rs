@@ -114,7 +114,6 @@ where
         };
         // A large frame (a Twrite) is counted before the next one is read.
         let frame_bytes = budget.take(frame.len()).await;
-        drop(frame);
         inflight.wait(tag).await;
         match request {
             Request::Version { msize, version } => {
