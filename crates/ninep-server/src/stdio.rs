@@ -52,13 +52,15 @@ pub fn open() -> io::Result<(Stdio, StatusFlags)> {
     let out_stat = rustix::fs::fstat(output)?;
     let same = (in_stat.st_dev, in_stat.st_ino) == (out_stat.st_dev, out_stat.st_ino);
     let stdio = match FileType::from_raw_mode(in_stat.st_mode) {
+        // Other families (vsock, for one) stay blocking: tokio has no stream type for them.
         FileType::Socket if same && is_stream(input) => {
-            let fd = nonblocking_dup(input)?;
-            match rustix::net::sockopt::socket_domain(&fd)? {
+            match rustix::net::sockopt::socket_domain(input)? {
                 AddressFamily::UNIX => {
+                    let fd = nonblocking_dup(input)?;
                     Stdio::Unix(tokio::net::UnixStream::from_std(OwnedFd::into(fd))?)
                 }
                 AddressFamily::INET | AddressFamily::INET6 => {
+                    let fd = nonblocking_dup(input)?;
                     Stdio::Tcp(tokio::net::TcpStream::from_std(OwnedFd::into(fd))?)
                 }
                 _ => Stdio::Blocking,

@@ -382,3 +382,34 @@ fn clients_that_do_not_read_replies_cannot_grow_the_server() {
         }
     }
 }
+
+/// A TCP connection on standard input and output, as inetd hands one over, is served as TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_a_tcp_connection_handed_over_on_stdin_and_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), b"inetd").unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let ours = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let theirs: OwnedFd = listener.accept().unwrap().0.into();
+    let server = Running(
+        Command::new(env!("CARGO_BIN_EXE_ninepd"))
+            .arg(dir.path())
+            .args(["--listen", "fd"])
+            .stdin(Stdio::from(theirs.try_clone().unwrap()))
+            .stdout(Stdio::from(theirs))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    ours.set_nonblocking(true).unwrap();
+    let c = Client::from_stream(tokio::net::TcpStream::from_std(ours).unwrap());
+    c.version(1 << 20, "9P2000.L").await.unwrap();
+    c.attach(0, NOFID, b"", b"", 0).await.unwrap();
+    c.walk(0, 1, &["f"]).await.unwrap();
+    c.lopen(1, 0).await.unwrap();
+    assert_eq!(&c.read(1, 0, 100).await.unwrap()[..], b"inetd");
+    drop(c);
+    let (status, log) = exit_of(server).await;
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(log.contains("(a TCP socket)"), "{log}");
+}
