@@ -122,12 +122,7 @@ async fn serves_a_unix_socket_busy_polling_on_one_worker_thread() {
             .spawn()
             .unwrap(),
     );
-    let c = loop {
-        match Client::connect_unix(&socket).await {
-            Ok(c) => break c,
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-        }
-    };
+    let c = connect_when_up(&socket).await;
     c.version(1 << 20, "9P2000.L").await.unwrap();
     c.attach(0, NOFID, b"", b"", 0).await.unwrap();
     for fid in 1..100 {
