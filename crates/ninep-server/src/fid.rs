@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rustix::io::Errno;
 
-use crate::fs::Node;
 use crate::fs::creds::Identity;
 use crate::fs::lock::Owners;
+use crate::fs::{Node, Top};
 
 /// An opened regular file.
 #[derive(Debug)]
@@ -130,13 +130,16 @@ pub struct FidInner {
 #[derive(Debug)]
 pub struct Fid {
     pub identity: Identity,
+    /// Where this fid's tree starts (see [`Top`]).
+    pub top: Top,
     inner: Mutex<FidInner>,
 }
 
 impl Fid {
-    pub fn new(identity: Identity, node: Node, origin: Option<(Node, Vec<u8>)>) -> Self {
+    pub fn new(identity: Identity, top: Top, node: Node, origin: Option<(Node, Vec<u8>)>) -> Self {
         Self {
             identity,
+            top,
             inner: Mutex::new(FidInner {
                 node,
                 origin,

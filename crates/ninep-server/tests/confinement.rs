@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use ninep::NOFID;
 use std::os::unix::fs::symlink;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,4 +191,81 @@ async fn deep_paths_work() {
     c.lcreate(file, b"leaf", O_RDWR, 0o644, 0).await.unwrap();
     c.write(file, 0, b("deep")).await.unwrap();
     assert_eq!(&c.read(file, 0, 10).await.unwrap()[..], b"deep");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aname_picks_a_directory_of_the_export_and_dotdot_stays_in_it() {
+    let h = Harness::start().await;
+    std::fs::create_dir_all(h.export().join("a/b/c")).unwrap();
+    let c = h.client().await;
+    let root = c.getattr(0, 0x7ff).await.unwrap().qid;
+    let a = c.walk(0, 1, &["a"]).await.unwrap()[0];
+    let b = c.walk(0, 2, &["a", "b"]).await.unwrap()[1];
+    let export = h.export().display().to_string();
+    let cases = [
+        (String::new(), root),
+        (export.clone(), root),
+        (format!("{export}/"), root),
+        (format!("{export}//a/"), a),
+        (format!("{export}/a/b"), b),
+        ("a".to_string(), a),
+        ("./a/b/..".to_string(), a),
+        // `..` while walking the name stops at the export root, as in Twalk.
+        ("../../a".to_string(), a),
+        (format!("{export}/a/../.."), root),
+    ];
+    for (i, (aname, want)) in cases.iter().enumerate() {
+        let fid = 10 + i as u32;
+        let qid = c.attach(fid, NOFID, b"root", aname.as_bytes(), 0).await;
+        assert_eq!(qid.as_ref().ok(), Some(want), "Tattach {aname:?}");
+        assert_eq!(c.getattr(fid, 0x7ff).await.unwrap().qid, *want);
+    }
+    // Attached at `a/b`, `..` stays at `a/b`: the attach names the top of the fid's tree.
+    c.attach(30, NOFID, b"root", b"a/b", 0).await.unwrap();
+    assert_eq!(c.walk(30, 31, &["..", ".."]).await.unwrap(), vec![b; 2]);
+    assert_eq!(c.walk(30, 32, &["..", "a"]).await.unwrap(), vec![b]);
+    assert_eq!(errno(c.clunk(32).await), libc::EBADF);
+    // A fid walked from it keeps that top: one level down, `..` twice ends at `a/b`.
+    let c_qid = c.walk(30, 33, &["c"]).await.unwrap()[0];
+    assert_eq!(c.walk(33, 34, &["..", ".."]).await.unwrap(), vec![b, b]);
+    assert_eq!(c.walk(33, 35, &[] as &[&str]).await.unwrap(), vec![]);
+    assert_eq!(c.getattr(35, 0x7ff).await.unwrap().qid, c_qid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aname_outside_the_export_or_through_a_symlink_is_refused() {
+    let h = Harness::start().await;
+    std::fs::create_dir(h.export().join("a")).unwrap();
+    std::fs::write(h.export().join("f"), b"x").unwrap();
+    symlink("a", h.export().join("link")).unwrap();
+    symlink(h.outside(), h.export().join("out")).unwrap();
+    let c = h.client().await;
+    let export = h.export().display().to_string();
+    let outside = h.outside().display().to_string();
+    let cases = [
+        ("/etc".to_string(), libc::ENOENT),
+        ("/".to_string(), libc::ENOENT),
+        (outside, libc::ENOENT),
+        // A sibling whose name starts with the export's.
+        (format!("{export}-sibling"), libc::ENOENT),
+        (format!("{export}/missing"), libc::ENOENT),
+        ("f".to_string(), libc::ENOTDIR),
+        // Symlinks are not followed: one is not a directory to attach to or walk through.
+        ("link".to_string(), libc::ENOTDIR),
+        ("out".to_string(), libc::ENOTDIR),
+        (format!("{export}/out/x"), libc::ENOTDIR),
+        ("a/\0".to_string(), libc::EINVAL),
+        ("a/".repeat(2100), libc::ENAMETOOLONG),
+    ];
+    for (i, (aname, want)) in cases.iter().enumerate() {
+        let fid = 10 + i as u32;
+        let got = c.attach(fid, NOFID, b"root", aname.as_bytes(), 0).await;
+        assert_eq!(
+            errno(got),
+            *want,
+            "Tattach {:?}",
+            &aname[..aname.len().min(40)]
+        );
+        assert_eq!(errno(c.clunk(fid).await), libc::EBADF, "no fid is made");
+    }
 }

@@ -130,6 +130,7 @@ M=/mnt/9
 {WORKLOAD}
 umount /mnt/9
 {CACHED}
+{ANAME}
 cat /tmp/ninepd.log
 {PIPES}
 "#,
@@ -144,7 +145,37 @@ cat /tmp/ninepd.log
     assert!(out.stdout.contains("msize=1048576"), "{}", out.log_tail());
     check_workload(&out, &random);
     check_cached(&out, &random);
+    check_aname(&out);
     check_pipes(&out, &random);
+}
+
+/// `aname` picks the mount's root inside the export, by absolute or relative path; a path
+/// outside the export fails the mount.
+const ANAME: &str = r#"
+for aname in /export/many many; do
+  mount -t 9p -o trans=tcp,port=564,version=9p2000.L,uname=root,access=user,aname=$aname 127.0.0.1 /mnt/9
+  echo "aname-root $aname $(ls /mnt/9 | head -n 1) $(ls /mnt/9 | wc -l)"
+  umount /mnt/9
+done
+if mount -t 9p -o trans=tcp,port=564,version=9p2000.L,uname=root,access=user,aname=/etc 127.0.0.1 /mnt/9 2>/dev/null; then
+  echo "aname-outside mounted $(ls /mnt/9 | head -n 3)"; umount /mnt/9
+else
+  echo "aname-outside refused"
+fi
+"#;
+
+fn check_aname(out: &guest::Output) {
+    let s = &out.stdout;
+    let log = out.log_tail();
+    for aname in ["/export/many", "many"] {
+        let want = format!("{aname} f0000 {MANY}");
+        let got = s.lines().find_map(|l| {
+            l.strip_prefix("aname-root ")
+                .filter(|l| l.starts_with(&format!("{aname} ")))
+        });
+        assert_eq!(got, Some(want.as_str()), "{log}");
+    }
+    assert_eq!(labelled(s, "aname-outside"), Some("refused"), "{log}");
 }
 
 /// `trans=fd` straight into `ninepd --listen fd`, over two FIFOs (the shell opens the request

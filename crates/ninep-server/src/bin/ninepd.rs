@@ -14,7 +14,8 @@ use ninep_server::{Config, Server};
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// The directory to export. Clients can never reach anything outside it.
+    /// The directory to export. Clients can never reach anything outside it; a client may
+    /// attach to a directory beneath it by naming it in `aname` (`mount -o aname=DIR/sub`).
     #[arg(default_value = ".")]
     dir: PathBuf,
 

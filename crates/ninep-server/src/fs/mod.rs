@@ -23,7 +23,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use rustix::fs::Statx;
 
-pub use node::{Export, Node};
+pub use node::{Export, Node, Top};
 
 /// The result of a filesystem operation: an errno is what the client receives in Rlerror.
 pub type FsResult<T> = Result<T, rustix::io::Errno>;

@@ -1,7 +1,8 @@
 //! The export root and the `O_PATH` descriptors that fids hold.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Statx, StatxFlags};
@@ -90,11 +91,34 @@ fn statx_fd(fd: BorrowedFd<'_>) -> FsResult<Statx> {
     )
 }
 
+/// The directory a fid's tree starts at, by device and inode: the export root, or the
+/// directory its Tattach named. `..` there stays there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Top {
+    dev: u64,
+    ino: u64,
+}
+
+impl Top {
+    pub fn of(st: &Statx) -> Self {
+        Self {
+            dev: device(st),
+            ino: st.stx_ino,
+        }
+    }
+}
+
+/// The longest `aname` taken (the kernel's `PATH_MAX`).
+const MAX_ANAME: usize = 4096;
+
 /// The exported directory tree and the per-server settings every operation needs.
 #[derive(Debug)]
 pub struct Export {
     root: Node,
-    root_id: (u64, u64),
+    root_id: Top,
+    /// The absolute paths that name the root in an `aname`: as given, and with symlinks
+    /// resolved.
+    root_paths: Vec<PathBuf>,
     /// Whether the root's filesystem is kept in memory, asked once instead of on every open.
     root_in_memory: bool,
     devices: DeviceMap,
@@ -111,18 +135,57 @@ impl Export {
         )?;
         let root_in_memory = ops::is_in_memory(&fd);
         let (root, st) = Node::from_fd_stat(fd)?;
-        let dev = device(&st);
+        let mut root_paths = Vec::new();
+        if let Ok(cwd) = std::env::current_dir() {
+            root_paths.push(cwd.join(dir).components().collect());
+        }
+        if let Ok(real) = std::fs::canonicalize(dir) {
+            root_paths.push(real);
+        }
+        root_paths.dedup();
         Ok(Self {
             root,
-            root_id: (dev, st.stx_ino),
+            root_id: Top::of(&st),
+            root_paths,
             root_in_memory,
-            devices: DeviceMap::new(dev),
+            devices: DeviceMap::new(device(&st)),
             read_only,
         })
     }
 
     pub fn root(&self) -> &Node {
         &self.root
+    }
+
+    /// The directory a Tattach's `aname` names: the root for an empty name or the export's
+    /// own path (as diod's clients send it), a directory beneath it for a longer absolute
+    /// path or a relative one. Each element is walked like a Twalk element (no symlinks,
+    /// `..` stops at the root). A path outside the export is `ENOENT`.
+    pub fn attach_point(&self, aname: &[u8]) -> FsResult<(Node, Statx)> {
+        if aname.len() > MAX_ANAME {
+            return Err(Errno::NAMETOOLONG);
+        }
+        let beneath = self.beneath_root(aname).ok_or(Errno::NOENT)?;
+        let mut at = (self.root.clone(), self.root.statx()?);
+        for element in beneath.split(|&b| b == b'/').filter(|e| !e.is_empty()) {
+            at = self.walk_one(self.root_id, &at.0, element)?;
+        }
+        if !at.0.is_dir() {
+            return Err(Errno::NOTDIR);
+        }
+        Ok(at)
+    }
+
+    /// What is left of `aname` below the export root, if it names the root or a path under it.
+    fn beneath_root<'a>(&self, aname: &'a [u8]) -> Option<&'a [u8]> {
+        if aname.first() != Some(&b'/') {
+            return Some(aname);
+        }
+        self.root_paths.iter().find_map(|root| {
+            let root = root.as_os_str().as_bytes();
+            let rest = aname.strip_prefix(root.strip_suffix(b"/").unwrap_or(root))?;
+            (rest.is_empty() || rest[0] == b'/').then_some(rest)
+        })
     }
 
     pub fn read_only(&self) -> bool {
@@ -149,7 +212,7 @@ impl Export {
     /// Whether the file `st` describes, open as `file`, lives in memory (see
     /// [`ops::is_in_memory`]). Only a file on another filesystem than the root's costs a syscall.
     pub fn in_memory(&self, st: &Statx, file: impl AsFd) -> bool {
-        if device(st) == self.root_id.0 {
+        if device(st) == self.root_id.dev {
             self.root_in_memory
         } else {
             ops::is_in_memory(file)
@@ -161,16 +224,13 @@ impl Export {
         self.devices.path(dir_dev, ino)
     }
 
-    fn is_root(&self, st: &Statx) -> bool {
-        (device(st), st.stx_ino) == self.root_id
-    }
-
-    /// Resolves one walk element from `from`, returning the node and its `statx`.
+    /// Resolves one walk element from `from`, in the tree that starts at `top`, returning
+    /// the node and its `statx`.
     ///
-    /// `..` at the export root stays at the root; elsewhere `..` is the real parent (a client
-    /// can only have reached `from` from inside the export, and every rename it can make
-    /// stays inside too).
-    pub fn walk_one(&self, from: &Node, element: &[u8]) -> FsResult<(Node, Statx)> {
+    /// `..` at `top` or at the export root stays there; elsewhere `..` is the real parent (a
+    /// client can only have reached `from` from inside the export, and every rename it can
+    /// make stays inside too).
+    pub fn walk_one(&self, top: Top, from: &Node, element: &[u8]) -> FsResult<(Node, Statx)> {
         if !from.is_dir() {
             return Err(Errno::NOTDIR);
         }
@@ -178,8 +238,9 @@ impl Export {
             Component::Current => Ok((from.clone(), from.statx()?)),
             Component::Parent => {
                 let st = from.statx()?;
-                if self.is_root(&st) {
-                    return Ok((self.root.clone(), st));
+                let here = Top::of(&st);
+                if here == top || here == self.root_id {
+                    return Ok((from.clone(), st));
                 }
                 let fd = rustix::fs::openat2(
                     from.fd(),
@@ -215,5 +276,30 @@ mod tests {
         let on_proc = Export::open(Path::new("/proc/self"), true).unwrap();
         assert!(!on_proc.in_memory(&statx_of(&proc), &proc));
         assert!(on_proc.in_memory(&statx_of(&inside), &inside));
+    }
+
+    #[test]
+    fn an_absolute_aname_names_the_export_as_given_or_resolved() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        let alias = tmp.path().join("alias");
+        std::os::unix::fs::symlink(&real, &alias).unwrap();
+        let export = Export::open(&alias.join("."), true).unwrap();
+        for root in [&alias, &real] {
+            let root = root.display();
+            let beneath = |aname: String| export.beneath_root(aname.as_bytes()).map(<[u8]>::to_vec);
+            assert_eq!(beneath(format!("{root}")), Some(b"".to_vec()));
+            assert_eq!(beneath(format!("{root}/x/y")), Some(b"/x/y".to_vec()));
+            assert_eq!(beneath(format!("{root}x")), None);
+        }
+        assert_eq!(export.beneath_root(b"/"), None);
+        assert_eq!(export.beneath_root(b"rel/x"), Some(&b"rel/x"[..]));
+
+        // A relative export is named by its absolute path.
+        let here = std::env::current_dir().unwrap();
+        let relative = Export::open(Path::new("src"), true).unwrap();
+        let aname = format!("{}/src/fs", here.display());
+        assert_eq!(relative.beneath_root(aname.as_bytes()), Some(&b"/fs"[..]));
     }
 }

@@ -9,24 +9,36 @@ use rustix::io::Errno;
 use super::{MAX_FIDS, Reply, Session};
 use crate::attr;
 use crate::fid::{Fid, FidState};
-use crate::fs::FsResult;
+use crate::fs::{FsResult, Top};
 
 impl Session {
-    /// Tattach: a fid on the export's root, acting for the attaching user.
-    pub(super) fn attach(&self, fid: u32, afid: u32, n_uname: u32) -> FsResult<Reply> {
+    /// Tattach: a fid on the directory `aname` names (the export's root when it is empty),
+    /// acting for the attaching user.
+    pub(super) fn attach(
+        &self,
+        fid: u32,
+        afid: u32,
+        aname: &[u8],
+        n_uname: u32,
+    ) -> FsResult<Reply> {
         if afid != ninep::NOFID {
             return Err(Errno::INVAL);
         }
         let export = self.server.export();
         let identity = self.server.identity_for(n_uname);
-        let root = export.root().clone();
-        let qid = {
+        let (node, st) = {
             let _as = identity.enter()?;
-            export.qid(&root)?
+            export.attach_point(aname).inspect_err(|e| {
+                tracing::info!(
+                    aname = %aname.escape_ascii(),
+                    export = %self.server.export_path_hint(),
+                    "Tattach refused: {e}"
+                );
+            })?
         };
-        self.insert_new(fid, Fid::new(identity, root, None))?;
+        self.insert_new(fid, Fid::new(identity, Top::of(&st), node, None))?;
         Ok(Response::Attach {
-            qid: attr::qid(qid),
+            qid: attr::qid(export.qid_of(&st)),
         }
         .into())
     }
@@ -56,7 +68,7 @@ impl Session {
         {
             let _as = from.identity.enter()?;
             for (i, name) in wnames.iter().enumerate() {
-                match export.walk_one(&node, name) {
+                match export.walk_one(from.top, &node, name) {
                     Ok((next, st)) => {
                         qids.push(attr::qid(export.qid_of(&st)));
                         origin = match &name[..] {
@@ -71,7 +83,7 @@ impl Session {
             }
         }
         if qids.len() == wnames.len() {
-            let new = Arc::new(Fid::new(from.identity.clone(), node, origin));
+            let new = Arc::new(Fid::new(from.identity.clone(), from.top, node, origin));
             let mut table = self.table();
             if newfid != fid && table.contains_key(&newfid) {
                 return Err(Errno::BADF);

@@ -206,8 +206,12 @@ impl Session {
         match request {
             Request::Auth { .. } => Err(Errno::OPNOTSUPP),
             Request::Attach {
-                fid, afid, n_uname, ..
-            } => self.attach(fid, afid, n_uname),
+                fid,
+                afid,
+                aname,
+                n_uname,
+                ..
+            } => self.attach(fid, afid, &aname, n_uname),
             Request::Walk {
                 fid,
                 newfid,

@@ -22,7 +22,7 @@ impl Session {
             xattr::get(&node, name)?
         };
         let size = value.len() as u64;
-        let new = Fid::new(fid.identity.clone(), node, None);
+        let new = Fid::new(fid.identity.clone(), fid.top, node, None);
         new.lock().state = FidState::XattrRead(value);
         if newfid == fid_number {
             self.table().insert(newfid, Arc::new(new));
