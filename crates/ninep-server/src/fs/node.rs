@@ -157,9 +157,9 @@ impl Export {
         &self.root
     }
 
-    /// The directory a Tattach's `aname` names: the root for an empty name or the export's
-    /// own path (as diod's clients send it), a directory beneath it for a longer absolute
-    /// path or a relative one. Each element is walked like a Twalk element (no symlinks,
+    /// The directory a Tattach's `aname` names: the root for an empty name, `/` (the default
+    /// of some clients) or the export's own path (as diod's clients send it), a directory
+    /// beneath it for a longer absolute path or a relative one. Each element is walked like a Twalk element (no symlinks,
     /// `..` stops at the root). A path outside the export is `ENOENT`.
     pub fn attach_point(&self, aname: &[u8]) -> FsResult<(Node, Statx)> {
         if aname.len() > MAX_ANAME {
@@ -180,6 +180,9 @@ impl Export {
     fn beneath_root<'a>(&self, aname: &'a [u8]) -> Option<&'a [u8]> {
         if aname.first() != Some(&b'/') {
             return Some(aname);
+        }
+        if aname == b"/" {
+            return Some(b"");
         }
         self.root_paths.iter().find_map(|root| {
             let root = root.as_os_str().as_bytes();
@@ -293,7 +296,8 @@ mod tests {
             assert_eq!(beneath(format!("{root}/x/y")), Some(b"/x/y".to_vec()));
             assert_eq!(beneath(format!("{root}x")), None);
         }
-        assert_eq!(export.beneath_root(b"/"), None);
+        assert_eq!(export.beneath_root(b"/"), Some(&b""[..]));
+        assert_eq!(export.beneath_root(b"/x"), None);
         assert_eq!(export.beneath_root(b"rel/x"), Some(&b"rel/x"[..]));
 
         // A relative export is named by its absolute path.
