@@ -207,7 +207,26 @@ fn request() -> impl Strategy<Value = Request> {
                 data: Bytes::from(vec![byte; len]),
             }
         });
+    // Tattach's aname is a path: try to start a tree outside the export.
+    let aname = prop_oneof![
+        Just(b("")),
+        Just(b("/")),
+        Just(b("../outside")),
+        Just(b("d/../../outside")),
+        Just(b("up")),
+        Just(b("up/x")),
+        Just(b("/etc")),
+        name(),
+    ];
+    let attach = (fid(), aname).prop_map(|(fid, aname)| Request::Attach {
+        fid,
+        afid: ninep::NOFID,
+        uname: b("hostile"),
+        aname,
+        n_uname: u32::MAX,
+    });
     prop_oneof![
+        1 => attach,
         6 => walk,
         4 => lopen,
         3 => lcreate,
