@@ -159,8 +159,9 @@ impl Export {
 
     /// The directory a Tattach's `aname` names: the root for an empty name, `/` (the default
     /// of some clients) or the export's own path (as diod's clients send it), a directory
-    /// beneath it for a longer absolute path or a relative one. Each element is walked like a Twalk element (no symlinks,
-    /// `..` stops at the root). A path outside the export is `ENOENT`.
+    /// beneath it for a longer absolute path or a relative one. Each element is walked like a
+    /// Twalk element (no symlinks, `..` stops at the root). A path outside the export is
+    /// `ENOENT`.
     pub fn attach_point(&self, aname: &[u8]) -> FsResult<(Node, Statx)> {
         if aname.len() > MAX_ANAME {
             return Err(Errno::NAMETOOLONG);
