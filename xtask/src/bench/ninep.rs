@@ -27,6 +27,17 @@ use crate::cmd::{target_dir, workspace_root};
 /// A server process, stopped on drop.
 struct Server(Child);
 
+impl Server {
+    /// Fails if the server has already exited: a socket or port that answers is then some
+    /// other process's (a server left running from an earlier run, say), not this one's.
+    fn check_running(&mut self) -> Result<()> {
+        if let Some(status) = self.0.try_wait()? {
+            bail!("a server of the bench exited at start ({status}); is its port or socket taken?");
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -140,7 +151,12 @@ fn measure(
     let (np_sock, diod_sock) = (sockets.join("ninepd.sock"), sockets.join("diod.sock"));
     let (np_port, diod_port) = (5741u16, 5742u16);
     let export = dir.to_str().context("non-UTF-8 path")?;
-    let servers = [
+    for port in [np_port, diod_port] {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            bail!("port {port} is taken by another process: stop it before the bench");
+        }
+    }
+    let mut servers = [
         spawn(
             Command::new(&ninepd)
                 .arg(dir)
@@ -174,6 +190,9 @@ fn measure(
     wait_for_socket(&diod_sock)?;
     wait_for_port(np_port)?;
     wait_for_port(diod_port)?;
+    for server in &mut servers {
+        server.check_running()?;
+    }
 
     let pid = |i: usize| servers[i].0.id();
     let targets = [
