@@ -40,11 +40,22 @@ async fn files_are_created_and_checked_as_the_attaching_user() {
     };
     assert_eq!(errno(user.setattr(p, chown).await), libc::EPERM);
 
+    // An aname is walked as the attaching user: a directory it may not search is closed to it.
+    std::fs::create_dir_all(e.join("locked/inner")).unwrap();
+    std::fs::set_permissions(e.join("locked"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(
+        errno(user.attach(900, NOFID, b"", b"locked/inner", 4321).await),
+        libc::EACCES
+    );
+
     // Root attaches keep root's powers, on the same server.
     let root = h.client().await;
     let p = walk_to(&root, "private").await.unwrap();
     root.lopen(p, O_RDONLY).await.unwrap();
     assert_eq!(&root.read(p, 0, 100).await.unwrap()[..], b"root only");
+    root.attach(900, NOFID, b"", b"locked/inner", 0)
+        .await
+        .unwrap();
 }
 
 /// A user other than root with a supplementary group that is not its primary group, as
