@@ -272,16 +272,14 @@ fn version_reply(session: &Session, client_msize: u32, version: &Bytes) -> Respo
 /// of the byte budget goes back once it is in the connection's buffer or the socket.
 async fn write_loop<W: ReplySink>(writer: W, mut rx: mpsc::Receiver<Queued>) {
     let mut out = BufWriter::with_capacity(64 * 1024, writer);
-    while let Some(queued) = rx.recv().await {
-        if write_reply(&mut out, queued.reply).await.is_err() {
-            return;
-        }
-        drop(queued.budget);
-        while let Ok(queued) = rx.try_recv() {
+    while let Some(first) = rx.recv().await {
+        let mut ready = Some(first);
+        while let Some(queued) = ready {
             if write_reply(&mut out, queued.reply).await.is_err() {
                 return;
             }
             drop(queued.budget);
+            ready = rx.try_recv().ok();
         }
         if out.flush().await.is_err() {
             return;

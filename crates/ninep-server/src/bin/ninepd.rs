@@ -51,7 +51,8 @@ struct Args {
     /// After each request, keep polling the connection for the next one for up to this many
     /// microseconds before sleeping (0: off). Cuts round-trip latency where waking a sleeping
     /// CPU is slow (virtual machines), at the cost of a CPU spinning for up to that long after
-    /// each request on an idle connection. Sockets only: `--listen fd` polls standard input only when it is a socket.
+    /// each request on an idle connection. Sockets only: `--listen fd` polls standard input
+    /// only when it is a socket.
     /// With few CPUs, `--worker-threads 1` helps it further: every message the spin takes
     /// still wakes an idle worker thread otherwise.
     #[arg(long, value_name = "MICROS", default_value_t = 0)]
