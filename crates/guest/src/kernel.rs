@@ -82,7 +82,7 @@ pub fn parse_show_depends(text: &str) -> Vec<PathBuf> {
 ///
 /// Takes the VM lock, so concurrent callers download it once.
 pub fn install() -> Result<Kernel> {
-    let _lock = crate::paths::VmLock::acquire()?;
+    let _lock = crate::lock::VmLock::acquire()?;
     install_locked()
 }
 

@@ -17,7 +17,8 @@
 //!
 //! * [`Output`]: `status`, `stdout` (the script's stdout and stderr), `log` (console log path), `tries`,
 //!   `elapsed`; [`Error`] says what broke, where the guest stopped, and quotes the console's last lines.
-//! * One VM runs at a time on the machine: [`Vm`] runs take an exclusive `flock` on `target/vm/.lock`.
+//! * One VM runs at a time on the machine, whichever checkout or target directory starts it: [`Vm`] runs
+//!   take an exclusive `flock` on [`lock_path`] (`/run/lock/kangrejos-vm.lock`); a waiter prints the holder.
 //! * The kernel is fetched on first use (`apt-get download`) into `target/vm/kernel/`; the base initramfs and
 //!   decompressed modules are cached under `target/vm/`. Every boot's console is kept in `target/vm/logs/`.
 //! * A boot that panics or does not reach `/init` within the boot timeout is retried (3 tries).
@@ -33,6 +34,7 @@ mod cpio;
 mod error;
 mod initramfs;
 mod kernel;
+mod lock;
 mod paths;
 mod payload;
 mod qemu;
@@ -42,7 +44,8 @@ pub use console::Stage;
 pub use error::{Error, Result};
 pub use initramfs::MODULES;
 pub use kernel::{Kernel, PINNED_PACKAGE, install as install_kernel};
-pub use paths::{VmLock, vm_dir, workspace_root};
+pub use lock::{VmLock, lock_path};
+pub use paths::{vm_dir, workspace_root};
 pub use payload::{STATIC_TARGET, build_static};
 pub use qemu::Accel;
 pub use vm::{Disk, Output, RELAY_BIN, Vm, VmBuilder};

@@ -1,11 +1,7 @@
-//! Where the harness keeps its files, and the lock that lets one VM run at a time.
+//! Where the harness keeps its files.
 
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-use rustix::fs::{FlockOperation, flock};
 
 use crate::error::{Error, IoContext, Result};
 
@@ -18,9 +14,9 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `target/vm/` of the workspace (or `$GUEST_VM_DIR`): the kernel, caches, logs and the lock.
+/// `target/vm/` of the workspace (or `$GUEST_VM_DIR`): the kernel, caches and logs.
 ///
-/// Shared by every target dir on purpose: the kernel is unpacked once and the lock is machine-wide.
+/// Shared by every target dir on purpose: the kernel is unpacked once per checkout.
 pub fn vm_dir() -> PathBuf {
     match std::env::var_os("GUEST_VM_DIR") {
         Some(dir) => PathBuf::from(dir),
@@ -31,50 +27,6 @@ pub fn vm_dir() -> PathBuf {
 /// Creates `dir` (and parents) with a clear error.
 pub(crate) fn create_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).ctx(|| format!("cannot create {}", dir.display()))
-}
-
-/// An exclusive `flock` on `target/vm/.lock`, held while a VM boots and runs: this 2-core machine runs one
-/// VM at a time, whoever starts it.
-#[derive(Debug)]
-pub struct VmLock {
-    _file: File,
-}
-
-impl VmLock {
-    /// Blocks until no other VM runs. The holder writes its pid and command into the file, so that a waiter
-    /// can say whom it waits for.
-    pub fn acquire() -> Result<VmLock> {
-        let dir = vm_dir();
-        create_dir(&dir)?;
-        let path = dir.join(".lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .ctx(|| format!("cannot open {}", path.display()))?;
-        if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
-            let holder = std::fs::read_to_string(&path).unwrap_or_default();
-            eprintln!(
-                "guest: waiting for another VM to finish ({} is held by {})",
-                path.display(),
-                holder.trim()
-            );
-            flock(&file, FlockOperation::LockExclusive)
-                .map_err(std::io::Error::from)
-                .ctx(|| format!("cannot lock {}", path.display()))?;
-        }
-        let me = format!(
-            "pid {} ({})\n",
-            std::process::id(),
-            std::env::args().collect::<Vec<_>>().join(" ")
-        );
-        // Only a hint for waiters: failing to write it must not fail the run.
-        let _ = file
-            .set_len(0)
-            .and_then(|()| (&file).write_all(me.as_bytes()));
-        Ok(VmLock { _file: file })
-    }
 }
 
 /// Runs a host command to completion and returns its stdout; failure carries its stderr.

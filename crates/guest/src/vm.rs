@@ -13,7 +13,8 @@ use crate::cpio;
 use crate::error::{Error, IoContext, Result};
 use crate::initramfs::{self, add_file};
 use crate::kernel::{self, Kernel};
-use crate::paths::{VmLock, create_dir, vm_dir};
+use crate::lock::VmLock;
+use crate::paths::{create_dir, vm_dir};
 use crate::payload::{build_static, guest_path, shared_libraries};
 use crate::qemu::{Accel, Machine, Qemu};
 
@@ -325,7 +326,7 @@ impl VmBuilder {
             initrd,
             nvme,
             _dir: dir,
-            _lock: Some(lock),
+            lock: Some(std::cell::RefCell::new(lock)),
         })
     }
 
@@ -514,7 +515,7 @@ impl VmBuilder {
             initrd,
             nvme: Vec::new(),
             _dir: dir,
-            _lock: None,
+            lock: None,
         };
         let works = matches!(
             probe.attempt(&probe_prepared, Accel::Kvm, &log_path("kvm-probe", 1)),
@@ -563,6 +564,7 @@ impl VmBuilder {
         })?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut qemu = Qemu::new(child);
+        prepared.record_qemu(Some(qemu.pid()));
         let lines = spawn_reader(stdout, log_file, self.echo);
 
         let started = Instant::now();
@@ -727,7 +729,16 @@ struct Prepared {
     initrd: PathBuf,
     nvme: Vec<PathBuf>,
     _dir: RunDir,
-    _lock: Option<VmLock>,
+    lock: Option<std::cell::RefCell<VmLock>>,
+}
+
+impl Prepared {
+    /// Names the running QEMU in the lock file, for waiters and for a holder that finds it orphaned.
+    fn record_qemu(&self, pid: Option<u32>) {
+        if let Some(lock) = &self.lock {
+            lock.borrow_mut().set_qemu(pid);
+        }
+    }
 }
 
 static RUN_COUNTER: AtomicU32 = AtomicU32::new(0);
