@@ -42,9 +42,9 @@ unsafe impl Sync for Mapping {}
 /// How anonymous memory is backed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Backing {
-    /// Ordinary pages, populated up front.
+    /// Ordinary pages, populated up front (after `MADV_DONTFORK`).
     Normal,
-    /// 2 MiB hugetlbfs pages, populated and locked: never swapped, and not moved by reclaim or
+    /// 2 MiB hugetlbfs pages, populated (after `MADV_DONTFORK`) and locked: never swapped, and not moved by reclaim or
     /// ordinary compaction, so the physical addresses looked up once hold (memory offlining and
     /// contiguous-range allocation, which can migrate hugepages, aside).
     Huge,
@@ -75,16 +75,26 @@ impl Mapping {
         Ok(Self::from_raw(ptr, len))
     }
 
-    /// Maps `len` zeroed, populated bytes of anonymous memory.
+    /// Maps `len` zeroed, populated bytes of anonymous memory that no child of `fork` inherits.
+    ///
+    /// The order matters: a child of `fork` (which safe `Command` options can cause) would share
+    /// private pages copy-on-write, so our next store would move us to a fresh copy while the
+    /// device kept the old frame, which the child frees at `exec`. `MADV_DONTFORK` is therefore
+    /// set on the empty mapping, before any page is populated (and long before one is
+    /// translated for the device): a `fork` racing with this call sees either no pages or pages
+    /// it does not inherit.
     pub(crate) fn anonymous(len: usize, backing: Backing) -> Result<Self> {
         if len == 0 {
             return Err(Error::WrongState("anonymous mapping of size 0".into()));
         }
-        let mut flags = MapFlags::PRIVATE | MapFlags::POPULATE;
+        // No MAP_POPULATE and no MAP_LOCKED: both fault the pages in inside mmap, before
+        // MADV_DONTFORK could be set.
+        let mut flags = MapFlags::PRIVATE | MapFlags::NORESERVE;
         if backing == Backing::Huge {
             // Explicitly 2 MiB: with another default hugepage size, `len` (a 2 MiB multiple)
-            // would not be a whole number of pages and `munmap` would fail.
-            flags |= MapFlags::HUGETLB | MapFlags::HUGE_2MB | MapFlags::LOCKED;
+            // would not be a whole number of pages and `munmap` would fail. Hugetlb mappings
+            // reserve their pages at mmap time whatever NORESERVE says, so a shortage shows here.
+            flags = MapFlags::PRIVATE | MapFlags::HUGETLB | MapFlags::HUGE_2MB;
         }
         // SAFETY: a fresh anonymous mapping at a kernel-chosen address aliases nothing; the
         // result is checked before use.
@@ -104,13 +114,24 @@ impl Mapping {
             Backing::Normal => Error::io(format!("anonymous mmap of {len:#x} bytes"), e),
         })?;
         let this = Self::from_raw(ptr, len);
-        // A child of `fork` (which safe `Command` options can cause) would share these private
-        // pages copy-on-write: our next store would move us to a fresh copy while the device
-        // kept the old page, which the child may free. Children simply do not get DMA memory.
+        #[cfg(test)]
+        tests::note_resident_before_dontfork(&this);
         // SAFETY: the range is exactly the mapping just created and owned by `this`;
         // MADV_DONTFORK changes only what a future child inherits, never the contents here.
         unsafe { mm::madvise(ptr, len, mm::Advice::LinuxDontFork) }
             .map_err(|e| Error::io("madvise(MADV_DONTFORK) of DMA memory", e))?;
+        // Only now are the pages faulted in: one store per 4 KiB page (they read as zero).
+        for offset in (0..len).step_by(PAGE_SIZE) {
+            this.write_u32(offset, 0)?;
+        }
+        if backing == Backing::Huge {
+            // Hugetlb pages are never swapped; locking them also keeps them off any list
+            // reclaim walks, so the physical addresses looked up once hold.
+            // SAFETY: the range is exactly the mapping owned by `this`; mlock changes residency,
+            // never contents or validity.
+            unsafe { mm::mlock(ptr, len) }
+                .map_err(|e| Error::io(format!("mlock of {len:#x} bytes of hugepages"), e))?;
+        }
         Ok(this)
     }
 
@@ -319,6 +340,37 @@ mod tests {
             .find(|l| l.starts_with("VmFlags:"))
             .unwrap_or_else(|| panic!("no smaps entry at {addr:#x}"))
             .to_owned()
+    }
+
+    std::thread_local! {
+        /// Resident pages of the last anonymous mapping at the moment MADV_DONTFORK was set.
+        static RESIDENT_AT_DONTFORK: std::cell::Cell<Option<usize>> =
+            const { std::cell::Cell::new(None) };
+    }
+
+    /// Called by `Mapping::anonymous` just before MADV_DONTFORK: records how many of the
+    /// mapping's pages the kernel reports present (pagemap's present bit needs no privilege).
+    pub(super) fn note_resident_before_dontfork(m: &Mapping) {
+        let pagemap = crate::pagemap::Pagemap::open().unwrap();
+        let resident = (0..m.len() / PAGE_SIZE)
+            .filter(|i| pagemap.entry(m.addr() + i * PAGE_SIZE).unwrap() & (1 << 63) != 0)
+            .count();
+        RESIDENT_AT_DONTFORK.with(|r| r.set(Some(resident)));
+    }
+
+    #[test]
+    fn dont_fork_is_set_before_any_page_is_populated() {
+        let m = Mapping::anonymous(8 * PAGE_SIZE, Backing::Normal).unwrap();
+        assert_eq!(
+            RESIDENT_AT_DONTFORK.with(|r| r.get()),
+            Some(0),
+            "a fork racing with the allocation could share populated pages"
+        );
+        let pagemap = crate::pagemap::Pagemap::open().unwrap();
+        for page in 0..8 {
+            let entry = pagemap.entry(m.addr() + page * PAGE_SIZE).unwrap();
+            assert_ne!(entry & (1 << 63), 0, "page {page} is populated before use");
+        }
     }
 
     #[test]

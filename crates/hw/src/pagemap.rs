@@ -106,7 +106,7 @@ mod tests {
         let pagemap = Pagemap::open().unwrap();
         for page in 0..2 {
             let entry = pagemap.entry(m.addr() + page * PAGE_SIZE).unwrap();
-            assert_ne!(entry & PRESENT, 0, "MAP_POPULATE makes the page resident");
+            assert_ne!(entry & PRESENT, 0, "allocation populates the page");
         }
         // Root sees frame numbers; others get a clear error instead of address 0.
         match pagemap.physical(m.addr() + 12) {
