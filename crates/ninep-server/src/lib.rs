@@ -16,6 +16,7 @@ pub mod fs;
 mod inflight;
 pub mod listen;
 mod pipe;
+pub mod sandbox;
 pub mod server;
 mod session;
 mod sink;

@@ -42,16 +42,61 @@ impl FromStr for Listen {
     }
 }
 
+/// A listener bound and ready to serve: what [`bind`] makes before the server closes its
+/// sandbox (after which it could no longer create a socket file or bind a privileged port).
+#[derive(Debug)]
+pub enum Bound {
+    Tcp(std::net::TcpListener),
+    /// The listener and its socket's file, removed when the listener is dropped.
+    Unix(std::os::unix::net::UnixListener, SocketFile),
+    /// Standard input and output, opened when serving starts.
+    Fd,
+}
+
+impl Bound {
+    /// The directory holding the unix socket's file, which the server must still reach to
+    /// remove the file when it stops.
+    pub fn socket_dir(&self) -> Option<PathBuf> {
+        match self {
+            Bound::Unix(_, file) => Some(match file.path.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+                _ => PathBuf::from("."),
+            }),
+            Bound::Tcp(_) | Bound::Fd => None,
+        }
+    }
+}
+
+/// Binds `listen` (for `fd`, nothing is opened yet). Needs no async runtime.
+pub fn bind(listen: &Listen) -> Result<Bound> {
+    match listen {
+        Listen::Tcp(addr) => {
+            let listener = std::net::TcpListener::bind(addr.as_str())
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            Ok(Bound::Tcp(listener))
+        }
+        Listen::Unix(path) => {
+            let (listener, file) = bind_unix_std(path)?;
+            Ok(Bound::Unix(listener, file))
+        }
+        Listen::Fd => Ok(Bound::Fd),
+    }
+}
+
 /// Serves clients on `listen` until the process is stopped (or, for `fd`, the client leaves).
 ///
 /// Dropping the returned future stops taking clients and, for a unix socket, removes the
 /// socket's file; connections already accepted are tasks of their own and end with the runtime.
 pub async fn run(server: Arc<Server>, listen: &Listen) -> Result<()> {
-    match listen {
-        Listen::Tcp(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr}"))?;
+    serve(server, bind(listen)?).await
+}
+
+/// Serves clients on a bound listener, as [`run`] does.
+pub async fn serve(server: Arc<Server>, bound: Bound) -> Result<()> {
+    match bound {
+        Bound::Tcp(listener) => {
+            listener.set_nonblocking(true)?;
+            let listener = tokio::net::TcpListener::from_std(listener)?;
             tracing::info!(
                 "serving {} on tcp:{}",
                 server.export_path_hint(),
@@ -65,12 +110,13 @@ pub async fn run(server: Arc<Server>, listen: &Listen) -> Result<()> {
                 tokio::spawn(serve_tcp(server.clone(), stream, peer.to_string()));
             }
         }
-        Listen::Unix(path) => {
-            let (listener, _socket_file) = bind_unix(path)?;
+        Bound::Unix(listener, socket_file) => {
+            listener.set_nonblocking(true)?;
+            let listener = tokio::net::UnixListener::from_std(listener)?;
             tracing::info!(
                 "serving {} on unix:{}",
                 server.export_path_hint(),
-                path.display()
+                socket_file.path.display()
             );
             loop {
                 let Some((stream, _)) = accepted(listener.accept().await).await else {
@@ -80,7 +126,7 @@ pub async fn run(server: Arc<Server>, listen: &Listen) -> Result<()> {
                 tokio::spawn(serve_unix(server.clone(), stream));
             }
         }
-        Listen::Fd => {
+        Bound::Fd => {
             let (stdio, _flags) = stdio::open().context("cannot use standard input and output")?;
             tracing::info!(
                 "serving {} on standard input/output ({})",
@@ -150,6 +196,13 @@ pub fn widen_send_buffer(stream: &tokio::net::UnixStream, msize: u32) {
 ///
 /// The returned [`SocketFile`] removes the socket's file when dropped.
 pub fn bind_unix(path: &Path) -> Result<(tokio::net::UnixListener, SocketFile)> {
+    let (listener, file) = bind_unix_std(path)?;
+    listener.set_nonblocking(true)?;
+    Ok((tokio::net::UnixListener::from_std(listener)?, file))
+}
+
+/// [`bind_unix`] without an async runtime: a blocking listener.
+pub fn bind_unix_std(path: &Path) -> Result<(std::os::unix::net::UnixListener, SocketFile)> {
     use std::os::unix::fs::FileTypeExt;
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
@@ -164,7 +217,7 @@ pub fn bind_unix(path: &Path) -> Result<(tokio::net::UnixListener, SocketFile)> 
             Err(e) => bail!("cannot tell whether {} is in use: {e}", path.display()),
         }
     }
-    let listener = tokio::net::UnixListener::bind(path)
+    let listener = std::os::unix::net::UnixListener::bind(path)
         .with_context(|| format!("cannot listen on {}", path.display()))?;
     let meta = std::fs::symlink_metadata(path)?;
     let file = SocketFile {
