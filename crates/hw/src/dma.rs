@@ -9,6 +9,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use crate::dma_memory::DmaMemory;
 use crate::error::{Error, Result};
 use crate::map::{Mapping, PAGE_SIZE};
 
@@ -123,6 +124,43 @@ impl DmaBuffer {
     pub fn write_u32(&self, offset: usize, value: u32) -> Result<()> {
         let at = self.check(offset, 4)?;
         self.mem.write_u32(at, value)
+    }
+}
+
+/// Reports a driver bug: an offset the [`DmaMemory`] contract forbids.
+fn bad_offset<T>(what: &'static str) -> impl FnOnce(Error) -> T {
+    move |e| panic!("DmaBuffer {what}: {e}")
+}
+
+// SAFETY: `pages` are the bus addresses the device reaches this buffer's memory at (IOVAs the
+// lease mapped, or physical addresses of locked hugepages looked up in pagemap); the memory
+// stays ours until the buffer is dropped (the lease revokes the device's access first, or
+// returns the pages to a pool that stays mapped until the device is stopped); every access is
+// a bounds-checked copy or volatile load/store through `Mapping`.
+#[allow(unsafe_code)]
+unsafe impl DmaMemory for DmaBuffer {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn bus_addr(&self, offset: usize) -> u64 {
+        DmaBuffer::bus_addr(self, offset).unwrap_or_else(bad_offset("bus_addr"))
+    }
+
+    fn read(&self, offset: usize, out: &mut [u8]) {
+        DmaBuffer::read(self, offset, out).unwrap_or_else(bad_offset("read"))
+    }
+
+    fn write(&self, offset: usize, data: &[u8]) {
+        DmaBuffer::write(self, offset, data).unwrap_or_else(bad_offset("write"))
+    }
+
+    fn read_u32(&self, offset: usize) -> u32 {
+        DmaBuffer::read_u32(self, offset).unwrap_or_else(bad_offset("read_u32"))
+    }
+
+    fn write_u32(&self, offset: usize, value: u32) {
+        DmaBuffer::write_u32(self, offset, value).unwrap_or_else(bad_offset("write_u32"))
     }
 }
 

@@ -1,9 +1,16 @@
-//! PCI functions through sysfs: addresses, config space, Bus Master, driver binding.
+//! PCI functions through sysfs: addresses, config space, Bus Master, driver binding, and the
+//! per-function lock that makes a device handle exclusive.
+//!
+//! Everything here that could point a device at memory (config writes, Bus Master, binding a
+//! driver) is crate-private or `unsafe`: the device handles ([`crate::UioDevice`],
+//! [`crate::VfioDevice`]) own those steps.
 
 use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{FlockOperation, flock};
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
@@ -71,10 +78,11 @@ impl fmt::Display for PciAddress {
     }
 }
 
-/// Where sysfs is mounted (`/sys`, or a fake tree in tests).
+/// Where sysfs is mounted (`/sys`, or a fake tree in tests), and the device nodes (`/dev`).
 #[derive(Debug, Clone)]
 pub struct Sysfs {
     root: PathBuf,
+    dev: PathBuf,
 }
 
 impl Default for Sysfs {
@@ -84,9 +92,23 @@ impl Default for Sysfs {
 }
 
 impl Sysfs {
-    /// Sysfs mounted at `root`.
+    /// Sysfs mounted at `root`, device nodes in `/dev`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            dev: PathBuf::from("/dev"),
+        }
+    }
+
+    /// The same, with device nodes (`uioN`) looked up in `dev` instead of `/dev`.
+    pub fn with_dev_dir(mut self, dev: impl Into<PathBuf>) -> Self {
+        self.dev = dev.into();
+        self
+    }
+
+    /// Where device nodes live.
+    pub(crate) fn dev_dir(&self) -> &Path {
+        &self.dev
     }
 
     fn bus(&self) -> PathBuf {
@@ -126,6 +148,19 @@ fn read_trimmed(path: &Path) -> Result<String> {
 
 fn write_text(path: &Path, text: &str) -> Result<()> {
     fs::write(path, text).map_err(|e| Error::io(format!("write {text:?} to {}", path.display()), e))
+}
+
+/// Clears Bus Master in the config space file `config` (for the exit hook, which has no
+/// [`PciDevice`]).
+pub(crate) fn clear_bus_master_at(config: &Path) -> std::io::Result<()> {
+    let file = OpenOptions::new().read(true).write(true).open(config)?;
+    let mut raw = [0; 2];
+    file.read_exact_at(&mut raw, COMMAND)?;
+    let command = u16::from_le_bytes(raw);
+    if command & COMMAND_BUS_MASTER != 0 {
+        file.write_all_at(&(command & !COMMAND_BUS_MASTER).to_le_bytes(), COMMAND)?;
+    }
+    Ok(())
 }
 
 /// Parses sysfs's `0x1b36`-style hexadecimal attributes.
@@ -211,6 +246,11 @@ impl PciDevice {
         self.dir.join(format!("resource{index}"))
     }
 
+    /// Its config space file.
+    pub(crate) fn config_path(&self) -> PathBuf {
+        self.dir.join("config")
+    }
+
     /// Reads config space bytes at `offset`.
     pub fn read_config(&self, offset: u64, out: &mut [u8]) -> Result<()> {
         let path = self.dir.join("config");
@@ -221,7 +261,7 @@ impl PciDevice {
     }
 
     /// Writes config space bytes at `offset`.
-    pub fn write_config(&self, offset: u64, data: &[u8]) -> Result<()> {
+    pub(crate) fn write_config(&self, offset: u64, data: &[u8]) -> Result<()> {
         let path = self.dir.join("config");
         let file = OpenOptions::new()
             .write(true)
@@ -239,7 +279,7 @@ impl PciDevice {
     }
 
     /// Sets `bits` in the Command register (memory space, bus master, INTx disable, ...).
-    pub fn set_command_bits(&self, bits: u16) -> Result<()> {
+    pub(crate) fn set_command_bits(&self, bits: u16) -> Result<()> {
         let command = self.command()?;
         if command & bits != bits {
             self.write_config(COMMAND, &(command | bits).to_le_bytes())?;
@@ -248,12 +288,12 @@ impl PciDevice {
     }
 
     /// Enables memory space and Bus Master (uio does not), and masks INTx since we poll.
-    pub fn enable_bus_master(&self) -> Result<()> {
+    pub(crate) fn enable_bus_master(&self) -> Result<()> {
         self.set_command_bits(COMMAND_MEMORY | COMMAND_BUS_MASTER | COMMAND_INTX_DISABLE)
     }
 
     /// Clears `bits` in the Command register.
-    pub fn clear_command_bits(&self, bits: u16) -> Result<()> {
+    pub(crate) fn clear_command_bits(&self, bits: u16) -> Result<()> {
         let command = self.command()?;
         if command & bits != 0 {
             self.write_config(COMMAND, &(command & !bits).to_le_bytes())?;
@@ -261,8 +301,54 @@ impl PciDevice {
         Ok(())
     }
 
+    /// Resets the function through sysfs `reset` (FLR, or whatever reset the kernel has for
+    /// it). The kernel saves config space before and restores it after, so clear Bus Master
+    /// first to have it stay clear.
+    pub(crate) fn reset_function(&self) -> Result<()> {
+        let path = self.dir.join("reset");
+        if !path.exists() {
+            return Err(Error::Unsupported(format!(
+                "{} has no function reset ({} is missing), so a controller left running by an \
+                 earlier owner could not be stopped before Bus Master is enabled",
+                self.addr,
+                path.display()
+            )));
+        }
+        write_text(&path, "1")
+    }
+
+    /// Takes the exclusive lock of this function (an `flock` on its config space file, so it
+    /// holds across processes and ends with the process), or fails at once if a handle of
+    /// this crate anywhere holds it.
+    pub(crate) fn lock(&self) -> Result<DeviceLock> {
+        let path = self.dir.join("config");
+        let file =
+            fs::File::open(&path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+        flock(&file, FlockOperation::NonBlockingLockExclusive).map_err(|e| {
+            if e == rustix::io::Errno::WOULDBLOCK {
+                Error::WrongState(format!(
+                    "{} is already open (by this or another process): one handle at a time",
+                    self.addr
+                ))
+            } else {
+                Error::io(format!("flock {}", path.display()), e)
+            }
+        })?;
+        Ok(DeviceLock { _file: file })
+    }
+
     /// Detaches the bound driver, if any.
-    pub fn unbind(&self) -> Result<()> {
+    ///
+    /// # Safety
+    ///
+    /// As for [`PciDevice::bind`].
+    #[allow(unsafe_code)]
+    pub unsafe fn unbind(&self) -> Result<()> {
+        let _lock = self.lock()?;
+        self.unbind_locked()
+    }
+
+    fn unbind_locked(&self) -> Result<()> {
         if self.driver()?.is_some() {
             write_text(&self.dir.join("driver/unbind"), &self.addr.to_string())?;
         }
@@ -271,15 +357,32 @@ impl PciDevice {
 
     /// Binds `driver` (e.g. `vfio-pci`, `uio_pci_generic`, `nvme`) through `driver_override`
     /// and `drivers_probe`, unbinding the current driver first. The driver module must be loaded.
-    pub fn bind(&self, driver: &str) -> Result<()> {
+    /// Fails while a [`crate::UioDevice`] or [`crate::VfioDevice`] of any process holds the
+    /// function (it takes the same lock).
+    ///
+    /// # Safety
+    ///
+    /// No code in this process may be driving the function other than through this crate's
+    /// handles (which the lock excludes): a user-space driver of some other library that keeps
+    /// ringing doorbells after the kernel's driver took over would have the device work on
+    /// memory neither side owns any more.
+    #[allow(unsafe_code)]
+    pub unsafe fn bind(&self, driver: &str) -> Result<()> {
+        let _lock = self.lock()?;
         if self.driver()?.as_deref() == Some(driver) {
             return Ok(());
         }
-        self.unbind()?;
+        self.unbind_locked()?;
         write_text(&self.dir.join("driver_override"), driver)?;
         write_text(&self.bus.join("drivers_probe"), &self.addr.to_string())?;
         self.require_driver(driver)
     }
+}
+
+/// Exclusive ownership of one PCI function, released when dropped (or when the process ends).
+#[derive(Debug)]
+pub(crate) struct DeviceLock {
+    _file: fs::File,
 }
 
 #[cfg(test)]
@@ -394,7 +497,11 @@ pub(crate) mod tests {
         let (tmp, sysfs) = fake_tree();
         let dev = sysfs.device("0000:00:02.0".parse().unwrap()).unwrap();
         // The fake tree has no kernel behind it, so the driver link never changes.
-        let err = dev.bind("uio_pci_generic").unwrap_err().to_string();
+        // SAFETY: a fake tree: no device behind it.
+        #[allow(unsafe_code)]
+        let err = unsafe { dev.bind("uio_pci_generic") }
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not uio_pci_generic"), "{err}");
         let root = tmp.path();
         let read = |p: &str| fs::read_to_string(root.join(p)).unwrap();
@@ -404,7 +511,16 @@ pub(crate) mod tests {
             "uio_pci_generic"
         );
         assert_eq!(read("bus/pci/drivers_probe"), "0000:00:02.0");
-        assert!(dev.bind("nvme").is_ok(), "already bound: nothing to do");
+        // SAFETY: as above.
+        #[allow(unsafe_code)]
+        let again = unsafe { dev.bind("nvme") };
+        assert!(again.is_ok(), "already bound: nothing to do");
+        let held = dev.lock().unwrap();
+        // SAFETY: as above.
+        #[allow(unsafe_code)]
+        let err = unsafe { dev.bind("uio_pci_generic") }.unwrap_err();
+        assert!(err.to_string().contains("already open"), "{err}");
+        drop(held);
     }
 
     #[test]

@@ -1,29 +1,40 @@
 //! A PCI function bound to `uio_pci_generic`: BAR0 through sysfs `resource0`, Bus Master set
 //! by hand, and DMA memory from hugepages translated through `/proc/self/pagemap`.
 //!
-//! There is no IOMMU here: the device sees physical addresses, so this mode is for machines
-//! without one. Hugepages are used because they are never moved or swapped while mapped.
-//! Every hugepage the pool maps stays mapped until the device is closed, and closing it clears
-//! Bus Master first: a dropped buffer's pages only go back to the pool (small ones to their
-//! chunk, large ones to a spare list reused by the next large buffer of the same size), so a
-//! command still in flight when its buffer is dropped writes into our own memory, never into
-//! pages the kernel has handed to someone else. A process killed outright cannot clear Bus
-//! Master: prefer VFIO.
+//! There is no IOMMU here: the device sees physical addresses and can reach all of memory.
+//! That is why [`UioDevice::open`] is `unsafe`: from then on the device does whatever its
+//! registers (written through [`UioDevice::bar0`]) and the queue entries in its DMA memory tell
+//! it, and nothing checks that those name only live buffers. See its `# Safety` section.
 //!
-//! What this crate cannot check: without an IOMMU the device can reach all of physical memory,
-//! so whoever programs it (BAR0 registers, queue entries, PRPs) must hand it only bus addresses
-//! of live [`DmaBuffer`]s, and must not turn Bus Master back on (through [`PciDevice`]) after
-//! the device is closed. That is the trust this mode takes, as writing `/dev/mem` would.
+//! What this module does guarantee:
+//! - One handle per function at a time, in any process: opening takes an exclusive `flock` on
+//!   the function's config space, held until the handle is dropped (or the process ends).
+//! - Bus Master is cleared and the function reset (sysfs `reset`: FLR or the like) before Bus
+//!   Master is enabled, so a controller left running by an earlier owner is stopped first.
+//! - Hugepages are used because they are never moved or swapped while mapped. Every hugepage
+//!   the pool maps stays mapped until the handle is dropped, and dropping it clears Bus Master
+//!   and resets the function first: a dropped buffer's pages only go back to the pool (small
+//!   ones to their chunk, large ones to a spare list reused by the next large buffer of the same
+//!   size), so a command still in flight when its buffer is dropped writes into our own memory
+//!   (possibly another buffer's), never into pages the kernel has handed to someone else. If
+//!   Bus Master cannot be cleared, the pool's memory is leaked for the rest of the process.
+//! - At process exit without `Drop` (`std::process::exit`, `main` returning while another
+//!   thread owns the handle) an `atexit` hook clears Bus Master; on a kill by signal, closing
+//!   `/dev/uioN` (held open for that reason) makes `uio_pci_generic` clear it. In that last case
+//!   the kernel frees the process's memory slightly before it closes its files, so a controller
+//!   still running in that window could write into freed hugepages: prefer VFIO.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::dma::DmaBuffer;
 use crate::error::{Error, Result};
+use crate::exit::ExitGuard;
 use crate::map::{Backing, Mapping, PAGE_SIZE, round_up_to_page};
 use crate::mmio::Mmio;
 use crate::pagemap::Pagemap;
-use crate::pci::{PciAddress, PciDevice, Sysfs};
+use crate::pci::{COMMAND_BUS_MASTER, DeviceLock, PciAddress, PciDevice, Sysfs};
 use crate::ranges::RangeAllocator;
 
 /// The hugepage size carved into DMA buffers.
@@ -35,15 +46,39 @@ pub struct UioDevice {
     pci: PciDevice,
     bar0: Mmio,
     pool: DmaPool,
+    /// Set once Bus Master was cleared (and the function reset) by [`UioDevice::stop_dma`].
+    stopped: AtomicBool,
+    _exit: ExitGuard,
+    /// `/dev/uioN`: its release clears Bus Master however the process ends.
+    _node: File,
+    // Dropped last: nobody else may open the function before it is stopped.
+    _lock: DeviceLock,
 }
 
 impl UioDevice {
-    /// Opens `addr`, which must already be bound to `uio_pci_generic`: maps BAR0 and enables
-    /// Bus Master. Run as root (pagemap hides physical addresses from others), with hugepages
-    /// reserved in `/proc/sys/vm/nr_hugepages`.
-    pub fn open(sysfs: &Sysfs, addr: PciAddress) -> Result<Self> {
+    /// Opens `addr`, which must already be bound to `uio_pci_generic`: takes the function's
+    /// exclusive lock, clears Bus Master, resets the function, maps BAR0 and enables memory
+    /// space and Bus Master. Run as root (pagemap hides physical addresses from others), with
+    /// hugepages reserved in `/proc/sys/vm/nr_hugepages`.
+    ///
+    /// # Safety
+    ///
+    /// There is no IOMMU: the device can read and write any physical memory, and it does what
+    /// BAR0's registers and the commands in its queues say. The caller promises that, for as
+    /// long as the handle lives, everything written to [`UioDevice::bar0`] and everything the
+    /// device reads from memory (queue entries, PRPs, list pages) names only bus addresses of
+    /// [`DmaBuffer`]s from this handle's [`UioDevice::alloc_dma`] that are still alive, and that
+    /// a buffer the device may still use is not dropped before [`UioDevice::stop_dma`] (or the
+    /// controller's own disable) has stopped it. Handing the handle to a driver that keeps
+    /// those rules (such as the `nvme` crate's controller) discharges this.
+    #[allow(unsafe_code)]
+    pub unsafe fn open(sysfs: &Sysfs, addr: PciAddress) -> Result<Self> {
         let pci = sysfs.device(addr)?;
         pci.require_driver("uio_pci_generic")?;
+        let lock = pci.lock()?;
+        // Binding takes the same lock: checked again now nobody can rebind underneath.
+        pci.require_driver("uio_pci_generic")?;
+        let node = open_uio_node(&pci, sysfs)?;
         let path = pci.resource_path(0);
         let file = OpenOptions::new()
             .read(true)
@@ -55,12 +90,26 @@ impl UioDevice {
             .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
             .len() as usize;
         let bar0 = Mmio::new(Mapping::of_file(&file, len, 0, "BAR0 (resource0)")?);
-        pci.enable_bus_master()?;
         let pool = DmaPool::new(Translation::Physical(Pagemap::open()?), Backing::Huge);
-        Ok(Self { pci, bar0, pool })
+        // A controller left enabled by an earlier owner may still be running: stop it before
+        // the device may master the bus again. The reset restores config space as it was
+        // before, so Bus Master is cleared first to stay cleared.
+        pci.clear_command_bits(COMMAND_BUS_MASTER)?;
+        pci.reset_function()?;
+        let exit = ExitGuard::register(pci.config_path());
+        pci.enable_bus_master()?;
+        Ok(Self {
+            pci,
+            bar0,
+            pool,
+            stopped: AtomicBool::new(false),
+            _exit: exit,
+            _node: node,
+            _lock: lock,
+        })
     }
 
-    /// The PCI function.
+    /// The PCI function (read-only: its mutators are this crate's).
     pub fn pci(&self) -> &PciDevice {
         &self.pci
     }
@@ -74,6 +123,47 @@ impl UioDevice {
     pub fn alloc_dma(&self, len: usize) -> Result<DmaBuffer> {
         self.pool.alloc(len)
     }
+
+    /// Stops the device from reaching memory for good: clears Bus Master, then resets the
+    /// function. `Ok` once Bus Master is clear (a failed reset is only logged: without Bus
+    /// Master the function can issue no DMA). After this the handle only frees memory safely;
+    /// the device needs a fresh open to work again.
+    pub fn stop_dma(&self) -> Result<()> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.pci.clear_command_bits(COMMAND_BUS_MASTER)?;
+        self.stopped.store(true, Ordering::Release);
+        if let Err(e) = self.pci.reset_function() {
+            tracing::warn!(
+                "{}: Bus Master cleared, but the function reset failed: {e}",
+                self.pci.address()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Opens the `/dev/uioN` node of `pci`.
+fn open_uio_node(pci: &PciDevice, sysfs: &Sysfs) -> Result<File> {
+    let dir = pci.sysfs_dir().join("uio");
+    let no_node = || Error::WrongState(format!("{} has no uio node", pci.address()));
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(no_node()),
+        Err(e) => return Err(Error::io(format!("read {}", dir.display()), e)),
+    };
+    let name = entries
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .find(|name| name.starts_with("uio"))
+        .ok_or_else(no_node)?;
+    let path = sysfs.dev_dir().join(&name);
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("open {}", path.display()), e))
 }
 
 impl Drop for UioDevice {
@@ -82,12 +172,12 @@ impl Drop for UioDevice {
     /// enabled from writing into memory that is no longer ours. If that fails, the pool's memory
     /// stays mapped for the rest of the process instead.
     fn drop(&mut self) {
-        if self
-            .pci
-            .clear_command_bits(crate::pci::COMMAND_BUS_MASTER)
-            .is_err()
-        {
-            self.pool.keep_forever();
+        if let Err(e) = self.stop_dma() {
+            let bytes = self.pool.keep_forever();
+            tracing::error!(
+                "{}: cannot clear Bus Master ({e}); leaking {bytes} bytes of DMA memory it may still reach",
+                self.pci.address()
+            );
         }
     }
 }
@@ -178,12 +268,21 @@ impl DmaPool {
     }
 
     /// Leaks every mapping the pool holds or will get back, for when the device may still
-    /// reach them after the pool is gone.
-    fn keep_forever(&self) {
+    /// reach them after the pool is gone. Returns how many bytes the pool had mapped.
+    fn keep_forever(&self) -> usize {
         let chunks =
             std::mem::take(&mut *self.chunks.lock().unwrap_or_else(PoisonError::into_inner));
+        let spare: usize = self
+            .spare
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|c| c.mem.len())
+            .sum();
+        let bytes = chunks.iter().map(|c| c.mem.len()).sum::<usize>() + spare;
         std::mem::forget(chunks);
         std::mem::forget(self.spare.clone());
+        bytes
     }
 
     fn alloc(&self, len: usize) -> Result<DmaBuffer> {
@@ -285,15 +384,95 @@ mod tests {
     use super::*;
     use crate::pci::tests::{fake_tree, rebind_fake};
 
+    /// Opens the fake function (no device behind it, so nothing to promise).
+    #[allow(unsafe_code)]
+    fn open(sysfs: &Sysfs) -> Result<UioDevice> {
+        // SAFETY: the fake tree's "BAR" is a plain file and no device will read this memory.
+        unsafe { UioDevice::open(sysfs, "0000:00:02.0".parse().unwrap()) }
+    }
+
     #[test]
     fn open_refuses_other_drivers_and_reports_a_missing_bar() {
         let (tmp, sysfs) = fake_tree();
-        let addr = "0000:00:02.0".parse().unwrap();
-        let err = UioDevice::open(&sysfs, addr).unwrap_err().to_string();
+        let err = open(&sysfs).unwrap_err().to_string();
         assert!(err.contains("bound to nvme, not uio_pci_generic"), "{err}");
         rebind_fake(&tmp, "uio_pci_generic");
-        let err = UioDevice::open(&sysfs, addr).unwrap_err().to_string();
+        let err = open(&sysfs).unwrap_err().to_string();
+        assert!(err.contains("no uio node"), "{err}");
+        let sysfs = fake_uio(&tmp);
+        std::fs::remove_file(tmp.path().join("devices/pci0000:00/0000:00:02.0/resource0")).unwrap();
+        let err = open(&sysfs).unwrap_err().to_string();
         assert!(err.contains("resource0"), "{err}");
+    }
+
+    /// Completes the fake function as uio_pci_generic would show it: a 16 KiB BAR0, a uio node
+    /// and a `reset` attribute.
+    fn fake_uio(tmp: &tempfile::TempDir) -> Sysfs {
+        let root = tmp.path();
+        let dev = root.join("devices/pci0000:00/0000:00:02.0");
+        std::fs::write(dev.join("resource0"), vec![0u8; 0x4000]).unwrap();
+        std::fs::create_dir_all(dev.join("uio/uio3")).unwrap();
+        std::fs::write(dev.join("reset"), "").unwrap();
+        std::fs::create_dir_all(root.join("dev")).unwrap();
+        std::fs::write(root.join("dev/uio3"), "").unwrap();
+        Sysfs::new(root).with_dev_dir(root.join("dev"))
+    }
+
+    #[test]
+    fn a_function_has_one_owner_reset_before_bus_master_and_stopped_on_drop() {
+        let (tmp, _) = fake_tree();
+        rebind_fake(&tmp, "uio_pci_generic");
+        let sysfs = fake_uio(&tmp);
+        let fake = tmp.path().join("devices/pci0000:00/0000:00:02.0");
+        // A controller left mastering the bus by an earlier owner.
+        let mut config = std::fs::read(fake.join("config")).unwrap();
+        config[4] |= COMMAND_BUS_MASTER as u8;
+        std::fs::write(fake.join("config"), &config).unwrap();
+
+        let first = open(&sysfs).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(fake.join("reset")).unwrap(),
+            "1",
+            "function reset"
+        );
+        assert_ne!(first.pci().command().unwrap() & COMMAND_BUS_MASTER, 0);
+
+        let err = open(&sysfs).unwrap_err().to_string();
+        assert!(
+            err.contains("already open"),
+            "a second handle is refused: {err}"
+        );
+        assert_ne!(
+            first.pci().command().unwrap() & COMMAND_BUS_MASTER,
+            0,
+            "the refused open left the first handle's device alone"
+        );
+
+        std::fs::write(fake.join("reset"), "").unwrap();
+        let pci = first.pci().clone();
+        drop(first);
+        assert_eq!(
+            pci.command().unwrap() & COMMAND_BUS_MASTER,
+            0,
+            "Bus Master cleared"
+        );
+        assert_eq!(
+            std::fs::read_to_string(fake.join("reset")).unwrap(),
+            "1",
+            "reset on drop"
+        );
+        let again = open(&sysfs).unwrap();
+        drop(again);
+    }
+
+    #[test]
+    fn open_refuses_a_function_without_reset() {
+        let (tmp, _) = fake_tree();
+        rebind_fake(&tmp, "uio_pci_generic");
+        let sysfs = fake_uio(&tmp);
+        std::fs::remove_file(tmp.path().join("devices/pci0000:00/0000:00:02.0/reset")).unwrap();
+        let err = open(&sysfs).unwrap_err().to_string();
+        assert!(err.contains("no function reset"), "{err}");
     }
 
     fn pool() -> DmaPool {

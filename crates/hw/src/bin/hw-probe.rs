@@ -1,4 +1,5 @@
-//! `hw-probe vfio|uio DDDD:BB:DD.F`: checks a binding end to end on an NVMe function.
+//! `hw-probe vfio|uio DDDD:BB:DD.F [HOLD_SECONDS]`: checks a binding end to end on an NVMe
+//! function, then keeps the device open for `HOLD_SECONDS` (default 0).
 //!
 //! Maps BAR0, prints CAP and VS, brings up the admin queue pair and runs Identify Controller
 //! through DMA with the data straddling two 4 KiB pages (so PRP2 must carry the second page's
@@ -57,14 +58,21 @@ impl Device {
 
 fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [mode, addr] = args.as_slice() else {
-        return Err("usage: hw-probe vfio|uio DDDD:BB:DD.F".into());
+    let usage = || "usage: hw-probe vfio|uio DDDD:BB:DD.F [HOLD_SECONDS]".to_owned();
+    let (mode, addr, hold) = match args.as_slice() {
+        [mode, addr] => (mode, addr, 0),
+        [mode, addr, hold] => (mode, addr, hold.parse().map_err(|_| usage())?),
+        _ => return Err(usage()),
     };
     let addr: PciAddress = addr.parse().map_err(|e: hw::Error| e.to_string())?;
     let sysfs = Sysfs::default();
     let dev = match mode.as_str() {
         "vfio" => Device::Vfio(VfioDevice::open(&sysfs, addr).map_err(|e| e.to_string())?),
-        "uio" => Device::Uio(UioDevice::open(&sysfs, addr).map_err(|e| e.to_string())?),
+        // SAFETY: this program gives the device only bus addresses of the three buffers below,
+        // and disables the controller (waiting for RDY=0) before they are dropped; the device
+        // handle, declared first, drops last and clears Bus Master.
+        #[allow(unsafe_code)]
+        "uio" => Device::Uio(unsafe { UioDevice::open(&sysfs, addr) }.map_err(|e| e.to_string())?),
         other => return Err(format!("unknown mode {other:?} (vfio or uio)")),
     };
     let regs = dev.bar0();
@@ -153,5 +161,9 @@ fn run() -> Result<()> {
 
     e(regs.write32(CC, 0))?;
     wait_ready(0)?;
+    if hold > 0 {
+        println!("hw-probe: holding {addr} for {hold} s");
+        thread::sleep(Duration::from_secs(hold));
+    }
     Ok(())
 }

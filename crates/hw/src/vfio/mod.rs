@@ -1,5 +1,11 @@
 //! A PCI function bound to `vfio-pci` behind an IOMMU (VFIO type1): the safe mode, in which
 //! the device can reach only the buffers mapped for it, at IOVAs this module chooses.
+//!
+//! Opening is therefore safe: whatever the registers say, the device reaches only mapped
+//! buffers, which are touched by volatile copies alone and unmapped before they are freed. As
+//! under uio, the handle holds the function's exclusive lock, Bus Master is cleared and the
+//! function reset (`VFIO_DEVICE_RESET`) before Bus Master is enabled, and again when the handle
+//! is dropped; at process exit the `atexit` hook clears Bus Master.
 
 #[allow(unsafe_code)]
 mod sys;
@@ -7,13 +13,15 @@ mod sys;
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::dma::DmaBuffer;
 use crate::error::{Error, Result};
+use crate::exit::ExitGuard;
 use crate::map::{Backing, Mapping, PAGE_SIZE, round_up_to_page};
 use crate::mmio::Mmio;
-use crate::pci::{self, PciAddress, PciDevice, Sysfs};
+use crate::pci::{self, DeviceLock, PciAddress, PciDevice, Sysfs};
 use crate::ranges::RangeAllocator;
 
 /// Where IOVAs start: above 4 GiB, clear of the x86 MSI window at 0xfee00000.
@@ -41,6 +49,11 @@ pub struct VfioDevice {
     device: File,
     config_offset: u64,
     container: Arc<Container>,
+    /// Set once Bus Master was cleared by [`VfioDevice::stop_dma`].
+    stopped: AtomicBool,
+    _exit: ExitGuard,
+    // Dropped last: nobody else may open the function before it is stopped.
+    _lock: DeviceLock,
 }
 
 fn open_rw(path: &str) -> Result<File> {
@@ -56,6 +69,8 @@ impl VfioDevice {
     /// attaches its group to a fresh type1 container, maps BAR0 and enables Bus Master.
     pub fn open(sysfs: &Sysfs, addr: PciAddress) -> Result<Self> {
         let pci = sysfs.device(addr)?;
+        pci.require_driver("vfio-pci")?;
+        let lock = pci.lock()?;
         pci.require_driver("vfio-pci")?;
         let group = pci.iommu_group()?.ok_or_else(|| {
             Error::Unsupported(format!(
@@ -111,6 +126,7 @@ impl VfioDevice {
         let config = sys::region_info(&device, sys::CONFIG_REGION)
             .map_err(|e| Error::io("VFIO_DEVICE_GET_REGION_INFO (config)", e))?;
 
+        let exit = ExitGuard::register(pci.config_path());
         let this = Self {
             pci,
             bar0,
@@ -121,7 +137,16 @@ impl VfioDevice {
                 file: container,
                 iova: Mutex::new(RangeAllocator::new(IOVA_BASE, IOVA_SIZE, PAGE_SIZE as u64)),
             }),
+            stopped: AtomicBool::new(false),
+            _exit: exit,
+            _lock: lock,
         };
+        // vfio-pci resets the function when the device file is first opened if it can; this
+        // makes sure of it (a controller left running by an earlier owner stops here).
+        this.update_command(pci::COMMAND_BUS_MASTER, 0)?;
+        if let Err(e) = sys::device_reset(&this.device) {
+            tracing::warn!("{addr}: VFIO_DEVICE_RESET failed ({e}); continuing behind the IOMMU");
+        }
         this.enable_bus_master()?;
         Ok(this)
     }
@@ -136,25 +161,57 @@ impl VfioDevice {
         &self.bar0
     }
 
-    fn enable_bus_master(&self) -> Result<()> {
+    /// Clears `clear` and then sets `set` in the Command register, through VFIO's config region.
+    fn update_command(&self, clear: u16, set: u16) -> Result<()> {
         let at = self.config_offset + pci::COMMAND;
         let mut raw = [0; 2];
         self.device
             .read_exact_at(&mut raw, at)
             .map_err(|e| Error::io("read the Command register", e))?;
-        let command = u16::from_le_bytes(raw)
-            | pci::COMMAND_MEMORY
-            | pci::COMMAND_BUS_MASTER
-            | pci::COMMAND_INTX_DISABLE;
+        let command = (u16::from_le_bytes(raw) & !clear) | set;
         self.device
             .write_all_at(&command.to_le_bytes(), at)
             .map_err(|e| Error::io("write the Command register", e))
     }
 
+    fn enable_bus_master(&self) -> Result<()> {
+        self.update_command(
+            0,
+            pci::COMMAND_MEMORY | pci::COMMAND_BUS_MASTER | pci::COMMAND_INTX_DISABLE,
+        )
+    }
+
     /// Resets the function (`VFIO_DEVICE_RESET`); Bus Master is enabled again afterwards.
+    /// Refused after [`VfioDevice::stop_dma`].
     pub fn reset(&self) -> Result<()> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(Error::WrongState(format!(
+                "{}: DMA was stopped for good",
+                self.pci.address()
+            )));
+        }
+        self.update_command(pci::COMMAND_BUS_MASTER, 0)?;
         sys::device_reset(&self.device).map_err(|e| Error::io("VFIO_DEVICE_RESET", e))?;
         self.enable_bus_master()
+    }
+
+    /// Stops the device from reaching memory for good: clears Bus Master, then resets the
+    /// function. `Ok` once Bus Master is clear (a failed reset is only logged).
+    pub fn stop_dma(&self) -> Result<()> {
+        if self.stopped.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        if let Err(e) = self.update_command(pci::COMMAND_BUS_MASTER, 0) {
+            self.stopped.store(false, Ordering::Release);
+            return Err(e);
+        }
+        if let Err(e) = sys::device_reset(&self.device) {
+            tracing::warn!(
+                "{}: Bus Master cleared, but VFIO_DEVICE_RESET failed: {e}",
+                self.pci.address()
+            );
+        }
+        Ok(())
     }
 
     /// Zeroed DMA memory of `len` bytes rounded up to 4 KiB pages, mapped for the device at a
@@ -193,6 +250,16 @@ impl VfioDevice {
             len: len as u64,
         };
         Ok(DmaBuffer::new(mem, 0, len, pages, Some(Box::new(lease))))
+    }
+}
+
+impl Drop for VfioDevice {
+    /// Stops the device before its buffers can be unmapped and freed. Under the IOMMU a failure
+    /// costs nothing worse than IOMMU faults: buffers are unmapped before they are freed.
+    fn drop(&mut self) {
+        if let Err(e) = self.stop_dma() {
+            tracing::warn!("{}: cannot clear Bus Master: {e}", self.pci.address());
+        }
     }
 }
 
