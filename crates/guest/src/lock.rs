@@ -23,6 +23,8 @@ const DEFAULT_LOCK: &str = "/run/lock/kangrejos-vm.lock";
 /// How often a waiter retries, and how often it repeats whom it waits for.
 const POLL: Duration = Duration::from_millis(200);
 const REMIND: Duration = Duration::from_secs(60);
+/// How long a record naming an exited process may stand before a waiter reports it as such.
+const STALE_AFTER: Duration = Duration::from_secs(2);
 
 /// The lock file: `$GUEST_VM_LOCK`, else `/run/lock/kangrejos-vm.lock` (a directory every user may write
 /// to on Debian), else the same name in the temporary directory.
@@ -56,7 +58,7 @@ impl VmLock {
         let file = open_shared(path)?;
         let waited = Instant::now();
         let mut reminded: Option<Instant> = None;
-        let mut last_holder = String::new();
+        let mut told: Option<(u32, u64)> = None;
         loop {
             match flock(&file, FlockOperation::NonBlockingLockExclusive) {
                 Ok(()) => break,
@@ -66,18 +68,23 @@ impl VmLock {
                         .ctx(|| format!("cannot lock {}", path.display()));
                 }
             }
-            let holder = Holder::read(path).describe();
-            let remind = reminded.is_none_or(|at| at.elapsed() >= REMIND);
-            if holder != last_holder || remind {
+            let holder = Holder::read(path);
+            // A new holder writes its record just after it locks: a record naming an exited process is
+            // only worth telling once it stays (then a child of that process holds the lock).
+            let settled = holder.alive() || waited.elapsed() >= STALE_AFTER;
+            let changed = told != Some((holder.pid, holder.start));
+            let remind = reminded.is_some_and(|at| at.elapsed() >= REMIND);
+            if settled && (changed || remind) {
                 say(&format!(
-                    "waiting{} for the machine-wide VM lock {}, held by {holder}",
+                    "waiting{} for the machine-wide VM lock {}, held by {}",
                     match waited.elapsed().as_secs() {
                         0 => String::new(),
                         s => format!(" ({s} s so far)"),
                     },
-                    path.display()
+                    path.display(),
+                    holder.describe()
                 ));
-                last_holder = holder;
+                told = Some((holder.pid, holder.start));
                 reminded = Some(Instant::now());
             }
             std::thread::sleep(POLL);
@@ -328,8 +335,8 @@ impl Holder {
         }
         if !self.alive() {
             text.push_str(
-                " (that process has exited: the lock is held by a child it left behind, \
-                 or a newer holder has not written its name yet)",
+                " (that process has exited: a process it started holds the lock, or the holder has \
+                 not written its name)",
             );
         }
         text
