@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ninep_server::listen::{self, Listen};
+use ninep_server::sandbox::{self, SeccompMode, Want};
 use ninep_server::{Config, Server};
 
 /// Serve a directory to 9P2000.L clients such as the Linux kernel's v9fs.
@@ -63,6 +64,45 @@ struct Args {
     /// Operations that may wait for a device run on the separate `--blocking-threads`.
     #[arg(long, value_name = "N")]
     worker_threads: Option<usize>,
+
+    /// The sandbox the server closes around itself before it serves anyone: `on` drops
+    /// capabilities to those file operations need (none unless root), sets no_new_privs, and
+    /// applies Landlock and seccomp (see --landlock and --seccomp) where the kernel offers them;
+    /// `off` does none of it unless --landlock or --seccomp ask.
+    #[arg(long, value_enum, default_value_t = SandboxChoice::On)]
+    sandbox: SandboxChoice,
+
+    /// Landlock: once serving, the process can open nothing outside the export (and the unix
+    /// socket's directory, to remove the socket's file; with --multi-user the user database),
+    /// execute nothing, and neither bind nor connect TCP. Default: on where the kernel offers
+    /// it (ABI 2 or later), with a warning where not; `on` refuses to start without it.
+    #[arg(long, value_enum, value_name = "on|off")]
+    landlock: Option<OnOff>,
+
+    /// What a system call off the server's allow-list gets: `kill` (the process dies with
+    /// SIGSYS), `errno` (it fails with EPERM), `log` (it runs and the kernel's audit log
+    /// records it) or `off` (no filter). Default: kill where the kernel has seccomp, with a
+    /// warning where not; given explicitly, the server refuses to start without it.
+    #[arg(long, value_enum)]
+    seccomp: Option<SeccompMode>,
+
+    /// Test only: after the sandbox is closed, attempt something it must forbid and report
+    /// the outcome on standard error.
+    #[cfg(feature = "test-hooks")]
+    #[arg(long, hide = true)]
+    test_misbehave: Vec<hooks::Misbehave>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SandboxChoice {
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OnOff {
+    On,
+    Off,
 }
 
 /// An allocator that keeps freed memory for reuse: with the system allocator every 1 MiB reply
@@ -90,7 +130,7 @@ fn main() -> ExitCode {
     rustix::process::umask(rustix::fs::Mode::empty());
 
     let config = Config {
-        root: args.dir,
+        root: args.dir.clone(),
         read_only: args.read_only,
         max_msize: args.msize,
         multi_user: args.multi_user,
@@ -103,13 +143,26 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let bound = match listen::bind(&args.listen) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("ninepd: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Worked out before the sandbox, which hides the cgroup files the CPU count is read from.
+    let worker_threads = args.worker_threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    if let Err(e) = close_sandbox(&args, bound.socket_dir()) {
+        eprintln!("ninepd: {e:#}");
+        return ExitCode::FAILURE;
+    }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime
         .enable_all()
-        .max_blocking_threads(args.blocking_threads.max(1));
-    if let Some(n) = args.worker_threads {
-        runtime.worker_threads(n.max(1));
-    }
+        .max_blocking_threads(args.blocking_threads.max(1))
+        .worker_threads(worker_threads.max(1));
     let runtime = runtime.build();
     let runtime = match runtime {
         Ok(r) => r,
@@ -119,8 +172,10 @@ fn main() -> ExitCode {
         }
     };
     let outcome = runtime.block_on(async {
+        #[cfg(feature = "test-hooks")]
+        hooks::misbehave(&args.test_misbehave).await;
         tokio::select! {
-            served = listen::run(server, &args.listen) => served,
+            served = listen::serve(server, bound) => served,
             signal = stop_signal() => {
                 tracing::info!("{signal}: stopping");
                 Ok(())
@@ -137,6 +192,56 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Closes the sandbox the arguments ask for around the process, which has one thread yet, and
+/// logs what is enforced.
+fn close_sandbox(args: &Args, socket_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let on = args.sandbox == SandboxChoice::On;
+    let landlock = match args.landlock {
+        Some(OnOff::On) => Want::Required,
+        Some(OnOff::Off) => Want::Off,
+        None if on => Want::IfAvailable,
+        None => Want::Off,
+    };
+    let seccomp = match args.seccomp {
+        Some(mode) => mode,
+        None if on => SeccompMode::Kill,
+        None => SeccompMode::Off,
+    };
+    let mut read_files = Vec::new();
+    // As root, the server acts as its clients' users (see ninep_server::trust), multi-user
+    // or not: it switches identities and looks users up.
+    let switches_identity = args.multi_user || rustix::process::geteuid().is_root();
+    if switches_identity {
+        // The C library loads what its user lookups need on first use: do one now, while
+        // everything can still be read, and keep the user database readable.
+        let _ = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(0));
+        read_files = sandbox::user_database();
+    }
+    let policy = sandbox::Policy {
+        reach: sandbox::landlock::Reach {
+            export: args.dir.clone(),
+            socket_dir,
+            read_files,
+        },
+        landlock,
+        seccomp,
+        seccomp_required: args.seccomp.is_some(),
+        no_new_privs: on,
+        drop_caps: on,
+        switches_identity,
+    };
+    let report = sandbox::enter(&policy)?;
+    for missing in &report.missing {
+        tracing::warn!("sandbox: not enforced, the kernel lacks it: {missing}");
+    }
+    if on || args.landlock.is_some() || args.seccomp.is_some() {
+        tracing::info!("sandbox: {report}");
+    } else {
+        tracing::warn!("sandbox off: the server can reach whatever its user can");
+    }
+    Ok(())
 }
 
 /// How long a stopping server waits for file operations already running on its threads.
@@ -162,5 +267,63 @@ async fn stop_signal() -> &'static str {
     tokio::select! {
         name = one(SignalKind::terminate(), "SIGTERM") => name,
         name = one(SignalKind::interrupt(), "SIGINT") => name,
+    }
+}
+
+/// Misbehaviour on request, to show that the sandbox stops it (`--features test-hooks` only).
+#[cfg(feature = "test-hooks")]
+mod hooks {
+    /// Something the sandbox must forbid.
+    #[derive(Debug, Clone)]
+    pub enum Misbehave {
+        /// Open this path for reading.
+        Open(std::path::PathBuf),
+        /// Replace the process with this program.
+        Exec(std::path::PathBuf),
+        /// A system call the server never makes (`getsid`).
+        OffListSyscall,
+    }
+
+    impl std::str::FromStr for Misbehave {
+        type Err = String;
+
+        fn from_str(s: &str) -> Result<Self, String> {
+            if let Some(path) = s.strip_prefix("open:") {
+                Ok(Misbehave::Open(path.into()))
+            } else if let Some(path) = s.strip_prefix("exec:") {
+                Ok(Misbehave::Exec(path.into()))
+            } else if s == "syscall" {
+                Ok(Misbehave::OffListSyscall)
+            } else {
+                Err(format!("`{s}` is not open:PATH, exec:PATH or syscall"))
+            }
+        }
+    }
+
+    /// Attempts each, on a thread of the blocking pool (where file operations run), and prints
+    /// `misbehave <what>: <outcome>` for each on standard error.
+    pub async fn misbehave(what: &[Misbehave]) {
+        for attempt in what.iter().cloned() {
+            let outcome = tokio::task::spawn_blocking(move || {
+                let result = match &attempt {
+                    Misbehave::Open(path) => std::fs::File::open(path).map(drop),
+                    Misbehave::Exec(path) => {
+                        use std::os::unix::process::CommandExt;
+                        Err(std::process::Command::new(path).exec())
+                    }
+                    Misbehave::OffListSyscall => rustix::process::getsid(None)
+                        .map(drop)
+                        .map_err(std::io::Error::from),
+                };
+                let outcome = match result {
+                    Ok(()) => "allowed".to_string(),
+                    Err(e) => format!("denied: {e}"),
+                };
+                format!("{attempt:?}: {outcome}")
+            })
+            .await
+            .expect("the attempt's thread");
+            eprintln!("misbehave {outcome}");
+        }
     }
 }

@@ -59,7 +59,9 @@ pub fn install(mode: SeccompMode) -> Result<usize, SeccompError> {
     };
     let arch = TargetArch::try_from(std::env::consts::ARCH)
         .map_err(|_| SeccompError::Arch(std::env::consts::ARCH.into()))?;
-    let allowed = allow_list();
+    let mut allowed = allow_list();
+    // Allowed here, answered by the filter below (the most restrictive answer wins).
+    allowed.insert(libc::SYS_clone3, Vec::new());
     let count = allowed.len();
     let main = compile(allowed, mismatch, SeccompAction::Allow, arch)?;
     // clone3 passes its flags in memory, where a filter cannot check them: answer ENOSYS, so
@@ -88,20 +90,24 @@ fn compile(
         .map_err(SeccompError::Build)
 }
 
+/// `prctl(PR_GET_AUXV)` (Linux 6.4), not in the libc crate yet.
+const PR_GET_AUXV: u64 = 0x4155_5856;
+
 /// A rule matching when argument `arg` (masked by `mask`) equals `value`.
 fn arg_is(arg: u8, mask: u64, value: u64) -> SeccompRule {
-    let condition =
-        SeccompCondition::new(arg, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(mask), value)
-            .expect("argument index below 6");
+    let condition = SeccompCondition::new(
+        arg,
+        SeccompCmpArgLen::Qword,
+        SeccompCmpOp::MaskedEq(mask),
+        value,
+    )
+    .expect("argument index below 6");
     SeccompRule::new(vec![condition]).expect("one condition")
 }
 
 /// A rule matching when argument `arg` equals one of `values`.
 fn arg_in(arg: u8, values: &[u64]) -> Vec<SeccompRule> {
-    values
-        .iter()
-        .map(|&v| arg_is(arg, u64::MAX, v))
-        .collect()
+    values.iter().map(|&v| arg_is(arg, u64::MAX, v)).collect()
 }
 
 /// Every system call the server makes after its sandbox is closed, by purpose.
@@ -150,10 +156,18 @@ fn allow_list() -> BTreeMap<i64, Vec<SeccompRule>> {
             libc::CLONE_THREAD as u64,
         )],
     );
-    // Naming threads (the C library's pthread_setname_np).
+    // Naming threads (the C library's pthread_setname_np) and reading the auxiliary vector
+    // (the standard library's CPU feature detection).
     list.insert(
         libc::SYS_prctl,
-        arg_in(0, &[libc::PR_SET_NAME as u64, libc::PR_GET_NAME as u64]),
+        arg_in(
+            0,
+            &[
+                libc::PR_SET_NAME as u64,
+                libc::PR_GET_NAME as u64,
+                PR_GET_AUXV,
+            ],
+        ),
     );
     // The event loop and its wake-ups.
     list.extend(any(&[
