@@ -8,12 +8,13 @@
 use proc_macro::{Delimiter, Group, Ident, TokenStream, TokenTree};
 
 use crate::parse::{
-    Shape, Struct, is_ident, is_punct, parse_field, parse_struct, split_commas, strip_pin_attrs,
+    Shape, Struct, attr_tokens, flatten_invisible, is_ident, is_punct, parse_field, parse_struct,
+    split_commas, strip_pin_attrs,
 };
 use crate::pin_data::{
     drop_rules, field_to_alias, outer_alias, outer_alias_decl, suffixed, to_alias,
 };
-use crate::template::{error, expand, tokens};
+use crate::template::{error, expand};
 
 const INTS: &[&str] = &[
     "u8", "u16", "u32", "u64", "usize", "i8", "i16", "i32", "i64", "isize",
@@ -21,8 +22,7 @@ const INTS: &[&str] = &[
 
 /// Whether the item is an `enum` (looking past attributes and visibility).
 pub fn is_enum(input: &TokenStream) -> bool {
-    input
-        .clone()
+    flatten_invisible(input.clone())
         .into_iter()
         .find(|t| is_ident(t, "enum") || is_ident(t, "struct") || is_ident(t, "union"))
         .is_some_and(|t| is_ident(&t, "enum"))
@@ -42,11 +42,11 @@ fn repr_int(tokens: &[TokenTree]) -> Result<TokenStream, String> {
     let mut i = 0;
     while i + 1 < tokens.len() && is_punct(&tokens[i], '#') {
         if let TokenTree::Group(g) = &tokens[i + 1] {
-            let inner: Vec<TokenTree> = g.stream().into_iter().collect();
+            let inner = attr_tokens(g);
             if inner.first().is_some_and(|t| is_ident(t, "repr"))
                 && let Some(TokenTree::Group(args)) = inner.get(1)
             {
-                for arg in args.stream() {
+                for arg in flatten_invisible(args.stream()) {
                     if let TokenTree::Ident(id) = &arg {
                         let text = id.to_string();
                         if INTS.contains(&text.as_str()) {
@@ -69,9 +69,9 @@ fn repr_int(tokens: &[TokenTree]) -> Result<TokenStream, String> {
     })
 }
 
-fn parse_variants(body: &Group) -> Result<Vec<Variant>, String> {
+fn parse_variants(body: &Group, int: &TokenStream) -> Result<Vec<Variant>, String> {
     let mut out: Vec<Variant> = Vec::new();
-    for part in split_commas(body.stream().into_iter().collect()) {
+    for part in split_commas(flatten_invisible(body.stream())) {
         let mut i = 0;
         while i + 1 < part.len() && is_punct(&part[i], '#') {
             if let TokenTree::Group(g) = &part[i + 1]
@@ -110,13 +110,25 @@ fn parse_variants(body: &Group) -> Result<Vec<Variant>, String> {
             }
             i += 1;
         }
+        // Each discriminant is a constant of the enum's integer type, as the compiler evaluates it: an
+        // explicit expression is typed as that integer (`!0 / 16` is 15 in a `u8`, not 0 as an `i32`), and an
+        // implicit one is the previous one plus one in that type.
         let discriminant = if part.get(i).is_some_and(|t| is_punct(t, '=')) {
             let explicit: TokenStream = part[i + 1..].iter().cloned().collect();
-            expand("($d)", &[("d", &explicit)])
+            expand(
+                "{ const DISCRIMINANT: $int = $d; DISCRIMINANT }",
+                &[("d", &explicit), ("int", int)],
+            )
         } else if let Some(prev) = out.last() {
-            expand("($p) + 1", &[("p", &prev.discriminant)])
+            expand(
+                "{ const DISCRIMINANT: $int = $p + 1; DISCRIMINANT }",
+                &[("p", &prev.discriminant), ("int", int)],
+            )
         } else {
-            tokens("0")
+            expand(
+                "{ const DISCRIMINANT: $int = 0; DISCRIMINANT }",
+                &[("int", int)],
+            )
         };
         out.push(Variant {
             name,
@@ -155,7 +167,7 @@ fn build(input: TokenStream, pinned_drop: bool) -> Result<TokenStream, String> {
     }
     header[body_at] = TokenTree::Group(Group::new(Delimiter::Brace, TokenStream::new()));
     let s: Struct = parse_struct(header.into_iter().collect())?;
-    let variants = parse_variants(&body)?;
+    let variants = parse_variants(&body, &int)?;
 
     let mut cleaned = tokens_in.clone();
     let mut stripped = Group::new(Delimiter::Brace, strip_variant_pins(body.stream()));
@@ -245,6 +257,8 @@ fn build(input: TokenStream, pinned_drop: bool) -> Result<TokenStream, String> {
         } else {
             TokenStream::new()
         };
+        // Inside the `const _` block the enum's name belongs to the markers: reach it through the alias.
+        let discr = to_alias(&v.discriminant, &s);
         let vars: &[(&str, &TokenStream)] = &[
             ("marker_phantom", &marker_phantom),
             ("vis", vis),
@@ -258,7 +272,7 @@ fn build(input: TokenStream, pinned_drop: bool) -> Result<TokenStream, String> {
             ("marker_fields", &marker_fields),
             ("phantom", &phantom),
             ("name", &name),
-            ("discr", &v.discriminant),
+            ("discr", &discr),
         ];
         let (decls, tag) = if tuple {
             (
@@ -311,7 +325,7 @@ fn build(input: TokenStream, pinned_drop: bool) -> Result<TokenStream, String> {
                 /// `slot` came from `cast` on a slot under initialisation.
                 pub unsafe fn write_tag(self, slot: *mut $repr<$tg>) {{
                     // SAFETY: forwarded from the caller; the tag is the first field of the layout.
-                    unsafe {{ (&raw mut (*slot).{tag}).write(($discr) as $int) }}
+                    unsafe {{ (&raw mut (*slot).{tag}).write($discr) }}
                 }}
             }}"
             ),

@@ -29,8 +29,14 @@ pub fn pinned_drop(args: TokenStream, input: TokenStream) -> TokenStream {
     pinned_drop::pinned_drop(args, input)
 }
 
-/// Implements `Zeroable` for a struct whose fields are all `Zeroable`.
+/// Implements `Zeroable` for a struct whose fields are all `Zeroable` (an error names the field that is not).
 #[proc_macro_derive(Zeroable)]
 pub fn derive_zeroable(input: TokenStream) -> TokenStream {
-    zeroable::derive_zeroable(input)
+    zeroable::derive_zeroable(input, false)
+}
+
+/// Implements `Zeroable` for a struct exactly when all its fields are `Zeroable`; no error otherwise.
+#[proc_macro_derive(MaybeZeroable)]
+pub fn derive_maybe_zeroable(input: TokenStream) -> TokenStream {
+    zeroable::derive_zeroable(input, true)
 }

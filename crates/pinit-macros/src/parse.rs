@@ -77,23 +77,80 @@ pub fn split_commas(tokens: Vec<TokenTree>) -> Vec<Vec<TokenTree>> {
     parts
 }
 
+/// The tokens of `stream` with invisible groups opened. Fragments passed through `macro_rules!` (`$m:meta`,
+/// `$v:vis`, ...) arrive wrapped in such groups; looking only at the outer tokens would miss a `repr` or a
+/// `cfg` inside one.
+pub fn flatten_invisible(stream: TokenStream) -> Vec<TokenTree> {
+    let mut out = Vec::new();
+    for t in stream {
+        match t {
+            TokenTree::Group(g) if g.delimiter() == Delimiter::None => {
+                out.extend(flatten_invisible(g.stream()));
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// An attribute's contents (inside `#[..]`), with invisible groups opened.
+pub fn attr_tokens(group: &Group) -> Vec<TokenTree> {
+    flatten_invisible(group.stream())
+}
+
 /// Whether an attribute's bracket group is exactly `pin`.
 fn is_pin_attr(group: &Group) -> bool {
-    let tokens: Vec<TokenTree> = group.stream().into_iter().collect();
+    let tokens = attr_tokens(group);
     tokens.len() == 1 && is_ident(&tokens[0], "pin")
 }
 
 /// Whether an attribute's bracket group is `cfg(..)` or `cfg_attr(..)`.
 pub fn is_cfg_attr(group: &Group) -> bool {
-    group
-        .stream()
-        .into_iter()
-        .next()
-        .is_some_and(|t| is_ident(&t, "cfg") || is_ident(&t, "cfg_attr"))
+    attr_tokens(group)
+        .first()
+        .is_some_and(|t| is_ident(t, "cfg") || is_ident(t, "cfg_attr"))
+}
+
+/// Whether an invisible group holds attributes or a visibility (empty, or starting with `#` or `pub`).
+fn starts_field_prefix(group: &Group) -> bool {
+    let inner = flatten_invisible(group.stream());
+    inner
+        .first()
+        .is_none_or(|t| is_punct(t, '#') || is_ident(t, "pub"))
+}
+
+/// Whether a field's type is `PhantomPinned` (by any of its usual paths).
+fn is_phantom_pinned(ty: &[TokenTree]) -> bool {
+    let text: String = ty
+        .iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join("");
+    let text: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    matches!(
+        text.as_str(),
+        "PhantomPinned"
+            | "marker::PhantomPinned"
+            | "core::marker::PhantomPinned"
+            | "::core::marker::PhantomPinned"
+            | "std::marker::PhantomPinned"
+            | "::std::marker::PhantomPinned"
+    )
 }
 
 /// Parses one field (`#[attr]* vis name: Type` or `#[attr]* vis Type`).
 pub fn parse_field(tokens: Vec<TokenTree>, index: usize, shape: Shape) -> Result<Field, String> {
+    // Attributes and visibility made by `macro_rules!` may come in invisible groups: open those (a type's
+    // group is kept, so its tokens stay one type).
+    let tokens: Vec<TokenTree> = tokens
+        .into_iter()
+        .flat_map(|t| match t {
+            TokenTree::Group(g) if g.delimiter() == Delimiter::None && starts_field_prefix(&g) => {
+                flatten_invisible(g.stream())
+            }
+            other => vec![other],
+        })
+        .collect();
     let mut i = 0;
     let mut pinned = false;
     let mut cfg = TokenStream::new();
@@ -136,6 +193,12 @@ pub fn parse_field(tokens: Vec<TokenTree>, index: usize, shape: Shape) -> Result
     let ty: TokenStream = tokens[i..].iter().cloned().collect();
     if ty.is_empty() {
         return Err(format!("field `{name}` has no type"));
+    }
+    if !pinned && is_phantom_pinned(&tokens[i..]) {
+        return Err(format!(
+            "field `{name}` of type `PhantomPinned` needs `#[pin]`: without it the field is not structurally \
+             pinned, so it does not make the type `!Unpin` and the value could be moved out of its pin"
+        ));
     }
     Ok(Field {
         pinned,
@@ -209,8 +272,13 @@ pub fn parse_struct(input: TokenStream) -> Result<Struct, String> {
     let mut packed = false;
     while i + 1 < tokens.len() && is_punct(&tokens[i], '#') {
         if let TokenTree::Group(g) = &tokens[i + 1] {
-            let text = g.stream().to_string();
-            if text.starts_with("repr") && text.contains("packed") {
+            let inner = attr_tokens(g);
+            if inner.first().is_some_and(|t| is_ident(t, "repr"))
+                && let Some(TokenTree::Group(args)) = inner.get(1)
+                && flatten_invisible(args.stream())
+                    .iter()
+                    .any(|t| is_ident(t, "packed"))
+            {
                 packed = true;
             }
         }

@@ -431,15 +431,11 @@ pub fn drop_rules(
             name,
         )
     } else {
+        // The two traits live in `pinit` (with a blanket impl for every `Drop` / `PinnedDrop` type), not in the
+        // generated block, so that no user item of the same name can stand in for them.
         tokens_with(
-            "trait ImplementPinnedDropInsteadOfDrop {}
-            #[allow(drop_bounds)]
-            impl<T: ::core::ops::Drop + ?::core::marker::Sized> ImplementPinnedDropInsteadOfDrop for T {}
-            impl<$ig> ImplementPinnedDropInsteadOfDrop for $name<$tg> where $w {}
-
-            trait PinnedDropNeedsPinDataPinnedDrop {}
-            impl<T: ::pinit::PinnedDrop + ?::core::marker::Sized> PinnedDropNeedsPinDataPinnedDrop for T {}
-            impl<$ig> PinnedDropNeedsPinDataPinnedDrop for $name<$tg> where $w {}",
+            "impl<$ig> ::pinit::ImplementPinnedDropInsteadOfDrop for $name<$tg> where $w {}
+            impl<$ig> ::pinit::PinnedDropNeedsPinDataPinnedDrop for $name<$tg> where $w {}",
             ig,
             tg,
             w,

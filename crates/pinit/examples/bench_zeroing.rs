@@ -15,7 +15,7 @@ const MIB16: usize = 16 << 20;
 
 /// The structs built by `pinit` (each library needs its own `Zeroable` derive).
 mod ours {
-    use pinit::{InPlaceInit, Zeroable, init, zeroed};
+    use pinit::{InPlaceInit, Zeroable, init, init_zeroed};
 
     #[derive(Zeroable)]
     pub struct Big<const N: usize> {
@@ -40,7 +40,7 @@ mod ours {
     }
 
     pub fn initialiser<const N: usize>() -> Box<Big<N>> {
-        Box::init(init!(Big::<N> { header: 7, data <- zeroed() })).expect("allocation")
+        Box::init(init!(Big::<N> { header: 7, data <- init_zeroed() })).expect("allocation")
     }
 }
 

@@ -5,6 +5,7 @@
 //! value or run an initialiser into that very slot, so no `unsafe` is needed and a forgotten or foreign slot
 //! does not type-check.
 
+use core::cell::Cell;
 use core::marker::PhantomData;
 use core::pin::Pin;
 
@@ -14,10 +15,45 @@ use crate::{Init, PinInit};
 /// An invariant lifetime: `'brand` cannot be widened or narrowed to match another slot's.
 type Brand<'brand> = PhantomData<fn(&'brand ()) -> &'brand ()>;
 
+/// Whether the slot of one `init_by`/`pin_init_by` call holds a value that no proof owns any more.
+///
+/// Writing the slot sets it; dropping the proof (which drops the value) clears it. If the closure then fails
+/// or panics while it is set, the proof was forgotten and the value is dropped here: an initialiser that
+/// wrote its slot never leaves it behind on a failure path (for a pinned value, freeing its memory without
+/// dropping it would break the pinning guarantee).
+struct Written<T> {
+    ptr: *mut T,
+    set: Cell<bool>,
+}
+
+impl<T> Drop for Written<T> {
+    fn drop(&mut self) {
+        if self.set.get() {
+            // SAFETY: `set` means the slot holds a value and no live proof will drop it.
+            unsafe { core::ptr::drop_in_place(self.ptr) };
+        }
+    }
+}
+
+impl<T> Written<T> {
+    fn new(ptr: *mut T) -> Self {
+        Self {
+            ptr,
+            set: Cell::new(false),
+        }
+    }
+
+    /// The slot was initialised and the proof `done` is returned with `Ok`: keep the value.
+    fn keep(self) {
+        core::mem::forget(self);
+    }
+}
+
 /// Uninitialised memory for a `T`, to be filled exactly once.
 #[derive(Debug)]
 pub struct Slot<'brand, T> {
     ptr: *mut T,
+    written: &'brand Cell<bool>,
     _brand: Brand<'brand>,
 }
 
@@ -26,11 +62,13 @@ pub struct Slot<'brand, T> {
 #[derive(Debug)]
 pub struct Done<'brand, T> {
     ptr: *mut T,
+    written: &'brand Cell<bool>,
     _brand: Brand<'brand>,
 }
 
 impl<T> Drop for Done<'_, T> {
     fn drop(&mut self) {
+        self.written.set(false);
         // SAFETY: a `Done` exists only for an initialised slot; it is forgotten when the value is kept.
         unsafe { core::ptr::drop_in_place(self.ptr) };
     }
@@ -41,8 +79,10 @@ impl<'brand, T> Slot<'brand, T> {
     pub fn write(self, value: T) -> Done<'brand, T> {
         // SAFETY: the slot is valid for writes and uninitialised (it is consumed here, so written once).
         unsafe { self.ptr.write(value) };
+        self.written.set(true);
         Done {
             ptr: self.ptr,
+            written: self.written,
             _brand: PhantomData,
         }
     }
@@ -51,8 +91,10 @@ impl<'brand, T> Slot<'brand, T> {
     pub fn init<E>(self, init: impl Init<T, E>) -> Result<Done<'brand, T>, E> {
         // SAFETY: the slot is valid for writes and uninitialised; on error it stays uninitialised.
         unsafe { init.__init(self.ptr)? };
+        self.written.set(true);
         Ok(Done {
             ptr: self.ptr,
+            written: self.written,
             _brand: PhantomData,
         })
     }
@@ -70,6 +112,7 @@ impl<T> Done<'_, T> {
 #[derive(Debug)]
 pub struct PinSlot<'brand, T> {
     ptr: *mut T,
+    written: &'brand Cell<bool>,
     _brand: Brand<'brand>,
 }
 
@@ -77,11 +120,13 @@ pub struct PinSlot<'brand, T> {
 #[derive(Debug)]
 pub struct PinDone<'brand, T> {
     ptr: *mut T,
+    written: &'brand Cell<bool>,
     _brand: Brand<'brand>,
 }
 
 impl<T> Drop for PinDone<'_, T> {
     fn drop(&mut self) {
+        self.written.set(false);
         // SAFETY: a `PinDone` exists only for an initialised slot; dropping in place keeps the pin promise.
         unsafe { core::ptr::drop_in_place(self.ptr) };
     }
@@ -92,8 +137,10 @@ impl<'brand, T> PinSlot<'brand, T> {
     pub fn write(self, value: T) -> PinDone<'brand, T> {
         // SAFETY: the slot is valid for writes and uninitialised (it is consumed here, so written once).
         unsafe { self.ptr.write(value) };
+        self.written.set(true);
         PinDone {
             ptr: self.ptr,
+            written: self.written,
             _brand: PhantomData,
         }
     }
@@ -102,8 +149,10 @@ impl<'brand, T> PinSlot<'brand, T> {
     pub fn pin_init<E>(self, init: impl PinInit<T, E>) -> Result<PinDone<'brand, T>, E> {
         // SAFETY: the slot is valid for writes and uninitialised; it stays pinned once initialised.
         unsafe { init.__pinned_init(self.ptr)? };
+        self.written.set(true);
         Ok(PinDone {
             ptr: self.ptr,
+            written: self.written,
             _brand: PhantomData,
         })
     }
@@ -124,11 +173,11 @@ impl<T> PinDone<'_, T> {
 /// Branches may pick different initialisers, as long as each ends in the slot:
 ///
 /// ```
-/// use pinit::{InPlaceInit, init, init_by, zeroed};
+/// use pinit::{InPlaceInit, init, init_by, init_zeroed};
 /// struct Page { bytes: [u8; 4096] }
 /// let page = |fill: Option<u8>| init_by(move |slot| match fill {
 ///     Some(b) => slot.init(init!(Page { bytes: [b; 4096] })),
-///     None => Ok(slot.init(init!(Page { bytes <- zeroed() }))?),
+///     None => Ok(slot.init(init!(Page { bytes <- init_zeroed() }))?),
 /// });
 /// assert_eq!(Box::init(page(Some(7))).unwrap().bytes[4095], 7);
 /// assert_eq!(Box::init(page(None)).unwrap().bytes[0], 0);
@@ -138,12 +187,15 @@ where
     F: for<'brand> FnOnce(Slot<'brand, T>) -> Result<Done<'brand, T>, E>,
 {
     let run = move |ptr: *mut T, _| {
+        let written = Written::new(ptr);
         let slot = Slot {
             ptr,
+            written: &written.set,
             _brand: PhantomData,
         };
         let done = f(slot)?;
         core::mem::forget(done);
+        written.keep();
         Ok(())
     };
     ClosureInit::new(run, false)
@@ -169,12 +221,15 @@ where
     F: for<'brand> FnOnce(PinSlot<'brand, T>) -> Result<PinDone<'brand, T>, E>,
 {
     let run = move |ptr: *mut T, _| {
+        let written = Written::new(ptr);
         let slot = PinSlot {
             ptr,
+            written: &written.set,
             _brand: PhantomData,
         };
         let done = f(slot)?;
         core::mem::forget(done);
+        written.keep();
         Ok(())
     };
     PinOnlyClosure(ClosureInit::new(run, false))

@@ -82,6 +82,24 @@ pub fn init_data_of<T>(_witness: impl FnOnce() -> T) -> InitData<T> {
     InitData(PhantomData)
 }
 
+/// A reference to the value under construction, for compile-time checks in code that never runs (a
+/// reference to a field of a `#[repr(packed)]` struct does not compile, which rejects packed structs).
+///
+/// # Panics
+///
+/// Always: the macros only call it inside closures that are never called.
+pub fn never_called<'a, T: ?Sized>(slot: *mut T) -> &'a T {
+    let _ = slot;
+    unreachable!("pinit: a compile-time check was executed")
+}
+
+/// The field markers of `T`, for [`assert_pinned!`](crate::assert_pinned). The markers only describe the
+/// fields; everything that uses them to touch memory is `unsafe`.
+pub fn pin_data_for_check<T: HasPinData + ?Sized>() -> T::PinData {
+    // SAFETY: the markers are inert descriptions of `T`'s fields; this crate's macros only compare their types.
+    unsafe { T::__pin_data() }
+}
+
 /// What the macros' initialiser closure returns on success.
 ///
 /// Only the macros make one (after the last field), from an [`InitToken`]: so a `return Ok(..)`
@@ -461,3 +479,59 @@ impl<T: Copy, const N: usize> UnpinnedFieldWriter<'_, [T; N]> {
         elements.fill(core::mem::MaybeUninit::new(value));
     }
 }
+
+/// Implemented by `#[pin_data]` for its type without `PinnedDrop`; also implemented for every `Drop` type, so
+/// a `Drop` impl on a `#[pin_data]` type (which could move pinned fields) conflicts with it.
+#[doc(hidden)]
+pub trait ImplementPinnedDropInsteadOfDrop {}
+
+#[allow(drop_bounds)]
+impl<T: Drop + ?Sized> ImplementPinnedDropInsteadOfDrop for T {}
+
+/// Like [`ImplementPinnedDropInsteadOfDrop`] for `PinnedDrop`: a `#[pinned_drop]` impl needs
+/// `#[pin_data(PinnedDrop)]`.
+#[doc(hidden)]
+pub trait PinnedDropNeedsPinDataPinnedDrop {}
+
+impl<T: crate::PinnedDrop + ?Sized> PinnedDropNeedsPinDataPinnedDrop for T {}
+
+/// The result of a sub-initialiser inside `pin_init!`/`init!`, converted into the enclosing error type.
+///
+/// An error `E` converts with `From` (as `?` does); an `Infallible` one converts into any error type, so an
+/// infallible initialiser fits any `pin_init!(.. ? Error)` even when `Error` has no `From<Infallible>` (such
+/// as `std::io::Error`). The `Infallible` case is an inherent method, which method resolution prefers.
+#[derive(Debug)]
+pub struct InitResult<E>(pub Result<(), E>);
+
+impl InitResult<core::convert::Infallible> {
+    /// No error can occur.
+    pub fn into_error<E2>(self) -> Result<(), E2> {
+        match self.0 {
+            Ok(()) => Ok(()),
+            Err(never) => match never {},
+        }
+    }
+}
+
+/// The `From` conversion of [`InitResult`].
+pub trait ConvertInitError<E> {
+    /// Converts the error with `From`.
+    fn into_error<E2: From<E>>(self) -> Result<(), E2>;
+}
+
+impl<E> ConvertInitError<E> for InitResult<E> {
+    fn into_error<E2: From<E>>(self) -> Result<(), E2> {
+        self.0.map_err(E2::from)
+    }
+}
+
+/// Implemented by every type: `Path::names_a_type_not_a_variant` compiles only if `Path` names a type (a
+/// struct), not an enum variant, so `init!` rejects `init!(Enum::Variant { .. })`.
+pub trait NamesAType: Sized {
+    /// Does nothing; ties the type to the never-called struct-literal closure.
+    fn names_a_type_not_a_variant(witness: impl FnOnce() -> Self) {
+        let _ = witness;
+    }
+}
+
+impl<T> NamesAType for T {}

@@ -68,8 +68,8 @@ pub(crate) unsafe fn run_unpinned<T: ?Sized, E>(
 ///
 /// ```
 /// use std::sync::Arc;
-/// use pinit::{InPlaceInit, zeroed};
-/// let a: Arc<[u8; 4096]> = Arc::init(zeroed()).unwrap();
+/// use pinit::{InPlaceInit, init_zeroed};
+/// let a: Arc<[u8; 4096]> = Arc::init(init_zeroed()).unwrap();
 /// assert_eq!(a[4095], 0);
 /// ```
 pub trait InPlaceInit<T>: Sized {

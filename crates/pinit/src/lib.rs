@@ -34,10 +34,15 @@ pub use branded::{Done, PinDone, PinSlot, Slot, init_by, pin_init_by};
 pub use combinators::{ChainInit, ChainPinInit, MapErr, init_scope, pin_init_scope};
 pub use error::AllocError;
 pub use field::{HasPinData, PinnedField, PinnedFieldWriter, UnpinnedField, UnpinnedFieldWriter};
+#[doc(hidden)]
+pub use field::{ImplementPinnedDropInsteadOfDrop, PinnedDropNeedsPinDataPinnedDrop};
 pub use pinned_drop::{OnlyCallFromDrop, PinnedDrop};
 pub use stack::StackInit;
-pub use traits::{Init, PinInit, init_from_closure, pin_init_from_closure, value};
-pub use zeroable::{Zeroable, zeroed};
+pub use traits::{
+    Init, PinInit, Wrapper, cast_init, cast_pin_init, init_from_closure, pin_init_from_closure,
+    uninit, value,
+};
+pub use zeroable::{Zeroable, ZeroableOption, init_zeroed, zeroed};
 
 #[cfg(feature = "alloc")]
 pub use in_place::{InPlaceInit, InPlaceWrite};
@@ -48,4 +53,4 @@ pub use unique::{UniqueArc, UniqueRc};
 #[cfg(feature = "alloc")]
 pub use vec_ext::VecExt;
 
-pub use pinit_macros::{Zeroable, pin_data, pinned_drop};
+pub use pinit_macros::{MaybeZeroable, Zeroable, pin_data, pinned_drop};

@@ -41,10 +41,10 @@
 #[macro_export]
 macro_rules! pin_init {
     // Internal steps (`@...`): kept in this macro so that compiler notes name only `pin_init`.
-    (@build $mode:ident, ($($this:ident)?), ($($t:tt)*), (), ($($fields:tt)*)) => {
-        $crate::pin_init!(@build $mode, ($($this)?), ($($t)*), (::core::convert::Infallible), ($($fields)*))
+    (@build $mode:ident, ($($this:ident)?), ($($t:tt)*), (), ($default:ty), ($($fields:tt)*)) => {
+        $crate::pin_init!(@build $mode, ($($this)?), ($($t)*), ($default), ($default), ($($fields)*))
     };
-    (@build $mode:ident, ($($this:ident)?), ($($t:tt)*), ($err:ty), ($($fields:tt)*)) => {{
+    (@build $mode:ident, ($($this:ident)?), ($($t:tt)*), ($err:ty), ($default:ty), ($($fields:tt)*)) => {{
         // The steps below need this token to arm drop guards and to report success; user code (and a
         // hand-written call of a later step) cannot name it, so skipping the field checks takes `unsafe`.
         // SAFETY: the token goes only to the field-by-field expansion started here.
@@ -65,6 +65,7 @@ macro_rules! pin_init {
         // duplicate fields are reported in the user's terms) and names the type being built.
         #[allow(unreachable_code, clippy::diverging_sub_expression, clippy::redundant_field_names)]
         let witness = || $($t)* $(:: $variant)? { $($check)* $(..$crate::pin_init!(@zero_rest zeroed_value $zero))? };
+        $crate::pin_init!(@struct_only ($($t)*) ($($variant)?) witness);
         let $data = $crate::pin_init!(@op data $mode, witness);
         let init = $crate::field::PinDataOf::make_closure::<_, $err>(
             $data,
@@ -77,7 +78,10 @@ macro_rules! pin_init {
                     let _: $crate::pin_init!(@zero_rest $zero);
                     if !$zeroed {
                         // SAFETY: the slot is valid for writes; `zeroed()` fills it with a valid all-zero value.
-                        unsafe { $crate::PinInit::__pinned_init($crate::zeroed::<_, $err>(), $whole) }?;
+                        match unsafe { $crate::PinInit::__pinned_init($crate::init_zeroed(), $whole) } {
+                            ::core::result::Result::Ok(()) => {}
+                            ::core::result::Result::Err(never) => match never {},
+                        }
                     }
                 )?
                 // Whether the slot's memory is all zero (a zeroing allocator or `..Zeroable::zeroed()`): then
@@ -101,12 +105,29 @@ macro_rules! pin_init {
         );
         $crate::pin_init!(@op finish $mode, init, $($zero)?)
     }};
-    // `..Zeroable::zeroed()` at the end.
+    // `..Zeroable::init_zeroed()` (or `..Zeroable::zeroed()`) at the end.
+    (@fields @mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty) @names($($n:ident),*)
+     @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs()
+     @rest(.. Zeroable :: init_zeroed () $(,)?)) => {
+        $crate::pin_init!(@fields @mode($mode) @this($($this)?) @ty($($t)*) @err($err) @names($($n),*)
+            @stmts($($stmts)*) @check($($check)*) @zero(yes) @attrs() @rest())
+    };
     (@fields @mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty) @names($($n:ident),*)
      @stmts($($stmts:tt)*) @check($($check:tt)*) @zero() @attrs()
      @rest(.. Zeroable :: zeroed () $(,)?)) => {
         $crate::pin_init!(@fields @mode($mode) @this($($this)?) @ty($($t)*) @err($err) @names($($n),*)
             @stmts($($stmts)*) @check($($check)*) @zero(yes) @attrs() @rest())
+    };
+    // Any other struct-update form.
+    (@fields @mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty) @names($($n:ident),*)
+     @stmts($($stmts:tt)*) @check($($check:tt)*) @zero($($zero:ident)?) @attrs($($attrs:tt)*)
+     @rest(.. $($other:tt)*)) => {
+        ::core::compile_error!(::core::concat!(
+            "`..", ::core::stringify!($($other)*), "` is not supported in an initialiser: the only struct update is ",
+            "`..Zeroable::init_zeroed()` as the last item (it zeroes the fields not listed, in place; the type must ",
+            "be `Zeroable`). Other forms such as `..Default::default()` would build a whole value on the stack and ",
+            "move it: list every field instead."
+        ))
     };
     // An attribute (normally `#[cfg(...)]`) on the next field.
     (@fields @mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty) @names($($n:ident),*)
@@ -135,7 +156,9 @@ macro_rules! pin_init {
                 {
                     // SAFETY: `$slot` is the slot under initialisation and this field is not yet initialised.
                     let field = unsafe { $crate::pin_init!(@op writer $mode, $data, $slot, $f, $zeroed) };
-                    field.init::<$err>($init)?;
+                    #[allow(unused_imports)]
+                    use $crate::field::ConvertInitError as _;
+                    $crate::field::InitResult(field.init($init)).into_error::<$err>()?;
                 }
                 $crate::pin_init!(@fields @field_done $mode, $slot, $guards, $data, $whole, $token, $f, ($($attrs)*));
             )
@@ -188,8 +211,19 @@ macro_rules! pin_init {
             @stmts($($stmts)*) @check($($check)*) @zero() @attrs($($attrs)*)
             @rest($f: $f $(, $($rest)*)?))
     };
+    // Anything else in the field list.
+    (@fields @mode($mode:ident) @this($($this:ident)?) @ty($($t:tt)*) @err($err:ty) @names($($n:ident),*)
+     @stmts($($stmts:tt)*) @check($($check:tt)*) @zero($($zero:ident)?) @attrs($($attrs:tt)*)
+     @rest($($bad:tt)+)) => {
+        ::core::compile_error!(::core::concat!(
+            "expected `field: value`, `field <- initialiser`, `field`, `_: { code }` or a final ",
+            "`..Zeroable::init_zeroed()`, separated by commas; found `", ::core::stringify!($($bad)+), "`"
+        ))
+    };
     // After a field is initialised: arm its drop guard and bind its name for later fields.
     (@fields @field_done $mode:ident, $slot:ident, $guards:ident, $data:ident, $whole:ident, $token:ident, $f:tt, ($($attrs:tt)*)) => {
+        $($attrs)*
+        $crate::pin_init!(@op packed_check $mode, $slot, $f);
         $($attrs)*
         let $guards = (
             // SAFETY: the field was just initialised; the guard is forgotten once the whole value is.
@@ -201,19 +235,28 @@ macro_rules! pin_init {
             // argument), to which the reference is bound; pinned fields stay pinned.
             unsafe { $crate::pin_init!(@op project $mode, $data, $slot, $whole, $f) });
     };
-    (@path $mode:ident, ($($this:ident)?), [$($path:tt)+], { $($fields:tt)* } $(? $err:ty)?) => {
-        $crate::pin_init!(@build $mode, ($($this)?), (($($path)+)), ($($err)?), ($($fields)*))
+    (@path $mode:ident, ($default:ty), ($($this:ident)?), [$($path:tt)+], { $($fields:tt)* } $(? $err:ty)?) => {
+        $crate::pin_init!(@build $mode, ($($this)?), (($($path)+)), ($($err)?), ($default), ($($fields)*))
     };
-    (@path $mode:ident, ($($this:ident)?), [$($path:tt)*], $next:tt $($rest:tt)*) => {
-        $crate::pin_init!(@path $mode, ($($this)?), [$($path)* $next], $($rest)*)
+    (@path $mode:ident, ($default:ty), ($($this:ident)?), [$($path:tt)*], $next:tt $($rest:tt)*) => {
+        $crate::pin_init!(@path $mode, ($default), ($($this)?), [$($path)* $next], $($rest)*)
     };
-    (@path $mode:ident, ($($this:ident)?), [$($path:tt)*], ) => {
+    (@path $mode:ident, ($default:ty), ($($this:ident)?), [$($path:tt)*], ) => {
         ::core::compile_error!(::core::concat!(
             "expected `Type { field: value, .. }` (optionally followed by `? Error`) after `",
             ::core::stringify!($($path)*),
             "`"
         ))
     };
+    // Only structs can be built field by field through their slot: the path must name a type, which an enum
+    // variant (whose fields the slot's type could otherwise reach through `DerefMut`) is not.
+    (@struct_only ($($t:tt)*) () $witness:ident) => {
+        let _ = || {
+            use $crate::field::NamesAType as _;
+            $($t)*::names_a_type_not_a_variant($witness)
+        };
+    };
+    (@struct_only ($($t:tt)*) ($variant:ident) $witness:ident) => {};
     (@op data pin, $witness:ident) => {
         // SAFETY: only this crate's macros ask for a type's pin data.
         unsafe { $crate::field::pin_data_of($witness) }
@@ -248,6 +291,14 @@ macro_rules! pin_init {
         // SAFETY: as for `pin`; `init!` never pins a field, so the value may move.
         unsafe { $crate::field::init_from_macro($init, $crate::pin_init!(@op zero $($zero)?)) }
     };
+    // `init!` takes any struct: a reference to a field of a `#[repr(packed)]` one does not compile (in this
+    // never-called closure), so packed structs, whose fields may be misaligned, are rejected. (`#[pin_data]`
+    // rejects them itself.)
+    (@op packed_check plain, $slot:ident, $f:tt) => {
+        #[allow(clippy::needless_borrow)]
+        let _ = || &$crate::field::never_called($slot).$f;
+    };
+    (@op packed_check pin, $slot:ident, $f:tt) => {};
     (@op zero yes) => { true };
     (@op zero) => { false };
     (@zero_rest yes) => {
@@ -262,19 +313,26 @@ macro_rules! pin_init {
         let $f = $value;
     };
     (@bind $f:tt, ($($attrs:tt)*), $value:expr) => {};
-    // The user-facing forms.
-    ($(&$this:ident in)? $($seg:ident)::+ $(::<$($g:ty),* $(,)?>)? { $($fields:tt)* } $(? $err:ty)?) => {
-        $crate::pin_init!(@build pin, ($($this)?), (($($seg)::+ $(::<$($g),*>)?)), ($($err)?), ($($fields)*))
+    // The user-facing forms (`init!` shares them, with `plain` for `pin`).
+    (@user $mode:ident, ($default:ty), $(&$this:ident in)? $($seg:ident)::+ $(::<$($g:ty),* $(,)?>)? { $($fields:tt)* } $(? $err:ty)?) => {
+        $crate::pin_init!(@build $mode, ($($this)?), (($($seg)::+ $(::<$($g),*>)?)), ($($err)?), ($default), ($($fields)*))
     };
-    ($(&$this:ident in)? enum $enum:ident $(::<$($g:ty),* $(,)?>)? :: $variant:ident { $($fields:tt)* } $(? $err:ty)?) => {
-        $crate::pin_init!(@build pin, ($($this)?), (($enum $(::<$($g),*>)?) $variant), ($($err)?), ($($fields)*))
+    (@user pin, ($default:ty), $(&$this:ident in)? enum $enum:ident $(::<$($g:ty),* $(,)?>)? :: $variant:ident { $($fields:tt)* } $(? $err:ty)?) => {
+        $crate::pin_init!(@build pin, ($($this)?), (($enum $(::<$($g),*>)?) $variant), ($($err)?), ($default), ($($fields)*))
     };
     // Any other path (for example with const generic arguments): collect it up to the field list.
-    (&$this:ident in $($rest:tt)+) => {
-        $crate::pin_init!(@path pin, ($this), [], $($rest)+)
+    (@user $mode:ident, ($default:ty), &$this:ident in $($rest:tt)+) => {
+        $crate::pin_init!(@path $mode, ($default), ($this), [], $($rest)+)
+    };
+    (@user $mode:ident, ($default:ty), $($rest:tt)+) => {
+        $crate::pin_init!(@path $mode, ($default), (), [], $($rest)+)
+    };
+    // `#[default_error(E)]`: the error type when no `? Error` follows the field list.
+    (#[default_error($default:ty)] $($rest:tt)+) => {
+        $crate::pin_init!(@user pin, ($default), $($rest)+)
     };
     ($($rest:tt)+) => {
-        $crate::pin_init!(@path pin, (), [], $($rest)+)
+        $crate::pin_init!(@user pin, (::core::convert::Infallible), $($rest)+)
     };
 }
 
@@ -283,11 +341,11 @@ macro_rules! pin_init {
 /// Accepts the same syntax as [`pin_init!`]; every `<-` initialiser must be an [`Init`](crate::Init).
 ///
 /// ```
-/// use pinit::{InPlaceInit, Zeroable, init, zeroed};
+/// use pinit::{InPlaceInit, Zeroable, init, init_zeroed};
 ///
 /// struct Buffer { len: usize, data: [u8; 1 << 16], spare: [u64; 512] }
 ///
-/// let b = Box::init(init!(Buffer { len: 3, data: [7; 1 << 16], spare <- zeroed() })).unwrap();
+/// let b = Box::init(init!(Buffer { len: 3, data: [7; 1 << 16], spare <- init_zeroed() })).unwrap();
 /// assert_eq!((b.len, b.data[65535], b.spare[511]), (3, 7, 0));
 ///
 /// #[derive(Zeroable)]
@@ -297,15 +355,11 @@ macro_rules! pin_init {
 /// ```
 #[macro_export]
 macro_rules! init {
-    ($(&$this:ident in)? $($seg:ident)::+ $(::<$($g:ty),* $(,)?>)? { $($fields:tt)* } $(? $err:ty)?) => {
-        $crate::pin_init!(@build plain, ($($this)?), (($($seg)::+ $(::<$($g),*>)?)), ($($err)?), ($($fields)*))
-    };
-    // Any other path (for example with const generic arguments): collect it up to the field list.
-    (&$this:ident in $($rest:tt)+) => {
-        $crate::pin_init!(@path plain, ($this), [], $($rest)+)
+    (#[default_error($default:ty)] $($rest:tt)+) => {
+        $crate::pin_init!(@user plain, ($default), $($rest)+)
     };
     ($($rest:tt)+) => {
-        $crate::pin_init!(@path plain, (), [], $($rest)+)
+        $crate::pin_init!(@user plain, (::core::convert::Infallible), $($rest)+)
     };
 }
 
@@ -342,25 +396,29 @@ macro_rules! try_init {
 
 /// Pins a value on the stack and initialises it in place with an infallible initialiser.
 ///
+/// `let name: T = init` (the type is the value's, optional) binds `name: Pin<&mut T>`, as in pinned-init.
+///
 /// ```
 /// use core::pin::Pin;
 /// use pinit::{pin_data, pin_init, stack_pin_init};
 /// #[pin_data]
 /// struct Counter { #[pin] hits: u32 }
-/// stack_pin_init!(let c = pin_init!(Counter { hits: 3 }));
+/// stack_pin_init!(let c: Counter = pin_init!(Counter { hits: 3 }));
 /// let c: Pin<&mut Counter> = c;
 /// assert_eq!(c.hits, 3);
 /// ```
 #[macro_export]
 macro_rules! stack_pin_init {
     (let $var:ident $(: $t:ty)? = $init:expr) => {
-        let slot = ::core::pin::pin!($crate::StackInit::uninit());
-        let $var $(: $t)? = $crate::StackInit::init(slot, $init);
+        let init = $init;
+        let $var = ::core::pin::pin!($crate::StackInit$(::<$t>)?::uninit());
+        #[allow(unused_mut)]
+        let mut $var = $crate::StackInit::init($var, init);
     };
 }
 
-/// Pins a value on the stack and runs a fallible initialiser: `let x: Result<Pin<&mut T>, E> = init` or
-/// `let x =? init` (propagates the error with `?`).
+/// Pins a value on the stack and runs a fallible initialiser: `let x: T = init` binds
+/// `x: Result<Pin<&mut T>, E>`, and `let x: T =? init` propagates the error with `?` (the type is optional).
 ///
 /// ```
 /// use pinit::{pin_data, pin_init, stack_try_pin_init};
@@ -375,12 +433,50 @@ macro_rules! stack_pin_init {
 /// ```
 #[macro_export]
 macro_rules! stack_try_pin_init {
-    (let $var:ident =? $init:expr) => {
-        let slot = ::core::pin::pin!($crate::StackInit::uninit());
-        let $var = $crate::StackInit::try_init(slot, $init)?;
+    (let $var:ident $(: $t:ty)? =? $init:expr) => {
+        let init = $init;
+        let $var = ::core::pin::pin!($crate::StackInit$(::<$t>)?::uninit());
+        #[allow(unused_mut)]
+        let mut $var = $crate::StackInit::try_init($var, init)?;
     };
     (let $var:ident $(: $t:ty)? = $init:expr) => {
-        let slot = ::core::pin::pin!($crate::StackInit::uninit());
-        let $var $(: $t)? = $crate::StackInit::try_init(slot, $init);
+        let init = $init;
+        let $var = ::core::pin::pin!($crate::StackInit$(::<$t>)?::uninit());
+        #[allow(unused_mut)]
+        let mut $var = $crate::StackInit::try_init($var, init);
+    };
+}
+
+/// Asserts at compile time that a field of a `#[pin_data]` struct is structurally pinned (`#[pin]`).
+///
+/// ```
+/// use pinit::{assert_pinned, pin_data};
+/// #[pin_data]
+/// struct Waiter { #[pin] node: u64, id: u32 }
+/// assert_pinned!(Waiter, node, u64);
+/// ```
+///
+/// ```compile_fail
+/// use pinit::{assert_pinned, pin_data};
+/// #[pin_data]
+/// struct Waiter { #[pin] node: u64, id: u32 }
+/// assert_pinned!(Waiter, id, u32);
+/// ```
+///
+/// Inside a generic function, where a `const` item cannot use the function's parameters, add `inline`:
+/// `assert_pinned!(Foo<T>, elem, T, inline);`.
+#[macro_export]
+macro_rules! assert_pinned {
+    ($ty:ty, $field:ident, $field_ty:ty, inline) => {
+        let _ = || {
+            // Never called: the field's marker must be the pinned one.
+            let data = $crate::field::pin_data_for_check::<$ty>();
+            let _: $crate::field::PinnedField<$field_ty> = data.$field;
+        };
+    };
+    ($ty:ty, $field:ident, $field_ty:ty) => {
+        const _: () = {
+            $crate::assert_pinned!($ty, $field, $field_ty, inline);
+        };
     };
 }

@@ -2,6 +2,7 @@
 
 use core::convert::Infallible;
 use core::marker::PhantomData;
+use core::mem::MaybeUninit;
 use core::pin::Pin;
 
 use crate::combinators::{ChainInit, ChainPinInit, MapErr};
@@ -57,7 +58,7 @@ pub unsafe trait PinInit<T: ?Sized, E = Infallible>: Sized {
     /// use pinit::{InPlaceInit, PinInit, pin_data, pin_init};
     /// #[pin_data]
     /// struct Counter { #[pin] n: u32 }
-    /// let b = Box::pin_init(pin_init!(Counter { n: 5 }).pin_chain(|c| {
+    /// let b: core::pin::Pin<Box<Counter>> = Box::pin_init(pin_init!(Counter { n: 5 }).pin_chain(|c| {
     ///     *c.project().n += 1;
     ///     Ok(())
     /// }))
@@ -77,7 +78,7 @@ pub unsafe trait PinInit<T: ?Sized, E = Infallible>: Sized {
     /// use std::io;
     /// use pinit::{InPlaceInit, PinInit, pin_init_by};
     /// let fails = pin_init_by::<u32, u8, _>(|_slot| Err(7));
-    /// let r = Box::try_pin_init(fails.map_err(|code| io::Error::other(format!("code {code}"))));
+    /// let r: Result<core::pin::Pin<Box<u32>>, io::Error> = Box::try_pin_init(fails.map_err(|code| io::Error::other(format!("code {code}"))));
     /// assert_eq!(r.unwrap_err().to_string(), "code 7");
     /// ```
     fn map_err<E2, F>(self, f: F) -> MapErr<Self, F, T, E>
@@ -90,8 +91,8 @@ pub unsafe trait PinInit<T: ?Sized, E = Infallible>: Sized {
 
 /// An initialiser that builds a `T` in place without requiring it to stay pinned.
 ///
-/// Every `Init` is also a [`PinInit`]. (A plain value is not an initialiser: `field: value` moves one in;
-/// keeping values out of these traits keeps type inference of `chain`/`map_err` unambiguous.)
+/// Every `Init` is also a [`PinInit`], and so is every plain value (`T` is an `Init<T>`, and `Result<T, E>` an
+/// `Init<T, E>`): wherever an initialiser is expected, a value can be passed.
 ///
 /// # Safety
 ///
@@ -127,7 +128,7 @@ pub unsafe trait Init<T: ?Sized, E = Infallible>: PinInit<T, E> {
     /// ```
     /// use pinit::{InPlaceInit, Init, init};
     /// struct List { items: Vec<u8> }
-    /// let b = Box::init(init!(List { items: vec![1] }).chain(|l| {
+    /// let b: Box<List> = Box::init(init!(List { items: vec![1] }).chain(|l| {
     ///     l.items.push(2);
     ///     Ok(())
     /// }))
@@ -236,4 +237,119 @@ pub fn value<T, E>(value: T) -> impl Init<T, E> {
         Ok(())
     };
     ClosureInit::new(write, false)
+}
+
+// SAFETY: the value is moved into the slot, which is then a valid `T`; nothing can fail.
+unsafe impl<T> PinInit<T> for T {
+    unsafe fn __pinned_init(self, slot: *mut T) -> Result<(), Infallible> {
+        // SAFETY: the slot is valid for writes (the caller's contract).
+        unsafe { slot.write(self) };
+        Ok(())
+    }
+}
+
+// SAFETY: as above; a moved-in value needs no pinning.
+unsafe impl<T> Init<T> for T {
+    unsafe fn __init(self, slot: *mut T) -> Result<(), Infallible> {
+        // SAFETY: the slot is valid for writes (the caller's contract).
+        unsafe { slot.write(self) };
+        Ok(())
+    }
+}
+
+// SAFETY: on `Ok` the value is moved into the slot; on `Err` the slot is not touched.
+unsafe impl<T, E> PinInit<T, E> for Result<T, E> {
+    unsafe fn __pinned_init(self, slot: *mut T) -> Result<(), E> {
+        // SAFETY: the slot is valid for writes (the caller's contract).
+        unsafe { slot.write(self?) };
+        Ok(())
+    }
+}
+
+// SAFETY: as above; a moved-in value needs no pinning.
+unsafe impl<T, E> Init<T, E> for Result<T, E> {
+    unsafe fn __init(self, slot: *mut T) -> Result<(), E> {
+        // SAFETY: the slot is valid for writes (the caller's contract).
+        unsafe { slot.write(self?) };
+        Ok(())
+    }
+}
+
+/// An initialiser that leaves a `MaybeUninit<T>` uninitialised (any bytes are a valid `MaybeUninit`).
+///
+/// ```
+/// use core::mem::MaybeUninit;
+/// use pinit::{InPlaceInit, uninit};
+/// let scratch: Box<MaybeUninit<[u8; 4096]>> = Box::init(uninit::<_, core::convert::Infallible>()).unwrap();
+/// # let _ = scratch;
+/// ```
+pub fn uninit<T, E>() -> impl Init<MaybeUninit<T>, E> {
+    ClosureInit::new(|_: *mut MaybeUninit<T>, _| Ok(()), false)
+}
+
+/// Runs a pinned initialiser of `T` on a slot of type `U`.
+///
+/// # Safety
+///
+/// A valid, pinned `T` must also be a valid, pinned `U` with the same layout (as for `UnsafeCell<T>` and
+/// `T`), and `U`'s drop must be correct for it.
+pub unsafe fn cast_pin_init<T, U, E>(init: impl PinInit<T, E>) -> impl PinInit<U, E> {
+    let run = move |slot: *mut U| {
+        // SAFETY: the caller promises that `U`'s memory is a valid place for a `T`.
+        unsafe { init.__pinned_init(slot.cast::<T>()) }
+    };
+    // SAFETY: the `T` initialised in place is a valid `U` (the caller's contract).
+    unsafe { pin_init_from_closure(run) }
+}
+
+/// Runs an unpinned initialiser of `T` on a slot of type `U`.
+///
+/// # Safety
+///
+/// As for [`cast_pin_init`], without the pinning.
+pub unsafe fn cast_init<T, U, E>(init: impl Init<T, E>) -> impl Init<U, E> {
+    let run = move |slot: *mut U| {
+        // SAFETY: the caller promises that `U`'s memory is a valid place for a `T`.
+        unsafe { init.__init(slot.cast::<T>()) }
+    };
+    // SAFETY: the `T` initialised in place is a valid `U` (the caller's contract).
+    unsafe { init_from_closure(run) }
+}
+
+/// Wrappers with the layout of the `T` they hold, which can be built in place from an initialiser of `T`.
+///
+/// ```
+/// use core::cell::UnsafeCell;
+/// use pinit::{InPlaceInit, Wrapper};
+/// let cell = Box::pin_init(UnsafeCell::pin_init(7u32)).unwrap();
+/// // SAFETY: nothing else accesses the cell.
+/// assert_eq!(unsafe { *cell.get() }, 7);
+/// ```
+pub trait Wrapper<T> {
+    /// Wraps a pinned initialiser of the inner value.
+    fn pin_init<E>(value_init: impl PinInit<T, E>) -> impl PinInit<Self, E>;
+}
+
+impl<T> Wrapper<T> for core::cell::UnsafeCell<T> {
+    fn pin_init<E>(value_init: impl PinInit<T, E>) -> impl PinInit<Self, E> {
+        // SAFETY: `UnsafeCell<T>` is `repr(transparent)` over `T`.
+        unsafe { cast_pin_init(value_init) }
+    }
+}
+
+/// Only for `T: Unpin`: a `MaybeUninit` never drops what it holds, so a pinned `T` inside one could have its
+/// memory freed without being dropped, which pinning forbids.
+impl<T: Unpin> Wrapper<T> for MaybeUninit<T> {
+    fn pin_init<E>(value_init: impl PinInit<T, E>) -> impl PinInit<Self, E> {
+        // SAFETY: `MaybeUninit<T>` has the layout of `T`, and an initialised `T` is a valid `MaybeUninit<T>`.
+        // It is never dropped, which `T: Unpin` allows: nothing may rely on an `Unpin` value's address.
+        unsafe { cast_pin_init(value_init) }
+    }
+}
+
+impl<T> Wrapper<T> for core::cell::Cell<T> {
+    fn pin_init<E>(value_init: impl PinInit<T, E>) -> impl PinInit<Self, E> {
+        // SAFETY: `Cell<T>` is `repr(transparent)` over `UnsafeCell<T>`, itself over `T`.
+        unsafe { cast_pin_init(value_init) }
+    }
 }

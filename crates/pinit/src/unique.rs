@@ -96,8 +96,8 @@ unique!(
     Rc,
     "An `Rc` with a count of one: mutable until [`UniqueRc::share`] turns it into an `Rc`.\n\n\
      ```\n\
-     use pinit::{UniqueRc, zeroed};\n\
-     let mut page = UniqueRc::<[u8; 4096]>::try_init(zeroed::<_, pinit::AllocError>()).unwrap();\n\
+     use pinit::{PinInit, UniqueRc, init_zeroed};\n\
+     let mut page = UniqueRc::<[u8; 4096]>::try_init(init_zeroed().map_err(pinit::AllocError::from)).unwrap();\n\
      page[0] = 1;\n\
      let shared = UniqueRc::share(page);\n\
      assert_eq!((shared[0], std::rc::Rc::strong_count(&shared)), (1, 1));\n\

@@ -7,10 +7,10 @@ use crate::{AllocError, Init};
 /// In-place pushes for `Vec` (unpinned initialisers only: a `Vec` moves its elements when it grows).
 ///
 /// ```
-/// use pinit::{VecExt, init, zeroed};
+/// use pinit::{VecExt, init, init_zeroed};
 /// struct Frame { seq: u32, payload: [u8; 1 << 20] }
 /// let mut frames: Vec<Frame> = Vec::new();
-/// frames.push_init(init!(Frame { seq: 1, payload <- zeroed() })).unwrap();
+/// frames.push_init(init!(Frame { seq: 1, payload <- init_zeroed() })).unwrap();
 /// assert_eq!((frames.len(), frames[0].seq), (1, 1));
 /// ```
 pub trait VecExt<T> {

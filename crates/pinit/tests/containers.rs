@@ -11,9 +11,8 @@ use std::sync::Arc;
 use common::{Failed, Noisy, drops, fails};
 use pinit::{
     AllocError, InPlaceInit, InPlaceInitSlice, InPlaceWrite, Init, PinInit, UniqueArc, UniqueRc,
-    VecExt, init, init_array_from_fn, init_by, init_scope, pin_data, pin_init,
+    VecExt, init, init_array_from_fn, init_by, init_scope, init_zeroed, pin_data, pin_init,
     pin_init_array_from_fn, pin_init_by, pinned_drop, stack_pin_init, stack_try_pin_init, value,
-    zeroed,
 };
 
 fn noisy(name: &'static str) -> impl Init<Noisy, Failed> {
@@ -93,7 +92,7 @@ fn impossible_sizes_are_alloc_errors_not_panics() {
     assert_eq!(huge.err(), Some(AllocError));
     let huge = Rc::<[u64]>::try_init_slice(usize::MAX / 4, |i| value::<u64, AllocError>(i as u64));
     assert_eq!(huge.err(), Some(AllocError));
-    let too_big = Box::<[u8; 1 << 46]>::init(zeroed());
+    let too_big = Box::<[u8; 1 << 46]>::init(init_zeroed());
     assert_eq!(too_big.err(), Some(AllocError));
 }
 
@@ -125,7 +124,7 @@ fn vec_push_init_appends_in_place() {
     drop(v);
     assert_eq!(drops(), ["a", "b"]);
     let mut big: Vec<[u8; 1 << 20]> = Vec::new();
-    big.push_init(zeroed()).unwrap();
+    big.push_init(init_zeroed()).unwrap();
     assert_eq!(big[0][1 << 19], 0);
 }
 
@@ -233,14 +232,14 @@ fn branded_slots_choose_between_initialisers() {
 
 #[test]
 fn zeroed_initialisers_ask_for_zeroed_memory() {
-    let z = zeroed::<[u64; 8], AllocError>();
+    let z = init_zeroed::<[u64; 8]>();
     assert!(z.starts_zeroed());
-    let chained = zeroed::<[u64; 8], AllocError>().chain(|a| {
+    let chained = init_zeroed::<[u64; 8]>().chain(|a| {
         a[0] = 1;
         Ok(())
     });
-    assert!(chained.starts_zeroed());
-    let a = Arc::try_init(chained).unwrap();
+    assert!(PinInit::<[u64; 8]>::starts_zeroed(&chained));
+    let a: Arc<[u64; 8]> = Arc::init(chained).unwrap();
     assert_eq!(a[..2], [1, 0]);
     struct Regs {
         a: u32,
@@ -327,8 +326,8 @@ fn zeroing_field_initialisers_skip_work_on_zeroed_memory() {
         Box::try_init(init!(Small { probe <- Probe(seen), ..Zeroable::zeroed() }? Failed)).unwrap();
     assert_eq!((s.n, s.probe, seen.get()), (0, 0, "skipped"));
     // Large allocations come zero-filled from the allocator, so the field's zeroing is skipped too.
-    let l =
-        Box::try_init(init!(Large { probe <- Probe(seen), bytes <- zeroed() }? Failed)).unwrap();
+    let l = Box::try_init(init!(Large { probe <- Probe(seen), bytes <- init_zeroed() }? Failed))
+        .unwrap();
     assert_eq!((l.probe, l.bytes[1 << 20], seen.get()), (0, 0, "skipped"));
     let l =
         Arc::try_init(init!(Large { probe <- Probe(seen), bytes: [0; 2 << 20] }? Failed)).unwrap();

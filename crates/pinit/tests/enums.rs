@@ -6,7 +6,7 @@ use core::marker::PhantomPinned;
 use std::sync::Arc;
 
 use common::{Failed, Noisy, drops, fails};
-use pinit::{InPlaceInit, pin_data, pin_init, zeroed};
+use pinit::{InPlaceInit, init_zeroed, pin_data, pin_init};
 
 /// Variants differ a lot in size on purpose: the large one is built in place.
 #[allow(clippy::large_enum_variant)]
@@ -49,7 +49,7 @@ fn every_variant_can_be_built_in_place() {
     let l = Arc::pin_init(pin_init!(enum Message::Large {
         id: 7,
         name: Noisy("large"),
-        payload <- zeroed(),
+        payload <- init_zeroed(),
     }))
     .unwrap();
     assert_eq!(describe(&l), "large 7 large 0");

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use common::{Failed, Noisy, drops, fails};
-use pinit::{InPlaceInit, Zeroable, init, pin_data, pin_init, zeroed};
+use pinit::{InPlaceInit, Zeroable, init, init_zeroed, pin_data, pin_init};
 
 #[pin_data]
 struct Three {
@@ -132,7 +132,7 @@ fn tuple_structs_use_indices() {
     drop(w);
     assert_eq!(drops(), ["w"]);
     struct Plain(u8, u16);
-    let p = Box::init(init!(Plain { 0: 1, 1 <- pinit::zeroed() })).unwrap();
+    let p = Box::init(init!(Plain { 0: 1, 1 <- pinit::init_zeroed() })).unwrap();
     assert_eq!((p.0, p.1), (1, 0));
 }
 
@@ -174,7 +174,7 @@ fn generic_structs_infer_their_parameters() {
     .unwrap();
     assert_eq!(h.items.iter().map(|&x| usize::from(x)).sum::<usize>(), 12);
     let h: Pin<Box<Holder<u8, 2>>> =
-        Box::pin_init(pin_init!(Holder { items <- zeroed(), len: 2 })).unwrap();
+        Box::pin_init(pin_init!(Holder { items <- init_zeroed(), len: 2 })).unwrap();
     assert_eq!(h.items, [0, 0]);
     let h: Pin<Box<Holder<i8, 3>>> = Box::pin_init(pin_init!(Holder::<i8, _> {
         items: [1; 3],

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use pinit::{InPlaceInit, Zeroable, init, init_array_from_fn, value, zeroed};
+use pinit::{InPlaceInit, Zeroable, init, init_array_from_fn, init_zeroed, value};
 
 const MIB16: usize = 16 << 20;
 const CASE_VAR: &str = "PINIT_STACK_CASE";
@@ -48,7 +48,7 @@ fn run_case(case: &str) {
         };
     }
     match form {
-        "initialiser" => build!(init!(Big { header: 7, data <- zeroed() }), |_| 0),
+        "initialiser" => build!(init!(Big { header: 7, data <- init_zeroed() }), |_| 0),
         "array_repeat" => build!(
             init!(Big {
                 header: 7,

@@ -98,7 +98,7 @@ fn fields_in_every_container_are_undone_on_error_and_panic() {
             FIELDS_BUILT
         );
         let on_stack = |s| -> Result<(), Failed> {
-            stack_try_pin_init!(let v: Result<Pin<&mut Four>, Failed> = pinned(s));
+            stack_try_pin_init!(let v: Four = pinned(s));
             v.map(drop)
         };
         assert_eq!(stopped(stop, on_stack), FIELDS_BUILT);
@@ -153,7 +153,8 @@ fn slices_in_every_container_are_undone_on_error_and_panic() {
 
 #[test]
 fn a_finished_value_is_dropped_once_with_all_its_fields() {
-    let b = Box::try_pin_init(pinned(Stop::Error).pin_chain(|_| Ok(())));
+    let b: Result<Pin<Box<Four>>, Failed> =
+        Box::try_pin_init(pinned(Stop::Error).pin_chain(|_| Ok(())));
     assert!(b.is_err());
     assert_eq!(drops(), FIELDS_BUILT);
     let whole = Box::try_init(init!(Four {

@@ -61,7 +61,7 @@ fn main() {
     assert_eq!(r.b, [0; 16]);
     stack_pin_init!(let t = pin_init!(Tuple { 0: 1, 1: 2 }));
     assert_eq!(t.1, 2);
-    let b: Box<[u8; 64]> = Box::init(init_by(|slot| slot.init(zeroed()))).unwrap();
+    let b: Box<[u8; 64]> = Box::init(init_by(|slot| slot.init(init_zeroed()))).unwrap();
     assert_eq!(b[63], 0);
     let p = Box::try_pin_init(checked(3)).unwrap();
     assert!(matches!(&*p, Packet::Full { len: 3, .. }));
