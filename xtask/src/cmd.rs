@@ -55,11 +55,25 @@ pub fn cargo_test(args: &[&str], envs: &[(&str, &str)]) -> Result<Tally> {
     run_counting(cmd)
 }
 
+/// Environment that every test command of this run gets (the guest calibration, measured once).
+static TEST_ENV: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// Passes `key=value` to every test command started from now on.
+pub fn set_test_env(key: &str, value: &str) {
+    TEST_ENV
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((key.to_owned(), value.to_owned()));
+}
+
 /// Runs a test command, echoing its output, and tallies cargo/libtest summary lines.
 pub fn run_counting(mut cmd: Command) -> Result<Tally> {
     use std::io::{BufRead, BufReader, Write};
     use std::process::Stdio;
 
+    for (k, v) in TEST_ENV.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        cmd.env(k, v);
+    }
     let shown = format!("{cmd:?}");
     eprintln!("xtask: running {shown}");
     let mut child = cmd

@@ -8,6 +8,7 @@ use clap::Args;
 
 use crate::cmd::{self, Tally};
 use crate::install;
+use crate::load::{self, LoadMonitor, LoadSummary};
 use crate::suites::{self, Suite};
 
 #[derive(Debug, Args)]
@@ -23,6 +24,7 @@ pub struct TestArgs {
 }
 
 pub fn run(args: TestArgs) -> Result<ExitCode> {
+    let run_started = Instant::now();
     let selected: Vec<Suite> = suites::all()
         .into_iter()
         .filter(|s| args.only.is_empty() || args.only.iter().any(|w| s.name.contains(w.as_str())))
@@ -39,8 +41,15 @@ pub fn run(args: TestArgs) -> Result<ExitCode> {
             args.only
         );
     }
+    let needs_guest = selected.iter().any(|s| s.needs_guest);
     if !args.no_install {
-        install::ensure_all(selected.iter().any(|s| s.needs_guest))?;
+        install::ensure_all(needs_guest)?;
+    }
+    let monitor = LoadMonitor::start();
+    let mut all_load = Vec::new();
+    if needs_guest {
+        calibrate_guests();
+        all_load.extend(monitor.take());
     }
 
     let mut rows = Vec::new();
@@ -57,15 +66,20 @@ pub fn run(args: TestArgs) -> Result<ExitCode> {
         if tally.failed > 0 {
             warn_if_disk_full();
         }
-        rows.push((suite.name, tally, start.elapsed()));
+        let samples = monitor.take();
+        let load = LoadSummary::of(&samples, load::cores());
+        all_load.extend(samples);
+        rows.push((suite.name, tally, start.elapsed(), load));
     }
+    drop(monitor);
 
     println!("\n===== summary =====");
     let mut total = Tally::default();
-    for (name, tally, took) in &rows {
+    for (name, tally, took, load) in &rows {
         let verdict = if tally.failed == 0 { "ok" } else { "FAILED" };
+        let load = load.map_or_else(String::new, |l| format!(", load {:.1}", l.median));
         println!(
-            "suite {name:<16} {verdict:<6} {:>5} passed, {:>3} failed, {:>3} ignored  ({:.1} s)",
+            "suite {name:<16} {verdict:<6} {:>5} passed, {:>3} failed, {:>3} ignored  ({:.1} s wall{load})",
             tally.passed,
             tally.failed,
             tally.ignored,
@@ -73,12 +87,34 @@ pub fn run(args: TestArgs) -> Result<ExitCode> {
         );
         total.add(*tally);
     }
-    println!("{} passed, {} failed", total.passed, total.failed);
+    println!(
+        "{} passed, {} failed in {:.1} s",
+        total.passed,
+        total.failed,
+        run_started.elapsed().as_secs_f64()
+    );
+    let cores = load::cores();
+    if let Some(load) = LoadSummary::of(&all_load, cores).filter(LoadSummary::overloaded) {
+        println!("{}", load.warning(cores));
+    }
     Ok(if total.failed == 0 && total.passed > 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Measures how much slower than a quiet machine guests boot now, once for the whole run, and hands the
+/// factor to every test process: their guests' limits grow with it. A failed measurement is reported and
+/// left to the tests (each then measures for itself and reports what is missing).
+fn calibrate_guests() {
+    match guest::calibrate() {
+        Ok(calibration) => {
+            eprintln!("xtask: guest calibration: {}", calibration.describe());
+            cmd::set_test_env(guest::SLOWDOWN_ENV, &format!("{:.3}", calibration.slowdown));
+        }
+        Err(err) => eprintln!("xtask: guest calibration failed, each test will try again: {err}"),
+    }
 }
 
 /// Below this, builds and guest images start failing with errors that do not say why.

@@ -35,12 +35,17 @@ pub struct VmArgs {
     /// Run these shell commands in the guest (instead of an interactive shell).
     #[arg(short = 'c', value_name = "COMMANDS")]
     pub command: Option<String>,
-    /// Seconds the guest may run after boot before it is killed.
+    /// Seconds the guest may go without printing a line once booted before it is killed (it may run
+    /// three times as long in all).
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
     /// Stream the whole console (kernel messages included), not just the script's output.
     #[arg(long)]
     pub console: bool,
+    /// The kernel to boot: Debian's 6.12, or the Rust-enabled 7.2 with our modules in
+    /// /lib/modules/test/ (built by `cargo xtask kernel` when missing).
+    #[arg(long, value_enum, default_value_t = crate::kernel::Flavor::Debian)]
+    pub kernel: crate::kernel::Flavor,
     /// Do not install missing packages or the kernel.
     #[arg(long)]
     pub no_install: bool,
@@ -53,7 +58,13 @@ pub fn run(args: VmArgs) -> Result<ExitCode> {
     let mut vm = guest::Vm::builder()
         .name("xtask-vm")
         .iommu(args.iommu)
+        // For a person: the limits as given, no calibration boot first.
+        .slowdown(1.0)
+        .stall_limit(Duration::from_secs(args.timeout))
         .timeout(Duration::from_secs(args.timeout));
+    if args.kernel == crate::kernel::Flavor::Rust {
+        vm = crate::kernel::with_rust_kernel(vm, !args.no_install)?;
+    }
     if let Some(mib) = args.nvme {
         if mib == 0 {
             bail!("--nvme needs a size above 0 MiB");

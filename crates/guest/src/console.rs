@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use crate::initramfs::{MARK_EXIT, MARK_SCRIPT, MARK_START};
+use crate::initramfs::{MARK_EXIT, MARK_PROGRESS, MARK_SCRIPT, MARK_STAGE, MARK_START};
 
 /// How far the guest got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +38,8 @@ pub const TAIL_LINES: usize = 25;
 pub struct Watch {
     pub stage: Stage,
     pub panicked: bool,
+    /// The stage the script last named (`stage NAME` in the guest).
+    pub step: Option<String>,
     script_output: Vec<String>,
     tail: VecDeque<String>,
 }
@@ -47,6 +49,7 @@ impl Default for Watch {
         Watch {
             stage: Stage::Kernel,
             panicked: false,
+            step: None,
             script_output: Vec::new(),
             tail: VecDeque::with_capacity(TAIL_LINES),
         }
@@ -54,8 +57,11 @@ impl Default for Watch {
 }
 
 impl Watch {
-    /// Takes one console line (without its newline).
-    pub fn feed(&mut self, raw: &str) {
+    /// Takes one console line (without its newline); returns whether it shows the guest progressing.
+    ///
+    /// Progress is any line from `/init` or the script, `stage` and `progress` lines included; kernel
+    /// messages are not (a guest stuck in a hung mount still prints the kernel's hung-task warnings).
+    pub fn feed(&mut self, raw: &str) -> bool {
         let clean = strip_escapes(raw);
         let line = clean.trim_end_matches('\r');
         if self.tail.len() == TAIL_LINES {
@@ -65,22 +71,38 @@ impl Watch {
         if line.contains("Kernel panic - not syncing") {
             self.panicked = true;
         }
+        let from_userspace = !is_kernel_message(line);
         match self.stage {
             // The firmware leaves terminal escapes without a newline, so the first marker may follow them.
             Stage::Kernel if line.trim_end().ends_with(MARK_START) => self.stage = Stage::Init,
+            Stage::Kernel => {}
             Stage::Init if line.trim_end().ends_with(MARK_SCRIPT) => self.stage = Stage::Script,
-            Stage::Script => match exit_status(line) {
-                Some(status) => {
+            Stage::Init => {}
+            Stage::Script => {
+                if let Some(status) = exit_status(line) {
                     if self.script_output.last().is_some_and(String::is_empty) {
                         // /init prints a newline before the marker in case the script's last line had none.
                         self.script_output.pop();
                     }
                     self.stage = Stage::Exited(status);
+                } else if let Some(name) = line.trim().strip_prefix(MARK_STAGE) {
+                    self.step = Some(name.trim().to_owned());
+                } else if line.trim() != MARK_PROGRESS {
+                    self.script_output.push(line.to_owned());
                 }
-                None => self.script_output.push(line.to_owned()),
-            },
-            _ => {}
+            }
+            Stage::Exited(_) => return false,
         }
+        from_userspace && self.stage != Stage::Kernel
+    }
+
+    /// The script's last line of output that was not empty, if any.
+    pub fn last_output(&self) -> Option<&str> {
+        self.script_output
+            .iter()
+            .rev()
+            .map(|l| l.trim())
+            .find(|l| !l.is_empty())
     }
 
     /// What the script printed (stdout and stderr), one line each.
@@ -117,6 +139,20 @@ pub fn strip_escapes(line: &str) -> String {
         }
     }
     out
+}
+
+/// A kernel `printk` line: `[   12.345678] ...` (Debian kernels print the time).
+fn is_kernel_message(line: &str) -> bool {
+    let Some(rest) = line.trim_start().strip_prefix('[') else {
+        return false;
+    };
+    let Some((stamp, _)) = rest.split_once(']') else {
+        return false;
+    };
+    let stamp = stamp.trim();
+    !stamp.is_empty()
+        && stamp.contains('.')
+        && stamp.chars().all(|c| c.is_ascii_digit() || c == '.')
 }
 
 /// The status of an exact `GUEST-EXIT:<n>` line.
@@ -160,6 +196,40 @@ mod tests {
         assert_eq!(w.stage, Stage::Kernel);
         let w = feed(&["INIT:start", "INIT:script", "echo \"GUEST-EXIT:$status\""]);
         assert_eq!(w.stage, Stage::Script);
+    }
+
+    #[test]
+    fn script_output_and_stage_lines_are_progress_kernel_messages_are_not() {
+        let mut w = Watch::default();
+        assert!(
+            !w.feed("[    0.5] Linux version 6.12"),
+            "booting is not progress"
+        );
+        assert!(w.feed("INIT:start"));
+        assert!(w.feed("INIT:script"));
+        assert!(w.feed("GUEST-STAGE:copy files"));
+        assert_eq!(w.step.as_deref(), Some("copy files"));
+        assert!(w.feed("GUEST-PROGRESS"));
+        assert!(w.feed("copied 3"));
+        assert!(w.feed(""));
+        assert!(
+            !w.feed("[  242.123456] INFO: task mount:77 blocked for more than 120 seconds."),
+            "a hung-task warning is not progress"
+        );
+        assert!(w.feed("[not a stamp] but output"));
+        assert_eq!(w.last_output(), Some("[not a stamp] but output"));
+        assert_eq!(
+            w.script_output(),
+            "copied 3\n\n[  242.123456] INFO: task mount:77 blocked for more than 120 seconds.\n\
+             [not a stamp] but output\n",
+            "stage and progress lines are not output"
+        );
+        w.feed("GUEST-EXIT:0");
+        assert_eq!(w.stage, Stage::Exited(0));
+        assert!(
+            !w.feed("reboot: Power down"),
+            "after the exit status nothing is progress"
+        );
     }
 
     #[test]

@@ -26,15 +26,23 @@ pub enum Error {
         log: PathBuf,
         tail: String,
     },
-    /// The deadline passed: QEMU was killed.
+    /// The guest made no progress (no line from `/init` or the script) for the stall limit: QEMU was
+    /// killed.
+    #[error("{0}")]
+    Stalled(Box<Stall>),
+    /// The overall ceiling passed although the guest kept progressing: QEMU was killed.
     #[error(
-        "the guest timed out after {:.0?} while {stage}; QEMU (pid {pid}) was killed. Console log {}, last lines:\n{tail}",
+        "the guest hit its overall ceiling of {:.0?} (slowdown ×{slowdown:.2} included) while {stage}{}; \
+         QEMU (pid {pid}) was killed. Console log {}, last lines:\n{tail}",
         limit,
+        in_step(step),
         log.display()
     )]
     Timeout {
         limit: Duration,
         stage: &'static str,
+        step: Option<String>,
+        slowdown: f64,
         pid: u32,
         log: PathBuf,
         tail: String,
@@ -53,6 +61,58 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// What [`Error::Stalled`] knows: where the guest stalled, for how long, and what it printed last.
+#[derive(Debug)]
+pub struct Stall {
+    /// The harness's stage ([`crate::Stage::describe`]).
+    pub stage: &'static str,
+    /// The stage the script last named (`stage NAME` in the guest).
+    pub step: Option<String>,
+    /// From the last progress to QEMU's kill.
+    pub quiet_for: Duration,
+    /// The stall limit, the slowdown included.
+    pub limit: Duration,
+    pub slowdown: f64,
+    /// From `/init`'s first line to QEMU's kill.
+    pub running_for: Duration,
+    /// The script's last line of output that was not empty.
+    pub last_line: Option<String>,
+    /// QEMU's pid (it is gone).
+    pub pid: u32,
+    pub log: PathBuf,
+    pub tail: String,
+}
+
+impl std::fmt::Display for Stall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the guest stalled while {}{}: no progress for {:.0?} (stall limit {:.0?}, slowdown ×{:.2} \
+             included), {:.0?} after /init started; last output line: {}. QEMU (pid {}) was killed. \
+             Console log {}, last lines:\n{}",
+            self.stage,
+            in_step(&self.step),
+            self.quiet_for,
+            self.limit,
+            self.slowdown,
+            self.running_for,
+            self.last_line
+                .as_deref()
+                .map_or_else(|| "none".to_owned(), |l| format!("{l:?}")),
+            self.pid,
+            self.log.display(),
+            self.tail
+        )
+    }
+}
+
+/// `, in its stage "NAME"` when the script named one.
+fn in_step(step: &Option<String>) -> String {
+    step.as_deref()
+        .map(|s| format!(", in its stage {s:?}"))
+        .unwrap_or_default()
 }
 
 /// Short for `Result<T, guest::Error>`.

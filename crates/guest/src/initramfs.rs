@@ -27,6 +27,10 @@ pub const MARK_START: &str = "INIT:start";
 pub const MARK_SCRIPT: &str = "INIT:script";
 /// Printed with the script's exit status: `GUEST-EXIT:<status>`.
 pub const MARK_EXIT: &str = "GUEST-EXIT:";
+/// `GUEST-STAGE:<name>`, printed by the guest's `stage NAME` command: the script enters a named stage.
+pub const MARK_STAGE: &str = "GUEST-STAGE:";
+/// Printed by the guest's `progress` command for each line it reads: progress without output.
+pub const MARK_PROGRESS: &str = "GUEST-PROGRESS";
 
 /// `/init`: mounts the pseudo file systems, loads the modules, runs `/script` (or a shell) and powers off.
 const INIT: &str = r#"#!/bin/sh
@@ -69,6 +73,21 @@ until "$@"; do
 done
 "#;
 
+/// `stage NAME...`: names the stage the script enters, for the harness's progress watch and its errors.
+const STAGE: &str = r#"#!/bin/sh
+echo "GUEST-STAGE:$*"
+"#;
+
+/// `CMD | progress [NAME...]`: enters stage NAME (if given), then reports one step of progress per line
+/// read from standard input without showing the line, for commands whose output goes to a file
+/// (`CMD | tee FILE | progress`).
+const PROGRESS: &str = r#"#!/bin/sh
+[ $# -eq 0 ] || echo "GUEST-STAGE:$*"
+while IFS= read -r line; do
+    echo GUEST-PROGRESS
+done
+"#;
+
 const PASSWD: &str =
     "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
 const GROUP: &str = "root:x:0:\nnogroup:x:65534:\n";
@@ -82,7 +101,7 @@ pub fn base(kernel: &Kernel) -> Result<PathBuf> {
     let meta = std::fs::metadata(&busybox).ctx(|| format!("cannot stat {}", busybox.display()))?;
     let modules = kernel.module_order(MODULES)?;
     let key = format!(
-        "{}\n{} {} {:?}\n{modules:?}\n{INIT}{RETRY}{PASSWD}{GROUP}{HOSTS}{NSSWITCH}",
+        "{}\n{} {} {:?}\n{modules:?}\n{INIT}{RETRY}{STAGE}{PROGRESS}{PASSWD}{GROUP}{HOSTS}{NSSWITCH}",
         kernel.version,
         busybox.display(),
         meta.len(),
@@ -140,8 +159,10 @@ pub fn base(kernel: &Kernel) -> Result<PathBuf> {
         ("/etc/nsswitch.conf", NSSWITCH),
         ("/init", INIT),
         ("/usr/bin/retry", RETRY),
+        ("/usr/bin/stage", STAGE),
+        ("/usr/bin/progress", PROGRESS),
     ] {
-        let mode = if path.ends_with("init") || path.ends_with("retry") {
+        let mode = if path == "/init" || path.starts_with("/usr/bin/") {
             0o755
         } else {
             0o644

@@ -1,4 +1,5 @@
-//! The guest kernel: a Debian 6.12 `linux-image` package unpacked under `target/vm/kernel/`, and its modules.
+//! The guest kernel: a Debian 6.12 `linux-image` package unpacked under `target/vm/kernel/`, and its modules;
+//! or the Rust-enabled kernel `cargo xtask kernel` prepares, found through `target/vm/kernel-rust`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,6 +13,31 @@ pub const PINNED_PACKAGE: &str = "linux-image-6.12.117+deb12-amd64";
 const FALLBACK_PATTERN: &str = r"^linux-image-6\.12\.[0-9]+\+deb12-amd64$";
 /// Written last by [`install`]: its presence means the unpacked kernel is complete.
 const STAMP: &str = ".installed";
+
+/// Which kernel a guest boots.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum KernelFlavor {
+    /// Debian's 6.12 package, fetched on first use.
+    #[default]
+    Debian,
+    /// Debian's 7.2 package (`CONFIG_RUST=y`) with the Rust modules built against it by `cargo xtask kernel`.
+    Rust,
+}
+
+impl KernelFlavor {
+    /// The kernel of this flavour, installing the Debian one if needed. The caller holds the VM lock.
+    pub(crate) fn locate_locked(self) -> Result<Kernel> {
+        match self {
+            KernelFlavor::Debian => install_locked(),
+            KernelFlavor::Rust => Kernel::find_rust(),
+        }
+    }
+}
+
+/// Where `cargo xtask kernel` links its output: `target/vm/kernel-rust` (or under `$GUEST_VM_DIR`).
+pub fn rust_kernel_link() -> PathBuf {
+    vm_dir().join("kernel-rust")
+}
 
 /// An unpacked kernel: `root/boot/vmlinuz-<version>` and `root/lib/modules/<version>/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +67,27 @@ impl Kernel {
                 root.display()
             ))),
         }
+    }
+
+    /// The Rust-enabled kernel `cargo xtask kernel` built, or an error saying to run it.
+    pub fn find_rust() -> Result<Kernel> {
+        let link = rust_kernel_link();
+        let root = std::fs::canonicalize(&link).ok();
+        match root.and_then(|r| Some((std::fs::read_to_string(r.join(STAMP)).ok()?, r))) {
+            Some((version, root)) => Ok(Kernel {
+                root,
+                version: version.trim().to_owned(),
+            }),
+            None => Err(Error::Missing(format!(
+                "no Rust guest kernel at {}: run `cargo xtask kernel` to build it",
+                link.display()
+            ))),
+        }
+    }
+
+    /// Plain `.ko` files that tests load by hand (the Rust kernel's `test-modules/`).
+    pub fn test_module(&self, name: &str) -> PathBuf {
+        self.root.join("test-modules").join(format!("{name}.ko"))
     }
 
     /// The `.ko*` files to load, in dependency order, for `modules` (names as `modprobe` takes them).

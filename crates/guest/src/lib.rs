@@ -29,8 +29,10 @@
 
 #![forbid(unsafe_code)]
 
+mod calibration;
 mod console;
 mod cpio;
+mod deadline;
 mod error;
 mod initramfs;
 mod kernel;
@@ -40,12 +42,18 @@ mod payload;
 mod qemu;
 mod vm;
 
+pub use calibration::{
+    Calibration, MAX_SLOWDOWN, MIN_SLOWDOWN, REFERENCE_BOOT, SLOWDOWN_ENV, calibrate, slowdown,
+};
 pub use console::Stage;
-pub use error::{Error, Result};
+pub use deadline::Limits;
+pub use error::{Error, Result, Stall};
 pub use initramfs::MODULES;
-pub use kernel::{Kernel, PINNED_PACKAGE, install as install_kernel};
+pub use kernel::{
+    Kernel, KernelFlavor, PINNED_PACKAGE, install as install_kernel, rust_kernel_link,
+};
 pub use lock::{VmLock, lock_path};
 pub use paths::{vm_dir, workspace_root};
 pub use payload::{STATIC_TARGET, build_static};
 pub use qemu::Accel;
-pub use vm::{Disk, Output, RELAY_BIN, Vm, VmBuilder};
+pub use vm::{CEILING_SLACK, DEFAULT_STALL_LIMIT, Disk, Output, RELAY_BIN, Vm, VmBuilder};

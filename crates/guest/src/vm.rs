@@ -10,9 +10,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::console::{Stage, Watch, strip_escapes};
 use crate::cpio;
-use crate::error::{Error, IoContext, Result};
+use crate::deadline::{Clock, Limit, Limits};
+use crate::error::{Error, IoContext, Result, Stall};
 use crate::initramfs::{self, add_file};
-use crate::kernel::{self, Kernel};
+use crate::kernel::{Kernel, KernelFlavor};
 use crate::lock::VmLock;
 use crate::paths::{create_dir, vm_dir};
 use crate::payload::{build_static, guest_path, shared_libraries};
@@ -20,8 +21,13 @@ use crate::qemu::{Accel, Machine, Qemu};
 
 /// Boots tried before giving up (a multi-threaded TCG boot panics about 1 time in 12).
 const BOOT_TRIES: u32 = 3;
-/// How long QEMU may take to exit after the script reported its status.
+/// How long QEMU may take to exit after the script reported its status (times the slowdown).
 const POWEROFF_GRACE: Duration = Duration::from_secs(15);
+/// The overall ceiling is this many times the builder's timeout (times the slowdown): generous, since the
+/// stall limit is what catches a stuck guest, and load can grow after the calibration.
+pub const CEILING_SLACK: u32 = 3;
+/// The stall limit unless the builder sets one (times the slowdown).
+pub const DEFAULT_STALL_LIMIT: Duration = Duration::from_secs(120);
 /// The guest-side relay binary, included whenever a virtio-serial port is attached.
 pub const RELAY_BIN: &str = "vport-relay";
 
@@ -65,7 +71,9 @@ pub struct VmBuilder {
     host_programs: Vec<PathBuf>,
     files: Vec<(PathBuf, String)>,
     timeout: Duration,
+    stall_limit: Option<Duration>,
     boot_timeout: Duration,
+    slowdown: Option<f64>,
     memory_mib: u32,
     smp: u32,
     append: Vec<String>,
@@ -73,6 +81,7 @@ pub struct VmBuilder {
     accel: Option<Accel>,
     tries: u32,
     qemu: PathBuf,
+    kernel: KernelFlavor,
 }
 
 impl Default for VmBuilder {
@@ -86,7 +95,9 @@ impl Default for VmBuilder {
             host_programs: Vec::new(),
             files: Vec::new(),
             timeout: Duration::from_secs(120),
+            stall_limit: None,
             boot_timeout: Duration::from_secs(20),
+            slowdown: None,
             memory_mib: 2048,
             smp: 2,
             append: vec!["quiet".to_owned()],
@@ -94,6 +105,7 @@ impl Default for VmBuilder {
             accel: None,
             tries: BOOT_TRIES,
             qemu: PathBuf::from("qemu-system-x86_64"),
+            kernel: KernelFlavor::Debian,
         }
     }
 }
@@ -111,6 +123,8 @@ pub struct Output {
     pub tries: u32,
     /// From QEMU's start to its exit, for the boot that ran the script.
     pub elapsed: Duration,
+    /// The limits this run had (the slowdown included).
+    pub limits: Limits,
     tail: String,
 }
 
@@ -178,17 +192,57 @@ impl VmBuilder {
         self
     }
 
-    /// How long the guest may run once its kernel reached `/init` (module loading plus the script).
-    /// Default 120 s.
+    /// How long the guest takes, at most, once its kernel reached `/init` (module loading plus the
+    /// script), on a quiet machine. Default 120 s.
+    ///
+    /// It sets the overall ceiling: [`CEILING_SLACK`] times this, times the run's slowdown. A guest that
+    /// keeps progressing may run past `limit`; one that stops is caught by the [stall
+    /// limit](Self::stall_limit) long before the ceiling.
     pub fn timeout(mut self, limit: Duration) -> Self {
         self.timeout = limit;
         self
     }
 
-    /// How long one boot may take to reach `/init` before it is retried. Default 20 s.
+    /// How long the guest may go without progress (times the run's slowdown) before it is killed:
+    /// progress is a line of output from `/init` or the script, and the guest's `stage NAME` and
+    /// `CMD | progress` commands (for steps whose output goes to a file). Kernel messages do not count.
+    /// Default: [`DEFAULT_STALL_LIMIT`], or the timeout if that is shorter.
+    pub fn stall_limit(mut self, limit: Duration) -> Self {
+        self.stall_limit = Some(limit);
+        self
+    }
+
+    /// How long one boot may take to reach `/init` (times the run's slowdown) before it is retried.
+    /// Default 20 s.
     pub fn boot_timeout(mut self, limit: Duration) -> Self {
         self.boot_timeout = limit;
         self
+    }
+
+    /// Uses this slowdown for the limits instead of the run's calibration (`$GUEST_SLOWDOWN`, or one
+    /// empty-guest boot measured at the first run of the process, see [`crate::calibrate`]).
+    pub fn slowdown(mut self, factor: f64) -> Self {
+        self.slowdown = Some(factor);
+        self
+    }
+
+    /// The limits a run would have under `slowdown`.
+    pub fn limits(&self, slowdown: f64) -> Limits {
+        let slowdown = if slowdown.is_finite() {
+            slowdown.max(1.0)
+        } else {
+            1.0
+        };
+        let stall = self
+            .stall_limit
+            .unwrap_or_else(|| DEFAULT_STALL_LIMIT.min(self.timeout));
+        Limits {
+            slowdown,
+            boot: self.boot_timeout.mul_f64(slowdown),
+            stall: stall.mul_f64(slowdown),
+            ceiling: (self.timeout * CEILING_SLACK).mul_f64(slowdown),
+            poweroff: POWEROFF_GRACE.mul_f64(slowdown),
+        }
     }
 
     /// Boots tried before giving up (default 3).
@@ -233,6 +287,12 @@ impl VmBuilder {
         self
     }
 
+    /// Boots this kernel (default: Debian's 6.12; [`KernelFlavor::Rust`] needs `cargo xtask kernel` first).
+    pub fn kernel(mut self, flavor: KernelFlavor) -> Self {
+        self.kernel = flavor;
+        self
+    }
+
     /// Uses another QEMU executable than `qemu-system-x86_64` on `$PATH`.
     pub fn qemu_binary(mut self, program: impl AsRef<Path>) -> Self {
         self.qemu = program.as_ref().to_path_buf();
@@ -244,13 +304,21 @@ impl VmBuilder {
     /// A script that fails is still `Ok` (see [`Output::success`]); `Err` means the harness or the guest
     /// broke: nothing to boot, no boot in 3 tries, the deadline, QEMU dying.
     pub fn run(&self, script: &str) -> Result<Output> {
+        let slowdown = match self.slowdown {
+            Some(factor) => factor,
+            None => {
+                self.validate()?;
+                crate::calibration::slowdown()?
+            }
+        };
+        let limits = self.limits(slowdown);
         let prepared = self.prepare(Some(script))?;
         let accel = self.chosen_accel(&prepared)?;
         let mut why = Vec::new();
         let mut last_log = PathBuf::new();
         for attempt in 1..=self.tries.max(1) {
             let log = log_path(&prepared.name, attempt);
-            match self.attempt(&prepared, accel, &log) {
+            match self.attempt(&prepared, accel, &log, &limits) {
                 Attempt::Done(mut out) => {
                     out.tries = attempt;
                     return Ok(out);
@@ -294,7 +362,7 @@ impl VmBuilder {
             bins.push((build_static("guest", RELAY_BIN)?, RELAY_BIN.to_owned()));
         }
         let lock = VmLock::acquire()?;
-        let kernel = kernel::install_locked()?;
+        let kernel = self.kernel.locate_locked()?;
         let base = initramfs::base(&kernel)?;
 
         let name = self.run_name();
@@ -518,7 +586,12 @@ impl VmBuilder {
             lock: None,
         };
         let works = matches!(
-            probe.attempt(&probe_prepared, Accel::Kvm, &log_path("kvm-probe", 1)),
+            probe.attempt(
+                &probe_prepared,
+                Accel::Kvm,
+                &log_path("kvm-probe", 1),
+                &probe.limits(1.0)
+            ),
             Attempt::Done(_)
         );
         let accel = if works { Accel::Kvm } else { Accel::Tcg };
@@ -528,14 +601,20 @@ impl VmBuilder {
     }
 
     /// One boot: follows the console until the script's status, a deadline, or QEMU's exit.
-    fn attempt(&self, prepared: &Prepared, accel: Accel, log: &Path) -> Attempt {
-        match self.try_attempt(prepared, accel, log) {
+    fn attempt(&self, prepared: &Prepared, accel: Accel, log: &Path, limits: &Limits) -> Attempt {
+        match self.try_attempt(prepared, accel, log, limits) {
             Ok(a) => a,
             Err(e) => Attempt::Fail(e),
         }
     }
 
-    fn try_attempt(&self, prepared: &Prepared, accel: Accel, log: &Path) -> Result<Attempt> {
+    fn try_attempt(
+        &self,
+        prepared: &Prepared,
+        accel: Accel,
+        log: &Path,
+        limits: &Limits,
+    ) -> Result<Attempt> {
         let log_file = File::options()
             .create(true)
             .append(true)
@@ -568,19 +647,16 @@ impl VmBuilder {
         let lines = spawn_reader(stdout, log_file, self.echo);
 
         let started = Instant::now();
+        note(log, &format!("limits: {}", limits.describe()));
         let mut watch = Watch::default();
-        let mut stage_since = started;
+        let mut clock = Clock::new(started);
         loop {
-            let deadline = match watch.stage {
-                Stage::Kernel => started + self.boot_timeout,
-                Stage::Init | Stage::Script => stage_since + self.timeout,
-                Stage::Exited(_) => stage_since + POWEROFF_GRACE,
-            };
+            let (deadline, limit) = clock.deadline(watch.stage, limits);
             let wait = deadline.saturating_duration_since(Instant::now());
             match lines.recv_timeout(wait) {
                 Ok(line) => {
                     let before = watch.stage;
-                    watch.feed(&line);
+                    let progressed = watch.feed(&line);
                     if watch.panicked && before == Stage::Kernel {
                         qemu.kill();
                         note(
@@ -589,39 +665,65 @@ impl VmBuilder {
                         );
                         return Ok(Attempt::Retry("kernel panic while booting".into()));
                     }
-                    let entered_init = before == Stage::Kernel && watch.stage != Stage::Kernel;
-                    if entered_init
-                        || matches!(watch.stage, Stage::Exited(_)) && before != watch.stage
-                    {
-                        stage_since = Instant::now();
-                    }
+                    clock.saw(Instant::now(), before, watch.stage, progressed);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     let pid = qemu.pid();
+                    let now = Instant::now();
                     qemu.kill();
                     // QEMU is gone, so the reader ends soon: take its last lines into the log first.
                     for line in lines.iter() {
                         watch.feed(&line);
                     }
+                    let stage = watch.stage.describe();
+                    let step = watch.step.clone();
+                    let in_step = step
+                        .as_deref()
+                        .map(|s| format!(", in its stage {s:?}"))
+                        .unwrap_or_default();
                     note(
                         log,
                         &format!(
-                            "deadline passed while {}: QEMU killed",
-                            watch.stage.describe()
+                            "{} while {stage}{in_step}: QEMU killed",
+                            match limit {
+                                Limit::Boot => "boot limit passed",
+                                Limit::Stall => "no progress for the stall limit",
+                                Limit::Ceiling => "overall ceiling passed",
+                                Limit::Poweroff => "poweroff grace passed",
+                            }
                         ),
                     );
-                    return Ok(match watch.stage {
-                        Stage::Kernel => Attempt::Retry(format!(
+                    let since_init = now.saturating_duration_since(clock.init.unwrap_or(started));
+                    return Ok(match (watch.stage, limit) {
+                        (Stage::Kernel, _) => Attempt::Retry(format!(
                             "no {} within {:.0?}",
                             initramfs::MARK_START,
-                            self.boot_timeout
+                            limits.boot
                         )),
-                        Stage::Exited(status) => {
-                            Attempt::Done(self.output(status, &watch, log, started.elapsed()))
-                        }
-                        stage => Attempt::Fail(Error::Timeout {
-                            limit: self.timeout,
-                            stage: stage.describe(),
+                        (Stage::Exited(status), _) => Attempt::Done(self.output(
+                            status,
+                            &watch,
+                            log,
+                            started.elapsed(),
+                            limits,
+                        )),
+                        (_, Limit::Stall) => Attempt::Fail(Error::Stalled(Box::new(Stall {
+                            stage,
+                            step,
+                            quiet_for: now.saturating_duration_since(clock.progress),
+                            limit: limits.stall,
+                            slowdown: limits.slowdown,
+                            running_for: since_init,
+                            last_line: watch.last_output().map(str::to_owned),
+                            pid,
+                            log: log.to_path_buf(),
+                            tail: log_tail(log),
+                        }))),
+                        _ => Attempt::Fail(Error::Timeout {
+                            limit: limits.ceiling,
+                            stage,
+                            step,
+                            slowdown: limits.slowdown,
                             pid,
                             log: log.to_path_buf(),
                             tail: log_tail(log),
@@ -639,7 +741,7 @@ impl VmBuilder {
                     );
                     return Ok(match watch.stage {
                         Stage::Exited(code) => {
-                            Attempt::Done(self.output(code, &watch, log, started.elapsed()))
+                            Attempt::Done(self.output(code, &watch, log, started.elapsed(), limits))
                         }
                         Stage::Kernel => {
                             Attempt::Retry(format!("QEMU exited ({status}) before /init"))
@@ -656,13 +758,21 @@ impl VmBuilder {
         }
     }
 
-    fn output(&self, status: i32, watch: &Watch, log: &Path, elapsed: Duration) -> Output {
+    fn output(
+        &self,
+        status: i32,
+        watch: &Watch,
+        log: &Path,
+        elapsed: Duration,
+        limits: &Limits,
+    ) -> Output {
         Output {
             status,
             stdout: watch.script_output(),
             log: log.to_path_buf(),
             tries: 1,
             elapsed,
+            limits: *limits,
             tail: watch.tail(),
         }
     }

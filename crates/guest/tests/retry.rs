@@ -20,6 +20,7 @@ fn builder(qemu: &Path) -> guest::VmBuilder {
     guest::Vm::builder()
         .qemu_binary(qemu)
         .accel(guest::Accel::Tcg)
+        .slowdown(1.0)
         .boot_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(10))
 }
