@@ -446,7 +446,7 @@ mnt || {{ cat /tmp/ninepd.log; exit 1; }}
 mkdir /mnt/9/pjd
 chmod 777 /mnt/9/pjd
 cd /mnt/9/pjd
-NO_COLOR=1 CLICOLOR=0 {bin} -c /share/pjdfstest.toml -s /mnt/9/other -p /mnt/9/pjd {filter} > /tmp/pjd.out 2>&1 || true
+{{ NO_COLOR=1 CLICOLOR=0 {bin} -c /share/pjdfstest.toml -s /mnt/9/other -p /mnt/9/pjd {filter} 2>&1 || true; }} | tee /tmp/pjd.out | progress pjdfstest
 grep -E -A4 'FAILED' /tmp/pjd.out || true
 grep -E -A1 'skipped$|^Summary' /tmp/pjd.out || true
 # The read-only cases remount the whole mount read-only. After the other cases the client
@@ -457,7 +457,7 @@ mnt
 mkdir /mnt/9/pjd-ro
 chmod 777 /mnt/9/pjd-ro
 cd /mnt/9/pjd-ro
-NO_COLOR=1 CLICOLOR=0 {bin} -c /share/pjdfstest-remount.toml -p /mnt/9/pjd-ro erofs > /tmp/pjd-ro.out 2>&1 || true
+{{ NO_COLOR=1 CLICOLOR=0 {bin} -c /share/pjdfstest-remount.toml -p /mnt/9/pjd-ro erofs 2>&1 || true; }} | tee /tmp/pjd-ro.out | progress pjdfstest read-only
 grep -E -A4 'FAILED' /tmp/pjd-ro.out || true
 grep -E -A1 '^Summary' /tmp/pjd-ro.out || true
 echo "--- ninepd log"
