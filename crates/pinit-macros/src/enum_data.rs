@@ -108,6 +108,7 @@ fn parse_variants(body: &Group, int: &TokenStream) -> Result<Vec<Variant>, Strin
                 }
                 fields.push(field);
             }
+            crate::parse::check_phantom_pinned(&fields)?;
             i += 1;
         }
         // Each discriminant is a constant of the enum's integer type, as the compiler evaluates it: an

@@ -6,6 +6,8 @@ use proc_macro::{Delimiter, Group, Ident, Spacing, TokenStream, TokenTree};
 pub struct Field {
     /// Whether it carries `#[pin]`.
     pub pinned: bool,
+    /// Whether it is a `PhantomPinned` without `#[pin]` (which `#[pin_data]` rejects).
+    pub unpinned_phantom: bool,
     /// Its `#[cfg(..)]` attributes, repeated on everything generated for the field.
     pub cfg: TokenStream,
     pub vis: TokenStream,
@@ -194,14 +196,10 @@ pub fn parse_field(tokens: Vec<TokenTree>, index: usize, shape: Shape) -> Result
     if ty.is_empty() {
         return Err(format!("field `{name}` has no type"));
     }
-    if !pinned && is_phantom_pinned(&tokens[i..]) {
-        return Err(format!(
-            "field `{name}` of type `PhantomPinned` needs `#[pin]`: without it the field is not structurally \
-             pinned, so it does not make the type `!Unpin` and the value could be moved out of its pin"
-        ));
-    }
+    let unpinned_phantom = !pinned && is_phantom_pinned(&tokens[i..]);
     Ok(Field {
         pinned,
+        unpinned_phantom,
         cfg,
         vis,
         name,
@@ -377,4 +375,16 @@ pub fn parse_struct(input: TokenStream) -> Result<Struct, String> {
     }
     s.cleaned = cleaned.into_iter().collect();
     Ok(s)
+}
+
+/// `#[pin_data]`'s error for a `PhantomPinned` field without `#[pin]`, if there is one.
+pub fn check_phantom_pinned(fields: &[Field]) -> Result<(), String> {
+    match fields.iter().find(|f| f.unpinned_phantom) {
+        Some(f) => Err(format!(
+            "field `{}` of type `PhantomPinned` needs `#[pin]`: without it the field is not structurally \
+             pinned, so it does not make the type `!Unpin` and the value could be moved out of its pin",
+            f.name
+        )),
+        None => Ok(()),
+    }
 }

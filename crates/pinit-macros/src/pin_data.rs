@@ -23,6 +23,9 @@ pub fn pin_data(args: TokenStream, input: TokenStream) -> TokenStream {
         Ok(s) => s,
         Err(e) => return error(&format!("`#[pin_data]`: {e}")),
     };
+    if let Err(e) = crate::parse::check_phantom_pinned(&s.fields) {
+        return error(&format!("`#[pin_data]`: {e}"));
+    }
     if s.packed {
         return error(
             "`#[pin_data]` cannot be used on a `#[repr(packed)]` struct: its fields may be unaligned",
@@ -162,6 +165,7 @@ fn rewrite(stream: TokenStream, name: &str, alias: &Ident, self_ty: &TokenStream
 pub fn field_to_alias(f: &Field, s: &Struct) -> Field {
     Field {
         pinned: f.pinned,
+        unpinned_phantom: f.unpinned_phantom,
         cfg: f.cfg.clone(),
         vis: f.vis.clone(),
         name: f.name.clone(),

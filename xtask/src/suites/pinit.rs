@@ -26,6 +26,10 @@ const TEST_TARGETS: &[&str] = &[
     "enums",
     "--test",
     "unwind",
+    "--test",
+    "soundness",
+    "--test",
+    "upstream",
     "--examples",
 ];
 
@@ -44,6 +48,12 @@ pub fn suites() -> Vec<Suite> {
             about: "pinit tests under LeakSanitizer (nightly, -Zsanitizer=leak)",
             needs_guest: false,
             run: || sanitized("leak"),
+        },
+        Suite {
+            name: "pinit-no-std",
+            about: "pinit without std: the library with no default features, and a no_std + alloc consumer crate",
+            needs_guest: false,
+            run: no_std,
         },
         Suite {
             name: "pinit-valgrind",
@@ -103,6 +113,33 @@ fn sanitized(sanitizer: &str) -> Result<Tally> {
         .env("LSAN_OPTIONS", "allocator_may_return_null=1")
         .args(["--", "--test-threads=1"]);
     run_counting(cmd)
+}
+
+/// Builds `pinit` without default features (core only) and with `alloc` only, then the `no_std` consumer
+/// crate in `crates/pinit/tests/no_std-consumer` (its own workspace), each a passed or failed check.
+fn no_std() -> Result<Tally> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let root = workspace_root();
+    let consumer = root.join("crates/pinit/tests/no_std-consumer/Cargo.toml");
+    let builds: [&[&str]; 3] = [
+        &["build", "-p", "pinit", "--no-default-features"],
+        &["build", "-p", "pinit", "--no-default-features", "--features", "alloc"],
+        &["build", "--manifest-path"],
+    ];
+    let mut tally = Tally::default();
+    for args in builds {
+        let mut build = Command::new(&cargo);
+        build
+            .args(args)
+            .env("CARGO_TARGET_DIR", target_dir("no-std"))
+            .current_dir(&root);
+        if args.last() == Some(&"--manifest-path") {
+            build.arg(&consumer);
+        }
+        run_checked(build)?;
+        tally.passed += 1;
+    }
+    Ok(tally)
 }
 
 fn valgrind() -> Result<Tally> {
