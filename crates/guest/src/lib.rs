@@ -9,14 +9,22 @@
 //!     .static_bin("ninep-server", "ninepd")        // static build, lands at /bin/ninepd
 //!     .host_program("/usr/sbin/diod")              // the host binary plus its shared libraries
 //!     .file("/etc/os-release", "/share/os-release")// read-only copy
-//!     .timeout(Duration::from_secs(120))           // limit once /init runs (the boot has its own)
-//!     .run("set -e; uname -r; ls /dev/nvme0n1")?;
+//!     .timeout(Duration::from_secs(120))           // quiet-machine bound once /init runs (ceiling: 3x)
+//!     .stall_limit(Duration::from_secs(60))        // longest time without progress
+//!     .run("set -e; stage probe; uname -r; ls /dev/nvme0n1")?;
 //! assert!(out.success(), "{}", out.log_tail());
 //! assert!(out.stdout.contains("/dev/nvme0n1"));
 //! ```
 //!
 //! * [`Output`]: `status`, `stdout` (the script's stdout and stderr), `log` (console log path), `tries`,
-//!   `elapsed`; [`Error`] says what broke, where the guest stopped, and quotes the console's last lines.
+//!   `elapsed`, `limits`; [`Error`] says what broke, where the guest stopped, and quotes the console's last
+//!   lines.
+//! * Deadlines follow progress: once `/init` runs, a guest is killed when it prints nothing for its stall
+//!   limit ([`Error::Stalled`], naming the stage and how long it was quiet) or at its overall ceiling,
+//!   [`CEILING_SLACK`] times its timeout ([`Error::Timeout`]). In the guest, `stage NAME` names the
+//!   script's stage and `CMD | progress` turns lines that go elsewhere into progress. Every limit is
+//!   multiplied by the run's slowdown ([`calibrate`]: the empty guest's boot against [`REFERENCE_BOOT`],
+//!   measured once per run; `cargo xtask test` passes it to the tests in `$GUEST_SLOWDOWN`).
 //! * One VM runs at a time on the machine, whichever checkout or target directory starts it: [`Vm`] runs
 //!   take an exclusive `flock` on [`lock_path`] (`/run/lock/kangrejos-vm.lock`); a waiter prints the holder.
 //! * The kernel is fetched on first use (`apt-get download`) into `target/vm/kernel/`; the base initramfs and
