@@ -14,6 +14,19 @@ pub(crate) struct AdminQueue<D> {
     pub(crate) rings: Rings<D>,
     next_cid: u16,
     timeout: Duration,
+    /// Memory of commands that may still be outstanding in the controller (a timed-out
+    /// Identify's page, the rings of a queue whose creation timed out): kept until the
+    /// controller is next disabled or stopped, never freed while it might still write it.
+    parked: Vec<D>,
+}
+
+/// Whether a command that failed this way may still be running in the controller, so that
+/// the memory it points at must not be freed yet.
+pub(crate) fn may_be_outstanding(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Timeout(_) | Error::ControllerDead | Error::ControllerFatal
+    )
 }
 
 /// Checks CSTS for a device that vanished (all-ones) or reported a fatal error.
@@ -46,7 +59,35 @@ impl<D: DmaMemory> AdminQueue<D> {
             rings,
             next_cid: 0,
             timeout,
+            parked: Vec::new(),
         }
+    }
+
+    /// Keeps `mem` until the controller is known to have stopped ([`AdminQueue::release_parked`]).
+    pub(crate) fn park(&mut self, mem: impl IntoIterator<Item = D>) {
+        self.parked.extend(mem);
+    }
+
+    /// Frees parked memory: only once the controller was disabled or its DMA stopped.
+    pub(crate) fn release_parked(&mut self) {
+        self.parked.clear();
+    }
+
+    /// Bytes of memory parked so far.
+    pub(crate) fn parked_bytes(&self) -> usize {
+        self.parked.iter().map(|m| m.len()).sum()
+    }
+
+    /// Gives up the admin rings and everything parked for good: for a controller that may
+    /// still be running and cannot be stopped. Returns how many bytes were leaked.
+    pub(crate) fn leak(&mut self) -> usize {
+        let mut bytes = self.parked_bytes();
+        for mem in self.rings.take_memory() {
+            bytes += mem.len();
+            std::mem::forget(mem);
+        }
+        std::mem::forget(std::mem::take(&mut self.parked));
+        bytes
     }
 
     /// Submits `sqe` and waits for its completion; returns completion dword 0.
@@ -94,7 +135,13 @@ impl<D: DmaMemory> AdminQueue<D> {
     ) -> Result<[u8; DMA_PAGE_SIZE]> {
         let page = platform.alloc_dma(DMA_PAGE_SIZE)?;
         sqe.set_prps(page.bus_addr(0), 0);
-        self.run(platform, sqe)?;
+        if let Err(e) = self.run(platform, sqe) {
+            if may_be_outstanding(&e) {
+                // The controller may still write the page: not freed until it is stopped.
+                self.park([page]);
+            }
+            return Err(e);
+        }
         let mut out = [0u8; DMA_PAGE_SIZE];
         page.read(0, &mut out);
         Ok(out)
@@ -152,11 +199,21 @@ impl<D: DmaMemory> AdminQueue<D> {
         Ok(wanted.min(sqs).min(cqs))
     }
 
-    /// Creates I/O completion queue and then submission queue `rings.qid`.
-    pub(crate) fn create_io_queues<P: Platform<Dma = D>, Q: DmaMemory>(
+    /// Creates I/O completion queue and then submission queue `rings.qid`. If the error says a
+    /// creation may still be outstanding ([`may_be_outstanding`]), the caller must not free the
+    /// rings before the controller is stopped: it could yet create the queue over them.
+    pub(crate) fn create_io_queues<P: Platform<Dma = D>>(
         &mut self,
         platform: &P,
-        rings: &Rings<Q>,
+        rings: &Rings<D>,
+    ) -> Result<()> {
+        self.try_create_io_queues(platform, rings)
+    }
+
+    fn try_create_io_queues<P: Platform<Dma = D>>(
+        &mut self,
+        platform: &P,
+        rings: &Rings<D>,
     ) -> Result<()> {
         let size = (rings.entries as u32 - 1) << 16 | rings.qid as u32;
         let mut cq = Sqe::new(admin::CREATE_CQ, 0);

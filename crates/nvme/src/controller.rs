@@ -43,6 +43,34 @@ impl Default for Options {
     }
 }
 
+/// The largest transfer one command is allowed to carry, whatever `Options` and MDTS say:
+/// 65536 blocks (the 16-bit NLB) of the smallest block size, 512 bytes. It also bounds the PRP
+/// list pages every command slot reserves (17 pages at this size).
+pub const MAX_TRANSFER_LIMIT: usize = 32 << 20;
+/// The longest timeout `Options` may ask for: deadlines are computed by adding it to the clock.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
+impl Options {
+    /// Checks the options the driver cannot simply clamp; the error says which one is wrong.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: String| Err(Error::InvalidOptions(what));
+        for (name, value) in [
+            ("admin_timeout", self.admin_timeout),
+            ("io_timeout", self.io_timeout),
+        ] {
+            if value.is_zero() || value > MAX_TIMEOUT {
+                return bad(format!(
+                    "{name} is {value:?}; it must be more than zero and at most {MAX_TIMEOUT:?}"
+                ));
+            }
+        }
+        if self.queue_depth == 0 {
+            return bad("queue_depth is 0; at least one entry is needed".into());
+        }
+        Ok(())
+    }
+}
+
 const ADMIN_ENTRIES: u16 = 32;
 /// Fallback shutdown bound when the controller reports no RTD3E (as Linux does).
 const DEFAULT_SHUTDOWN: Duration = Duration::from_secs(5);
@@ -59,6 +87,9 @@ pub(crate) struct Shared<P: Platform> {
     /// Bumped by every controller reset; queue pairs recreate their queues when it changes.
     pub(crate) generation: AtomicU64,
     pub(crate) dead: AtomicBool,
+    /// Set once the platform confirmed the device can reach no memory any more
+    /// ([`Platform::stop_dma`]): from then on everything it knew may be freed.
+    stopped: AtomicBool,
     granted: AtomicU64,
     queue_ids: Mutex<Vec<bool>>,
 }
@@ -150,6 +181,7 @@ fn identify_all<P: Platform>(
 impl<P: Platform> Controller<P> {
     /// Brings the controller up: reset, admin queue, identify, namespaces and queue count.
     pub fn new(platform: P, options: Options) -> Result<Controller<P>> {
+        options.validate()?;
         let cap = Cap(platform.read64(regs::CAP));
         if cap.0 == u64::MAX {
             return Err(Error::ControllerDead);
@@ -172,10 +204,17 @@ impl<P: Platform> Controller<P> {
         let (info, namespaces, granted) = match brought_up {
             Ok(found) => found,
             Err(e) => {
-                // The controller may hold the admin queue addresses: stop it before the memory
-                // goes, or keep the memory forever if it cannot be stopped.
-                if disable(&platform, cap).is_err() {
-                    std::mem::forget(admin);
+                // The controller may hold the admin queue addresses (and a timed-out command
+                // the page it points at): stop it before the memory goes, or keep the memory
+                // forever if it cannot be stopped.
+                if disable(&platform, cap).is_err()
+                    && let Err(stop) = platform.stop_dma()
+                {
+                    let bytes = admin.leak();
+                    tracing::error!(
+                        "controller could not be stopped after a failed bring-up ({stop}); \
+                         leaking {bytes} bytes of DMA memory it may still reach"
+                    );
                 }
                 return Err(e);
             }
@@ -185,7 +224,10 @@ impl<P: Platform> Controller<P> {
             n if n >= 20 => usize::MAX,
             n => DMA_PAGE_SIZE << n,
         };
-        let max_transfer = options.max_transfer.min(mdts_limit).max(DMA_PAGE_SIZE);
+        let max_transfer = options
+            .max_transfer
+            .min(mdts_limit)
+            .clamp(DMA_PAGE_SIZE, MAX_TRANSFER_LIMIT);
         let max_transfer = max_transfer - max_transfer % DMA_PAGE_SIZE;
         Ok(Controller {
             shared: Arc::new(Shared {
@@ -197,6 +239,7 @@ impl<P: Platform> Controller<P> {
                 admin: Mutex::new(admin),
                 generation: AtomicU64::new(0),
                 dead: AtomicBool::new(false),
+                stopped: AtomicBool::new(false),
                 granted: AtomicU64::new(granted as u64),
                 queue_ids: Mutex::new(vec![false; granted as usize]),
                 options,
@@ -229,9 +272,17 @@ impl<P: Platform> Controller<P> {
         self.shared.granted.load(Ordering::Relaxed) as u16
     }
 
-    /// The platform the controller runs on.
-    pub fn platform(&self) -> &P {
-        &self.shared.platform
+    /// A read-only view of the controller's registers. The platform itself stays the
+    /// controller's: a register write from outside could point the device at any memory.
+    pub fn platform(&self) -> Registers<'_, P> {
+        Registers {
+            platform: &self.shared.platform,
+        }
+    }
+
+    /// Whether the controller was found dead (it stopped answering and could not be reset).
+    pub fn is_dead(&self) -> bool {
+        self.shared.dead.load(Ordering::Acquire)
     }
 
     /// Creates an I/O queue pair (CQ, then SQ) for the calling thread.
@@ -246,7 +297,45 @@ impl<P: Platform> Controller<P> {
     }
 }
 
+/// Read access to a controller's BAR0 registers (see [`Controller::platform`]).
+#[derive(Debug)]
+pub struct Registers<'a, P> {
+    platform: &'a P,
+}
+
+impl<P: Platform> Registers<'_, P> {
+    /// Reads a 32-bit register.
+    pub fn read32(&self, offset: usize) -> u32 {
+        self.platform.read32(offset)
+    }
+
+    /// Reads a 64-bit register.
+    pub fn read64(&self, offset: usize) -> u64 {
+        self.platform.read64(offset)
+    }
+}
+
 impl<P: Platform> Shared<P> {
+    /// Marks the controller dead and stops it reaching memory ([`Platform::stop_dma`]). Until
+    /// that succeeded ([`Shared::dma_stopped`]), nothing the controller knew may be freed.
+    pub(crate) fn mark_dead(&self) {
+        if self.dead.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        match self.platform.stop_dma() {
+            Ok(()) => self.stopped.store(true, Ordering::Release),
+            Err(e) => tracing::error!(
+                "the controller is dead and its DMA could not be stopped ({e}): every buffer, \
+                 ring and list page it knew is leaked"
+            ),
+        }
+    }
+
+    /// Whether the device certainly reaches no memory any more.
+    pub(crate) fn dma_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
     pub(crate) fn lock_admin(&self) -> MutexGuard<'_, AdminQueue<P::Dma>> {
         self.admin
             .lock()
@@ -292,6 +381,8 @@ impl<P: Platform> Shared<P> {
         }
         let result = (|| {
             disable(&self.platform, self.cap)?;
+            // Disabled: no command is outstanding any more.
+            admin.release_parked();
             admin.rings.reset();
             enable(&self.platform, self.cap, &admin)?;
             let wanted = self.granted.load(Ordering::Relaxed) as u16;
@@ -303,8 +394,8 @@ impl<P: Platform> Shared<P> {
                 Ok(())
             }
             Err(e) => {
-                self.dead.store(true, Ordering::Release);
-                let _ = disable(&self.platform, self.cap);
+                drop(admin);
+                self.mark_dead();
                 Err(e)
             }
         }
@@ -313,13 +404,41 @@ impl<P: Platform> Shared<P> {
 
 impl<P: Platform> Drop for Shared<P> {
     /// Orderly shutdown: CC.SHN = normal, then wait for SHST = complete, bounded by RTD3E.
+    /// Then the device's DMA is stopped before the admin rings and parked pages are freed; if
+    /// that fails and the controller may still be running, they are leaked instead.
     fn drop(&mut self) {
-        if self.dead.load(Ordering::Acquire) {
+        let shut_down = !self.dead.load(Ordering::Acquire) && self.shut_down();
+        if self.dma_stopped() {
             return;
         }
+        match self.platform.stop_dma() {
+            Ok(()) => self.stopped.store(true, Ordering::Release),
+            Err(e) => {
+                let admin = self
+                    .admin
+                    .get_mut()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                if !shut_down || admin.parked_bytes() > 0 {
+                    let bytes = admin.leak();
+                    tracing::error!(
+                        "the controller could not be stopped ({e}); leaking {bytes} bytes of \
+                         admin queue memory it may still reach"
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl<P: Platform> Shared<P> {
+    /// Sets CC.SHN = normal and waits for SHST = complete; `true` if it completed.
+    fn shut_down(&self) -> bool {
         let cc = self.platform.read32(regs::CC);
-        if cc == u32::MAX || cc & regs::CC_EN == 0 {
-            return;
+        if cc == u32::MAX {
+            return false;
+        }
+        if cc & regs::CC_EN == 0 {
+            return true;
         }
         self.platform
             .write32(regs::CC, (cc & !regs::CC_SHN_MASK) | regs::CC_SHN_NORMAL);
@@ -328,11 +447,14 @@ impl<P: Platform> Drop for Shared<P> {
         let mut spins = 0;
         loop {
             let csts = self.platform.read32(regs::CSTS);
-            if csts == u32::MAX || csts & regs::CSTS_SHST_MASK == regs::CSTS_SHST_COMPLETE {
-                break;
+            if csts == u32::MAX {
+                return false;
+            }
+            if csts & regs::CSTS_SHST_MASK == regs::CSTS_SHST_COMPLETE {
+                return true;
             }
             if Instant::now() > deadline {
-                break;
+                return false;
             }
             backoff(&mut spins);
         }

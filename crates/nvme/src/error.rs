@@ -32,6 +32,9 @@ pub enum Error {
     /// The caller passed a request the driver refuses (out of range, bad buffer, ...).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// The driver's options are out of range (see [`crate::Options::validate`]).
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
     /// No free submission slot: poll for completions and retry.
     #[error("queue full")]
     QueueFull,

@@ -2,21 +2,34 @@
 //! reached through `crates/hw`.
 //!
 //! Register and DMA offsets are asserted, as the trait documents: a bad one is a driver bug.
+//!
+//! Under vfio the IOMMU confines the device, so [`HwPlatform::open`] is safe. Under uio the
+//! device can reach all of memory; the caller opens the function with the `unsafe`
+//! [`hw::UioDevice::open`], whose contract the [`crate::Controller`] keeps (it only gives the
+//! device bus addresses of buffers it holds, and never frees one the device may still reach),
+//! and hands the handle over with [`HwPlatform::from_uio`]. The handle is then owned by the
+//! platform: no other code can write its registers.
 
 use hw::{DmaBuffer, Mmio, PciAddress, Sysfs, UioDevice, VfioDevice};
 
-use crate::platform::{DmaMemory, Platform, PlatformError};
+use crate::platform::{Platform, PlatformError};
 
 /// A PCI NVMe function bound through vfio-pci or uio_pci_generic.
 #[derive(Debug)]
-pub enum HwPlatform {
+pub struct HwPlatform(Device);
+
+/// Private, so that safe code can neither build a platform around a device it did not open
+/// nor reach the device handle (and its registers) through one.
+#[derive(Debug)]
+enum Device {
     /// vfio-pci behind an IOMMU: the device reaches only our buffers, at IOVAs.
     Vfio(VfioDevice),
-    /// uio_pci_generic without an IOMMU: hugepage buffers at physical addresses. Nothing checks
-    /// what the device is told to reach, so this relies on the driver giving it only addresses
-    /// of buffers it still holds (see `hw::uio`).
+    /// uio_pci_generic without an IOMMU: hugepage buffers at physical addresses.
     Uio(UioDevice),
 }
+
+/// DMA memory from `crates/hw`: freed only when dropped, after the device lost access.
+pub type HwDma = DmaBuffer;
 
 fn platform_error(e: hw::Error) -> PlatformError {
     match e {
@@ -27,29 +40,57 @@ fn platform_error(e: hw::Error) -> PlatformError {
     }
 }
 
+/// Splits `vfio:DDDD:BB:DD.F` / `uio:DDDD:BB:DD.F` into the mode and the address.
+pub fn parse_spec(spec: &str) -> Result<(&str, PciAddress), PlatformError> {
+    let bad = || PlatformError::BadSpec(spec.to_owned());
+    let (kind, addr) = spec.split_once(':').ok_or_else(bad)?;
+    let addr: PciAddress = addr.parse().map_err(|_| bad())?;
+    match kind {
+        "vfio" | "uio" => Ok((kind, addr)),
+        _ => Err(bad()),
+    }
+}
+
 impl HwPlatform {
-    /// Opens `vfio:DDDD:BB:DD.F` or `uio:DDDD:BB:DD.F`; the function must already be bound to
-    /// vfio-pci or uio_pci_generic respectively.
+    /// Opens `vfio:DDDD:BB:DD.F`; the function must already be bound to vfio-pci. A
+    /// `uio:` device is refused here: open it with [`hw::UioDevice::open`] (unsafe: no IOMMU)
+    /// and use [`HwPlatform::from_uio`].
     pub fn open(spec: &str) -> Result<Self, PlatformError> {
-        let (kind, addr) = spec
-            .split_once(':')
-            .ok_or_else(|| PlatformError::BadSpec(spec.to_owned()))?;
-        let addr: PciAddress = addr
-            .parse()
-            .map_err(|_| PlatformError::BadSpec(spec.to_owned()))?;
-        let sysfs = Sysfs::default();
-        match kind {
-            "vfio" => VfioDevice::open(&sysfs, addr).map(HwPlatform::Vfio),
-            "uio" => UioDevice::open(&sysfs, addr).map(HwPlatform::Uio),
-            _ => return Err(PlatformError::BadSpec(spec.to_owned())),
+        let (kind, addr) = parse_spec(spec)?;
+        if kind == "uio" {
+            return Err(PlatformError::Unsupported(format!(
+                "{spec}: without an IOMMU the device is opened with the unsafe hw::UioDevice::open \
+                 and handed over with HwPlatform::from_uio"
+            )));
         }
-        .map_err(platform_error)
+        Self::open_vfio(addr)
+    }
+
+    /// Opens the function at `addr`, bound to vfio-pci.
+    pub fn open_vfio(addr: PciAddress) -> Result<Self, PlatformError> {
+        VfioDevice::open(&Sysfs::default(), addr)
+            .map(|d| HwPlatform(Device::Vfio(d)))
+            .map_err(platform_error)
+    }
+
+    /// A platform over a function opened through uio. Opening it was the unsafe step; the
+    /// controller built on this platform keeps that contract.
+    pub fn from_uio(device: UioDevice) -> Self {
+        HwPlatform(Device::Uio(device))
+    }
+
+    /// The function's PCI address.
+    pub fn address(&self) -> PciAddress {
+        match &self.0 {
+            Device::Vfio(d) => d.pci().address(),
+            Device::Uio(d) => d.pci().address(),
+        }
     }
 
     fn bar0(&self) -> &Mmio {
-        match self {
-            HwPlatform::Vfio(d) => d.bar0(),
-            HwPlatform::Uio(d) => d.bar0(),
+        match &self.0 {
+            Device::Vfio(d) => d.bar0(),
+            Device::Uio(d) => d.bar0(),
         }
     }
 }
@@ -87,52 +128,19 @@ impl Platform for HwPlatform {
     }
 
     fn alloc_dma(&self, len: usize) -> Result<HwDma, PlatformError> {
-        match self {
-            HwPlatform::Vfio(d) => d.alloc_dma(len),
-            HwPlatform::Uio(d) => d.alloc_dma(len),
+        match &self.0 {
+            Device::Vfio(d) => d.alloc_dma(len),
+            Device::Uio(d) => d.alloc_dma(len),
         }
-        .map(HwDma)
         .map_err(platform_error)
     }
-}
 
-/// DMA memory from `crates/hw`: freed only when dropped, after the device lost access.
-#[derive(Debug)]
-pub struct HwDma(DmaBuffer);
-
-impl DmaMemory for HwDma {
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    fn bus_addr(&self, offset: usize) -> u64 {
-        self.0
-            .bus_addr(offset)
-            .unwrap_or_else(bad_offset("DMA bus_addr"))
-    }
-
-    fn read(&self, offset: usize, out: &mut [u8]) {
-        self.0
-            .read(offset, out)
-            .unwrap_or_else(bad_offset("DMA read"))
-    }
-
-    fn write(&self, offset: usize, data: &[u8]) {
-        self.0
-            .write(offset, data)
-            .unwrap_or_else(bad_offset("DMA write"))
-    }
-
-    fn read_u32(&self, offset: usize) -> u32 {
-        self.0
-            .read_u32(offset)
-            .unwrap_or_else(bad_offset("DMA read_u32"))
-    }
-
-    fn write_u32(&self, offset: usize, value: u32) {
-        self.0
-            .write_u32(offset, value)
-            .unwrap_or_else(bad_offset("DMA write_u32"))
+    fn stop_dma(&self) -> Result<(), PlatformError> {
+        match &self.0 {
+            Device::Vfio(d) => d.stop_dma(),
+            Device::Uio(d) => d.stop_dma(),
+        }
+        .map_err(platform_error)
     }
 }
 
@@ -159,9 +167,17 @@ mod tests {
 
     #[test]
     fn a_missing_device_is_an_error_not_a_panic() {
-        let err = HwPlatform::open("uio:00ff:ff:1f.7")
+        let err = HwPlatform::open("vfio:00ff:ff:1f.7")
             .unwrap_err()
             .to_string();
         assert!(err.contains("no PCI device 00ff:ff:1f.7"), "{err}");
+    }
+
+    #[test]
+    fn uio_is_not_opened_by_the_safe_constructor() {
+        let err = HwPlatform::open("uio:00ff:ff:1f.7")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unsafe hw::UioDevice::open"), "{err}");
     }
 }

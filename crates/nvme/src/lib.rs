@@ -46,10 +46,11 @@ pub mod prp;
 mod queue_pair;
 pub mod regs;
 mod request;
+mod retained;
 mod ring;
 pub mod status;
 
-pub use controller::{Controller, Options};
+pub use controller::{Controller, MAX_TIMEOUT, MAX_TRANSFER_LIMIT, Options, Registers};
 pub use error::{Error, Result};
 pub use identify::{ControllerInfo, Namespace};
 pub use platform::{DmaMemory, Platform, PlatformError};

@@ -33,10 +33,14 @@ pub enum PlatformError {
     Unsupported(String),
 }
 
-/// The 4 KiB page DMA memory is allocated in, and within which bus addresses are contiguous.
-pub const DMA_PAGE_SIZE: usize = 4096;
+pub use hw::{DMA_PAGE_SIZE, DmaMemory};
 
-/// What the driver needs from the machine: BAR0 registers and DMA-able memory.
+/// What the driver needs from the machine: BAR0 registers, DMA-able memory, and a way to stop
+/// the device reaching that memory.
+///
+/// A safe trait: register access alone reaches no memory, and the memory comes as
+/// [`DmaMemory`], an `unsafe trait` implemented only by the audited core (`hw`), so an
+/// implementation cannot lie about bus addresses.
 pub trait Platform: Send + Sync + 'static {
     /// The DMA memory this platform hands out.
     type Dma: DmaMemory;
@@ -50,27 +54,9 @@ pub trait Platform: Send + Sync + 'static {
     fn write64(&self, offset: usize, value: u64);
     /// Zeroed DMA memory, `len` rounded up to 4 KiB pages, page-aligned.
     fn alloc_dma(&self, len: usize) -> Result<Self::Dma, PlatformError>;
-}
-
-/// DMA memory: the device may read/write it while a command is in flight, so access is by copy/volatile.
-///
-/// Dropping it releases the memory, so whoever owns it must keep it alive until the device is
-/// done with it (the driver ties buffers to in-flight commands for that reason).
-pub trait DmaMemory: Send + 'static {
-    /// Length in bytes (a multiple of 4 KiB).
-    fn len(&self) -> usize;
-    /// Whether the length is zero (never, for memory from `alloc_dma`).
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// Bus address of byte `offset`; contiguous only within one 4 KiB page (never assume more).
-    fn bus_addr(&self, offset: usize) -> u64;
-    /// Copies `out.len()` bytes starting at `offset` out of the memory.
-    fn read(&self, offset: usize, out: &mut [u8]);
-    /// Copies `data` into the memory starting at `offset`.
-    fn write(&self, offset: usize, data: &[u8]);
-    /// Volatile 32-bit read at a 4-byte aligned `offset`, for CQE status/phase polling.
-    fn read_u32(&self, offset: usize) -> u32;
-    /// Volatile 32-bit write at a 4-byte aligned `offset`.
-    fn write_u32(&self, offset: usize, value: u32);
+    /// Stops the device from reaching memory for good, whatever state its controller is in
+    /// (PCI Bus Master cleared, then a function reset). `Ok` only when that is certain: then
+    /// every buffer it knew may be freed. The driver calls it when the controller stopped
+    /// answering, so it must not depend on BAR0.
+    fn stop_dma(&self) -> Result<(), PlatformError>;
 }

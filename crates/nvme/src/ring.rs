@@ -6,13 +6,14 @@ use crate::command::{CQE_SIZE, Cqe, SQE_SIZE, Sqe};
 use crate::error::Result;
 use crate::platform::{DMA_PAGE_SIZE, DmaMemory, Platform};
 use crate::regs;
+use crate::retained::Retained;
 
 /// The rings of one queue pair and the host's view of their pointers.
 pub(crate) struct Rings<D> {
     pub(crate) qid: u16,
     pub(crate) entries: u16,
-    sq: D,
-    cq: D,
+    sq: Retained<D>,
+    cq: Retained<D>,
     sq_tail: u16,
     /// The controller's SQ head as last reported in a completion (CQE.SQHD).
     sq_head: u16,
@@ -51,8 +52,8 @@ impl<D: DmaMemory> Rings<D> {
         Ok(Rings {
             qid,
             entries,
-            sq,
-            cq,
+            sq: Retained::new(sq),
+            cq: Retained::new(cq),
             sq_tail: 0,
             sq_head: 0,
             cq_head: 0,
@@ -61,6 +62,14 @@ impl<D: DmaMemory> Rings<D> {
             sq_doorbell: regs::sq_tail_doorbell(qid, stride),
             cq_doorbell: regs::cq_head_doorbell(qid, stride),
         })
+    }
+
+    /// Takes the rings' memory out, to park or leak it; the rings are unusable afterwards.
+    pub(crate) fn take_memory(&mut self) -> Vec<D> {
+        [self.sq.take(), self.cq.take()]
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// Bus address of the submission ring.

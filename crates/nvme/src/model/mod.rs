@@ -147,6 +147,8 @@ struct Inner {
     bus: Arc<Bus>,
     layout: DmaLayout,
     engine: Mutex<Engine>,
+    /// Whether `stop_dma` fails (a device whose config space cannot be reached either).
+    refuse_stop_dma: std::sync::atomic::AtomicBool,
 }
 
 impl Model {
@@ -159,8 +161,30 @@ impl Model {
                 engine: Mutex::new(Engine::new(config, Arc::clone(&bus))),
                 bus,
                 layout,
+                refuse_stop_dma: std::sync::atomic::AtomicBool::new(false),
             }),
         }
+    }
+
+    /// From now on [`Platform::stop_dma`] fails, like a device that vanished from the bus
+    /// while it may still be mastering it: the driver must leak what the device knew.
+    pub fn refuse_stop_dma(&self) {
+        self.inner
+            .refuse_stop_dma
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether Bus Master is set (cleared by [`Platform::stop_dma`], set again when the
+    /// controller is next enabled, as a fresh open of a real device would).
+    pub fn bus_master(&self) -> bool {
+        self.inner.bus.bus_master()
+    }
+
+    /// Bus addresses of the pages freed while the controller still referred to them (its rings,
+    /// or what an outstanding command points at) and could master the bus: every one is memory
+    /// a real device could have written after it was given back. Empty for a correct driver.
+    pub fn freed_while_reachable(&self) -> Vec<u64> {
+        self.inner.bus.freed_while_reachable()
     }
 
     fn engine(&self) -> MutexGuard<'_, Engine> {
@@ -228,5 +252,19 @@ impl Platform for Model {
             return Err(PlatformError::OutOfDmaMemory { requested: len });
         }
         Ok(self.inner.bus.alloc(len, self.inner.layout))
+    }
+
+    fn stop_dma(&self) -> Result<(), PlatformError> {
+        if self
+            .inner
+            .refuse_stop_dma
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(PlatformError::Unsupported(
+                "the model refuses to clear Bus Master".into(),
+            ));
+        }
+        self.inner.bus.set_bus_master(false);
+        Ok(())
     }
 }

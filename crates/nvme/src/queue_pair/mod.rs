@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use crate::admin::may_be_outstanding;
 use crate::command::{Cqe, Sqe, admin, io};
 use crate::controller::Shared;
 use crate::error::{Error, Result};
@@ -18,6 +19,7 @@ use crate::identify::Namespace;
 use crate::platform::{DMA_PAGE_SIZE, DmaMemory, Platform};
 use crate::prp::{self, ListSpace};
 use crate::request::{Completion, IoKind, Rejected, Request};
+use crate::retained::Retained;
 use crate::ring::Rings;
 use crate::status::{Status, sc, sct};
 
@@ -80,7 +82,7 @@ struct Plan {
 pub struct QueuePair<P: Platform> {
     shared: Arc<Shared<P>>,
     rings: Rings<P::Dma>,
-    lists: P::Dma,
+    lists: Retained<P::Dma>,
     list_pages: usize,
     slots: Vec<Slot>,
     free_slots: Vec<u16>,
@@ -91,6 +93,9 @@ pub struct QueuePair<P: Platform> {
     sq_pending: bool,
     generation: u64,
     broken: bool,
+    /// Set when recreating the queues failed in a way that may leave the creation running in
+    /// the controller: the rings must outlive this queue pair until the controller stops.
+    rings_in_doubt: bool,
     idle_polls: u32,
     polls: u32,
     /// Not `Sync`: one thread drives a queue pair.
@@ -99,6 +104,7 @@ pub struct QueuePair<P: Platform> {
 
 impl<P: Platform> QueuePair<P> {
     pub(crate) fn new(shared: Arc<Shared<P>>) -> Result<QueuePair<P>> {
+        shared.options.validate()?;
         if shared.dead.load(Ordering::Acquire) {
             return Err(Error::ControllerDead);
         }
@@ -120,10 +126,26 @@ impl<P: Platform> QueuePair<P> {
         let rings = Rings::new(platform, qid, wanted, shared.cap.doorbell_stride())?;
         let depth = rings.entries as usize - 1;
         let list_pages = prp::list_pages_for((shared.max_transfer / DMA_PAGE_SIZE).max(1));
-        let lists = platform.alloc_dma(depth * list_pages * DMA_PAGE_SIZE)?;
+        // Each slot owns `list_pages` pages at `slot * list_pages * DMA_PAGE_SIZE`: computed
+        // checked once here, so no slot's offset can wrap onto another's.
+        let list_bytes = depth
+            .checked_mul(list_pages)
+            .and_then(|pages| pages.checked_mul(DMA_PAGE_SIZE))
+            .ok_or_else(|| {
+                Error::InvalidOptions(format!(
+                    "{depth} slots of {list_pages} PRP list pages do not fit the address space"
+                ))
+            })?;
+        let lists = Retained::new(platform.alloc_dma(list_bytes)?);
+        let mut rings = rings;
         let generation = {
             let mut admin = shared.lock_admin();
-            admin.create_io_queues(platform, &rings)?;
+            if let Err(e) = admin.create_io_queues(platform, &rings) {
+                if may_be_outstanding(&e) {
+                    admin.park(rings.take_memory());
+                }
+                return Err(e);
+            }
             shared.generation.load(Ordering::Acquire)
         };
         Ok(QueuePair {
@@ -153,6 +175,7 @@ impl<P: Platform> QueuePair<P> {
             sq_pending: false,
             generation,
             broken: false,
+            rings_in_doubt: false,
             idle_polls: 0,
             polls: 0,
             list_pages,
@@ -380,7 +403,7 @@ impl<P: Platform> QueuePair<P> {
                     ));
                 };
                 let list = ListSpace {
-                    mem: &self.lists,
+                    mem: &*self.lists,
                     offset: list_offset,
                     pages: self.list_pages,
                 };
@@ -493,7 +516,7 @@ impl<P: Platform> QueuePair<P> {
             let dead = self.shared.dead.load(Ordering::Acquire);
             let state = &mut self.requests[r as usize];
             let mut buffer = state.buffer.take();
-            if dead && state.error.is_some() {
+            if dead && state.error.is_some() && !self.shared.dma_stopped() {
                 // The device may still write into it: never free memory it could reach.
                 std::mem::forget(buffer.take());
             }
@@ -561,31 +584,55 @@ impl<P: Platform> QueuePair<P> {
 
 impl<P: Platform> Drop for QueuePair<P> {
     /// Deletes the SQ (which ends its commands) and then the CQ; if that fails, resets the
-    /// controller so it cannot touch this queue pair's memory any more.
+    /// controller so it cannot touch this queue pair's memory any more. Memory the controller
+    /// may still reach (a dead controller whose DMA could not be stopped) is leaked instead.
     fn drop(&mut self) {
         let qid = self.rings.qid;
         let mut admin = self.shared.lock_admin();
         let current = self.shared.generation.load(Ordering::Acquire);
         let dead = self.shared.dead.load(Ordering::Acquire);
+        // A reset since the queues were created (or a failed recreation after one) means the
+        // controller no longer has them.
+        let mut released = !dead && (self.broken || current != self.generation);
+        if !dead && self.rings_in_doubt {
+            // A queue creation may still be running over these rings: they stay with the admin
+            // queue until the controller is next disabled or stopped.
+            admin.park(self.rings.take_memory());
+        }
         if !dead && !self.broken && current == self.generation {
             let platform = &self.shared.platform;
             let deleted = admin
                 .delete_queue(platform, admin::DELETE_SQ, qid)
                 .and_then(|()| admin.delete_queue(platform, admin::DELETE_CQ, qid));
             drop(admin);
-            if deleted.is_err() {
-                let _ = self.shared.reset(current);
-            }
+            released = deleted.is_ok() || self.shared.reset(current).is_ok();
         } else {
             drop(admin);
         }
-        if self.shared.dead.load(Ordering::Acquire) {
+        if !released && !self.shared.dma_stopped() {
+            let mut bytes = 0;
+            let memory = self
+                .lists
+                .take()
+                .into_iter()
+                .chain(self.rings.take_memory());
+            for mem in memory {
+                bytes += mem.len();
+                std::mem::forget(mem);
+            }
             for slot in &self.slots {
                 if slot.busy {
                     let state = &mut self.requests[slot.request as usize];
-                    std::mem::forget(state.buffer.take());
+                    if let Some(buffer) = state.buffer.take() {
+                        bytes += buffer.len();
+                        std::mem::forget(buffer);
+                    }
                 }
             }
+            tracing::error!(
+                "queue pair {qid}: the controller may still use its memory and cannot be \
+                 stopped; leaking {bytes} bytes of rings, PRP lists and buffers"
+            );
         }
         self.shared.release_queue_id(qid);
     }

@@ -33,7 +33,9 @@ impl<P: Platform> QueuePair<P> {
             Ok(()) => {}
             Err(Error::ControllerFatal) => return self.reset_and_recover(),
             Err(_) => {
-                self.shared.dead.store(true, Ordering::Release);
+                // Registers read all-ones: the device is gone or stopped decoding memory, and
+                // may still be mastering the bus. Stop its DMA before anything is handed back.
+                self.shared.mark_dead();
                 self.recover();
                 return true;
             }
@@ -89,6 +91,9 @@ impl<P: Platform> QueuePair<P> {
                 self.rings.reset();
                 admin.create_io_queues(&self.shared.platform, &self.rings)
             };
+            if let Err(e) = &created {
+                self.rings_in_doubt = crate::admin::may_be_outstanding(e);
+            }
             if created.is_ok() {
                 for s in 0..self.slots.len() as u16 {
                     let slot = &mut self.slots[s as usize];

@@ -39,6 +39,8 @@ struct Cq {
 struct Held {
     sqid: u16,
     cid: u16,
+    /// The pages it would still transfer to or from (data, PRP lists, a new queue's ring).
+    pages: Vec<u64>,
 }
 
 /// What running a command produced.
@@ -84,6 +86,8 @@ pub(crate) struct Engine {
     pub(crate) faults: Vec<Fault>,
     pub(crate) stopped: bool,
     pub(crate) stats: ModelStats,
+    /// Whether the pages the controller refers to changed since the bus was last told.
+    reach_changed: bool,
 }
 
 impl Engine {
@@ -110,6 +114,66 @@ impl Engine {
             faults: Vec::new(),
             stopped: false,
             stats: ModelStats::default(),
+            reach_changed: false,
+        }
+    }
+
+    /// Tells the bus which pages the controller's live state refers to, and so may still read
+    /// or write on its own: the admin and I/O rings and what outstanding commands point at.
+    fn publish_reach(&mut self) {
+        if !self.reach_changed {
+            return;
+        }
+        self.reach_changed = false;
+        let ring = |base: u64, entries: u16, size: usize| {
+            let bytes = entries as u64 * size as u64;
+            (0..bytes.div_ceil(PAGE)).map(move |i| base + i * PAGE)
+        };
+        let mut pages: Vec<u64> = Vec::new();
+        for sq in self.sqs.iter().flatten() {
+            pages.extend(ring(sq.base, sq.entries, SQE_SIZE));
+        }
+        for cq in self.cqs.iter().flatten() {
+            pages.extend(ring(cq.base, cq.entries, CQE_SIZE));
+        }
+        for held in &self.held {
+            pages.extend(&held.pages);
+        }
+        self.bus.set_reachable(pages);
+    }
+
+    /// The pages an outstanding command `sqe` of queue `qid` refers to.
+    fn command_pages(&mut self, qid: u16, sqe: &Sqe) -> Vec<u64> {
+        use crate::command::admin;
+        let nonzero = |a: u64| (a != 0).then_some(a);
+        let prps = || {
+            [nonzero(sqe.prp1()), nonzero(sqe.prp2())]
+                .into_iter()
+                .flatten()
+        };
+        if qid == 0 {
+            return match sqe.opcode() {
+                admin::CREATE_CQ | admin::CREATE_SQ => {
+                    let size = if sqe.opcode() == admin::CREATE_CQ {
+                        CQE_SIZE
+                    } else {
+                        SQE_SIZE
+                    };
+                    let bytes = ((sqe.cdw(10) >> 16) as u64 + 1) * size as u64;
+                    (0..bytes.div_ceil(PAGE))
+                        .map(|i| sqe.prp1() + i * PAGE)
+                        .collect()
+                }
+                _ => prps().collect(),
+            };
+        }
+        let blocks = (sqe.cdw(12) & 0xffff) as u64 + 1;
+        let len = self
+            .namespace(sqe.nsid())
+            .map_or(0, |ns| (blocks << ns.lba_shift) as usize);
+        match self.transfer_pages(sqe, len) {
+            Some(pages) if len > 0 => pages,
+            _ => prps().collect(),
         }
     }
 
@@ -154,6 +218,11 @@ impl Engine {
     }
 
     pub(crate) fn write32(&mut self, offset: usize, value: u32) {
+        self.write_register(offset, value);
+        self.publish_reach();
+    }
+
+    fn write_register(&mut self, offset: usize, value: u32) {
         if self.stopped {
             return;
         }
@@ -188,6 +257,7 @@ impl Engine {
     }
 
     fn clear_queues(&mut self) {
+        self.reach_changed = true;
         self.sqs.iter_mut().for_each(|q| *q = None);
         self.cqs.iter_mut().for_each(|q| *q = None);
         self.held.clear();
@@ -219,6 +289,10 @@ impl Engine {
             self.csts |= regs::CSTS_CFS;
             return;
         }
+        // Stands in for what opening a real function does before the driver enables it
+        // (function reset, Bus Master on): a model stopped by `stop_dma` works again.
+        self.bus.set_bus_master(true);
+        self.reach_changed = true;
         self.sqs[0] = Some(Sq {
             base: self.asq,
             entries: sq_entries,
@@ -315,10 +389,15 @@ impl Engine {
             match outcome {
                 Outcome::Done { dw0, status } => self.complete(qid, cqid, sqe.cid(), dw0, status),
                 Outcome::Lost => {}
-                Outcome::Held => self.held.push(Held {
-                    sqid: qid,
-                    cid: sqe.cid(),
-                }),
+                Outcome::Held => {
+                    let pages = self.command_pages(qid, &sqe);
+                    self.held.push(Held {
+                        sqid: qid,
+                        cid: sqe.cid(),
+                        pages,
+                    });
+                    self.reach_changed = true;
+                }
             }
             if self.csts & regs::CSTS_CFS != 0 {
                 return;
@@ -404,6 +483,8 @@ impl Engine {
 
     fn execute(&mut self, qid: u16, sqe: &Sqe) -> Outcome {
         if qid == 0 {
+            // Admin commands create and delete queues and end held commands.
+            self.reach_changed = true;
             self.execute_admin(sqe)
         } else {
             self.execute_io(sqe)

@@ -124,8 +124,26 @@ impl Engine {
         ok(0)
     }
 
+    /// Every page a `len`-byte transfer of `sqe` refers to: data pages and PRP list pages.
+    pub(super) fn transfer_pages(&mut self, sqe: &Sqe, len: usize) -> Option<Vec<u64>> {
+        let mut lists = Vec::new();
+        let segments = self.walk_prps(sqe, len, &mut lists).ok()?;
+        lists.extend(segments.iter().map(|&(addr, _)| addr - addr % PAGE));
+        Some(lists)
+    }
+
     /// Walks PRP1/PRP2 (and chained PRP lists) of a `len`-byte transfer into bus segments.
     pub(super) fn transfer(&mut self, sqe: &Sqe, len: usize) -> Result<Vec<(u64, usize)>, Outcome> {
+        self.walk_prps(sqe, len, &mut Vec::new())
+    }
+
+    /// [`Engine::transfer`], also noting the page of every PRP list page in `lists`.
+    fn walk_prps(
+        &mut self,
+        sqe: &Sqe,
+        len: usize,
+        lists: &mut Vec<u64>,
+    ) -> Result<Vec<(u64, usize)>, Outcome> {
         let prp_invalid = || generic(sc::PRP_OFFSET_INVALID);
         let (prp1, prp2) = (sqe.prp1(), sqe.prp2());
         if prp1 % 4 != 0 {
@@ -149,6 +167,7 @@ impl Engine {
         }
         let mut entry_addr = prp2;
         let mut list_pages = 1;
+        lists.push(prp2 - prp2 % PAGE);
         while remaining > 0 {
             let mut raw = [0u8; 8];
             if !self.bus.read(entry_addr, &mut raw) {
@@ -162,6 +181,7 @@ impl Engine {
             if last_in_page && remaining > DMA_PAGE_SIZE {
                 entry_addr = entry;
                 list_pages += 1;
+                lists.push(entry);
                 continue;
             }
             let n = remaining.min(DMA_PAGE_SIZE);

@@ -113,7 +113,11 @@ fn io_is_checked_for_namespace_range_mdts_and_prp_alignment() {
 #[test]
 fn a_command_id_still_outstanding_is_a_conflict() {
     let mut e = engine(ModelConfig::default());
-    e.held.push(Held { sqid: 1, cid: 5 });
+    e.held.push(Held {
+        sqid: 1,
+        cid: 5,
+        pages: Vec::new(),
+    });
     let mut sqe = Sqe::new(io::FLUSH, 1);
     sqe.set_cid(5);
     e.sqs[1] = Some(Sq {
