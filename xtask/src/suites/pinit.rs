@@ -123,7 +123,14 @@ fn no_std() -> Result<Tally> {
     let consumer = root.join("crates/pinit/tests/no_std-consumer/Cargo.toml");
     let builds: [&[&str]; 3] = [
         &["build", "-p", "pinit", "--no-default-features"],
-        &["build", "-p", "pinit", "--no-default-features", "--features", "alloc"],
+        &[
+            "build",
+            "-p",
+            "pinit",
+            "--no-default-features",
+            "--features",
+            "alloc",
+        ],
         &["build", "--manifest-path"],
     ];
     let mut tally = Tally::default();
