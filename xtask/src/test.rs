@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::cmd::{self, Tally};
-use crate::install;
+use crate::install::{self, Mode};
 use crate::load::{self, LoadMonitor, LoadSummary};
 use crate::suites::{self, Suite};
 
@@ -15,9 +15,12 @@ use crate::suites::{self, Suite};
 pub struct TestArgs {
     /// Run only the suites whose name contains one of these words (default: all).
     pub only: Vec<String>,
-    /// Do not install Debian packages or fetch the guest kernel; fail if they are missing.
+    /// Do not install Debian packages or fetch the guest kernel; the tests that need them fail.
     #[arg(long)]
     pub no_install: bool,
+    /// List the Debian packages and the guest kernel this run would install, install nothing, and stop.
+    #[arg(long)]
+    pub dry_run: bool,
     /// List the suites and exit.
     #[arg(long)]
     pub list: bool,
@@ -42,8 +45,8 @@ pub fn run(args: TestArgs) -> Result<ExitCode> {
         );
     }
     let needs_guest = selected.iter().any(|s| s.needs_guest);
-    if !args.no_install {
-        install::ensure_all(needs_guest)?;
+    if !install::ensure_all(needs_guest, Mode::from_flags(args.no_install, args.dry_run))? {
+        return Ok(ExitCode::SUCCESS);
     }
     let monitor = LoadMonitor::start();
     let mut all_load = Vec::new();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crate::install;
+use crate::install::{self, Mode};
 
 #[derive(Debug, Args)]
 pub struct VmArgs {
@@ -49,11 +49,14 @@ pub struct VmArgs {
     /// Do not install missing packages or the kernel.
     #[arg(long)]
     pub no_install: bool,
+    /// List the Debian packages and the guest kernel this would install, install nothing, and stop.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 pub fn run(args: VmArgs) -> Result<ExitCode> {
-    if !args.no_install {
-        install::ensure_all(true)?;
+    if !install::ensure_all(true, Mode::from_flags(args.no_install, args.dry_run))? {
+        return Ok(ExitCode::SUCCESS);
     }
     let mut vm = guest::Vm::builder()
         .name("xtask-vm")
