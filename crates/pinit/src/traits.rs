@@ -21,8 +21,7 @@ use crate::combinators::{ChainInit, ChainPinInit, MapErr};
     message = "`{Self}` is not a pinned initialiser of `{T}` with error type `{E}`",
     label = "expected a `PinInit<{T}, {E}>`",
     note = "use `field: value` to move a value in, `field <- initialiser` to run an initialiser in place",
-    note = "an initialiser's error type must be exactly the error type of the enclosing `pin_init!(... ? Error)`; \
-            `.map_err(...)` converts it"
+    note = "a `field <- initialiser` converts the initialiser's error into the enclosing error type with `From`"
 )]
 #[must_use = "an initialiser does nothing until it is run (for example by `Box::pin_init`)"]
 pub unsafe trait PinInit<T: ?Sized, E = Infallible>: Sized {
@@ -102,7 +101,7 @@ pub unsafe trait PinInit<T: ?Sized, E = Infallible>: Sized {
     label = "expected an `Init<{T}, {E}>`",
     note = "a pinned initialiser (`PinInit`) only fits a `#[pin]` field of a `#[pin_data]` type built with `pin_init!`",
     note = "to move a plain value in, write `field: value` or use `pinit::value(..)`",
-    note = "an initialiser's error type must be exactly the enclosing one (`init!(... ? Error)`); `.map_err(...)` converts it"
+    note = "a `field <- initialiser` converts the initialiser's error into the enclosing error type with `From`"
 )]
 #[must_use = "an initialiser does nothing until it is run (for example by `Box::init`)"]
 pub unsafe trait Init<T: ?Sized, E = Infallible>: PinInit<T, E> {

@@ -30,6 +30,8 @@ const TEST_TARGETS: &[&str] = &[
     "soundness",
     "--test",
     "upstream",
+    "--test",
+    "migration",
     "--examples",
 ];
 
