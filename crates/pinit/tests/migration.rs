@@ -193,8 +193,10 @@ fn zeroable_names_and_impls() {
 fn wrappers_and_casts() {
     let cell: Pin<Box<UnsafeCell<Lock<u8>>>> =
         Box::pin_init(UnsafeCell::pin_init(new_lock(3u8))).unwrap();
-    // SAFETY: nothing else accesses the cell.
-    assert_eq!(unsafe { *(*cell.get()).value.get() }, 3);
+    // SAFETY: nothing else accesses the cell, so a shared reference to its contents is fine.
+    let lock = unsafe { &*cell.get() };
+    // SAFETY: as above, for the lock's value.
+    assert_eq!(unsafe { *lock.value.get() }, 3);
     let raw: Box<core::mem::MaybeUninit<[u8; 64]>> =
         Box::init(uninit::<[u8; 64], Infallible>()).unwrap();
     drop(raw);
