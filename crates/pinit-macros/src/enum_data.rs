@@ -278,24 +278,24 @@ fn build(input: TokenStream, pinned_drop: bool) -> Result<TokenStream, String> {
         let (decls, tag) = if tuple {
             (
                 "#[repr(C)]
-                #[allow(dead_code, non_snake_case, missing_debug_implementations)]
+                #[allow(dead_code, nonstandard_style, missing_debug_implementations)]
                 $vis struct $repr<$ig>(pub $int, $repr_fields $phantom) where $w;
 
-                #[allow(dead_code, non_snake_case, missing_debug_implementations)]
+                #[allow(dead_code, nonstandard_style, missing_debug_implementations)]
                 $vis struct $markers<$ig>($marker_fields $marker_phantom) where $w;",
                 "0",
             )
         } else {
             (
                 "#[repr(C)]
-                #[allow(dead_code, non_snake_case, missing_debug_implementations)]
+                #[allow(dead_code, nonstandard_style, missing_debug_implementations)]
                 $vis struct $repr<$ig> where $w {
                     pub __tag: $int,
                     $repr_fields
                     __phantom: $phantom,
                 }
 
-                #[allow(dead_code, non_snake_case, missing_debug_implementations)]
+                #[allow(dead_code, nonstandard_style, missing_debug_implementations)]
                 $vis struct $markers<$ig> where $w {
                     $marker_fields
                     __phantom: $phantom,
@@ -363,10 +363,11 @@ fn build(input: TokenStream, pinned_drop: bool) -> Result<TokenStream, String> {
     let mut out: TokenStream = cleaned.into_iter().collect();
     out.extend(alias_decl);
     out.extend(expand(
-        "const _: () = {
+        "#[allow(nonstandard_style, unused)]
+        const _: () = {
             $items
 
-            #[allow(dead_code, non_snake_case, missing_debug_implementations)]
+            #[allow(dead_code, nonstandard_style, missing_debug_implementations)]
             $vis struct $data<$ig> where $w {
                 $data_fields
                 __phantom: $phantom,

@@ -86,7 +86,7 @@ pub fn outer_alias_decl(s: &Struct) -> TokenStream {
     let alias = TokenStream::from(TokenTree::Ident(outer_alias(&s.name)));
     expand(
         "#[doc(hidden)]
-        #[allow(non_camel_case_types, type_alias_bounds)]
+        #[allow(nonstandard_style, type_alias_bounds)]
         type $alias<$ig> = $name<$tg>;",
         &[
             ("alias", &alias),
@@ -252,7 +252,7 @@ fn projection(s: &Struct) -> TokenStream {
     let doc = tokens(&doc);
     expand(
         "#[doc = $doc]
-        #[allow(dead_code, missing_debug_implementations)]
+        #[allow(dead_code, missing_debug_implementations, nonstandard_style)]
         $vis struct $proj<'__pin, $ig> $decl_body
 
         impl<$ig> $name<$tg> where $w {
@@ -347,9 +347,10 @@ fn pin_data_impls(outer: &Struct, pinned_drop: bool) -> TokenStream {
 
     expand(
         "$alias_decl
+        #[allow(nonstandard_style, unused)]
         const _: () = {
             #[doc(hidden)]
-            #[allow(dead_code, missing_debug_implementations)]
+            #[allow(dead_code, missing_debug_implementations, nonstandard_style)]
             $vis struct $data<$ig> $data_body
 
             impl<$ig> ::core::clone::Clone for $data<$tg> where $w {

@@ -47,6 +47,7 @@ pub fn derive_zeroable(input: TokenStream, maybe: bool) -> TokenStream {
     expand(
         "// SAFETY: every field is `Zeroable` (checked below), so all-zero bytes are a valid value.
         unsafe impl<$ig> ::pinit::Zeroable for $name<$tg> where $bounds {}
+        #[allow(nonstandard_style, unused)]
         const _: () = {
             fn each_field_must_be_zeroable<T: ?::core::marker::Sized + ::pinit::Zeroable>() {}
             #[allow(dead_code)]

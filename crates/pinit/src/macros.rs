@@ -309,7 +309,7 @@ macro_rules! pin_init {
     };
     (@bind $f:ident, ($($attrs:tt)*), $value:expr) => {
         $($attrs)*
-        #[allow(unused_variables, unused_mut, clippy::let_unit_value)]
+        #[allow(unused_variables, unused_mut, non_snake_case, clippy::let_unit_value)]
         let $f = $value;
     };
     (@bind $f:tt, ($($attrs:tt)*), $value:expr) => {};
