@@ -465,6 +465,40 @@ mod tests {
         drop(again);
     }
 
+    /// The child's half of the exit test: opens the fake function under `root` and leaves the
+    /// process with the handle still open, as `std::process::exit` from anywhere would.
+    fn exit_holding_the_device(root: &str) -> ! {
+        let root = std::path::Path::new(root);
+        let sysfs = Sysfs::new(root).with_dev_dir(root.join("dev"));
+        let device = open(&sysfs).unwrap();
+        assert_ne!(device.pci().command().unwrap() & COMMAND_BUS_MASTER, 0);
+        std::process::exit(0)
+    }
+
+    #[test]
+    fn exit_without_drop_clears_bus_master() {
+        const TREE: &str = "HW_TEST_EXIT_HOLDING_TREE";
+        if let Ok(root) = std::env::var(TREE) {
+            exit_holding_the_device(&root);
+        }
+        let (tmp, _) = fake_tree();
+        rebind_fake(&tmp, "uio_pci_generic");
+        let sysfs = fake_uio(&tmp);
+        let name = "uio::tests::exit_without_drop_clears_bus_master";
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([name, "--exact", "--test-threads=1"])
+            .env(TREE, tmp.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let pci = sysfs.device("0000:00:02.0".parse().unwrap()).unwrap();
+        assert_eq!(
+            pci.command().unwrap() & COMMAND_BUS_MASTER,
+            0,
+            "the exit hook cleared Bus Master"
+        );
+    }
+
     #[test]
     fn open_refuses_a_function_without_reset() {
         let (tmp, _) = fake_tree();

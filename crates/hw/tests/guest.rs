@@ -76,6 +76,60 @@ fn guest_identify_through_vfio_behind_the_iommu() {
 
 #[test]
 #[ignore = "boots a QEMU guest: run by cargo xtask test"]
+fn guest_a_uio_function_has_one_owner_and_is_stopped_when_it_goes() {
+    let out = run(
+        false,
+        r#"
+echo 8 > /proc/sys/vm/nr_hugepages
+bind uio_pci_generic
+command() { od -An -tx2 -j4 -N2 /sys/bus/pci/devices/$BDF/config | tr -d ' '; }
+hw-probe uio $BDF 600 > /tmp/first.out 2>&1 &
+FIRST=$!
+i=0; while ! grep -q holding /tmp/first.out && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
+cat /tmp/first.out
+echo "HELD_COMMAND=$(command)"
+hw-probe uio $BDF; echo "SECOND=$?"
+kill -9 $FIRST; wait $FIRST
+echo "KILLED_COMMAND=$(command)"
+hw-probe uio $BDF; echo "AFTER=$?"
+echo "CLOSED_COMMAND=$(command)"
+"#,
+    );
+    assert!(out.success(), "{}", out.log_tail());
+    let text = &out.stdout;
+    let command = |key: &str| {
+        let value = field(&out, key, key).unwrap_or_else(|| panic!("no {key}\n{text}"));
+        u16::from_str_radix(value, 16).expect("a hex Command register")
+    };
+    assert_ne!(
+        command("HELD_COMMAND") & 4,
+        0,
+        "Bus Master on while held\n{text}"
+    );
+    assert!(
+        text.contains("SECOND=1"),
+        "a second open is refused\n{text}"
+    );
+    assert!(text.contains("already open"), "{text}");
+    assert_eq!(
+        command("KILLED_COMMAND") & 4,
+        0,
+        "a killed owner's device stops mastering the bus\n{text}"
+    );
+    assert!(
+        text.contains("AFTER=0"),
+        "reopened once the owner is gone\n{text}"
+    );
+    assert_eq!(
+        command("CLOSED_COMMAND") & 4,
+        0,
+        "Bus Master cleared on close\n{text}"
+    );
+    assert_eq!(text.matches("IDENTIFY OK").count(), 2, "{text}");
+}
+
+#[test]
+#[ignore = "boots a QEMU guest: run by cargo xtask test"]
 fn guest_misconfiguration_gives_clear_errors() {
     let out = run(
         false,

@@ -1,0 +1,22 @@
+//! A `DmaMemory` could lie about its bus addresses: implementing it is a promise.
+
+struct Liar;
+
+impl hw::DmaMemory for Liar {
+    fn len(&self) -> usize {
+        4096
+    }
+    fn bus_addr(&self, _offset: usize) -> u64 {
+        0xfee0_0000
+    }
+    fn read(&self, _offset: usize, _out: &mut [u8]) {}
+    fn write(&self, _offset: usize, _data: &[u8]) {}
+    fn read_u32(&self, _offset: usize) -> u32 {
+        0
+    }
+    fn write_u32(&self, _offset: usize, _value: u32) {}
+}
+
+fn main() {
+    let _ = Liar;
+}
