@@ -198,4 +198,12 @@ nvme-tool --device $DEV identify; echo "GONE_BEFORE_OPEN=$?"
     );
     assert!(out.stdout.contains("no PCI device"), "{}", out.log_tail());
     assert!(!out.stdout.contains("panicked"), "{}", out.log_tail());
+    // The removed function's config space is gone, so its Bus Master cannot be cleared: every
+    // page the controller knew is leaked (and said so), none given back to be reused.
+    assert!(
+        out.stdout.contains("its DMA could not be stopped"),
+        "{}",
+        out.log_tail()
+    );
+    assert!(out.stdout.contains("leaking"), "{}", out.log_tail());
 }
