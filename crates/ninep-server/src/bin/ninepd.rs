@@ -174,9 +174,12 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         #[cfg(feature = "test-hooks")]
         hooks::misbehave(&args.test_misbehave).await;
+        // The handlers are in place before the server says it serves: a stop asked for as
+        // soon as it serves never meets the signal's default action.
+        let stop = stop_signal();
         tokio::select! {
             served = listen::serve(server, bound) => served,
-            signal = stop_signal() => {
+            signal = stop => {
                 tracing::info!("{signal}: stopping");
                 Ok(())
             }
@@ -247,26 +250,38 @@ fn close_sandbox(args: &Args, socket_dir: Option<PathBuf>) -> anyhow::Result<()>
 /// How long a stopping server waits for file operations already running on its threads.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Waits for SIGTERM or SIGINT, the signals that ask a service to stop, and names the one
-/// that came.
-async fn stop_signal() -> &'static str {
+/// Installs handlers for SIGTERM and SIGINT, the signals that ask a service to stop, and
+/// returns a future that waits for either and names the one that came. Call it inside the
+/// runtime.
+fn stop_signal() -> impl std::future::Future<Output = &'static str> {
     use tokio::signal::unix::{SignalKind, signal};
-    async fn one(kind: SignalKind, name: &'static str) -> &'static str {
-        match signal(kind) {
-            Ok(mut stream) => {
-                stream.recv().await;
-                name
-            }
-            Err(e) => {
-                // No handler was installed: the signal's default action still ends the server.
-                tracing::warn!("cannot handle {name}: {e}");
-                std::future::pending().await
+    fn one(
+        kind: SignalKind,
+        name: &'static str,
+    ) -> impl std::future::Future<Output = &'static str> {
+        let handler = signal(kind);
+        async move {
+            match handler {
+                Ok(mut stream) => {
+                    stream.recv().await;
+                    name
+                }
+                Err(e) => {
+                    // No handler was installed: the signal's default action still ends the
+                    // server.
+                    tracing::warn!("cannot handle {name}: {e}");
+                    std::future::pending().await
+                }
             }
         }
     }
-    tokio::select! {
-        name = one(SignalKind::terminate(), "SIGTERM") => name,
-        name = one(SignalKind::interrupt(), "SIGINT") => name,
+    let term = one(SignalKind::terminate(), "SIGTERM");
+    let int = one(SignalKind::interrupt(), "SIGINT");
+    async move {
+        tokio::select! {
+            name = term => name,
+            name = int => name,
+        }
     }
 }
 
