@@ -5,7 +5,6 @@ use anyhow::Result;
 use crate::cmd::Tally;
 
 mod guest;
-mod kernel_rust;
 mod ninep;
 mod ninep_wire;
 mod nvme;
@@ -29,6 +28,5 @@ pub fn all() -> Vec<Suite> {
     all.extend(ninep::suites());
     all.extend(nvme::suites());
     all.extend(guest::suites());
-    all.extend(kernel_rust::suites());
     all
 }
