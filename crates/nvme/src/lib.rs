@@ -4,6 +4,14 @@
 //! [`QueuePair`] and submits [`Request`]s, polling for [`Completion`]s. [`model::Model`] is a
 //! software controller implementing the same platform in-process.
 //!
+//! This crate forbids unsafe code, and nothing it exports lets safe code point the controller at
+//! memory: the DMA memory it programs into the controller is [`DmaMemory`], an `unsafe trait` of
+//! the `hw` crate (truthful bus addresses, implemented there for real and simulated buffers);
+//! [`Controller::platform`] only reads registers; and a device without an IOMMU reaches
+//! [`hw_platform::HwPlatform`] only through the `unsafe` `hw::UioDevice::open`, whose contract
+//! the controller keeps. It never frees memory the controller may still reach: a dead
+//! controller's DMA is stopped first ([`Platform::stop_dma`]) or the memory is leaked.
+//!
 //! ```
 //! use nvme::model::{Model, ModelConfig};
 //! use nvme::{Controller, DmaMemory, Options, Request};
