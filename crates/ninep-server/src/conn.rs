@@ -18,6 +18,7 @@ use crate::session::{Session, encode};
 pub use crate::sink::ReplySink;
 use crate::sink::{Outgoing, write_reply};
 pub use crate::source::RequestSource;
+use crate::trust::Peer;
 
 /// Requests one connection may have running at once; the reader stops reading beyond this,
 /// so a client that sends without reading replies cannot make the server grow without bound.
@@ -40,11 +41,12 @@ impl Queued {
     }
 }
 
-/// Serves one client until it disconnects or sends something unframeable.
+/// Serves one client until it disconnects or sends something unframeable. `peer` is what the
+/// transport (or an authentication) tells of the client, and bounds who it may act as.
 ///
 /// When this returns, every request of the connection has been cancelled and every fid
 /// dropped, which closes their descriptors and releases their locks.
-pub async fn serve<R, W>(server: Arc<Server>, reader: R, writer: W)
+pub async fn serve<R, W>(server: Arc<Server>, peer: Peer, reader: R, writer: W)
 where
     R: RequestSource,
     W: ReplySink,
@@ -52,6 +54,7 @@ where
     let splice_writes = reader.can_splice();
     let session = Arc::new(Session::new(
         server.clone(),
+        peer,
         writer.can_splice(),
         splice_writes,
     ));

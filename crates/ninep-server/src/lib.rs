@@ -23,6 +23,7 @@ mod sink;
 mod socket;
 mod source;
 mod stdio;
+pub mod trust;
 mod unwind;
 
 #[cfg(test)]
@@ -31,3 +32,4 @@ mod fault;
 mod panic_tests;
 
 pub use server::{Config, Server};
+pub use trust::Peer;

@@ -11,6 +11,7 @@ use crate::busy_poll::BusyPoll;
 use crate::conn;
 use crate::server::Server;
 use crate::stdio::{self, Stdio};
+use crate::trust::Peer;
 
 /// Where the server takes connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +43,49 @@ impl FromStr for Listen {
     }
 }
 
+impl Listen {
+    /// The default listener: a unix socket only the server's user can connect to, in the
+    /// user's runtime directory (`$XDG_RUNTIME_DIR/ninepd.sock`; for root without one,
+    /// `/run/ninepd.sock`). A TCP listener, even on loopback, would let every local user act
+    /// as the server's user.
+    pub fn default_socket() -> Result<Listen> {
+        if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+            return Ok(Listen::Unix(PathBuf::from(dir).join("ninepd.sock")));
+        }
+        let uid = rustix::process::geteuid();
+        if uid.is_root() {
+            return Ok(Listen::Unix(PathBuf::from("/run/ninepd.sock")));
+        }
+        let dir = PathBuf::from(format!("/run/user/{}", uid.as_raw()));
+        if dir.is_dir() {
+            return Ok(Listen::Unix(dir.join("ninepd.sock")));
+        }
+        bail!("no runtime directory for the default socket: set XDG_RUNTIME_DIR or pass --listen")
+    }
+}
+
+/// Who may reach a listener beyond the server's own user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListenOptions {
+    /// The unix socket file's permission bits (default: 0600, or 0660 with a group).
+    pub socket_mode: Option<u32>,
+    /// The unix socket file's group.
+    pub socket_group: Option<u32>,
+    /// Allow a TCP address other than loopback.
+    pub allow_remote: bool,
+}
+
+impl ListenOptions {
+    /// The unix socket file's permission bits.
+    pub fn mode(&self) -> u32 {
+        match (self.socket_mode, self.socket_group) {
+            (Some(mode), _) => mode & 0o777,
+            (None, Some(_)) => 0o660,
+            (None, None) => 0o600,
+        }
+    }
+}
+
 /// A listener bound and ready to serve: what [`bind`] makes before the server closes its
 /// sandbox (after which it could no longer create a socket file or bind a privileged port).
 #[derive(Debug)]
@@ -67,16 +111,25 @@ impl Bound {
     }
 }
 
-/// Binds `listen` (for `fd`, nothing is opened yet). Needs no async runtime.
+/// Binds `listen` with the default [`ListenOptions`] (a private socket file, loopback TCP
+/// only); for `fd`, nothing is opened yet. Needs no async runtime.
 pub fn bind(listen: &Listen) -> Result<Bound> {
+    bind_with(listen, &ListenOptions::default())
+}
+
+/// Binds `listen` as `options` say.
+pub fn bind_with(listen: &Listen, options: &ListenOptions) -> Result<Bound> {
     match listen {
         Listen::Tcp(addr) => {
+            if !options.allow_remote {
+                refuse_remote(addr)?;
+            }
             let listener = std::net::TcpListener::bind(addr.as_str())
                 .with_context(|| format!("cannot listen on {addr}"))?;
             Ok(Bound::Tcp(listener))
         }
         Listen::Unix(path) => {
-            let (listener, file) = bind_unix_std(path)?;
+            let (listener, file) = bind_unix_std_with(path, options)?;
             Ok(Bound::Unix(listener, file))
         }
         Listen::Fd => Ok(Bound::Fd),
@@ -107,7 +160,12 @@ pub async fn serve(server: Arc<Server>, bound: Bound) -> Result<()> {
                     continue;
                 };
                 tracing::info!(%peer, "client connected");
-                tokio::spawn(serve_tcp(server.clone(), stream, peer.to_string()));
+                tokio::spawn(serve_tcp(
+                    server.clone(),
+                    stream,
+                    Peer::Anonymous,
+                    peer.to_string(),
+                ));
             }
         }
         Bound::Unix(listener, socket_file) => {
@@ -122,8 +180,9 @@ pub async fn serve(server: Arc<Server>, bound: Bound) -> Result<()> {
                 let Some((stream, _)) = accepted(listener.accept().await).await else {
                     continue;
                 };
-                tracing::info!("client connected");
-                tokio::spawn(serve_unix(server.clone(), stream));
+                let peer = Peer::of_unix_socket(&stream);
+                tracing::info!(?peer, "client connected");
+                tokio::spawn(serve_unix(server.clone(), stream, peer));
             }
         }
         Bound::Fd => {
@@ -133,12 +192,17 @@ pub async fn serve(server: Arc<Server>, bound: Bound) -> Result<()> {
                 server.export_path_hint(),
                 stdio.describe()
             );
+            // Standard input and output are trusted like the process that handed them over,
+            // which could act as the server's user itself.
+            let peer = Peer::Trusted;
             match stdio {
-                Stdio::Unix(stream) => serve_unix(server, stream).await,
-                Stdio::Tcp(stream) => serve_tcp(server, stream, "standard input".into()).await,
-                Stdio::Pipes(input, output) => conn::serve(server, input, output).await,
+                Stdio::Unix(stream) => serve_unix(server, stream, peer).await,
+                Stdio::Tcp(stream) => {
+                    serve_tcp(server, stream, peer, "standard input".into()).await;
+                }
+                Stdio::Pipes(input, output) => conn::serve(server, peer, input, output).await,
                 Stdio::Blocking => {
-                    conn::serve(server, tokio::io::stdin(), tokio::io::stdout()).await;
+                    conn::serve(server, peer, tokio::io::stdin(), tokio::io::stdout()).await;
                 }
             }
             Ok(())
@@ -146,22 +210,46 @@ pub async fn serve(server: Arc<Server>, bound: Bound) -> Result<()> {
     }
 }
 
-/// Serves one TCP connection until the client leaves.
-async fn serve_tcp(server: Arc<Server>, stream: tokio::net::TcpStream, peer: String) {
+/// Serves one TCP connection from `peer` until the client leaves; `addr` names it in logs.
+pub async fn serve_tcp(
+    server: Arc<Server>,
+    stream: tokio::net::TcpStream,
+    peer: Peer,
+    addr: String,
+) {
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.into_split();
     let r = BusyPoll::new(r, server.busy_poll());
-    conn::serve(server, r, w).await;
-    tracing::info!(%peer, "client disconnected");
+    conn::serve(server, peer, r, w).await;
+    tracing::info!(peer = %addr, "client disconnected");
 }
 
-/// Serves one unix socket connection until the client leaves.
-async fn serve_unix(server: Arc<Server>, stream: tokio::net::UnixStream) {
+/// Serves one unix socket connection from `peer` until the client leaves.
+pub async fn serve_unix(server: Arc<Server>, stream: tokio::net::UnixStream, peer: Peer) {
     widen_send_buffer(&stream, server.max_msize());
     let (r, w) = stream.into_split();
     let r = BusyPoll::new(r, server.busy_poll());
-    conn::serve(server, r, w).await;
+    conn::serve(server, peer, r, w).await;
     tracing::info!("client disconnected");
+}
+
+/// Refuses a TCP address that is not loopback: unauthenticated clients from anywhere the
+/// address can be reached would act as the server's user (or the squash identity).
+fn refuse_remote(addr: &str) -> Result<()> {
+    use std::net::ToSocketAddrs;
+    let addrs = addr
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {addr}"))?;
+    for a in addrs {
+        if !a.ip().is_loopback() {
+            bail!(
+                "tcp:{addr} is reachable from other hosts ({}), whose clients would be \
+                 served without authentication: pass --allow-remote to listen there anyway",
+                a.ip()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// A failed accept (out of descriptors, a connection reset before it was accepted) is logged
@@ -191,18 +279,26 @@ pub fn widen_send_buffer(stream: &tokio::net::UnixStream, msize: u32) {
     }
 }
 
-/// Binds a unix socket. A socket file left by a server that is gone is replaced; a socket
-/// another server still listens on, and any other kind of file, are refused.
+/// Binds a unix socket whose file only the server's user may connect to (mode 0600). A
+/// socket file left by a server that is gone is replaced; a socket another server still
+/// listens on, and any other kind of file, are refused.
 ///
 /// The returned [`SocketFile`] removes the socket's file when dropped.
 pub fn bind_unix(path: &Path) -> Result<(tokio::net::UnixListener, SocketFile)> {
-    let (listener, file) = bind_unix_std(path)?;
+    let (listener, file) = bind_unix_std_with(path, &ListenOptions::default())?;
     listener.set_nonblocking(true)?;
     Ok((tokio::net::UnixListener::from_std(listener)?, file))
 }
 
-/// [`bind_unix`] without an async runtime: a blocking listener.
-pub fn bind_unix_std(path: &Path) -> Result<(std::os::unix::net::UnixListener, SocketFile)> {
+/// [`bind_unix`] without an async runtime (a blocking listener), with the socket file's mode
+/// and group from `options`.
+///
+/// The file's mode is set before the socket listens, so no client can connect while it has
+/// the mode `bind` gave it (which depends on the process's umask).
+pub fn bind_unix_std_with(
+    path: &Path,
+    options: &ListenOptions,
+) -> Result<(std::os::unix::net::UnixListener, SocketFile)> {
     use std::os::unix::fs::FileTypeExt;
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
@@ -217,14 +313,31 @@ pub fn bind_unix_std(path: &Path) -> Result<(std::os::unix::net::UnixListener, S
             Err(e) => bail!("cannot tell whether {} is in use: {e}", path.display()),
         }
     }
-    let listener = std::os::unix::net::UnixListener::bind(path)
-        .with_context(|| format!("cannot listen on {}", path.display()))?;
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let cannot = || format!("cannot listen on {}", path.display());
+    let socket = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .with_context(cannot)?;
+    let addr = SocketAddrUnix::new(path).with_context(cannot)?;
+    rustix::net::bind(&socket, &addr).with_context(cannot)?;
     let meta = std::fs::symlink_metadata(path)?;
     let file = SocketFile {
         path: path.to_path_buf(),
         id: (meta.dev(), meta.ino()),
     };
-    Ok((listener, file))
+    let mode = options.mode();
+    rustix::fs::chmod(path, rustix::fs::Mode::from_raw_mode(mode))
+        .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+    if let Some(gid) = options.socket_group {
+        rustix::fs::chown(path, None, Some(rustix::fs::Gid::from_raw(gid)))
+            .with_context(|| format!("cannot give {} to group {gid}", path.display()))?;
+    }
+    rustix::net::listen(&socket, 1024).with_context(cannot)?;
+    Ok((std::os::unix::net::UnixListener::from(socket), file))
 }
 
 /// The file a bound unix socket made: removed on drop, unless something else has taken its

@@ -38,11 +38,13 @@ impl Client {
 /// Serves a fresh export whose `request` handler panics; version and attach (fid 0) done.
 async fn connect_with_panic_in(request: &'static str) -> (Client, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::new(&Config::new(dir.path())).unwrap();
+    let mut config = Config::new(dir.path());
+    config.root_squash = false;
+    let server = Server::new(&config).unwrap();
     server.fault.panic_in(request);
     let (ours, theirs) = tokio::io::duplex(1 << 20);
     let (sr, sw) = tokio::io::split(theirs);
-    tokio::spawn(conn::serve(server, sr, sw));
+    tokio::spawn(conn::serve(server, crate::Peer::Trusted, sr, sw));
     let (r, w) = tokio::io::split(ours);
     let mut c = Client {
         r: FrameReader::new(r, MSIZE),

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::fs::Export;
 use crate::fs::creds::Identity;
+use crate::trust::{NOBODY, NOGROUP, Peer, Trust};
 
 /// The default and largest msize: 1 MiB, the Linux TCP transport's maximum.
 pub const DEFAULT_MAX_MSIZE: u32 = 1 << 20;
@@ -23,6 +24,12 @@ pub struct Config {
     pub max_msize: u32,
     /// Act as each attaching user (the server must run as root).
     pub multi_user: bool,
+    /// When the server runs as root: a client's uid 0 acts as the squash identity.
+    pub root_squash: bool,
+    /// Who clients the server does not trust act as, when it runs as root (see
+    /// [`crate::trust`]): `nobody`/`nogroup` by default.
+    pub squash_uid: u32,
+    pub squash_gid: u32,
     /// How long a socket connection's reader spins on non-blocking reads after each request
     /// before it sleeps (zero: never); see [`crate::busy_poll`].
     pub busy_poll: Duration,
@@ -35,6 +42,9 @@ impl Config {
             read_only: false,
             max_msize: DEFAULT_MAX_MSIZE,
             multi_user: false,
+            root_squash: true,
+            squash_uid: NOBODY,
+            squash_gid: NOGROUP,
             busy_poll: Duration::ZERO,
         }
     }
@@ -46,7 +56,7 @@ pub struct Server {
     export: Export,
     root: PathBuf,
     max_msize: u32,
-    multi_user: bool,
+    trust: Trust,
     busy_poll: Duration,
     #[cfg(test)]
     pub(crate) fault: crate::fault::Faults,
@@ -78,7 +88,13 @@ impl Server {
             export,
             root: config.root.clone(),
             max_msize: config.max_msize,
-            multi_user: config.multi_user,
+            trust: Trust {
+                root: rustix::process::geteuid().is_root(),
+                multi_user: config.multi_user,
+                root_squash: config.root_squash,
+                squash_uid: config.squash_uid,
+                squash_gid: config.squash_gid,
+            },
             busy_poll: config.busy_poll,
             #[cfg(test)]
             fault: Default::default(),
@@ -98,14 +114,10 @@ impl Server {
         self.busy_poll
     }
 
-    /// Who an attach acts as: the server's user, or in multi-user mode the attaching uid
-    /// (an attach without a numeric uid acts as `nobody`).
-    pub fn identity_for(&self, n_uname: u32) -> Identity {
-        if !self.multi_user {
-            return Identity::Server;
-        }
-        let uid = if n_uname == u32::MAX { 65534 } else { n_uname };
-        Identity::of_uid(uid)
+    /// Who an attach by `peer` claiming `n_uname` acts as (see [`crate::trust`]), or
+    /// `EPERM` for a claim the peer may not make.
+    pub fn identity_for(&self, peer: Peer, n_uname: u32) -> Result<Identity, rustix::io::Errno> {
+        self.trust.identity(peer, n_uname)
     }
 }
 

@@ -14,7 +14,8 @@ fn spawn_fd_server(
     let theirs: OwnedFd = theirs.into();
     let child = Command::new(env!("CARGO_BIN_EXE_ninepd"))
         .arg(dir)
-        .args(["--listen", "fd", "--log-level", "warn"])
+        // The test acts as root on files root made: no root squash (see tests/trust.rs).
+        .args(["--listen", "fd", "--log-level", "warn", "--no-root-squash"])
         .args(extra)
         .stdin(Stdio::from(theirs.try_clone().unwrap()))
         .stdout(Stdio::from(theirs))
@@ -110,6 +111,7 @@ async fn serves_a_unix_socket_busy_polling_on_one_worker_thread() {
         Command::new(env!("CARGO_BIN_EXE_ninepd"))
             .arg(dir.path().join("export"))
             .args([
+                "--no-root-squash",
                 "--log-level",
                 "warn",
                 "--busy-poll",
@@ -139,6 +141,7 @@ fn spawn_unix_server(export: &std::path::Path, socket: &std::path::Path) -> Runn
     Running(
         Command::new(env!("CARGO_BIN_EXE_ninepd"))
             .arg(export)
+            .arg("--no-root-squash")
             .arg("--listen")
             .arg(format!("unix:{}", socket.display()))
             .stderr(Stdio::piped())
@@ -242,7 +245,7 @@ async fn serves_pipes_on_stdin_and_stdout_and_gives_them_back_blocking() {
     let server = Running(
         Command::new(env!("CARGO_BIN_EXE_ninepd"))
             .arg(dir.path())
-            .args(["--listen", "fd"])
+            .args(["--listen", "fd", "--no-root-squash"])
             .stdin(Stdio::from(requests_out))
             .stdout(Stdio::from(replies_in))
             .stderr(Stdio::piped())
@@ -389,7 +392,7 @@ async fn serves_a_tcp_connection_handed_over_on_stdin_and_stdout() {
     let server = Running(
         Command::new(env!("CARGO_BIN_EXE_ninepd"))
             .arg(dir.path())
-            .args(["--listen", "fd"])
+            .args(["--listen", "fd", "--no-root-squash"])
             .stdin(Stdio::from(theirs.try_clone().unwrap()))
             .stdout(Stdio::from(theirs))
             .stderr(Stdio::piped())

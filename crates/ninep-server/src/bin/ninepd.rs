@@ -10,20 +10,63 @@ use ninep_server::{Config, Server};
 
 /// Serve a directory to 9P2000.L clients such as the Linux kernel's v9fs.
 ///
-/// Example: `ninepd /srv/share --listen tcp:127.0.0.1:5640`, then on a client
-/// `mount -t 9p -o trans=tcp,port=5640,version=9p2000.L 127.0.0.1 /mnt`.
+/// Example: `ninepd /srv/share` serves on a unix socket only its own user can connect to
+/// (`$XDG_RUNTIME_DIR/ninepd.sock`, or `/run/ninepd.sock` for root); mount it with
+/// `mount -t 9p -o trans=unix,version=9p2000.L /run/ninepd.sock /mnt`.
+///
+/// Who clients act as: a server not running as root acts as its own user for every client,
+/// so whoever can connect can do what that user can. A server running as root acts as the
+/// client's user as far as it can tell who that is: a unix socket peer's own uid (root may
+/// claim any uid with --multi-user), and for TCP, which tells nothing, the squash identity
+/// (`nobody`). Root itself is squashed too unless --no-root-squash is given.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, long_about)]
 struct Args {
     /// The directory to export. Clients can never reach anything outside it; a client may
     /// attach to a directory beneath it by naming it in `aname` (`mount -o aname=DIR/sub`).
     #[arg(default_value = ".")]
     dir: PathBuf,
 
-    /// Where to accept clients: `tcp:HOST:PORT`, `unix:PATH`, or `fd` for a single client on
-    /// standard input and output (the kernel's `trans=fd`).
-    #[arg(long, short = 'l', default_value = "tcp:127.0.0.1:5640")]
-    listen: Listen,
+    /// Where to accept clients: `unix:PATH`, `tcp:HOST:PORT`, or `fd` for a single client on
+    /// standard input and output (the kernel's `trans=fd`). Default: `unix:` the user's
+    /// runtime directory's `ninepd.sock` (`/run/ninepd.sock` for root), with mode 0600.
+    /// A TCP listener lets every local user (and, off loopback, every host that reaches it)
+    /// connect unauthenticated: as root they act as the squash identity, otherwise as the
+    /// server's user. `fd` trusts standard input like the process that handed it over: its
+    /// client may act as any user the server may (root squash still applies).
+    #[arg(long, short = 'l')]
+    listen: Option<Listen>,
+
+    /// The unix socket file's permission bits, in octal (default 0600, or 0660 with
+    /// --socket-group). Every user who can connect acts as the server's user when the
+    /// server does not run as root.
+    #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]
+    socket_mode: Option<u32>,
+
+    /// Give the unix socket file to this group (a name or a number), whose members may then
+    /// connect (mode 0660 unless --socket-mode says otherwise).
+    #[arg(long, value_name = "GROUP", value_parser = parse_group)]
+    socket_group: Option<u32>,
+
+    /// Allow `--listen tcp:` on an address other hosts can reach. Their clients are not
+    /// authenticated: as root the server squashes them, otherwise they act as its user.
+    #[arg(long)]
+    allow_remote: bool,
+
+    /// Running as root: let clients the server trusts as root (a root unix peer, `--listen
+    /// fd`) act as root. By default uid 0 acts as the squash identity, so no client can
+    /// create set-uid root files or give files away.
+    #[arg(long)]
+    no_root_squash: bool,
+
+    /// Running as root: the uid that squashed clients (TCP, and root unless
+    /// --no-root-squash) act as.
+    #[arg(long, value_name = "UID", default_value_t = ninep_server::trust::NOBODY)]
+    squash_uid: u32,
+
+    /// Running as root: the gid that squashed clients act as.
+    #[arg(long, value_name = "GID", default_value_t = ninep_server::trust::NOGROUP)]
+    squash_gid: u32,
 
     /// Refuse every modification (writes, creates, renames, attribute changes) with EROFS.
     #[arg(long)]
@@ -34,9 +77,10 @@ struct Args {
     #[arg(long, default_value_t = ninep_server::server::DEFAULT_MAX_MSIZE)]
     msize: u32,
 
-    /// Act as each attaching user: files are created owned by the client's uid and gid and
-    /// permissions are checked for that user. Needs root. Without it, every request runs as
-    /// the server's own user.
+    /// Act as the uid each Tattach names: files are created owned by that user and
+    /// permissions are checked for it. Needs root. A unix peer other than root may only name
+    /// its own uid (others get EPERM); TCP clients act as the squash identity whatever they
+    /// name. Without it, a connection acts as its peer's user (as root) or as the server's.
     #[arg(long)]
     multi_user: bool,
 
@@ -134,6 +178,9 @@ fn main() -> ExitCode {
         read_only: args.read_only,
         max_msize: args.msize,
         multi_user: args.multi_user,
+        root_squash: !args.no_root_squash,
+        squash_uid: args.squash_uid,
+        squash_gid: args.squash_gid,
         busy_poll: std::time::Duration::from_micros(args.busy_poll),
     };
     let server = match Server::new(&config) {
@@ -143,7 +190,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let bound = match listen::bind(&args.listen) {
+    let options = listen::ListenOptions {
+        socket_mode: args.socket_mode,
+        socket_group: args.socket_group,
+        allow_remote: args.allow_remote,
+    };
+    let listen_at = args.listen.clone().map_or_else(Listen::default_socket, Ok);
+    let bound = match listen_at.and_then(|at| listen::bind_with(&at, &options)) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("ninepd: {e:#}");
@@ -245,6 +298,26 @@ fn close_sandbox(args: &Args, socket_dir: Option<PathBuf>) -> anyhow::Result<()>
         tracing::warn!("sandbox off: the server can reach whatever its user can");
     }
     Ok(())
+}
+
+/// An octal permission mode such as `0660`.
+fn parse_mode(s: &str) -> Result<u32, String> {
+    match u32::from_str_radix(s, 8) {
+        Ok(mode) if mode <= 0o777 => Ok(mode),
+        _ => Err(format!("`{s}` is not an octal mode between 0 and 0777")),
+    }
+}
+
+/// A group by number or by name.
+fn parse_group(s: &str) -> Result<u32, String> {
+    if let Ok(gid) = s.parse() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(s) {
+        Ok(Some(group)) => Ok(group.gid.as_raw()),
+        Ok(None) => Err(format!("no group `{s}`")),
+        Err(e) => Err(format!("cannot look up group `{s}`: {e}")),
+    }
 }
 
 /// How long a stopping server waits for file operations already running on its threads.

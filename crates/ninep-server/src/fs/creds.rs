@@ -27,6 +27,9 @@ pub enum Identity {
         uid: u32,
         gid: u32,
         groups: Arc<[Gid]>,
+        /// Whether a create request may name any group for the new file (a peer trusted to
+        /// claim any identity), or only the user's own groups.
+        any_gid: bool,
     },
 }
 
@@ -52,6 +55,7 @@ impl Identity {
                 uid,
                 gid: uid,
                 groups: Arc::from([]),
+                any_gid: false,
             };
         };
         let groups = CString::new(user.name.as_bytes())
@@ -68,18 +72,65 @@ impl Identity {
             uid,
             gid: user.gid.as_raw(),
             groups,
+            any_gid: false,
         }
     }
 
-    /// The same user with another group for file creation (the gid a create request names).
+    /// The same user, allowed to name any group for the files it creates.
+    pub fn with_any_gid(self) -> Identity {
+        match self {
+            Identity::User {
+                uid, gid, groups, ..
+            } => Identity::User {
+                uid,
+                gid,
+                groups,
+                any_gid: true,
+            },
+            server => server,
+        }
+    }
+
+    /// The same user with the group a create request names for the new file. Unless the
+    /// identity may name any group, a group the user is not in is ignored (the user's own
+    /// group is used): otherwise a user could create a file set-gid for a group it is not
+    /// in, such as root's.
     pub fn with_gid(&self, gid: u32) -> Identity {
         match self {
             Identity::Server => Identity::Server,
-            Identity::User { uid, groups, .. } => Identity::User {
-                uid: *uid,
-                gid,
-                groups: groups.clone(),
-            },
+            Identity::User {
+                uid,
+                gid: own,
+                groups,
+                any_gid,
+            } => {
+                let allowed = *any_gid || gid == *own || groups.contains(&Gid::from_raw(gid));
+                if !allowed {
+                    tracing::debug!(
+                        uid,
+                        gid,
+                        "not one of the user's groups, creating with its own"
+                    );
+                }
+                Identity::User {
+                    uid: *uid,
+                    gid: if allowed { gid } else { *own },
+                    groups: groups.clone(),
+                    any_gid: *any_gid,
+                }
+            }
+        }
+    }
+
+    /// Whether this identity may set `security.` and `trusted.` extended attributes. The
+    /// kernel checks those against capabilities (`CAP_SETFCAP`, `CAP_SYS_ADMIN`) that a
+    /// server running as root keeps while it acts as another user, so the server checks
+    /// itself: only root may (file capabilities would otherwise make a user's file as
+    /// powerful as a set-uid root one).
+    pub fn may_set_privileged_xattrs(&self) -> bool {
+        match self {
+            Identity::Server => true,
+            Identity::User { uid, .. } => *uid == 0,
         }
     }
 
@@ -94,7 +145,10 @@ impl Identity {
             fsuid: None,
             _not_send: PhantomData,
         };
-        let Identity::User { uid, gid, groups } = self else {
+        let Identity::User {
+            uid, gid, groups, ..
+        } = self
+        else {
             return Ok(guard);
         };
         // Each step records what it replaced as soon as it is done, so an early return
@@ -167,6 +221,7 @@ mod tests {
                 uid: 4321,
                 gid: 4321,
                 groups: gids(&[20, 21, 22]).into(),
+                any_gid: false,
             };
             {
                 let _as = user.enter().unwrap();
@@ -192,6 +247,7 @@ mod tests {
                 uid: 4321,
                 gid: 4321,
                 groups: gids(&too_many).into(),
+                any_gid: false,
             };
             assert_eq!(user.enter().err(), Some(rustix::io::Errno::INVAL));
             assert_eq!(getgroups().unwrap(), gids(&[11]));
@@ -218,8 +274,26 @@ mod tests {
                 uid: 4_000_000_000,
                 gid: 4_000_000_000,
                 groups: Arc::from([]),
+                any_gid: false,
             }
         );
+    }
+
+    #[test]
+    fn a_create_names_only_the_users_own_groups_unless_trusted() {
+        let user = Identity::User {
+            uid: 4321,
+            gid: 4321,
+            groups: gids(&[4321, 50]).into(),
+            any_gid: false,
+        };
+        let gid_of = |id: Identity| match id {
+            Identity::User { gid, .. } => gid,
+            Identity::Server => panic!("a user identity"),
+        };
+        assert_eq!(gid_of(user.with_gid(50)), 50);
+        assert_eq!(gid_of(user.with_gid(0)), 4321);
+        assert_eq!(gid_of(user.clone().with_any_gid().with_gid(0)), 0);
     }
 
     #[test]

@@ -36,6 +36,12 @@ pub fn get(node: &Node, name: &[u8]) -> FsResult<Vec<u8>> {
     Ok(buf)
 }
 
+/// Whether `name` is in a namespace the kernel guards with capabilities rather than file
+/// ownership (`security.`, such as file capabilities, and `trusted.`).
+pub fn is_privileged(name: &[u8]) -> bool {
+    name.starts_with(b"security.") || name.starts_with(b"trusted.")
+}
+
 /// `XATTR_CREATE` and `XATTR_REPLACE` of Txattrcreate's flags.
 pub const XATTR_CREATE: u32 = 1;
 pub const XATTR_REPLACE: u32 = 2;

@@ -13,7 +13,7 @@ use crate::fs::{FsResult, Top};
 
 impl Session {
     /// Tattach: a fid on the directory `aname` names (the export's root when it is empty),
-    /// acting for the attaching user.
+    /// acting for the attaching user as far as the connection's peer may claim it.
     pub(super) fn attach(
         &self,
         fid: u32,
@@ -25,7 +25,7 @@ impl Session {
             return Err(Errno::INVAL);
         }
         let export = self.server.export();
-        let identity = self.server.identity_for(n_uname);
+        let identity = self.server.identity_for(self.peer, n_uname)?;
         let (node, st) = {
             let _as = identity.enter()?;
             export.attach_point(aname).inspect_err(|e| {

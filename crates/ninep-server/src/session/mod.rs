@@ -33,6 +33,7 @@ use crate::fs::FsResult;
 use crate::pipe::{Payload, PipePool, WritePayload};
 use crate::server::Server;
 use crate::sink::Outgoing;
+use crate::trust::Peer;
 use crate::unwind::{self, catch_panic};
 use data::MIN_SPLICE;
 
@@ -63,6 +64,8 @@ impl From<Response> for Reply {
 #[derive(Debug)]
 pub struct Session {
     server: Arc<Server>,
+    /// Who is at the other end, which bounds who its attaches may act as.
+    peer: Peer,
     fids: Mutex<HashMap<u32, Arc<Fid>>>,
     msize: AtomicU32,
     versioned: AtomicBool,
@@ -77,12 +80,13 @@ impl Session {
     /// payloads in pipes (see [`crate::sink::ReplySink::can_splice`]), `splice_writes`
     /// whether its Twrite payloads may come in pipes
     /// (see [`crate::source::RequestSource::can_splice`]).
-    pub fn new(server: Arc<Server>, splice_reads: bool, splice_writes: bool) -> Self {
+    pub fn new(server: Arc<Server>, peer: Peer, splice_reads: bool, splice_writes: bool) -> Self {
         let msize = server.max_msize();
         let pipes =
             (splice_reads || splice_writes).then(|| PipePool::new(msize.min(MAX_SPLICE) as usize));
         Self {
             server,
+            peer,
             fids: Mutex::new(HashMap::new()),
             msize: AtomicU32::new(msize),
             versioned: AtomicBool::new(false),

@@ -48,6 +48,13 @@ impl Session {
             return Err(Errno::INVAL);
         }
         self.server.export().writable()?;
+        if xattr::is_privileged(name) && !fid.identity.may_set_privileged_xattrs() {
+            tracing::info!(
+                name = %name.escape_ascii(),
+                "Txattrcreate refused: only root may set this namespace"
+            );
+            return Err(Errno::PERM);
+        }
         let mut inner = fid.lock();
         if !matches!(inner.state, FidState::Path) {
             return Err(Errno::BADF);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use ninep::{Client, ClientError, FrameReader, NOFID, Request, Response};
 use ninep_server::busy_poll::BusyPoll;
-use ninep_server::{Config, Server, conn, listen};
+use ninep_server::{Config, Peer, Server, conn, listen};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -65,7 +65,9 @@ impl Harness {
                 stream.set_nodelay(true).unwrap();
                 let (r, w) = stream.into_split();
                 let r = BusyPoll::new(r, s.busy_poll());
-                tokio::spawn(conn::serve(s.clone(), r, w));
+                // These tests are about the data path: their TCP client is trusted as an
+                // authenticated one would be (who TCP clients act as: tests/trust.rs).
+                tokio::spawn(conn::serve(s.clone(), Peer::Trusted, r, w));
             }
         });
         h.tcp = Some((addr, task));
@@ -82,6 +84,8 @@ impl Harness {
         std::fs::create_dir(tmp.path().join("outside")).unwrap();
         std::fs::write(tmp.path().join("outside/secret"), b"SECRET").unwrap();
         let mut config = Config::new(tmp.path().join("export"));
+        // The tests act as root on files root made (root squash: tests/trust.rs).
+        config.root_squash = false;
         tweak(&mut config);
         let server = Server::new(&config).unwrap();
         let socket = tmp.path().join("sock");
@@ -90,9 +94,8 @@ impl Harness {
         let task = tokio::spawn(async move {
             let _socket_file = socket_file;
             while let Ok((stream, _)) = listener.accept().await {
-                let (r, w) = stream.into_split();
-                let r = BusyPoll::new(r, s.busy_poll());
-                tokio::spawn(conn::serve(s.clone(), r, w));
+                let peer = Peer::of_unix_socket(&stream);
+                tokio::spawn(listen::serve_unix(s.clone(), stream, peer));
             }
         });
         Harness {
