@@ -1,0 +1,351 @@
+//! The sandbox `ninepd` closes around itself: what the process can still do once it serves.
+//!
+//! The misbehaviour tests need `--features test-hooks` (ninepd's hidden `--test-misbehave`);
+//! `cargo xtask test workspace` runs them.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, Command, Stdio};
+
+use ninep::{Client, NOFID};
+
+/// A `ninepd` on a unix socket in a directory of its own, beside (not inside) its export.
+struct Server {
+    child: Child,
+    stderr: BufReader<ChildStderr>,
+    /// Standard error up to the line saying it serves.
+    log: String,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts `ninepd EXPORT --listen unix:SOCKET ARGS` and reads its standard error until it
+/// serves, or until it exits.
+fn start(export: &Path, args: &[&str], uid: Option<u32>) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("ninepd.sock");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ninepd"));
+    cmd.arg(export)
+        .arg("--listen")
+        .arg(format!("unix:{}", socket.display()))
+        .args(["--log-level", "info"])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped());
+    if let Some(uid) = uid {
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        cmd.uid(uid).gid(uid);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        log.push_str(&line);
+        if line.contains("serving ") {
+            break;
+        }
+    }
+    Server {
+        child,
+        stderr,
+        log,
+        socket,
+        _dir: dir,
+    }
+}
+
+impl Server {
+    /// Stops the server with SIGTERM and returns the rest of its standard error.
+    fn stop(self) -> (std::process::ExitStatus, String) {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(self.child.id() as i32).unwrap(),
+            rustix::process::Signal::TERM,
+        )
+        .unwrap();
+        self.wait()
+    }
+
+    fn wait(mut self) -> (std::process::ExitStatus, String) {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut self.stderr, &mut rest).unwrap();
+        (self.child.wait().unwrap(), rest)
+    }
+
+    /// The `Name:\tvalue` fields of `/proc/PID/task/TID/status` of every thread.
+    fn thread_status(&self) -> Vec<Vec<(String, String)>> {
+        let tasks = format!("/proc/{}/task", self.child.id());
+        std::fs::read_dir(tasks)
+            .unwrap()
+            .map(|task| {
+                let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+                status
+                    .lines()
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+fn field<'a>(status: &'a [(String, String)], name: &str) -> &'a str {
+    &status.iter().find(|(k, _)| k == name).unwrap().1
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// An export with one file, and a secret beside it, outside the export.
+fn export_and_secret() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let top = tempfile::tempdir().unwrap();
+    let export = top.path().join("export");
+    std::fs::create_dir(&export).unwrap();
+    std::fs::write(export.join("inside"), b"served").unwrap();
+    let secret = top.path().join("secret");
+    std::fs::write(&secret, b"not served").unwrap();
+    (top, export, secret)
+}
+
+/// CHOWN DAC_OVERRIDE FOWNER FSETID SETGID SETUID MKNOD SETFCAP: what a root server keeps.
+const ROOT_CAPS: u64 = 1 << 0 | 1 << 1 | 1 << 3 | 1 << 4 | 1 << 6 | 1 << 7 | 1 << 27 | 1 << 31;
+
+#[test]
+fn a_root_server_keeps_only_the_file_capabilities_on_every_thread_with_no_new_privs() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let (_top, export, _) = export_and_secret();
+    let server = start(&export, &["--worker-threads", "2"], None);
+    assert!(
+        server.log.contains("sandbox: landlock ABI")
+            && server.log.contains("seccomp kill")
+            && server.log.contains("capabilities kept: CAP_CHOWN"),
+        "the start-up log says what is enforced: {}",
+        server.log
+    );
+    let threads = server.thread_status();
+    assert!(threads.len() >= 3, "the main thread and two workers");
+    for status in &threads {
+        let caps = |name| u64::from_str_radix(field(status, name), 16).unwrap();
+        assert_eq!(caps("CapEff"), ROOT_CAPS, "{status:?}");
+        assert_eq!(caps("CapPrm"), ROOT_CAPS);
+        assert_eq!(caps("CapBnd"), ROOT_CAPS);
+        assert_eq!(caps("CapInh"), 0);
+        assert_eq!(caps("CapAmb"), 0);
+        assert_eq!(field(status, "NoNewPrivs"), "1");
+        // 2: a seccomp filter (mode "filter"); two of them, clone3's and the allow-list.
+        assert_eq!(field(status, "Seccomp"), "2");
+        assert_eq!(field(status, "Seccomp_filters"), "2");
+    }
+    let (status, _) = server.stop();
+    assert!(status.success());
+}
+
+#[test]
+fn a_server_that_is_not_root_keeps_no_capability() {
+    if !is_root() {
+        eprintln!("skipped: needs root to start a server as nobody");
+        return;
+    }
+    let (top, export, _) = export_and_secret();
+    use std::os::unix::fs::PermissionsExt;
+    for dir in [top.path(), &export] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let server = start(&export, &[], Some(65534));
+    assert!(server.log.contains("no capabilities"), "{}", server.log);
+    for status in server.thread_status() {
+        for set in ["CapEff", "CapPrm", "CapInh", "CapAmb"] {
+            assert_eq!(field(&status, set), "0000000000000000", "{set}");
+        }
+        assert_eq!(field(&status, "NoNewPrivs"), "1");
+    }
+    let (status, _) = server.stop();
+    assert!(status.success());
+}
+
+#[test]
+fn sandbox_off_enforces_nothing_and_says_so() {
+    let (_top, export, _) = export_and_secret();
+    let server = start(&export, &["--sandbox", "off"], None);
+    assert!(server.log.contains("sandbox off"), "{}", server.log);
+    let status = &server.thread_status()[0];
+    assert_eq!(field(status, "NoNewPrivs"), "0");
+    assert_eq!(field(status, "Seccomp"), "0");
+    server.stop();
+}
+
+#[test]
+fn bad_sandbox_options_are_refused() {
+    for bad in [
+        ["--seccomp", "maybe"],
+        ["--landlock", "yes"],
+        ["--sandbox", "half"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ninepd"))
+            .arg(".")
+            .args(bad)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+}
+
+/// A multi-user server still looks users up (the C library's user database, nscd's socket)
+/// and acts as them inside its sandbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_user_server_acts_as_its_users_inside_the_sandbox() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let (_top, export, _) = export_and_secret();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&export, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let server = start(&export, &["--multi-user"], None);
+    let c = Client::connect_unix(&server.socket).await.unwrap();
+    c.version(1 << 16, "9P2000.L").await.unwrap();
+    // A uid with a passwd entry (nobody) and one without.
+    for (fid, uid) in [(0, 65534), (10, 4_000_000)] {
+        c.attach(fid, NOFID, b"", b"", uid).await.unwrap();
+        c.walk(fid, fid + 1, &[] as &[&str]).await.unwrap();
+        let name = format!("made-by-{uid}");
+        c.lcreate(fid + 1, name.as_bytes(), 0o1, 0o644, uid)
+            .await
+            .unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::metadata(export.join(&name)).unwrap().uid(), uid);
+    }
+    drop(c);
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+}
+
+#[cfg(feature = "test-hooks")]
+mod misbehaving {
+    use super::*;
+
+    fn outcome<'a>(log: &'a str, what: &str) -> &'a str {
+        log.lines()
+            .find_map(|l| l.strip_prefix("misbehave ")?.strip_prefix(what))
+            .unwrap_or_else(|| panic!("no outcome for {what} in {log}"))
+    }
+
+    /// `--seccomp errno`: what the sandbox forbids fails, and the server goes on serving.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn forbidden_calls_fail_and_the_server_goes_on_serving() {
+        let (_top, export, secret) = export_and_secret();
+        let open_secret = format!("open:{}", secret.display());
+        let open_inside = format!("open:{}", export.join("inside").display());
+        let server = start(
+            &export,
+            &[
+                "--seccomp",
+                "errno",
+                "--test-misbehave",
+                &open_secret,
+                "--test-misbehave",
+                &open_inside,
+                "--test-misbehave",
+                "exec:/bin/true",
+                "--test-misbehave",
+                "syscall",
+            ],
+            None,
+        );
+        let log = server.log.clone();
+        assert_eq!(
+            outcome(&log, &format!("Open({secret:?}): ")),
+            "denied: Permission denied (os error 13)",
+            "Landlock"
+        );
+        assert_eq!(
+            outcome(&log, &format!("Open({:?}): ", export.join("inside"))),
+            "allowed"
+        );
+        assert_eq!(
+            outcome(&log, "Exec(\"/bin/true\"): "),
+            "denied: Operation not permitted (os error 1)",
+            "seccomp, before Landlock"
+        );
+        assert_eq!(
+            outcome(&log, "OffListSyscall: "),
+            "denied: Operation not permitted (os error 1)"
+        );
+
+        let c = Client::connect_unix(&server.socket).await.unwrap();
+        c.version(1 << 16, "9P2000.L").await.unwrap();
+        c.attach(0, NOFID, b"", b"", 0).await.unwrap();
+        c.walk(0, 1, &["inside"]).await.unwrap();
+        c.lopen(1, 0).await.unwrap();
+        assert_eq!(&c.read(1, 0, 100).await.unwrap()[..], b"served");
+        drop(c);
+        let socket = server.socket.clone();
+        let (status, log) = server.stop();
+        assert!(status.success(), "{log}");
+        assert!(
+            !socket.exists(),
+            "the sandbox still lets the server remove its socket's file"
+        );
+    }
+
+    /// `--seccomp log`: the off-list call runs (the kernel logs it), and Landlock alone still
+    /// stops the exec.
+    #[test]
+    fn with_seccomp_only_logging_landlock_still_forbids_exec() {
+        let (_top, export, _) = export_and_secret();
+        let server = start(
+            &export,
+            &[
+                "--seccomp",
+                "log",
+                "--test-misbehave",
+                "exec:/bin/true",
+                "--test-misbehave",
+                "syscall",
+            ],
+            None,
+        );
+        let log = server.log.clone();
+        assert_eq!(
+            outcome(&log, "Exec(\"/bin/true\"): "),
+            "denied: Permission denied (os error 13)"
+        );
+        assert_eq!(outcome(&log, "OffListSyscall: "), "allowed");
+        server.stop();
+    }
+
+    /// The default, `--seccomp kill`: the first off-list call kills the whole process with
+    /// SIGSYS, after Landlock has already refused the open.
+    #[test]
+    fn an_off_list_call_kills_the_server_by_default() {
+        use std::os::unix::process::ExitStatusExt;
+        let (_top, export, secret) = export_and_secret();
+        let open_secret = format!("open:{}", secret.display());
+        for last in ["syscall", "exec:/bin/true"] {
+            let server = start(
+                &export,
+                &["--test-misbehave", &open_secret, "--test-misbehave", last],
+                None,
+            );
+            assert_eq!(
+                outcome(&server.log.clone(), &format!("Open({secret:?}): ")),
+                "denied: Permission denied (os error 13)"
+            );
+            let (status, rest) = server.wait();
+            assert_eq!(
+                status.signal(),
+                Some(libc::SIGSYS),
+                "{last}: {status:?} {rest}"
+            );
+        }
+    }
+}
