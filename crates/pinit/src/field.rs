@@ -439,20 +439,28 @@ impl<T: ?Sized> UnpinnedFieldWriter<'_, T> {
     }
 }
 
+/// A field's value as the macros pass it: a struct literal is a coercion site whose field is checked
+/// against the field's type, so a value of the wrong type is reported on the user's expression alone.
+#[derive(Debug)]
+pub struct FieldValue<T> {
+    /// The value.
+    pub value: T,
+}
+
 // Written out twice rather than by a local macro, so that a wrong field value's error note names no macro.
 impl<T> PinnedFieldWriter<'_, T> {
     /// Moves a value into the field.
-    pub fn write(self, value: T) {
+    pub fn write(self, value: FieldValue<T>) {
         // SAFETY: `writer`'s contract: the field is writable and uninitialised.
-        unsafe { self.slot.write(value) }
+        unsafe { self.slot.write(value.value) }
     }
 }
 
 impl<T: Copy, const N: usize> PinnedFieldWriter<'_, [T; N]> {
     /// Fills an array field element by element (`field: [value; N]`), so the array never exists on
     /// the stack. `len` carries the `N` written by the user, which must be the field's length.
-    pub fn fill(self, value: T, len: [(); N]) {
-        let _ = len;
+    pub fn fill(self, value: FieldValue<T>, len: [(); N]) {
+        let (value, _) = (value.value, len);
         // SAFETY: `writer`'s contract: the field is writable; `MaybeUninit` elements need no prior
         // initialisation.
         let elements = unsafe { &mut *self.slot.cast::<[core::mem::MaybeUninit<T>; N]>() };
@@ -462,17 +470,17 @@ impl<T: Copy, const N: usize> PinnedFieldWriter<'_, [T; N]> {
 
 impl<T> UnpinnedFieldWriter<'_, T> {
     /// Moves a value into the field.
-    pub fn write(self, value: T) {
+    pub fn write(self, value: FieldValue<T>) {
         // SAFETY: `writer`'s contract: the field is writable and uninitialised.
-        unsafe { self.slot.write(value) }
+        unsafe { self.slot.write(value.value) }
     }
 }
 
 impl<T: Copy, const N: usize> UnpinnedFieldWriter<'_, [T; N]> {
     /// Fills an array field element by element (`field: [value; N]`), so the array never exists on
     /// the stack. `len` carries the `N` written by the user, which must be the field's length.
-    pub fn fill(self, value: T, len: [(); N]) {
-        let _ = len;
+    pub fn fill(self, value: FieldValue<T>, len: [(); N]) {
+        let (value, _) = (value.value, len);
         // SAFETY: `writer`'s contract: the field is writable; `MaybeUninit` elements need no prior
         // initialisation.
         let elements = unsafe { &mut *self.slot.cast::<[core::mem::MaybeUninit<T>; N]>() };
@@ -513,15 +521,16 @@ impl InitResult<core::convert::Infallible> {
     }
 }
 
-/// The `From` conversion of [`InitResult`].
+/// The other errors of [`InitResult`]: returned as they are, for the macros' `?` to convert with `From` (so
+/// a missing conversion is reported by `?` itself).
 pub trait ConvertInitError<E> {
-    /// Converts the error with `From`.
-    fn into_error<E2: From<E>>(self) -> Result<(), E2>;
+    /// The result, unchanged (`E2` is the enclosing error type, which `?` converts into).
+    fn into_error<E2>(self) -> Result<(), E>;
 }
 
 impl<E> ConvertInitError<E> for InitResult<E> {
-    fn into_error<E2: From<E>>(self) -> Result<(), E2> {
-        self.0.map_err(E2::from)
+    fn into_error<E2>(self) -> Result<(), E> {
+        self.0
     }
 }
 

@@ -177,7 +177,7 @@ macro_rules! pin_init {
                 {
                     // SAFETY: `$slot` is the slot under initialisation and this field is not yet initialised.
                     let field = unsafe { $crate::pin_init!(@op writer $mode, $data, $slot, $f, $zeroed) };
-                    field.fill($value, [(); $len]);
+                    field.fill($crate::field::FieldValue { value: $value }, [(); $len]);
                 }
                 $crate::pin_init!(@fields @field_done $mode, $slot, $guards, $data, $whole, $token, $f, ($($attrs)*));
             )
@@ -196,7 +196,7 @@ macro_rules! pin_init {
                 {
                     // SAFETY: `$slot` is the slot under initialisation and this field is not yet initialised.
                     let field = unsafe { $crate::pin_init!(@op writer $mode, $data, $slot, $f, $zeroed) };
-                    field.write($value);
+                    field.write($crate::field::FieldValue { value: $value });
                 }
                 $crate::pin_init!(@fields @field_done $mode, $slot, $guards, $data, $whole, $token, $f, ($($attrs)*));
             )
