@@ -175,7 +175,13 @@ fn open_shared(path: &Path) -> Result<File> {
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {
             open_existing().ctx(|| format!("cannot open the VM lock {}", path.display()))
         }
-        Err(e) => Err(e).ctx(|| format!("cannot create the VM lock {}", path.display())),
+        Err(e) => Err(e).ctx(|| {
+            format!(
+                "cannot create the VM lock {} (set $GUEST_VM_LOCK to a file that every user who \
+                 runs guests on this machine can open)",
+                path.display()
+            )
+        }),
     }
 }
 
