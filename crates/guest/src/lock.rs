@@ -119,6 +119,12 @@ impl VmLock {
         &self.path
     }
 
+    /// Records what the holder runs (a test's name), for waiters.
+    pub fn set_run(&mut self, name: &str) {
+        self.record.run = name.to_owned();
+        self.write_record();
+    }
+
     /// Records the QEMU this holder started, so that a later holder can stop it if it outlives us.
     pub fn set_qemu(&mut self, pid: Option<u32>) {
         self.record.qemu = pid.and_then(Process::find);
@@ -239,6 +245,8 @@ struct Holder {
     since_unix: u64,
     dir: String,
     command: String,
+    /// The run's name (the test's, normally).
+    run: String,
     qemu: Option<Process>,
 }
 
@@ -255,6 +263,7 @@ impl Holder {
                 .map(|d| d.display().to_string())
                 .unwrap_or_default(),
             command: std::env::args().collect::<Vec<_>>().join(" "),
+            run: String::new(),
             qemu: None,
         }
     }
@@ -272,6 +281,9 @@ impl Holder {
             one_line(&self.dir),
             one_line(&self.command)
         );
+        if !self.run.is_empty() {
+            text.push_str(&format!("run={}\n", one_line(&self.run)));
+        }
         if let Some(q) = self.qemu {
             text.push_str(&format!("qemu={} {}\n", q.pid, q.start));
         }
@@ -300,6 +312,7 @@ impl Holder {
                 "since" => h.since_unix = value.parse().unwrap_or(0),
                 "dir" => h.dir = value.to_owned(),
                 "command" => h.command = value.to_owned(),
+                "run" => h.run = value.to_owned(),
                 "qemu" => h.qemu = process(value),
                 _ => {}
             }
@@ -329,13 +342,15 @@ impl Holder {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let mut text = format!(
-            "pid {} ({}) in {} for {} s",
-            self.pid,
-            shorten(&self.command, 160),
+        let mut text = format!("pid {} ({})", self.pid, shorten(&self.command, 160));
+        if !self.run.is_empty() {
+            text.push_str(&format!(" running {}", self.run));
+        }
+        text.push_str(&format!(
+            " in {} for {} s",
             self.dir,
             now.saturating_sub(self.since_unix)
-        );
+        ));
         if let Some(q) = self.qemu {
             text.push_str(&format!(", QEMU pid {}", q.pid));
         }
@@ -387,7 +402,8 @@ mod tests {
     fn a_second_holder_waits_and_is_told_who_holds_the_lock() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("vm.lock");
-        let first = VmLock::acquire_at(&path, &mut |_| {}).unwrap();
+        let mut first = VmLock::acquire_at(&path, &mut |_| {}).unwrap();
+        first.set_run("guest_first");
         let (tx, rx) = mpsc::channel();
         let waiter = {
             let path = path.clone();
@@ -409,7 +425,9 @@ mod tests {
         let said = waiter.join().unwrap();
         let me = std::process::id();
         assert!(
-            said[0].contains(&format!("held by pid {me} (")) && said[0].contains(&path_str(&path)),
+            said[0].contains(&format!("held by pid {me} ("))
+                && said[0].contains(") running guest_first in ")
+                && said[0].contains(&path_str(&path)),
             "{said:?}"
         );
         assert!(

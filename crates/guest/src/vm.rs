@@ -361,11 +361,12 @@ impl VmBuilder {
         if !self.serial_ports.is_empty() {
             bins.push((build_static("guest", RELAY_BIN)?, RELAY_BIN.to_owned()));
         }
-        let lock = VmLock::acquire()?;
+        let name = self.run_name();
+        let mut lock = VmLock::acquire()?;
+        lock.set_run(&name);
         let kernel = self.kernel.locate_locked()?;
         let base = initramfs::base(&kernel)?;
 
-        let name = self.run_name();
         let dir = RunDir::create(&vm_dir().join("run").join(format!(
             "{name}-{}-{}",
             std::process::id(),
