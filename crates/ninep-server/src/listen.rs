@@ -45,16 +45,16 @@ impl FromStr for Listen {
 
 impl Listen {
     /// The default listener: a unix socket only the server's user can connect to, in the
-    /// user's runtime directory (`$XDG_RUNTIME_DIR/ninepd.sock`; for root without one,
-    /// `/run/ninepd.sock`). A TCP listener, even on loopback, would let every local user act
-    /// as the server's user.
+    /// user's runtime directory: `/run/ninepd.sock` for root, `$XDG_RUNTIME_DIR/ninepd.sock`
+    /// (or `/run/user/UID/ninepd.sock`) for other users. A TCP listener, even on loopback,
+    /// would let every local user act as the server's user.
     pub fn default_socket() -> Result<Listen> {
-        if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-            return Ok(Listen::Unix(PathBuf::from(dir).join("ninepd.sock")));
-        }
         let uid = rustix::process::geteuid();
         if uid.is_root() {
             return Ok(Listen::Unix(PathBuf::from("/run/ninepd.sock")));
+        }
+        if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+            return Ok(Listen::Unix(PathBuf::from(dir).join("ninepd.sock")));
         }
         let dir = PathBuf::from(format!("/run/user/{}", uid.as_raw()));
         if dir.is_dir() {

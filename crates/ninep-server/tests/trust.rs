@@ -418,15 +418,43 @@ fn unix_sockets_are_private_unless_opened_up() {
 
 #[test]
 fn the_default_listener_is_a_private_unix_socket_in_the_runtime_directory() {
+    use std::os::unix::process::CommandExt;
+    if !is_root() {
+        eprintln!("skipped: needs root, to run the server as another user");
+        return;
+    }
+    // Another user's server: in its runtime directory. (Root's is /run/ninepd.sock.)
     let s = Scratch::new();
     let runtime = s.tmp.path().join("run");
     std::fs::create_dir(&runtime).unwrap();
-    let server = s.serve_env(&[], &[("XDG_RUNTIME_DIR", &runtime)]);
+    rustix::fs::chown(
+        &runtime,
+        Some(rustix::fs::Uid::from_raw(4321)),
+        Some(rustix::fs::Gid::from_raw(4321)),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ninepd"))
+        .arg(s.export())
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .uid(4321)
+        .gid(4321)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let serving = lines.find(|l| l.as_ref().is_ok_and(|l| l.contains("serving")));
     let socket = runtime.join("ninepd.sock");
-    let m = std::fs::symlink_metadata(&socket).unwrap();
+    let m = std::fs::symlink_metadata(&socket);
+    let _ = child.kill();
+    let _ = child.wait();
+    let serving = serving.expect("the server started").unwrap();
+    assert!(
+        serving.contains(&format!("unix:{}", socket.display())),
+        "{serving}"
+    );
+    let m = m.unwrap();
     assert!(std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()));
-    assert_eq!(m.mode() & 0o7777, 0o600);
-    drop(server);
+    assert_eq!((m.mode() & 0o7777, m.uid()), (0o600, 4321));
 }
 
 #[test]

@@ -11,7 +11,7 @@ use ninep_server::{Config, Server};
 /// Serve a directory to 9P2000.L clients such as the Linux kernel's v9fs.
 ///
 /// Example: `ninepd /srv/share` serves on a unix socket only its own user can connect to
-/// (`$XDG_RUNTIME_DIR/ninepd.sock`, or `/run/ninepd.sock` for root); mount it with
+/// (`/run/ninepd.sock` for root, `$XDG_RUNTIME_DIR/ninepd.sock` for others); mount it with
 /// `mount -t 9p -o trans=unix,version=9p2000.L /run/ninepd.sock /mnt`.
 ///
 /// Who clients act as: a server not running as root acts as its own user for every client,
@@ -28,8 +28,8 @@ struct Args {
     dir: PathBuf,
 
     /// Where to accept clients: `unix:PATH`, `tcp:HOST:PORT`, or `fd` for a single client on
-    /// standard input and output (the kernel's `trans=fd`). Default: `unix:` the user's
-    /// runtime directory's `ninepd.sock` (`/run/ninepd.sock` for root), with mode 0600.
+    /// standard input and output (the kernel's `trans=fd`). Default: `unix:/run/ninepd.sock`
+    /// for root, `unix:$XDG_RUNTIME_DIR/ninepd.sock` for other users, with mode 0600.
     /// A TCP listener lets every local user (and, off loopback, every host that reaches it)
     /// connect unauthenticated: as root they act as the squash identity, otherwise as the
     /// server's user. `fd` trusts standard input like the process that handed it over: its
@@ -60,7 +60,8 @@ struct Args {
     no_root_squash: bool,
 
     /// Running as root: the uid that squashed clients (TCP, and root unless
-    /// --no-root-squash) act as.
+    /// --no-root-squash) act as. 0 trusts every such client as root, as servers without
+    /// authentication did: only for clients you trust, such as a benchmark's.
     #[arg(long, value_name = "UID", default_value_t = ninep_server::trust::NOBODY)]
     squash_uid: u32,
 
