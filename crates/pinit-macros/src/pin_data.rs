@@ -16,6 +16,9 @@ pub fn pin_data(args: TokenStream, input: TokenStream) -> TokenStream {
             ));
         }
     };
+    if has_second_pin_data(&input) {
+        return error("`#[pin_data]` is given twice on this item");
+    }
     if crate::enum_data::is_enum(&input) {
         return crate::enum_data::pin_data_enum(input, pinned_drop);
     }
@@ -39,6 +42,24 @@ pub fn pin_data(args: TokenStream, input: TokenStream) -> TokenStream {
     out.extend(projection(&inside_block(&s)));
     out.extend(pin_data_impls(&s, pinned_drop));
     out
+}
+
+/// Whether the item still carries a `#[pin_data]` (or `#[pinit::pin_data(..)]`) attribute.
+fn has_second_pin_data(input: &TokenStream) -> bool {
+    let tokens: Vec<TokenTree> = input.clone().into_iter().collect();
+    tokens.windows(2).any(|w| {
+        is_punct(&w[0], '#')
+            && matches!(&w[1], TokenTree::Group(g) if g.delimiter() == proc_macro::Delimiter::Bracket && {
+                let inner = crate::parse::attr_tokens(g);
+                let path_end = inner
+                    .iter()
+                    .position(|t| matches!(t, TokenTree::Group(_)))
+                    .unwrap_or(inner.len());
+                inner[..path_end]
+                    .last()
+                    .is_some_and(|t| crate::parse::is_ident(t, "pin_data"))
+            })
+    })
 }
 
 /// Builds `name: Marker<Type>,` (or `Marker<Type>,` for tuple structs) for every field.

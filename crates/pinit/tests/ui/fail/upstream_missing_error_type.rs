@@ -1,0 +1,11 @@
+// Modelled on a compile-fail case of pinned-init 0.0.10 (https://github.com/Rust-for-Linux/pin-init,
+// Copyright (c) 2023 y86-dev, MIT OR Apache-2.0).
+use pinit::try_init;
+
+struct Boxed {
+    x: Box<usize>,
+}
+
+fn main() {
+    let _ = try_init!(Boxed { x: Box::new(0) }?);
+}
