@@ -138,39 +138,28 @@ impl<T> InPlaceInit<T> for Box<T> {
     }
 }
 
-/// `Arc` and `Rc` share one implementation: allocate uninitialised (or zeroed), initialise through the raw
-/// pointer while the count is one, free on error or panic.
+/// `Arc` and `Rc` share one implementation: allocate uninitialised (or zeroed), initialise through the
+/// unique `&mut MaybeUninit<T>` that `get_mut` gives for the fresh pointer, and let the pointer free the
+/// memory (without dropping a `T`) on error or panic.
 macro_rules! shared_in_place {
-    ($ptr:ident, $guard:ident) => {
-        /// Frees a still uninitialised shared allocation on error or unwind.
-        struct $guard<T>(*const MaybeUninit<T>);
-
-        impl<T> Drop for $guard<T> {
-            fn drop(&mut self) {
-                // SAFETY: `self.0` came from `into_raw` and was not turned back; the value is uninitialised,
-                // so dropping the `MaybeUninit` only frees memory.
-                drop(unsafe { $ptr::from_raw(self.0) });
-            }
-        }
-
-        impl<T> $guard<T> {
-            /// Allocates with a count of one and runs `run` on the memory.
-            fn with<E>(
-                zeroed: bool,
-                run: impl FnOnce(*mut T, bool) -> Result<(), E>,
-            ) -> Result<$ptr<T>, E> {
-                let fresh = if zeroed {
-                    $ptr::<T>::new_zeroed()
-                } else {
-                    $ptr::<T>::new_uninit()
-                };
-                let guard = $guard($ptr::into_raw(fresh));
-                run(guard.0.cast_mut().cast::<T>(), zeroed)?;
-                let raw = guard.0;
-                core::mem::forget(guard);
-                // SAFETY: `raw` came from `into_raw` and the value behind it is now initialised.
-                Ok(unsafe { $ptr::from_raw(raw).assume_init() })
-            }
+    ($ptr:ident, $fresh:ident) => {
+        /// Allocates with a count of one and runs `run` on the memory.
+        fn $fresh<T, E: From<AllocError>>(
+            zeroed: bool,
+            run: impl FnOnce(*mut T, bool) -> Result<(), E>,
+        ) -> Result<$ptr<T>, E> {
+            let mut fresh = if zeroed {
+                $ptr::<T>::new_zeroed()
+            } else {
+                $ptr::<T>::new_uninit()
+            };
+            // A fresh pointer is the only one, so `get_mut` always succeeds.
+            let slot = $ptr::get_mut(&mut fresh).ok_or(AllocError)?.as_mut_ptr();
+            // On error or unwind `fresh` is dropped as a `MaybeUninit<T>`: memory freed, nothing dropped
+            // (the initialiser has dropped whatever it built).
+            run(slot, zeroed)?;
+            // SAFETY: the initialiser succeeded, so the value is initialised.
+            Ok(unsafe { fresh.assume_init() })
         }
 
         impl<T> InPlaceInit<T> for $ptr<T> {
@@ -183,7 +172,7 @@ macro_rules! shared_in_place {
                 let zeroed = zero_fill(&init, size_of::<T>());
                 // SAFETY: `slot` is the only pointer to fresh memory for one `T` (zero-filled when `zeroed`);
                 // the pointer is pinned right away and never gives out `&mut T`.
-                let shared = $guard::with(zeroed, |slot, zeroed| unsafe {
+                let shared = $fresh(zeroed, |slot, zeroed| unsafe {
                     run_pinned(init, slot, zeroed)
                 })?;
                 // SAFETY: the value was just placed in its final allocation and is never moved out of it.
@@ -196,7 +185,7 @@ macro_rules! shared_in_place {
             {
                 let zeroed = zero_fill(&init, size_of::<T>());
                 // SAFETY: `slot` is the only pointer to fresh memory for one `T`.
-                $guard::with(zeroed, |slot, zeroed| unsafe {
+                $fresh(zeroed, |slot, zeroed| unsafe {
                     run_unpinned(init, slot, zeroed)
                 })
             }
@@ -204,8 +193,8 @@ macro_rules! shared_in_place {
     };
 }
 
-shared_in_place!(Arc, ArcUninit);
-shared_in_place!(Rc, RcUninit);
+shared_in_place!(Arc, fresh_arc);
+shared_in_place!(Rc, fresh_rc);
 
 /// Already allocated, uninitialised memory that an initialiser can fill.
 ///
@@ -264,7 +253,7 @@ impl<T> InPlaceWrite<T> for &'static mut MaybeUninit<T> {
         unsafe { init.__pinned_init(self.as_mut_ptr())? };
         // SAFETY: the initialiser succeeded, so the value is initialised.
         let value = unsafe { self.assume_init_mut() };
-        // SAFETY: the memory is borrowed for `'static`, so it is never reused and the value never moves.
-        Ok(unsafe { Pin::new_unchecked(value) })
+        // Memory borrowed for `'static` is never reused, so the value never moves.
+        Ok(Pin::static_mut(value))
     }
 }

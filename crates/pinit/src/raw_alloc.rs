@@ -15,8 +15,10 @@ impl RawAlloc {
     /// Allocates `layout` (zero-filled if `zeroed`); zero-sized layouts get a dangling, aligned pointer.
     pub(crate) fn new(layout: Layout, zeroed: bool) -> Result<Self, AllocError> {
         if layout.size() == 0 {
-            // `Layout` guarantees a non-zero power-of-two alignment, so this address is non-null and aligned.
-            let ptr = NonNull::new(layout.align() as *mut u8).ok_or(AllocError)?;
+            // `Layout` guarantees a non-zero power-of-two alignment, so this address is non-null and aligned
+            // (a pointer without provenance, as `NonNull::dangling`: nothing is accessed through it).
+            let ptr = NonNull::new(core::ptr::without_provenance_mut(layout.align()))
+                .ok_or(AllocError)?;
             return Ok(Self { ptr, layout });
         }
         let raw = if zeroed {

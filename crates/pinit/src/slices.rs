@@ -4,7 +4,6 @@ use alloc::alloc::Layout;
 use alloc::boxed::Box;
 use alloc::rc::Rc;
 use alloc::sync::Arc;
-use core::mem::MaybeUninit;
 use core::pin::Pin;
 
 use crate::arrays::init_elements;
@@ -85,36 +84,28 @@ impl<T> InPlaceInitSlice<T> for Box<[T]> {
 }
 
 macro_rules! shared_slice {
-    ($ptr:ident, $guard:ident) => {
-        /// Frees an uninitialised shared slice on error or unwind.
-        struct $guard<T>(*const [MaybeUninit<T>]);
-
-        impl<T> Drop for $guard<T> {
-            fn drop(&mut self) {
-                // SAFETY: the pointer came from `into_raw` and was not turned back; elements are
-                // `MaybeUninit`, so this only frees memory (initialised ones were dropped already).
-                drop(unsafe { $ptr::from_raw(self.0) });
-            }
-        }
-
-        impl<T> $guard<T> {
-            fn build<E, I: PinInit<T, E>>(
-                len: usize,
-                make: impl FnMut(usize) -> I,
-            ) -> Result<$ptr<[T]>, E>
-            where
-                E: From<AllocError>,
-            {
-                array_layout::<T>(len)?;
-                let guard = $guard($ptr::into_raw($ptr::<[T]>::new_uninit_slice(len)));
-                let first = guard.0.cast::<T>().cast_mut();
-                // SAFETY: the allocation is unique and holds `len` writable, uninitialised elements.
-                unsafe { init_elements(first, len, make)? };
-                let raw = guard.0;
-                core::mem::forget(guard);
-                // SAFETY: `raw` came from `into_raw` and every element is now initialised.
-                Ok(unsafe { $ptr::from_raw(raw).assume_init() })
-            }
+    ($ptr:ident, $build:ident) => {
+        /// Allocates `len` uninitialised elements with a count of one and fills them through the unique
+        /// `&mut [MaybeUninit<T>]` of the fresh pointer; on error or unwind the pointer frees the memory
+        /// (`init_elements` has dropped the elements it built).
+        fn $build<T, E, I: PinInit<T, E>>(
+            len: usize,
+            make: impl FnMut(usize) -> I,
+        ) -> Result<$ptr<[T]>, E>
+        where
+            E: From<AllocError>,
+        {
+            array_layout::<T>(len)?;
+            let mut fresh = $ptr::<[T]>::new_uninit_slice(len);
+            // A fresh pointer is the only one, so `get_mut` always succeeds.
+            let first = $ptr::get_mut(&mut fresh)
+                .ok_or(AllocError)?
+                .as_mut_ptr()
+                .cast::<T>();
+            // SAFETY: the allocation holds `len` writable, uninitialised elements.
+            unsafe { init_elements(first, len, make)? };
+            // SAFETY: every element is now initialised.
+            Ok(unsafe { fresh.assume_init() })
         }
 
         impl<T> InPlaceInitSlice<T> for $ptr<[T]> {
@@ -123,7 +114,7 @@ macro_rules! shared_slice {
                 I: Init<T, E>,
                 E: From<AllocError>,
             {
-                $guard::build(len, make)
+                $build(len, make)
             }
 
             fn try_pin_init_slice<E, I>(
@@ -134,7 +125,7 @@ macro_rules! shared_slice {
                 I: PinInit<T, E>,
                 E: From<AllocError>,
             {
-                let shared = $guard::build(len, make)?;
+                let shared = $build(len, make)?;
                 // SAFETY: the elements were built in their final place and are never moved out.
                 Ok(unsafe { Pin::new_unchecked(shared) })
             }
@@ -142,5 +133,5 @@ macro_rules! shared_slice {
     };
 }
 
-shared_slice!(Arc, ArcSliceUninit);
-shared_slice!(Rc, RcSliceUninit);
+shared_slice!(Arc, build_arc_slice);
+shared_slice!(Rc, build_rc_slice);
