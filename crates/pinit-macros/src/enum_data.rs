@@ -117,17 +117,17 @@ fn parse_variants(body: &Group, int: &TokenStream) -> Result<Vec<Variant>, Strin
         let discriminant = if part.get(i).is_some_and(|t| is_punct(t, '=')) {
             let explicit: TokenStream = part[i + 1..].iter().cloned().collect();
             expand(
-                "{ const DISCRIMINANT: $int = $d; DISCRIMINANT }",
+                "{ const __PINIT_DISCRIMINANT: $int = $d; __PINIT_DISCRIMINANT }",
                 &[("d", &explicit), ("int", int)],
             )
         } else if let Some(prev) = out.last() {
             expand(
-                "{ const DISCRIMINANT: $int = $p + 1; DISCRIMINANT }",
+                "{ const __PINIT_DISCRIMINANT: $int = $p + 1; __PINIT_DISCRIMINANT }",
                 &[("p", &prev.discriminant), ("int", int)],
             )
         } else {
             expand(
-                "{ const DISCRIMINANT: $int = 0; DISCRIMINANT }",
+                "{ const __PINIT_DISCRIMINANT: $int = 0; __PINIT_DISCRIMINANT }",
                 &[("int", int)],
             )
         };
