@@ -48,6 +48,13 @@ const NEEDS: &[Need] = &[
         package: "fio",
         guest_only: true,
     },
+    // The MUNGE daemon: ninep-server's authentication tests run it on the host and in the
+    // guest (with diod's mount.diod).
+    Need {
+        command: "munged",
+        package: "munge",
+        guest_only: false,
+    },
     Need {
         command: "modprobe",
         package: "kmod",

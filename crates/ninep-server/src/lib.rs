@@ -15,6 +15,7 @@ mod fid;
 pub mod fs;
 mod inflight;
 pub mod listen;
+pub mod munge;
 mod pipe;
 pub mod sandbox;
 pub mod server;

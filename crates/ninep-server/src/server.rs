@@ -30,6 +30,8 @@ pub struct Config {
     /// [`crate::trust`]): `nobody`/`nogroup` by default.
     pub squash_uid: u32,
     pub squash_gid: u32,
+    /// Check MUNGE credentials (Tauth, as diod does) with the munged on this socket.
+    pub munge_socket: Option<PathBuf>,
     /// How long a socket connection's reader spins on non-blocking reads after each request
     /// before it sleeps (zero: never); see [`crate::busy_poll`].
     pub busy_poll: Duration,
@@ -45,6 +47,7 @@ impl Config {
             root_squash: true,
             squash_uid: NOBODY,
             squash_gid: NOGROUP,
+            munge_socket: None,
             busy_poll: Duration::ZERO,
         }
     }
@@ -57,6 +60,7 @@ pub struct Server {
     root: PathBuf,
     max_msize: u32,
     trust: Trust,
+    munge_socket: Option<PathBuf>,
     busy_poll: Duration,
     #[cfg(test)]
     pub(crate) fault: crate::fault::Faults,
@@ -95,6 +99,7 @@ impl Server {
                 squash_uid: config.squash_uid,
                 squash_gid: config.squash_gid,
             },
+            munge_socket: config.munge_socket.clone(),
             busy_poll: config.busy_poll,
             #[cfg(test)]
             fault: Default::default(),
@@ -112,6 +117,11 @@ impl Server {
     /// The spin budget of a socket connection's reader (zero: it never spins).
     pub fn busy_poll(&self) -> Duration {
         self.busy_poll
+    }
+
+    /// The munged socket credentials are checked with, when authentication is on.
+    pub fn munge_socket(&self) -> Option<&std::path::Path> {
+        self.munge_socket.as_deref()
     }
 
     /// Who an attach by `peer` claiming `n_uname` acts as (see [`crate::trust`]), or

@@ -69,6 +69,18 @@ struct Args {
     #[arg(long, value_name = "GID", default_value_t = ninep_server::trust::NOGROUP)]
     squash_gid: u32,
 
+    /// Authenticate clients: `munge` checks MUNGE credentials the way diod does (Tauth), so
+    /// Debian's `mount.diod` mounts the server with the user it authenticated; the
+    /// connection then acts as that user (root may act as anyone with --multi-user).
+    /// Clients that do not authenticate are treated as before (over TCP: squashed). `none`
+    /// answers Tauth with ENOENT, which diod's clients take for "no authentication".
+    #[arg(long, value_enum, default_value_t = AuthChoice::None)]
+    auth: AuthChoice,
+
+    /// The socket of the munged that checks credentials (with --auth munge).
+    #[arg(long, value_name = "PATH", default_value = ninep_server::munge::DEFAULT_SOCKET)]
+    munge_socket: PathBuf,
+
     /// Refuse every modification (writes, creates, renames, attribute changes) with EROFS.
     #[arg(long)]
     read_only: bool,
@@ -139,6 +151,12 @@ struct Args {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AuthChoice {
+    None,
+    Munge,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum SandboxChoice {
     On,
     Off,
@@ -182,6 +200,7 @@ fn main() -> ExitCode {
         root_squash: !args.no_root_squash,
         squash_uid: args.squash_uid,
         squash_gid: args.squash_gid,
+        munge_socket: (args.auth == AuthChoice::Munge).then(|| args.munge_socket.clone()),
         busy_poll: std::time::Duration::from_micros(args.busy_poll),
     };
     let server = match Server::new(&config) {

@@ -14,18 +14,9 @@ use crate::fs::{FsResult, Top};
 impl Session {
     /// Tattach: a fid on the directory `aname` names (the export's root when it is empty),
     /// acting for the attaching user as far as the connection's peer may claim it.
-    pub(super) fn attach(
-        &self,
-        fid: u32,
-        afid: u32,
-        aname: &[u8],
-        n_uname: u32,
-    ) -> FsResult<Reply> {
-        if afid != ninep::NOFID {
-            return Err(Errno::INVAL);
-        }
+    pub(super) fn attach(&self, fid: u32, aname: &[u8], n_uname: u32) -> FsResult<Reply> {
         let export = self.server.export();
-        let identity = self.server.identity_for(self.peer, n_uname)?;
+        let identity = self.server.identity_for(self.peer(), n_uname)?;
         let (node, st) = {
             let _as = identity.enter()?;
             export.attach_point(aname).inspect_err(|e| {

@@ -11,6 +11,7 @@
 //! - `data`: Tread, Twrite, Treaddir, Tfsync;
 //! - `locks`: Tlock, Tgetlock.
 
+mod auth;
 mod data;
 mod entries;
 mod fids;
@@ -64,9 +65,12 @@ impl From<Response> for Reply {
 #[derive(Debug)]
 pub struct Session {
     server: Arc<Server>,
-    /// Who is at the other end, which bounds who its attaches may act as.
-    peer: Peer,
+    /// Who is at the other end, which bounds who its attaches may act as (authentication
+    /// may change it).
+    peer: Mutex<Peer>,
     fids: Mutex<HashMap<u32, Arc<Fid>>>,
+    /// Auth fids (Tauth), apart from the fids that name files.
+    afids: Mutex<HashMap<u32, auth::AuthFid>>,
     msize: AtomicU32,
     versioned: AtomicBool,
     /// Pipes for Rread and Twrite payloads, when the connection can splice them.
@@ -86,8 +90,9 @@ impl Session {
             (splice_reads || splice_writes).then(|| PipePool::new(msize.min(MAX_SPLICE) as usize));
         Self {
             server,
-            peer,
+            peer: Mutex::new(peer),
             fids: Mutex::new(HashMap::new()),
+            afids: Mutex::new(HashMap::new()),
             msize: AtomicU32::new(msize),
             versioned: AtomicBool::new(false),
             pipes,
@@ -111,10 +116,13 @@ impl Session {
         self.server.max_msize()
     }
 
-    /// Tversion: forgets every fid (releasing what they hold) and starts a new session.
+    /// Tversion: forgets every fid (releasing what they hold) and starts a new session. Who
+    /// the peer was authenticated as stays: a mount helper authenticates, then hands the
+    /// connection to the kernel, which starts with Tversion.
     pub fn reset(&self, msize: u32) {
         let old = std::mem::take(&mut *self.table());
         drop(old);
+        self.afids().clear();
         self.msize.store(msize, Ordering::Relaxed);
         self.versioned.store(true, Ordering::Relaxed);
     }
@@ -129,6 +137,19 @@ impl Session {
         self.fids.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn afids(&self) -> MutexGuard<'_, HashMap<u32, auth::AuthFid>> {
+        self.afids.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Who is at the other end, as far as the server knows now.
+    fn peer(&self) -> Peer {
+        *self.peer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_peer(&self, peer: Peer) {
+        *self.peer.lock().unwrap_or_else(|e| e.into_inner()) = peer;
+    }
+
     fn fid(&self, fid: u32) -> FsResult<Arc<Fid>> {
         self.table().get(&fid).cloned().ok_or(Errno::BADF)
     }
@@ -137,6 +158,9 @@ impl Session {
         let mut table = self.table();
         if table.len() >= MAX_FIDS {
             return Err(Errno::MFILE);
+        }
+        if self.afids().contains_key(&fid) {
+            return Err(Errno::BADF);
         }
         match table.entry(fid) {
             Entry::Occupied(_) => Err(Errno::BADF),
@@ -208,19 +232,25 @@ impl Session {
     /// in the module for its concern.
     async fn dispatch(&self, tag: u16, request: Request) -> FsResult<Reply> {
         match request {
-            Request::Auth { .. } => Err(Errno::OPNOTSUPP),
+            Request::Auth { afid, n_uname, .. } => self.auth(afid, n_uname),
             Request::Attach {
                 fid,
                 afid,
                 aname,
                 n_uname,
                 ..
-            } => self.attach(fid, afid, &aname, n_uname),
+            } => {
+                if afid != ninep::NOFID {
+                    self.authenticate(afid, n_uname).await?;
+                }
+                self.attach(fid, &aname, n_uname)
+            }
             Request::Walk {
                 fid,
                 newfid,
                 wnames,
             } => self.walk(fid, newfid, &wnames),
+            Request::Clunk { fid } if self.clunk_auth(fid) => Ok(Response::Clunk.into()),
             Request::Clunk { fid } => self.clunk(fid),
             Request::Getattr { fid, .. } => self.getattr(fid),
             Request::Setattr { fid, attr } => self.setattr(fid, &attr),
@@ -276,9 +306,10 @@ impl Session {
                 flags,
             } => self.xattrcreate(fid, &name, attr_size, flags),
             Request::Read { fid, offset, count } => self.read(tag, fid, offset, count).await,
-            Request::Write { fid, offset, data } => {
-                self.write(fid, offset, WritePayload::new(data, None)).await
-            }
+            Request::Write { fid, offset, data } => match self.write_auth(fid, offset, &data) {
+                Some(written) => written,
+                None => self.write(fid, offset, WritePayload::new(data, None)).await,
+            },
             Request::Readdir { fid, offset, count } => self.readdir(tag, fid, offset, count).await,
             Request::Fsync { fid, datasync } => self.fsync(fid, datasync != 0).await,
             Request::Lock { fid, lock } => self.lock(fid, &lock).await,
