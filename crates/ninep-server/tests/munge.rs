@@ -232,12 +232,15 @@ async fn a_munge_credential_authenticates_its_user_and_nothing_else() {
         errno(c.attach(0, 105, b"", b"", USER).await),
         libc::EPERM as u32
     );
-    // Without authentication, TCP is squashed as ever.
-    c.attach(0, NOFID, b"", b"", USER).await.unwrap();
-    c.lcreate(0, b"anonymous", O_RDWR, 0o644, USER)
-        .await
-        .unwrap();
-    assert_eq!(export.join("anonymous").metadata().unwrap().uid(), NOBODY);
+    // With authentication on, a TCP client that has not authenticated is refused, whoever it
+    // claims to be.
+    for claim in [USER, NOBODY, 0] {
+        assert_eq!(
+            errno(c.attach(0, NOFID, b"", b"", claim).await),
+            libc::EPERM as u32,
+            "unauthenticated, claiming {claim}"
+        );
+    }
 
     // Root authenticated may act as anyone.
     let c = connect(&server).await;

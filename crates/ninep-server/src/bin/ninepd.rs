@@ -71,9 +71,10 @@ struct Args {
 
     /// Authenticate clients: `munge` checks MUNGE credentials the way diod does (Tauth), so
     /// Debian's `mount.diod` mounts the server with the user it authenticated; the
-    /// connection then acts as that user (root may act as anyone with --multi-user).
-    /// Clients that do not authenticate are treated as before (over TCP: squashed). `none`
-    /// answers Tauth with ENOENT, which diod's clients take for "no authentication".
+    /// connection then acts as that user (root may act as anyone with --multi-user). TCP
+    /// clients that do not authenticate are refused (EPERM); unix socket peers are known by
+    /// their credentials and need not. `none` answers Tauth with ENOENT, which diod's clients
+    /// take for "no authentication", and squashes TCP clients.
     #[arg(long, value_enum, default_value_t = AuthChoice::None)]
     auth: AuthChoice,
 

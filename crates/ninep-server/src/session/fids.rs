@@ -10,13 +10,22 @@ use super::{MAX_FIDS, Reply, Session};
 use crate::attr;
 use crate::fid::{Fid, FidState};
 use crate::fs::{FsResult, Top};
+use crate::trust::Peer;
 
 impl Session {
     /// Tattach: a fid on the directory `aname` names (the export's root when it is empty),
     /// acting for the attaching user as far as the connection's peer may claim it.
     pub(super) fn attach(&self, fid: u32, aname: &[u8], n_uname: u32) -> FsResult<Reply> {
         let export = self.server.export();
-        let identity = self.server.identity_for(self.peer(), n_uname)?;
+        let peer = self.peer();
+        if peer == Peer::Anonymous && self.server.munge_socket().is_some() {
+            tracing::warn!(
+                claimed_uid = n_uname,
+                "Tattach refused: authentication is required and the client has not authenticated"
+            );
+            return Err(Errno::PERM);
+        }
+        let identity = self.server.identity_for(peer, n_uname)?;
         let (node, st) = {
             let _as = identity.enter()?;
             export.attach_point(aname).inspect_err(|e| {
