@@ -49,7 +49,7 @@ pub(crate) unsafe fn init_elements<T, E, I: PinInit<T, E>>(
 /// let squares: Box<[u64; 1000]> = squares;
 /// assert_eq!(squares[999], 998_001);
 /// ```
-pub fn init_array_from_fn<T, E, I, const N: usize>(
+pub fn init_array_from_fn<I, const N: usize, T, E>(
     make: impl FnMut(usize) -> I,
 ) -> impl Init<[T; N], E>
 where
@@ -68,10 +68,10 @@ where
 /// use pinit::{InPlaceInit, pin_data, pin_init, pin_init_array_from_fn};
 /// #[pin_data]
 /// struct Slot { #[pin] id: usize }
-/// let slots = Box::pin_init(pin_init_array_from_fn::<_, _, _, 4>(|i| pin_init!(Slot { id: i }))).unwrap();
+/// let slots = Box::pin_init(pin_init_array_from_fn::<_, 4, _, _>(|i| pin_init!(Slot { id: i }))).unwrap();
 /// assert_eq!(slots[3].id, 3);
 /// ```
-pub fn pin_init_array_from_fn<T, E, I, const N: usize>(
+pub fn pin_init_array_from_fn<I, const N: usize, T, E>(
     make: impl FnMut(usize) -> I,
 ) -> impl PinInit<[T; N], E>
 where

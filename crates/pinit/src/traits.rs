@@ -157,7 +157,7 @@ where
     F: FnOnce(*mut T, bool) -> Result<(), E>,
 {
     /// `f(slot, already_zeroed)` initialises `slot`; `zero_first` says it begins by zeroing the slot.
-    pub(crate) fn new(f: F, zero_first: bool) -> Self {
+    pub(crate) const fn new(f: F, zero_first: bool) -> Self {
         Self {
             f,
             zero_first,
@@ -204,7 +204,7 @@ where
 ///
 /// `f` must keep the [`PinInit`] contract: on `Ok` the slot holds a valid `T`, on `Err` nothing that needs
 /// dropping.
-pub unsafe fn pin_init_from_closure<T: ?Sized, E>(
+pub const unsafe fn pin_init_from_closure<T: ?Sized, E>(
     f: impl FnOnce(*mut T) -> Result<(), E>,
 ) -> impl PinInit<T, E> {
     ClosureInit::new(move |slot, _| f(slot), false)
@@ -216,7 +216,7 @@ pub unsafe fn pin_init_from_closure<T: ?Sized, E>(
 ///
 /// `f` must keep the [`Init`] contract: on `Ok` the slot holds a valid `T` that may be moved, on `Err`
 /// nothing that needs dropping.
-pub unsafe fn init_from_closure<T: ?Sized, E>(
+pub const unsafe fn init_from_closure<T: ?Sized, E>(
     f: impl FnOnce(*mut T) -> Result<(), E>,
 ) -> impl Init<T, E> {
     ClosureInit::new(move |slot, _| f(slot), false)
@@ -292,7 +292,7 @@ pub fn uninit<T, E>() -> impl Init<MaybeUninit<T>, E> {
 ///
 /// A valid, pinned `T` must also be a valid, pinned `U` with the same layout (as for `UnsafeCell<T>` and
 /// `T`), and `U`'s drop must be correct for it.
-pub unsafe fn cast_pin_init<T, U, E>(init: impl PinInit<T, E>) -> impl PinInit<U, E> {
+pub const unsafe fn cast_pin_init<T, U, E>(init: impl PinInit<T, E>) -> impl PinInit<U, E> {
     let run = move |slot: *mut U| {
         // SAFETY: the caller promises that `U`'s memory is a valid place for a `T`.
         unsafe { init.__pinned_init(slot.cast::<T>()) }
@@ -306,7 +306,7 @@ pub unsafe fn cast_pin_init<T, U, E>(init: impl PinInit<T, E>) -> impl PinInit<U
 /// # Safety
 ///
 /// As for [`cast_pin_init`], without the pinning.
-pub unsafe fn cast_init<T, U, E>(init: impl Init<T, E>) -> impl Init<U, E> {
+pub const unsafe fn cast_init<T, U, E>(init: impl Init<T, E>) -> impl Init<U, E> {
     let run = move |slot: *mut U| {
         // SAFETY: the caller promises that `U`'s memory is a valid place for a `T`.
         unsafe { init.__init(slot.cast::<T>()) }

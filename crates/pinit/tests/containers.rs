@@ -25,7 +25,7 @@ fn nth(i: usize) -> &'static str {
 
 #[test]
 fn array_from_fn_drops_built_elements_on_error() {
-    let r = Box::try_init(init_array_from_fn::<_, _, _, 5>(|i| {
+    let r = Box::try_init(init_array_from_fn::<_, 5, _, _>(|i| {
         init_by(move |slot| {
             if i == 3 {
                 Err(Failed("3"))
@@ -40,7 +40,7 @@ fn array_from_fn_drops_built_elements_on_error() {
 
 #[test]
 fn pinned_array_from_fn_builds_in_order() {
-    let a = Box::pin_init(pin_init_array_from_fn::<_, _, _, 3>(|i| {
+    let a = Box::pin_init(pin_init_array_from_fn::<_, 3, _, _>(|i| {
         value(Noisy(nth(i)))
     }))
     .unwrap();
@@ -261,7 +261,7 @@ fn zeroed_initialisers_ask_for_zeroed_memory() {
 #[test]
 fn init_panic_in_box_frees_and_drops() {
     let r = std::panic::catch_unwind(|| {
-        Box::try_init(init_array_from_fn::<_, _, _, 3>(|i| {
+        Box::try_init(init_array_from_fn::<_, 3, _, _>(|i| {
             init_by(move |slot| {
                 if i == 2 {
                     panic!("element 2");

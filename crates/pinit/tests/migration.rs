@@ -201,3 +201,20 @@ fn wrappers_and_casts() {
         Box::init(uninit::<[u8; 64], Infallible>()).unwrap();
     drop(raw);
 }
+
+/// As in pinned-init, the closure constructors are `const fn`s, so a `static` can hold an initialiser.
+const fn seven() -> impl PinInit<u32> {
+    let write = |slot: *mut u32| {
+        // SAFETY: the slot is valid for writes (initialiser contract).
+        unsafe { slot.write(7) };
+        Ok(())
+    };
+    // SAFETY: the closure initialises the slot and cannot fail.
+    unsafe { pin_init_from_closure(write) }
+}
+
+#[test]
+fn closure_initialisers_are_const() {
+    let b: Pin<Box<u32>> = Box::pin_init(seven()).unwrap();
+    assert_eq!(*b, 7);
+}
