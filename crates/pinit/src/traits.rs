@@ -10,7 +10,7 @@ use crate::combinators::{ChainInit, ChainPinInit, MapErr};
 /// An initialiser that builds a `T` in place and keeps it pinned there.
 ///
 /// Use [`pin_init!`](crate::pin_init), [`pin_init_from_closure`] or the safe [`pin_init_by`](crate::pin_init_by)
-/// to make one, and [`InPlaceInit`](crate::InPlaceInit) or [`stack_pin_init!`](crate::stack_pin_init) to run it.
+/// to make one, and `InPlaceInit` (with the `alloc` feature) or [`stack_pin_init!`](crate::stack_pin_init) to run it.
 ///
 /// # Safety
 ///
