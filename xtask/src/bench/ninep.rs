@@ -13,6 +13,10 @@
 //! Every measurement runs `--rounds` times, ninepd and diod back to back in each round; the
 //! table shows each side's median and the median (and range) of the per-round ratios, since
 //! this machine's speed moves more between rounds than between two runs in one round.
+//! Last, ninepd with its sandbox against the same build with `--sandbox off` ([`sandbox`];
+//! `--sandbox-only` runs just that).
+
+mod sandbox;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -65,12 +69,14 @@ struct Figures {
 pub fn run(args: &[String]) -> Result<ExitCode> {
     let mut rounds = 5;
     let mut guest = true;
+    let mut sandbox_only = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--rounds" => rounds = it.next().context("--rounds needs a number")?.parse()?,
             "--no-guest" => guest = false,
-            other => bail!("unknown argument {other} (use --rounds N, --no-guest)"),
+            "--sandbox-only" => sandbox_only = true,
+            other => bail!("unknown argument {other} (use --rounds N, --no-guest, --sandbox-only)"),
         }
     }
     let diod = which("diod").context("diod is not installed (apt-get install diod)")?;
@@ -79,11 +85,20 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     std::fs::create_dir_all(&dir)?;
     let sockets = std::env::temp_dir().join(format!("ninep-bench-{}", std::process::id()));
     std::fs::create_dir_all(&sockets)?;
-    let result = measure(&bins, &diod, &dir, &sockets, rounds, guest);
+    let result = if sandbox_only {
+        Ok(Results::new())
+    } else {
+        measure(&bins, &diod, &dir, &sockets, rounds, guest)
+    };
+    let result = result.and_then(|results| {
+        if !sandbox_only {
+            print_table(&results);
+        }
+        sandbox::compare(&bins, &dir, &sockets, rounds)
+    });
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&sockets);
-    let results = result?;
-    print_table(&results);
+    result?;
     Ok(ExitCode::SUCCESS)
 }
 
