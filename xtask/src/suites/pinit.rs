@@ -58,6 +58,12 @@ pub fn suites() -> Vec<Suite> {
             run: no_std,
         },
         Suite {
+            name: "pinit-package",
+            about: "pinit's docs with -D warnings (all and no default features) and cargo publish --dry-run of pinit-macros and pinit",
+            needs_guest: false,
+            run: package,
+        },
+        Suite {
             name: "pinit-valgrind",
             about: "pinit test binaries under valgrind memcheck (leaks and invalid accesses are errors)",
             needs_guest: false,
@@ -146,6 +152,36 @@ fn no_std() -> Result<Tally> {
             build.arg(&consumer);
         }
         run_checked(build)?;
+        tally.passed += 1;
+    }
+    Ok(tally)
+}
+
+/// What a release needs: documentation without warnings, in both feature sets, and both crates packaged and
+/// verified together (`pinit` against the locally packaged `pinit-macros`), each a passed or failed check.
+fn package() -> Result<Tally> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let runs: [&[&str]; 3] = [
+        &[
+            "doc",
+            "-p",
+            "pinit",
+            "-p",
+            "pinit-macros",
+            "--no-deps",
+            "--all-features",
+        ],
+        &["doc", "-p", "pinit", "--no-deps", "--no-default-features"],
+        &["publish", "--dry-run", "--allow-dirty", "-p", "pinit-macros", "-p", "pinit"],
+    ];
+    let mut tally = Tally::default();
+    for args in runs {
+        let mut run = Command::new(&cargo);
+        run.args(args)
+            .env("RUSTDOCFLAGS", "-D warnings")
+            .env("CARGO_TARGET_DIR", target_dir("package"))
+            .current_dir(workspace_root());
+        run_checked(run)?;
         tally.passed += 1;
     }
     Ok(tally)
