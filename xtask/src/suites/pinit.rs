@@ -172,7 +172,15 @@ fn package() -> Result<Tally> {
             "--all-features",
         ],
         &["doc", "-p", "pinit", "--no-deps", "--no-default-features"],
-        &["publish", "--dry-run", "--allow-dirty", "-p", "pinit-macros", "-p", "pinit"],
+        &[
+            "publish",
+            "--dry-run",
+            "--allow-dirty",
+            "-p",
+            "pinit-macros",
+            "-p",
+            "pinit",
+        ],
     ];
     let mut tally = Tally::default();
     for args in runs {
