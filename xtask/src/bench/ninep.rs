@@ -173,14 +173,20 @@ fn measure(
     }
     let mut servers = [
         spawn(
+            // Both servers act as root, as diod -n does for a root client: no root squash
+            // over the unix socket, and TCP clients squashed to root.
             Command::new(&ninepd)
                 .arg(dir)
-                .args(["--log-level", "warn", "--listen"])
+                .args(["--log-level", "warn", "--no-root-squash", "--listen"])
                 .arg(format!("unix:{}", np_sock.display())),
         )?,
         spawn(Command::new(&ninepd).arg(dir).args([
             "--log-level",
             "warn",
+            "--squash-uid",
+            "0",
+            "--squash-gid",
+            "0",
             "--listen",
             &format!("tcp:127.0.0.1:{np_port}"),
         ]))?,
@@ -326,7 +332,7 @@ fn latency_variants(
         _running.push(spawn(
             Command::new(bins.join("ninepd"))
                 .arg(dir)
-                .args(["--log-level", "warn"])
+                .args(["--log-level", "warn", "--no-root-squash"])
                 .args(*args)
                 .arg("--listen")
                 .arg(format!("unix:{}", sock.display())),
@@ -552,7 +558,7 @@ fn guest_v9fs(diod: &Path, results: &mut Results) -> Result<()> {
     let script = r#"set -e
 mkdir -p /export /mnt/9
 mount -t tmpfs -o size=256m tmpfs /export
-ninepd /export --listen tcp:127.0.0.1:564 --log-level warn &
+ninepd /export --listen tcp:127.0.0.1:564 --squash-uid 0 --squash-gid 0 --log-level warn &
 DIOD &
 now() { cut -d' ' -f1 /proc/uptime; }
 run() {
