@@ -4,12 +4,14 @@
 //!   suite, printing one summary line per suite and a total.
 //! * `cargo xtask vm` boots the QEMU guest for a person, optionally with devices attached.
 //! * `cargo xtask bench <what>` runs a benchmark against its peer and prints the ratios.
+//! * `cargo xtask kernel` builds (or reuses) the Rust-enabled guest kernel and our Rust kernel modules.
 
 #![forbid(unsafe_code)]
 
 mod bench;
 mod cmd;
 mod install;
+mod kernel;
 mod load;
 mod suites;
 mod test;
@@ -32,6 +34,8 @@ enum Command {
     Vm(vm::VmArgs),
     /// Run a benchmark against its peer in the same run.
     Bench(bench::BenchArgs),
+    /// Build (or reuse) the Rust-enabled guest kernel and the Rust kernel modules (cached).
+    Kernel(kernel::KernelArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -40,6 +44,7 @@ fn main() -> std::process::ExitCode {
         Command::Test(args) => test::run(args),
         Command::Vm(args) => vm::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Kernel(args) => kernel::run(args),
     };
     match result {
         Ok(code) => code,

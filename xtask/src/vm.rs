@@ -42,6 +42,10 @@ pub struct VmArgs {
     /// Stream the whole console (kernel messages included), not just the script's output.
     #[arg(long)]
     pub console: bool,
+    /// The kernel to boot: Debian's 6.12, or the Rust-enabled 7.2 with our modules in
+    /// /lib/modules/test/ (built by `cargo xtask kernel` when missing).
+    #[arg(long, value_enum, default_value_t = crate::kernel::Flavor::Debian)]
+    pub kernel: crate::kernel::Flavor,
     /// Do not install missing packages or the kernel.
     #[arg(long)]
     pub no_install: bool,
@@ -61,6 +65,9 @@ pub fn run(args: VmArgs) -> Result<ExitCode> {
         .slowdown(1.0)
         .stall_limit(Duration::from_secs(args.timeout))
         .timeout(Duration::from_secs(args.timeout));
+    if args.kernel == crate::kernel::Flavor::Rust {
+        vm = crate::kernel::with_rust_kernel(vm, !args.no_install)?;
+    }
     if let Some(mib) = args.nvme {
         if mib == 0 {
             bail!("--nvme needs a size above 0 MiB");

@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::{Args, ValueEnum};
 
 mod ceiling;
+mod kernel;
 mod ninep;
 mod nvme;
 mod pinit;
@@ -28,6 +29,8 @@ pub enum Bench {
     NineP,
     /// the userspace NVMe driver against the kernel's nvme driver.
     Nvme,
+    /// the kernel's Rust null block driver (rnull) against its C twin (null_blk), in the Rust guest kernel.
+    Kernel,
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
@@ -35,5 +38,6 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         Bench::Pinit => pinit::run(&args.rest),
         Bench::NineP => ninep::run(&args.rest),
         Bench::Nvme => nvme::run(&args.rest),
+        Bench::Kernel => kernel::run(&args.rest),
     }
 }

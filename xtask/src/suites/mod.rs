@@ -5,6 +5,7 @@ use anyhow::Result;
 use crate::cmd::Tally;
 
 mod guest;
+mod kernel_rust;
 mod ninep;
 mod ninep_wire;
 mod nvme;
@@ -28,5 +29,6 @@ pub fn all() -> Vec<Suite> {
     all.extend(ninep::suites());
     all.extend(nvme::suites());
     all.extend(guest::suites());
+    all.extend(kernel_rust::suites());
     all
 }

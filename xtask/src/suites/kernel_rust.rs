@@ -1,0 +1,34 @@
+//! The `kernel-rust` suite: the Rust-enabled guest kernel, built (or taken from the cache) by
+//! `cargo xtask kernel`, with the kernel's Rust samples, `rnull` and our module loaded in the guest.
+
+use anyhow::Result;
+
+use super::Suite;
+use crate::cmd::{Tally, cargo_test};
+
+pub fn suites() -> Vec<Suite> {
+    vec![Suite {
+        name: "kernel-rust",
+        about: "Debian's CONFIG_RUST 7.2 kernel in the guest: rust_minimal, rnull (fio --verify) and our module",
+        needs_guest: true,
+        run,
+    }]
+}
+
+fn run() -> Result<Tally> {
+    crate::kernel::ensure(false)?;
+    cargo_test(
+        &[
+            "test",
+            "-p",
+            "xtask",
+            "--test",
+            "kernel_rust",
+            "--",
+            "--ignored",
+            "guest_",
+            "--test-threads=1",
+        ],
+        &[],
+    )
+}
