@@ -98,7 +98,7 @@ pub fn slowdown() -> Result<f64> {
         return Ok(factor);
     }
     let calibration = calibrate()?;
-    eprintln!("guest: {}", calibration.describe());
+    crate::paths::tell(&calibration.describe());
     *measured = Some(calibration.slowdown);
     Ok(calibration.slowdown)
 }

@@ -50,7 +50,7 @@ pub struct VmLock {
 impl VmLock {
     /// Blocks until no other guest runs on the machine, printing on stderr whom it waits for.
     pub fn acquire() -> Result<VmLock> {
-        Self::acquire_at(&lock_path(), &mut |line| eprintln!("guest: {line}"))
+        Self::acquire_at(&lock_path(), &mut |line| crate::paths::tell(line))
     }
 
     /// [`VmLock::acquire`] on a given file, telling `say` about waits and stale holders.

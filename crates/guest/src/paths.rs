@@ -29,6 +29,14 @@ pub(crate) fn create_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).ctx(|| format!("cannot create {}", dir.display()))
 }
 
+/// Prints `guest: <line>` on the process's standard error, past the test harness's output capture
+/// (which takes `eprintln!` output and shows it only for failed tests): whom a test waits for, and
+/// how slow the machine is, matter most while the test runs.
+pub(crate) fn tell(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "guest: {line}");
+}
+
 /// Runs a host command to completion and returns its stdout; failure carries its stderr.
 pub(crate) fn output(cmd: &mut Command) -> Result<String> {
     let what = format!("{cmd:?}");
