@@ -235,6 +235,13 @@ macro_rules! pin_init {
             // argument), to which the reference is bound; pinned fields stay pinned.
             unsafe { $crate::pin_init!(@op project $mode, $data, $slot, $whole, $f) });
     };
+    // `Type<Args> { .. }`: an expression needs the turbofish.
+    (@path $mode:ident, ($default:ty), ($($this:ident)?), [$($seg:ident)::+ < $($args:tt)*], { $($fields:tt)* } $(? $err:ty)?) => {
+        ::core::compile_error!(::core::concat!(
+            "generic arguments in an initialiser are written with a turbofish, as in an expression: `",
+            ::core::stringify!($($seg)::+), "::<", ::core::stringify!($($args)*), " { .. }`"
+        ))
+    };
     (@path $mode:ident, ($default:ty), ($($this:ident)?), [$($path:tt)+], { $($fields:tt)* } $(? $err:ty)?) => {
         $crate::pin_init!(@build $mode, ($($this)?), (($($path)+)), ($($err)?), ($default), ($($fields)*))
     };

@@ -239,6 +239,7 @@ pub fn value<T, E>(value: T) -> impl Init<T, E> {
 }
 
 // SAFETY: the value is moved into the slot, which is then a valid `T`; nothing can fail.
+#[diagnostic::do_not_recommend]
 unsafe impl<T> PinInit<T> for T {
     unsafe fn __pinned_init(self, slot: *mut T) -> Result<(), Infallible> {
         // SAFETY: the slot is valid for writes (the caller's contract).
@@ -248,6 +249,7 @@ unsafe impl<T> PinInit<T> for T {
 }
 
 // SAFETY: as above; a moved-in value needs no pinning.
+#[diagnostic::do_not_recommend]
 unsafe impl<T> Init<T> for T {
     unsafe fn __init(self, slot: *mut T) -> Result<(), Infallible> {
         // SAFETY: the slot is valid for writes (the caller's contract).
@@ -257,6 +259,7 @@ unsafe impl<T> Init<T> for T {
 }
 
 // SAFETY: on `Ok` the value is moved into the slot; on `Err` the slot is not touched.
+#[diagnostic::do_not_recommend]
 unsafe impl<T, E> PinInit<T, E> for Result<T, E> {
     unsafe fn __pinned_init(self, slot: *mut T) -> Result<(), E> {
         // SAFETY: the slot is valid for writes (the caller's contract).
@@ -266,6 +269,7 @@ unsafe impl<T, E> PinInit<T, E> for Result<T, E> {
 }
 
 // SAFETY: as above; a moved-in value needs no pinning.
+#[diagnostic::do_not_recommend]
 unsafe impl<T, E> Init<T, E> for Result<T, E> {
     unsafe fn __init(self, slot: *mut T) -> Result<(), E> {
         // SAFETY: the slot is valid for writes (the caller's contract).
