@@ -218,3 +218,23 @@ fn closure_initialisers_are_const() {
     let b: Pin<Box<u32>> = Box::pin_init(seven()).unwrap();
     assert_eq!(*b, 7);
 }
+
+/// The kernel's `try_pin_init!` is `pin_init!` with its `Error` as the default error type.
+macro_rules! kernel_try_pin_init {
+    ($($body:tt)*) => {
+        pinit::pin_init!(#[default_error(DeviceError)] $($body)*)
+    };
+}
+
+#[test]
+fn a_kernel_style_wrapper_macro_with_a_default_error() {
+    fn module() -> impl PinInit<Device, DeviceError> {
+        kernel_try_pin_init!(Device {
+            state <- new_lock(0),
+            name <- new_lock(String::from("rust_inplace")),
+            irq: 3,
+        })
+    }
+    let d = Box::try_pin_init(module()).unwrap();
+    assert_eq!(d.irq, 3);
+}
