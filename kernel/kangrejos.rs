@@ -11,7 +11,8 @@
 //! * Posted notes are processed on the system workqueue (checksummed and moved to the done list).
 //! * Unloading drops the module: the device goes away first, then the pending work is flushed,
 //!   then the board and every note are freed by `Drop`. An open file holds a module reference, so
-//!   `rmmod` while the device is in use fails with `EBUSY` instead of freeing the code under it.
+//!   `rmmod` while the device is in use fails (`delete_module` answers `EWOULDBLOCK`: in use)
+//!   instead of unloading the code under it.
 
 mod board;
 
