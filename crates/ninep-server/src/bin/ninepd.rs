@@ -412,7 +412,8 @@ mod hooks {
     /// Attempts each, on a thread of the blocking pool (where file operations run), and prints
     /// `misbehave <what>: <outcome>` for each on standard error.
     pub async fn misbehave(what: &[Misbehave]) {
-        for attempt in what.iter().cloned() {
+        for attempt in what {
+            let attempt = attempt.clone();
             let outcome = tokio::task::spawn_blocking(move || {
                 let result = match &attempt {
                     Misbehave::Open(path) => std::fs::File::open(path).map(drop),

@@ -93,6 +93,12 @@ fn compile(
 /// `prctl(PR_GET_AUXV)` (Linux 6.4), not in the libc crate yet.
 const PR_GET_AUXV: u64 = 0x4155_5856;
 
+/// An ioctl request number as the filter compares it (its C type differs between C libraries).
+#[allow(clippy::unnecessary_cast)]
+fn request(number: libc::Ioctl) -> u64 {
+    number as u64
+}
+
 /// A rule matching when argument `arg` (masked by `mask`) equals `value`.
 fn arg_is(arg: u8, mask: u64, value: u64) -> SeccompRule {
     let condition = SeccompCondition::new(
@@ -226,9 +232,9 @@ fn allow_list() -> BTreeMap<i64, Vec<SeccompRule>> {
         arg_in(
             1,
             &[
-                libc::FIONREAD as u64,
-                libc::FIONBIO as u64,
-                libc::TCGETS as u64,
+                request(libc::FIONREAD),
+                request(libc::FIONBIO),
+                request(libc::TCGETS),
             ],
         ),
     );
