@@ -78,7 +78,7 @@ fn Fallible(Fail: bool) -> Result<u8, odd_error> {
 
 #[allow(non_snake_case)]
 pub fn Build() -> impl PinInit<lower_case_lock<u32>> {
-    pin_init!(lower_case_lock { wait_list: PhantomPinned, Count: 1 })
+    pin_init!(lower_case_lock { wait_list <- PhantomPinned, Count <- 1 })
 }
 
 fn main() {
