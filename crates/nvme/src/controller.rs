@@ -303,15 +303,22 @@ pub struct Registers<'a, P> {
     platform: &'a P,
 }
 
+/// Where the doorbells start: the view covers the controller registers below.
+const REGISTERS_END: usize = regs::DOORBELL_BASE;
+
 impl<P: Platform> Registers<'_, P> {
-    /// Reads a 32-bit register.
-    pub fn read32(&self, offset: usize) -> u32 {
-        self.platform.read32(offset)
+    /// Reads the 32-bit controller register at `offset` (4-byte aligned, below the doorbells);
+    /// `None` for any other offset.
+    pub fn read32(&self, offset: usize) -> Option<u32> {
+        (offset.is_multiple_of(4) && offset.checked_add(4)? <= REGISTERS_END)
+            .then(|| self.platform.read32(offset))
     }
 
-    /// Reads a 64-bit register.
-    pub fn read64(&self, offset: usize) -> u64 {
-        self.platform.read64(offset)
+    /// Reads the 64-bit controller register at `offset` (8-byte aligned, below the doorbells);
+    /// `None` for any other offset.
+    pub fn read64(&self, offset: usize) -> Option<u64> {
+        (offset.is_multiple_of(8) && offset.checked_add(8)? <= REGISTERS_END)
+            .then(|| self.platform.read64(offset))
     }
 }
 

@@ -224,6 +224,11 @@ fn options_out_of_range_are_a_clear_error() {
 fn the_registers_stay_readable_but_not_writable_from_outside() {
     let model = model();
     let ctrl = Controller::new(model, options()).unwrap();
-    let csts = ctrl.platform().read32(nvme::regs::CSTS);
+    let csts = ctrl.platform().read32(nvme::regs::CSTS).unwrap();
     assert_eq!(csts & nvme::regs::CSTS_RDY, nvme::regs::CSTS_RDY);
+    assert!(ctrl.platform().read64(nvme::regs::CAP).is_some());
+    // Bad offsets are refused, not a panic: misaligned, doorbells, past the end.
+    assert_eq!(ctrl.platform().read32(2), None);
+    assert_eq!(ctrl.platform().read32(nvme::regs::DOORBELL_BASE), None);
+    assert_eq!(ctrl.platform().read32(usize::MAX - 3), None);
 }
