@@ -157,3 +157,61 @@ fn guest_kangrejos_rmmod_while_open_fails_and_the_module_keeps_working() {
     }
     assert!(!s.contains("rmmod-succeeded"), "{s}");
 }
+
+/// `rnull` set up through configfs, I/O through fio; `fio --verify` passes on `null_blk` with memory
+/// backing and finds the data gone on `rnull`: 7.2's Rust null block driver completes requests without
+/// storing anything (it has no memory backing yet), so a verified run can only show that.
+#[test]
+#[ignore = "boots a QEMU guest: run by cargo xtask test"]
+fn guest_rnull_serves_io_and_fio_verify_shows_it_keeps_no_data() {
+    let fio = "fio --name=v --direct=1 --ioengine=io_uring --bs=4k --size=16m --iodepth=16 \
+               --output-format=terse --terse-version=3";
+    let out = rust_guest()
+        .host_program("/usr/bin/fio")
+        .run(&format!(
+            "set -u
+             insmod /lib/modules/test/configfs.ko
+             mount -t configfs none /sys/kernel/config
+             insmod /lib/modules/test/rnull_mod.ko
+             echo features=$(cat /sys/kernel/config/rnull/features)
+             mkdir /sys/kernel/config/rnull/rnullb0
+             echo 1024 > /sys/kernel/config/rnull/rnullb0/size
+             echo 1 > /sys/kernel/config/rnull/rnullb0/power
+             echo sectors=$(cat /sys/block/rnullb0/size) lbs=$(cat /sys/block/rnullb0/queue/logical_block_size)
+             {fio} --filename=/dev/rnullb0 --rw=randrw --runtime=2 --time_based > /tmp/io; echo io_rc=$?
+             cut -d';' -f5 /tmp/io | sed 's/^/io_errors=/'
+             {fio} --filename=/dev/rnullb0 --rw=randwrite --verify=crc32c > /tmp/v 2>&1; echo rnull_verify_rc=$?
+             grep -c 'verify: bad' /tmp/v | sed 's/^/rnull_bad=/'
+             insmod /lib/modules/test/null_blk.ko nr_devices=1 gb=1 bs=4096 memory_backed=1
+             {fio} --filename=/dev/nullb0 --rw=randwrite --verify=crc32c > /tmp/c 2>&1; echo null_blk_verify_rc=$?
+             grep -c 'verify: bad' /tmp/c | sed 's/^/null_blk_bad=/'
+             echo 0 > /sys/kernel/config/rnull/rnullb0/power
+             rmdir /sys/kernel/config/rnull/rnullb0
+             rmmod rnull_mod && echo rnull-unloaded
+             test ! -e /dev/rnullb0 && echo device-gone
+             dmesg | grep 'rnull_mod:'"
+        ))
+        .expect("guest runs");
+    assert!(out.success(), "{}", out.log_tail());
+    let s = &out.stdout;
+    for expected in [
+        "features=blocksize,size,rotational,irqmode",
+        "sectors=2097152 lbs=4096",
+        "io_rc=0",
+        "io_errors=0",
+        "null_blk_verify_rc=0",
+        "null_blk_bad=0",
+        "rnull-unloaded",
+        "device-gone",
+        "Rust null_blk loaded",
+    ] {
+        assert!(s.contains(expected), "missing {expected:?}:\n{s}");
+    }
+    let bad: u64 = s
+        .lines()
+        .find_map(|l| l.strip_prefix("rnull_bad="))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(bad > 0, "fio --verify found no lost data on rnull:\n{s}");
+    assert!(!s.contains("rnull_verify_rc=0"), "{s}");
+}
