@@ -123,7 +123,10 @@ pub fn cache_dir() -> PathBuf {
 /// Builds what is missing (nothing when the cache is warm) and returns the kernel.
 pub fn ensure(refresh: bool) -> Result<guest::Kernel> {
     let started = Instant::now();
-    let uid = Command::new("id").arg("-u").output().context("cannot run `id -u`")?;
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .context("cannot run `id -u`")?;
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
         bail!("cargo xtask kernel runs as root: it uses debootstrap, chroot and unshare");
     }
