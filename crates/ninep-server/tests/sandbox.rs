@@ -62,16 +62,21 @@ fn start(export: &Path, args: &[&str], uid: Option<u32>) -> Server {
 
 impl Server {
     /// Stops the server with SIGTERM and returns the rest of its standard error.
-    fn stop(self) -> (std::process::ExitStatus, String) {
+    fn stop(mut self) -> (std::process::ExitStatus, String) {
         rustix::process::kill_process(
             rustix::process::Pid::from_raw(self.child.id() as i32).unwrap(),
             rustix::process::Signal::TERM,
         )
         .unwrap();
-        self.wait()
+        self.finish()
     }
 
+    /// Waits for the server to exit and returns the rest of its standard error.
     fn wait(mut self) -> (std::process::ExitStatus, String) {
+        self.finish()
+    }
+
+    fn finish(&mut self) -> (std::process::ExitStatus, String) {
         let mut rest = String::new();
         std::io::Read::read_to_string(&mut self.stderr, &mut rest).unwrap();
         (self.child.wait().unwrap(), rest)
@@ -91,6 +96,14 @@ impl Server {
                     .collect()
             })
             .collect()
+    }
+}
+
+/// A test that fails half-way leaves no server running.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -196,37 +209,63 @@ fn bad_sandbox_options_are_refused() {
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("invalid value '{}'", bad[1])),
+            "a known option with a bad value: {stderr}"
+        );
     }
 }
 
+/// A user of the passwd file whose primary group is not its uid's number (and neither is 0).
+fn user_with_another_group() -> Option<(u32, u32)> {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()?
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
+        })
+        .find(|&(uid, gid): &(u32, u32)| uid != gid && uid != 0 && gid != 0)
+}
+
 /// A multi-user server still looks users up (the C library's user database, nscd's socket)
-/// and acts as them inside its sandbox.
+/// and acts as them inside its sandbox: with the primary group the passwd file gives them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_multi_user_server_acts_as_its_users_inside_the_sandbox() {
     if !is_root() {
         eprintln!("skipped: needs root");
         return;
     }
+    let Some((uid, gid)) = user_with_another_group() else {
+        eprintln!("skipped: no user whose primary group differs from its uid");
+        return;
+    };
     let (_top, export, _) = export_and_secret();
+    // Only the user's primary group may read this.
+    let group_only = export.join("group-only");
+    std::fs::create_dir(&group_only).unwrap();
+    std::fs::write(group_only.join("file"), b"for the group").unwrap();
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&export, std::fs::Permissions::from_mode(0o777)).unwrap();
+    for (path, mode) in [(&group_only, 0o050), (&group_only.join("file"), 0o040)] {
+        std::os::unix::fs::chown(path, Some(0), Some(gid)).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
     let server = start(&export, &["--multi-user"], None);
     let c = Client::connect_unix(&server.socket).await.unwrap();
     c.version(1 << 16, "9P2000.L").await.unwrap();
-    // A uid with a passwd entry (nobody) and one without.
-    for (fid, uid) in [(0, 65534), (10, 4_000_000)] {
-        c.attach(fid, NOFID, b"", b"", uid).await.unwrap();
-        c.walk(fid, fid + 1, &[] as &[&str]).await.unwrap();
-        let name = format!("made-by-{uid}");
-        c.lcreate(fid + 1, name.as_bytes(), 0o1, 0o644, uid)
-            .await
-            .unwrap();
-        use std::os::unix::fs::MetadataExt;
-        assert_eq!(std::fs::metadata(export.join(&name)).unwrap().uid(), uid);
-    }
+    c.attach(0, NOFID, b"", b"", uid).await.unwrap();
+    c.walk(0, 1, &["group-only", "file"]).await.unwrap();
+    c.lopen(1, 0).await.unwrap();
+    assert_eq!(&c.read(1, 0, 100).await.unwrap()[..], b"for the group");
     drop(c);
     let (status, log) = server.stop();
     assert!(status.success(), "{log}");
+    assert!(!server_log_warns(&log), "no failed user lookup: {log}");
+}
+
+fn server_log_warns(log: &str) -> bool {
+    log.lines().any(|l| l.contains(" WARN "))
 }
 
 #[cfg(feature = "test-hooks")]
