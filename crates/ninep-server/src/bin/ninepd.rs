@@ -131,8 +131,8 @@ struct Args {
     sandbox: SandboxChoice,
 
     /// Landlock: once serving, the process can open nothing outside the export (and the unix
-    /// socket's directory, to remove the socket's file; with --multi-user the user database),
-    /// execute nothing, and neither bind nor connect TCP. Default: on where the kernel offers
+    /// socket's directory, to remove the socket's file; as root or with --multi-user, the user
+    /// database for reading), execute nothing, and neither bind nor connect TCP. Default: on where the kernel offers
     /// it (ABI 2 or later), with a warning where not; `on` refuses to start without it.
     #[arg(long, value_enum, value_name = "on|off")]
     landlock: Option<OnOff>,
