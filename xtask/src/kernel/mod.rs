@@ -392,14 +392,15 @@ fn exported_symbol(line: &str) -> Option<&str> {
     rest.split(')').next().filter(|s| s.starts_with("_R"))
 }
 
-/// Digest of the files of the workspace's `kernel/` directory (our module's sources and Kbuild).
+/// Digest of the files of the workspace's `kernel/` directory (our module's sources and Kbuild), by
+/// their names inside it, so that every checkout of the same sources shares one cache entry.
 fn module_sources_digest() -> Result<String> {
     let dir = workspace_root().join("kernel");
     let mut text = String::new();
     for path in module_source_files(&dir)? {
         text.push_str(&format!(
             "{}\n{}\n",
-            path.display(),
+            path.strip_prefix(&dir).unwrap_or(&path).display(),
             std::fs::read_to_string(&path)?
         ));
     }
@@ -543,8 +544,12 @@ fn install(
 }
 
 /// Removes trees, module builds and installs of other keys (each tree is about 2 GB).
+/// Entries of each kind kept besides the current one: other checkouts (another branch, a CI clone)
+/// may be using theirs, so only the least recently built go.
+const KEEP_OTHERS: [(&str, usize); 3] = [("tree-", 1), ("mods-", 3), ("out-", 3)];
+
 fn remove_stale(cache: &Path, chroot: &Chroot, tree_key: &str, module_key: &str) {
-    let keep = [
+    let current = [
         format!("tree-{tree_key}"),
         format!("mods-{module_key}"),
         format!("out-{module_key}"),
@@ -553,13 +558,28 @@ fn remove_stale(cache: &Path, chroot: &Chroot, tree_key: &str, module_key: &str)
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let ours = ["tree-", "mods-", "out-"]
+        let entries: Vec<(String, PathBuf, std::time::SystemTime)> = entries
+            .flatten()
+            .map(|e| {
+                let modified = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.path(),
+                    modified,
+                )
+            })
+            .collect();
+        for (prefix, keep) in KEEP_OTHERS {
+            let mut others: Vec<&(String, PathBuf, std::time::SystemTime)> = entries
                 .iter()
-                .any(|p| name.starts_with(p));
-            if ours && !keep.contains(&name) {
-                let _ = std::fs::remove_dir_all(entry.path());
+                .filter(|(name, ..)| name.starts_with(prefix) && !current.contains(name))
+                .collect();
+            others.sort_by_key(|(.., modified)| std::cmp::Reverse(*modified));
+            for (_, path, _) in others.into_iter().skip(keep) {
+                let _ = std::fs::remove_dir_all(path);
             }
         }
     }
