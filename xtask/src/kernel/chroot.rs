@@ -20,6 +20,8 @@ pub const PACKAGES: &[&str] = &[
     "linux-source-7.2",
     "rustc",
     "rust-src",
+    // clippy-driver, for `make CLIPPY=1`.
+    "rust-clippy",
     "bindgen",
     "clang",
     "libclang-dev",

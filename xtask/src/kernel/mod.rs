@@ -35,6 +35,8 @@ use chroot::Chroot;
 
 /// Bumped when the recipe changes in a way the package versions do not show.
 const RECIPE: &str = "kangrejos-kernel-recipe-1";
+/// Bumped when the way the modules are built changes (flags, lints), which their sources do not show.
+const MODULE_RECIPE: &str = "kangrejos-modules-recipe-2";
 /// The source package; its upstream version picks the image.
 const SOURCE_PACKAGE: &str = "linux-source-7.2";
 /// Packages whose versions key the prepared tree.
@@ -139,7 +141,10 @@ pub fn ensure(refresh: bool) -> Result<guest::Kernel> {
     let chroot = stage("chroot", || Chroot::ensure(&cache, refresh, &log("chroot")))?;
     let versions = Versions::read(&chroot)?;
     let tree_key = hash(&format!("{RECIPE}\n{}", versions.describe()))?;
-    let module_key = hash(&format!("{tree_key}\n{}", module_sources_digest()?))?;
+    let module_key = hash(&format!(
+        "{tree_key}\n{MODULE_RECIPE}\n{}",
+        module_sources_digest()?
+    ))?;
 
     let debs = stage("image", || fetch_image(&chroot, &versions, &log("image")))?;
     let tree = stage("prepare", || {
@@ -450,9 +455,9 @@ fn build_modules(chroot: &Chroot, tree: &str, key: &str, log: &Path) -> Result<S
     for file in module_source_files(&workspace_root().join("kernel"))? {
         std::fs::copy(&file, ours.join(file.file_name().unwrap_or_default()))?;
     }
-    // Our module must build without a warning.
+    // Our module must build without a warning, clippy's (with the kernel's lint settings) included.
     script.push_str(&format!(
-        "make -C {tree} CC={cc} M={dir}/kangrejos KRUSTFLAGS=-Dwarnings modules\n"
+        "make -C {tree} CC={cc} M={dir}/kangrejos CLIPPY=1 KRUSTFLAGS=-Dwarnings modules\n"
     ));
     chroot.run("make M=", &script, log)?;
     std::fs::write(host.join(".complete"), "")?;
