@@ -174,6 +174,8 @@ async fn a_munge_credential_authenticates_its_user_and_nothing_else() {
     let cred = munged.credential(USER);
     authenticate(&c, 100, USER, &cred).await;
     c.attach(0, 100, b"", b"", USER).await.unwrap();
+    // The client clunks the auth fid afterwards, as mount.diod does.
+    c.clunk(100).await.unwrap();
     c.lcreate(0, b"mine", O_RDWR, 0o644, USER).await.unwrap();
     assert_eq!(export.join("mine").metadata().unwrap().uid(), USER);
     // The connection is USER's from now on: more attaches as USER need no credential, a

@@ -80,11 +80,12 @@ impl Session {
             tracing::warn!(afid, "Tattach refused: an afid, but authentication is off");
             return Err(Errno::PERM);
         };
-        let Some(AuthFid {
-            n_uname: for_uid,
-            credential,
-        }) = self.afids().remove(&afid)
-        else {
+        // The auth fid stays until the client clunks it (mount.diod does, after the attach).
+        let found = self
+            .afids()
+            .get(&afid)
+            .map(|a| (a.n_uname, a.credential.clone()));
+        let Some((for_uid, credential)) = found else {
             tracing::warn!(afid, "Tattach refused: no such auth fid");
             return Err(Errno::PERM);
         };
