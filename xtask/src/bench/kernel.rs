@@ -112,6 +112,10 @@ fn parse_args(args: &[String]) -> Result<Options> {
 }
 
 pub fn run(args: &[String]) -> Result<ExitCode> {
+    // `cargo xtask bench kernel nvme`: the Rust NVMe driver against the C one.
+    if args.first().is_some_and(|a| a == "nvme") {
+        return super::kernel_nvme::run(&args[1..]);
+    }
     let opts = parse_args(args)?;
     let fio = ["/usr/bin/fio", "/usr/local/bin/fio"]
         .into_iter()
@@ -226,6 +230,7 @@ fn table(rows: &[Row], opts: &Options) -> String {
         "| workload | rnull IOPS | null_blk IOPS | Rust/C | rounds rnull | rounds null_blk |"
     );
     let _ = writeln!(s, "|---|---:|---:|---:|---|---|");
+    let mut ratios = Vec::new();
     for (i, w) in WORKLOADS.iter().enumerate() {
         let of = |label: &str| -> Vec<f64> {
             rows.iter()
@@ -243,6 +248,7 @@ fn table(rows: &[Row], opts: &Options) -> String {
         let (Some(mr), Some(mc)) = (median(rust.clone()), median(c.clone())) else {
             continue;
         };
+        ratios.push(mr / mc);
         let _ = writeln!(
             s,
             "| {} | {:.0} | {:.0} | {:.3} | {} | {} |",
@@ -252,6 +258,13 @@ fn table(rows: &[Row], opts: &Options) -> String {
             mr / mc,
             list(&rust),
             list(&c)
+        );
+    }
+    if !ratios.is_empty() {
+        let geomean = (ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len() as f64).exp();
+        let _ = writeln!(
+            s,
+            "\nRust/C over all workloads (geometric mean): {geomean:.3}"
         );
     }
     s

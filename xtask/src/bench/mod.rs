@@ -7,6 +7,7 @@ use clap::{Args, ValueEnum};
 
 mod ceiling;
 mod kernel;
+mod kernel_nvme;
 mod ninep;
 mod nvme;
 mod pinit;

@@ -64,6 +64,9 @@ const TREE_MODULES: &[(&str, &str, &[&str], &str)] = &[
         "obj-m := rnull_mod.o\nrnull_mod-y := rnull.o\n",
     ),
 ];
+/// Our modules with a directory of their own under `kernel/` (directory and module name): `rnvme`, the
+/// Rust PCI NVMe driver.
+const OUR_SUBDIR_MODULES: &[&str] = &["rnvme"];
 /// Packaged C modules the tests load by hand (not at boot), copied to `test-modules/` decompressed.
 const PACKAGED_TEST_MODULES: &[&str] = &["configfs", "null_blk"];
 
@@ -402,7 +405,11 @@ fn exported_symbol(line: &str) -> Option<&str> {
 fn module_sources_digest() -> Result<String> {
     let dir = workspace_root().join("kernel");
     let mut text = String::new();
-    for path in module_source_files(&dir)? {
+    let mut files = module_source_files(&dir)?;
+    for name in OUR_SUBDIR_MODULES {
+        files.extend(module_source_files(&dir.join(name))?);
+    }
+    for path in files {
         text.push_str(&format!(
             "{}\n{}\n",
             path.strip_prefix(&dir).unwrap_or(&path).display(),
@@ -459,6 +466,16 @@ fn build_modules(chroot: &Chroot, tree: &str, key: &str, log: &Path) -> Result<S
     script.push_str(&format!(
         "make -C {tree} CC={cc} M={dir}/kangrejos CLIPPY=1 KRUSTFLAGS=-Dwarnings modules\n"
     ));
+    for name in OUR_SUBDIR_MODULES {
+        let to = host.join(name);
+        std::fs::create_dir_all(&to)?;
+        for file in module_source_files(&workspace_root().join("kernel").join(name))? {
+            std::fs::copy(&file, to.join(file.file_name().unwrap_or_default()))?;
+        }
+        script.push_str(&format!(
+            "make -C {tree} CC={cc} M={dir}/{name} KRUSTFLAGS=-Dwarnings modules\n"
+        ));
+    }
     chroot.run("make M=", &script, log)?;
     std::fs::write(host.join(".complete"), "")?;
     Ok(dir)
@@ -510,6 +527,7 @@ fn install(
             ("rust_minimal", "rust_minimal.ko"),
             ("rnull", "rnull_mod.ko"),
             ("kangrejos", "kangrejos.ko"),
+            ("rnvme", "rnvme.ko"),
         ] {
             std::fs::copy(mods.join(from).join(name), tests.join(name))
                 .with_context(|| format!("{name} was not built"))?;

@@ -7,12 +7,38 @@ use super::Suite;
 use crate::cmd::{Tally, cargo_test};
 
 pub fn suites() -> Vec<Suite> {
-    vec![Suite {
-        name: "kernel-rust",
-        about: "Debian's CONFIG_RUST 7.2 kernel in the guest: rust_minimal, rnull (fio --verify) and our module",
-        needs_guest: true,
-        run,
-    }]
+    vec![
+        Suite {
+            name: "kernel-rust",
+            about: "Debian's CONFIG_RUST 7.2 kernel in the guest: rust_minimal, rnull (fio --verify) and our module",
+            needs_guest: true,
+            run,
+        },
+        Suite {
+            name: "kernel-rnvme",
+            about: "rnvme, the Rust PCI NVMe driver, against the C nvme driver on one QEMU controller",
+            needs_guest: true,
+            run: run_rnvme,
+        },
+    ]
+}
+
+fn run_rnvme() -> Result<Tally> {
+    crate::kernel::ensure(false)?;
+    cargo_test(
+        &[
+            "test",
+            "-p",
+            "xtask",
+            "--test",
+            "kernel_rnvme",
+            "--",
+            "--ignored",
+            "guest_",
+            "--test-threads=1",
+        ],
+        &[],
+    )
 }
 
 fn run() -> Result<Tally> {
