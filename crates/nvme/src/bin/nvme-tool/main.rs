@@ -102,6 +102,7 @@ fn main() -> std::process::ExitCode {
     // The driver logs what it must leak (memory a device it cannot stop may still write).
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .with_max_level(tracing::Level::WARN)
         .init();
