@@ -199,9 +199,9 @@ impl Status {
         const IOERR: u8 = 10;
         match (self.code_type(), self.code()) {
             (0, 0) => 0,
-            (0, 0x01) => NOTSUPP,          // invalid opcode
+            (0, 0x01) => NOTSUPP,            // invalid opcode
             (0, 0x80) | (0, 0x0b) => TARGET, // LBA out of range, invalid namespace
-            (0, 0x81) => NOSPC,            // capacity exceeded
+            (0, 0x81) => NOSPC,              // capacity exceeded
             (2, _) => MEDIUM,
             _ => IOERR,
         }
