@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use crate::pci;
 
-/// Config space files of the open devices, by registration.
-static OPEN: Mutex<Vec<(u64, PathBuf)>> = Mutex::new(Vec::new());
+/// Config space files of the open devices, by registration, with the process that opened them.
+static OPEN: Mutex<Vec<(u64, u32, PathBuf)>> = Mutex::new(Vec::new());
 static NEXT: AtomicU64 = AtomicU64::new(0);
 static HOOK: Once = Once::new();
 
@@ -40,7 +40,7 @@ impl ExitGuard {
         let id = NEXT.fetch_add(1, Ordering::Relaxed);
         OPEN.lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push((id, config));
+            .push((id, std::process::id(), config));
         ExitGuard { id }
     }
 }
@@ -48,7 +48,7 @@ impl ExitGuard {
 impl Drop for ExitGuard {
     fn drop(&mut self) {
         let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
-        open.retain(|(id, _)| *id != self.id);
+        open.retain(|(id, _, _)| *id != self.id);
     }
 }
 
@@ -66,7 +66,10 @@ extern "C" fn at_exit() {
             Err(TryLockError::WouldBlock) => return,
         }
     };
-    for (_, config) in open.iter() {
+    // A child of `fork` that exits without `exec` inherits the list and the hook, but not the
+    // devices' owner role: only the process that opened a device stops it.
+    let me = std::process::id();
+    for (_, _, config) in open.iter().filter(|(_, pid, _)| *pid == me) {
         let _ = pci::clear_bus_master_at(config);
     }
 }
