@@ -48,6 +48,7 @@ mod lock;
 mod paths;
 mod payload;
 mod qemu;
+mod queue;
 mod vm;
 
 pub use calibration::{

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rustix::fs::{FlockOperation, flock};
 
 use crate::error::{IoContext, Result};
+use crate::queue::{Ticket, queue_path};
 
 /// Where the lock lives unless `$GUEST_VM_LOCK` says otherwise.
 const DEFAULT_LOCK: &str = "/run/lock/kangrejos-vm.lock";
@@ -59,13 +60,18 @@ impl VmLock {
         let waited = Instant::now();
         let mut reminded: Option<Instant> = None;
         let mut told: Option<(u32, u64)> = None;
+        // First come, first served: only the first in line tries the lock.
+        let ticket = Ticket::take(&queue_path(path));
         loop {
-            match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-                Ok(()) => break,
-                Err(rustix::io::Errno::WOULDBLOCK) => {}
-                Err(e) => {
-                    return Err(std::io::Error::from(e))
-                        .ctx(|| format!("cannot lock {}", path.display()));
+            let (ahead, waiting) = ticket.as_ref().map_or((0, 1), Ticket::position);
+            if ahead == 0 {
+                match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+                    Ok(()) => break,
+                    Err(rustix::io::Errno::WOULDBLOCK) => {}
+                    Err(e) => {
+                        return Err(std::io::Error::from(e))
+                            .ctx(|| format!("cannot lock {}", path.display()));
+                    }
                 }
             }
             let holder = Holder::read(path);
@@ -76,10 +82,14 @@ impl VmLock {
             let remind = reminded.is_some_and(|at| at.elapsed() >= REMIND);
             if settled && (changed || remind) {
                 say(&format!(
-                    "waiting{} for the machine-wide VM lock {}, held by {}",
+                    "waiting{}{} for the machine-wide VM lock {}, held by {}",
                     match waited.elapsed().as_secs() {
                         0 => String::new(),
                         s => format!(" ({s} s so far)"),
+                    },
+                    match ahead {
+                        0 => String::new(),
+                        n => format!(", {n} of {} waiters ahead", waiting - 1),
                     },
                     path.display(),
                     holder.describe()
@@ -89,6 +99,7 @@ impl VmLock {
             }
             std::thread::sleep(POLL);
         }
+        drop(ticket);
         if reminded.is_some() {
             say(&format!(
                 "got the VM lock after {:.1} s",
@@ -145,7 +156,7 @@ impl VmLock {
 /// Opens (creating if needed) the lock file so that every user can lock it: mode 0666, no `O_CREAT` on a
 /// file that exists (a sticky world-writable directory may refuse it for another user's file), read-only
 /// when writing is refused (`flock` needs no write access).
-fn open_shared(path: &Path) -> Result<File> {
+pub(crate) fn open_shared(path: &Path) -> Result<File> {
     let open_existing = || {
         File::options()
             .read(true)
@@ -193,18 +204,18 @@ fn open_shared(path: &Path) -> Result<File> {
 
 /// A process named by pid and start time (so a reused pid is not mistaken for it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Process {
-    pid: u32,
-    start: u64,
+pub(crate) struct Process {
+    pub(crate) pid: u32,
+    pub(crate) start: u64,
 }
 
 impl Process {
     /// The process `pid` if it runs now.
-    fn find(pid: u32) -> Option<Process> {
+    pub(crate) fn find(pid: u32) -> Option<Process> {
         start_time(pid).map(|start| Process { pid, start })
     }
 
-    fn alive(self) -> bool {
+    pub(crate) fn alive(self) -> bool {
         start_time(self.pid) == Some(self.start)
     }
 
@@ -434,6 +445,39 @@ mod tests {
             said.last().unwrap().starts_with("got the VM lock"),
             "{said:?}"
         );
+    }
+
+    #[test]
+    fn a_holder_that_asks_again_at_once_goes_behind_the_waiter() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vm.lock");
+        let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let first = VmLock::acquire_at(&path, &mut |_| {}).unwrap();
+        let waiter = {
+            let (path, order) = (path.clone(), order.clone());
+            std::thread::spawn(move || {
+                let lock = VmLock::acquire_at(&path, &mut |_| {}).unwrap();
+                order.lock().unwrap().push("waiter");
+                std::thread::sleep(Duration::from_millis(300));
+                drop(lock);
+            })
+        };
+        let queue = crate::queue::queue_path(&path);
+        let until = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(&queue)
+            .unwrap_or_default()
+            .is_empty()
+        {
+            assert!(Instant::now() < until, "the waiter never lined up");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Like a test binary that goes on to its next guest test.
+        drop(first);
+        let again = VmLock::acquire_at(&path, &mut |_| {}).unwrap();
+        order.lock().unwrap().push("holder again");
+        drop(again);
+        waiter.join().unwrap();
+        assert_eq!(*order.lock().unwrap(), ["waiter", "holder again"]);
     }
 
     #[test]
