@@ -17,8 +17,30 @@ fn tool(args: &[&str]) -> (bool, String, String) {
 }
 
 #[test]
+fn without_device_nothing_runs_on_the_model() {
+    for args in [
+        &["identify"][..],
+        &["write", "--lba", "0", "--pattern", "1"],
+        &["read", "--lba", "0"],
+        &["bench", "--runtime", "0.1"],
+    ] {
+        let (ok, out, err) = tool(args);
+        assert!(!ok, "{args:?} succeeded: {out}");
+        assert!(err.contains("--device"), "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+    }
+}
+
+#[test]
 fn identify_reports_the_model() {
-    let (ok, out, _) = tool(&["--model-size", "1m", "identify", "--json"]);
+    let (ok, out, _) = tool(&[
+        "--device",
+        "model",
+        "--model-size",
+        "1m",
+        "identify",
+        "--json",
+    ]);
     assert!(ok);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["model"], "Kangrejos NVMe Model");
@@ -29,6 +51,8 @@ fn identify_reports_the_model() {
 #[test]
 fn bench_json_has_iops_and_latency_percentiles() {
     let (ok, out, err) = tool(&[
+        "--device",
+        "model",
         "bench",
         "--rw",
         "randrw",
@@ -61,7 +85,17 @@ fn bench_json_has_iops_and_latency_percentiles() {
 
 #[test]
 fn bench_table_names_its_columns() {
-    let (ok, out, err) = tool(&["bench", "--rw", "write", "--bs", "8k", "--runtime", "0.1"]);
+    let (ok, out, err) = tool(&[
+        "--device",
+        "model",
+        "bench",
+        "--rw",
+        "write",
+        "--bs",
+        "8k",
+        "--runtime",
+        "0.1",
+    ]);
     assert!(ok, "{err}");
     assert!(out.contains("IOPS") && out.contains("MB/s") && out.contains("p99.9 µs"));
 }
@@ -76,10 +110,20 @@ fn a_file_written_reads_back() {
     std::fs::write(&input, &data).unwrap();
     // Each run has its own model, so write and read within one process is not possible;
     // check the write succeeds and a read of fresh media is zeroes.
-    let (ok, out, err) = tool(&["write", "--lba", "2", "--input", input.to_str().unwrap()]);
+    let (ok, out, err) = tool(&[
+        "--device",
+        "model",
+        "write",
+        "--lba",
+        "2",
+        "--input",
+        input.to_str().unwrap(),
+    ]);
     assert!(ok, "{err}");
     assert!(out.contains("wrote 1024 bytes"));
     let (ok, _, err) = tool(&[
+        "--device",
+        "model",
         "read",
         "--lba",
         "2",
@@ -95,7 +139,17 @@ fn a_file_written_reads_back() {
 
 #[test]
 fn a_pattern_write_accepts_hex() {
-    let (ok, out, err) = tool(&["write", "--lba", "1", "--pattern", "0x41", "--blocks", "2"]);
+    let (ok, out, err) = tool(&[
+        "--device",
+        "model",
+        "write",
+        "--lba",
+        "1",
+        "--pattern",
+        "0x41",
+        "--blocks",
+        "2",
+    ]);
     assert!(ok, "{err}");
     assert!(out.contains("wrote 1024 bytes"));
 }
@@ -116,7 +170,12 @@ fn bad_input_gets_an_error_not_a_panic() {
         &["write", "--lba", "0"],
         &["write", "--lba", "0", "--pattern", "0x100"],
     ] {
-        let (ok, _, err) = tool(args);
+        let args: Vec<&str> = if args[0] == "--device" {
+            args.to_vec()
+        } else {
+            [&["--device", "model"][..], args].concat()
+        };
+        let (ok, _, err) = tool(&args);
         let err = err.replace("nvme-tool:", "error:");
         assert!(!ok, "{args:?} succeeded");
         assert!(err.contains("error"), "{args:?}: {err}");

@@ -32,9 +32,11 @@ fn stop_requested() -> bool {
 #[derive(Debug, Parser)]
 #[command(version, about = "A userspace NVMe driver's command line")]
 struct Cli {
-    /// `model` (in-process controller), `vfio:BDF` or `uio:BDF` (bound to vfio-pci / uio_pci_generic).
-    #[arg(long, global = true, default_value = "model")]
-    device: String,
+    /// The controller: `vfio:BDF` or `uio:BDF` (bound to vfio-pci / uio_pci_generic), or `model`
+    /// (an in-process controller in memory, for tests and demos). Required: nothing picks a device
+    /// for you, so a command never appears to succeed on nothing.
+    #[arg(long, global = true, value_name = "model|vfio:BDF|uio:BDF")]
+    device: Option<String>,
     /// Size of the model's namespace (with `--device model`).
     #[arg(long, global = true, default_value = "256M", value_parser = size::parse)]
     model_size: u64,
@@ -140,9 +142,17 @@ fn options(cli: &Cli) -> Options {
     }
 }
 
+/// The `--device` a command needs.
+fn device(cli: &Cli) -> Result<&str> {
+    cli.device.as_deref().context(
+        "this command needs --device vfio:BDF, uio:BDF or model (the in-process model, in memory)",
+    )
+}
+
 fn dispatch(cli: &Cli) -> Result<std::process::ExitCode> {
     let options = options(cli);
-    if cli.device == "model" {
+    let device = device(cli)?;
+    if device == "model" {
         if !(4096..=MAX_MODEL_SIZE).contains(&cli.model_size) || !cli.model_size.is_multiple_of(512)
         {
             bail!(
@@ -160,14 +170,14 @@ fn dispatch(cli: &Cli) -> Result<std::process::ExitCode> {
         });
         return run(Controller::new(model, options)?, cli);
     }
-    open_hw(cli, options)
+    open_hw(device, cli, options)
 }
 
 #[cfg(feature = "hw")]
-fn open_hw(cli: &Cli, options: Options) -> Result<std::process::ExitCode> {
+fn open_hw(device: &str, cli: &Cli, options: Options) -> Result<std::process::ExitCode> {
     use nvme::hw_platform::{HwPlatform, parse_spec};
-    let opening = || format!("opening {}", cli.device);
-    let platform = match parse_spec(&cli.device).with_context(opening)? {
+    let opening = || format!("opening {device}");
+    let platform = match parse_spec(device).with_context(opening)? {
         ("uio", addr) => {
             // SAFETY: the device handle goes straight to the controller, which gives the device
             // only bus addresses of buffers it holds, and frees none of them while the device
@@ -182,11 +192,8 @@ fn open_hw(cli: &Cli, options: Options) -> Result<std::process::ExitCode> {
 }
 
 #[cfg(not(feature = "hw"))]
-fn open_hw(cli: &Cli, _options: Options) -> Result<std::process::ExitCode> {
-    bail!(
-        "device {:?}: built without the `hw` feature, only `model` is available",
-        cli.device
-    )
+fn open_hw(device: &str, _cli: &Cli, _options: Options) -> Result<std::process::ExitCode> {
+    bail!("device {device:?}: built without the `hw` feature, only `model` is available")
 }
 
 fn run<P: Platform>(ctrl: Controller<P>, cli: &Cli) -> Result<std::process::ExitCode> {
