@@ -10,7 +10,7 @@ pub fn suites() -> Vec<Suite> {
     vec![
         Suite {
             name: "kernel-rust",
-            about: "Debian's CONFIG_RUST 7.2 kernel in the guest: rust_minimal, rnull (fio --verify) and our module",
+            about: "Debian's CONFIG_RUST 7.2 kernel in the guest: rust_minimal, rnull through fio, our kangrejos module",
             needs_guest: true,
             run,
         },
