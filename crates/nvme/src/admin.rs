@@ -159,6 +159,57 @@ impl<D: DmaMemory> AdminQueue<D> {
         self.read_page(platform, sqe)
     }
 
+    /// Get Log Page `lid` for `nsid`: `len` bytes (1 to 4096, a multiple of 4).
+    pub(crate) fn get_log_page<P: Platform<Dma = D>>(
+        &mut self,
+        platform: &P,
+        lid: u8,
+        nsid: u32,
+        len: usize,
+    ) -> Result<Vec<u8>> {
+        if len == 0 || len > DMA_PAGE_SIZE || !len.is_multiple_of(4) {
+            return Err(Error::InvalidRequest(format!(
+                "a log page read is 4 to 4096 bytes, a multiple of 4 (not {len})"
+            )));
+        }
+        let numd = (len / 4 - 1) as u32;
+        let mut sqe = Sqe::new(admin::GET_LOG_PAGE, nsid);
+        sqe.set_cdw(10, (numd & 0xffff) << 16 | lid as u32);
+        let page = self.read_page(platform, sqe)?;
+        Ok(page[..len].to_vec())
+    }
+
+    /// Get Features `fid` (`select` 0 = current, 1 = default, 2 = saved, 3 = capabilities);
+    /// returns completion dword 0.
+    pub(crate) fn get_features<P: Platform<Dma = D>>(
+        &mut self,
+        platform: &P,
+        fid: u8,
+        select: u8,
+        nsid: u32,
+        cdw11: u32,
+    ) -> Result<u32> {
+        let mut sqe = Sqe::new(admin::GET_FEATURES, nsid);
+        sqe.set_cdw(10, ((select & 0x7) as u32) << 8 | fid as u32);
+        sqe.set_cdw(11, cdw11);
+        self.run(platform, sqe)
+    }
+
+    /// Set Features `fid` to `value` (dword 11), saved across resets if `save`.
+    pub(crate) fn set_features<P: Platform<Dma = D>>(
+        &mut self,
+        platform: &P,
+        fid: u8,
+        nsid: u32,
+        value: u32,
+        save: bool,
+    ) -> Result<u32> {
+        let mut sqe = Sqe::new(admin::SET_FEATURES, nsid);
+        sqe.set_cdw(10, (save as u32) << 31 | fid as u32);
+        sqe.set_cdw(11, value);
+        self.run(platform, sqe)
+    }
+
     /// The active namespace IDs, in order.
     pub(crate) fn active_namespaces<P: Platform<Dma = D>>(
         &mut self,

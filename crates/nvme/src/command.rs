@@ -10,6 +10,8 @@ pub mod admin {
     pub const DELETE_CQ: u8 = 0x04;
     /// Create I/O Completion Queue.
     pub const CREATE_CQ: u8 = 0x05;
+    /// Get Log Page.
+    pub const GET_LOG_PAGE: u8 = 0x02;
     /// Identify.
     pub const IDENTIFY: u8 = 0x06;
     /// Abort.

@@ -96,7 +96,7 @@ pub(crate) struct Shared<P: Platform> {
 
 /// A brought-up NVMe controller. Open one [`QueuePair`] per thread for I/O.
 pub struct Controller<P: Platform> {
-    shared: Arc<Shared<P>>,
+    pub(crate) shared: Arc<Shared<P>>,
 }
 
 fn wait_ready<P: Platform>(platform: &P, ready: bool, timeout: Duration) -> Result<()> {

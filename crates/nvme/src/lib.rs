@@ -48,6 +48,8 @@ pub mod error;
 #[cfg(feature = "hw")]
 pub mod hw_platform;
 pub mod identify;
+pub mod log;
+mod management;
 pub mod model;
 pub mod platform;
 pub mod prp;
@@ -61,6 +63,7 @@ pub mod status;
 pub use controller::{Controller, MAX_TIMEOUT, MAX_TRANSFER_LIMIT, Options, Registers};
 pub use error::{Error, Result};
 pub use identify::{ControllerInfo, Namespace};
+pub use management::ALL_NAMESPACES;
 pub use platform::{DmaMemory, Platform, PlatformError};
 pub use queue_pair::QueuePair;
 pub use request::{Completion, IoKind, Rejected, Request};

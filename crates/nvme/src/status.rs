@@ -44,8 +44,12 @@ pub mod csc {
     pub const INVALID_QUEUE_ID: u8 = 0x01;
     /// Invalid queue size.
     pub const INVALID_QUEUE_SIZE: u8 = 0x02;
+    /// Invalid log page.
+    pub const INVALID_LOG_PAGE: u8 = 0x09;
     /// Invalid queue deletion.
     pub const INVALID_QUEUE_DELETION: u8 = 0x0c;
+    /// Feature identifier not saveable.
+    pub const FEATURE_NOT_SAVEABLE: u8 = 0x0d;
 }
 
 /// A non-success completion status.

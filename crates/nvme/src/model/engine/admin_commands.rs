@@ -13,6 +13,9 @@ impl Engine {
     pub(super) fn execute_admin(&mut self, sqe: &Sqe) -> Outcome {
         match sqe.opcode() {
             admin::IDENTIFY => self.identify(sqe),
+            admin::GET_LOG_PAGE => self.get_log_page(sqe),
+            admin::SET_FEATURES if !Engine::is_queue_feature(sqe) => self.set_other_features(sqe),
+            admin::GET_FEATURES if !Engine::is_queue_feature(sqe) => self.get_other_features(sqe),
             admin::SET_FEATURES => self.set_features(sqe),
             admin::GET_FEATURES => match (sqe.cdw(10) & 0xff, self.queues_granted) {
                 (0x07, Some(n)) => ok(((n as u32 - 1) << 16) | (n as u32 - 1)),

@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 mod admin_commands;
+mod management;
 mod nvm_commands;
 
 use super::memory::Bus;
@@ -83,6 +84,8 @@ pub(crate) struct Engine {
     media: Vec<Vec<u8>>,
     queues_granted: Option<u16>,
     held: Vec<Held>,
+    /// Log pages and features a management tool reads and sets.
+    management: management::State,
     pub(crate) faults: Vec<Fault>,
     pub(crate) stopped: bool,
     pub(crate) stats: ModelStats,
@@ -111,6 +114,7 @@ impl Engine {
             media,
             queues_granted: None,
             held: Vec::new(),
+            management: management::State::default(),
             faults: Vec::new(),
             stopped: false,
             stats: ModelStats::default(),
@@ -431,6 +435,9 @@ impl Engine {
 
     /// Queues a completion for `cid` of submission queue `sqid` on completion queue `cqid`.
     fn complete(&mut self, sqid: u16, cqid: u16, cid: u16, dw0: u32, status: Option<Status>) {
+        if let Some(status) = status {
+            self.management.record_error(sqid, cid, status);
+        }
         let sq_head = match self.sqs.get(sqid as usize) {
             Some(Some(sq)) => sq.head,
             _ => 0,

@@ -1,0 +1,83 @@
+//! Management commands on the admin queue for tools: log pages, features and raw Identify.
+//! Each takes the admin queue lock for one command, like the driver's own admin work.
+
+use crate::controller::Controller;
+use crate::error::{Error, Result};
+use crate::log::{ERROR_ENTRY_SIZE, ErrorLogEntry, FirmwareLog, SMART_LOG_SIZE, SmartLog, lid};
+use crate::platform::{DMA_PAGE_SIZE, Platform};
+
+/// The namespace ID that means "the controller as a whole" in log pages and features.
+pub const ALL_NAMESPACES: u32 = 0xffff_ffff;
+
+impl<P: Platform> Controller<P> {
+    fn usable(&self) -> Result<()> {
+        if self.is_dead() {
+            return Err(Error::ControllerDead);
+        }
+        Ok(())
+    }
+
+    /// Identify with any CNS: the raw 4 KiB data structure.
+    pub fn identify_raw(&self, cns: u32, nsid: u32) -> Result<[u8; DMA_PAGE_SIZE]> {
+        self.usable()?;
+        self.shared
+            .lock_admin()
+            .identify(&self.shared.platform, cns, nsid)
+    }
+
+    /// Get Log Page: the first `len` bytes (4 to 4096, a multiple of 4) of log `lid`.
+    pub fn get_log_page(&self, lid: u8, nsid: u32, len: usize) -> Result<Vec<u8>> {
+        self.usable()?;
+        self.shared
+            .lock_admin()
+            .get_log_page(&self.shared.platform, lid, nsid, len)
+    }
+
+    /// The SMART / Health Information log of the controller (`nsid` = [`ALL_NAMESPACES`]) or
+    /// of one namespace.
+    pub fn smart_log(&self, nsid: u32) -> Result<SmartLog> {
+        let page = self.get_log_page(lid::SMART, nsid, SMART_LOG_SIZE)?;
+        SmartLog::parse(&page).ok_or_else(|| Error::InvalidRequest("short SMART log".into()))
+    }
+
+    /// The newest `entries` Error Information log entries (at most what one page holds).
+    pub fn error_log(&self, entries: usize) -> Result<Vec<ErrorLogEntry>> {
+        let entries = entries.clamp(1, DMA_PAGE_SIZE / ERROR_ENTRY_SIZE);
+        let page = self.get_log_page(lid::ERROR, ALL_NAMESPACES, entries * ERROR_ENTRY_SIZE)?;
+        Ok(ErrorLogEntry::parse_all(&page))
+    }
+
+    /// The Firmware Slot Information log.
+    pub fn firmware_log(&self) -> Result<FirmwareLog> {
+        let page = self.get_log_page(lid::FIRMWARE_SLOT, ALL_NAMESPACES, SMART_LOG_SIZE)?;
+        FirmwareLog::parse(&page).ok_or_else(|| Error::InvalidRequest("short firmware log".into()))
+    }
+
+    /// Get Features `fid` (`select`: 0 current, 1 default, 2 saved, 3 capabilities); returns
+    /// completion dword 0, which holds the value of the features the driver knows.
+    pub fn get_feature(&self, fid: u8, select: u8, nsid: u32, cdw11: u32) -> Result<u32> {
+        if select > 3 {
+            return Err(Error::InvalidRequest(format!(
+                "feature select {select} (0 current, 1 default, 2 saved, 3 capabilities)"
+            )));
+        }
+        self.usable()?;
+        self.shared
+            .lock_admin()
+            .get_features(&self.shared.platform, fid, select, nsid, cdw11)
+    }
+
+    /// Set Features `fid` to `value`; returns completion dword 0. The Number of Queues feature
+    /// is the driver's own (set once when the controller is brought up) and is refused here.
+    pub fn set_feature(&self, fid: u8, nsid: u32, value: u32, save: bool) -> Result<u32> {
+        if u32::from(fid) == crate::command::FEATURE_NUMBER_OF_QUEUES {
+            return Err(Error::InvalidRequest(
+                "the number of queues is set by the driver when it brings the controller up".into(),
+            ));
+        }
+        self.usable()?;
+        self.shared
+            .lock_admin()
+            .set_features(&self.shared.platform, fid, nsid, value, save)
+    }
+}

@@ -1,0 +1,124 @@
+//! Log pages and features against the model: decoded fields and the error status paths.
+
+use nvme::model::{Model, ModelConfig};
+use nvme::status::{sc, sct};
+use nvme::{ALL_NAMESPACES, Controller, Error, Options};
+
+fn controller() -> Controller<Model> {
+    Controller::new(Model::new(ModelConfig::default()), Options::default()).unwrap()
+}
+
+fn status_of(e: Error) -> (u8, u8) {
+    match e {
+        Error::Command { status, .. } => (status.sct, status.sc),
+        other => panic!("expected a command status, got {other:?}"),
+    }
+}
+
+#[test]
+fn smart_log_counts_host_commands_and_reports_a_temperature() {
+    let ctrl = controller();
+    let before = ctrl.smart_log(ALL_NAMESPACES).unwrap();
+    let mut qp = ctrl.queue_pair().unwrap();
+    qp.write(1, 0, &[7; 4096], false).unwrap();
+    let mut back = [0; 4096];
+    qp.read(1, 0, &mut back).unwrap();
+    qp.read(1, 0, &mut back).unwrap();
+    let after = ctrl.smart_log(ALL_NAMESPACES).unwrap();
+    assert_eq!(after.host_write_commands - before.host_write_commands, 1);
+    assert_eq!(after.host_read_commands - before.host_read_commands, 2);
+    assert!(after.temperature > 273, "kelvin: {}", after.temperature);
+    assert_eq!(after.avail_spare, 100);
+    assert_eq!(after.critical_warning, 0);
+}
+
+#[test]
+fn firmware_log_names_the_running_revision_in_the_active_slot() {
+    let ctrl = controller();
+    let fw = ctrl.firmware_log().unwrap();
+    assert_eq!(fw.afi & 0x7, 1);
+    assert_eq!(&fw.slots[0], b"1.0     ");
+    assert_eq!(fw.slots[1], [0; 8]);
+}
+
+#[test]
+fn error_log_records_a_failed_command() {
+    let ctrl = controller();
+    assert!(
+        ctrl.error_log(4)
+            .unwrap()
+            .iter()
+            .all(|e| e.error_count == 0)
+    );
+    let err = ctrl.get_log_page(0x7f, ALL_NAMESPACES, 512).unwrap_err();
+    assert_eq!(status_of(err), (sct::COMMAND_SPECIFIC, 0x09));
+    let log = ctrl.error_log(4).unwrap();
+    assert_eq!(log.len(), 4);
+    assert_eq!(log[0].error_count, 1);
+    assert_eq!(log[0].sqid, 0);
+    // Status code type and code, with Do Not Retry set.
+    assert_eq!(
+        log[0].status_field >> 1,
+        1 << 14 | (sct::COMMAND_SPECIFIC as u16) << 8 | 0x09
+    );
+    assert_eq!(log[1].error_count, 0);
+    assert_eq!(
+        ctrl.smart_log(ALL_NAMESPACES).unwrap().num_err_log_entries,
+        1
+    );
+}
+
+#[test]
+fn log_page_errors_are_statuses_not_panics() {
+    let ctrl = controller();
+    // Unknown namespace for the SMART log.
+    let err = ctrl.smart_log(9).unwrap_err();
+    assert_eq!(status_of(err), (sct::GENERIC, sc::INVALID_NAMESPACE));
+    // Lengths the driver refuses before sending anything.
+    for len in [0, 3, 4097, 1 << 20] {
+        assert!(matches!(
+            ctrl.get_log_page(2, ALL_NAMESPACES, len),
+            Err(Error::InvalidRequest(_))
+        ));
+    }
+    // The controller still works.
+    assert_eq!(ctrl.firmware_log().unwrap().afi & 7, 1);
+}
+
+#[test]
+fn features_read_back_what_was_set_and_defaults_stay() {
+    let ctrl = controller();
+    // Temperature threshold: a default, a new current value, the default unchanged.
+    let default = ctrl.get_feature(0x04, 0, 0, 0).unwrap();
+    assert_eq!(default & 0xffff, 343);
+    ctrl.set_feature(0x04, 0, 350, false).unwrap();
+    assert_eq!(ctrl.get_feature(0x04, 0, 0, 0).unwrap() & 0xffff, 350);
+    assert_eq!(ctrl.get_feature(0x04, 1, 0, 0).unwrap() & 0xffff, 343);
+    // Volatile write cache on, then off.
+    assert_eq!(ctrl.get_feature(0x06, 0, 0, 0).unwrap(), 1);
+    ctrl.set_feature(0x06, 0, 0, false).unwrap();
+    assert_eq!(ctrl.get_feature(0x06, 0, 0, 0).unwrap(), 0);
+    // Number of queues answers what was granted, and is not for tools to set.
+    let n = ctrl.get_feature(0x07, 0, 0, 0).unwrap();
+    assert_eq!(n & 0xffff, ctrl.queues_granted() as u32 - 1);
+    assert!(matches!(
+        ctrl.set_feature(0x07, 0, 0, false),
+        Err(Error::InvalidRequest(_))
+    ));
+}
+
+#[test]
+fn unknown_features_and_selects_are_refused() {
+    let ctrl = controller();
+    let err = ctrl.get_feature(0x55, 0, 0, 0).unwrap_err();
+    assert_eq!(status_of(err), (sct::GENERIC, sc::INVALID_FIELD));
+    let err = ctrl.set_feature(0x55, 0, 1, false).unwrap_err();
+    assert_eq!(status_of(err), (sct::GENERIC, sc::INVALID_FIELD));
+    // Saving is not supported by the model.
+    let err = ctrl.set_feature(0x04, 0, 350, true).unwrap_err();
+    assert_eq!(status_of(err), (sct::COMMAND_SPECIFIC, 0x0d));
+    assert!(matches!(
+        ctrl.get_feature(0x04, 4, 0, 0),
+        Err(Error::InvalidRequest(_))
+    ));
+}
