@@ -72,6 +72,10 @@ impl Server {
     }
 
     /// Waits for the server to exit and returns the rest of its standard error.
+    #[cfg_attr(
+        not(feature = "test-hooks"),
+        expect(dead_code, reason = "only the misbehaviour tests wait")
+    )]
     fn wait(mut self) -> (std::process::ExitStatus, String) {
         self.finish()
     }
