@@ -191,13 +191,21 @@ fn ensure_host_tool(command: &str, package: &str) -> Result<()> {
         return Ok(());
     }
     eprintln!("xtask kernel: installing {package} on the host");
-    let status = Command::new("apt-get")
-        .args(["install", "-y", "--no-install-recommends", package])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .context("cannot run apt-get")?;
-    if !status.success() {
-        bail!("`apt-get install {package}` failed with {status}");
+    let apt = |args: &[&str]| -> Result<bool> {
+        Ok(Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .context("cannot run apt-get")?
+            .success())
+    };
+    let install = ["install", "-y", "--no-install-recommends", package];
+    if apt(&install)? {
+        return Ok(());
     }
-    Ok(())
+    // A fresh machine may have no package lists yet: refresh them once and try again.
+    if apt(&["update"])? && apt(&install)? {
+        return Ok(());
+    }
+    bail!("`apt-get install {package}` failed, also after `apt-get update`")
 }
