@@ -48,6 +48,7 @@ pub mod error;
 #[cfg(feature = "hw")]
 pub mod hw_platform;
 pub mod identify;
+pub mod identify_data;
 pub mod log;
 mod management;
 pub mod model;

@@ -182,3 +182,138 @@ fn bad_input_gets_an_error_not_a_panic() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+fn model_json(args: &[&str]) -> serde_json::Value {
+    let args = [&["--device", "model"][..], args, &["-o", "json"]].concat();
+    let (ok, out, err) = tool(&args);
+    assert!(ok, "{args:?}: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+}
+
+/// The keys nvme-cli 2.3 prints for `id-ctrl -o json` (subnqn only when not empty).
+const ID_CTRL_KEYS: &str = "vid ssvid sn mn fr rab ieee cmic mdts cntlid ver rtd3r rtd3e oaes ctratt \
+    rrls cntrltype fguid crdt1 crdt2 crdt3 nvmsr vwci mec oacs acl aerl frmw lpa elpe npss avscc apsta \
+    wctemp cctemp mtfa hmpre hmmin tnvmcap unvmcap rpmbs edstt dsto fwug kas hctma mntmt mxtmt sanicap \
+    hmminds hmmaxd nsetidmax endgidmax anatt anacap anagrpmax nanagrpid pels domainid megcap sqes cqes \
+    maxcmd nn oncs fuses fna vwc awun awupf icsvscc nwpc acwu ocfs sgls mnan maxdna maxcna ioccsz \
+    iorcsz icdoff fcatt msdbd ofcs psds";
+
+#[test]
+fn id_ctrl_json_has_nvme_cli_fields_and_values() {
+    let v = model_json(&["id-ctrl"]);
+    let keys: Vec<&str> = ID_CTRL_KEYS.split_whitespace().collect();
+    for key in &keys {
+        assert!(v.get(key).is_some(), "missing {key}: {v}");
+    }
+    assert_eq!(v.as_object().unwrap().len(), keys.len(), "{v}");
+    assert_eq!(v["vid"], 0x1b36);
+    // Text is kept padded, as nvme-cli prints it.
+    assert_eq!(v["sn"], "MODEL0001           ");
+    assert_eq!(v["ver"], 0x10400);
+    assert_eq!(v["sqes"], 0x66);
+    assert_eq!(v["nn"], 1);
+    // 128-bit counters are decimal strings.
+    assert_eq!(v["tnvmcap"], "0");
+    assert_eq!(v["fguid"], "00000000-0000-0000-0000-000000000000");
+    assert_eq!(v["psds"].as_array().unwrap().len(), 1);
+    assert_eq!(v["psds"][0]["max_power"], 0);
+}
+
+#[test]
+fn id_ns_and_list_ns_json() {
+    let v = model_json(&["--model-size", "1m", "id-ns", "-n", "1"]);
+    assert_eq!(v["nsze"], 2048);
+    assert_eq!(v["flbas"], 0);
+    assert_eq!(v["lbafs"][0]["ds"], 9);
+    assert_eq!(v["nvmcap"], "0");
+    assert_eq!(v["eui64"], "0000000000000000");
+    assert!(v.get("npwg").is_none(), "only with NSFEAT bit 4: {v}");
+    let v = model_json(&["list-ns"]);
+    assert_eq!(v, serde_json::json!({"nsid_list": [{"nsid": 1}]}));
+}
+
+#[test]
+fn logs_json_use_nvme_cli_names() {
+    let v = model_json(&["smart-log"]);
+    assert_eq!(v["temperature"], 323);
+    assert_eq!(v["avail_spare"], 100);
+    assert_eq!(v["power_cycles"], "1");
+    for key in ["critical_warning", "percent_used", "thm_temp2_total_time"] {
+        assert!(v.get(key).is_some(), "missing {key}: {v}");
+    }
+    let v = model_json(&["fw-log"]);
+    assert_eq!(v["model"]["Active Firmware Slot (afi)"], 1);
+    assert_eq!(
+        v["model"]["Firmware Rev Slot 1"],
+        format!("{} (1.0     )", u64::from_le_bytes(*b"1.0     "))
+    );
+    let v = model_json(&["error-log"]);
+    assert_eq!(v["errors"][0]["error_count"], 0);
+}
+
+#[test]
+fn get_and_set_feature_print_nvme_cli_lines() {
+    let (ok, out, err) = tool(&["--device", "model", "get-feature", "-f", "4"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        "get-feature:0x04 (Temperature Threshold), Current value:0x00000157\n"
+    );
+    let (ok, out, err) = tool(&["--device", "model", "get-feature", "-f", "6", "-s", "3"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("Supported capabilities value:0x00000004"),
+        "{out}"
+    );
+    assert!(out.contains("Feature is changeable"), "{out}");
+    let (ok, out, err) = tool(&["--device", "model", "set-feature", "-f", "4", "-v", "350"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        "set-feature:0x04 (Temperature Threshold), value:0x0000015e, cdw12:00000000, save:0\n"
+    );
+}
+
+#[test]
+fn io_verbs_without_data_succeed() {
+    for args in [
+        &["flush"][..],
+        &["write-zeroes", "-s", "0", "-c", "7"],
+        &["dsm", "--ad", "-s", "0,16", "-b", "8,8"],
+        &["reset"],
+        &["get-log", "-i", "2", "-l", "512"],
+    ] {
+        let args = [&["--device", "model"][..], args].concat();
+        let (ok, _, err) = tool(&args);
+        assert!(ok, "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn management_verbs_refuse_bad_input_with_a_message() {
+    for (args, expect) in [
+        (&["get-feature", "-f", "0x55"][..], "invalid field"),
+        (&["get-feature", "-f", "4", "-s", "4"], "error"),
+        (&["set-feature", "-f", "7", "-v", "1"], "number of queues"),
+        (&["set-feature", "-f", "4", "-v", "1", "--save"], "status"),
+        (&["get-log", "-i", "2", "-l", "3"], "multiple of 4"),
+        (&["get-log", "-i", "0x7f", "-l", "512"], "failed"),
+        (&["smart-log", "-n", "9"], "namespace"),
+        (&["id-ns", "-n", "0"], "one namespace"),
+        (&["dsm", "--ad", "-s", "0,1", "-b", "8"], "as many"),
+        (
+            &["write-zeroes", "-s", "99999999", "-c", "0"],
+            "past the end",
+        ),
+        (&["error-log", "-e", "0"], "at least 1"),
+    ] {
+        let args = [&["--device", "model"][..], args].concat();
+        let (ok, out, err) = tool(&args);
+        assert!(!ok, "{args:?} succeeded: {out}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(
+            err.to_lowercase().contains(expect),
+            "{args:?}: {err} (expected {expect:?})"
+        );
+    }
+}

@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 mod bench;
+mod manage;
 mod size;
 
 use std::io::Write as _;
@@ -88,6 +89,69 @@ enum Command {
     },
     /// Measure IOPS, bandwidth and latency, in the manner of fio.
     Bench(bench::BenchArgs),
+    /// Identify Controller, every field (nvme-cli's `id-ctrl`).
+    IdCtrl(manage::Output),
+    /// Identify Namespace, every field and LBA format (nvme-cli's `id-ns`).
+    IdNs {
+        #[arg(short = 'n', long = "namespace-id", default_value_t = 1)]
+        namespace_id: u32,
+        #[command(flatten)]
+        output: manage::Output,
+    },
+    /// The active namespace IDs.
+    ListNs(manage::Output),
+    /// SMART / Health Information log.
+    SmartLog {
+        #[arg(short = 'n', long = "namespace-id", default_value_t = nvme::ALL_NAMESPACES, value_parser = manage::parse_u32)]
+        namespace_id: u32,
+        #[command(flatten)]
+        output: manage::Output,
+    },
+    /// Error Information log (at most the entries the controller keeps).
+    ErrorLog {
+        #[arg(short = 'e', long = "log-entries", default_value_t = 64)]
+        log_entries: u32,
+        #[command(flatten)]
+        output: manage::Output,
+    },
+    /// Firmware Slot Information log.
+    FwLog(manage::Output),
+    /// Read a feature's value.
+    GetFeature(manage::GetFeatureArgs),
+    /// Change a feature's value.
+    SetFeature(manage::SetFeatureArgs),
+    /// Any log page, as raw bytes.
+    GetLog(manage::GetLogArgs),
+    /// Flush the volatile write cache of a namespace.
+    Flush {
+        #[arg(short = 'n', long = "namespace-id", default_value_t = 1)]
+        namespace_id: u32,
+    },
+    /// Write Zeroes: `--block-count` is 0-based, as in nvme-cli.
+    WriteZeroes {
+        #[arg(short = 'n', long = "namespace-id", default_value_t = 1)]
+        namespace_id: u32,
+        #[arg(short = 's', long = "start-block")]
+        start_block: u64,
+        #[arg(short = 'c', long = "block-count", default_value_t = 0)]
+        block_count: u16,
+    },
+    /// Dataset Management: deallocate (`--ad`) ranges.
+    Dsm {
+        #[arg(short = 'n', long = "namespace-id", default_value_t = 1)]
+        namespace_id: u32,
+        /// First block of each range (comma-separated).
+        #[arg(short = 's', long = "slbs", value_delimiter = ',', required = true)]
+        slbs: Vec<u64>,
+        /// Blocks in each range (comma-separated).
+        #[arg(short = 'b', long = "blocks", value_delimiter = ',', required = true)]
+        blocks: Vec<u64>,
+        /// Deallocate (the only attribute supported).
+        #[arg(short = 'd', long = "ad", required = true)]
+        ad: bool,
+    },
+    /// Reset the controller (disable, re-enable, recreate the queues).
+    Reset,
 }
 
 /// A byte value: `65` or `0x41`.
@@ -232,6 +296,40 @@ fn run<P: Platform>(ctrl: Controller<P>, cli: &Cli) -> Result<std::process::Exit
             println!("wrote {} bytes at block {lba}", data.len());
         }
         Command::Bench(args) => return bench::run(&ctrl, args),
+        Command::IdCtrl(output) => manage::id_ctrl(&ctrl, output)?,
+        Command::IdNs {
+            namespace_id,
+            output,
+        } => manage::id_ns(&ctrl, *namespace_id, output)?,
+        Command::ListNs(output) => manage::list_ns(&ctrl, output)?,
+        Command::SmartLog {
+            namespace_id,
+            output,
+        } => manage::smart_log(&ctrl, *namespace_id, output)?,
+        Command::ErrorLog {
+            log_entries,
+            output,
+        } => manage::error_log(&ctrl, *log_entries, output)?,
+        Command::FwLog(output) => manage::fw_log(&ctrl, device(cli)?, output)?,
+        Command::GetFeature(args) => manage::get_feature(&ctrl, args)?,
+        Command::SetFeature(args) => manage::set_feature(&ctrl, args)?,
+        Command::GetLog(args) => manage::get_log(&ctrl, device(cli)?, args)?,
+        Command::Flush { namespace_id } => manage::flush(&ctrl, *namespace_id)?,
+        Command::WriteZeroes {
+            namespace_id,
+            start_block,
+            block_count,
+        } => manage::write_zeroes(&ctrl, *namespace_id, *start_block, *block_count)?,
+        Command::Dsm {
+            namespace_id,
+            slbs,
+            blocks,
+            ad: _,
+        } => manage::deallocate(&ctrl, *namespace_id, slbs, blocks)?,
+        Command::Reset => {
+            ctrl.reset()?;
+            println!("controller reset");
+        }
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
@@ -313,6 +411,11 @@ fn read<P: Platform>(
         std::fs::write(path, &data).with_context(|| format!("writing {}", path.display()))?;
         return Ok(());
     }
+    hexdump(&data)
+}
+
+/// Prints `data` as offset, hex and ASCII columns.
+fn hexdump(data: &[u8]) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     for (i, line) in data.chunks(16).enumerate() {
         let hex: Vec<String> = line.iter().map(|b| format!("{b:02x}")).collect();
