@@ -317,3 +317,156 @@ fn management_verbs_refuse_bad_input_with_a_message() {
         );
     }
 }
+
+/// A sysfs/procfs tree with one NVMe controller bound to `nvme`, its namespace `nvme0n1` (259:0).
+fn fake_root(name: &str) -> std::path::PathBuf {
+    use std::fs;
+    use std::os::unix::fs::symlink;
+    let root = std::env::temp_dir().join(format!("nvme-tool-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&root);
+    let dev = root.join("sys/bus/pci/devices/0000:00:04.0");
+    for dir in [
+        "sys/bus/pci/drivers/nvme",
+        "sys/bus/pci/drivers/vfio-pci",
+        "sys/kernel/iommu_groups/3",
+        "sys/block/nvme0n1/holders",
+        "sys/kernel/mm/hugepages/hugepages-2048kB",
+        "proc/self",
+        "proc/sys/vm",
+    ] {
+        fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    fs::create_dir_all(dev.join("nvme/nvme0")).unwrap();
+    symlink(root.join("sys/bus/pci/drivers/nvme"), dev.join("driver")).unwrap();
+    symlink(
+        root.join("sys/kernel/iommu_groups/3"),
+        dev.join("iommu_group"),
+    )
+    .unwrap();
+    for (path, text) in [
+        ("sys/bus/pci/devices/0000:00:04.0/class", "0x010802\n"),
+        (
+            "sys/bus/pci/devices/0000:00:04.0/driver_override",
+            "(null)\n",
+        ),
+        ("sys/bus/pci/drivers/nvme/unbind", ""),
+        ("sys/bus/pci/drivers_probe", ""),
+        ("sys/block/nvme0n1/dev", "259:0\n"),
+        (
+            "proc/self/mountinfo",
+            "22 1 0:21 / /proc rw - proc proc rw\n",
+        ),
+        ("proc/swaps", "Filename Type Size Used Priority\n"),
+        ("proc/sys/vm/nr_hugepages", "0\n"),
+        (
+            "sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages",
+            "0\n",
+        ),
+        (
+            "sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages",
+            "0\n",
+        ),
+    ] {
+        fs::write(root.join(path), text).unwrap();
+    }
+    root
+}
+
+fn setup(root: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let root = root.to_str().unwrap();
+    let args = [
+        &["setup", "--root", root, "--bind-timeout-ms", "100"][..],
+        args,
+    ]
+    .concat();
+    tool(&args)
+}
+
+fn read(root: &std::path::Path, path: &str) -> String {
+    std::fs::read_to_string(root.join(path)).unwrap()
+}
+
+#[test]
+fn setup_refuses_a_controller_whose_namespace_is_mounted() {
+    let root = fake_root("mounted");
+    std::fs::write(
+        root.join("proc/self/mountinfo"),
+        "22 1 0:21 / /proc rw - proc proc rw\n40 1 259:0 / /mnt/data rw - ext4 /dev/nvme0n1 rw\n",
+    )
+    .unwrap();
+    let (ok, _, err) = setup(&root, &["--bind", "vfio", "0000:00:04.0"]);
+    assert!(!ok);
+    assert!(err.contains("nvme0n1 is mounted at /mnt/data"), "{err}");
+    assert!(err.contains("--force"), "{err}");
+    // Nothing was touched.
+    assert_eq!(read(&root, "sys/bus/pci/drivers_probe"), "");
+    assert_eq!(read(&root, "sys/bus/pci/drivers/nvme/unbind"), "");
+    // With --force it goes ahead: unbinds, overrides, probes (the fake kernel never rebinds).
+    let (ok, _, err) = setup(&root, &["--bind", "vfio", "--force", "0000:00:04.0"]);
+    assert!(!ok);
+    assert!(err.contains("bound to nvme after"), "{err}");
+    assert_eq!(
+        read(&root, "sys/bus/pci/drivers/nvme/unbind"),
+        "0000:00:04.0"
+    );
+    assert_eq!(
+        read(&root, "sys/bus/pci/devices/0000:00:04.0/driver_override"),
+        "vfio-pci"
+    );
+    assert_eq!(read(&root, "sys/bus/pci/drivers_probe"), "0000:00:04.0");
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn setup_refuses_a_held_namespace_and_bad_addresses() {
+    let root = fake_root("held");
+    std::fs::create_dir_all(root.join("sys/block/nvme0n1/holders/dm-0")).unwrap();
+    let (ok, _, err) = setup(&root, &["--bind", "uio", "0000:00:04.0"]);
+    assert!(!ok);
+    assert!(err.contains("nvme0n1 is held by dm-0"), "{err}");
+    for (bdf, expect) in [
+        ("../../../etc", "not a PCI address"),
+        ("0000:00:05.0", "no PCI function"),
+    ] {
+        let (ok, _, err) = setup(&root, &["--bind", "vfio", bdf]);
+        assert!(!ok, "{bdf}");
+        assert!(err.contains(expect), "{bdf}: {err}");
+    }
+    std::fs::write(
+        root.join("sys/bus/pci/devices/0000:00:04.0/class"),
+        "0x020000\n",
+    )
+    .unwrap();
+    let (ok, _, err) = setup(&root, &["--bind", "vfio", "0000:00:04.0"]);
+    assert!(!ok);
+    assert!(err.contains("not an NVMe controller"), "{err}");
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn setup_reserves_hugepages_and_status_reports() {
+    let root = fake_root("status");
+    std::fs::remove_file(root.join("sys/bus/pci/devices/0000:00:04.0/driver")).unwrap();
+    std::os::unix::fs::symlink(
+        root.join("sys/bus/pci/drivers/vfio-pci"),
+        root.join("sys/bus/pci/devices/0000:00:04.0/driver"),
+    )
+    .unwrap();
+    let (ok, out, err) = setup(
+        &root,
+        &["--bind", "vfio", "--hugepages", "16", "0000:00:04.0"],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("already bound to vfio-pci"), "{out}");
+    assert_eq!(read(&root, "proc/sys/vm/nr_hugepages"), "16");
+    let (ok, out, err) = tool(&["status", "--root", root.to_str().unwrap(), "-o", "json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let c = &v["controllers"][0];
+    assert_eq!(c["bdf"], "0000:00:04.0");
+    assert_eq!(c["driver"], "vfio-pci");
+    assert_eq!(c["iommu_group"], "3");
+    assert_eq!(c["namespaces"][0]["name"], "nvme0n1");
+    assert_eq!(c["namespaces"][0]["in_use"], serde_json::Value::Null);
+    std::fs::remove_dir_all(&root).unwrap();
+}

@@ -6,6 +6,7 @@
 
 mod bench;
 mod manage;
+mod setup;
 mod size;
 
 use std::io::Write as _;
@@ -152,6 +153,10 @@ enum Command {
     },
     /// Reset the controller (disable, re-enable, recreate the queues).
     Reset,
+    /// Bind a controller to vfio-pci or uio_pci_generic (or back to nvme); needs no --device.
+    Setup(setup::SetupArgs),
+    /// Which driver holds each NVMe controller, IOMMU groups, hugepages; needs no --device.
+    Status(setup::StatusArgs),
 }
 
 /// A byte value: `65` or `0x41`.
@@ -214,6 +219,15 @@ fn device(cli: &Cli) -> Result<&str> {
 }
 
 fn dispatch(cli: &Cli) -> Result<std::process::ExitCode> {
+    match &cli.command {
+        Command::Setup(args) => {
+            return setup::setup(args).map(|()| std::process::ExitCode::SUCCESS);
+        }
+        Command::Status(args) => {
+            return setup::status(args).map(|()| std::process::ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
     let options = options(cli);
     let device = device(cli)?;
     if device == "model" {
@@ -330,6 +344,7 @@ fn run<P: Platform>(ctrl: Controller<P>, cli: &Cli) -> Result<std::process::Exit
             ctrl.reset()?;
             println!("controller reset");
         }
+        Command::Setup(_) | Command::Status(_) => bail!("setup and status open no controller"),
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
