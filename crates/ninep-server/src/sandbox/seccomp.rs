@@ -1,8 +1,9 @@
 //! seccomp: the system calls the server makes once it serves, and nothing else.
 //!
-//! The list was found by running every test of the server (in-process suites, the binary's
-//! tests, pjdfstest and the kernel client through the guest) with `--seccomp=log` and
-//! `strace -f -c`. What is not on it is a bug's or an attacker's: by default the process is
+//! The list was found by running the binary's tests with `--seccomp log` (the kernel's audit
+//! records name each call off the list) and `strace -f`, and is checked by the guest suite
+//! (pjdfstest, the kernel's v9fs client, `--multi-user`, MUNGE), whose `ninepd` runs under
+//! the default `kill`. What is not on it is a bug's or an attacker's: by default the process is
 //! killed (`kill`), or the call fails with `EPERM` (`errno`), or it is only logged by the
 //! kernel's audit (`log`, to extend the list).
 
