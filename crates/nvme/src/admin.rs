@@ -210,6 +210,23 @@ impl<D: DmaMemory> AdminQueue<D> {
         self.run(platform, sqe)
     }
 
+    /// Format NVM of `nsid` to LBA format `lbaf` with secure erase setting `ses`.
+    pub(crate) fn format_nvm<P: Platform<Dma = D>>(
+        &mut self,
+        platform: &P,
+        nsid: u32,
+        lbaf: u8,
+        ses: u8,
+    ) -> Result<()> {
+        let lbaf = u32::from(lbaf);
+        let mut sqe = Sqe::new(admin::FORMAT_NVM, nsid);
+        sqe.set_cdw(
+            10,
+            (lbaf & 0xf) | (u32::from(ses) & 0x7) << 9 | (lbaf >> 4 & 0x3) << 12,
+        );
+        self.run(platform, sqe).map(drop)
+    }
+
     /// The active namespace IDs, in order.
     pub(crate) fn active_namespaces<P: Platform<Dma = D>>(
         &mut self,

@@ -80,4 +80,25 @@ impl<P: Platform> Controller<P> {
             .lock_admin()
             .set_features(&self.shared.platform, fid, nsid, value, save)
     }
+
+    /// Format NVM: namespace `nsid` to LBA format `lbaf` (0-63), erasing it (`ses` 0 none,
+    /// 1 user data erase, 2 cryptographic erase). Its block size may change, so the controller
+    /// is shut down afterwards (open it again to see the new format), and every queue pair must
+    /// be closed first: none may keep sending I/O sized for the old format.
+    pub fn format_nvm(self, nsid: u32, lbaf: u8, ses: u8) -> Result<()> {
+        if lbaf > 63 || ses > 2 {
+            return Err(Error::InvalidRequest(format!(
+                "LBA format {lbaf} (0-63) or secure erase setting {ses} (0-2) out of range"
+            )));
+        }
+        if std::sync::Arc::strong_count(&self.shared) != 1 {
+            return Err(Error::InvalidRequest(
+                "close every queue pair before formatting".into(),
+            ));
+        }
+        self.usable()?;
+        self.shared
+            .lock_admin()
+            .format_nvm(&self.shared.platform, nsid, lbaf, ses)
+    }
 }

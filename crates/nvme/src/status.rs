@@ -46,6 +46,8 @@ pub mod csc {
     pub const INVALID_QUEUE_SIZE: u8 = 0x02;
     /// Invalid log page.
     pub const INVALID_LOG_PAGE: u8 = 0x09;
+    /// Invalid format (no such LBA format).
+    pub const INVALID_FORMAT: u8 = 0x0a;
     /// Invalid queue deletion.
     pub const INVALID_QUEUE_DELETION: u8 = 0x0c;
     /// Feature identifier not saveable.
@@ -113,7 +115,10 @@ impl Status {
             (sct::COMMAND_SPECIFIC, csc::INVALID_QUEUE_ID) => "invalid queue identifier",
             (sct::COMMAND_SPECIFIC, csc::INVALID_QUEUE_SIZE) => "invalid queue size",
             (sct::COMMAND_SPECIFIC, 0x03) => "abort command limit exceeded",
+            (sct::COMMAND_SPECIFIC, csc::INVALID_LOG_PAGE) => "invalid log page",
+            (sct::COMMAND_SPECIFIC, csc::INVALID_FORMAT) => "invalid format",
             (sct::COMMAND_SPECIFIC, csc::INVALID_QUEUE_DELETION) => "invalid queue deletion",
+            (sct::COMMAND_SPECIFIC, csc::FEATURE_NOT_SAVEABLE) => "feature not saveable",
             (sct::MEDIA, 0x80) => "write fault",
             (sct::MEDIA, 0x81) => "unrecovered read error",
             _ => "unknown status",

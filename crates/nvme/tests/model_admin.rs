@@ -122,3 +122,68 @@ fn unknown_features_and_selects_are_refused() {
         Err(Error::InvalidRequest(_))
     ));
 }
+
+fn namespace_format(ctrl: &Controller<Model>) -> (usize, u8) {
+    let id = nvme::identify_data::IdentifyNamespace::parse(
+        &ctrl.identify_raw(nvme::command::cns::NAMESPACE, 1).unwrap(),
+    );
+    let current = id.current_format();
+    (current, id.lba_formats[current].ds)
+}
+
+#[test]
+fn format_changes_the_block_size_and_erases() {
+    let model = Model::new(ModelConfig::default());
+    let ctrl = Controller::new(model.clone(), Options::default()).unwrap();
+    assert_eq!(namespace_format(&ctrl), (0, 9));
+    let bytes = ctrl.namespaces()[0].capacity();
+    let mut qp = ctrl.queue_pair().unwrap();
+    qp.write(1, 0, &[9; 4096], false).unwrap();
+    drop(qp);
+    ctrl.format_nvm(1, 1, 1).unwrap();
+    // Opened again, the controller reports 4 KiB blocks over the same bytes, all zero.
+    let ctrl = Controller::new(model, Options::default()).unwrap();
+    assert_eq!(namespace_format(&ctrl), (1, 12));
+    let ns = ctrl.namespaces()[0];
+    assert_eq!((ns.block_size(), ns.capacity()), (4096, bytes));
+    let mut back = [1; 4096];
+    let mut qp = ctrl.queue_pair().unwrap();
+    qp.read(1, 0, &mut back).unwrap();
+    assert_eq!(back, [0; 4096]);
+    qp.write(1, 1, &[5; 4096], false).unwrap();
+    qp.read(1, 1, &mut back).unwrap();
+    assert_eq!(back, [5; 4096]);
+}
+
+#[test]
+fn format_is_refused_while_a_queue_pair_is_open() {
+    let ctrl = controller();
+    let qp = ctrl.queue_pair().unwrap();
+    let result = ctrl.format_nvm(1, 1, 0);
+    assert!(
+        matches!(result, Err(Error::InvalidRequest(_))),
+        "{result:?}"
+    );
+    drop(qp);
+}
+
+#[test]
+fn format_errors_are_statuses() {
+    let model = Model::new(ModelConfig::default());
+    let open = || Controller::new(model.clone(), Options::default()).unwrap();
+    // No such LBA format.
+    let err = open().format_nvm(1, 5, 0).unwrap_err();
+    assert_eq!(status_of(err), (sct::COMMAND_SPECIFIC, 0x0a));
+    // No such namespace.
+    let err = open().format_nvm(7, 0, 0).unwrap_err();
+    assert_eq!(status_of(err), (sct::GENERIC, sc::INVALID_NAMESPACE));
+    // Cryptographic erase is not supported.
+    let err = open().format_nvm(1, 0, 2).unwrap_err();
+    assert_eq!(status_of(err), (sct::GENERIC, sc::INVALID_FIELD));
+    // Refused by the driver before sending.
+    assert!(matches!(
+        open().format_nvm(1, 64, 0),
+        Err(Error::InvalidRequest(_))
+    ));
+    assert_eq!(namespace_format(&open()), (0, 9));
+}

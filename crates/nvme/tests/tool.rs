@@ -295,9 +295,12 @@ fn management_verbs_refuse_bad_input_with_a_message() {
         (&["get-feature", "-f", "0x55"][..], "invalid field"),
         (&["get-feature", "-f", "4", "-s", "4"], "error"),
         (&["set-feature", "-f", "7", "-v", "1"], "number of queues"),
-        (&["set-feature", "-f", "4", "-v", "1", "--save"], "status"),
+        (
+            &["set-feature", "-f", "4", "-v", "1", "--save"],
+            "not saveable",
+        ),
         (&["get-log", "-i", "2", "-l", "3"], "multiple of 4"),
-        (&["get-log", "-i", "0x7f", "-l", "512"], "failed"),
+        (&["get-log", "-i", "0x7f", "-l", "512"], "invalid log page"),
         (&["smart-log", "-n", "9"], "namespace"),
         (&["id-ns", "-n", "0"], "one namespace"),
         (&["dsm", "--ad", "-s", "0,1", "-b", "8"], "as many"),
@@ -469,4 +472,19 @@ fn setup_reserves_hugepages_and_status_reports() {
     assert_eq!(c["namespaces"][0]["name"], "nvme0n1");
     assert_eq!(c["namespaces"][0]["in_use"], serde_json::Value::Null);
     std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn format_needs_force_without_a_terminal() {
+    let (ok, _, err) = tool(&["--device", "model", "format", "-n", "1", "--lbaf", "1"]);
+    assert!(!ok);
+    assert!(err.contains("--force"), "{err}");
+    let (ok, out, err) = tool(&[
+        "--device", "model", "format", "-n", "1", "--lbaf", "1", "--ses", "1", "--force",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "Success formatting namespace:1\n");
+    let (ok, _, err) = tool(&["--device", "model", "format", "--lbaf", "7", "--force"]);
+    assert!(!ok);
+    assert!(err.contains("invalid format"), "{err}");
 }

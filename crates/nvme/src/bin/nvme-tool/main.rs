@@ -153,6 +153,8 @@ enum Command {
     },
     /// Reset the controller (disable, re-enable, recreate the queues).
     Reset,
+    /// Format NVM: erase a namespace and give it another LBA format (asks first unless --force).
+    Format(manage::FormatArgs),
     /// Bind a controller to vfio-pci or uio_pci_generic (or back to nvme); needs no --device.
     Setup(setup::SetupArgs),
     /// Which driver holds each NVMe controller, IOMMU groups, hugepages; needs no --device.
@@ -344,6 +346,7 @@ fn run<P: Platform>(ctrl: Controller<P>, cli: &Cli) -> Result<std::process::Exit
             ctrl.reset()?;
             println!("controller reset");
         }
+        Command::Format(args) => manage::format(ctrl, args)?,
         Command::Setup(_) | Command::Status(_) => bail!("setup and status open no controller"),
     }
     Ok(std::process::ExitCode::SUCCESS)

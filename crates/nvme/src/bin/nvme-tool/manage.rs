@@ -517,6 +517,49 @@ pub fn deallocate<P: Platform>(
     Ok(())
 }
 
+/// What `format` takes.
+#[derive(Debug, Args)]
+pub struct FormatArgs {
+    /// Namespace to format (0xffffffff: all).
+    #[arg(short = 'n', long = "namespace-id", default_value_t = 1, value_parser = parse_u32)]
+    pub namespace_id: u32,
+    /// LBA format index (see `id-ns`).
+    #[arg(short = 'l', long = "lbaf", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=63))]
+    pub lbaf: u8,
+    /// Secure erase: 0 none, 1 user data erase, 2 cryptographic erase.
+    #[arg(short = 's', long = "ses", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub ses: u8,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `format`: every block of the namespace is lost, so it asks first (on a terminal) unless
+/// `--force`; with no terminal to ask on and no `--force` it refuses.
+pub fn format<P: Platform>(ctrl: Controller<P>, a: &FormatArgs) -> Result<()> {
+    use std::io::IsTerminal as _;
+    if !a.force {
+        if !std::io::stdin().is_terminal() {
+            bail!(
+                "format erases namespace {:#x}: give --force to confirm",
+                a.namespace_id
+            );
+        }
+        eprint!(
+            "format erases every block of namespace {:#x}; type yes to go on: ",
+            a.namespace_id
+        );
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if answer.trim() != "yes" {
+            bail!("not formatted");
+        }
+    }
+    ctrl.format_nvm(a.namespace_id, a.lbaf, a.ses)?;
+    println!("Success formatting namespace:{:x}", a.namespace_id);
+    Ok(())
+}
+
 /// A number in decimal or 0x hex.
 pub fn parse_u32(text: &str) -> Result<u32, String> {
     let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {

@@ -14,6 +14,7 @@ impl Engine {
         match sqe.opcode() {
             admin::IDENTIFY => self.identify(sqe),
             admin::GET_LOG_PAGE => self.get_log_page(sqe),
+            admin::FORMAT_NVM => self.format_nvm(sqe),
             admin::SET_FEATURES if !Engine::is_queue_feature(sqe) => self.set_other_features(sqe),
             admin::GET_FEATURES if !Engine::is_queue_feature(sqe) => self.get_other_features(sqe),
             admin::SET_FEATURES => self.set_features(sqe),
@@ -70,7 +71,12 @@ impl Engine {
                 for field in 0..3 {
                     data[field * 8..field * 8 + 8].copy_from_slice(&ns.blocks.to_le_bytes());
                 }
-                data[130] = ns.lba_shift;
+                let formats = super::management::lba_formats(ns.lba_shift);
+                data[25] = formats.len() as u8 - 1;
+                data[26] = formats.iter().position(|&f| f == ns.lba_shift).unwrap_or(0) as u8;
+                for (i, shift) in formats.iter().enumerate() {
+                    data[130 + 4 * i] = *shift;
+                }
             }
             _ => return generic(sc::INVALID_FIELD),
         }

@@ -6,6 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use super::{Engine, Outcome, generic, ok, specific};
 use crate::command::{FEATURE_NUMBER_OF_QUEUES, Sqe};
 use crate::log::{ERROR_ENTRY_SIZE, SMART_LOG_SIZE, lid};
+use crate::model::NamespaceConfig;
 use crate::status::{Status, csc, sc};
 
 /// Error log entries the model keeps (newest first).
@@ -14,6 +15,15 @@ const ERROR_ENTRIES: usize = 64;
 const TEMPERATURE_K: u16 = 323;
 /// Default over-temperature threshold, in kelvin (70 °C).
 const OVER_TEMPERATURE_K: u32 = 343;
+
+/// The LBA formats a namespace offers, as block size shifts: 512 bytes and 4 KiB, or only its
+/// own size if it was configured with another.
+pub(super) fn lba_formats(lba_shift: u8) -> Vec<u8> {
+    match lba_shift {
+        9 | 12 => vec![9, 12],
+        other => vec![other],
+    }
+}
 
 /// Feature identifiers the model supports besides Number of Queues.
 mod fid {
@@ -203,5 +213,39 @@ impl Engine {
         page[0] = 1;
         page[8..16].copy_from_slice(b"1.0     ");
         page
+    }
+
+    /// Format NVM: a new block size over the same bytes, all zero.
+    pub(super) fn format_nvm(&mut self, sqe: &Sqe) -> Outcome {
+        let cdw10 = sqe.cdw(10);
+        let lbaf = (cdw10 & 0xf | (cdw10 >> 12 & 0x3) << 4) as usize;
+        let ses = cdw10 >> 9 & 0x7;
+        if ses > 1 {
+            return generic(sc::INVALID_FIELD);
+        }
+        let nsid = sqe.nsid();
+        let targets: Vec<usize> = if nsid == u32::MAX {
+            (0..self.config.namespaces.len()).collect()
+        } else if self.namespace(nsid).is_some() {
+            vec![nsid as usize - 1]
+        } else {
+            return generic(sc::INVALID_NAMESPACE);
+        };
+        for &i in &targets {
+            let ns = self.config.namespaces[i];
+            let Some(&shift) = lba_formats(ns.lba_shift).get(lbaf) else {
+                return specific(csc::INVALID_FORMAT);
+            };
+            let bytes = ns.blocks << ns.lba_shift;
+            if !bytes.is_multiple_of(1 << shift) {
+                return specific(csc::INVALID_FORMAT);
+            }
+            self.config.namespaces[i] = NamespaceConfig {
+                blocks: bytes >> shift,
+                lba_shift: shift,
+            };
+            self.media[i].fill(0);
+        }
+        ok(0)
     }
 }
