@@ -48,11 +48,24 @@ const NEEDS: &[Need] = &[
         package: "fio",
         guest_only: true,
     },
+    // nvme-cli: the peer whose output nvme-tool's is compared with in the guest.
+    Need {
+        command: "nvme",
+        package: "nvme-cli",
+        guest_only: true,
+    },
     // The MUNGE daemon: ninep-server's authentication tests run it on the host and in the
     // guest (with diod's mount.diod).
     Need {
         command: "munged",
         package: "munge",
+        guest_only: false,
+    },
+    // libclang, which bindgen loads to build nvme-ublk's ublk bindings (libublk-rs-sys). The
+    // library has no command, so its Debian path stands for one.
+    Need {
+        command: "/usr/lib/x86_64-linux-gnu/libclang-14.so.1",
+        package: "libclang-dev",
         guest_only: false,
     },
     Need {

@@ -19,6 +19,8 @@ pub const MODULES: &[&str] = &[
     "vfio_iommu_type1",
     "vfio-pci",
     "uio_pci_generic",
+    "ublk_drv",
+    "ext4",
 ];
 
 /// Printed by `/init` once userspace runs: the kernel booted.

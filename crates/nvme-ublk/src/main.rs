@@ -1,0 +1,153 @@
+//! `nvme-ublk`: serves one namespace of an NVMe controller, driven from userspace by the `nvme`
+//! crate, as a Linux ublk block device (`/dev/ublkbN`), so that filesystems, fio and every other
+//! program can use it through the kernel's block layer.
+//!
+//! One ublk queue per driver queue pair, each served by its own thread (see [`queue`]); the
+//! device's geometry comes from Identify (see [`geometry`]). SIGTERM or SIGINT stop the device:
+//! the kernel drains what is in flight, the queues end, the ublk device is deleted and the
+//! controller is shut down by the driver's `Drop`.
+
+#![forbid(unsafe_code)]
+
+mod geometry;
+mod queue;
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use libublk::UblkFlags;
+use libublk::ctrl::UblkCtrlBuilder;
+use nvme::hw_platform::{HwPlatform, parse_spec};
+use nvme::{Controller, Options, QueuePair};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::geometry::Geometry;
+
+/// Serve an NVMe namespace as /dev/ublkbN through the userspace driver.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    /// The controller, bound to vfio-pci behind an IOMMU: `vfio:BDF`.
+    #[arg(long, value_name = "vfio:BDF")]
+    device: String,
+    /// The namespace to serve (default: the first active one).
+    #[arg(long)]
+    nsid: Option<u32>,
+    /// ublk queues, each with its own driver queue pair and thread (at most what the controller grants).
+    #[arg(long, default_value_t = 1)]
+    queues: u16,
+    /// Requests in flight per queue (at most what a driver queue pair holds).
+    #[arg(long, default_value_t = 64)]
+    depth: u16,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .with_max_level(tracing::Level::INFO)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("nvme-ublk: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let platform = match parse_spec(&cli.device).context("--device")? {
+        ("vfio", addr) => HwPlatform::open_vfio(addr),
+        (kind, _) => bail!(
+            "--device {}: only vfio:BDF is served ({kind}: opening a uio function is an unsafe act this program does not take)",
+            cli.device
+        ),
+    }
+    .with_context(|| format!("opening {}", cli.device))?;
+    if cli.queues == 0 || cli.depth == 0 {
+        bail!("--queues and --depth must be at least 1");
+    }
+    // Installed before any thread starts, so a signal that arrives during bring-up is not lost.
+    let mut signals = Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
+
+    let controller =
+        Controller::new(platform, Options::default()).context("controller bring-up")?;
+    let ns = match cli.nsid {
+        Some(id) => controller
+            .namespaces()
+            .iter()
+            .find(|ns| ns.id == id)
+            .copied(),
+        None => controller.namespaces().first().copied(),
+    }
+    .with_context(|| match cli.nsid {
+        Some(id) => format!("namespace {id} is not active"),
+        None => "the controller has no active namespace".to_string(),
+    })?;
+    let granted = controller.queues_granted();
+    if cli.queues > granted {
+        bail!(
+            "--queues {}: the controller grants {granted} I/O queues",
+            cli.queues
+        );
+    }
+    let pairs = (0..cli.queues)
+        .map(|_| controller.queue_pair())
+        .collect::<nvme::Result<Vec<QueuePair<HwPlatform>>>>()
+        .context("creating I/O queue pairs")?;
+    let geometry = Geometry::new(&ns, controller.info(), &pairs[0], cli.depth)?;
+    tracing::info!(?geometry, "serving namespace {}", ns.id);
+
+    let ctrl = UblkCtrlBuilder::default()
+        .name("nvme-ublk")
+        .nr_queues(cli.queues)
+        .depth(geometry.depth)
+        .io_buf_bytes(geometry.max_io_bytes)
+        .dev_flags(UblkFlags::UBLK_DEV_F_ADD_DEV)
+        .build()
+        .context("adding the ublk device (is the ublk_drv module loaded?)")?;
+
+    let pairs: Arc<Mutex<Vec<Option<QueuePair<HwPlatform>>>>> =
+        Arc::new(Mutex::new(pairs.into_iter().map(Some).collect()));
+    let take_pair = {
+        let pairs = pairs.clone();
+        move |qid: u16| {
+            pairs
+                .lock()
+                .ok()
+                .and_then(|mut p| p.get_mut(qid as usize)?.take())
+        }
+    };
+    let serve = move |qid: u16, dev: &libublk::io::UblkDev| match take_pair(qid) {
+        Some(qp) => {
+            if let Err(err) = queue::serve(qid, dev, qp, geometry) {
+                tracing::error!("queue {qid}: {err:#}");
+            }
+        }
+        None => tracing::error!("queue {qid}: no driver queue pair"),
+    };
+    ctrl.run_target(
+        |dev| {
+            geometry.apply(dev);
+            Ok(())
+        },
+        serve,
+        move |ctrl| {
+            println!("{}", ctrl.get_bdev_path());
+            if let Some(signal) = signals.forever().next() {
+                tracing::info!("signal {signal}: stopping the device");
+            }
+            if let Err(err) = ctrl.kill_dev() {
+                tracing::error!("stopping the ublk device: {err}");
+            }
+        },
+    )
+    .context("running the ublk device")?;
+    drop(ctrl);
+    drop(controller);
+    Ok(())
+}

@@ -1,0 +1,183 @@
+//! One ublk queue served by one driver queue pair on one thread.
+//!
+//! The thread alternates between the ublk command ring (new requests from the block layer) and the
+//! NVMe completion queue. Each ublk tag owns one DMA buffer for its whole life, so a request needs
+//! no allocation: writes are copied into the tag's DMA buffer before submission, reads out of it on
+//! completion. While commands are in flight the thread polls both rings without sleeping; once the
+//! controller has nothing in flight it sleeps in `io_uring_enter` until the kernel sends a request,
+//! so an idle device costs no CPU.
+
+use std::collections::VecDeque;
+
+use anyhow::{Context, Result};
+use libublk::helpers::IoBuf;
+use libublk::io::{BufDesc, BufDescList, UblkDev, UblkQueue};
+use libublk::{UblkError, UblkIORes, sys};
+use nvme::hw_platform::{HwDma, HwPlatform};
+use nvme::{Completion, QueuePair, Request};
+
+use crate::geometry::Geometry;
+
+/// Serves queue `qid` until the device is stopped, then waits for what the controller still has.
+pub fn serve(
+    qid: u16,
+    dev: &UblkDev,
+    mut qp: QueuePair<HwPlatform>,
+    geometry: Geometry,
+) -> Result<()> {
+    let depth = dev.dev_info.queue_depth as usize;
+    let buf_bytes = dev.dev_info.max_io_buf_bytes as usize;
+    let mut bufs = dev.alloc_queue_io_bufs();
+    let mut dma = (0..depth)
+        .map(|_| qp.alloc_buffer(buf_bytes).map(Some))
+        .collect::<nvme::Result<Vec<Option<HwDma>>>>()
+        .context("allocating DMA buffers")?;
+    let queue = UblkQueue::new(qid, dev)
+        .and_then(|q| q.submit_fetch_commands_unified(BufDescList::Slices(Some(&bufs))))
+        .map_err(|e| anyhow::anyhow!("setting up ublk queue {qid}: {e}"))?;
+    // Requests the queue pair had no room for, retried after the next completions.
+    let mut waiting: VecDeque<Request<HwDma>> = VecDeque::new();
+    loop {
+        let busy = qp.in_flight() > 0 || !waiting.is_empty();
+        let mut arrived = Vec::new();
+        let polled = queue.flush_and_wake_io_tasks(
+            |_, cqe, _| {
+                if cqe.result() == sys::UBLK_IO_RES_OK as i32 {
+                    arrived.push(libublk::io::UblkIOCtx::user_data_to_tag(cqe.user_data()) as u16);
+                }
+            },
+            if busy { 0 } else { 1 },
+        );
+        match polled {
+            Ok(_) => {}
+            Err(UblkError::QueueIsDown) => break,
+            Err(UblkError::IOError(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                tracing::error!("queue {qid}: ublk ring: {e}");
+                break;
+            }
+        }
+        for tag in arrived {
+            match request(&queue, tag, &geometry, &bufs, &mut dma) {
+                Ok(req) => submit(&mut qp, &mut waiting, req),
+                Err(errno) => complete(&queue, tag, &bufs, -errno),
+            }
+        }
+        qp.poll(|done| finish(&queue, &mut bufs, &mut dma, done));
+        while let Some(req) = waiting.pop_front() {
+            if let Err(rejected) = qp.submit(req) {
+                waiting.push_front(rejected.request);
+                break;
+            }
+        }
+    }
+    // The device is down; what the controller still holds completes before its buffers go.
+    while qp.in_flight() > 0 {
+        qp.poll(|done| finish(&queue, &mut bufs, &mut dma, done));
+    }
+    Ok(())
+}
+
+/// The NVMe request for ublk request `tag`, or the errno it fails with.
+fn request(
+    queue: &UblkQueue,
+    tag: u16,
+    geometry: &Geometry,
+    bufs: &[IoBuf<u8>],
+    dma: &mut [Option<HwDma>],
+) -> Result<Request<HwDma>, i32> {
+    let iod = queue.get_iod(tag);
+    let op = iod.op_flags & 0xff;
+    let shift = geometry.block_shift - 9;
+    let lba = iod.start_sector >> shift;
+    let blocks = u64::from(iod.nr_sectors) >> shift;
+    let bytes = (iod.nr_sectors as usize) << 9;
+    let nsid = geometry.nsid;
+    let unaligned = (iod.start_sector | u64::from(iod.nr_sectors)) & ((1 << shift) - 1) != 0;
+    if unaligned
+        || lba
+            .checked_add(blocks)
+            .is_none_or(|end| end > geometry.blocks)
+    {
+        return Err(libc::EINVAL);
+    }
+    let req = match op {
+        sys::UBLK_IO_OP_READ | sys::UBLK_IO_OP_WRITE => {
+            let buffer = dma[tag as usize].take().ok_or(libc::EIO)?;
+            if bytes > buffer.len() {
+                dma[tag as usize] = Some(buffer);
+                return Err(libc::EINVAL);
+            }
+            if op == sys::UBLK_IO_OP_READ {
+                Request::read(nsid, lba, blocks, buffer)
+            } else {
+                if buffer.write(0, &bufs[tag as usize][..bytes]).is_err() {
+                    dma[tag as usize] = Some(buffer);
+                    return Err(libc::EIO);
+                }
+                let fua = iod.op_flags & sys::UBLK_IO_F_FUA != 0;
+                Request::write(nsid, lba, blocks, buffer, fua)
+            }
+        }
+        sys::UBLK_IO_OP_FLUSH => Request::flush(nsid),
+        sys::UBLK_IO_OP_DISCARD if geometry.discard => Request::deallocate(nsid, lba, blocks),
+        sys::UBLK_IO_OP_WRITE_ZEROES if geometry.write_zeroes => {
+            Request::write_zeroes(nsid, lba, blocks)
+        }
+        _ => return Err(libc::EOPNOTSUPP),
+    };
+    Ok(req.with_tag(u64::from(tag)))
+}
+
+fn submit(
+    qp: &mut QueuePair<HwPlatform>,
+    waiting: &mut VecDeque<Request<HwDma>>,
+    req: Request<HwDma>,
+) {
+    if !waiting.is_empty() {
+        waiting.push_back(req);
+    } else if let Err(rejected) = qp.submit(req) {
+        waiting.push_back(rejected.request);
+    }
+}
+
+/// Hands a finished NVMe request back to the block layer.
+fn finish(
+    queue: &UblkQueue,
+    bufs: &mut [IoBuf<u8>],
+    dma: &mut [Option<HwDma>],
+    done: Completion<HwDma>,
+) {
+    let tag = done.tag as u16;
+    let iod = queue.get_iod(tag);
+    let bytes = (iod.nr_sectors as usize) << 9;
+    let is_read = iod.op_flags & 0xff == sys::UBLK_IO_OP_READ;
+    let is_rw = is_read || iod.op_flags & 0xff == sys::UBLK_IO_OP_WRITE;
+    let mut result = match &done.result {
+        Ok(()) if is_rw => bytes as i32,
+        Ok(()) => 0,
+        Err(err) => {
+            tracing::warn!("tag {tag}: {err}");
+            -libc::EIO
+        }
+    };
+    if let Some(buffer) = done.buffer {
+        if is_read
+            && result > 0
+            && buffer
+                .read(0, &mut bufs[tag as usize].as_mut_slice()[..bytes])
+                .is_err()
+        {
+            result = -libc::EIO;
+        }
+        dma[tag as usize] = Some(buffer);
+    }
+    complete(queue, tag, bufs, result);
+}
+
+fn complete(queue: &UblkQueue, tag: u16, bufs: &[IoBuf<u8>], result: i32) {
+    let buf = BufDesc::Slice(bufs[tag as usize].as_slice());
+    if let Err(err) = queue.complete_io_cmd_unified(tag, buf, Ok(UblkIORes::Result(result))) {
+        tracing::warn!("tag {tag}: completing the ublk request: {err}");
+    }
+}
