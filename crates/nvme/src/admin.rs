@@ -210,6 +210,36 @@ impl<D: DmaMemory> AdminQueue<D> {
         self.run(platform, sqe)
     }
 
+    /// Runs `sqe` with one page of data: written to the controller from `data` if `to_device`,
+    /// else read back (the first `len` bytes). Returns completion dword 0 and the data read.
+    pub(crate) fn run_with_page<P: Platform<Dma = D>>(
+        &mut self,
+        platform: &P,
+        mut sqe: Sqe,
+        data: &[u8],
+        to_device: bool,
+        len: usize,
+    ) -> Result<(u32, Vec<u8>)> {
+        let page = platform.alloc_dma(DMA_PAGE_SIZE)?;
+        if to_device {
+            page.write(0, &data[..len.min(data.len())]);
+        }
+        sqe.set_prps(page.bus_addr(0), 0);
+        match self.run(platform, sqe) {
+            Ok(dw0) => {
+                let mut out = vec![0; if to_device { 0 } else { len }];
+                page.read(0, &mut out);
+                Ok((dw0, out))
+            }
+            Err(e) => {
+                if may_be_outstanding(&e) {
+                    self.park([page]);
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// Format NVM of `nsid` to LBA format `lbaf` with secure erase setting `ses`.
     pub(crate) fn format_nvm<P: Platform<Dma = D>>(
         &mut self,

@@ -64,7 +64,7 @@ pub mod status;
 pub use controller::{Controller, MAX_TIMEOUT, MAX_TRANSFER_LIMIT, Options, Registers};
 pub use error::{Error, Result};
 pub use identify::{ControllerInfo, Namespace};
-pub use management::ALL_NAMESPACES;
+pub use management::{ALL_NAMESPACES, AdminPassthru, RESERVED_ADMIN_OPCODES};
 pub use platform::{DmaMemory, Platform, PlatformError};
 pub use queue_pair::QueuePair;
 pub use request::{Completion, IoKind, Rejected, Request};

@@ -6,6 +6,27 @@ use crate::error::{Error, Result};
 use crate::log::{ERROR_ENTRY_SIZE, ErrorLogEntry, FirmwareLog, SMART_LOG_SIZE, SmartLog, lid};
 use crate::platform::{DMA_PAGE_SIZE, Platform};
 
+/// A raw admin command for [`Controller::admin_passthru`]: the driver fills in the command
+/// identifier and the data pointer; everything else is the caller's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AdminPassthru {
+    /// Opcode.
+    pub opcode: u8,
+    /// Namespace ID.
+    pub nsid: u32,
+    /// Command dwords 10 to 15.
+    pub cdw: [u32; 6],
+    /// Bytes of data (0 to 4096).
+    pub data_len: usize,
+    /// Whether the data goes to the controller (else it comes from it).
+    pub to_device: bool,
+}
+
+/// Admin opcodes that would take the driver's own state from under it: queue creation and
+/// deletion, Abort, Asynchronous Event Request (never completes on its own), Doorbell Buffer
+/// Config, and Format NVM (see [`Controller::format_nvm`]).
+pub const RESERVED_ADMIN_OPCODES: [u8; 8] = [0x00, 0x01, 0x04, 0x05, 0x08, 0x0c, 0x7c, 0x80];
+
 /// The namespace ID that means "the controller as a whole" in log pages and features.
 pub const ALL_NAMESPACES: u32 = 0xffff_ffff;
 
@@ -100,5 +121,36 @@ impl<P: Platform> Controller<P> {
         self.shared
             .lock_admin()
             .format_nvm(&self.shared.platform, nsid, lbaf, ses)
+    }
+
+    /// Sends a raw admin command with up to one page of data; returns completion dword 0 and the
+    /// data read. The opcodes the driver manages itself ([`RESERVED_ADMIN_OPCODES`]) are refused.
+    pub fn admin_passthru(&self, cmd: &AdminPassthru, data: &[u8]) -> Result<(u32, Vec<u8>)> {
+        if RESERVED_ADMIN_OPCODES.contains(&cmd.opcode) {
+            return Err(Error::InvalidRequest(format!(
+                "admin opcode {:#04x} is the driver's own (queues, abort, events, format)",
+                cmd.opcode
+            )));
+        }
+        if cmd.data_len > DMA_PAGE_SIZE || (cmd.to_device && data.len() < cmd.data_len) {
+            return Err(Error::InvalidRequest(format!(
+                "passthrough data is at most {DMA_PAGE_SIZE} bytes, and all of it given when \
+                 writing ({} of {})",
+                data.len(),
+                cmd.data_len
+            )));
+        }
+        self.usable()?;
+        let mut sqe = crate::command::Sqe::new(cmd.opcode, cmd.nsid);
+        for (i, value) in cmd.cdw.iter().enumerate() {
+            sqe.set_cdw(10 + i, *value);
+        }
+        self.shared.lock_admin().run_with_page(
+            &self.shared.platform,
+            sqe,
+            data,
+            cmd.to_device,
+            cmd.data_len,
+        )
     }
 }

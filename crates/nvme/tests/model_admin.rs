@@ -187,3 +187,57 @@ fn format_errors_are_statuses() {
     ));
     assert_eq!(namespace_format(&open()), (0, 9));
 }
+
+#[test]
+fn admin_passthru_runs_raw_commands_and_refuses_the_drivers_own() {
+    use nvme::AdminPassthru;
+    let ctrl = controller();
+    // Identify Controller by hand: the vendor ID in its first bytes.
+    let identify = AdminPassthru {
+        opcode: 0x06,
+        cdw: [1, 0, 0, 0, 0, 0],
+        data_len: 4096,
+        ..AdminPassthru::default()
+    };
+    let (_, data) = ctrl.admin_passthru(&identify, &[]).unwrap();
+    assert_eq!(data.len(), 4096);
+    assert_eq!(&data[0..2], &0x1b36u16.to_le_bytes());
+    // Get Features, temperature threshold: the value comes back in dword 0.
+    let get = AdminPassthru {
+        opcode: 0x0a,
+        cdw: [4, 0, 0, 0, 0, 0],
+        ..AdminPassthru::default()
+    };
+    assert_eq!(ctrl.admin_passthru(&get, &[]).unwrap().0, 343);
+    // An opcode the controller does not know is its status, not a panic.
+    let unknown = AdminPassthru {
+        opcode: 0xc1,
+        ..AdminPassthru::default()
+    };
+    let err = ctrl.admin_passthru(&unknown, &[]).unwrap_err();
+    assert_eq!(status_of(err), (sct::GENERIC, sc::INVALID_OPCODE));
+    for opcode in nvme::RESERVED_ADMIN_OPCODES {
+        let cmd = AdminPassthru {
+            opcode,
+            ..AdminPassthru::default()
+        };
+        assert!(matches!(
+            ctrl.admin_passthru(&cmd, &[]),
+            Err(Error::InvalidRequest(_))
+        ));
+    }
+    let too_long = AdminPassthru {
+        opcode: 0x06,
+        data_len: 8192,
+        ..AdminPassthru::default()
+    };
+    assert!(matches!(
+        ctrl.admin_passthru(&too_long, &[]),
+        Err(Error::InvalidRequest(_))
+    ));
+    // The driver's queues still work.
+    ctrl.queue_pair()
+        .unwrap()
+        .write(1, 0, &[1; 512], false)
+        .unwrap();
+}

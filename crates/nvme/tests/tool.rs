@@ -488,3 +488,35 @@ fn format_needs_force_without_a_terminal() {
     assert!(!ok);
     assert!(err.contains("invalid format"), "{err}");
 }
+
+#[test]
+fn admin_passthru_prints_the_result_and_data() {
+    let (ok, out, err) = tool(&[
+        "--device",
+        "model",
+        "admin-passthru",
+        "-O",
+        "0x0a",
+        "-4",
+        "4",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "NVMe command result:00000157\n");
+    let (ok, out, err) = tool(&[
+        "--device",
+        "model",
+        "admin-passthru",
+        "-O",
+        "6",
+        "-4",
+        "1",
+        "-l",
+        "16",
+        "-r",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("00000000  36 1b 00 00 4d 4f 44 45"), "{out}");
+    let (ok, _, err) = tool(&["--device", "model", "admin-passthru", "-O", "0x01"]);
+    assert!(!ok);
+    assert!(err.contains("the driver's own"), "{err}");
+}

@@ -153,6 +153,8 @@ enum Command {
     },
     /// Reset the controller (disable, re-enable, recreate the queues).
     Reset,
+    /// A raw admin command (not the queue, abort, event or format commands the driver owns).
+    AdminPassthru(manage::AdminPassthruArgs),
     /// Format NVM: erase a namespace and give it another LBA format (asks first unless --force).
     Format(manage::FormatArgs),
     /// Bind a controller to vfio-pci or uio_pci_generic (or back to nvme); needs no --device.
@@ -346,6 +348,7 @@ fn run<P: Platform>(ctrl: Controller<P>, cli: &Cli) -> Result<std::process::Exit
             ctrl.reset()?;
             println!("controller reset");
         }
+        Command::AdminPassthru(args) => manage::admin_passthru(&ctrl, args)?,
         Command::Format(args) => manage::format(ctrl, args)?,
         Command::Setup(_) | Command::Status(_) => bail!("setup and status open no controller"),
     }
