@@ -116,6 +116,10 @@ impl MiscDevice for Handle {
         }
         let mut text = KVec::with_capacity(len, GFP_KERNEL)?;
         let copied = iov.copy_from_iter_vec(&mut text, GFP_KERNEL)?;
+        if copied != len {
+            // A fault part-way: post nothing rather than a truncated note.
+            return Err(EFAULT);
+        }
         // One note per line written with `echo`: the line's end is the record's end, not text.
         if text.last() == Some(&b'\n') {
             text.pop();

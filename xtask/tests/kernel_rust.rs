@@ -99,6 +99,12 @@ fn guest_kangrejos_module_posts_processes_and_frees_notes() {
              if cat /tmp/big > /dev/kangrejos 2>/tmp/err; then echo big-accepted; else echo big-refused; fi
              cat /tmp/err
              cat /dev/kangrejos | wc -l | sed 's/^ */after-big=/'
+             # Two writers at once, one per vCPU: every note lands once.
+             for w in a b; do (i=0; while [ $i -lt 50 ]; do echo $w-$i > /dev/kangrejos; i=$((i+1)); done) & done
+             wait
+             cat /dev/kangrejos > /tmp/board
+             echo total=$(wc -l < /tmp/board) a=$(grep -c ' a-' /tmp/board) b=$(grep -c ' b-' /tmp/board)
+             echo seqs=$(cut -d' ' -f1 /tmp/board | sort -n | uniq | wc -l) last=$(tail -n 1 /tmp/board | cut -d' ' -f1)
              rmmod kangrejos
              test ! -e /dev/kangrejos && echo device-gone
              dmesg | grep 'kangrejos:'",
@@ -117,10 +123,12 @@ fn guest_kangrejos_module_posts_processes_and_frees_notes() {
         "big-refused",
         "Message too long",
         "after-big=102",
+        "total=202 a=50 b=50",
+        "seqs=202 last=202",
         "device-gone",
         "ready: /dev/kangrejos",
         "unloading",
-        "freeing 102 note(s)",
+        "freeing 202 note(s)",
     ] {
         assert!(s.contains(expected), "missing {expected:?}:\n{s}");
     }
