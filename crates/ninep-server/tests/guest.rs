@@ -122,11 +122,16 @@ mkdir -p /export /mnt/9
 mount -t tmpfs -o size=256m tmpfs /export
 mkdir /export/many
 cd /export/many && seq -w 0 {last} | sed 's/^/f/' | xargs touch && cd /
+# Unauthenticated TCP clients act as the squash identity, nobody: the export is theirs.
+chown -R 65534:65534 /export
 ninepd /export --listen tcp:127.0.0.1:564 --log-level warn 2>/tmp/ninepd.log &
 mnt() {{ retry 100 mount -t 9p -o trans=tcp,port=564,version=9p2000.L,uname=root,access=user,msize=1048576 127.0.0.1 /mnt/9 2>/dev/null; }}
 mnt || {{ cat /tmp/ninepd.log; exit 1; }}
 echo "mounted $(grep ' /mnt/9 ' /proc/mounts)"
 M=/mnt/9
+touch $M/squashed
+echo "squashed-owner $(stat -c %u:%g /export/squashed)"
+rm $M/squashed
 {WORKLOAD}
 umount /mnt/9
 {CACHED}
@@ -144,6 +149,13 @@ cat /tmp/ninepd.log
     assert!(out.success(), "{}", out.log_tail());
     assert!(out.stdout.contains("msize=1048576"), "{}", out.log_tail());
     check_workload(&out, &random);
+    // Root over TCP is not trusted: it acts as nobody.
+    assert_eq!(
+        labelled(&out.stdout, "squashed-owner"),
+        Some("65534:65534"),
+        "{}",
+        out.log_tail()
+    );
     check_cached(&out, &random);
     check_aname(&out);
     check_pipes(&out, &random);
@@ -218,6 +230,8 @@ cp /bin/busybox $M/busybox
 echo "exec $($M/busybox echo ran-from-the-mount)"
 cp /share/random /tmp/expected
 cp /share/random $M/patched
+# The copy has the read-only mode of its source, and root acts as its owner, nobody, here.
+chmod u+w $M/patched
 printf 'patched' | dd of=/tmp/expected bs=1 seek=5000 conv=notrunc 2>/dev/null
 printf 'patched' | dd of=$M/patched bs=1 seek=5000 conv=notrunc 2>/dev/null
 printf 'tail' >> /tmp/expected
@@ -305,7 +319,12 @@ fn guest_v9fs_over_virtio_serial_to_ninepd_on_the_host() {
     nix::fcntl::fcntl(held.as_fd(), nix::fcntl::FcntlArg::F_OFD_SETLK(&fl)).unwrap();
 
     let socket = dir.path().join("ninepd.sock");
-    let _server = start_host_ninepd(&socket, &export, &["--log-level", "warn"]);
+    // QEMU, running as root, is the socket's only peer, and the export is root's.
+    let _server = start_host_ninepd(
+        &socket,
+        &export,
+        &["--log-level", "warn", "--no-root-squash"],
+    );
     let script = format!(
         r#"set -e
 mkdir -p /mnt/9
@@ -440,8 +459,10 @@ chmod 755 /export
 mkdir /export/other
 mount -t tmpfs -o size=16m tmpfs /export/other
 chmod 777 /export/other
-ninepd /export --listen tcp:127.0.0.1:564 --multi-user --log-level warn 2>/tmp/ninepd.log &
-mnt() {{ retry 100 mount -t 9p -o trans=tcp,port=564,version=9p2000.L,uname=root,access=user,msize=1048576 127.0.0.1 /mnt/9 2>/dev/null; }}
+# A unix socket: the kernel connects as root, which may act as each user pjdfstest becomes
+# (over TCP every user would be squashed to nobody).
+ninepd /export --listen unix:/tmp/9p.sock --multi-user --no-root-squash --log-level warn 2>/tmp/ninepd.log &
+mnt() {{ retry 100 mount -t 9p -o trans=unix,version=9p2000.L,uname=root,access=user,msize=1048576 /tmp/9p.sock /mnt/9 2>/dev/null; }}
 mnt || {{ cat /tmp/ninepd.log; exit 1; }}
 mkdir /mnt/9/pjd
 chmod 777 /mnt/9/pjd
@@ -523,4 +544,91 @@ umount /mnt/9
         "new pjdfstest failures {unexpected:?}\n{}",
         out.log_tail()
     );
+}
+
+/// MUNGE authentication through Debian's `mount.diod`, unchanged: it authenticates in user
+/// space with the guest's `munged` (the same key as the server's), then hands the connection
+/// to the kernel. The mount acts as the authenticated user; a kernel mount without a
+/// credential, and a credential checked against another key, are refused.
+#[test]
+#[ignore = "boots a QEMU guest: run by cargo xtask test"]
+fn guest_mount_diod_authenticates_with_munge() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut keys = Vec::new();
+    for name in ["good", "bad"] {
+        let key = dir.path().join(name);
+        let made = Command::new("mungekey")
+            .arg("--create")
+            .arg(format!("--keyfile={}", key.display()))
+            .status()
+            .expect("mungekey runs (apt-get install munge)");
+        assert!(made.success());
+        keys.push(key);
+    }
+    let script = r#"set -e
+echo 'tests:x:1001:1001:tests:/:/bin/sh' >> /etc/passwd
+echo 'tests:x:1001:' >> /etc/group
+# Two munged: the default socket with the shared key, another with a key of its own.
+mkdir -p /run/munge /m/bad /export /mnt/9
+chmod 755 /run/munge /m /m/bad
+cp /share/good.key /run/munge/key; cp /share/bad.key /m/bad/key
+chmod 600 /run/munge/key /m/bad/key
+munged --force --key-file=/run/munge/key --pid-file=/run/munge/pid --seed-file=/run/munge/seed --log-file=/run/munge/log
+munged --force --socket=/m/bad/sock --key-file=/m/bad/key --pid-file=/m/bad/pid --seed-file=/m/bad/seed --log-file=/m/bad/log
+mount -t tmpfs -o size=64m tmpfs /export
+chmod 777 /export
+ninepd /export --listen tcp:127.0.0.1:564 --auth munge --multi-user --log-level info 2>/tmp/good.log &
+ninepd /export --listen tcp:127.0.0.1:565 --auth munge --munge-socket /m/bad/sock --multi-user --log-level info 2>/tmp/bad.log &
+retry 100 test -S /run/munge/munge.socket.2
+retry 100 test -S /m/bad/sock
+# One user, authenticated as itself (mount.diod encodes the credential as uname's uid).
+if retry 100 /usr/sbin/mount.diod -n -o uname=tests,access=1001,msize=65536 127.0.0.1:/export /mnt/9; then
+  su tests -s /bin/sh -c 'echo hello > /mnt/9/by-tests'
+  echo "single-owner $(stat -c %u:%g /export/by-tests)"
+  umount /mnt/9
+else
+  echo "single-owner refused"
+fi
+# Authenticated as root (mount.diod's default, uname=root, access=user): every user acts as
+# itself, and root is squashed.
+if /usr/sbin/mount.diod -n 127.0.0.1:/export /mnt/9; then
+  su tests -s /bin/sh -c 'echo hello > /mnt/9/multi-tests'
+  echo hello > /mnt/9/multi-root
+  echo "multi-owners $(stat -c %u /export/multi-tests) $(stat -c %u /export/multi-root)"
+  umount /mnt/9
+else
+  echo "multi-owners refused"
+fi
+# No credential: the kernel straight over TCP.
+if mount -t 9p -o trans=tcp,port=564,version=9p2000.L,uname=tests,access=1001 127.0.0.1 /mnt/9 2>/dev/null; then
+  echo "nocred mounted"; umount /mnt/9
+else
+  echo "nocred refused"
+fi
+# A credential the server's munged cannot check (another key).
+if /usr/sbin/mount.diod -n -o port=565,uname=tests,access=1001,msize=65536 127.0.0.1:/export /mnt/9 2>/dev/null; then
+  echo "wrongkey mounted"; umount /mnt/9
+else
+  echo "wrongkey refused"
+fi
+echo "--- ninepd logs"
+cat /tmp/good.log /tmp/bad.log
+"#;
+    let out = builder()
+        .static_bin("ninep-server", "ninepd")
+        .host_program("/usr/sbin/munged")
+        .host_program("/usr/sbin/mount.diod")
+        .file(&keys[0], "/share/good.key")
+        .file(&keys[1], "/share/bad.key")
+        .run(script)
+        .expect("guest runs");
+    let s = &out.stdout;
+    let log = out.log_tail();
+    assert!(out.success(), "{log}");
+    assert_eq!(labelled(s, "single-owner"), Some("1001:1001"), "{log}");
+    assert_eq!(labelled(s, "multi-owners"), Some("1001 65534"), "{log}");
+    assert_eq!(labelled(s, "nocred"), Some("refused"), "{log}");
+    assert_eq!(labelled(s, "wrongkey"), Some("refused"), "{log}");
+    assert!(s.contains("authenticated with MUNGE"), "{log}");
+    assert!(s.contains("munged refused the credential"), "{log}");
 }
