@@ -245,7 +245,7 @@ fn logs_json_use_nvme_cli_names() {
     assert_eq!(v["model"]["Active Firmware Slot (afi)"], 1);
     assert_eq!(
         v["model"]["Firmware Rev Slot 1"],
-        format!("{} (1.0     )", u64::from_le_bytes(*b"1.0     "))
+        format!("{} (1.0.....)", u64::from_le_bytes(*b"1.0     "))
     );
     let v = model_json(&["error-log"]);
     assert_eq!(v["errors"][0]["error_count"], 0);

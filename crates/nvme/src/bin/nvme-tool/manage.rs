@@ -284,7 +284,11 @@ pub fn fw_log<P: Platform>(ctrl: &Controller<P>, device: &str, out: &Output) -> 
     slots.insert("Active Firmware Slot (afi)".into(), json!(log.afi));
     for (i, slot) in log.slots.iter().enumerate() {
         if slot[0] != 0 {
-            let text = String::from_utf8_lossy(slot).into_owned();
+            // As nvme-cli shows it: anything but visible ASCII (spaces too) as '.'.
+            let text: String = slot
+                .iter()
+                .map(|&b| if b.is_ascii_graphic() { b as char } else { '.' })
+                .collect();
             slots.insert(
                 format!("Firmware Rev Slot {}", i + 1),
                 json!(format!("{} ({text})", u64::from_le_bytes(*slot))),
