@@ -207,3 +207,180 @@ nvme-tool --device $DEV identify; echo "GONE_BEFORE_OPEN=$?"
     );
     assert!(out.stdout.contains("leaking"), "{}", out.log_tail());
 }
+
+/// Features of QEMU's controller that both tools read without a data buffer and for the whole
+/// controller (Error Recovery, 0x05, is per namespace there: it answers Invalid Namespace for 0).
+const FEATURES: [u8; 8] = [0x01, 0x02, 0x04, 0x06, 0x07, 0x08, 0x0a, 0x0b];
+
+/// SMART fields that count what the drivers did between the two reads (commands, data units,
+/// busy time, hours on): ours may only be larger. The temperature may drift a little.
+const SMART_COUNTERS: [&str; 6] = [
+    "data_units_read",
+    "data_units_written",
+    "host_read_commands",
+    "host_write_commands",
+    "controller_busy_time",
+    "power_on_hours",
+];
+
+/// A number that nvme-cli may print as a JSON number or as a decimal string (128-bit counters).
+fn number(v: &Value) -> u128 {
+    match v {
+        Value::String(s) => s.parse().unwrap_or_else(|_| panic!("not a number: {v}")),
+        _ => v
+            .as_u64()
+            .map(u128::from)
+            .unwrap_or_else(|| panic!("not a number: {v}")),
+    }
+}
+
+/// Every field nvme-cli printed is present in ours with the same value (but the loose ones).
+fn same_fields(verb: &str, kernel: &Value, ours: &Value, loose: &[&str]) {
+    let (Some(k), Some(o)) = (kernel.as_object(), ours.as_object()) else {
+        assert_eq!(kernel, ours, "{verb}");
+        return;
+    };
+    for (key, kv) in k {
+        let ov = o.get(key).unwrap_or_else(|| {
+            panic!("{verb}: nvme-tool has no {key:?}\nkernel: {kernel}\nours: {ours}")
+        });
+        if loose.contains(&key.as_str()) {
+            continue;
+        }
+        assert_eq!(kv, ov, "{verb}: field {key:?}");
+    }
+}
+
+/// nvme-cli through the kernel's driver and nvme-tool through vfio-pci read the same controller:
+/// identify data, logs and features agree field by field, in one guest boot.
+#[test]
+#[ignore = "boots a QEMU guest: run by cargo xtask test"]
+fn guest_nvme_tool_output_matches_nvme_cli() {
+    let features: Vec<String> = FEATURES.iter().map(|f| format!("{f:#04x}")).collect();
+    let features = features.join(" ");
+    let body = format!(
+        r#"
+nvme version
+for v in id-ctrl "id-ns -n 1" list-ns smart-log error-log fw-log; do
+    echo "K $v"; nvme $v /dev/nvme0 -o json | tr -d '\n'; echo
+done
+for f in {features}; do echo "KF $f $(nvme get-feature /dev/nvme0 -f $f)"; done
+mkfs.ext4 -q /dev/nvme0n1 && mkdir -p /mnt/t && mount /dev/nvme0n1 /mnt/t || exit 1
+nvme-tool setup --bind vfio $BDF 2>&1; echo "SETUP_MOUNTED=$?"
+umount /mnt/t
+echo STATUS_KERNEL; nvme-tool status -o json | tr -d '\n'; echo
+nvme-tool setup --bind vfio $BDF; echo "SETUP_BIND=$?"
+echo STATUS_VFIO; nvme-tool status -o json | tr -d '\n'; echo
+DEV=vfio:$BDF
+for v in id-ctrl "id-ns -n 1" list-ns smart-log error-log fw-log; do
+    echo "O $v"; nvme-tool --device $DEV $v -o json | tr -d '\n'; echo
+done
+for f in {features}; do echo "OF $f $(nvme-tool --device $DEV get-feature -f $f)"; done
+LBAF=$(nvme-tool --device $DEV id-ns -n 1 | grep 'ms:0 *lbads:12 ' | head -1 | sed 's/^lbaf *\([0-9]*\).*/\1/')
+echo "LBAF=$LBAF"
+nvme-tool --device $DEV format -n 1 --lbaf "$LBAF" --ses 1 --force; echo "FORMAT=$?"
+head -c 65536 /dev/urandom > /tmp/ours.bin
+nvme-tool --device $DEV write --lba 3 --input /tmp/ours.bin; echo "OURS_WRITE=$?"
+nvme-tool setup --unbind $BDF; echo "SETUP_UNBIND=$?"
+wait_disk
+echo "BACK=$(basename "$(readlink /sys/bus/pci/devices/$BDF/driver)")"
+echo "KERNEL_LBS=$(cat /sys/block/nvme0n1/queue/logical_block_size)"
+dd if=/dev/nvme0n1 of=/tmp/ours.back bs=4096 skip=3 count=16 iflag=direct 2>/dev/null
+cmp /tmp/ours.bin /tmp/ours.back && echo OURS_TO_KERNEL=same
+head -c 8192 /dev/urandom > /tmp/kernel.bin
+dd if=/tmp/kernel.bin of=/dev/nvme0n1 bs=4096 seek=40 oflag=direct 2>/dev/null || exit 1
+nvme-tool setup --bind vfio $BDF || exit 1
+echo ID_AFTER_FORMAT; nvme-tool --device $DEV id-ns -n 1 -o json | tr -d '\n'; echo
+nvme-tool --device $DEV read --lba 40 --blocks 2 --out /tmp/kernel.back || exit 1
+cmp /tmp/kernel.bin /tmp/kernel.back && echo KERNEL_TO_OURS=same
+"#
+    );
+    let out = Vm::builder()
+        .nvme(Disk::sparse(DISK_BYTES))
+        .iommu(true)
+        .static_bin("nvme", "nvme-tool")
+        .host_program("/usr/sbin/nvme")
+        .host_program("/usr/sbin/mkfs.ext4")
+        .run(&format!("{PRELUDE}\n{body}"))
+        .expect("the guest runs");
+    println!("{}", out.log_tail());
+    assert!(out.success(), "{}", out.log_tail());
+
+    for verb in ["id-ctrl", "id-ns -n 1", "list-ns", "error-log"] {
+        let kernel = json_after(&out, &format!("K {verb}"));
+        let ours = json_after(&out, &format!("O {verb}"));
+        same_fields(verb, &kernel, &ours, &[]);
+    }
+    let kernel = json_after(&out, "K smart-log");
+    let ours = json_after(&out, "O smart-log");
+    let mut loose = SMART_COUNTERS.to_vec();
+    loose.push("temperature");
+    same_fields("smart-log", &kernel, &ours, &loose);
+    for key in SMART_COUNTERS {
+        assert!(
+            number(&ours[key]) >= number(&kernel[key]),
+            "smart-log {key}"
+        );
+    }
+    let (kt, ot) = (number(&kernel["temperature"]), number(&ours["temperature"]));
+    assert!(kt.abs_diff(ot) <= 5, "temperature {kt} K and {ot} K");
+    // nvme-cli keys the firmware log by the kernel's device name, nvme-tool by --device.
+    let kernel = json_after(&out, "K fw-log");
+    let ours = json_after(&out, "O fw-log");
+    let (Some((_, k)), Some((_, o))) = (
+        kernel.as_object().and_then(|m| m.iter().next()),
+        ours.as_object().and_then(|m| m.iter().next()),
+    ) else {
+        panic!("fw-log: {kernel} / {ours}");
+    };
+    same_fields("fw-log", k, o, &[]);
+    // setup: refused while mounted (and said why), bound once unmounted, and given back.
+    assert!(out.stdout.contains("SETUP_MOUNTED=1"), "{}", out.log_tail());
+    assert!(
+        out.stdout.contains("is mounted at /mnt/t"),
+        "{}",
+        out.log_tail()
+    );
+    assert!(out.stdout.contains("SETUP_BIND=0"), "{}", out.log_tail());
+    assert!(out.stdout.contains("SETUP_UNBIND=0"), "{}", out.log_tail());
+    assert!(out.stdout.contains("BACK=nvme"), "{}", out.log_tail());
+    let before = json_after(&out, "STATUS_KERNEL");
+    let after = json_after(&out, "STATUS_VFIO");
+    assert_eq!(before["controllers"][0]["driver"], "nvme", "{before}");
+    assert_eq!(before["controllers"][0]["namespaces"][0]["name"], "nvme0n1");
+    assert_eq!(after["controllers"][0]["driver"], "vfio-pci", "{after}");
+    assert!(
+        after["controllers"][0]["iommu_group"].is_string(),
+        "{after}"
+    );
+    // format: 4 KiB blocks seen by both drivers, data crossing both ways.
+    assert!(out.stdout.contains("FORMAT=0"), "{}", out.log_tail());
+    assert!(out.stdout.contains("OURS_WRITE=0"), "{}", out.log_tail());
+    assert!(out.stdout.contains("KERNEL_LBS=4096"), "{}", out.log_tail());
+    assert!(
+        out.stdout.contains("OURS_TO_KERNEL=same"),
+        "{}",
+        out.log_tail()
+    );
+    assert!(
+        out.stdout.contains("KERNEL_TO_OURS=same"),
+        "{}",
+        out.log_tail()
+    );
+    let id = json_after(&out, "ID_AFTER_FORMAT");
+    let current = id["flbas"].as_u64().unwrap_or(0) as usize & 0xf;
+    assert_eq!(id["lbafs"][current]["ds"], 12, "{id}");
+    assert_eq!(id["nsze"].as_u64(), Some(DISK_BYTES / 4096), "{id}");
+    for f in FEATURES {
+        let line = |prefix: &str| {
+            let start = format!("{prefix} {f:#04x} ");
+            out.stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(&start))
+                .unwrap_or_else(|| panic!("no {start:?} line\n{}", out.log_tail()))
+                .to_string()
+        };
+        assert!(line("KF").starts_with("get-feature:"), "{}", line("KF"));
+        assert_eq!(line("KF"), line("OF"), "feature {f:#04x}");
+    }
+}
