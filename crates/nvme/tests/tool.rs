@@ -520,3 +520,22 @@ fn admin_passthru_prints_the_result_and_data() {
     assert!(!ok);
     assert!(err.contains("the driver's own"), "{err}");
 }
+
+#[test]
+fn list_json_names_each_namespace() {
+    let v = model_json(&["--model-size", "2m", "list"]);
+    let d = &v["Devices"][0];
+    assert_eq!(d["NameSpace"], 1);
+    assert_eq!(d["DevicePath"], "model");
+    assert_eq!(d["SerialNumber"], "MODEL0001");
+    assert_eq!(d["ModelNumber"], "Kangrejos NVMe Model");
+    assert_eq!(d["Firmware"], "1.0");
+    assert_eq!(d["MaximumLBA"], 4096);
+    assert_eq!(d["PhysicalSize"], 2 << 20);
+    assert_eq!(d["SectorSize"], 512);
+    assert_eq!(v["Devices"].as_array().unwrap().len(), 1);
+    let (ok, out, err) = tool(&["--device", "model", "list"]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("Node"), "{out}");
+    assert!(out.contains("MODEL0001"), "{out}");
+}

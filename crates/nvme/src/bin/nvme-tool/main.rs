@@ -90,6 +90,8 @@ enum Command {
     },
     /// Measure IOPS, bandwidth and latency, in the manner of fio.
     Bench(bench::BenchArgs),
+    /// The controller's namespaces: serial, model, size, format (nvme-cli's `list`).
+    List(manage::Output),
     /// Identify Controller, every field (nvme-cli's `id-ctrl`).
     IdCtrl(manage::Output),
     /// Identify Namespace, every field and LBA format (nvme-cli's `id-ns`).
@@ -314,6 +316,7 @@ fn run<P: Platform>(ctrl: Controller<P>, cli: &Cli) -> Result<std::process::Exit
             println!("wrote {} bytes at block {lba}", data.len());
         }
         Command::Bench(args) => return bench::run(&ctrl, args),
+        Command::List(output) => manage::list(&ctrl, device(cli)?, output)?,
         Command::IdCtrl(output) => manage::id_ctrl(&ctrl, output)?,
         Command::IdNs {
             namespace_id,

@@ -154,6 +154,61 @@ pub fn id_ns<P: Platform>(ctrl: &Controller<P>, nsid: u32, out: &Output) -> Resu
     Ok(())
 }
 
+/// `list`: one entry per active namespace of the controller, with nvme-cli's fields
+/// (`DevicePath` is the `--device` given; text fields without their trailing padding).
+pub fn list<P: Platform>(ctrl: &Controller<P>, device: &str, out: &Output) -> Result<()> {
+    let id = IdentifyController::parse(&ctrl.identify_raw(cns::CONTROLLER, 0)?);
+    let trim = |t: &str| t.trim_end().to_string();
+    let (sn, mn, fr) = (
+        trim(&id.fields.sn.0),
+        trim(&id.fields.mn.0),
+        trim(&id.fields.fr.0),
+    );
+    let mut devices = Vec::new();
+    for ns in ctrl.namespaces() {
+        let idns = IdentifyNamespace::parse(&ctrl.identify_raw(cns::NAMESPACE, ns.id)?);
+        let format = &idns.lba_formats[idns.current_format()];
+        let lba = 1u64 << format.ds.min(63);
+        devices.push(json!({
+            "NameSpace": ns.id, "DevicePath": device, "Firmware": fr, "ModelNumber": mn,
+            "SerialNumber": sn, "UsedBytes": idns.fields.nuse.saturating_mul(lba),
+            "MaximumLBA": idns.fields.nsze,
+            "PhysicalSize": idns.fields.nsze.saturating_mul(lba), "SectorSize": lba,
+            "MetadataSize": format.ms,
+        }));
+    }
+    if out.format == OutputFormat::Json {
+        print_json(&json!({ "Devices": devices }));
+        return Ok(());
+    }
+    println!(
+        "{:<21} {:<20} {:<40} {:<9} {:<26} {:<16} {:<8}",
+        "Node", "SN", "Model", "Namespace", "Usage", "Format", "FW Rev"
+    );
+    println!(
+        "{:-<21} {:-<20} {:-<40} {:-<9} {:-<26} {:-<16} {:-<8}",
+        "", "", "", "", "", "", ""
+    );
+    for d in &devices {
+        let bytes = |k: &str| d[k].as_u64().unwrap_or(0) as f64 / 1e9;
+        println!(
+            "{:<21} {:<20} {:<40} {:<9} {:<26} {:<16} {:<8}",
+            device,
+            sn,
+            mn,
+            d["NameSpace"],
+            format!(
+                "{:6.2}  GB / {:6.2}  GB",
+                bytes("UsedBytes"),
+                bytes("PhysicalSize")
+            ),
+            format!("{} B + {} B", d["SectorSize"], d["MetadataSize"]),
+            fr
+        );
+    }
+    Ok(())
+}
+
 /// `list-ns`: the active namespace IDs.
 pub fn list_ns<P: Platform>(ctrl: &Controller<P>, out: &Output) -> Result<()> {
     let page = ctrl.identify_raw(cns::ACTIVE_NAMESPACES, 0)?;
