@@ -59,15 +59,28 @@ pub fn serve(
         }
         for tag in arrived {
             match request(&queue, tag, &geometry, &bufs, &mut dma) {
-                Ok(req) => submit(&mut qp, &mut waiting, req),
+                Ok(Some(req)) => waiting.push_back(req),
+                Ok(None) => complete(&queue, tag, &bufs, 0),
                 Err(errno) => complete(&queue, tag, &bufs, -errno),
             }
         }
         qp.poll(|done| finish(&queue, &mut bufs, &mut dma, done));
         while let Some(req) = waiting.pop_front() {
-            if let Err(rejected) = qp.submit(req) {
-                waiting.push_front(rejected.request);
-                break;
+            match qp.submit(req) {
+                Ok(()) => {}
+                Err(rejected) if matches!(rejected.error, nvme::Error::QueueFull) => {
+                    waiting.push_front(rejected.request);
+                    break;
+                }
+                Err(rejected) => {
+                    tracing::warn!("refused: {}", rejected.error);
+                    let failed = Completion {
+                        tag: rejected.request.tag,
+                        result: Err(rejected.error),
+                        buffer: rejected.request.buffer,
+                    };
+                    finish(&queue, &mut bufs, &mut dma, failed);
+                }
             }
         }
     }
@@ -78,14 +91,14 @@ pub fn serve(
     Ok(())
 }
 
-/// The NVMe request for ublk request `tag`, or the errno it fails with.
+/// The NVMe request for ublk request `tag` (`None`: nothing to do), or the errno it fails with.
 fn request(
     queue: &UblkQueue,
     tag: u16,
     geometry: &Geometry,
     bufs: &[IoBuf<u8>],
     dma: &mut [Option<HwDma>],
-) -> Result<Request<HwDma>, i32> {
+) -> Result<Option<Request<HwDma>>, i32> {
     let iod = queue.get_iod(tag);
     let op = iod.op_flags & 0xff;
     let shift = geometry.block_shift - 9;
@@ -93,6 +106,10 @@ fn request(
     let blocks = u64::from(iod.nr_sectors) >> shift;
     let bytes = (iod.nr_sectors as usize) << 9;
     let nsid = geometry.nsid;
+    if op == sys::UBLK_IO_OP_FLUSH {
+        // A flush names no blocks (its start sector may be anything).
+        return Ok(Some(Request::flush(nsid).with_tag(u64::from(tag))));
+    }
     let unaligned = (iod.start_sector | u64::from(iod.nr_sectors)) & ((1 << shift) - 1) != 0;
     if unaligned
         || lba
@@ -100,6 +117,9 @@ fn request(
             .is_none_or(|end| end > geometry.blocks)
     {
         return Err(libc::EINVAL);
+    }
+    if blocks == 0 {
+        return Ok(None);
     }
     let req = match op {
         sys::UBLK_IO_OP_READ | sys::UBLK_IO_OP_WRITE => {
@@ -119,26 +139,13 @@ fn request(
                 Request::write(nsid, lba, blocks, buffer, fua)
             }
         }
-        sys::UBLK_IO_OP_FLUSH => Request::flush(nsid),
         sys::UBLK_IO_OP_DISCARD if geometry.discard => Request::deallocate(nsid, lba, blocks),
         sys::UBLK_IO_OP_WRITE_ZEROES if geometry.write_zeroes => {
             Request::write_zeroes(nsid, lba, blocks)
         }
         _ => return Err(libc::EOPNOTSUPP),
     };
-    Ok(req.with_tag(u64::from(tag)))
-}
-
-fn submit(
-    qp: &mut QueuePair<HwPlatform>,
-    waiting: &mut VecDeque<Request<HwDma>>,
-    req: Request<HwDma>,
-) {
-    if !waiting.is_empty() {
-        waiting.push_back(req);
-    } else if let Err(rejected) = qp.submit(req) {
-        waiting.push_back(rejected.request);
-    }
+    Ok(Some(req.with_tag(u64::from(tag))))
 }
 
 /// Hands a finished NVMe request back to the block layer.
