@@ -194,7 +194,7 @@ impl<T: Operations> Disk<T> {
         lim.max_hw_sectors = limits.max_hw_sectors;
         lim.max_segments = limits.max_segments;
         // Every segment but the first starts on a PRP page and every one but the last ends on one.
-        lim.virt_boundary_mask = (crate::nvme_spec::PAGE - 1) as _;
+        lim.virt_boundary_mask = (crate::nvme_spec::PAGE - 1) as usize;
         lim.dma_alignment = 3;
         if limits.volatile_write_cache {
             lim.features = 1 /* BLK_FEAT_WRITE_CACHE */ | 2 /* BLK_FEAT_FUA */;

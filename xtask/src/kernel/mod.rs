@@ -472,8 +472,9 @@ fn build_modules(chroot: &Chroot, tree: &str, key: &str, log: &Path) -> Result<S
         for file in module_source_files(&workspace_root().join("kernel").join(name))? {
             std::fs::copy(&file, to.join(file.file_name().unwrap_or_default()))?;
         }
+        // Checked by the kernel's clippy too (`CLIPPY=1`), warnings as errors.
         script.push_str(&format!(
-            "make -C {tree} CC={cc} M={dir}/{name} KRUSTFLAGS=-Dwarnings modules\n"
+            "make -C {tree} CC={cc} M={dir}/{name} CLIPPY=1 KRUSTFLAGS=-Dwarnings modules\n"
         ));
     }
     chroot.run("make M=", &script, log)?;
