@@ -19,6 +19,12 @@ pub fn suites() -> Vec<Suite> {
             needs_guest: true,
             run: nvme_guest,
         },
+        Suite {
+            name: "nvme-ublk-guest",
+            about: "nvme-ublk: the driver as /dev/ublkb0 (fio verify, discard, ext4 checked by the kernel's driver, SIGKILL)",
+            needs_guest: true,
+            run: nvme_ublk_guest,
+        },
     ]
 }
 
@@ -45,4 +51,8 @@ fn hw_guest() -> Result<Tally> {
 
 fn nvme_guest() -> Result<Tally> {
     guest_tests("nvme")
+}
+
+fn nvme_ublk_guest() -> Result<Tally> {
+    guest_tests("nvme-ublk")
 }
