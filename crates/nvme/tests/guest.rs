@@ -293,6 +293,13 @@ nvme-tool setup --bind vfio $BDF || exit 1
 echo ID_AFTER_FORMAT; nvme-tool --device $DEV id-ns -n 1 -o json | tr -d '\n'; echo
 nvme-tool --device $DEV read --lba 40 --blocks 2 --out /tmp/kernel.back || exit 1
 cmp /tmp/kernel.bin /tmp/kernel.back && echo KERNEL_TO_OURS=same
+nvme-tool --device $DEV bench --rw randread --runtime 60 --json > /tmp/bench.out 2>&1 &
+BENCH=$!
+i=0; while ! ls -l /proc/$BENCH/fd 2>/dev/null | grep -qE '/dev/vfio/[0-9]' && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done
+nvme-tool setup --unbind $BDF 2>&1; echo "UNBIND_BUSY=$?"
+kill -INT $BENCH; wait $BENCH
+nvme-tool setup --bind uio $BDF; echo "SETUP_UIO=$?"
+echo STATUS_UIO; nvme-tool status -o json | tr -d '\n'; echo
 "#
     );
     let out = Vm::builder()
@@ -367,6 +374,18 @@ cmp /tmp/kernel.bin /tmp/kernel.back && echo KERNEL_TO_OURS=same
         "{}",
         out.log_tail()
     );
+    // setup: refuses to take the controller from a program driving it through vfio; binds to
+    // uio_pci_generic with hugepages reserved.
+    assert!(out.stdout.contains("UNBIND_BUSY=1"), "{}", out.log_tail());
+    assert!(
+        out.stdout.contains("it is driving the controller"),
+        "{}",
+        out.log_tail()
+    );
+    assert!(out.stdout.contains("SETUP_UIO=0"), "{}", out.log_tail());
+    let uio = json_after(&out, "STATUS_UIO");
+    assert_eq!(uio["controllers"][0]["driver"], "uio_pci_generic", "{uio}");
+    assert!(uio["hugepages_2m"]["total"].as_u64() >= Some(64), "{uio}");
     let id = json_after(&out, "ID_AFTER_FORMAT");
     let current = id["flbas"].as_u64().unwrap_or(0) as usize & 0xf;
     assert_eq!(id["lbafs"][current]["ds"], 12, "{id}");

@@ -201,6 +201,26 @@ fn in_use(paths: &Paths, name: &str) -> Option<String> {
     None
 }
 
+/// Whether a program holds the controller's vfio group open (the kernel allows one opener, so
+/// an open that fails with EBUSY says so; a successful one is closed at once).
+fn vfio_in_use(paths: &Paths, dev: &Path) -> Option<String> {
+    if paths.root != Path::new("/") {
+        return None;
+    }
+    let group = iommu_group(dev)?;
+    let path = format!("/dev/vfio/{group}");
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+    {
+        Err(e) if e.raw_os_error() == Some(16) => Some(format!(
+            "a program has {path} open (it is driving the controller)"
+        )),
+        _ => None,
+    }
+}
+
 fn wait_for_driver(dev: &Path, wanted: Option<&str>, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
@@ -282,6 +302,17 @@ pub fn setup(a: &SetupArgs) -> Result<()> {
                     eprintln!("nvme-tool: --force: taking {} although {why}", a.bdf);
                 }
             }
+        }
+        if current.as_deref() == Some("vfio-pci")
+            && let Some(why) = vfio_in_use(&paths, &dev)
+        {
+            if !a.force {
+                bail!(
+                    "refusing to take {} from vfio-pci: {why} (stop it first, or give --force)",
+                    a.bdf
+                );
+            }
+            eprintln!("nvme-tool: --force: taking {} although {why}", a.bdf);
         }
         if a.bind == Some(Binding::Vfio) && iommu_group(&dev).is_none() {
             bail!(
