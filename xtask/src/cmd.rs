@@ -122,7 +122,6 @@ pub fn parse_test_result(line: &str) -> Option<Tally> {
 }
 
 /// Runs a command to completion and fails with its output if it does not succeed.
-#[allow(dead_code, reason = "used by the installer")]
 pub fn run_checked(mut cmd: Command) -> Result<()> {
     let shown = format!("{cmd:?}");
     let status = cmd

@@ -1,17 +1,59 @@
-//! `cargo test --workspace`: unit, integration and doc tests of every crate (no guest).
+//! The whole workspace: formatting and lints, then `cargo test --workspace` (unit, integration
+//! and doc tests of every crate, no guest).
+
+use std::process::Command;
 
 use anyhow::Result;
 
 use super::Suite;
-use crate::cmd::{Tally, cargo_test};
+use crate::cmd::{Tally, cargo_test, run_checked, workspace_root};
 
 pub fn suites() -> Vec<Suite> {
-    vec![Suite {
-        name: "workspace",
-        about: "cargo test --workspace (unit, integration and doc tests; no guest)",
-        needs_guest: false,
-        run: run_workspace,
-    }]
+    vec![
+        Suite {
+            name: "lint",
+            about: "cargo fmt --check and cargo clippy --workspace --all-targets -D warnings",
+            needs_guest: false,
+            run: run_lint,
+        },
+        Suite {
+            name: "workspace",
+            about: "cargo test --workspace (unit, integration and doc tests; no guest)",
+            needs_guest: false,
+            run: run_workspace,
+        },
+    ]
+}
+
+/// Formatting and lints as a suite of their own, after the installer: building the workspace
+/// needs packages it installs (libclang for nvme-ublk's generated bindings), so a fresh machine
+/// could not lint before it.
+fn run_lint() -> Result<Tally> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let steps: [&[&str]; 2] = [
+        &["fmt", "--all", "--", "--check"],
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    ];
+    let mut tally = Tally::default();
+    for args in steps {
+        let mut cmd = Command::new(&cargo);
+        cmd.args(args).current_dir(workspace_root());
+        match run_checked(cmd) {
+            Ok(()) => tally.passed += 1,
+            Err(e) => {
+                eprintln!("xtask: {e:#}");
+                tally.failed += 1;
+            }
+        }
+    }
+    Ok(tally)
 }
 
 fn run_workspace() -> Result<Tally> {
