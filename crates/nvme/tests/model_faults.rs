@@ -272,7 +272,13 @@ fn resets_from_another_thread_while_queue_pairs_run_lose_no_data() {
         max_io_queues: 4,
         ..ModelConfig::default()
     });
-    let ctrl = Controller::new(model.clone(), options()).unwrap();
+    // Resets, not timeouts, are under test: a deadline that a loaded machine cannot miss, so a
+    // command is never given up on while its thread waits for a CPU.
+    let patient = Options {
+        io_timeout: Duration::from_secs(5),
+        ..options()
+    };
+    let ctrl = Controller::new(model.clone(), patient).unwrap();
     let running = std::sync::atomic::AtomicUsize::new(3);
     std::thread::scope(|scope| {
         for t in 0..3u64 {
