@@ -33,7 +33,8 @@ struct Args {
     /// A TCP listener lets every local user (and, off loopback, every host that reaches it)
     /// connect unauthenticated: as root they act as the squash identity, otherwise as the
     /// server's user. `fd` trusts standard input like the process that handed it over: its
-    /// client may act as any user the server may (root squash still applies).
+    /// client may act as any user the server may (root squash still applies). 9P's registered
+    /// TCP port is 564, which only root may bind; the examples use 5640, which any user may.
     #[arg(long, short = 'l')]
     listen: Option<Listen>,
 
