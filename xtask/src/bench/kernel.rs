@@ -84,13 +84,14 @@ for d in rnullb0 nullb0; do
 done
 "#;
 
+/// Rounds and seconds per workload, shared by both kernel benches.
 #[derive(Debug)]
-struct Options {
-    rounds: u32,
-    runtime: u32,
+pub(super) struct Options {
+    pub(super) rounds: u32,
+    pub(super) runtime: u32,
 }
 
-fn parse_args(args: &[String]) -> Result<Options> {
+pub(super) fn parse_args(args: &[String]) -> Result<Options> {
     let mut opts = Options {
         rounds: 3,
         runtime: 3,
@@ -205,7 +206,7 @@ fn fio_iops(v: &Value) -> Option<f64> {
     Some(side("read")? + side("write")?)
 }
 
-fn median(mut values: Vec<f64>) -> Option<f64> {
+pub(super) fn median(mut values: Vec<f64>) -> Option<f64> {
     if values.is_empty() {
         return None;
     }

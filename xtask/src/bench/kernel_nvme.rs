@@ -14,6 +14,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+use super::kernel::{Options, median, parse_args};
+
 #[derive(Debug, Clone, Copy)]
 struct Workload {
     name: &'static str,
@@ -81,33 +83,6 @@ bind() {
     echo none > /sys/block/$disk/queue/scheduler
 }
 "#;
-
-#[derive(Debug)]
-struct Options {
-    rounds: u32,
-    runtime: u32,
-}
-
-fn parse_args(args: &[String]) -> Result<Options> {
-    let mut opts = Options {
-        rounds: 3,
-        runtime: 3,
-    };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| -> Result<u32> {
-            let v = it.next().with_context(|| format!("{name} needs a value"))?;
-            v.parse()
-                .with_context(|| format!("{name} {v:?} is not a number"))
-        };
-        match arg.as_str() {
-            "--rounds" => opts.rounds = value("--rounds")?.max(1),
-            "--runtime" => opts.runtime = value("--runtime")?.max(1),
-            other => bail!("unknown argument {other:?} (use --rounds N, --runtime SECONDS)"),
-        }
-    }
-    Ok(opts)
-}
 
 pub fn run(args: &[String]) -> Result<ExitCode> {
     let opts = parse_args(args)?;
@@ -224,19 +199,6 @@ fn fio_summary(v: &Value) -> Option<(f64, f64)> {
     let (r, w) = (side("read")?, side("write")?);
     let p50 = if r.0 >= w.0 { r.1 } else { w.1 };
     Some((r.0 + w.0, p50))
-}
-
-fn median(mut values: Vec<f64>) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    Some(if values.len().is_multiple_of(2) {
-        (values[mid - 1] + values[mid]) / 2.0
-    } else {
-        values[mid]
-    })
 }
 
 fn table(rows: &[Row], opts: &Options) -> String {
