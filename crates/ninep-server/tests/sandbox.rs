@@ -24,7 +24,15 @@ struct Server {
 fn start(export: &Path, args: &[&str], uid: Option<u32>) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("ninepd.sock");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ninepd"));
+    let mut binary = PathBuf::from(env!("CARGO_BIN_EXE_ninepd"));
+    if uid.is_some() {
+        // The checkout may be out of the user's reach (a clone in a 0700 directory): run a
+        // copy from the server's own directory, which the user may enter.
+        let copy = dir.path().join("ninepd");
+        std::fs::copy(&binary, &copy).unwrap();
+        binary = copy;
+    }
+    let mut cmd = Command::new(&binary);
     cmd.arg(export)
         .arg("--listen")
         .arg(format!("unix:{}", socket.display()))
@@ -364,6 +372,21 @@ mod misbehaving {
         );
         assert_eq!(outcome(&log, "OffListSyscall: "), "allowed");
         server.stop();
+    }
+
+    /// The default, `--seccomp kill`, lets the allocator map new memory once the server
+    /// serves: mimalloc names each mapping with `prctl(PR_SET_VMA)`, and a busy server maps
+    /// more (a large directory listing did, and the kernel killed the server mid-mount).
+    #[test]
+    fn a_server_under_kill_may_map_and_name_new_memory() {
+        let (_top, export, _) = export_and_secret();
+        let server = start(&export, &["--test-misbehave", "alloc:4294967296"], None);
+        assert_eq!(
+            outcome(&server.log.clone(), "Allocate(4294967296): "),
+            "allowed"
+        );
+        let (status, rest) = server.stop();
+        assert!(status.success(), "{status:?} {rest}");
     }
 
     /// The default, `--seccomp kill`: the first off-list call kills the whole process with

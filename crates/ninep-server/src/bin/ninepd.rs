@@ -383,7 +383,7 @@ fn stop_signal() -> impl std::future::Future<Output = &'static str> {
 /// Misbehaviour on request, to show that the sandbox stops it (`--features test-hooks` only).
 #[cfg(feature = "test-hooks")]
 mod hooks {
-    /// Something the sandbox must forbid.
+    /// Something to attempt once the sandbox is closed.
     #[derive(Debug, Clone)]
     pub enum Misbehave {
         /// Open this path for reading.
@@ -392,6 +392,9 @@ mod hooks {
         Exec(std::path::PathBuf),
         /// A system call the server never makes (`getsid`).
         OffListSyscall,
+        /// Allocate (without touching) this many bytes: more than the allocator has mapped,
+        /// so it maps and names new memory, as a busy server does.
+        Allocate(usize),
     }
 
     impl std::str::FromStr for Misbehave {
@@ -404,8 +407,15 @@ mod hooks {
                 Ok(Misbehave::Exec(path.into()))
             } else if s == "syscall" {
                 Ok(Misbehave::OffListSyscall)
+            } else if let Some(bytes) = s.strip_prefix("alloc:") {
+                bytes
+                    .parse()
+                    .map(Misbehave::Allocate)
+                    .map_err(|e| format!("{s}: {e}"))
             } else {
-                Err(format!("`{s}` is not open:PATH, exec:PATH or syscall"))
+                Err(format!(
+                    "`{s}` is not open:PATH, exec:PATH, syscall or alloc:BYTES"
+                ))
             }
         }
     }
@@ -425,6 +435,13 @@ mod hooks {
                     Misbehave::OffListSyscall => rustix::process::getsid(None)
                         .map(drop)
                         .map_err(std::io::Error::from),
+                    Misbehave::Allocate(bytes) => {
+                        let mut block = Vec::<u8>::new();
+                        block
+                            .try_reserve_exact(*bytes)
+                            .map(|()| drop(std::hint::black_box(block)))
+                            .map_err(std::io::Error::other)
+                    }
                 };
                 let outcome = match result {
                     Ok(()) => "allowed".to_string(),

@@ -93,6 +93,8 @@ fn compile(
 
 /// `prctl(PR_GET_AUXV)` (Linux 6.4), not in the libc crate yet.
 const PR_GET_AUXV: u64 = 0x4155_5856;
+/// `prctl(PR_SET_VMA)` (Linux 5.17): mimalloc names each region it maps ("mimalloc").
+const PR_SET_VMA: u64 = 0x5356_4d41;
 
 /// An ioctl request number as the filter compares it (its C type differs between C libraries).
 #[allow(clippy::unnecessary_cast)]
@@ -163,8 +165,8 @@ fn allow_list() -> BTreeMap<i64, Vec<SeccompRule>> {
             libc::CLONE_THREAD as u64,
         )],
     );
-    // Naming threads (the C library's pthread_setname_np) and reading the auxiliary vector
-    // (the standard library's CPU feature detection).
+    // Naming threads (the C library's pthread_setname_np) and the allocator's new mappings,
+    // and reading the auxiliary vector (the standard library's CPU feature detection).
     list.insert(
         libc::SYS_prctl,
         arg_in(
@@ -172,6 +174,7 @@ fn allow_list() -> BTreeMap<i64, Vec<SeccompRule>> {
             &[
                 libc::PR_SET_NAME as u64,
                 libc::PR_GET_NAME as u64,
+                PR_SET_VMA,
                 PR_GET_AUXV,
             ],
         ),
