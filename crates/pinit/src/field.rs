@@ -439,6 +439,37 @@ impl<T: ?Sized> UnpinnedFieldWriter<'_, T> {
     }
 }
 
+/// `field <- initialiser` in the macros: runs `Self` into the field `W` writes, as a pinned initialiser
+/// into a `#[pin]` field and as an unpinned one into any other.
+///
+/// A trait rather than a bound on the writers' methods, so that a wrong initialiser is reported on the
+/// user's expression alone, with no note pointing at the bound inside this crate.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot initialise this field with error type `{E}`",
+    label = "not an initialiser of this field's type",
+    note = "a pinned initialiser (`PinInit`) only fits a `#[pin]` field of a `#[pin_data]` type built with `pin_init!`",
+    note = "to move a plain value in, write `field: value` or use `pinit::value(..)`",
+    note = "a `field <- initialiser` converts the initialiser's error into the enclosing error type with `From`"
+)]
+pub trait InitField<W, E> {
+    /// Runs the initialiser into the field.
+    fn init_field(self, field: W) -> Result<(), E>;
+}
+
+#[diagnostic::do_not_recommend]
+impl<'a, T: ?Sized, E, I: PinInit<T, E>> InitField<PinnedFieldWriter<'a, T>, E> for I {
+    fn init_field(self, field: PinnedFieldWriter<'a, T>) -> Result<(), E> {
+        field.init(self)
+    }
+}
+
+#[diagnostic::do_not_recommend]
+impl<'a, T: ?Sized, E, I: Init<T, E>> InitField<UnpinnedFieldWriter<'a, T>, E> for I {
+    fn init_field(self, field: UnpinnedFieldWriter<'a, T>) -> Result<(), E> {
+        field.init(self)
+    }
+}
+
 /// A field's value as the macros pass it: a struct literal is a coercion site whose field is checked
 /// against the field's type, so a value of the wrong type is reported on the user's expression alone.
 #[derive(Debug)]

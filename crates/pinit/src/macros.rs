@@ -158,7 +158,7 @@ macro_rules! pin_init {
                     let field = unsafe { $crate::pin_init!(@op writer $mode, $data, $slot, $f, $zeroed) };
                     #[allow(unused_imports)]
                     use $crate::field::ConvertInitError as _;
-                    $crate::field::InitResult(field.init($init)).into_error::<$err>()?;
+                    $crate::field::InitResult($crate::field::InitField::init_field($init, field)).into_error::<$err>()?;
                 }
                 $crate::pin_init!(@fields @field_done $mode, $slot, $guards, $data, $whole, $token, $f, ($($attrs)*));
             )
