@@ -7,7 +7,8 @@
 //! the kernel drains what is in flight, the queues end, the ublk device is deleted and the
 //! controller is shut down by the driver's `Drop`.
 
-#![forbid(unsafe_code)]
+// Unsafe code is denied but for the one call that opens a device without an IOMMU (uio).
+#![deny(unsafe_code)]
 
 mod geometry;
 mod queue;
@@ -29,8 +30,9 @@ use crate::geometry::Geometry;
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Cli {
-    /// The controller, bound to vfio-pci behind an IOMMU: `vfio:BDF`.
-    #[arg(long, value_name = "vfio:BDF")]
+    /// The controller: `vfio:BDF` (bound to vfio-pci behind an IOMMU) or `uio:BDF` (bound to
+    /// uio_pci_generic, no IOMMU: root, hugepages reserved, polling only).
+    #[arg(long, value_name = "vfio:BDF|uio:BDF")]
     device: String,
     /// The namespace to serve (default: the first active one).
     #[arg(long)]
@@ -59,18 +61,28 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Opens `vfio:BDF` or `uio:BDF`.
+fn open(spec: &str) -> Result<HwPlatform> {
+    let opening = || format!("opening {spec}");
+    Ok(match parse_spec(spec).context("--device")? {
+        ("uio", addr) => {
+            // SAFETY: the device handle goes straight to the controller, which gives the device
+            // only bus addresses of buffers it holds, and frees none of them while the device
+            // may still use them (it stops the device's DMA first, or leaks them).
+            #[allow(unsafe_code)]
+            let device = unsafe { hw::UioDevice::open(&hw::Sysfs::default(), addr) };
+            tracing::info!("{spec}: uio_pci_generic has no MSI-X: the queues are polling");
+            HwPlatform::from_uio(device.with_context(opening)?)
+        }
+        (_, addr) => HwPlatform::open_vfio(addr).with_context(opening)?,
+    })
+}
+
 fn run(cli: Cli) -> Result<()> {
-    let platform = match parse_spec(&cli.device).context("--device")? {
-        ("vfio", addr) => HwPlatform::open_vfio(addr),
-        (kind, _) => bail!(
-            "--device {}: only vfio:BDF is served ({kind}: opening a uio function is an unsafe act this program does not take)",
-            cli.device
-        ),
-    }
-    .with_context(|| format!("opening {}", cli.device))?;
     if cli.queues == 0 || cli.depth == 0 {
         bail!("--queues and --depth must be at least 1");
     }
+    let platform = open(&cli.device)?;
     // Installed before any thread starts, so a signal that arrives during bring-up is not lost.
     let mut signals = Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
 

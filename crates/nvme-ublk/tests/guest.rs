@@ -5,13 +5,15 @@
 use guest::{Disk, Output, Vm};
 
 /// Shell helpers: `$BDF` of the NVMe function, `bind DRIVER`, `wait_for PATH`, `start_daemon`
-/// (which sets `$DAEMON` and waits for `/dev/ublkb0`) and `stop_daemon` (SIGTERM, then the exit
-/// status as `DAEMON_EXIT=N`).
+/// (which serves `$DEVICE`, `vfio:$BDF` unless changed, sets `$DAEMON` and waits for
+/// `/dev/ublkb0`), `stop_daemon` (SIGTERM, then the exit status as `DAEMON_EXIT=N`), `fill_tree`
+/// and `check_tree`.
 const PRELUDE: &str = r#"
 set -u
 for d in /sys/bus/pci/devices/*; do
     [ "$(cat "$d/class")" = 0x010802 ] && BDF=$(basename "$d")
 done
+DEVICE="vfio:$BDF"
 bind() {
     [ -e "/sys/bus/pci/devices/$BDF/driver" ] && echo "$BDF" > "/sys/bus/pci/devices/$BDF/driver/unbind"
     echo "$1" > "/sys/bus/pci/devices/$BDF/driver_override"
@@ -22,7 +24,7 @@ wait_for() {
     [ -b "$1" ] || { echo "no $1"; exit 1; }
 }
 start_daemon() {
-    nvme-ublk --device "vfio:$BDF" "$@" > /tmp/daemon.out 2> /tmp/daemon.err &
+    nvme-ublk --device "$DEVICE" "$@" > /tmp/daemon.out 2> /tmp/daemon.err &
     DAEMON=$!
     wait_for /dev/ublkb0
 }
@@ -35,17 +37,40 @@ stop_daemon() {
     [ -e /dev/ublkb0 ] && echo UBLK_DEVICE_LEFT
     true
 }
+# fill_tree DIR: 40 files of assorted sizes in 5 directories, their checksums in /tmp/sums.
+fill_tree() {
+    i=0
+    while [ $i -lt 40 ]; do
+        mkdir -p "$1/d$((i % 5))"
+        head -c $(( (i * 7919 % 300) * 1024 + i * 13 )) /dev/urandom > "$1/d$((i % 5))/f$i"
+        i=$((i+1))
+    done
+    (cd "$1" && md5sum d*/f* > /tmp/sums)
+    echo "FILES=$(wc -l < /tmp/sums)"
+}
+# check_tree DEV: fsck.ext4 -fn of DEV, then every checksum of /tmp/sums through a read-only mount.
+check_tree() {
+    /usr/sbin/fsck.ext4 -fn "$1" > /tmp/fsck 2>&1 && echo FSCK=clean || cat /tmp/fsck
+    mount -t ext4 -o ro "$1" /mnt/fs || exit 1
+    (cd /mnt/fs && md5sum -c /tmp/sums > /tmp/check 2>&1) && echo SUMS=match || cat /tmp/check
+    umount /mnt/fs
+}
+mkdir -p /mnt/fs
 wait_for /dev/nvme0n1
-bind vfio-pci
 "#;
 
 /// A 64 MiB namespace of 512-byte blocks.
 const DISK_BYTES: u64 = 64 << 20;
 
+/// Runs `body` in a guest whose controller sits behind the emulated IOMMU (for vfio-pci).
 fn run(body: &str) -> Output {
+    run_with_iommu(true, body)
+}
+
+fn run_with_iommu(iommu: bool, body: &str) -> Output {
     let out = Vm::builder()
         .nvme(Disk::sparse(DISK_BYTES))
-        .iommu(true)
+        .iommu(iommu)
         .static_bin("nvme-ublk", "nvme-ublk")
         .host_program("/usr/bin/fio")
         .host_program("/usr/sbin/mkfs.ext4")
@@ -70,6 +95,7 @@ fn has(out: &Output, line: &str) -> bool {
 #[ignore = "boots a QEMU guest: run by cargo xtask test"]
 fn guest_filesystem_made_through_ublk_checks_out_through_the_kernel_driver() {
     let body = r#"
+bind vfio-pci
 start_daemon --queues 2 --depth 32
 echo "SIZE=$(blockdev --getsize64 /dev/ublkb0)"
 fio --name=qd1 --filename=/dev/ublkb0 --direct=1 --ioengine=io_uring --rw=randwrite --bs=4k \
@@ -87,25 +113,15 @@ sum() { dd if=/dev/ublkb0 bs=64k skip="$1" count=16 iflag=direct 2>/dev/null | m
 [ "$(sum 16)" = "$ZERO" ] && echo WRITE_ZEROES_READ_ZERO
 [ "$(sum 48)" = "$ZERO" ] && echo DISCARD_READ_ZERO
 /usr/sbin/mkfs.ext4 -q -F /dev/ublkb0 || exit 1
-mkdir -p /mnt/fs && mount -t ext4 /dev/ublkb0 /mnt/fs || exit 1
-i=0
-while [ $i -lt 40 ]; do
-    mkdir -p /mnt/fs/d$((i % 5))
-    head -c $(( (i * 7919 % 300) * 1024 + i * 13 )) /dev/urandom > /mnt/fs/d$((i % 5))/f$i
-    i=$((i+1))
-done
-(cd /mnt/fs && md5sum d*/f* > /tmp/sums)
-echo "FILES=$(wc -l < /tmp/sums)"
+mount -t ext4 /dev/ublkb0 /mnt/fs || exit 1
+fill_tree /mnt/fs
 umount /mnt/fs || exit 1
 ticks() { awk '{ print $14 + $15 }' "/proc/$DAEMON/stat"; }
 T0=$(ticks); sleep 5; echo "IDLE_TICKS=$(( $(ticks) - T0 ))"
 stop_daemon
 bind nvme
 wait_for /dev/nvme0n1
-/usr/sbin/fsck.ext4 -fn /dev/nvme0n1 > /tmp/fsck 2>&1 && echo FSCK=clean || cat /tmp/fsck
-mount -t ext4 -o ro /dev/nvme0n1 /mnt/fs || exit 1
-(cd /mnt/fs && md5sum -c /tmp/sums > /tmp/check 2>&1) && echo SUMS=match || cat /tmp/check
-umount /mnt/fs
+check_tree /dev/nvme0n1
 "#;
     let out = run(body);
     assert!(out.success(), "{}", out.log_tail());
@@ -140,12 +156,74 @@ umount /mnt/fs
     assert!(idle < 10, "the idle daemon used {idle} ticks in 5 s");
 }
 
+/// The reverse trip: an ext4 file system with a checksummed tree made by the kernel's driver on
+/// `/dev/nvme0n1`, then the controller rebound to vfio-pci and served by nvme-ublk: `fsck.ext4 -fn`
+/// and every checksum through `/dev/ublkb0`.
+#[test]
+#[ignore = "boots a QEMU guest: run by cargo xtask test"]
+fn guest_filesystem_made_by_the_kernel_driver_checks_out_through_ublk() {
+    let body = r#"
+/usr/sbin/mkfs.ext4 -q -F /dev/nvme0n1 || exit 1
+mount -t ext4 /dev/nvme0n1 /mnt/fs || exit 1
+fill_tree /mnt/fs
+umount /mnt/fs || exit 1
+bind vfio-pci
+start_daemon --queues 2
+check_tree /dev/ublkb0
+stop_daemon
+"#;
+    let out = run(body);
+    assert!(out.success(), "{}", out.log_tail());
+    for line in ["FILES=40", "FSCK=clean", "SUMS=match", "DAEMON_EXIT=0"] {
+        assert!(
+            has(&out, line),
+            "no {line:?} in the guest's output\n{}",
+            out.log_tail()
+        );
+    }
+}
+
+/// Without an IOMMU: the controller bound to uio_pci_generic (hugepages for DMA) and served by
+/// nvme-ublk, polling. fio --verify at QD32 over two queues, then the same blocks read back
+/// through the kernel's driver.
+#[test]
+#[ignore = "boots a QEMU guest: run by cargo xtask test"]
+fn guest_uio_controller_is_served_and_its_data_read_back_by_the_kernel_driver() {
+    let body = r#"
+echo 64 > /proc/sys/vm/nr_hugepages
+bind uio_pci_generic
+DEVICE="uio:$BDF"
+start_daemon --queues 2 --depth 32
+grep -q 'polling' /tmp/daemon.err && echo SAYS_POLLING
+fio --name=qd32 --filename=/dev/ublkb0 --direct=1 --ioengine=io_uring --rw=randwrite --bs=4k \
+    --size=8m --numjobs=2 --offset_increment=8m --iodepth=32 \
+    --verify=crc32c --verify_fatal=1 > /tmp/fio32 2>&1 && echo FIO_QD32=ok || cat /tmp/fio32
+head -c 1048576 /dev/urandom > /tmp/rand
+dd if=/tmp/rand of=/dev/ublkb0 bs=64k seek=512 oflag=direct 2>/dev/null || exit 1
+stop_daemon
+bind nvme
+wait_for /dev/nvme0n1
+[ "$(dd if=/dev/nvme0n1 bs=64k skip=512 count=16 iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)" = \
+  "$(md5sum < /tmp/rand | cut -d' ' -f1)" ] && echo DATA=same
+"#;
+    let out = run_with_iommu(false, body);
+    assert!(out.success(), "{}", out.log_tail());
+    for line in ["SAYS_POLLING", "FIO_QD32=ok", "DAEMON_EXIT=0", "DATA=same"] {
+        assert!(
+            has(&out, line),
+            "no {line:?} in the guest's output\n{}",
+            out.log_tail()
+        );
+    }
+}
+
 /// The daemon killed with SIGKILL during fio: fio ends with I/O errors instead of hanging, and a new
 /// daemon (a fresh ublk device: the killed one's is not recovered) serves the data written before.
 #[test]
 #[ignore = "boots a QEMU guest: run by cargo xtask test"]
 fn guest_killed_daemon_fails_io_and_a_new_one_serves_again() {
     let body = r#"
+bind vfio-pci
 start_daemon
 head -c 1048576 /dev/urandom > /tmp/rand
 dd if=/tmp/rand of=/dev/ublkb0 bs=64k oflag=direct 2>/dev/null || exit 1
