@@ -15,6 +15,8 @@ use crate::paths::{create_dir, output, vm_dir};
 pub const MODULES: &[&str] = &[
     "9p",
     "9pnet_fd",
+    // vsock inside one guest (CID 1), for servers that listen on vsock.
+    "vsock_loopback",
     "nvme",
     "vfio_iommu_type1",
     "vfio-pci",
