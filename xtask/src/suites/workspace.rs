@@ -1,5 +1,5 @@
 //! The whole workspace: formatting and lints, then `cargo test --workspace` (unit, integration
-//! and doc tests of every crate, no guest).
+//! and doc tests of every crate, no guest) and the top README's commands on a fresh clone.
 
 use std::process::Command;
 
@@ -18,7 +18,7 @@ pub fn suites() -> Vec<Suite> {
         },
         Suite {
             name: "workspace",
-            about: "cargo test --workspace (unit, integration and doc tests; no guest)",
+            about: "cargo test --workspace (unit, integration and doc tests; no guest), the README's commands on a fresh clone",
             needs_guest: false,
             run: run_workspace,
         },
@@ -70,6 +70,20 @@ fn run_workspace() -> Result<Tally> {
             "test-hooks",
             "--test",
             "sandbox",
+        ],
+        &[],
+    )?);
+    // The top README's first two commands, taken from its text and run on a fresh clone (which
+    // builds in `<target>/readme-clone`: minutes the first time, seconds after).
+    tally.add(cargo_test(
+        &[
+            "test",
+            "-p",
+            "xtask",
+            "--test",
+            "readme_commands",
+            "--",
+            "--ignored",
         ],
         &[],
     )?);
