@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 
@@ -133,6 +134,13 @@ impl Mode {
     }
 }
 
+/// Whether this run may install (false under `--no-install`): suites that would build something read it.
+static MAY_INSTALL: AtomicBool = AtomicBool::new(true);
+
+pub fn may_install() -> bool {
+    MAY_INSTALL.load(Ordering::Relaxed)
+}
+
 /// What is missing: Debian packages (with the commands that need them) and the guest kernel.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
@@ -198,11 +206,18 @@ impl Plan {
 /// Makes sure everything the selected suites need is present: says what is missing, then installs it
 /// ([`Mode::Install`]), only says it ([`Mode::Skip`], [`Mode::DryRun`]). Returns whether the caller
 /// should go on (not after a dry run).
-pub fn ensure_all(needs_guest: bool, mode: Mode) -> Result<bool> {
+pub fn ensure_all(needs_guest: bool, needs_rust_kernel: bool, mode: Mode) -> Result<bool> {
     let plan = Plan::missing(needs_guest, present, guest::Kernel::find().is_ok());
+    MAY_INSTALL.store(mode == Mode::Install, Ordering::Relaxed);
     match mode {
         Mode::DryRun => {
             println!("xtask: --dry-run: would install {}", plan.describe());
+            if needs_rust_kernel {
+                println!(
+                    "xtask: --dry-run: and would build {}",
+                    crate::kernel::describe_plan()
+                );
+            }
             return Ok(false);
         }
         Mode::Skip => {

@@ -45,7 +45,9 @@ pub fn run(args: TestArgs) -> Result<ExitCode> {
         );
     }
     let needs_guest = selected.iter().any(|s| s.needs_guest);
-    if !install::ensure_all(needs_guest, Mode::from_flags(args.no_install, args.dry_run))? {
+    let needs_rust_kernel = selected.iter().any(|s| suites::needs_rust_kernel(s.name));
+    let mode = Mode::from_flags(args.no_install, args.dry_run);
+    if !install::ensure_all(needs_guest, needs_rust_kernel, mode)? {
         return Ok(ExitCode::SUCCESS);
     }
     let monitor = LoadMonitor::start();

@@ -55,7 +55,8 @@ pub struct VmArgs {
 }
 
 pub fn run(args: VmArgs) -> Result<ExitCode> {
-    if !install::ensure_all(true, Mode::from_flags(args.no_install, args.dry_run))? {
+    let rust = args.kernel == crate::kernel::Flavor::Rust;
+    if !install::ensure_all(true, rust, Mode::from_flags(args.no_install, args.dry_run))? {
         return Ok(ExitCode::SUCCESS);
     }
     let mut vm = guest::Vm::builder()

@@ -46,3 +46,78 @@ fn dry_runs_list_the_kernel_and_install_nothing() {
         "a dry run fetched something"
     );
 }
+
+fn xtask(
+    args: &[&str],
+    vm_dir: &std::path::Path,
+    cache: &std::path::Path,
+) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .env("GUEST_VM_DIR", vm_dir)
+        .env("KANGREJOS_KERNEL_CACHE", cache)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// With neither a kernel cache nor a built Rust kernel, `kernel --dry-run` and `test --dry-run
+/// kernel-rust` say they would debootstrap a chroot and download the packaged image, and touch
+/// neither the cache nor the packages; `kernel --no-install` refuses and says how to see the plan.
+#[test]
+fn kernel_dry_run_lists_the_chroot_and_the_image_and_no_install_refuses() {
+    let vm_dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let before = dpkg_list();
+    for args in [
+        &["kernel", "--dry-run"][..],
+        &["test", "--dry-run", "kernel-rust"],
+        &["vm", "--dry-run", "--kernel", "rust"],
+    ] {
+        let (ok, stdout, stderr) = xtask(args, vm_dir.path(), cache.path());
+        assert!(ok, "{args:?}: {stdout}\n{stderr}");
+        assert!(
+            stdout.contains("the Rust guest kernel")
+                && stdout.contains("debootstrap --variant=minbase")
+                && stdout.contains("apt-get download"),
+            "{args:?}: {stdout}\n{stderr}"
+        );
+        assert!(
+            !stdout.contains("===== suite") && !stderr.contains("===== suite"),
+            "{args:?} ran suites: {stdout}\n{stderr}"
+        );
+    }
+    let (ok, stdout, stderr) = xtask(&["test", "--dry-run", "pinit"], vm_dir.path(), cache.path());
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        !stdout.contains("Rust guest kernel"),
+        "no suite of this run needs the Rust kernel: {stdout}"
+    );
+    assert_eq!(
+        dpkg_list(),
+        before,
+        "a dry run changed the installed packages"
+    );
+
+    let (ok, stdout, stderr) = xtask(&["kernel", "--no-install"], vm_dir.path(), cache.path());
+    assert!(
+        !ok,
+        "--no-install with no kernel built succeeded: {stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("no Rust kernel has been built") && stderr.contains("--dry-run"),
+        "{stderr}"
+    );
+    for dir in [vm_dir.path(), cache.path()] {
+        assert_eq!(
+            std::fs::read_dir(dir).unwrap().count(),
+            0,
+            "{} is no longer empty",
+            dir.display()
+        );
+    }
+}

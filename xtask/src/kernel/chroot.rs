@@ -103,6 +103,37 @@ impl Chroot {
         Ok(chroot)
     }
 
+    /// What [`Chroot::ensure`] would do now (without `refresh`), for a dry run; `None` if nothing.
+    pub fn plan(cache: &Path) -> Option<String> {
+        let root = cache.join(format!("chroot-{SUITE}"));
+        let wanted = PACKAGES.join(" ");
+        match std::fs::read_to_string(root.join(STAMP)) {
+            Ok(have) if have.trim() == wanted => None,
+            Ok(_) => Some(format!(
+                "in the chroot {}: `apt-get update` and `apt-get install -y {wanted}`",
+                root.display()
+            )),
+            Err(_) => {
+                let mut text = String::new();
+                for (command, package) in
+                    [("debootstrap", "debootstrap"), ("unshare", "util-linux")]
+                {
+                    if !host_tool_present(command) {
+                        text.push_str(&format!(
+                            "on the host: `apt-get install -y --no-install-recommends {package}` (for {command})\n"
+                        ));
+                    }
+                }
+                text.push_str(&format!(
+                    "a Debian {SUITE} chroot at {} (`debootstrap --variant=minbase {SUITE}` from {MIRROR}, \
+                     about 3 GB) with `apt-get install -y {wanted}`",
+                    root.display()
+                ));
+                Some(text)
+            }
+        }
+    }
+
     fn install(&self, log: &Path) -> Result<()> {
         self.run(
             "apt",
@@ -182,12 +213,15 @@ pub fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+fn host_tool_present(command: &str) -> bool {
+    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+        .iter()
+        .any(|dir| Path::new(dir).join(command).is_file())
+}
+
 /// Installs `package` on the host when `command` is missing.
 fn ensure_host_tool(command: &str, package: &str) -> Result<()> {
-    let found = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-        .iter()
-        .any(|dir| Path::new(dir).join(command).is_file());
-    if found {
+    if host_tool_present(command) {
         return Ok(());
     }
     eprintln!("xtask kernel: installing {package} on the host");

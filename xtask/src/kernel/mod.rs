@@ -73,8 +73,14 @@ const PACKAGED_TEST_MODULES: &[&str] = &["configfs", "null_blk"];
 #[derive(Debug, Args)]
 pub struct KernelArgs {
     /// Refresh the chroot's packages from Debian's archive first (new versions give a new cache key).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "no_install")]
     pub refresh: bool,
+    /// Install and download nothing: use the kernel built before (an error if there is none).
+    #[arg(long)]
+    pub no_install: bool,
+    /// Say what would be installed, downloaded and built, do none of it, and stop.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// The kernel `cargo xtask vm --kernel` boots.
@@ -88,11 +94,7 @@ pub enum Flavor {
 
 /// `vm` booting the Rust kernel, with the test modules at `/lib/modules/test/` (built first if `build`).
 pub fn with_rust_kernel(mut vm: guest::VmBuilder, build: bool) -> Result<guest::VmBuilder> {
-    let kernel = if build {
-        ensure(false)?
-    } else {
-        guest::Kernel::find_rust()?
-    };
+    let kernel = if build { ensure(false)? } else { built()? };
     let dir = kernel.root.join("test-modules");
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .with_context(|| format!("cannot list {}", dir.display()))?
@@ -108,13 +110,76 @@ pub fn with_rust_kernel(mut vm: guest::VmBuilder, build: bool) -> Result<guest::
 }
 
 pub fn run(args: KernelArgs) -> Result<ExitCode> {
-    let kernel = ensure(args.refresh)?;
+    let kernel = match crate::install::Mode::from_flags(args.no_install, args.dry_run) {
+        crate::install::Mode::DryRun => {
+            println!("xtask: --dry-run: would install {}", describe_plan());
+            return Ok(ExitCode::SUCCESS);
+        }
+        crate::install::Mode::Skip => built()?,
+        crate::install::Mode::Install => ensure(args.refresh)?,
+    };
     println!(
         "{} {} (boot it with `cargo xtask vm --kernel rust`)",
         kernel.version,
         kernel.root.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The kernel for a test suite: built or reused, unless the run may install nothing (`--no-install`).
+pub fn for_suite() -> Result<guest::Kernel> {
+    if crate::install::may_install() {
+        ensure(false)
+    } else {
+        built()
+    }
+}
+
+/// The kernel built before, for runs that may install nothing (`--no-install`).
+pub fn built() -> Result<guest::Kernel> {
+    guest::Kernel::find_rust().context(
+        "--no-install: no Rust kernel has been built; `cargo xtask kernel --dry-run` says what building \
+         it installs and downloads",
+    )
+}
+
+/// What [`ensure`] would install, download and build now, for a dry run.
+pub fn describe_plan() -> String {
+    let cache = cache_dir();
+    let mut text = String::from("the Rust guest kernel (`cargo xtask kernel`, as root):\n");
+    match chroot::Chroot::plan(&cache) {
+        Some(chroot) => {
+            for line in chroot.lines() {
+                text.push_str(&format!("  {line}\n"));
+            }
+        }
+        None => text.push_str(&format!(
+            "  the chroot under {} is complete\n",
+            cache.display()
+        )),
+    }
+    match guest::Kernel::find_rust() {
+        Ok(kernel) => text.push_str(&format!(
+            "  kernel {} is built; it is rebuilt only if the chroot's package versions or kernel/ changed\n",
+            kernel.version
+        )),
+        Err(_) => text.push_str(&format!(
+            "  in the chroot, `apt-get download` of the packaged 7.2 image, its modules and headers \
+             (matching {SOURCE_PACKAGE}), `make modules_prepare` and the Rust modules, cached under {}\n",
+            cache.display()
+        )),
+    }
+    text
+}
+
+/// Why a non-root run cannot build the kernel, and what it can do instead.
+fn not_root_message() -> String {
+    format!(
+        "cargo xtask kernel needs root: it creates a Debian chroot with debootstrap (about 3 GB, under {}; \
+         KANGREJOS_KERNEL_CACHE moves it) and builds in it through chroot and unshare. Run it as root; \
+         `cargo xtask kernel --dry-run` lists what it would install, and needs no root",
+        cache_dir().display()
+    )
 }
 
 /// The cache directory.
@@ -133,7 +198,7 @@ pub fn ensure(refresh: bool) -> Result<guest::Kernel> {
         .output()
         .context("cannot run `id -u`")?;
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        bail!("cargo xtask kernel runs as root: it uses debootstrap, chroot and unshare");
+        bail!("{}", not_root_message());
     }
     let cache = cache_dir();
     std::fs::create_dir_all(cache.join("logs"))

@@ -23,8 +23,13 @@ pub fn suites() -> Vec<Suite> {
     ]
 }
 
+/// Whether the suite named `name` boots the Rust kernel (every suite of this module does).
+pub fn needs_rust_kernel(name: &str) -> bool {
+    suites().iter().any(|s| s.name == name)
+}
+
 fn run_rnvme() -> Result<Tally> {
-    crate::kernel::ensure(false)?;
+    crate::kernel::for_suite()?;
     cargo_test(
         &[
             "test",
@@ -42,7 +47,7 @@ fn run_rnvme() -> Result<Tally> {
 }
 
 fn run() -> Result<Tally> {
-    crate::kernel::ensure(false)?;
+    crate::kernel::for_suite()?;
     cargo_test(
         &[
             "test",

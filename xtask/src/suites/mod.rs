@@ -6,6 +6,8 @@ use crate::cmd::Tally;
 
 mod guest;
 mod kernel_rust;
+
+pub use kernel_rust::needs_rust_kernel;
 mod ninep;
 mod ninep_wire;
 mod nvme;
