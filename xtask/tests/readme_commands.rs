@@ -50,6 +50,51 @@ fn the_commands_come_from_the_first_sh_block_without_comments() {
     assert!(readme_commands("```sh\n# only a comment\ncargo x\n```\n").is_err());
 }
 
+/// The value of the first `key = "value"` line of a TOML text.
+fn toml_string(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let (k, v) = line.split_once('=')?;
+        (k.trim() == key).then(|| v.trim().trim_matches('"').to_owned())
+    })
+}
+
+/// A toolchain that is too old must be stopped by cargo itself with a message that names the version
+/// (xtask cannot speak before cargo has read the manifests): so rustup's toolchain, the workspace's
+/// `rust-version` and every member's agree, and the README names that version.
+#[test]
+fn one_toolchain_version_for_rustup_cargo_and_the_readme() {
+    let root = workspace_root();
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    let channel = toml_string(&read("rust-toolchain.toml"), "channel").unwrap();
+    let rust_version = toml_string(&read("Cargo.toml"), "rust-version").unwrap();
+    assert!(
+        channel == rust_version || channel.starts_with(&format!("{rust_version}.")),
+        "rust-toolchain.toml names {channel}, the workspace's rust-version is {rust_version}"
+    );
+    let mut manifests = vec![root.join("xtask/Cargo.toml")];
+    for entry in std::fs::read_dir(root.join("crates")).unwrap() {
+        let manifest = entry.unwrap().path().join("Cargo.toml");
+        if manifest.exists() {
+            manifests.push(manifest);
+        }
+    }
+    for manifest in manifests {
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        assert!(
+            text.lines()
+                .any(|l| l.trim() == "rust-version.workspace = true"),
+            "{} does not inherit the workspace's rust-version, so cargo would not refuse an old \
+             toolchain for it with a message naming the version",
+            manifest.display()
+        );
+    }
+    let readme = read("README.md");
+    assert!(
+        readme.contains(&format!("Rust {rust_version}")),
+        "the README does not say the workspace needs Rust {rust_version}"
+    );
+}
+
 /// A command started in its own process group, which is sent SIGTERM when dropped.
 struct Group(Child);
 
