@@ -65,6 +65,7 @@ pub mod consts;
 mod dirent;
 mod error;
 mod frame;
+pub mod munge;
 mod qid;
 mod recycle;
 mod request;
