@@ -41,6 +41,7 @@ pub mod dma;
 pub mod dma_memory;
 pub mod error;
 mod exit;
+pub mod irq;
 #[allow(unsafe_code)]
 mod map;
 pub mod mmio;
@@ -54,6 +55,7 @@ pub mod vfio;
 pub use dma::DmaBuffer;
 pub use dma_memory::{DMA_PAGE_SIZE, DmaMemory};
 pub use error::{Error, Result};
+pub use irq::Interrupt;
 pub use map::{PAGE_SIZE, round_up_to_page};
 pub use mmio::Mmio;
 pub use pci::{PciAddress, PciDevice, Sysfs};

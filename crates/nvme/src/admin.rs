@@ -317,7 +317,14 @@ impl<D: DmaMemory> AdminQueue<D> {
         let mut cq = Sqe::new(admin::CREATE_CQ, 0);
         cq.set_prps(rings.cq_addr(), 0);
         cq.set_cdw(10, size);
-        cq.set_cdw(11, 1);
+        // Physically contiguous; interrupts enabled (IEN) on vector IV when asked for.
+        cq.set_cdw(
+            11,
+            match rings.vector {
+                Some(iv) => u32::from(iv) << 16 | 1 << 1 | 1,
+                None => 1,
+            },
+        );
         self.run(platform, cq)?;
         let mut sq = Sqe::new(admin::CREATE_SQ, 0);
         sq.set_prps(rings.sq_addr(), 0);

@@ -8,7 +8,7 @@ use crate::admin::{AdminQueue, backoff};
 use crate::command::cns;
 use crate::error::{Error, Result};
 use crate::identify::{ControllerInfo, Namespace};
-use crate::platform::{DMA_PAGE_SIZE, Platform};
+use crate::platform::{DMA_PAGE_SIZE, Interrupt, Platform};
 use crate::queue_pair::QueuePair;
 use crate::regs::{self, Cap};
 use crate::ring::Rings;
@@ -28,6 +28,10 @@ pub struct Options {
     pub max_transfer: usize,
     /// How many times a failed, retryable or timed-out command is resubmitted.
     pub retries: u8,
+    /// Have each I/O completion queue raise its own interrupt vector (MSI-X), which
+    /// [`QueuePair::interrupt`] hands out to sleep on, instead of only being polled. Bring-up
+    /// fails if the platform has no interrupts (uio, the model without them).
+    pub interrupts: bool,
 }
 
 impl Default for Options {
@@ -39,6 +43,7 @@ impl Default for Options {
             io_queues: 8,
             max_transfer: 1 << 20,
             retries: 3,
+            interrupts: false,
         }
     }
 }
@@ -92,6 +97,9 @@ pub(crate) struct Shared<P: Platform> {
     stopped: AtomicBool,
     granted: AtomicU64,
     queue_ids: Mutex<Vec<bool>>,
+    /// Interrupt vectors by number (vector `q` belongs to I/O queue `q`; 0 is the admin
+    /// queue's, which is polled): empty unless [`Options::interrupts`].
+    pub(crate) interrupts: Vec<Arc<Interrupt>>,
 }
 
 /// A brought-up NVMe controller. Open one [`QueuePair`] per thread for I/O.
@@ -219,6 +227,23 @@ impl<P: Platform> Controller<P> {
                 return Err(e);
             }
         };
+        let interrupts = if options.interrupts {
+            match platform.enable_interrupts(granted.saturating_add(1)) {
+                Ok(vectors) => vectors,
+                Err(e) => {
+                    if disable(&platform, cap).is_err() && platform.stop_dma().is_err() {
+                        let bytes = admin.leak();
+                        tracing::error!(
+                            "controller could not be stopped after a failed bring-up; \
+                             leaking {bytes} bytes of DMA memory it may still reach"
+                        );
+                    }
+                    return Err(e.into());
+                }
+            }
+        } else {
+            Vec::new()
+        };
         let mdts_limit = match info.mdts {
             0 => usize::MAX,
             n if n >= 20 => usize::MAX,
@@ -242,6 +267,7 @@ impl<P: Platform> Controller<P> {
                 stopped: AtomicBool::new(false),
                 granted: AtomicU64::new(granted as u64),
                 queue_ids: Mutex::new(vec![false; granted as usize]),
+                interrupts,
                 options,
             }),
         })
@@ -265,6 +291,11 @@ impl<P: Platform> Controller<P> {
     /// Largest transfer of one command (MDTS and the driver's own bound).
     pub fn max_transfer(&self) -> usize {
         self.shared.max_transfer
+    }
+
+    /// Whether I/O queues raise interrupts ([`Options::interrupts`]).
+    pub fn interrupts(&self) -> bool {
+        !self.shared.interrupts.is_empty()
     }
 
     /// I/O queue pairs the controller granted.

@@ -142,6 +142,23 @@ impl Platform for HwPlatform {
         }
         .map_err(platform_error)
     }
+
+    fn enable_interrupts(
+        &self,
+        vectors: u16,
+    ) -> Result<Vec<std::sync::Arc<hw::Interrupt>>, PlatformError> {
+        match &self.0 {
+            Device::Vfio(d) => Ok(d
+                .enable_msix(vectors)
+                .map_err(platform_error)?
+                .into_iter()
+                .map(std::sync::Arc::new)
+                .collect()),
+            Device::Uio(_) => Err(PlatformError::Unsupported(
+                "interrupts through uio_pci_generic (it has no MSI-X): poll instead".into(),
+            )),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -33,7 +33,9 @@ pub enum PlatformError {
     Unsupported(String),
 }
 
-pub use hw::{DMA_PAGE_SIZE, DmaMemory};
+use std::sync::Arc;
+
+pub use hw::{DMA_PAGE_SIZE, DmaMemory, Interrupt};
 
 /// What the driver needs from the machine: BAR0 registers, DMA-able memory, and a way to stop
 /// the device reaching that memory.
@@ -59,4 +61,13 @@ pub trait Platform: Send + Sync + 'static {
     /// every buffer it knew may be freed. The driver calls it when the controller stopped
     /// answering, so it must not depend on BAR0.
     fn stop_dma(&self) -> Result<(), PlatformError>;
+    /// Turns on interrupt vectors `0..vectors` (MSI-X), each signalling its own [`Interrupt`]
+    /// (element `i` is vector `i`); fewer when the device has fewer. By default there are none:
+    /// the driver polls.
+    fn enable_interrupts(&self, vectors: u16) -> Result<Vec<Arc<Interrupt>>, PlatformError> {
+        let _ = vectors;
+        Err(PlatformError::Unsupported(
+            "interrupts on this platform (poll instead)".into(),
+        ))
+    }
 }

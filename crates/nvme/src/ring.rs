@@ -23,6 +23,8 @@ pub(crate) struct Rings<D> {
     phase: bool,
     sq_doorbell: usize,
     cq_doorbell: usize,
+    /// The interrupt vector the completion queue raises (`None`: interrupts off, polled).
+    pub(crate) vector: Option<u16>,
 }
 
 /// Bytes from the start of `mem` that are contiguous on the bus.
@@ -61,6 +63,7 @@ impl<D: DmaMemory> Rings<D> {
             phase: true,
             sq_doorbell: regs::sq_tail_doorbell(qid, stride),
             cq_doorbell: regs::cq_head_doorbell(qid, stride),
+            vector: None,
         })
     }
 

@@ -12,6 +12,7 @@ mod sys;
 
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,6 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::dma::DmaBuffer;
 use crate::error::{Error, Result};
 use crate::exit::ExitGuard;
+use crate::irq::Interrupt;
 use crate::map::{Backing, Mapping, PAGE_SIZE, round_up_to_page};
 use crate::mmio::Mmio;
 use crate::pci::{self, DeviceLock, PciAddress, PciDevice, Sysfs};
@@ -212,6 +214,30 @@ impl VfioDevice {
             );
         }
         Ok(())
+    }
+
+    /// Turns on MSI-X with `vectors` vectors (fewer if the function has fewer), each signalling
+    /// its own [`Interrupt`]: vector `i` is element `i`. Calling it again replaces the set.
+    /// The vectors stay on until the handle is dropped (closing the device turns them off).
+    pub fn enable_msix(&self, vectors: u16) -> Result<Vec<Interrupt>> {
+        let addr = self.pci.address();
+        let info = sys::irq_info(&self.device, sys::MSIX_IRQ_INDEX)
+            .map_err(|e| Error::io("VFIO_DEVICE_GET_IRQ_INFO (MSI-X)", e))?;
+        if info.count == 0 {
+            return Err(Error::Unsupported(format!("{addr} has no MSI-X vectors")));
+        }
+        let count = u32::from(vectors).min(info.count) as usize;
+        let irqs = (0..count)
+            .map(|_| Interrupt::new())
+            .collect::<Result<Vec<_>>>()?;
+        let fds: Vec<_> = irqs.iter().map(|irq| irq.as_fd()).collect();
+        if count > 0 {
+            // A live set is replaced by disabling it first, as the kernel requires.
+            let _ = sys::set_irq_eventfds(&self.device, sys::MSIX_IRQ_INDEX, &[]);
+        }
+        sys::set_irq_eventfds(&self.device, sys::MSIX_IRQ_INDEX, &fds)
+            .map_err(|e| Error::io(format!("VFIO_DEVICE_SET_IRQS ({count} MSI-X vectors)"), e))?;
+        Ok(irqs)
     }
 
     /// Zeroed DMA memory of `len` bytes rounded up to 4 KiB pages, mapped for the device at a

@@ -3,7 +3,7 @@
 
 use std::ffi::{CStr, c_ulong};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// `VFIO_TYPE`: the ioctl magic.
 const VFIO_TYPE: c_ulong = b';' as c_ulong;
@@ -22,6 +22,8 @@ const GROUP_GET_STATUS: c_ulong = vfio_io(3);
 const GROUP_SET_CONTAINER: c_ulong = vfio_io(4);
 const GROUP_GET_DEVICE_FD: c_ulong = vfio_io(6);
 const DEVICE_GET_REGION_INFO: c_ulong = vfio_io(8);
+const DEVICE_GET_IRQ_INFO: c_ulong = vfio_io(9);
+const DEVICE_SET_IRQS: c_ulong = vfio_io(10);
 const DEVICE_RESET: c_ulong = vfio_io(11);
 const IOMMU_MAP_DMA: c_ulong = vfio_io(13);
 const IOMMU_UNMAP_DMA: c_ulong = vfio_io(14);
@@ -40,6 +42,38 @@ pub const REGION_MMAP: u32 = 1 << 2;
 pub const BAR0_REGION: u32 = 0;
 /// `VFIO_PCI_CONFIG_REGION_INDEX`.
 pub const CONFIG_REGION: u32 = 7;
+
+/// `VFIO_PCI_MSIX_IRQ_INDEX`.
+pub const MSIX_IRQ_INDEX: u32 = 2;
+/// `VFIO_IRQ_SET_DATA_NONE`.
+const IRQ_SET_DATA_NONE: u32 = 1;
+/// `VFIO_IRQ_SET_DATA_EVENTFD`.
+const IRQ_SET_DATA_EVENTFD: u32 = 1 << 2;
+/// `VFIO_IRQ_SET_ACTION_TRIGGER`.
+const IRQ_SET_ACTION_TRIGGER: u32 = 1 << 5;
+
+/// `struct vfio_irq_info`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IrqInfo {
+    argsz: u32,
+    /// `VFIO_IRQ_INFO_*`.
+    pub flags: u32,
+    index: u32,
+    /// How many vectors the interrupt index has.
+    pub count: u32,
+}
+
+/// `struct vfio_irq_set` without its data: `count` 32-bit eventfds follow it.
+#[repr(C)]
+#[derive(Debug)]
+struct IrqSet {
+    argsz: u32,
+    flags: u32,
+    index: u32,
+    start: u32,
+    count: u32,
+}
 
 /// `struct vfio_group_status`.
 #[repr(C)]
@@ -169,6 +203,53 @@ pub fn region_info(device: impl AsFd, index: u32) -> io::Result<RegionInfo> {
     Ok(info)
 }
 
+/// `VFIO_DEVICE_GET_IRQ_INFO` for interrupt index `index`.
+pub fn irq_info(device: impl AsFd, index: u32) -> io::Result<IrqInfo> {
+    let mut info = IrqInfo {
+        argsz: argsz::<IrqInfo>(),
+        index,
+        ..IrqInfo::default()
+    };
+    // SAFETY: the kernel writes at most `argsz` bytes into the live `IrqInfo` it points to.
+    check(unsafe { libc::ioctl(device.as_fd().as_raw_fd(), DEVICE_GET_IRQ_INFO, &mut info) })?;
+    Ok(info)
+}
+
+/// `VFIO_DEVICE_SET_IRQS`: vectors `0..eventfds.len()` of interrupt `index` signal the eventfds,
+/// in order (the kernel keeps its own references to them). An empty list disables the index.
+pub fn set_irq_eventfds(
+    device: impl AsFd,
+    index: u32,
+    eventfds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
+    let header = size_of::<IrqSet>();
+    let fds: Vec<i32> = eventfds.iter().map(|fd| fd.as_raw_fd()).collect();
+    let count =
+        u32::try_from(fds.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let set = IrqSet {
+        argsz: (header + size_of_val(fds.as_slice())) as u32,
+        flags: IRQ_SET_ACTION_TRIGGER
+            | if fds.is_empty() {
+                IRQ_SET_DATA_NONE
+            } else {
+                IRQ_SET_DATA_EVENTFD
+            },
+        index,
+        start: 0,
+        count,
+    };
+    // The header and the fds, contiguous, in u32 words (the structure's alignment).
+    let mut words = vec![0u32; set.argsz.div_ceil(4) as usize];
+    words[..5].copy_from_slice(&[set.argsz, set.flags, set.index, set.start, set.count]);
+    for (word, fd) in words[header / 4..].iter_mut().zip(&fds) {
+        *word = *fd as u32;
+    }
+    // SAFETY: the kernel reads `argsz` bytes of the live, u32-aligned buffer: the `vfio_irq_set`
+    // header and `count` eventfds, each an open file descriptor borrowed for the call.
+    check(unsafe { libc::ioctl(device.as_fd().as_raw_fd(), DEVICE_SET_IRQS, words.as_ptr()) })
+        .map(drop)
+}
+
 /// `VFIO_DEVICE_RESET`: a function-level reset.
 pub fn device_reset(device: impl AsFd) -> io::Result<()> {
     // SAFETY: this request takes no argument.
@@ -227,6 +308,8 @@ mod tests {
         assert_eq!(GROUP_SET_CONTAINER, 0x3b68);
         assert_eq!(GROUP_GET_DEVICE_FD, 0x3b6a);
         assert_eq!(DEVICE_GET_REGION_INFO, 0x3b6c);
+        assert_eq!(DEVICE_GET_IRQ_INFO, 0x3b6d);
+        assert_eq!(DEVICE_SET_IRQS, 0x3b6e);
         assert_eq!(DEVICE_RESET, 0x3b6f);
         assert_eq!(IOMMU_MAP_DMA, 0x3b71);
         assert_eq!(IOMMU_UNMAP_DMA, 0x3b72);
@@ -238,6 +321,8 @@ mod tests {
         assert_eq!(size_of::<RegionInfo>(), 32);
         assert_eq!(size_of::<DmaMap>(), 32);
         assert_eq!(size_of::<DmaUnmap>(), 24);
+        assert_eq!(size_of::<IrqInfo>(), 16);
+        assert_eq!(size_of::<IrqSet>(), 20);
         assert_eq!(std::mem::offset_of!(RegionInfo, size), 16);
         assert_eq!(std::mem::offset_of!(DmaMap, vaddr), 8);
         assert_eq!(std::mem::offset_of!(DmaUnmap, iova), 8);

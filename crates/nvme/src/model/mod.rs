@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use memory::{DmaLayout, ModelDma};
 
-use crate::platform::{Platform, PlatformError};
+use crate::platform::{Interrupt, Platform, PlatformError};
 use crate::status::Status;
 use engine::Engine;
 use memory::Bus;
@@ -266,5 +266,19 @@ impl Platform for Model {
         }
         self.inner.bus.set_bus_master(false);
         Ok(())
+    }
+
+    /// One MSI-X vector per queue the model can have (`max_io_queues + 1`, as QEMU's
+    /// controller): a completion queue created with interrupts enabled fires its vector on
+    /// every completion it posts.
+    fn enable_interrupts(&self, vectors: u16) -> Result<Vec<Arc<Interrupt>>, PlatformError> {
+        let mut engine = self.engine();
+        let count = vectors.min(engine.max_io_queues().saturating_add(1));
+        let irqs = (0..count)
+            .map(|_| Interrupt::new().map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| PlatformError::Unsupported(e.to_string()))?;
+        engine.vectors = irqs.clone();
+        Ok(irqs)
     }
 }

@@ -8,6 +8,9 @@ use crate::error::{Error, Result};
 use crate::platform::{DmaMemory, Platform};
 use crate::request::{Completion, Request};
 
+/// The longest sleep on an interrupt between two polls.
+const INTERRUPT_WAIT: Duration = Duration::from_millis(10);
+
 impl<P: Platform> QueuePair<P> {
     /// Submits one request and waits for it. Only for a queue pair with nothing else in
     /// flight (use [`QueuePair::submit`] and [`QueuePair::poll`] otherwise).
@@ -18,6 +21,12 @@ impl<P: Platform> QueuePair<P> {
             ));
         }
         self.submit(req).map_err(|rejected| rejected.error)?;
+        self.wait_for_one()
+    }
+
+    /// Polls until the one request in flight finishes, within a bound that covers its retries,
+    /// an abort and a controller reset.
+    pub(super) fn wait_for_one(&mut self) -> Result<Completion<P::Dma>> {
         let options = &self.shared.options;
         let bound = (options.io_timeout * 2 + options.admin_timeout * 2)
             * (options.retries as u32 + 2)
@@ -30,10 +39,15 @@ impl<P: Platform> QueuePair<P> {
             if let Some(c) = done {
                 return Ok(c);
             }
-            if spins % 256 == 255 && Instant::now() > deadline {
+            if (self.interrupt.is_some() || spins % 256 == 255) && Instant::now() > deadline {
                 return Err(Error::Timeout("a request"));
             }
-            backoff(&mut spins);
+            if self.interrupt.is_some() {
+                // The next poll also checks for timed-out commands.
+                self.wait_for_completions(INTERRUPT_WAIT)?;
+            } else {
+                backoff(&mut spins);
+            }
         }
     }
 

@@ -16,7 +16,7 @@ use crate::command::{Cqe, Sqe, admin, io};
 use crate::controller::Shared;
 use crate::error::{Error, Result};
 use crate::identify::Namespace;
-use crate::platform::{DMA_PAGE_SIZE, DmaMemory, Platform};
+use crate::platform::{DMA_PAGE_SIZE, DmaMemory, Interrupt, Platform};
 use crate::prp::{self, ListSpace};
 use crate::request::{Completion, IoKind, Rejected, Request};
 use crate::retained::Retained;
@@ -24,7 +24,10 @@ use crate::ring::Rings;
 use crate::status::{Status, sc, sct};
 
 mod blocking;
+mod passthru;
 mod recovery;
+
+pub use passthru::IoPassthru;
 
 /// Bits of a command ID that name the slot; the rest count resubmissions of that slot.
 const SLOT_BITS: u16 = 12;
@@ -56,6 +59,8 @@ struct RequestState<D> {
     buffer: Option<D>,
     pending: u16,
     error: Option<Error>,
+    /// Completion dword 0 of its last successful command (read by [`QueuePair::io_passthru`]).
+    dw0: u32,
 }
 
 /// How a request maps onto commands.
@@ -98,6 +103,8 @@ pub struct QueuePair<P: Platform> {
     rings_in_doubt: bool,
     idle_polls: u32,
     polls: u32,
+    /// The vector this queue's completions raise, when the controller uses interrupts.
+    interrupt: Option<Arc<Interrupt>>,
     /// Not `Sync`: one thread drives a queue pair.
     _not_sync: PhantomData<Cell<()>>,
 }
@@ -123,7 +130,11 @@ impl<P: Platform> QueuePair<P> {
         let wanted = (shared.options.queue_depth as u32 + 1)
             .min(shared.cap.max_queue_entries())
             .min(SLOT_MASK as u32 + 1) as u16;
-        let rings = Rings::new(platform, qid, wanted, shared.cap.doorbell_stride())?;
+        let mut rings = Rings::new(platform, qid, wanted, shared.cap.doorbell_stride())?;
+        // A queue without a vector of its own (the device has fewer) is polled: sharing one
+        // would let one thread clear the other's wake-up.
+        let interrupt = shared.interrupts.get(qid as usize).cloned();
+        rings.vector = interrupt.as_ref().map(|_| qid);
         let depth = rings.entries as usize - 1;
         let list_pages = prp::list_pages_for((shared.max_transfer / DMA_PAGE_SIZE).max(1));
         // Each slot owns `list_pages` pages at `slot * list_pages * DMA_PAGE_SIZE`: computed
@@ -137,7 +148,6 @@ impl<P: Platform> QueuePair<P> {
                 ))
             })?;
         let lists = Retained::new(platform.alloc_dma(list_bytes)?);
-        let mut rings = rings;
         let generation = {
             let mut admin = shared.lock_admin();
             if let Err(e) = admin.create_io_queues(platform, &rings) {
@@ -167,6 +177,7 @@ impl<P: Platform> QueuePair<P> {
                     buffer: None,
                     pending: 0,
                     error: None,
+                    dw0: 0,
                 })
                 .collect(),
             free_requests: (0..depth as u16).rev().collect(),
@@ -181,6 +192,7 @@ impl<P: Platform> QueuePair<P> {
             list_pages,
             lists,
             rings,
+            interrupt,
             shared,
             _not_sync: PhantomData,
         })
@@ -194,6 +206,29 @@ impl<P: Platform> QueuePair<P> {
     /// How many commands can be in flight at once.
     pub fn depth(&self) -> usize {
         self.slots.len()
+    }
+
+    /// The interrupt this queue's completions raise ([`crate::Options::interrupts`]), to sleep
+    /// on instead of polling: clear it, [`QueuePair::poll`], and if nothing finished while
+    /// commands are in flight, [`Interrupt::wait`] (with a timeout, so that timed-out commands
+    /// are still noticed by the next poll). `None`: the queue is polled.
+    pub fn interrupt(&self) -> Option<&Interrupt> {
+        self.interrupt.as_deref()
+    }
+
+    /// Sleeps until this queue's interrupt fires or `timeout` passes; returns at once without
+    /// interrupts. Clears the interrupt on waking, so call [`QueuePair::poll`] next.
+    pub fn wait_for_completions(&self, timeout: std::time::Duration) -> Result<()> {
+        if let Some(irq) = &self.interrupt {
+            irq.wait(Some(timeout)).map_err(|source| {
+                Error::Platform(crate::platform::PlatformError::Io {
+                    context: "waiting for an interrupt".into(),
+                    source,
+                })
+            })?;
+            irq.clear();
+        }
+        Ok(())
     }
 
     /// Commands currently in flight.
@@ -504,8 +539,11 @@ impl<P: Platform> QueuePair<P> {
         } else {
             self.idle_polls = self.idle_polls.wrapping_add(1);
         }
-        let due = (reaped == 0 && self.idle_polls.is_multiple_of(IDLE_POLLS_PER_TIMEOUT_CHECK))
-            || self.polls.is_multiple_of(POLLS_PER_TIMEOUT_CHECK);
+        // With interrupts a poll follows a wake-up or a timer, so an empty one looks at the
+        // clock every time; a spinning poller only every so often.
+        let idle_check = self.interrupt.is_some()
+            || self.idle_polls.is_multiple_of(IDLE_POLLS_PER_TIMEOUT_CHECK);
+        let due = (reaped == 0 && idle_check) || self.polls.is_multiple_of(POLLS_PER_TIMEOUT_CHECK);
         if due && self.in_flight > 0 {
             self.check_timeouts();
         }
@@ -542,7 +580,10 @@ impl<P: Platform> QueuePair<P> {
         }
         let opcode = slot.sqe.opcode();
         match Status::from_field(cqe.status) {
-            None => self.finish(s, None),
+            None => {
+                self.requests[slot.request as usize].dw0 = cqe.dw0;
+                self.finish(s, None);
+            }
             Some(status) if status.is_abort_requested() && slot.aborting => {
                 self.retry(s, Error::Timeout("an I/O command"));
             }

@@ -139,6 +139,7 @@ impl Engine {
             head: 0,
             tail: 0,
             phase: true,
+            vector: (sqe.cdw(11) & 1 << 1 != 0).then_some((sqe.cdw(11) >> 16) as u16),
             waiting: VecDeque::new(),
         });
         self.stats.live_io_cqs += 1;

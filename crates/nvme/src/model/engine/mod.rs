@@ -10,7 +10,7 @@ mod nvm_commands;
 use super::memory::Bus;
 use super::{Effect, Fault, ModelConfig, ModelStats, Target};
 use crate::command::{CQE_SIZE, Cqe, SQE_SIZE, Sqe};
-use crate::platform::DMA_PAGE_SIZE;
+use crate::platform::{DMA_PAGE_SIZE, Interrupt};
 use crate::regs;
 use crate::status::{Status, sct};
 
@@ -31,6 +31,8 @@ struct Cq {
     head: u16,
     tail: u16,
     phase: bool,
+    /// The interrupt vector raised on each posted completion (Create I/O CQ's IEN and IV).
+    vector: Option<u16>,
     /// Completions waiting for the host to free CQ space.
     waiting: VecDeque<Cqe>,
 }
@@ -91,6 +93,8 @@ pub(crate) struct Engine {
     pub(crate) stats: ModelStats,
     /// Whether the pages the controller refers to changed since the bus was last told.
     reach_changed: bool,
+    /// MSI-X vectors by number, once the host turned them on.
+    pub(crate) vectors: Vec<Arc<Interrupt>>,
 }
 
 impl Engine {
@@ -119,7 +123,13 @@ impl Engine {
             stopped: false,
             stats: ModelStats::default(),
             reach_changed: false,
+            vectors: Vec::new(),
         }
+    }
+
+    /// The I/O queues the model can have.
+    pub(crate) fn max_io_queues(&self) -> u16 {
+        self.config.max_io_queues
     }
 
     /// Tells the bus which pages the controller's live state refers to, and so may still read
@@ -309,6 +319,8 @@ impl Engine {
             head: 0,
             tail: 0,
             phase: true,
+            // The admin queue always uses vector 0.
+            vector: Some(0),
             waiting: VecDeque::new(),
         });
         self.csts = regs::CSTS_RDY;
@@ -481,9 +493,13 @@ impl Engine {
         for (chunk, d) in low.chunks_exact_mut(4).zip(&dw[..3]) {
             chunk.copy_from_slice(&d.to_le_bytes());
         }
+        let vector = cq.vector;
         let written = self.bus.write(addr, &low) && self.bus.write(addr + 12, &dw[3].to_le_bytes());
         if !written {
             self.set_fatal();
+        }
+        if let Some(irq) = vector.and_then(|iv| self.vectors.get(iv as usize)) {
+            irq.fire();
         }
         true
     }

@@ -140,6 +140,7 @@ fn a_command_id_still_outstanding_is_a_conflict() {
         head: 0,
         tail: 0,
         phase: true,
+        vector: None,
         waiting: VecDeque::new(),
     });
     e.csts = regs::CSTS_RDY;
