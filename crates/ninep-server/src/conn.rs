@@ -51,13 +51,24 @@ where
     R: RequestSource,
     W: ReplySink,
 {
+    serve_from(server, peer, None, reader, writer).await;
+}
+
+/// [`serve`] for a client at `addr` (a TCP connection), which exports may admit by address.
+pub async fn serve_from<R, W>(
+    server: Arc<Server>,
+    peer: Peer,
+    addr: Option<std::net::IpAddr>,
+    reader: R,
+    writer: W,
+) where
+    R: RequestSource,
+    W: ReplySink,
+{
     let splice_writes = reader.can_splice();
-    let session = Arc::new(Session::new(
-        server.clone(),
-        peer,
-        writer.can_splice(),
-        splice_writes,
-    ));
+    let session = Arc::new(
+        Session::new(server.clone(), peer, writer.can_splice(), splice_writes).with_addr(addr),
+    );
     let inflight = Arc::new(InFlight::default());
     let (tx, rx) = mpsc::channel::<Queued>(MAX_IN_FLIGHT);
     let writer_task = tokio::spawn(write_loop(writer, rx));

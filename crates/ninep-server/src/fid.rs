@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rustix::io::Errno;
 
+use crate::exports::Share;
 use crate::fs::creds::Identity;
 use crate::fs::lock::Owners;
 use crate::fs::{Node, Top};
@@ -129,6 +130,8 @@ pub struct FidInner {
 /// One entry of a connection's fid table.
 #[derive(Debug)]
 pub struct Fid {
+    /// The export the fid was attached to: it stays usable for the fid after a reload removes it.
+    pub share: Arc<Share>,
     pub identity: Identity,
     /// Where this fid's tree starts (see [`Top`]).
     pub top: Top,
@@ -136,8 +139,15 @@ pub struct Fid {
 }
 
 impl Fid {
-    pub fn new(identity: Identity, top: Top, node: Node, origin: Option<(Node, Vec<u8>)>) -> Self {
+    pub fn new(
+        share: Arc<Share>,
+        identity: Identity,
+        top: Top,
+        node: Node,
+        origin: Option<(Node, Vec<u8>)>,
+    ) -> Self {
         Self {
+            share,
             identity,
             top,
             inner: Mutex::new(FidInner {

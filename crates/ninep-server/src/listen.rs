@@ -102,6 +102,8 @@ impl Bound {
     /// remove the file when it stops.
     pub fn socket_dir(&self) -> Option<PathBuf> {
         match self {
+            // A socket systemd made is systemd's to remove.
+            Bound::Unix(_, file) if file.id.is_none() => None,
             Bound::Unix(_, file) => Some(match file.path.parent() {
                 Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
                 _ => PathBuf::from("."),
@@ -160,10 +162,11 @@ pub async fn serve(server: Arc<Server>, bound: Bound) -> Result<()> {
                     continue;
                 };
                 tracing::info!(%peer, "client connected");
-                tokio::spawn(serve_tcp(
+                tokio::spawn(serve_tcp_from(
                     server.clone(),
                     stream,
                     Peer::Anonymous,
+                    Some(peer.ip()),
                     peer.to_string(),
                 ));
             }
@@ -217,10 +220,21 @@ pub async fn serve_tcp(
     peer: Peer,
     addr: String,
 ) {
+    serve_tcp_from(server, stream, peer, None, addr).await;
+}
+
+/// [`serve_tcp`] for a client at `ip`, which exports may admit by address.
+pub async fn serve_tcp_from(
+    server: Arc<Server>,
+    stream: tokio::net::TcpStream,
+    peer: Peer,
+    ip: Option<std::net::IpAddr>,
+    addr: String,
+) {
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.into_split();
     let r = BusyPoll::new(r, server.busy_poll());
-    conn::serve(server, peer, r, w).await;
+    conn::serve_from(server, peer, ip, r, w).await;
     tracing::info!(peer = %addr, "client disconnected");
 }
 
@@ -327,7 +341,7 @@ pub fn bind_unix_std_with(
     let meta = std::fs::symlink_metadata(path)?;
     let file = SocketFile {
         path: path.to_path_buf(),
-        id: (meta.dev(), meta.ino()),
+        id: Some((meta.dev(), meta.ino())),
     };
     let mode = options.mode();
     rustix::fs::chmod(path, rustix::fs::Mode::from_raw_mode(mode))
@@ -345,13 +359,23 @@ pub fn bind_unix_std_with(
 #[derive(Debug)]
 pub struct SocketFile {
     path: PathBuf,
-    id: (u64, u64),
+    /// The file's device and inode; `None` for a socket the server did not make.
+    id: Option<(u64, u64)>,
+}
+
+impl SocketFile {
+    /// The file of a socket someone else made and removes (systemd, for a socket it passed
+    /// in): never removed by the server.
+    pub fn not_ours(path: PathBuf) -> SocketFile {
+        SocketFile { path, id: None }
+    }
 }
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
-        let ours = std::fs::symlink_metadata(&self.path)
-            .is_ok_and(|meta| (meta.dev(), meta.ino()) == self.id);
+        let ours = self.id.is_some_and(|id| {
+            std::fs::symlink_metadata(&self.path).is_ok_and(|meta| (meta.dev(), meta.ino()) == id)
+        });
         if ours && let Err(e) = std::fs::remove_file(&self.path) {
             tracing::warn!("cannot remove {}: {e}", self.path.display());
         }

@@ -1,12 +1,13 @@
-//! The server: one export shared by every connection.
+//! The server: the exports and settings every connection shares.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::exports::{Allow, Exports, Share};
 use crate::fs::Export;
-use crate::fs::creds::Identity;
-use crate::trust::{NOBODY, NOGROUP, Peer, Trust};
+use crate::stats::Stats;
+use crate::trust::{NOBODY, NOGROUP, Trust};
 
 /// The default and largest msize: 1 MiB, the Linux TCP transport's maximum.
 pub const DEFAULT_MAX_MSIZE: u32 = 1 << 20;
@@ -35,6 +36,8 @@ pub struct Config {
     /// How long a socket connection's reader spins on non-blocking reads after each request
     /// before it sleeps (zero: never); see [`crate::busy_poll`].
     pub busy_poll: Duration,
+    /// Log each request and reply, decoded, at debug level.
+    pub trace_protocol: bool,
 }
 
 impl Config {
@@ -49,6 +52,7 @@ impl Config {
             squash_gid: NOGROUP,
             munge_socket: None,
             busy_poll: Duration::ZERO,
+            trace_protocol: false,
         }
     }
 }
@@ -56,25 +60,51 @@ impl Config {
 /// The shared state of every connection.
 #[derive(Debug)]
 pub struct Server {
-    export: Export,
-    root: PathBuf,
+    /// Replaced whole by a reload; each fid keeps the export it was attached to.
+    exports: RwLock<Arc<Exports>>,
     max_msize: u32,
-    trust: Trust,
     munge_socket: Option<PathBuf>,
     busy_poll: Duration,
+    /// Per-operation counts and latencies.
+    stats: Stats,
+    /// Log each request and reply, decoded (`--trace-protocol`).
+    trace_protocol: bool,
     #[cfg(test)]
     pub(crate) fault: crate::fault::Faults,
 }
 
 impl Server {
-    /// Opens the export. `--multi-user` needs root, to switch the filesystem uid.
+    /// Opens the export `config.root`. `--multi-user` needs root, to switch the filesystem uid.
     pub fn new(config: &Config) -> anyhow::Result<Arc<Self>> {
         use anyhow::Context;
+        let export = Export::open(&config.root, config.read_only)
+            .with_context(|| format!("cannot open the export {}", config.root.display()))?;
+        let share = Share {
+            name: None,
+            path: config.root.clone(),
+            fs: export,
+            trust: Trust {
+                root: rustix::process::geteuid().is_root(),
+                multi_user: config.multi_user,
+                root_squash: config.root_squash,
+                squash_uid: config.squash_uid,
+                squash_gid: config.squash_gid,
+            },
+            allow: Allow::default(),
+        };
+        Self::with_exports(config, Exports::single(share))
+    }
+
+    /// A server for `exports` (see [`crate::config`]); of `config` only the settings that are
+    /// not an export's are used.
+    pub fn with_exports(config: &Config, exports: Exports) -> anyhow::Result<Arc<Self>> {
+        use anyhow::Context;
         raise_fd_limit();
-        if config.multi_user && !rustix::process::geteuid().is_root() {
+        let multi_user = exports.shares().iter().any(|s| s.trust.multi_user);
+        if multi_user && !rustix::process::geteuid().is_root() {
             anyhow::bail!("--multi-user needs the server to run as root");
         }
-        if config.multi_user {
+        if multi_user {
             // Group permission checks use the thread's supplementary groups too: keep none,
             // so a user never gains the server's groups (root's group 0 in particular). Each
             // request sets the attaching user's own groups on its thread while it runs.
@@ -86,28 +116,41 @@ impl Server {
                 config.max_msize
             );
         }
-        let export = Export::open(&config.root, config.read_only)
-            .with_context(|| format!("cannot open the export {}", config.root.display()))?;
         Ok(Arc::new(Self {
-            export,
-            root: config.root.clone(),
+            exports: RwLock::new(Arc::new(exports)),
             max_msize: config.max_msize,
-            trust: Trust {
-                root: rustix::process::geteuid().is_root(),
-                multi_user: config.multi_user,
-                root_squash: config.root_squash,
-                squash_uid: config.squash_uid,
-                squash_gid: config.squash_gid,
-            },
             munge_socket: config.munge_socket.clone(),
             busy_poll: config.busy_poll,
+            stats: Stats::default(),
+            trace_protocol: config.trace_protocol,
             #[cfg(test)]
             fault: Default::default(),
         }))
     }
 
-    pub fn export(&self) -> &Export {
-        &self.export
+    /// The exports new attaches choose from.
+    pub fn exports(&self) -> Arc<Exports> {
+        self.exports
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the exports (a reload): new attaches see `exports`, fids already attached keep
+    /// the export they have until they are clunked. Refused (and the old exports kept) when
+    /// `exports` needs a supplementary-group change the running server cannot make: a
+    /// `multi_user` export where none was.
+    pub fn replace_exports(&self, exports: Exports) -> anyhow::Result<()> {
+        let mut current = self.exports.write().unwrap_or_else(|e| e.into_inner());
+        let had_multi_user = current.shares().iter().any(|s| s.trust.multi_user);
+        if !had_multi_user && exports.shares().iter().any(|s| s.trust.multi_user) {
+            anyhow::bail!(
+                "a multi_user export needs the server to start with one (it drops its \
+                 supplementary groups at start): restart the server"
+            );
+        }
+        *current = Arc::new(exports);
+        Ok(())
     }
 
     pub fn max_msize(&self) -> u32 {
@@ -124,22 +167,19 @@ impl Server {
         self.munge_socket.as_deref()
     }
 
-    /// Who an attach by `peer` claiming `n_uname` acts as (see [`crate::trust`]), or
-    /// `EPERM` for a claim the peer may not make.
-    pub fn identity_for(&self, peer: Peer, n_uname: u32) -> Result<Identity, rustix::io::Errno> {
-        self.trust.identity(peer, n_uname)
+    /// Per-operation counts and latencies since start.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
     }
-}
 
-impl Server {
-    /// A description of the export for log lines.
+    /// Whether each request and reply is logged, decoded, at debug level.
+    pub fn trace_protocol(&self) -> bool {
+        self.trace_protocol
+    }
+
+    /// A description of the exports for log lines.
     pub fn export_path_hint(&self) -> String {
-        let mode = if self.export.read_only() {
-            " (read-only)"
-        } else {
-            ""
-        };
-        format!("{}{mode}", self.root.display())
+        self.exports().describe()
     }
 }
 

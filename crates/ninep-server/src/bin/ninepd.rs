@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use ninep_server::listen::{self, Listen};
 use ninep_server::sandbox::{self, SeccompMode, Want};
-use ninep_server::{Config, Server};
+use ninep_server::{Config, Server, config, signals, systemd};
 
 /// Serve a directory to 9P2000.L clients such as the Linux kernel's v9fs.
 ///
@@ -22,10 +22,28 @@ use ninep_server::{Config, Server};
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Args {
-    /// The directory to export. Clients can never reach anything outside it; a client may
-    /// attach to a directory beneath it by naming it in `aname` (`mount -o aname=DIR/sub`).
-    #[arg(default_value = ".")]
-    dir: PathBuf,
+    /// The directory to export (default: the current directory, unless --config names the
+    /// exports). Clients can never reach anything outside it; a client may attach to a
+    /// directory beneath it by naming it in `aname` (`mount -o aname=DIR/sub`).
+    #[arg(conflicts_with = "config")]
+    dir: Option<PathBuf>,
+
+    /// Serve the exports of this TOML file instead of one directory: `[export.NAME]` tables
+    /// with a `path` and options (read_only, multi_user, root_squash, squash_uid, squash_gid,
+    /// allow_uids, allow_gids, allow_hosts); the command line's options are their defaults.
+    /// A client names an export in `aname` by its name or path. SIGHUP reloads the file.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Check the --config file (syntax, keys, that each export's directory opens) and exit:
+    /// 0 if it can be served, 1 with the file, line and key of the first error otherwise.
+    #[arg(long, requires = "config")]
+    check_config: bool,
+
+    /// Log each request and its reply, decoded, one line each at debug level (file data
+    /// shows as its length only). Needs --log-level debug (or `ninep_server=debug`).
+    #[arg(long)]
+    trace_protocol: bool,
 
     /// Where to accept clients: `unix:PATH`, `tcp:HOST:PORT`, or `fd` for a single client on
     /// standard input and output (the kernel's `trans=fd`). Default: `unix:/run/ninepd.sock`
@@ -194,8 +212,22 @@ fn main() -> ExitCode {
     // Clients apply their own umask; the modes they send are final.
     rustix::process::umask(rustix::fs::Mode::empty());
 
+    let defaults = config::Defaults {
+        read_only: args.read_only,
+        multi_user: args.multi_user,
+        root_squash: !args.no_root_squash,
+        squash_uid: args.squash_uid,
+        squash_gid: args.squash_gid,
+    };
+    if args.check_config {
+        return check_config(
+            args.config.as_deref().unwrap_or(std::path::Path::new("")),
+            &defaults,
+        );
+    }
+    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
     let config = Config {
-        root: args.dir.clone(),
+        root: dir.clone(),
         read_only: args.read_only,
         max_msize: args.msize,
         multi_user: args.multi_user,
@@ -204,8 +236,22 @@ fn main() -> ExitCode {
         squash_gid: args.squash_gid,
         munge_socket: (args.auth == AuthChoice::Munge).then(|| args.munge_socket.clone()),
         busy_poll: std::time::Duration::from_micros(args.busy_poll),
+        trace_protocol: args.trace_protocol,
     };
-    let server = match Server::new(&config) {
+    let (server, sandbox_roots) = match &args.config {
+        Some(file) => match config::load(file, &defaults) {
+            Ok(loaded) => (
+                Server::with_exports(&config, loaded.exports),
+                loaded.sandbox_roots,
+            ),
+            Err(e) => {
+                eprintln!("ninepd: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => (Server::new(&config), vec![dir]),
+    };
+    let server = match server {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ninepd: {e:#}");
@@ -217,19 +263,40 @@ fn main() -> ExitCode {
         socket_group: args.socket_group,
         allow_remote: args.allow_remote,
     };
-    let listen_at = args.listen.clone().map_or_else(Listen::default_socket, Ok);
-    let bound = match listen_at.and_then(|at| listen::bind_with(&at, &options)) {
+    // Sockets a service manager passed in (socket activation) unless --listen says otherwise.
+    let activated = match args.listen {
+        Some(_) => Ok(Vec::new()),
+        None => systemd::activated(),
+    };
+    let bound = activated.and_then(|passed| {
+        if !passed.is_empty() {
+            return Ok(passed);
+        }
+        let at = args
+            .listen
+            .clone()
+            .map_or_else(Listen::default_socket, Ok)?;
+        Ok(vec![listen::bind_with(&at, &options)?])
+    });
+    let bound = match bound {
         Ok(b) => b,
         Err(e) => {
             eprintln!("ninepd: {e:#}");
             return ExitCode::FAILURE;
         }
     };
+    let socket_dir = bound.iter().find_map(listen::Bound::socket_dir);
     // Worked out before the sandbox, which hides the cgroup files the CPU count is read from.
     let worker_threads = args.worker_threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
-    if let Err(e) = close_sandbox(&args, bound.socket_dir()) {
+    let reach = sandbox::landlock::Reach {
+        exports: sandbox_roots.clone(),
+        socket_dir,
+        // Reloads read the configuration file again.
+        read_files: args.config.iter().cloned().collect(),
+    };
+    if let Err(e) = close_sandbox(&args, reach) {
         eprintln!("ninepd: {e:#}");
         return ExitCode::FAILURE;
     }
@@ -252,13 +319,25 @@ fn main() -> ExitCode {
         // The handlers are in place before the server says it serves: a stop asked for as
         // soon as it serves never meets the signal's default action.
         let stop = stop_signal();
-        tokio::select! {
-            served = listen::serve(server, bound) => served,
+        signals::install(&server, args.config.clone(), defaults, sandbox_roots);
+        let mut serving = tokio::task::JoinSet::new();
+        for b in bound {
+            serving.spawn(listen::serve(server.clone(), b));
+        }
+        systemd::ready(&format!("serving {}", server.export_path_hint()));
+        let outcome = tokio::select! {
+            served = serving.join_next() => match served {
+                Some(Ok(served)) => served,
+                Some(Err(e)) => Err(anyhow::anyhow!("a listener failed: {e}")),
+                None => Ok(()),
+            },
             signal = stop => {
                 tracing::info!("{signal}: stopping");
                 Ok(())
             }
-        }
+        };
+        systemd::stopping();
+        outcome
     });
     // The connections still open are dropped with their tasks here, and with them every fid,
     // open file and lock. A blocking read of standard input cannot be cancelled, hence the bound.
@@ -274,7 +353,7 @@ fn main() -> ExitCode {
 
 /// Closes the sandbox the arguments ask for around the process, which has one thread yet, and
 /// logs what is enforced.
-fn close_sandbox(args: &Args, socket_dir: Option<PathBuf>) -> anyhow::Result<()> {
+fn close_sandbox(args: &Args, mut reach: sandbox::landlock::Reach) -> anyhow::Result<()> {
     let on = args.sandbox == SandboxChoice::On;
     let landlock = match args.landlock {
         Some(OnOff::On) => Want::Required,
@@ -287,7 +366,6 @@ fn close_sandbox(args: &Args, socket_dir: Option<PathBuf>) -> anyhow::Result<()>
         None if on => SeccompMode::Kill,
         None => SeccompMode::Off,
     };
-    let mut read_files = Vec::new();
     // As root, the server acts as its clients' users (see ninep_server::trust), multi-user
     // or not: it switches identities and looks users up.
     let switches_identity = args.multi_user || rustix::process::geteuid().is_root();
@@ -295,14 +373,10 @@ fn close_sandbox(args: &Args, socket_dir: Option<PathBuf>) -> anyhow::Result<()>
         // The C library loads what its user lookups need on first use: do one now, while
         // everything can still be read, and keep the user database readable.
         let _ = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(0));
-        read_files = sandbox::user_database();
+        reach.read_files.extend(sandbox::user_database());
     }
     let policy = sandbox::Policy {
-        reach: sandbox::landlock::Reach {
-            export: args.dir.clone(),
-            socket_dir,
-            read_files,
-        },
+        reach,
         landlock,
         seccomp,
         seccomp_required: args.seccomp.is_some(),
@@ -320,6 +394,20 @@ fn close_sandbox(args: &Args, socket_dir: Option<PathBuf>) -> anyhow::Result<()>
         tracing::warn!("sandbox off: the server can reach whatever its user can");
     }
     Ok(())
+}
+
+/// `--check-config`: loads the file as a start would, and says what it would serve.
+fn check_config(file: &std::path::Path, defaults: &config::Defaults) -> ExitCode {
+    match config::load(file, defaults) {
+        Ok(loaded) => {
+            println!("{}: {}", file.display(), loaded.exports.describe());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ninepd: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// An octal permission mode such as `0660`.

@@ -136,7 +136,11 @@ impl Export {
         let root_in_memory = ops::is_in_memory(&fd);
         let (root, st) = Node::from_fd_stat(fd)?;
         let mut root_paths = Vec::new();
-        if let Ok(cwd) = std::env::current_dir() {
+        // An absolute path needs no working directory (nor the getcwd a sandboxed server
+        // reloading its exports may not make).
+        if dir.is_absolute() {
+            root_paths.push(dir.components().collect());
+        } else if let Ok(cwd) = std::env::current_dir() {
             root_paths.push(cwd.join(dir).components().collect());
         }
         if let Ok(real) = std::fs::canonicalize(dir) {
@@ -167,6 +171,16 @@ impl Export {
             return Err(Errno::NAMETOOLONG);
         }
         let beneath = self.beneath_root(aname).ok_or(Errno::NOENT)?;
+        self.attach_beneath(beneath)
+    }
+
+    /// The directory at `path` beneath the root (`/`-separated, empty elements skipped),
+    /// walked element by element like a Twalk.
+    pub fn attach_beneath(&self, path: &[u8]) -> FsResult<(Node, Statx)> {
+        if path.len() > MAX_ANAME {
+            return Err(Errno::NAMETOOLONG);
+        }
+        let beneath = path;
         let mut at = (self.root.clone(), self.root.statx()?);
         for element in beneath.split(|&b| b == b'/').filter(|e| !e.is_empty()) {
             at = self.walk_one(self.root_id, &at.0, element)?;
@@ -178,12 +192,21 @@ impl Export {
     }
 
     /// What is left of `aname` below the export root, if it names the root or a path under it.
-    fn beneath_root<'a>(&self, aname: &'a [u8]) -> Option<&'a [u8]> {
+    pub(crate) fn beneath_root<'a>(&self, aname: &'a [u8]) -> Option<&'a [u8]> {
         if aname.first() != Some(&b'/') {
             return Some(aname);
         }
         if aname == b"/" {
             return Some(b"");
+        }
+        self.beneath_path(aname)
+    }
+
+    /// What is left of the absolute path `aname` below the export's own path (as given or
+    /// with symlinks resolved), if it is that path or one under it.
+    pub(crate) fn beneath_path<'a>(&self, aname: &'a [u8]) -> Option<&'a [u8]> {
+        if aname.first() != Some(&b'/') {
+            return None;
         }
         self.root_paths.iter().find_map(|root| {
             let root = root.as_os_str().as_bytes();

@@ -136,10 +136,10 @@ impl Session {
             FidState::Open { .. } => return Err(Errno::NOTDIR),
             _ => return Err(Errno::BADF),
         };
-        let server = self.server.clone();
+        let share = fid.share.clone();
         blocking(move || {
             let fd = dir.lock().unwrap_or_else(|e| e.into_inner());
-            let entries = dir::read(server.export(), &*fd, dev, offset, count as usize)?;
+            let entries = dir::read(&share.fs, &*fd, dev, offset, count as usize)?;
             drop(fd);
             let mut frame = Vec::with_capacity(ninep::RREAD_HEADER_LEN + count as usize);
             let mut out = ninep::ReaddirFrame::begin(&mut frame, tag, count);

@@ -16,7 +16,6 @@ impl Session {
     /// Tattach: a fid on the directory `aname` names (the export's root when it is empty),
     /// acting for the attaching user as far as the connection's peer may claim it.
     pub(super) fn attach(&self, fid: u32, aname: &[u8], n_uname: u32) -> FsResult<Reply> {
-        let export = self.server.export();
         let peer = self.peer();
         if peer == Peer::Anonymous && self.server.munge_socket().is_some() {
             tracing::warn!(
@@ -25,29 +24,40 @@ impl Session {
             );
             return Err(Errno::PERM);
         }
-        let identity = self.server.identity_for(peer, n_uname)?;
+        let exports = self.server.exports();
+        let Some((share, beneath)) = exports.select(aname) else {
+            tracing::info!(
+                aname = %aname.escape_ascii(),
+                exports = %exports.describe(),
+                "Tattach refused: no export has this name or path"
+            );
+            return Err(Errno::NOENT);
+        };
+        let identity = share.identity_for(peer, self.addr, n_uname)?;
+        let export = &share.fs;
         let (node, st) = {
             let _as = identity.enter()?;
-            export.attach_point(aname).inspect_err(|e| {
+            export.attach_beneath(beneath).inspect_err(|e| {
                 tracing::info!(
                     aname = %aname.escape_ascii(),
-                    export = %self.server.export_path_hint(),
+                    export = %share.describe(),
                     "Tattach refused: {e}"
                 );
             })?
         };
-        self.insert_new(fid, Fid::new(identity, Top::of(&st), node, None))?;
-        Ok(Response::Attach {
-            qid: attr::qid(export.qid_of(&st)),
-        }
-        .into())
+        let qid = attr::qid(export.qid_of(&st));
+        self.insert_new(
+            fid,
+            Fid::new(share.clone(), identity, Top::of(&st), node, None),
+        )?;
+        Ok(Response::Attach { qid }.into())
     }
 
     /// Twalk: one validated name at a time. A walk that stops part-way answers the qids it
     /// walked and makes no `newfid`; one that fails at its first name is an error.
     pub(super) fn walk(&self, fid: u32, newfid: u32, wnames: &[Bytes]) -> FsResult<Reply> {
-        let export = self.server.export();
         let from = self.fid(fid)?;
+        let export = &from.share.fs;
         if newfid != fid && self.table().contains_key(&newfid) {
             return Err(Errno::BADF);
         }
@@ -83,7 +93,13 @@ impl Session {
             }
         }
         if qids.len() == wnames.len() {
-            let new = Arc::new(Fid::new(from.identity.clone(), from.top, node, origin));
+            let new = Arc::new(Fid::new(
+                from.share.clone(),
+                from.identity.clone(),
+                from.top,
+                node,
+                origin,
+            ));
             let mut table = self.table();
             if newfid != fid && table.contains_key(&newfid) {
                 return Err(Errno::BADF);

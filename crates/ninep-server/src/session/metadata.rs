@@ -11,8 +11,9 @@ use crate::fs::{FsResult, device, ops};
 
 impl Session {
     pub(super) fn getattr(&self, fid: u32) -> FsResult<Reply> {
-        let st = self.fid(fid)?.node().statx()?;
-        Ok(Response::Getattr(attr::attr(self.server.export(), &st)).into())
+        let fid = self.fid(fid)?;
+        let st = fid.node().statx()?;
+        Ok(Response::Getattr(attr::attr(&fid.share.fs, &st)).into())
     }
 
     /// Tsetattr, through the fid's open descriptor when it has one (so that an open file
@@ -33,7 +34,7 @@ impl Session {
         let open = inner.state.data_file().ok().cloned();
         let _as = fid.identity.enter()?;
         setattr::setattr(
-            self.server.export(),
+            &fid.share.fs,
             &inner.node,
             open.as_deref().map(DataFile::fd),
             &set,

@@ -34,6 +34,7 @@ use crate::fs::FsResult;
 use crate::pipe::{Payload, PipePool, WritePayload};
 use crate::server::Server;
 use crate::sink::Outgoing;
+use crate::trace;
 use crate::trust::Peer;
 use crate::unwind::{self, catch_panic};
 use data::MIN_SPLICE;
@@ -77,6 +78,8 @@ pub struct Session {
     pipes: Option<Arc<PipePool>>,
     /// Whether Rread payloads are spliced into the connection.
     splice_reads: bool,
+    /// The client's address, for a TCP connection (exports may admit hosts by address).
+    addr: Option<std::net::IpAddr>,
 }
 
 impl Session {
@@ -97,7 +100,14 @@ impl Session {
             versioned: AtomicBool::new(false),
             pipes,
             splice_reads,
+            addr: None,
         }
+    }
+
+    /// Records the client's address (a TCP connection's), which exports may admit by.
+    pub fn with_addr(mut self, addr: Option<std::net::IpAddr>) -> Self {
+        self.addr = addr;
+        self
     }
 
     /// An empty pipe for the `len` bytes of a Twrite payload still in the stream, when that
@@ -174,23 +184,58 @@ impl Session {
     /// Handles one request and encodes its reply (an Rlerror on failure).
     pub async fn handle(&self, tag: u16, request: Request) -> Outgoing {
         let name = request.name();
-        self.answer(tag, name, self.dispatch(tag, request)).await
+        let ty = request.ty();
+        if self.server.trace_protocol() {
+            tracing::debug!(tag, "<- {}", trace::request(&request));
+        }
+        self.answer(tag, ty, name, self.dispatch(tag, request))
+            .await
     }
 
     /// Handles a Twrite whose payload came apart from its frame (see
     /// [`ninep::Incoming::PartialWrite`]).
     pub async fn handle_write(&self, header: TwriteHeader, data: WritePayload) -> Outgoing {
+        if self.server.trace_protocol() {
+            tracing::debug!(
+                tag = header.tag,
+                "<- Twrite {{ fid: {}, offset: {}, count: {} }}",
+                header.fid,
+                header.offset,
+                header.count
+            );
+        }
         let work = self.write(header.fid, header.offset, data);
-        self.answer(header.tag, "Twrite", work).await
+        self.answer(header.tag, ninep::consts::msg::TWRITE, "Twrite", work)
+            .await
+    }
+
+    /// Runs a request's `work` (unless the session has not started), encodes its reply, and
+    /// counts it in the server's statistics under its message type `ty`.
+    async fn answer(
+        &self,
+        tag: u16,
+        ty: u8,
+        name: &'static str,
+        work: impl Future<Output = FsResult<Reply>>,
+    ) -> Outgoing {
+        let started = std::time::Instant::now();
+        let reply = self.run(tag, name, work).await;
+        let failed = match &reply {
+            Outgoing::Frame(frame) => frame.get(4) == Some(&ninep::consts::msg::RLERROR),
+            Outgoing::Spliced { .. } => false,
+        };
+        self.server.stats().record(ty, started.elapsed(), failed);
+        reply
     }
 
     /// Runs a request's `work` (unless the session has not started) and encodes its reply.
-    async fn answer(
+    async fn run(
         &self,
         tag: u16,
         name: &'static str,
         work: impl Future<Output = FsResult<Reply>>,
     ) -> Outgoing {
+        let trace = self.server.trace_protocol();
         #[cfg(test)]
         let work = async {
             self.server.fault.inject(name).await;
@@ -210,8 +255,21 @@ impl Session {
             Err(Errno::PROTO)
         };
         let reply = match result {
-            Ok(Reply::Frame(frame)) => return frame.into(),
-            Ok(Reply::Spliced(out)) => return out,
+            Ok(Reply::Frame(frame)) => {
+                if trace {
+                    tracing::debug!(tag, "-> {}", trace::encoded(&frame, frame.len()));
+                }
+                return frame.into();
+            }
+            Ok(Reply::Spliced(out)) => {
+                if trace && let Outgoing::Spliced { header, .. } = &out {
+                    let count = header
+                        .get(7..11)
+                        .map_or(0, |c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+                    tracing::debug!(tag, "-> Rread {{ count: {count} }} (spliced)");
+                }
+                return out;
+            }
             Ok(Reply::Msg(msg)) => msg,
             Err(e) => {
                 tracing::debug!(
@@ -225,6 +283,9 @@ impl Session {
                 }
             }
         };
+        if trace {
+            tracing::debug!(tag, "-> {}", trace::response(&reply));
+        }
         encode(tag, &reply).into()
     }
 

@@ -14,8 +14,8 @@ use crate::fs::{Export, FsResult, Node, device, ops};
 
 impl Session {
     pub(super) fn lopen(&self, fid: u32, flags: u32) -> FsResult<Reply> {
-        let export = self.server.export();
         let fid = self.fid(fid)?;
+        let export = &fid.share.fs;
         let mut inner = fid.lock();
         if !matches!(inner.state, FidState::Path) {
             return Err(Errno::BADF);
@@ -43,8 +43,8 @@ impl Session {
         mode: u32,
         gid: u32,
     ) -> FsResult<Reply> {
-        let export = self.server.export();
         let fid = self.fid(fid)?;
+        let export = &fid.share.fs;
         let mut inner = fid.lock();
         if !matches!(inner.state, FidState::Path) || !inner.node.is_dir() {
             return Err(Errno::BADF);

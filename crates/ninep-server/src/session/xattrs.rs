@@ -22,7 +22,7 @@ impl Session {
             xattr::get(&node, name)?
         };
         let size = value.len() as u64;
-        let new = Fid::new(fid.identity.clone(), fid.top, node, None);
+        let new = Fid::new(fid.share.clone(), fid.identity.clone(), fid.top, node, None);
         new.lock().state = FidState::XattrRead(value);
         if newfid == fid_number {
             self.table().insert(newfid, Arc::new(new));
@@ -47,7 +47,7 @@ impl Session {
         if flags & !(xattr::XATTR_CREATE | xattr::XATTR_REPLACE) != 0 || name.is_empty() {
             return Err(Errno::INVAL);
         }
-        self.server.export().writable()?;
+        fid.share.fs.writable()?;
         if xattr::is_privileged(name) && !fid.identity.may_set_privileged_xattrs() {
             tracing::info!(
                 name = %name.escape_ascii(),
