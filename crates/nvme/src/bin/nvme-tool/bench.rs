@@ -285,6 +285,7 @@ impl Job {
         let mut stopping = false;
         let mut empty_polls = 0u32;
         let mut idle_since = Instant::now();
+        let interrupts = qp.interrupt().is_some();
         loop {
             if !stopping {
                 while let Some(i) = idle.pop() {
@@ -337,14 +338,17 @@ impl Job {
             if done.is_empty() {
                 // Nothing finished: look at the clock only now and then while spinning.
                 empty_polls += 1;
-                if let Some(after) = self.hybrid_poll {
+                if interrupts {
+                    // Sleeps until the queue's vector fires (bounded, for the deadline).
+                    qp.wait_for_completions(Duration::from_millis(10))?;
+                } else if let Some(after) = self.hybrid_poll {
                     if empty_polls == 1 {
                         idle_since = Instant::now();
                     } else if empty_polls.is_multiple_of(32) && idle_since.elapsed() > after {
                         std::thread::sleep(Duration::from_micros(10));
                     }
                 }
-                if empty_polls.is_multiple_of(256)
+                if (interrupts || empty_polls.is_multiple_of(256))
                     && !stopping
                     && (Instant::now() >= deadline || crate::stop_requested())
                 {

@@ -42,6 +42,13 @@ struct Cli {
     /// Size of the model's namespace (with `--device model`).
     #[arg(long, global = true, default_value = "256M", value_parser = size::parse)]
     model_size: u64,
+    /// Wait for I/O completions by polling (the default): lowest latency, a CPU spins meanwhile.
+    #[arg(long, global = true, conflicts_with = "interrupts")]
+    poll: bool,
+    /// Wait for I/O completions on MSI-X interrupts, one vector per queue (vfio and the model;
+    /// uio_pci_generic has no MSI-X and refuses).
+    #[arg(long, global = true)]
+    interrupts: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -213,6 +220,7 @@ fn options(cli: &Cli) -> Options {
     Options {
         io_queues: queues as u16,
         queue_depth: depth.max(64),
+        interrupts: cli.interrupts,
         ..Options::default()
     }
 }
