@@ -66,6 +66,6 @@ pub use error::{Error, Result};
 pub use identify::{ControllerInfo, Namespace};
 pub use management::{ALL_NAMESPACES, AdminPassthru, RESERVED_ADMIN_OPCODES};
 pub use platform::{DmaMemory, Platform, PlatformError};
-pub use queue_pair::QueuePair;
+pub use queue_pair::{IoPassthru, QueuePair};
 pub use request::{Completion, IoKind, Rejected, Request};
 pub use status::Status;

@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 mod bench;
+mod io_passthru;
 mod manage;
 mod setup;
 mod size;
@@ -164,6 +165,8 @@ enum Command {
     Reset,
     /// A raw admin command (not the queue, abort, event or format commands the driver owns).
     AdminPassthru(manage::AdminPassthruArgs),
+    /// A raw I/O command on a queue pair of its own (nvme-cli's io-passthru).
+    IoPassthru(io_passthru::IoPassthruArgs),
     /// Format NVM: erase a namespace and give it another LBA format (asks first unless --force).
     Format(manage::FormatArgs),
     /// Bind a controller to vfio-pci or uio_pci_generic (or back to nvme); needs no --device.
@@ -360,6 +363,7 @@ fn run<P: Platform>(ctrl: Controller<P>, cli: &Cli) -> Result<std::process::Exit
             println!("controller reset");
         }
         Command::AdminPassthru(args) => manage::admin_passthru(&ctrl, args)?,
+        Command::IoPassthru(args) => io_passthru::io_passthru(&ctrl, args)?,
         Command::Format(args) => manage::format(ctrl, args)?,
         Command::Setup(_) | Command::Status(_) => bail!("setup and status open no controller"),
     }
