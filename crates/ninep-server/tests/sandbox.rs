@@ -22,6 +22,74 @@ struct Server {
 /// Starts `ninepd EXPORT --listen unix:SOCKET ARGS` and reads its standard error until it
 /// serves, or until it exits.
 fn start(export: &Path, args: &[&str], uid: Option<u32>) -> Server {
+    start_on(export, args, uid, None)
+}
+
+/// A protection the kernel does not offer, as far as a process can tell.
+#[derive(Debug, Clone, Copy)]
+enum Lacking {
+    /// A kernel without Landlock: its system calls do not exist (`ENOSYS`).
+    Landlock,
+    /// A kernel without seccomp filters: installing one fails with `EINVAL`.
+    Seccomp,
+}
+
+/// Spawns `cmd` as if on a kernel that lacks `lacking`: from a thread of its own whose seccomp
+/// filter, which the child inherits and cannot lift, answers that protection's system calls as
+/// such a kernel does. The filter goes with the thread; the test process keeps none.
+fn spawn_lacking(mut cmd: Command, lacking: Lacking) -> Child {
+    use seccompiler::{
+        SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
+    };
+    std::thread::spawn(move || {
+        let (rules, errno): (Vec<(i64, Vec<SeccompRule>)>, _) = match lacking {
+            Lacking::Landlock => (
+                [
+                    libc::SYS_landlock_create_ruleset,
+                    libc::SYS_landlock_add_rule,
+                    libc::SYS_landlock_restrict_self,
+                ]
+                .map(|call| (call, vec![]))
+                .into(),
+                libc::ENOSYS,
+            ),
+            Lacking::Seccomp => {
+                let set_seccomp = SeccompCondition::new(
+                    0,
+                    SeccompCmpArgLen::Qword,
+                    SeccompCmpOp::Eq,
+                    libc::PR_SET_SECCOMP as u64,
+                )
+                .unwrap();
+                (
+                    vec![
+                        (libc::SYS_seccomp, vec![]),
+                        (
+                            libc::SYS_prctl,
+                            vec![SeccompRule::new(vec![set_seccomp]).unwrap()],
+                        ),
+                    ],
+                    libc::EINVAL,
+                )
+            }
+        };
+        let filter = SeccompFilter::new(
+            rules.into_iter().collect(),
+            SeccompAction::Allow,
+            SeccompAction::Errno(errno as u32),
+            std::env::consts::ARCH.try_into().unwrap(),
+        )
+        .unwrap();
+        let program: seccompiler::BpfProgram = filter.try_into().unwrap();
+        seccompiler::apply_filter(&program).unwrap();
+        cmd.spawn().unwrap()
+    })
+    .join()
+    .unwrap()
+}
+
+/// [`start`] on a kernel that lacks `lacking`, if given.
+fn start_on(export: &Path, args: &[&str], uid: Option<u32>, lacking: Option<Lacking>) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("ninepd.sock");
     let mut binary = PathBuf::from(env!("CARGO_BIN_EXE_ninepd"));
@@ -46,7 +114,10 @@ fn start(export: &Path, args: &[&str], uid: Option<u32>) -> Server {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         cmd.uid(uid).gid(uid);
     }
-    let mut child = cmd.spawn().unwrap();
+    let mut child = match lacking {
+        Some(lacking) => spawn_lacking(cmd, lacking),
+        None => cmd.spawn().unwrap(),
+    };
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut log = String::new();
     loop {
@@ -80,10 +151,6 @@ impl Server {
     }
 
     /// Waits for the server to exit and returns the rest of its standard error.
-    #[cfg_attr(
-        not(feature = "test-hooks"),
-        expect(dead_code, reason = "only the misbehaviour tests wait")
-    )]
     fn wait(mut self) -> (std::process::ExitStatus, String) {
         self.finish()
     }
@@ -226,6 +293,104 @@ fn bad_sandbox_options_are_refused() {
             stderr.contains(&format!("invalid value '{}'", bad[1])),
             "a known option with a bad value: {stderr}"
         );
+    }
+}
+
+/// `--landlock on` on a kernel without Landlock: the server refuses to start and says why.
+#[test]
+fn an_explicit_landlock_on_a_kernel_without_it_stops_the_server() {
+    let (_top, export, _) = export_and_secret();
+    for args in [
+        &["--landlock", "on"][..],
+        &["--sandbox", "off", "--landlock", "on"],
+    ] {
+        let server = start_on(&export, args, None, Some(Lacking::Landlock));
+        let socket = server.socket.clone();
+        let mut log = server.log.clone();
+        assert!(
+            !log.contains("serving "),
+            "{args:?}: it never serves: {log}"
+        );
+        let (status, rest) = server.wait();
+        log.push_str(&rest);
+        assert_eq!(status.code(), Some(1), "{args:?}: {log}");
+        assert!(
+            log.contains(
+                "ninepd: --landlock on, but the kernel offers no Landlock (not built in, or not \
+                 enabled at boot"
+            ) && log.trim_end().ends_with("refusing to start"),
+            "{args:?}: a clear message: {log}"
+        );
+        assert!(!socket.exists(), "{args:?}: no socket file is left behind");
+    }
+}
+
+/// `--seccomp MODE` on a kernel that cannot install the filter: the server refuses to start.
+#[test]
+fn an_explicit_seccomp_mode_on_a_kernel_without_filters_stops_the_server() {
+    let (_top, export, _) = export_and_secret();
+    for mode in ["kill", "errno", "log"] {
+        let server = start_on(&export, &["--seccomp", mode], None, Some(Lacking::Seccomp));
+        let mut log = server.log.clone();
+        assert!(!log.contains("serving "), "{mode}: it never serves: {log}");
+        let (status, rest) = server.wait();
+        log.push_str(&rest);
+        assert_eq!(status.code(), Some(1), "{mode}: {log}");
+        assert!(
+            log.contains(&format!(
+                "ninepd: --seccomp {mode}, but the kernel refused the seccomp filter: seccomp(): \
+                 Invalid argument (os error 22): refusing to start"
+            )),
+            "{mode}: a clear message: {log}"
+        );
+    }
+}
+
+/// By default a protection the kernel lacks is a warning: the server enforces the rest and
+/// serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_a_missing_protection_is_a_warning_and_the_rest_is_enforced() {
+    let (_top, export, _) = export_and_secret();
+    for lacking in [Lacking::Landlock, Lacking::Seccomp] {
+        let server = start_on(&export, &[], None, Some(lacking));
+        let log = server.log.clone();
+        assert!(log.contains("serving "), "{lacking:?}: it serves: {log}");
+        let (warning, enforced) = match lacking {
+            Lacking::Landlock => (
+                "sandbox: not enforced, the kernel lacks it: the kernel offers no Landlock (not \
+                 built in, or not enabled at boot",
+                "sandbox: landlock off, seccomp kill",
+            ),
+            Lacking::Seccomp => (
+                "sandbox: not enforced, the kernel lacks it: the kernel refused the seccomp \
+                 filter: seccomp(): Invalid argument",
+                "sandbox: landlock ABI",
+            ),
+        };
+        assert!(
+            log.lines()
+                .any(|l| l.contains(" WARN ") && l.contains(warning)),
+            "{lacking:?}: a warning names what is missing: {log}"
+        );
+        assert!(log.contains(enforced), "{lacking:?}: {log}");
+        let status = &server.thread_status()[0];
+        assert_eq!(field(status, "NoNewPrivs"), "1", "{lacking:?}");
+        // The test's filter (inherited) and, where seccomp works, the server's two.
+        let filters = match lacking {
+            Lacking::Landlock => "3",
+            Lacking::Seccomp => "1",
+        };
+        assert_eq!(field(status, "Seccomp_filters"), filters, "{lacking:?}");
+
+        let c = Client::connect_unix(&server.socket).await.unwrap();
+        c.version(1 << 16, "9P2000.L").await.unwrap();
+        c.attach(0, NOFID, b"", b"", 0).await.unwrap();
+        c.walk(0, 1, &["inside"]).await.unwrap();
+        c.lopen(1, 0).await.unwrap();
+        assert_eq!(&c.read(1, 0, 100).await.unwrap()[..], b"served");
+        drop(c);
+        let (status, rest) = server.stop();
+        assert!(status.success(), "{lacking:?}: {rest}");
     }
 }
 

@@ -11,26 +11,51 @@ use landlock::{
 /// What the ruleset lets the process reach.
 #[derive(Debug, Clone)]
 pub struct Reach {
-    /// The exports (or the directories holding them, see [`crate::config`]): everything but
-    /// executing files.
-    pub exports: Vec<PathBuf>,
+    /// The export: everything but executing files.
+    pub export: PathBuf,
     /// The unix socket's directory: only removing the socket's file when the server stops.
     pub socket_dir: Option<PathBuf>,
-    /// Files read after start (the user database, for `--multi-user` lookups; the
-    /// configuration file, for reloads).
+    /// Files read after start (the user database, for `--multi-user` lookups).
     pub read_files: Vec<PathBuf>,
 }
 
 /// Why no ruleset was enforced.
 #[derive(Debug, thiserror::Error)]
 pub enum LandlockError {
-    /// The kernel has no usable Landlock (not built in, not enabled at boot, or ABI 1, which
-    /// forbids every rename across directories and so cannot confine a file server).
-    #[error("the kernel offers no Landlock of ABI 2 or later: {0}")]
-    Unavailable(landlock::RulesetError),
+    /// The kernel has no Landlock: not built in, or not enabled at boot.
+    #[error(
+        "the kernel offers no Landlock (not built in, or not enabled at boot: \
+         /sys/kernel/security/lsm lists the enabled modules)"
+    )]
+    NotOffered,
+    /// The kernel's Landlock is ABI 1, which refuses every rename and link between
+    /// directories and so cannot confine a file server.
+    #[error(
+        "the kernel offers only Landlock ABI 1, under which no file could be renamed between \
+         directories; ABI 2 (Linux 5.19) or later is needed"
+    )]
+    TooOld,
     /// Landlock is there but the ruleset could not be built or enforced.
     #[error("cannot enforce Landlock: {0}")]
     Failed(String),
+}
+
+impl LandlockError {
+    /// Whether the kernel lacks a usable Landlock (rather than refusing this ruleset).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, LandlockError::NotOffered | LandlockError::TooOld)
+    }
+}
+
+/// Whether the kernel has Landlock at all, once it is known to lack ABI 2.
+fn unavailable() -> LandlockError {
+    let abi1 = Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(AccessFs::from_all(ABI::V1));
+    match abi1 {
+        Ok(_) => LandlockError::TooOld,
+        Err(_) => LandlockError::NotOffered,
+    }
 }
 
 /// Enforces the ruleset on the calling thread and the threads it creates from now on, and
@@ -42,7 +67,7 @@ pub fn restrict(reach: &Reach) -> Result<u32, LandlockError> {
     let ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::HardRequirement)
         .handle_access(AccessFs::from_all(ABI::V2))
-        .map_err(LandlockError::Unavailable)?;
+        .map_err(|_| unavailable())?;
     let failed = |e: landlock::RulesetError| LandlockError::Failed(e.to_string());
     let ruleset = ruleset
         .set_compatibility(CompatLevel::BestEffort)
@@ -58,12 +83,9 @@ pub fn restrict(reach: &Reach) -> Result<u32, LandlockError> {
         .map_err(failed)?;
 
     let everything_but_exec = AccessFs::from_all(ABI::V5) & !BitFlags::from(AccessFs::Execute);
-    let mut ruleset = ruleset;
-    for export in &reach.exports {
-        ruleset = ruleset
-            .add_rule(PathBeneath::new(open(export)?, everything_but_exec))
-            .map_err(failed)?;
-    }
+    let mut ruleset = ruleset
+        .add_rule(PathBeneath::new(open(&reach.export)?, everything_but_exec))
+        .map_err(failed)?;
     if let Some(dir) = &reach.socket_dir {
         ruleset = ruleset
             .add_rule(PathBeneath::new(open(dir)?, AccessFs::RemoveFile))

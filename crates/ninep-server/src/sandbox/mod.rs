@@ -80,11 +80,11 @@ impl std::fmt::Display for Report {
 /// Why the server must not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
-    #[error("--landlock on: {0}")]
+    #[error("--landlock on, but {0}: refusing to start")]
     LandlockRequired(LandlockError),
     #[error(transparent)]
     Landlock(LandlockError),
-    #[error("--seccomp {0}: {1}")]
+    #[error("--seccomp {0}, but {1}: refusing to start")]
     Seccomp(SeccompMode, seccomp::SeccompError),
     #[error("cannot set no_new_privs: {0}")]
     NoNewPrivs(rustix::io::Errno),
@@ -120,7 +120,7 @@ pub fn enter(policy: &Policy) -> Result<Report, SandboxError> {
             Err(e) if policy.landlock == Want::Required => {
                 return Err(SandboxError::LandlockRequired(e));
             }
-            Err(e @ LandlockError::Unavailable(_)) => report.missing.push(e.to_string()),
+            Err(e) if e.is_unavailable() => report.missing.push(e.to_string()),
             Err(e) => return Err(SandboxError::Landlock(e)),
         }
     }

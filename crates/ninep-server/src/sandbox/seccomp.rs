@@ -45,8 +45,17 @@ pub enum SeccompError {
     Arch(String),
     #[error("cannot build the seccomp filter: {0}")]
     Build(seccompiler::BackendError),
-    #[error("the kernel refused the seccomp filter: {0}")]
+    #[error("the kernel refused the seccomp filter: {}", install_error(.0))]
     Install(seccompiler::Error),
+}
+
+/// What the kernel answered, without the library's wording around it.
+fn install_error(e: &seccompiler::Error) -> String {
+    match e {
+        seccompiler::Error::Seccomp(e) => format!("seccomp(): {e}"),
+        seccompiler::Error::Prctl(e) => format!("prctl(): {e}"),
+        e => e.to_string(),
+    }
 }
 
 /// Installs the filters on every thread of the process (`PR_SET_NO_NEW_PRIVS` first) and
