@@ -121,13 +121,18 @@ pub struct Loaded {
 
 /// Reads, validates and opens the exports of the configuration file `path`.
 pub fn load(path: &Path, defaults: &Defaults) -> Result<Loaded, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let text = std::fs::read_to_string(path).map_err(|e| unreadable(path, &e, ""))?;
+    parse(path, &text, defaults)
+}
+
+/// The error for a file that cannot be read, with `hint` after the reason.
+fn unreadable(path: &Path, e: &std::io::Error, hint: &str) -> ConfigError {
+    ConfigError {
         file: path.to_path_buf(),
         line: None,
         key: None,
-        message: format!("cannot read it: {e}"),
-    })?;
-    parse(path, &text, defaults)
+        message: format!("cannot read it: {e}{hint}"),
+    }
 }
 
 /// [`load`] of `text`, read from `file`.
@@ -295,7 +300,18 @@ pub fn reload(
     defaults: &Defaults,
     sandbox_roots: &[PathBuf],
 ) -> Result<Exports, ConfigError> {
-    let loaded = load(path, defaults)?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+            // Landlock's rule names the file the server started with (its inode).
+            " (the sandbox lets a running server read only the file it started with: a file \
+             replaced since, as editors that write a new file and rename it do, stays \
+             unreadable; write changes into the file in place, or restart the server)"
+        } else {
+            ""
+        };
+        unreadable(path, &e, hint)
+    })?;
+    let loaded = parse(path, &text, defaults)?;
     for share in loaded.exports.shares() {
         if !covered(&share.path, sandbox_roots) {
             return Err(ConfigError {

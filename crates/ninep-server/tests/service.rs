@@ -318,6 +318,20 @@ async fn sighup_reloads_exports_and_open_fids_outlive_their_export() {
         c.attach(6, NOFID, b"", b"c", 0).await.unwrap();
         c.clunk(6).await.unwrap();
     }
+    // A file replaced (written elsewhere and renamed over it, as editors do) is not the file
+    // the sandbox lets the server read: the reload says so.
+    let replacement = tmp.path().join("ninepd.toml.new");
+    std::fs::write(&replacement, sandbox.clone() + &export_table("a", &a, "")).unwrap();
+    std::fs::rename(&replacement, &file).unwrap();
+    signal(&server, rustix::process::Signal::HUP);
+    notify.wait_for("RELOADING=1", &mut server);
+    notify.wait_for("READY=1", &mut server);
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        said.contains("write changes into the file in place"),
+        "{said}"
+    );
+    c.attach(6, NOFID, b"", b"c", 0).await.unwrap();
     drop(c);
     stop(server, &notify);
 }
