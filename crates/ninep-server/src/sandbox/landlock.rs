@@ -11,11 +11,13 @@ use landlock::{
 /// What the ruleset lets the process reach.
 #[derive(Debug, Clone)]
 pub struct Reach {
-    /// The export: everything but executing files.
-    pub export: PathBuf,
+    /// The exports (or the directories holding them, see [`crate::config`]): everything but
+    /// executing files.
+    pub exports: Vec<PathBuf>,
     /// The unix socket's directory: only removing the socket's file when the server stops.
     pub socket_dir: Option<PathBuf>,
-    /// Files read after start (the user database, for `--multi-user` lookups).
+    /// Files read after start (the user database, for `--multi-user` lookups; the
+    /// configuration file, for reloads).
     pub read_files: Vec<PathBuf>,
 }
 
@@ -83,9 +85,12 @@ pub fn restrict(reach: &Reach) -> Result<u32, LandlockError> {
         .map_err(failed)?;
 
     let everything_but_exec = AccessFs::from_all(ABI::V5) & !BitFlags::from(AccessFs::Execute);
-    let mut ruleset = ruleset
-        .add_rule(PathBeneath::new(open(&reach.export)?, everything_but_exec))
-        .map_err(failed)?;
+    let mut ruleset = ruleset;
+    for export in &reach.exports {
+        ruleset = ruleset
+            .add_rule(PathBeneath::new(open(export)?, everything_but_exec))
+            .map_err(failed)?;
+    }
     if let Some(dir) = &reach.socket_dir {
         ruleset = ruleset
             .add_rule(PathBeneath::new(open(dir)?, AccessFs::RemoveFile))
