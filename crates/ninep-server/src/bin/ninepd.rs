@@ -20,7 +20,7 @@ use ninep_server::{Config, Server, config, signals, systemd};
 /// claim any uid with --multi-user), and for TCP, which tells nothing, the squash identity
 /// (`nobody`). Root itself is squashed too unless --no-root-squash is given.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about)]
+#[command(name = "ninepd", version, long_about)]
 struct Args {
     /// The directory to export (default: the current directory, unless --config names the
     /// exports). Clients can never reach anything outside it; a client may attach to a
@@ -163,6 +163,11 @@ struct Args {
     #[arg(long, value_enum)]
     seccomp: Option<SeccompMode>,
 
+    /// Print this manual page (roff, for man(1)) on standard output and exit: how the
+    /// packages make ninepd(8).
+    #[arg(long, hide = true)]
+    generate_man: bool,
+
     /// Test only: after the sandbox is closed, attempt something it must forbid and report
     /// the outcome on standard error.
     #[cfg(feature = "test-hooks")]
@@ -196,6 +201,9 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.generate_man {
+        return generate_man();
+    }
     let filter = match tracing_subscriber::EnvFilter::try_new(&args.log_level) {
         Ok(f) => f,
         Err(e) => {
@@ -394,6 +402,19 @@ fn close_sandbox(args: &Args, mut reach: sandbox::landlock::Reach) -> anyhow::Re
         tracing::warn!("sandbox off: the server can reach whatever its user can");
     }
     Ok(())
+}
+
+/// `--generate-man`: the manual page, ninepd(8), from the options' documentation.
+fn generate_man() -> ExitCode {
+    use clap::CommandFactory;
+    let man = clap_mangen::Man::new(Args::command()).section("8");
+    match man.render(&mut std::io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ninepd: cannot write the manual page: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `--check-config`: loads the file as a start would, and says what it would serve.
