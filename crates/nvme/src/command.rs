@@ -22,6 +22,8 @@ pub mod admin {
     pub const GET_FEATURES: u8 = 0x0a;
     /// Format NVM.
     pub const FORMAT_NVM: u8 = 0x80;
+    /// Doorbell Buffer Config: shadow doorbells and their event indexes.
+    pub const DOORBELL_BUFFER_CONFIG: u8 = 0x7c;
 }
 
 /// NVM command set I/O opcodes.

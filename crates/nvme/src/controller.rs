@@ -11,7 +11,7 @@ use crate::identify::{ControllerInfo, Namespace};
 use crate::platform::{DMA_PAGE_SIZE, Interrupt, Platform};
 use crate::queue_pair::QueuePair;
 use crate::regs::{self, Cap};
-use crate::ring::Rings;
+use crate::ring::{Rings, Shadow};
 
 /// Tunables of the driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +32,10 @@ pub struct Options {
     /// [`QueuePair::interrupt`] hands out to sleep on, instead of only being polled. Bring-up
     /// fails if the platform has no interrupts (uio, the model without them).
     pub interrupts: bool,
+    /// Use shadow doorbells (Doorbell Buffer Config) when the controller offers them: I/O
+    /// doorbell values go to a page in memory, and the registers are written only when the
+    /// controller's event index asks for it.
+    pub shadow_doorbells: bool,
 }
 
 impl Default for Options {
@@ -44,6 +48,7 @@ impl Default for Options {
             max_transfer: 1 << 20,
             retries: 3,
             interrupts: false,
+            shadow_doorbells: true,
         }
     }
 }
@@ -100,6 +105,9 @@ pub(crate) struct Shared<P: Platform> {
     /// Interrupt vectors by number (vector `q` belongs to I/O queue `q`; 0 is the admin
     /// queue's, which is polled): empty unless [`Options::interrupts`].
     pub(crate) interrupts: Vec<Arc<Interrupt>>,
+    /// The shadow doorbell pages, when the controller took them (see [`Shadow`]). The lock is
+    /// held only to store one value and read one event index.
+    pub(crate) shadow: Option<Mutex<Shadow<P::Dma>>>,
 }
 
 /// A brought-up NVMe controller. Open one [`QueuePair`] per thread for I/O.
@@ -168,6 +176,53 @@ fn enable<P: Platform>(platform: &P, cap: Cap, admin: &AdminQueue<P::Dma>) -> Re
     )
 }
 
+/// Allocates the shadow doorbell pages and hands them to the controller; `None` (doorbell
+/// registers only) if it refuses. Pages a failed command may still point at stay with the admin
+/// queue until the controller is disabled or stopped.
+fn configure_shadow<P: Platform>(
+    platform: &P,
+    admin: &mut AdminQueue<P::Dma>,
+) -> Option<Shadow<P::Dma>> {
+    let pages = platform
+        .alloc_dma(DMA_PAGE_SIZE)
+        .and_then(|d| Ok((d, platform.alloc_dma(DMA_PAGE_SIZE)?)));
+    let (doorbells, event_indexes) = match pages {
+        Ok(pages) => pages,
+        Err(e) => {
+            tracing::warn!("no memory for shadow doorbells ({e}); writing the registers");
+            return None;
+        }
+    };
+    let shadow = Shadow {
+        doorbells,
+        event_indexes,
+    };
+    match send_shadow_config(platform, admin, &shadow) {
+        Ok(()) => Some(shadow),
+        Err(e) => {
+            tracing::warn!("Doorbell Buffer Config failed ({e}); writing the registers");
+            if crate::admin::may_be_outstanding(&e) {
+                admin.park([shadow.doorbells, shadow.event_indexes]);
+            }
+            None
+        }
+    }
+}
+
+fn send_shadow_config<P: Platform>(
+    platform: &P,
+    admin: &mut AdminQueue<P::Dma>,
+    shadow: &Shadow<P::Dma>,
+) -> Result<()> {
+    use crate::platform::DmaMemory as _;
+    let mut sqe = crate::command::Sqe::new(crate::command::admin::DOORBELL_BUFFER_CONFIG, 0);
+    sqe.set_prps(
+        shadow.doorbells.bus_addr(0),
+        shadow.event_indexes.bus_addr(0),
+    );
+    admin.run(platform, sqe).map(drop)
+}
+
 /// Identify Controller, the usable namespaces, and Set Features Number of Queues.
 fn identify_all<P: Platform>(
     platform: &P,
@@ -227,6 +282,11 @@ impl<P: Platform> Controller<P> {
                 return Err(e);
             }
         };
+        let shadow = if options.shadow_doorbells && info.supports_doorbell_buffer() {
+            configure_shadow(&platform, &mut admin)
+        } else {
+            None
+        };
         let interrupts = if options.interrupts {
             match platform.enable_interrupts(granted.saturating_add(1)) {
                 Ok(vectors) => vectors,
@@ -268,6 +328,7 @@ impl<P: Platform> Controller<P> {
                 granted: AtomicU64::new(granted as u64),
                 queue_ids: Mutex::new(vec![false; granted as usize]),
                 interrupts,
+                shadow: shadow.map(Mutex::new),
                 options,
             }),
         })
@@ -424,7 +485,15 @@ impl<P: Platform> Shared<P> {
             admin.rings.reset();
             enable(&self.platform, self.cap, &admin)?;
             let wanted = self.granted.load(Ordering::Relaxed) as u16;
-            admin.set_queue_count(&self.platform, wanted)
+            admin.set_queue_count(&self.platform, wanted)?;
+            // A reset forgot the shadow pages: they start again from zero. Queue pairs write
+            // them either way, so a controller that refuses them now is given up on.
+            if let Some(shadow) = &self.shadow {
+                let shadow = shadow.lock().unwrap_or_else(|p| p.into_inner());
+                shadow.clear();
+                send_shadow_config(&self.platform, &mut admin, &shadow)?;
+            }
+            Ok(())
         })();
         match result {
             Ok(_) => {
@@ -457,7 +526,12 @@ impl<P: Platform> Drop for Shared<P> {
                     .get_mut()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
                 if !shut_down || admin.parked_bytes() > 0 {
-                    let bytes = admin.leak();
+                    let mut bytes = admin.leak();
+                    if let Some(shadow) = self.shadow.take() {
+                        let shadow = shadow.into_inner().unwrap_or_else(|p| p.into_inner());
+                        bytes += 2 * DMA_PAGE_SIZE;
+                        std::mem::forget(shadow);
+                    }
                     tracing::error!(
                         "the controller could not be stopped ({e}); leaking {bytes} bytes of \
                          admin queue memory it may still reach"

@@ -17,6 +17,8 @@ pub struct ControllerInfo {
     pub abort_limit: u8,
     /// Number of namespaces.
     pub namespace_count: u32,
+    /// Optional admin command support bits.
+    pub oacs: u16,
     /// Optional NVM command support bits.
     pub oncs: u16,
     /// Whether a volatile write cache is present.
@@ -42,6 +44,7 @@ impl ControllerInfo {
             mdts: data[77],
             abort_limit: data[258],
             namespace_count: u32::from_le_bytes([data[516], data[517], data[518], data[519]]),
+            oacs: u16::from_le_bytes([data[256], data[257]]),
             oncs: u16::from_le_bytes([data[520], data[521]]),
             volatile_write_cache: data[525] & 1 != 0,
             rtd3e_us: u32::from_le_bytes([data[88], data[89], data[90], data[91]]),
@@ -51,6 +54,11 @@ impl ControllerInfo {
     /// Whether Write Zeroes is supported.
     pub fn supports_write_zeroes(&self) -> bool {
         self.oncs & (1 << 3) != 0
+    }
+
+    /// Whether Doorbell Buffer Config (shadow doorbells) is supported.
+    pub fn supports_doorbell_buffer(&self) -> bool {
+        self.oacs & (1 << 8) != 0
     }
 
     /// Whether Dataset Management is supported.

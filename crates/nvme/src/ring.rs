@@ -1,6 +1,7 @@
 //! One submission/completion queue pair in DMA memory: tails, heads, phase tag and doorbells.
 
 use std::sync::atomic::{Ordering, fence};
+use std::sync::{Mutex, PoisonError};
 
 use crate::command::{CQE_SIZE, Cqe, SQE_SIZE, Sqe};
 use crate::error::Result;
@@ -25,6 +26,75 @@ pub(crate) struct Rings<D> {
     cq_doorbell: usize,
     /// The interrupt vector the completion queue raises (`None`: interrupts off, polled).
     pub(crate) vector: Option<u16>,
+    /// The SQ tail and CQ head last announced (shadow doorbells compare against them).
+    sq_announced: u16,
+    cq_announced: u16,
+}
+
+/// Shadow doorbells (Doorbell Buffer Config): one page of doorbell values the controller reads
+/// on its own, and one of event indexes it writes, laid out like the doorbell registers. A new
+/// value goes to the shadow page; the register is written only when the controller's event
+/// index says it is waiting for one (it has caught up with the value announced before), which
+/// saves most register writes (each one a trap into the hypervisor under emulation).
+///
+/// Both pages belong to all I/O queues, each using only its own two entries; the admin queue
+/// always writes its registers.
+pub(crate) struct Shadow<D> {
+    pub(crate) doorbells: D,
+    pub(crate) event_indexes: D,
+}
+
+/// Whether the controller must be told of `new` by a register write: its event index `event`
+/// lies in `[old, new)`, i.e. it asked to be told once the value passed it (the virtio rule, as
+/// in the NVMe specification and Linux).
+pub(crate) fn need_event(event: u16, new: u16, old: u16) -> bool {
+    new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
+}
+
+impl<D: DmaMemory> Shadow<D> {
+    /// Stores `new` in the shadow entry at `offset` (from the first doorbell); whether the
+    /// register must be written too.
+    fn announce(&self, offset: usize, old: u16, new: u16) -> bool {
+        self.doorbells.write_u32(offset, new as u32);
+        // The value must be visible before the event index is read: a full barrier.
+        fence(Ordering::SeqCst);
+        let event = self.event_indexes.read_u32(offset) as u16;
+        need_event(event, new, old)
+    }
+
+    /// Zeroes queue `qid`'s entries, before the queue is created.
+    pub(crate) fn clear_queue(&self, qid: u16, stride: usize) {
+        for offset in [2 * qid as usize * stride, (2 * qid as usize + 1) * stride] {
+            self.doorbells.write_u32(offset, 0);
+            self.event_indexes.write_u32(offset, 0);
+        }
+    }
+
+    /// Zeroes both pages (after a controller reset, before they are configured again).
+    pub(crate) fn clear(&self) {
+        let zeros = [0u8; DMA_PAGE_SIZE];
+        self.doorbells.write(0, &zeros);
+        self.event_indexes.write(0, &zeros);
+    }
+}
+
+/// Where a queue's doorbells go: the shadow pages when configured, else the registers.
+pub(crate) type ShadowRef<'a, D> = Option<&'a Mutex<Shadow<D>>>;
+
+fn announce<D: DmaMemory>(
+    shadow: ShadowRef<'_, D>,
+    qid: u16,
+    offset: usize,
+    old: u16,
+    new: u16,
+) -> bool {
+    match shadow {
+        Some(shadow) if qid != 0 => shadow
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .announce(offset - regs::DOORBELL_BASE, old, new),
+        _ => true,
+    }
 }
 
 /// Bytes from the start of `mem` that are contiguous on the bus.
@@ -64,6 +134,8 @@ impl<D: DmaMemory> Rings<D> {
             sq_doorbell: regs::sq_tail_doorbell(qid, stride),
             cq_doorbell: regs::cq_head_doorbell(qid, stride),
             vector: None,
+            sq_announced: 0,
+            cq_announced: 0,
         })
     }
 
@@ -98,6 +170,8 @@ impl<D: DmaMemory> Rings<D> {
         self.cq_head = 0;
         self.unacked = 0;
         self.phase = true;
+        self.sq_announced = 0;
+        self.cq_announced = 0;
     }
 
     /// Entries the submission ring can still take (one slot always stays empty).
@@ -114,9 +188,13 @@ impl<D: DmaMemory> Rings<D> {
     }
 
     /// Tells the controller about every entry pushed so far.
-    pub(crate) fn ring_sq<P: Platform<Dma = D>>(&self, platform: &P) {
+    pub(crate) fn ring_sq<P: Platform<Dma = D>>(&mut self, platform: &P, shadow: ShadowRef<'_, D>) {
         fence(Ordering::Release);
-        platform.write32(self.sq_doorbell, self.sq_tail as u32);
+        let (old, new) = (self.sq_announced, self.sq_tail);
+        self.sq_announced = new;
+        if announce(shadow, self.qid, self.sq_doorbell, old, new) {
+            platform.write32(self.sq_doorbell, new as u32);
+        }
     }
 
     /// Takes the next completion if the controller has posted one.
@@ -144,9 +222,13 @@ impl<D: DmaMemory> Rings<D> {
     }
 
     /// Tells the controller how far completions have been consumed.
-    pub(crate) fn ring_cq<P: Platform<Dma = D>>(&mut self, platform: &P) {
-        platform.write32(self.cq_doorbell, self.cq_head as u32);
+    pub(crate) fn ring_cq<P: Platform<Dma = D>>(&mut self, platform: &P, shadow: ShadowRef<'_, D>) {
+        let (old, new) = (self.cq_announced, self.cq_head);
+        self.cq_announced = new;
         self.unacked = 0;
+        if announce(shadow, self.qid, self.cq_doorbell, old, new) {
+            platform.write32(self.cq_doorbell, new as u32);
+        }
     }
 
     /// Completions consumed but not yet acknowledged to the controller.
@@ -176,6 +258,46 @@ mod tests {
             phase,
             status: 0,
         }
+    }
+
+    #[test]
+    fn need_event_follows_the_event_index_across_wrap_around() {
+        // The controller has seen 5 and asks to hear of anything past it.
+        assert!(need_event(5, 6, 5));
+        assert!(need_event(5, 9, 5));
+        // It has not caught up with 5 yet (it waits at 3): 5 -> 9 need not be told.
+        assert!(!need_event(3, 9, 5));
+        // Nothing new, nothing to tell.
+        assert!(!need_event(5, 5, 5));
+        // Across the 16-bit wrap.
+        assert!(need_event(65535, 2, 65535));
+        assert!(!need_event(65533, 2, 65535));
+    }
+
+    #[test]
+    fn a_shadow_doorbell_writes_the_register_only_when_the_controller_waits_for_it() {
+        let model = Model::new(ModelConfig::default());
+        let shadow = Shadow {
+            doorbells: model.alloc_dma(DMA_PAGE_SIZE).unwrap(),
+            event_indexes: model.alloc_dma(DMA_PAGE_SIZE).unwrap(),
+        };
+        let sq1 = 8;
+        // The controller has seen tail 0 and waits for more: the register is written.
+        assert!(shadow.announce(sq1, 0, 1));
+        assert_eq!(shadow.doorbells.read_u32(sq1), 1);
+        // It has not caught up with 1 yet: 3 goes to the shadow page only.
+        assert!(!shadow.announce(sq1, 1, 3));
+        assert_eq!(shadow.doorbells.read_u32(sq1), 3);
+        // It has caught up (event index 3): the next value is written to the register.
+        shadow.event_indexes.write_u32(sq1, 3);
+        assert!(shadow.announce(sq1, 3, 4));
+        // Another queue's entries are untouched, and clearing a queue zeroes only its own.
+        assert_eq!(shadow.doorbells.read_u32(16), 0);
+        shadow.doorbells.write_u32(16, 9);
+        shadow.clear_queue(1, 4);
+        assert_eq!(shadow.doorbells.read_u32(sq1), 0);
+        assert_eq!(shadow.event_indexes.read_u32(sq1), 0);
+        assert_eq!(shadow.doorbells.read_u32(16), 9);
     }
 
     #[test]

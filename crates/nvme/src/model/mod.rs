@@ -47,6 +47,10 @@ pub struct ModelConfig {
     pub namespaces: Vec<NamespaceConfig>,
     /// How bus addresses of allocated pages are laid out.
     pub dma_layout: DmaLayout,
+    /// Whether the controller offers Doorbell Buffer Config (OACS bit 8). Once configured,
+    /// an I/O doorbell write makes it read the queue's value from the shadow page (the
+    /// register's value is ignored), and it writes the value it acted on as the event index.
+    pub shadow_doorbells: bool,
 }
 
 impl Default for ModelConfig {
@@ -64,6 +68,7 @@ impl Default for ModelConfig {
                 lba_shift: 9,
             }],
             dma_layout: DmaLayout::Scattered,
+            shadow_doorbells: true,
         }
     }
 }
@@ -128,6 +133,10 @@ pub struct ModelStats {
     pub sq_doorbells: u64,
     /// Completion queue head doorbell writes.
     pub cq_doorbells: u64,
+    /// Doorbell Buffer Config commands accepted.
+    pub shadow_doorbell_configs: u64,
+    /// I/O doorbell values taken from the shadow page (rather than from the register written).
+    pub shadow_doorbell_reads: u64,
     /// Completions that found their completion queue full and had to wait for the host.
     pub cq_full_waits: u64,
     /// I/O submission queues currently existing.

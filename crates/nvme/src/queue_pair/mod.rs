@@ -148,6 +148,13 @@ impl<P: Platform> QueuePair<P> {
                 ))
             })?;
         let lists = Retained::new(platform.alloc_dma(list_bytes)?);
+        if let Some(shadow) = &shared.shadow {
+            // A queue that had this ID before left its last values there.
+            shadow
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clear_queue(qid, shared.cap.doorbell_stride());
+        }
         let generation = {
             let mut admin = shared.lock_admin();
             if let Err(e) = admin.create_io_queues(platform, &rings) {
@@ -480,7 +487,8 @@ impl<P: Platform> QueuePair<P> {
     /// (this one included) must fit in the ring.
     fn start(&mut self, s: u16) {
         if self.rings.unacked() + self.in_flight > self.rings.entries as usize - 1 {
-            self.rings.ring_cq(&self.shared.platform);
+            self.rings
+                .ring_cq(&self.shared.platform, self.shared.shadow.as_ref());
         }
         let slot = &mut self.slots[s as usize];
         slot.seq = (slot.seq + 1) & (u16::MAX >> SLOT_BITS);
@@ -513,7 +521,8 @@ impl<P: Platform> QueuePair<P> {
     /// Writes the submission doorbell for everything queued since the last write.
     pub fn flush(&mut self) {
         if self.sq_pending {
-            self.rings.ring_sq(&self.shared.platform);
+            self.rings
+                .ring_sq(&self.shared.platform, self.shared.shadow.as_ref());
             self.sq_pending = false;
         }
     }
@@ -533,7 +542,8 @@ impl<P: Platform> QueuePair<P> {
             // One CQ doorbell per half ring of completions rather than per poll; `start`
             // writes it earlier when the ring could otherwise fill.
             if self.rings.unacked() * 2 >= self.rings.entries as usize {
-                self.rings.ring_cq(&self.shared.platform);
+                self.rings
+                    .ring_cq(&self.shared.platform, self.shared.shadow.as_ref());
             }
             self.idle_polls = 0;
         } else {

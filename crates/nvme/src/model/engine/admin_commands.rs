@@ -31,6 +31,16 @@ impl Engine {
             admin::DELETE_SQ => self.delete_sq(sqe),
             admin::DELETE_CQ => self.delete_cq(sqe),
             admin::ABORT => self.abort(sqe),
+            admin::DOORBELL_BUFFER_CONFIG if self.config.shadow_doorbells => {
+                let (doorbells, event_indexes) = (sqe.prp1(), sqe.prp2());
+                let page = |a: u64| a != 0 && a.is_multiple_of(DMA_PAGE_SIZE as u64);
+                if !page(doorbells) || !page(event_indexes) {
+                    return generic(sc::INVALID_FIELD);
+                }
+                self.shadow = Some((doorbells, event_indexes));
+                self.stats.shadow_doorbell_configs += 1;
+                ok(0)
+            }
             _ => generic(sc::INVALID_OPCODE),
         }
     }
@@ -49,6 +59,9 @@ impl Engine {
                 data[64..72].copy_from_slice(b"1.0     ");
                 data[77] = self.config.mdts;
                 data[80..84].copy_from_slice(&0x0001_0400u32.to_le_bytes());
+                if self.config.shadow_doorbells {
+                    data[256..258].copy_from_slice(&(1u16 << 8).to_le_bytes());
+                }
                 data[258] = 3;
                 data[259] = 3;
                 data[512] = 0x66;

@@ -95,6 +95,8 @@ pub(crate) struct Engine {
     reach_changed: bool,
     /// MSI-X vectors by number, once the host turned them on.
     pub(crate) vectors: Vec<Arc<Interrupt>>,
+    /// Bus addresses of the shadow doorbell and event index pages (Doorbell Buffer Config).
+    pub(crate) shadow: Option<(u64, u64)>,
 }
 
 impl Engine {
@@ -124,6 +126,7 @@ impl Engine {
             stats: ModelStats::default(),
             reach_changed: false,
             vectors: Vec::new(),
+            shadow: None,
         }
     }
 
@@ -152,6 +155,9 @@ impl Engine {
         }
         for held in &self.held {
             pages.extend(&held.pages);
+        }
+        if let Some((doorbells, event_indexes)) = self.shadow {
+            pages.extend([doorbells, event_indexes]);
         }
         self.bus.set_reachable(pages);
     }
@@ -282,6 +288,7 @@ impl Engine {
     fn reset(&mut self) {
         self.clear_queues();
         self.queues_granted = None;
+        self.shadow = None;
         self.csts = 0;
         self.stats.resets += 1;
     }
@@ -336,10 +343,29 @@ impl Engine {
             return;
         }
         let qid = (index / 2) as u16;
+        let mut value = value as u16;
+        let shadow = self.shadow.filter(|_| qid != 0);
+        let at = (index * stride) as u64;
+        if let Some((doorbells, _)) = shadow {
+            let mut raw = [0u8; 4];
+            if !self.bus.read(doorbells + at, &mut raw) {
+                self.set_fatal();
+                return;
+            }
+            value = u32::from_le_bytes(raw) as u16;
+            self.stats.shadow_doorbell_reads += 1;
+        }
         if index.is_multiple_of(2) {
-            self.sq_doorbell(qid, value as u16);
+            self.sq_doorbell(qid, value);
         } else {
-            self.cq_doorbell(qid, value as u16);
+            self.cq_doorbell(qid, value);
+        }
+        if let Some((_, event_indexes)) = shadow
+            && !self
+                .bus
+                .write(event_indexes + at, &u32::from(value).to_le_bytes())
+        {
+            self.set_fatal();
         }
     }
 
