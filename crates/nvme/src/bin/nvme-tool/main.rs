@@ -50,6 +50,10 @@ struct Cli {
     /// uio_pci_generic has no MSI-X and refuses).
     #[arg(long, global = true)]
     interrupts: bool,
+    /// Write the doorbell registers for every I/O doorbell, even when the controller offers
+    /// shadow doorbells (used by default).
+    #[arg(long, global = true)]
+    no_shadow_doorbells: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -224,6 +228,7 @@ fn options(cli: &Cli) -> Options {
         io_queues: queues as u16,
         queue_depth: depth.max(64),
         interrupts: cli.interrupts,
+        shadow_doorbells: !cli.no_shadow_doorbells,
         ..Options::default()
     }
 }
