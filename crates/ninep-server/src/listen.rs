@@ -1,4 +1,5 @@
-//! Transports: TCP, a unix socket, or the standard input/output pair (`trans=fd`).
+//! Transports: TCP, a unix socket, vsock (virtual machines and their host), or the standard
+//! input/output pair (`trans=fd`).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -20,9 +21,14 @@ pub enum Listen {
     Tcp(String),
     /// `unix:PATH`
     Unix(PathBuf),
+    /// `vsock:PORT` (any CID of this machine) or `vsock:CID:PORT`.
+    Vsock { cid: u32, port: u32 },
     /// `fd`: one client on standard input and output.
     Fd,
 }
+
+/// `VMADDR_CID_ANY`: a vsock listener on every CID the machine has.
+pub const VSOCK_CID_ANY: u32 = u32::MAX;
 
 impl FromStr for Listen {
     type Err = String;
@@ -37,10 +43,32 @@ impl FromStr for Listen {
                 return Err("unix: needs a socket path".into());
             }
             Ok(Listen::Unix(PathBuf::from(path)))
+        } else if let Some(addr) = s.strip_prefix("vsock:") {
+            parse_vsock(addr)
         } else {
-            Err(format!("`{s}` is not tcp:HOST:PORT, unix:PATH or fd"))
+            Err(format!(
+                "`{s}` is not tcp:HOST:PORT, unix:PATH, vsock:[CID:]PORT or fd"
+            ))
         }
     }
+}
+
+/// `PORT` or `CID:PORT`, both decimal numbers.
+fn parse_vsock(addr: &str) -> Result<Listen, String> {
+    let number = |what: &str, s: &str| {
+        s.parse::<u32>()
+            .map_err(|_| format!("vsock:{addr}: the {what} `{s}` is not a number below 2^32"))
+    };
+    let (cid, port) = match addr.split_once(':') {
+        None => (VSOCK_CID_ANY, number("port", addr)?),
+        Some((cid, port)) => (number("CID", cid)?, number("port", port)?),
+    };
+    if port == u32::MAX {
+        return Err(format!(
+            "vsock:{addr}: port {port} is VMADDR_PORT_ANY, not a port"
+        ));
+    }
+    Ok(Listen::Vsock { cid, port })
 }
 
 impl Listen {
@@ -93,6 +121,7 @@ pub enum Bound {
     Tcp(std::net::TcpListener),
     /// The listener and its socket's file, removed when the listener is dropped.
     Unix(std::os::unix::net::UnixListener, SocketFile),
+    Vsock(vsock::VsockListener),
     /// Standard input and output, opened when serving starts.
     Fd,
 }
@@ -108,7 +137,7 @@ impl Bound {
                 Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
                 _ => PathBuf::from("."),
             }),
-            Bound::Tcp(_) | Bound::Fd => None,
+            Bound::Tcp(_) | Bound::Vsock(_) | Bound::Fd => None,
         }
     }
 }
@@ -133,6 +162,11 @@ pub fn bind_with(listen: &Listen, options: &ListenOptions) -> Result<Bound> {
         Listen::Unix(path) => {
             let (listener, file) = bind_unix_std_with(path, options)?;
             Ok(Bound::Unix(listener, file))
+        }
+        Listen::Vsock { cid, port } => {
+            let listener = vsock::VsockListener::bind_with_cid_port(*cid, *port)
+                .with_context(|| format!("cannot listen on {}", vsock_name(*cid, *port)))?;
+            Ok(Bound::Vsock(listener))
         }
         Listen::Fd => Ok(Bound::Fd),
     }
@@ -186,6 +220,29 @@ pub async fn serve(server: Arc<Server>, bound: Bound) -> Result<()> {
                 let peer = Peer::of_unix_socket(&stream);
                 tracing::info!(?peer, "client connected");
                 tokio::spawn(serve_unix(server.clone(), stream, peer));
+            }
+        }
+        Bound::Vsock(listener) => {
+            let (cid, port) = listener
+                .local_addr()
+                .map_or((VSOCK_CID_ANY, 0), |a| (a.cid(), a.port()));
+            // Registers the socket with the runtime; that can fail only when the kernel is
+            // out of memory for the registration (and then panics).
+            let listener = tokio_vsock::VsockListener::from(std::os::fd::OwnedFd::from(listener));
+            tracing::info!(
+                "serving {} on {}",
+                server.export_path_hint(),
+                vsock_name(cid, port)
+            );
+            loop {
+                let Some((stream, peer)) = accepted(listener.accept().await).await else {
+                    continue;
+                };
+                let peer = vsock_name(peer.cid(), peer.port());
+                tracing::info!(%peer, "client connected");
+                // Like TCP, vsock tells nothing of the user at the other end (a virtual
+                // machine's, or the host's): the peer is anonymous.
+                tokio::spawn(serve_vsock(server.clone(), stream, Peer::Anonymous, peer));
             }
         }
         Bound::Fd => {
@@ -245,6 +302,48 @@ pub async fn serve_unix(server: Arc<Server>, stream: tokio::net::UnixStream, pee
     let r = BusyPoll::new(r, server.busy_poll());
     conn::serve(server, peer, r, w).await;
     tracing::info!("client disconnected");
+}
+
+/// Serves one vsock connection from `peer` until the client leaves; `addr` names it in logs.
+///
+/// tokio has no vsock stream type. Its `UnixStream` is a readiness wrapper around a stream
+/// socket's descriptor that reads, writes and shuts down with the calls every stream family
+/// has, so a vsock connection is served through it, with a unix connection's busy-polling and
+/// `splice(2)` of read payloads into the socket (pipe → socket splicing works for every
+/// socket family). Nothing family-specific (`SO_PEERCRED`, the peer's address) is asked of it.
+pub async fn serve_vsock(
+    server: Arc<Server>,
+    stream: tokio_vsock::VsockStream,
+    peer: Peer,
+    addr: String,
+) {
+    let stream = match tokio_stream_of(stream) {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::warn!(peer = %addr, "cannot serve the connection: {e}");
+            return;
+        }
+    };
+    let (r, w) = stream.into_split();
+    let r = BusyPoll::new(r, server.busy_poll());
+    conn::serve(server, peer, r, w).await;
+    tracing::info!(peer = %addr, "client disconnected");
+}
+
+/// The runtime's stream over a connected vsock socket (see [`serve_vsock`]): the descriptor
+/// leaves tokio-vsock's registration (it stays non-blocking) for the `UnixStream`'s.
+fn tokio_stream_of(stream: tokio_vsock::VsockStream) -> std::io::Result<tokio::net::UnixStream> {
+    let fd = std::os::fd::OwnedFd::from(stream);
+    tokio::net::UnixStream::from_std(std::os::unix::net::UnixStream::from(fd))
+}
+
+/// `vsock:CID:PORT`, or `vsock:PORT` for any CID, as the log and errors name it.
+fn vsock_name(cid: u32, port: u32) -> String {
+    if cid == VSOCK_CID_ANY {
+        format!("vsock:{port}")
+    } else {
+        format!("vsock:{cid}:{port}")
+    }
 }
 
 /// Refuses a TCP address that is not loopback: unauthenticated clients from anywhere the

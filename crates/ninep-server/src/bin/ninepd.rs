@@ -45,12 +45,15 @@ struct Args {
     #[arg(long)]
     trace_protocol: bool,
 
-    /// Where to accept clients: `unix:PATH`, `tcp:HOST:PORT`, or `fd` for a single client on
-    /// standard input and output (the kernel's `trans=fd`). Default: `unix:/run/ninepd.sock`
-    /// for root, `unix:$XDG_RUNTIME_DIR/ninepd.sock` for other users, with mode 0600.
+    /// Where to accept clients: `unix:PATH`, `tcp:HOST:PORT`, `vsock:PORT` (on every vsock
+    /// CID of the machine) or `vsock:CID:PORT`, or `fd` for a single client on standard input
+    /// and output (the kernel's `trans=fd`). Default: `unix:/run/ninepd.sock` for root,
+    /// `unix:$XDG_RUNTIME_DIR/ninepd.sock` for other users, with mode 0600.
     /// A TCP listener lets every local user (and, off loopback, every host that reaches it)
-    /// connect unauthenticated: as root they act as the squash identity, otherwise as the
-    /// server's user. `fd` trusts standard input like the process that handed it over: its
+    /// connect unauthenticated, and so does a vsock listener (on a host, every virtual machine
+    /// with a vsock device; in a virtual machine, its host): as root they act as the squash
+    /// identity, otherwise as the server's user (mount such a server with `mount.ninep`,
+    /// which also authenticates with MUNGE under --auth munge). `fd` trusts standard input like the process that handed it over: its
     /// client may act as any user the server may (root squash still applies). 9P's registered
     /// TCP port is 564, which only root may bind; the examples use 5640, which any user may.
     #[arg(long, short = 'l')]
