@@ -14,7 +14,7 @@ const PJDFSTEST_VERSION: &str = "0.2.2";
 pub fn suites() -> Vec<Suite> {
     vec![Suite {
         name: "ninep-guest",
-        about: "the guest kernel's v9fs client against ninepd (tcp in the guest, trans=fd over virtio-serial) and pjdfstest (--multi-user over a unix socket)",
+        about: "the guest kernel's v9fs client against ninepd (tcp in the guest, trans=fd over virtio-serial, mount.ninep over vsock, tcp and unix) and pjdfstest (--multi-user over a unix socket)",
         needs_guest: true,
         run: guest,
     }]
@@ -29,6 +29,8 @@ fn guest() -> Result<Tally> {
             "ninep-server",
             "--test",
             "guest",
+            "--test",
+            "guest_mount",
             "--",
             "--ignored",
             "guest_",
