@@ -36,7 +36,7 @@ pub struct Options {
     pub flags: MountFlags,
     /// v9fs options, in the order given.
     pub kernel: Vec<String>,
-    /// The `msize` asked for, also used for mount.ninep's own exchange.
+    /// The `msize` asked for (checked here; the kernel negotiates it with the server).
     pub msize: Option<u32>,
     /// The user name sent in Tauth and Tattach.
     pub uname: Option<String>,
