@@ -289,7 +289,9 @@ dd if=/dev/nvme0n1 of=/tmp/ours.back bs=4096 skip=3 count=16 iflag=direct 2>/dev
 cmp /tmp/ours.bin /tmp/ours.back && echo OURS_TO_KERNEL=same
 head -c 8192 /dev/urandom > /tmp/kernel.bin
 dd if=/tmp/kernel.bin of=/dev/nvme0n1 bs=4096 seek=40 oflag=direct 2>/dev/null || exit 1
+echo K_IO_PASSTHRU; nvme io-passthru /dev/nvme0n1 -o 2 -n 1 -4 40 -6 1 -l 8192 -r 2>&1; echo "END $?"
 nvme-tool setup --bind vfio $BDF || exit 1
+echo O_IO_PASSTHRU; nvme-tool --device $DEV io-passthru -o 2 -n 1 -4 40 -6 1 -l 8192 -r 2>&1; echo "END $?"
 echo ID_AFTER_FORMAT; nvme-tool --device $DEV id-ns -n 1 -o json | tr -d '\n'; echo
 nvme-tool --device $DEV read --lba 40 --blocks 2 --out /tmp/kernel.back || exit 1
 cmp /tmp/kernel.bin /tmp/kernel.back && echo KERNEL_TO_OURS=same
@@ -390,6 +392,22 @@ echo STATUS_UIO; nvme-tool status -o json | tr -d '\n'; echo
     let current = id["flbas"].as_u64().unwrap_or(0) as usize & 0xf;
     assert_eq!(id["lbafs"][current]["ds"], 12, "{id}");
     assert_eq!(id["nsze"].as_u64(), Some(DISK_BYTES / 4096), "{id}");
+    // io-passthru: the same raw Read of the kernel's data, printed alike by both tools.
+    let between = |marker: &str| {
+        let start = out
+            .stdout
+            .find(&format!("{marker}\n"))
+            .unwrap_or_else(|| panic!("no {marker}\n{}", out.log_tail()));
+        let rest = &out.stdout[start + marker.len() + 1..];
+        rest[..rest.find("END ").unwrap_or(rest.len())].to_owned()
+    };
+    let kernel = between("K_IO_PASSTHRU");
+    assert!(
+        kernel.starts_with("IO Command Read is Success and result: 0x00000000\n"),
+        "{kernel}"
+    );
+    assert_eq!(kernel.lines().count(), 2 + 8192 / 16, "{kernel}");
+    assert_eq!(between("O_IO_PASSTHRU"), kernel);
     for f in FEATURES {
         let line = |prefix: &str| {
             let start = format!("{prefix} {f:#04x} ");

@@ -50,7 +50,65 @@ pub struct IoPassthruArgs {
     pub raw_binary: bool,
 }
 
-/// Sends the command on a queue pair of its own and prints nvme-cli's result line and hex dump.
+/// The command's name as nvme-cli 2.3 prints it in its result line (`Vendor Specific` when the NVM
+/// command set does not name it).
+fn opcode_name(opcode: u8) -> &'static str {
+    match opcode {
+        0x00 => "Flush",
+        0x01 => "Write",
+        0x02 => "Read",
+        0x04 => "Write Uncorrectable",
+        0x05 => "Compare",
+        0x08 => "Write Zeroes",
+        0x09 => "Dataset Management",
+        0x0c => "Verify",
+        0x0d => "Reservation Register",
+        0x0e => "Reservation Report",
+        0x11 => "Reservation Acquire",
+        0x15 => "Reservation Release",
+        0x19 => "Copy",
+        0x79 => "Zone Management Send",
+        0x7a => "Zone Management Receive",
+        0x7d => "Zone Append",
+        _ => "Vendor Specific",
+    }
+}
+
+/// nvme-cli's hex dump: a header of column numbers, then 16 bytes a line after a `%04x:` offset,
+/// each line ending with its bytes as text in quotes (`!` to `~` as themselves, the rest as `.`).
+fn nvme_cli_dump(data: &[u8], out: &mut impl std::io::Write) -> std::io::Result<()> {
+    write!(out, "     ")?;
+    for column in 0..16 {
+        write!(out, "{column:3x}")?;
+    }
+    for (line, chunk) in data.chunks(16).enumerate() {
+        write!(out, "\n{:04x}:", line * 16)?;
+        for byte in chunk {
+            write!(out, " {byte:02x}")?;
+        }
+        let text: String = chunk
+            .iter()
+            .map(|&b| {
+                if (b'!'..=b'~').contains(&b) {
+                    b as char
+                } else {
+                    '.'
+                }
+            })
+            .collect();
+        // A short last line keeps its text in the same column.
+        write!(
+            out,
+            "{:width$} \"{text}\"",
+            "",
+            width = 3 * (16 - chunk.len())
+        )?;
+    }
+    writeln!(out)
+}
+
+/// Sends the command on a queue pair of its own and prints what nvme-cli 2.3 prints: the result
+/// line on standard error, the data read as its hex dump (or raw) on standard output.
 pub fn io_passthru<P: Platform>(ctrl: &Controller<P>, a: &IoPassthruArgs) -> Result<()> {
     let data = match &a.input_file {
         Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
@@ -64,14 +122,44 @@ pub fn io_passthru<P: Platform>(ctrl: &Controller<P>, a: &IoPassthruArgs) -> Res
         to_device: a.write,
     };
     let (dw0, read) = ctrl.queue_pair()?.io_passthru(&cmd, &data)?;
+    eprintln!(
+        "IO Command {} is Success and result: 0x{dw0:08x}",
+        opcode_name(a.opcode)
+    );
+    let mut out = std::io::stdout().lock();
     if a.raw_binary {
-        use std::io::Write as _;
-        std::io::stdout().lock().write_all(&read)?;
-        return Ok(());
-    }
-    println!("NVMe command result:{dw0:08x}");
-    if !read.is_empty() {
-        crate::hexdump(&read)?;
+        std::io::Write::write_all(&mut out, &read)?;
+    } else if !read.is_empty() {
+        nvme_cli_dump(&read, &mut out)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dump_is_nvme_clis() {
+        // nvme-cli 2.3's dump of the same bytes (`nvme io-passthru ... -l 512 -r`), first lines.
+        let mut data = b"hello passthru data 0123456789abcdef".to_vec();
+        data.resize(64, 0);
+        let mut out = Vec::new();
+        nvme_cli_dump(&data, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "       0  1  2  3  4  5  6  7  8  9  a  b  c  d  e  f\n\
+             0000: 68 65 6c 6c 6f 20 70 61 73 73 74 68 72 75 20 64 \"hello.passthru.d\"\n\
+             0010: 61 74 61 20 30 31 32 33 34 35 36 37 38 39 61 62 \"ata.0123456789ab\"\n\
+             0020: 63 64 65 66 00 00 00 00 00 00 00 00 00 00 00 00 \"cdef............\"\n\
+             0030: 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 \"................\"\n"
+        );
+    }
+
+    #[test]
+    fn commands_are_named_as_nvme_cli_names_them() {
+        assert_eq!(opcode_name(0x02), "Read");
+        assert_eq!(opcode_name(0x00), "Flush");
+        assert_eq!(opcode_name(0x81), "Vendor Specific");
+    }
 }
