@@ -110,6 +110,17 @@ const NEEDS: &[Need] = &[
         package: "util-linux",
         guest_only: true,
     },
+    // The deb suite renders ninepd's manual page and checks its systemd units.
+    Need {
+        command: "man",
+        package: "man-db",
+        guest_only: false,
+    },
+    Need {
+        command: "systemd-analyze",
+        package: "systemd",
+        guest_only: false,
+    },
 ];
 
 /// What a command may do about missing tools and the guest kernel.

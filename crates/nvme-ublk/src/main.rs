@@ -43,6 +43,18 @@ struct Cli {
     /// Requests in flight per queue (at most what a driver queue pair holds).
     #[arg(long, default_value_t = 64)]
     depth: u16,
+    /// Wait for completions by polling the completion queues (the default): the lowest
+    /// latency, but a queue thread spins on a CPU while commands are in flight.
+    #[arg(long, conflicts_with = "interrupts")]
+    poll: bool,
+    /// Wait for completions on MSI-X interrupts (one vector per queue, through vfio eventfds):
+    /// no CPU spent waiting. Not available through uio.
+    #[arg(long)]
+    interrupts: bool,
+    /// Write the doorbell registers for every I/O doorbell, even when the controller offers
+    /// shadow doorbells (Doorbell Buffer Config), which are used by default.
+    #[arg(long)]
+    no_shadow_doorbells: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -86,8 +98,12 @@ fn run(cli: Cli) -> Result<()> {
     // Installed before any thread starts, so a signal that arrives during bring-up is not lost.
     let mut signals = Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
 
-    let controller =
-        Controller::new(platform, Options::default()).context("controller bring-up")?;
+    let options = Options {
+        interrupts: cli.interrupts,
+        shadow_doorbells: !cli.no_shadow_doorbells,
+        ..Options::default()
+    };
+    let controller = Controller::new(platform, options).context("controller bring-up")?;
     let ns = match cli.nsid {
         Some(id) => controller
             .namespaces()
@@ -112,7 +128,16 @@ fn run(cli: Cli) -> Result<()> {
         .collect::<nvme::Result<Vec<QueuePair<HwPlatform>>>>()
         .context("creating I/O queue pairs")?;
     let geometry = Geometry::new(&ns, controller.info(), &pairs[0], cli.depth)?;
-    tracing::info!(?geometry, "serving namespace {}", ns.id);
+    tracing::info!(
+        ?geometry,
+        "serving namespace {} ({})",
+        ns.id,
+        if controller.interrupts() {
+            "interrupts"
+        } else {
+            "polling"
+        }
+    );
 
     let ctrl = UblkCtrlBuilder::default()
         .name("nvme-ublk")

@@ -3,20 +3,35 @@
 //! The thread alternates between the ublk command ring (new requests from the block layer) and the
 //! NVMe completion queue. Each ublk tag owns one DMA buffer for its whole life, so a request needs
 //! no allocation: writes are copied into the tag's DMA buffer before submission, reads out of it on
-//! completion. While commands are in flight the thread polls both rings without sleeping; once the
-//! controller has nothing in flight it sleeps in `io_uring_enter` until the kernel sends a request,
-//! so an idle device costs no CPU.
+//! completion.
+//!
+//! Waiting: with polling, while commands are in flight the thread polls both rings without
+//! sleeping. With interrupts, it sleeps in `io_uring_enter` on the ublk ring, in which it keeps a
+//! poll of the queue's interrupt eventfd (and a one-second timer, so that a lost completion is
+//! still timed out by the driver) armed while commands are in flight: a request from the kernel
+//! or an NVMe completion wakes it. Either way, once the controller has nothing in flight the
+//! thread sleeps until the kernel sends a request, so an idle device costs no CPU.
 
 use std::collections::VecDeque;
+use std::os::fd::{AsFd, AsRawFd};
 
 use anyhow::{Context, Result};
 use libublk::helpers::IoBuf;
 use libublk::io::{BufDesc, BufDescList, UblkDev, UblkQueue};
-use libublk::{UblkError, UblkIORes, sys};
+use libublk::{UblkError, UblkIORes, UblkUringData, sys};
 use nvme::hw_platform::{HwDma, HwPlatform};
 use nvme::{Completion, QueuePair, Request};
 
 use crate::geometry::Geometry;
+
+/// `user_data` of the poll on the queue's interrupt eventfd (target I/O as libublk counts it,
+/// so it is never taken for a ublk command).
+const INTERRUPT: u64 = UblkUringData::Target as u64 | 1;
+/// `user_data` of the timer that wakes an interrupt-driven queue while commands are in flight.
+const TICK: u64 = UblkUringData::Target as u64 | 2;
+/// How often a queue waiting on interrupts wakes anyway while commands are in flight, so the
+/// driver can time out a command whose completion was lost.
+const TICK_SECS: u64 = 1;
 
 /// Serves queue `qid` until the device is stopped, then waits for what the controller still has.
 pub fn serve(
@@ -37,16 +52,45 @@ pub fn serve(
         .map_err(|e| anyhow::anyhow!("setting up ublk queue {qid}: {e}"))?;
     // Requests the queue pair had no room for, retried after the next completions.
     let mut waiting: VecDeque<Request<HwDma>> = VecDeque::new();
+    // The interrupt's fd and the timer's interval outlive every operation that names them.
+    let interrupt = qp.interrupt().map(|irq| irq.as_fd().as_raw_fd());
+    let tick = io_uring::types::Timespec::new().sec(TICK_SECS);
+    let (mut interrupt_armed, mut tick_armed) = (false, false);
     loop {
         let busy = qp.in_flight() > 0 || !waiting.is_empty();
+        if let (Some(fd), true) = (interrupt, busy) {
+            if !interrupt_armed {
+                let sqe =
+                    io_uring::opcode::PollAdd::new(io_uring::types::Fd(fd), libc::POLLIN as u32)
+                        .build()
+                        .user_data(INTERRUPT);
+                interrupt_armed = arm(&queue, sqe, qid);
+            }
+            if !tick_armed {
+                let sqe = io_uring::opcode::Timeout::new(&tick)
+                    .build()
+                    .user_data(TICK);
+                tick_armed = arm(&queue, sqe, qid);
+            }
+        }
         let mut arrived = Vec::new();
+        let mut fired = false;
         let polled = queue.flush_and_wake_io_tasks(
-            |_, cqe, _| {
-                if cqe.result() == sys::UBLK_IO_RES_OK as i32 {
-                    arrived.push(libublk::io::UblkIOCtx::user_data_to_tag(cqe.user_data()) as u16);
+            |user_data, cqe, _| match user_data {
+                INTERRUPT => {
+                    interrupt_armed = false;
+                    fired = true;
+                }
+                TICK => tick_armed = false,
+                _ if user_data & UblkUringData::Target as u64 != 0 => {}
+                _ => {
+                    if cqe.result() == sys::UBLK_IO_RES_OK as i32 {
+                        arrived.push(libublk::io::UblkIOCtx::user_data_to_tag(user_data) as u16);
+                    }
                 }
             },
-            if busy { 0 } else { 1 },
+            // Spin only when polling with commands in flight; sleep otherwise.
+            if busy && interrupt.is_none() { 0 } else { 1 },
         );
         match polled {
             Ok(_) => {}
@@ -55,6 +99,13 @@ pub fn serve(
             Err(e) => {
                 tracing::error!("queue {qid}: ublk ring: {e}");
                 break;
+            }
+        }
+        if fired {
+            // Cleared before the completion queue is read: a completion posted after that
+            // read fires the vector again.
+            if let Some(irq) = qp.interrupt() {
+                irq.clear();
             }
         }
         for tag in arrived {
@@ -83,12 +134,25 @@ pub fn serve(
                 }
             }
         }
+        // One doorbell for everything submitted in this round, before the thread may sleep.
+        qp.flush();
     }
     // The device is down; what the controller still holds completes before its buffers go.
     while qp.in_flight() > 0 {
         qp.poll(|done| finish(&queue, &mut bufs, &mut dma, done));
     }
     Ok(())
+}
+
+/// Queues `sqe` on the ublk ring (submitted by the next wait); whether it was queued.
+fn arm(queue: &UblkQueue, sqe: io_uring::squeue::Entry, qid: u16) -> bool {
+    match queue.ublk_submit_sqe_sync(sqe) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!("queue {qid}: arming an interrupt wait: {e}");
+            false
+        }
+    }
 }
 
 /// The NVMe request for ublk request `tag` (`None`: nothing to do), or the errno it fails with.

@@ -156,6 +156,76 @@ check_tree /dev/nvme0n1
     assert!(idle < 10, "the idle daemon used {idle} ticks in 5 s");
 }
 
+/// Interrupt mode (one MSI-X vector per queue through vfio): fio --verify at QD1 and QD32 over
+/// two queues, and an idle daemon that uses (almost) no CPU. The same random-read load then runs
+/// in both modes, and the daemon's CPU time per I/O is printed for each.
+#[test]
+#[ignore = "boots a QEMU guest: run by cargo xtask test"]
+fn guest_interrupt_mode_passes_fio_verify_and_sleeps_when_idle() {
+    let body = r#"
+bind vfio-pci
+ticks() { awk '{ print $14 + $15 }' "/proc/$DAEMON/stat"; }
+ios() { awk '{ print $1 + $5 }' /sys/block/ublkb0/stat; }
+load() {
+    T0=$(ticks); I0=$(ios)
+    fio --name=load --filename=/dev/ublkb0 --direct=1 --ioengine=io_uring --rw=randread --bs=4k \
+        --iodepth=32 --size=48m --time_based --runtime=3 > /dev/null 2>&1 || echo "LOAD_FAILED=$1"
+    echo "$1_TICKS=$(( $(ticks) - T0 ))"
+    echo "$1_IOS=$(( $(ios) - I0 ))"
+}
+start_daemon --interrupts --queues 2 --depth 32
+grep -q '(interrupts)' /tmp/daemon.err && echo SAYS_INTERRUPTS
+fio --name=qd1 --filename=/dev/ublkb0 --direct=1 --ioengine=io_uring --rw=randwrite --bs=4k \
+    --size=8m --iodepth=1 --verify=crc32c --verify_fatal=1 > /tmp/fio1 2>&1 && echo FIO_QD1=ok || cat /tmp/fio1
+fio --name=qd32 --filename=/dev/ublkb0 --direct=1 --ioengine=io_uring --rw=randwrite --bs=4k \
+    --offset=8m --size=16m --numjobs=2 --offset_increment=16m --iodepth=32 \
+    --verify=crc32c --verify_fatal=1 > /tmp/fio32 2>&1 && echo FIO_QD32=ok || cat /tmp/fio32
+load INTERRUPTS
+T0=$(ticks); sleep 5; echo "IDLE_TICKS=$(( $(ticks) - T0 ))"
+stop_daemon
+start_daemon --poll --queues 2 --depth 32
+load POLLING
+stop_daemon
+"#;
+    let out = run(body);
+    assert!(out.success(), "{}", out.log_tail());
+    for line in [
+        "SAYS_INTERRUPTS",
+        "FIO_QD1=ok",
+        "FIO_QD32=ok",
+        "DAEMON_EXIT=0",
+    ] {
+        assert!(
+            has(&out, line),
+            "no {line:?} in the guest's output\n{}",
+            out.log_tail()
+        );
+    }
+    assert!(!out.stdout.contains("LOAD_FAILED"), "{}", out.log_tail());
+    let value = |key: &str| -> u64 {
+        out.stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(key))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in the guest's output\n{}", out.log_tail()))
+    };
+    // Clock ticks are 10 ms: an idle daemon may use 0.2 s over 5 s, where one polling thread
+    // would use the whole 5 s.
+    let idle = value("IDLE_TICKS=");
+    assert!(idle < 20, "the idle daemon used {idle} ticks in 5 s");
+    for mode in ["INTERRUPTS", "POLLING"] {
+        let (ticks, ios) = (
+            value(&format!("{mode}_TICKS=")),
+            value(&format!("{mode}_IOS=")),
+        );
+        assert!(ios > 0, "{mode}: no I/O completed");
+        println!(
+            "{mode}: {ios} I/Os, {ticks} ticks of daemon CPU, {:.1} µs per I/O",
+            ticks as f64 * 10_000.0 / ios as f64
+        );
+    }
+}
+
 /// The reverse trip: an ext4 file system with a checksummed tree made by the kernel's driver on
 /// `/dev/nvme0n1`, then the controller rebound to vfio-pci and served by nvme-ublk: `fsck.ext4 -fn`
 /// and every checksum through `/dev/ublkb0`.

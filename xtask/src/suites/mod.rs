@@ -4,6 +4,7 @@ use anyhow::Result;
 
 use crate::cmd::Tally;
 
+mod deb;
 mod guest;
 mod kernel_rust;
 
@@ -28,6 +29,7 @@ pub fn all() -> Vec<Suite> {
     let mut all = workspace::suites();
     all.extend(pinit::suites());
     all.extend(ninep_wire::suites());
+    all.extend(deb::suites());
     all.extend(ninep::suites());
     all.extend(nvme::suites());
     all.extend(guest::suites());
