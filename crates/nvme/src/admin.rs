@@ -99,12 +99,12 @@ impl<D: DmaMemory> AdminQueue<D> {
             return Err(Error::QueueFull);
         }
         self.rings.push(&sqe);
-        self.rings.ring_sq(platform);
+        self.rings.ring_sq(platform, None);
         let deadline = Instant::now() + self.timeout;
         let mut spins = 0;
         loop {
             while let Some(cqe) = self.rings.next_cqe() {
-                self.rings.ring_cq(platform);
+                self.rings.ring_cq(platform, None);
                 if cqe.cid != cid {
                     // A late completion of an earlier command that already timed out.
                     continue;
