@@ -1,11 +1,17 @@
-//! `cargo xtask bench nvme [--rounds N] [--runtime SECONDS] [--kernel-only] [--vfio]`: our userspace
-//! driver against the kernel's C driver on the same emulated NVMe controller, in one guest.
+//! `cargo xtask bench nvme [--rounds N] [--runtime SECONDS] [--kernel-only] [--vfio] [--ublk]`: our
+//! userspace driver against the kernel's C driver on the same emulated NVMe controller, in one guest.
 //!
 //! Each round runs every workload through the kernel (fio with io_uring, then libaio) and then through
 //! `nvme-tool bench` on the same controller bound to uio_pci_generic (or, with `--vfio`, to vfio-pci
 //! behind the emulated IOMMU, which the kernel's runs then also go through), so slow drift of the host
 //! affects both sides alike. The best round of each engine is reported, with the ratio to the
 //! kernel's best.
+//!
+//! `--ublk` (which implies `--vfio`) compares through the block layer: the same fio job (io_uring)
+//! on `/dev/nvme0n1` (the kernel's driver) and on `/dev/ublkb0` served by `nvme-ublk` (our driver,
+//! polling and on interrupts), plus `nvme-tool bench` with and without shadow doorbells, over the
+//! block-layer workloads only. Every fio run also reports the guest's CPU time per I/O (all CPUs,
+//! from `/proc/stat`: fio, the kernel and, for ublk, the daemon).
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -81,6 +87,19 @@ const WORKLOADS: &[Workload] = &[
 ];
 
 const KERNEL_ENGINES: &[&str] = &["io_uring", "libaio"];
+/// The workloads of `--ublk`, run through the block layer by both drivers.
+const BLOCK_LAYER: &[&str] = &[
+    "4k-randread-qd1",
+    "4k-randread-qd32",
+    "4k-randwrite-qd32",
+    "128k-seqread-qd32",
+];
+/// `nvme-ublk` engines of `--ublk`: the name in the table and the daemon's mode flag.
+const UBLK_ENGINES: &[(&str, &str)] = &[("ublk-poll", "--poll"), ("ublk-irq", "--interrupts")];
+/// `nvme-tool bench` without shadow doorbells (`--ublk` only).
+const OURS_NO_SHADOW: &str = "nvme-tool-noshadow";
+/// Lines with the guest's CPU time over one fio run: round, engine, workload, jiffies, I/Os.
+const CPU_MARK: &str = "BENCH-CPU";
 /// With a polling thread per vCPU, the vCPUs never halt, and QEMU's emulated controller (a host
 /// thread of its own) waits for a host CPU: on 2 host cores, 4k-randread-2x16 measured 23,688
 /// IOPS spinning against 63,279 when the pollers sleep after 20 us without a completion.
@@ -107,6 +126,37 @@ struct Options {
     /// Bind our driver through vfio-pci behind the emulated IOMMU (on for the kernel runs too)
     /// instead of uio_pci_generic without one.
     vfio: bool,
+    /// The block-layer comparison (implies `vfio`).
+    ublk: bool,
+}
+
+impl Options {
+    fn workloads(&self) -> impl Iterator<Item = &'static Workload> + '_ {
+        WORKLOADS
+            .iter()
+            .filter(|w| !self.ublk || BLOCK_LAYER.contains(&w.name))
+    }
+
+    fn kernel_engines(&self) -> &'static [&'static str] {
+        if self.ublk {
+            &KERNEL_ENGINES[..1]
+        } else {
+            KERNEL_ENGINES
+        }
+    }
+
+    /// Every engine of the run, in table order.
+    fn engines(&self) -> Vec<&'static str> {
+        let mut engines = self.kernel_engines().to_vec();
+        if !self.kernel_only {
+            engines.push(OURS);
+            if self.ublk {
+                engines.push(OURS_NO_SHADOW);
+                engines.extend(UBLK_ENGINES.iter().map(|(name, _)| *name));
+            }
+        }
+        engines
+    }
 }
 
 fn parse_args(args: &[String]) -> Result<Options> {
@@ -115,6 +165,7 @@ fn parse_args(args: &[String]) -> Result<Options> {
         runtime: 3,
         kernel_only: false,
         vfio: false,
+        ublk: false,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -128,10 +179,17 @@ fn parse_args(args: &[String]) -> Result<Options> {
             "--runtime" => opts.runtime = value("--runtime")?.max(1),
             "--kernel-only" => opts.kernel_only = true,
             "--vfio" => opts.vfio = true,
+            "--ublk" => opts.ublk = true,
             other => bail!(
-                "unknown argument {other:?} (use --rounds N, --runtime SECONDS, --kernel-only, --vfio)"
+                "unknown argument {other:?} (use --rounds N, --runtime SECONDS, --kernel-only, --vfio, --ublk)"
             ),
         }
+    }
+    if opts.ublk {
+        if opts.kernel_only {
+            bail!("--ublk compares our driver with the kernel's: it cannot be --kernel-only");
+        }
+        opts.vfio = true;
     }
     Ok(opts)
 }
@@ -140,8 +198,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     let opts = parse_args(args)?;
     let fio = which("fio").context("fio is needed on the host (apt-get install -y fio)")?;
     let script = guest_script(&opts);
-    let engines = KERNEL_ENGINES.len() + usize::from(!opts.kernel_only);
-    let runs = engines * WORKLOADS.len() * opts.rounds as usize;
+    let runs = opts.engines().len() * opts.workloads().count() * opts.rounds as usize;
     let limit = Duration::from_secs(60 + runs as u64 * (u64::from(opts.runtime) + 4));
     eprintln!(
         "xtask: {runs} runs of {} s in one guest (at most {} s)",
@@ -157,12 +214,16 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     if !opts.kernel_only {
         vm = vm.static_bin("nvme", "nvme-tool");
     }
+    if opts.ublk {
+        vm = vm.static_bin("nvme-ublk", "nvme-ublk");
+    }
     let out = vm.run(&script).context("the benchmark guest failed")?;
     if !out.success() {
         bail!("the benchmark script failed\n{}", out.log_tail());
     }
     let results = parse_results(&out.stdout)?;
-    println!("{}", table(&results, &opts));
+    let cpu = parse_cpu(&out.stdout);
+    println!("{}", table(&results, &cpu, &opts));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -186,26 +247,39 @@ bind() {
     echo "$1" > "/sys/bus/pci/devices/$BDF/driver_override"
     echo "$BDF" > /sys/bus/pci/drivers_probe
 }
-wait_disk() { i=0; while [ ! -b /dev/nvme0n1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; [ -b /dev/nvme0n1 ]; }
+wait_disk() { i=0; while [ ! -b "$1" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; [ -b "$1" ]; }
+# The guest's busy CPU time in clock ticks (user, nice, system, irq, softirq of all CPUs).
+busy() { awk '/^cpu /{ print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
+# I/Os completed by a block device (reads and writes).
+ios() { awk '{ print $1 + $5 }' "/sys/block/$1/stat"; }
 echo 64 > /proc/sys/vm/nr_hugepages
 "#,
     );
+    let fio = |s: &mut String,
+               round: u32,
+               engine: &str,
+               ioengine: &str,
+               dev: &str,
+               w: &Workload| {
+        let _ = writeln!(
+            s,
+            "C0=$(busy); I0=$(ios {dev}); printf '{MARK} {round} {engine} {name} '; fio --name=bench \
+             --filename=/dev/{dev} --direct=1 --ioengine={ioengine} --rw={rw} --bs={bs} --iodepth={qd} \
+             --numjobs={jobs} --group_reporting --time_based --runtime={t} --ramp_time=1 --norandommap \
+             --randrepeat=0 --lat_percentiles=1 --output-format=json | tr -d '\\n'; echo; \
+             echo \"{CPU_MARK} {round} {engine} {name} $(( $(busy) - C0 )) $(( $(ios {dev}) - I0 ))\"",
+            name = w.name,
+            rw = w.rw,
+            bs = w.bs,
+            qd = w.qd,
+            jobs = w.jobs,
+        );
+    };
     for round in 1..=opts.rounds {
-        s.push_str("bind nvme\nwait_disk || { echo 'no /dev/nvme0n1'; exit 1; }\n");
-        for w in WORKLOADS {
-            for engine in KERNEL_ENGINES {
-                let _ = writeln!(
-                    s,
-                    "printf '{MARK} {round} {engine} {name} '; fio --name=bench --filename=/dev/nvme0n1 \
-                     --direct=1 --ioengine={engine} --rw={rw} --bs={bs} --iodepth={qd} --numjobs={jobs} \
-                     --group_reporting --time_based --runtime={t} --ramp_time=1 --norandommap --randrepeat=0 --lat_percentiles=1 \
-                     --output-format=json | tr -d '\\n'; echo",
-                    name = w.name,
-                    rw = w.rw,
-                    bs = w.bs,
-                    qd = w.qd,
-                    jobs = w.jobs,
-                );
+        s.push_str("bind nvme\nwait_disk /dev/nvme0n1 || { echo 'no /dev/nvme0n1'; exit 1; }\n");
+        for w in opts.workloads() {
+            for engine in opts.kernel_engines() {
+                fio(&mut s, round, engine, engine, "nvme0n1", w);
             }
         }
         if opts.kernel_only {
@@ -216,18 +290,40 @@ echo 64 > /proc/sys/vm/nr_hugepages
         } else {
             "bind uio_pci_generic\nDEV=uio:$BDF\n"
         });
-        for w in WORKLOADS {
-            let _ = writeln!(
-                s,
-                "printf '{MARK} {round} {OURS} {name} '; nvme-tool --device $DEV bench --rw {rw} \
-                 --bs {bs} --iodepth {qd} --queues {jobs}{hybrid} --runtime {t} --json | tr -d '\\n'; echo",
-                name = w.name,
-                rw = w.rw,
-                bs = w.bs,
-                qd = w.qd,
-                jobs = w.jobs,
-                hybrid = if w.jobs > 1 { MULTI_QUEUE_POLL } else { "" },
-            );
+        let ours: &[(&str, &str)] = if opts.ublk {
+            &[(OURS, ""), (OURS_NO_SHADOW, " --no-shadow-doorbells")]
+        } else {
+            &[(OURS, "")]
+        };
+        for (engine, flags) in ours {
+            for w in opts.workloads() {
+                let _ = writeln!(
+                    s,
+                    "printf '{MARK} {round} {engine} {name} '; nvme-tool --device $DEV{flags} bench --rw {rw} \
+                     --bs {bs} --iodepth {qd} --queues {jobs}{hybrid} --runtime {t} --json | tr -d '\\n'; echo",
+                    name = w.name,
+                    rw = w.rw,
+                    bs = w.bs,
+                    qd = w.qd,
+                    jobs = w.jobs,
+                    hybrid = if w.jobs > 1 { MULTI_QUEUE_POLL } else { "" },
+                );
+            }
+        }
+        if opts.ublk {
+            for (engine, mode) in UBLK_ENGINES {
+                let _ = writeln!(
+                    s,
+                    "nvme-ublk --device $DEV --queues 1 --depth 64 {mode} > /tmp/ublk.out 2> /tmp/ublk.err &\n\
+                     UBLK=$!\n\
+                     wait_disk /dev/ublkb0 || {{ cat /tmp/ublk.err; exit 1; }}"
+                );
+                for w in opts.workloads() {
+                    fio(&mut s, round, engine, "io_uring", "ublkb0", w);
+                }
+                s.push_str("kill -TERM $UBLK; wait $UBLK\n");
+                s.push_str("i=0; while [ -e /dev/ublkb0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done\n");
+            }
         }
     }
     s.push_str("bind nvme\n");
@@ -282,7 +378,7 @@ fn parse_results(stdout: &str) -> Result<Vec<Row>> {
         };
         let value: Value = serde_json::from_str(json.trim())
             .with_context(|| format!("{engine} {workload}: output is not JSON: {json:?}"))?;
-        let measure = if engine == OURS {
+        let measure = if engine.starts_with(OURS) {
             parse_ours(&value)
         } else {
             parse_fio(&value)
@@ -309,12 +405,42 @@ fn best(rows: &[Row], engine: &str, workload: &str) -> Option<Measure> {
         .max_by(|a, b| a.iops.total_cmp(&b.iops))
 }
 
-fn table(rows: &[Row], opts: &Options) -> String {
+/// Guest CPU time per I/O in µs for each (engine, workload), over all rounds: from the
+/// `BENCH-CPU` lines (clock ticks of 10 ms, I/Os completed by the device).
+type CpuPerIo = std::collections::BTreeMap<(String, String), f64>;
+
+fn parse_cpu(stdout: &str) -> CpuPerIo {
+    let mut sums: std::collections::BTreeMap<(String, String), (u64, u64)> = Default::default();
+    for line in stdout.lines() {
+        let Some(rest) = line.trim().strip_prefix(CPU_MARK) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let [_round, engine, workload, ticks, ios] = fields[..] else {
+            continue;
+        };
+        let (Ok(ticks), Ok(ios)) = (ticks.parse::<u64>(), ios.parse::<u64>()) else {
+            continue;
+        };
+        let sum = sums
+            .entry((engine.to_owned(), workload.to_owned()))
+            .or_default();
+        sum.0 += ticks;
+        sum.1 += ios;
+    }
+    sums.into_iter()
+        .filter(|(_, (_, ios))| *ios > 0)
+        .map(|(key, (ticks, ios))| (key, ticks as f64 * 10_000.0 / ios as f64))
+        .collect()
+}
+
+fn table(rows: &[Row], cpu: &CpuPerIo, opts: &Options) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
         "{}: best of {} rounds of {} s; ratios are ours / the kernel's best (IOPS: higher is better, latency: lower).\n\
-         Absolute figures are bound by QEMU's emulation under TCG; the ratios are the result.\n",
+         Absolute figures are bound by QEMU's emulation under TCG; the ratios are the result.\n\
+         CPU µs/IO: the guest's busy CPU time (all CPUs) per I/O over the fio runs of every round.\n",
         if opts.vfio {
             "vfio-pci behind the emulated IOMMU"
         } else {
@@ -325,10 +451,11 @@ fn table(rows: &[Row], opts: &Options) -> String {
     );
     let _ = writeln!(
         s,
-        "| workload | engine | IOPS | p50 µs | p99 µs | IOPS ratio | p50 ratio |\n|---|---|---:|---:|---:|---:|---:|"
+        "| workload | engine | IOPS | p50 µs | p99 µs | IOPS ratio | p50 ratio | CPU µs/IO |\n|---|---|---:|---:|---:|---:|---:|---:|"
     );
-    for w in WORKLOADS {
-        let kernel: Vec<Measure> = KERNEL_ENGINES
+    let kernel_engines = opts.kernel_engines();
+    for w in opts.workloads() {
+        let kernel: Vec<Measure> = kernel_engines
             .iter()
             .filter_map(|e| best(rows, e, w.name))
             .collect();
@@ -337,11 +464,11 @@ fn table(rows: &[Row], opts: &Options) -> String {
             .iter()
             .map(|m| m.p50_us)
             .fold(f64::INFINITY, f64::min);
-        for engine in KERNEL_ENGINES.iter().copied().chain([OURS]) {
+        for engine in opts.engines() {
             let Some(m) = best(rows, engine, w.name) else {
                 continue;
             };
-            let ratios = if engine == OURS && kernel_iops > 0.0 {
+            let ratios = if !kernel_engines.contains(&engine) && kernel_iops > 0.0 {
                 format!(
                     "{:.2}x | {:.2}x",
                     m.iops / kernel_iops,
@@ -350,9 +477,12 @@ fn table(rows: &[Row], opts: &Options) -> String {
             } else {
                 " | ".to_owned()
             };
+            let cpu = cpu
+                .get(&(engine.to_owned(), w.name.to_owned()))
+                .map_or(String::new(), |us| format!("{us:.1}"));
             let _ = writeln!(
                 s,
-                "| {} | {engine} | {:.0} | {:.1} | {:.1} | {ratios} |",
+                "| {} | {engine} | {:.0} | {:.1} | {:.1} | {ratios} | {cpu} |",
                 w.name, m.iops, m.p50_us, m.p99_us
             );
         }
@@ -379,6 +509,41 @@ mod tests {
                 p99_us: 300.0
             })
         );
+    }
+
+    #[test]
+    fn cpu_per_io_sums_every_round_and_skips_garbage() {
+        let out = format!(
+            "{CPU_MARK} 1 ublk-irq 4k-randread-qd1 30 1000\n{CPU_MARK} 2 ublk-irq 4k-randread-qd1 10 3000\n\
+             {CPU_MARK} 1 io_uring 4k-randread-qd1 5 0\n{CPU_MARK} 1 x y not-a-number 3\n"
+        );
+        let cpu = parse_cpu(&out);
+        // 40 ticks of 10 ms over 4000 I/Os: 100 µs each.
+        assert_eq!(
+            cpu.get(&("ublk-irq".into(), "4k-randread-qd1".into())),
+            Some(&100.0)
+        );
+        assert_eq!(cpu.len(), 1, "{cpu:?}");
+    }
+
+    #[test]
+    fn ublk_runs_the_block_layer_workloads_through_every_engine() {
+        let opts = parse_args(&["--ublk".to_owned()]).unwrap();
+        assert!(opts.vfio);
+        assert_eq!(opts.workloads().count(), BLOCK_LAYER.len());
+        assert_eq!(
+            opts.engines(),
+            ["io_uring", OURS, OURS_NO_SHADOW, "ublk-poll", "ublk-irq"]
+        );
+        let script = guest_script(&opts);
+        assert!(script.contains("nvme-ublk --device $DEV --queues 1 --depth 64 --interrupts"));
+        assert!(script.contains("--filename=/dev/ublkb0"));
+        assert!(script.contains("--no-shadow-doorbells bench"));
+        assert!(!script.contains("libaio"));
+        assert!(parse_args(&["--ublk".to_owned(), "--kernel-only".to_owned()]).is_err());
+        let plain = parse_args(&[]).unwrap();
+        assert_eq!(plain.workloads().count(), WORKLOADS.len());
+        assert!(!guest_script(&plain).contains("ublk"));
     }
 
     #[test]
