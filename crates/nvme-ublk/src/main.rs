@@ -130,12 +130,17 @@ fn run(cli: Cli) -> Result<()> {
     let geometry = Geometry::new(&ns, controller.info(), &pairs[0], cli.depth)?;
     tracing::info!(
         ?geometry,
-        "serving namespace {} ({})",
+        "serving namespace {} ({}, {})",
         ns.id,
         if controller.interrupts() {
             "interrupts"
         } else {
             "polling"
+        },
+        if controller.shadow_doorbells() {
+            "shadow doorbells"
+        } else {
+            "doorbell registers"
         }
     );
 

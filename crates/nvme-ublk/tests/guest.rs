@@ -174,7 +174,7 @@ load() {
     echo "$1_IOS=$(( $(ios) - I0 ))"
 }
 start_daemon --interrupts --queues 2 --depth 32
-grep -q '(interrupts)' /tmp/daemon.err && echo SAYS_INTERRUPTS
+grep -q '(interrupts, shadow doorbells)' /tmp/daemon.err && echo SAYS_INTERRUPTS
 fio --name=qd1 --filename=/dev/ublkb0 --direct=1 --ioengine=io_uring --rw=randwrite --bs=4k \
     --size=8m --iodepth=1 --verify=crc32c --verify_fatal=1 > /tmp/fio1 2>&1 && echo FIO_QD1=ok || cat /tmp/fio1
 fio --name=qd32 --filename=/dev/ublkb0 --direct=1 --ioengine=io_uring --rw=randwrite --bs=4k \

@@ -359,6 +359,12 @@ impl<P: Platform> Controller<P> {
         !self.shared.interrupts.is_empty()
     }
 
+    /// Whether I/O doorbells go through shadow doorbells ([`Options::shadow_doorbells`] and a
+    /// controller that took them).
+    pub fn shadow_doorbells(&self) -> bool {
+        self.shared.shadow.is_some()
+    }
+
     /// I/O queue pairs the controller granted.
     pub fn queues_granted(&self) -> u16 {
         self.shared.granted.load(Ordering::Relaxed) as u16

@@ -29,6 +29,7 @@ fn round_trip(ctrl: &Controller<Model>, queues: usize, rounds: u64) {
 #[test]
 fn io_doorbells_go_through_the_shadow_page_when_offered() {
     let (model, ctrl) = setup(ModelConfig::default(), Options::default());
+    assert!(ctrl.shadow_doorbells());
     assert_eq!(model.stats().shadow_doorbell_configs, 1);
     // More commands than a queue has entries, so both rings wrap.
     let depth = ctrl.queue_pair().unwrap().depth() as u64;
@@ -47,6 +48,7 @@ fn registers_alone_without_the_option_or_the_feature() {
         ..Options::default()
     };
     let (model, ctrl) = setup(ModelConfig::default(), off);
+    assert!(!ctrl.shadow_doorbells());
     round_trip(&ctrl, 1, 40);
     assert_eq!(model.stats().shadow_doorbell_configs, 0);
     assert_eq!(model.stats().shadow_doorbell_reads, 0);
