@@ -96,10 +96,17 @@ impl SgTable {
     ) -> Result<(u32, u32)> {
         let sg = self.first();
         let mut last: *mut bindings::scatterlist = core::ptr::null_mut();
+        // SAFETY: the request is live and owned by the driver (see `info`); blk-mq counted its
+        // segments before dispatch.
+        let needed = usize::from(unsafe { (*raw(rq)).nr_phys_segments });
+        if needed == 0 || needed > self.entries.len() {
+            return Err(EIO);
+        }
         // SAFETY: `sg` points to `entries.len()` entries owned by this tag; `sg_init_table` initialises
-        // them and `__blk_rq_map_sg` fills at most `max_segments` (no more than the table holds).
+        // the first `needed` (only those: clearing the whole table per request is measurable), and
+        // `__blk_rq_map_sg` fills at most the request's `nr_phys_segments` of them.
         let segments = unsafe {
-            bindings::sg_init_table(sg, self.entries.len() as u32);
+            bindings::sg_init_table(sg, needed as u32);
             bindings::__blk_rq_map_sg(raw(rq), sg, &mut last)
         };
         if segments <= 0 {
@@ -166,7 +173,35 @@ pub(crate) struct Limits {
 /// A registered gendisk; deleting it drains its requests.
 pub(crate) struct Disk<T: Operations> {
     gendisk: *mut bindings::gendisk,
+    deleted: bool,
     _tagset: Arc<TagSet<T>>,
+}
+
+/// The request queue of a [`Disk`], to stop and restart dispatching around a controller reset. The
+/// driver keeps it only between [`Disk::add`] and dropping the disk (which frees the queue).
+pub(crate) struct BlkQueue(*mut bindings::request_queue);
+
+// SAFETY: the quiesce functions may be called from any thread; the pointer's lifetime is the
+// driver's to keep (see the type's documentation).
+unsafe impl Send for BlkQueue {}
+// SAFETY: as above; `&BlkQueue` only calls functions that synchronise internally.
+unsafe impl Sync for BlkQueue {}
+
+impl BlkQueue {
+    /// Stops dispatching: once this returns, no `queue_rq` runs and none starts.
+    pub(crate) fn quiesce(&self) {
+        // SAFETY: the queue is live while the driver holds a `BlkQueue` (see the type).
+        unsafe { bindings::blk_mq_quiesce_queue(self.0) }
+    }
+
+    /// Undoes one [`BlkQueue::quiesce`] and runs the hardware queues again.
+    pub(crate) fn unquiesce(&self) {
+        // SAFETY: as in `quiesce`; each call follows one `quiesce`.
+        unsafe {
+            bindings::blk_mq_unquiesce_queue(self.0);
+            bindings::blk_mq_kick_requeue_list(self.0);
+        }
+    }
 }
 
 // SAFETY: the gendisk pointer is only used to delete and put the disk, from whichever thread drops
@@ -177,12 +212,15 @@ unsafe impl<T: Operations> Sync for Disk<T> {}
 
 impl<T: Operations> Disk<T> {
     /// Allocates and adds the disk `name` (NUL-terminated, at most 31 bytes) under `parent`.
+    /// `queue` receives the disk's request queue before the disk is added (adding it reads the
+    /// partition table, whose requests may need a reset to complete).
     pub(crate) fn add(
         parent: &kernel::device::Device,
         name: &[u8],
         tagset: Arc<TagSet<T>>,
         limits: &Limits,
         queue_data: T::QueueData,
+        queue: impl FnOnce(BlkQueue),
     ) -> Result<Disk<T>> {
         if name.len() > 31 || name.last() != Some(&0) {
             return Err(EINVAL);
@@ -217,6 +255,8 @@ impl<T: Operations> Disk<T> {
             drop(unsafe { T::QueueData::from_foreign(data) });
             return Err(e);
         }
+        // SAFETY: `gendisk` was just allocated with its queue, which lives until `put_disk`.
+        queue(BlkQueue(unsafe { (*gendisk).queue }));
         // SAFETY: `gendisk` was just allocated and is not visible yet; `FOPS` is static; the name fits
         // (checked above); the parent is a bound device that outlives the disk (the driver deletes
         // the disk at unbind).
@@ -240,18 +280,29 @@ impl<T: Operations> Disk<T> {
         }
         Ok(Disk {
             gendisk,
+            deleted: false,
             _tagset: tagset,
         })
+    }
+
+    /// Removes the disk from the system, waiting for every request in flight. The queue stays
+    /// allocated (a [`BlkQueue`] may still be used) until the `Disk` is dropped.
+    pub(crate) fn delete(&mut self) {
+        if !self.deleted {
+            self.deleted = true;
+            // SAFETY: the disk was added by `add` and is deleted once (the flag).
+            unsafe { bindings::del_gendisk(self.gendisk) };
+        }
     }
 }
 
 impl<T: Operations> Drop for Disk<T> {
     fn drop(&mut self) {
-        // SAFETY: the disk was added by `add` and is deleted once; `del_gendisk` waits for every
-        // request in flight, after which nothing uses the queue data, which is then released.
+        self.delete();
+        // SAFETY: the disk is deleted (above): no request is in flight and none can start, so nothing
+        // uses the queue data, which is then released; the disk is put once.
         unsafe {
             let data: *mut c_void = (*(*self.gendisk).queue).queuedata;
-            bindings::del_gendisk(self.gendisk);
             bindings::put_disk(self.gendisk);
             drop(T::QueueData::from_foreign(data));
         }
@@ -326,24 +377,88 @@ impl<T: Operations> InFlight<T> {
         let Some(rq) = self.take_back(tag) else {
             return false;
         };
-        if status == 0 {
-            if let Err(rq) = Request::end_ok(rq) {
-                // Another reference exists (the driver holds none besides this one): leaking the
-                // reference is safer than ending the request twice.
-                core::mem::forget(rq);
-            }
-        } else {
-            let ptr = ARef::into_raw(rq);
-            // SAFETY: the request is in flight and owned by the driver; ending it returns it to
-            // blk-mq. The abstraction's reference count is reset when the request is dispatched again.
-            unsafe { bindings::blk_mq_end_request(ptr.as_ptr().cast(), status) };
-        }
+        end_request(rq, status);
         true
     }
+}
+
+/// Ends `rq`, which the driver took back from [`InFlight`], with `status` (a `blk_status_t`).
+pub(crate) fn end_request<T: Operations>(rq: ARef<Request<T>>, status: u8) {
+    if status == 0 {
+        if let Err(rq) = Request::end_ok(rq) {
+            // Another reference exists (the driver holds none besides this one): leaking the
+            // reference is safer than ending the request twice.
+            core::mem::forget(rq);
+        }
+    } else {
+        let ptr = ARef::into_raw(rq);
+        // SAFETY: the request is in flight and owned by the driver; ending it returns it to
+        // blk-mq. The abstraction's reference count is reset when the request is dispatched again.
+        unsafe { bindings::blk_mq_end_request(ptr.as_ptr().cast(), status) };
+    }
+}
+
+/// Gives `rq`, which the driver took back from [`InFlight`] after the controller dropped it (a
+/// reset), back to blk-mq to be dispatched again once the queue runs.
+pub(crate) fn requeue_request<T: Operations>(rq: ARef<Request<T>>) {
+    let ptr = ARef::into_raw(rq);
+    // SAFETY: the request is started and owned by the driver, and the device no longer holds it (the
+    // controller was disabled); requeueing returns it to blk-mq, which dispatches it again through
+    // `queue_rq` (where the abstraction resets its reference count).
+    unsafe { bindings::blk_mq_requeue_request(ptr.as_ptr().cast(), false) };
+}
+
+/// Disables interrupt `irq`, waiting for a handler that is running to finish.
+pub(crate) fn disable_irq(irq: u32) {
+    // SAFETY: `irq` is a vector the driver requested and holds; disabling nests and is undone by
+    // `enable_irq`; called from process context.
+    unsafe { bindings::disable_irq(irq) }
+}
+
+/// Undoes one [`disable_irq`].
+pub(crate) fn enable_irq(irq: u32) {
+    // SAFETY: as in `disable_irq`; each call follows one `disable_irq` of the same interrupt.
+    unsafe { bindings::enable_irq(irq) }
+}
+
+/// Runs `work` now if it is pending and waits until it is idle (7.2's workqueue abstraction has no
+/// flush or cancel).
+pub(crate) fn flush_delayed_work<T>(work: &kernel::workqueue::DelayedWork<T>) {
+    // `DelayedWork` is `#[repr(transparent)]` over `Opaque<bindings::delayed_work>`.
+    let raw: *mut bindings::delayed_work = core::ptr::from_ref(work).cast_mut().cast();
+    // SAFETY: `work` is an initialised delayed work item, live for the call.
+    unsafe { bindings::flush_delayed_work(raw) };
 }
 
 /// Hardware queues worth creating for the CPUs online (`blk_mq_num_online_queues`), at most `max`.
 pub(crate) fn online_queues(max: u32) -> u32 {
     // SAFETY: reads the online CPU count; no pointer is involved.
     unsafe { bindings::blk_mq_num_online_queues(max) }
+}
+
+/// Points interrupt `irq` at the CPUs whose requests blk-mq sends to hardware queue `hw_queue` of
+/// `tagset`, so a completion is handled where its request was submitted (the C driver gets the same
+/// from managed affinity, which 7.2's `IrqTypes` cannot ask for). Without it the interrupt may land on
+/// another CPU, and every completion then costs a cross-CPU wake-up.
+pub(crate) fn steer_irq<T: Operations>(tagset: &TagSet<T>, hw_queue: u32, irq: u32) -> Result {
+    let mut cpus = kernel::cpumask::CpumaskVar::new_zero(GFP_KERNEL)?;
+    let set: *const bindings::blk_mq_tag_set = core::ptr::from_ref(tagset).cast();
+    // SAFETY: `set` is an allocated tag set (`TagSet` is `#[repr(transparent)]` over it), whose
+    // default map `blk_mq_alloc_tag_set` filled with one entry per possible CPU id.
+    let map = unsafe { (*set).map[0] };
+    for cpu in 0..kernel::cpu::nr_cpu_ids() {
+        // SAFETY: `cpu` is below `nr_cpu_ids`, the length of `mq_map`.
+        let queue = unsafe { *map.mq_map.add(cpu as usize) };
+        if queue == hw_queue + map.queue_offset {
+            if let Some(id) = kernel::cpu::CpuId::from_u32(cpu) {
+                cpus.set(id);
+            }
+        }
+    }
+    if cpus.empty() {
+        return Ok(());
+    }
+    // SAFETY: `irq` is a vector the driver requested and holds; the mask lives through the call,
+    // which copies it.
+    kernel::error::to_result(unsafe { bindings::irq_set_affinity(irq, cpus.as_raw()) })
 }

@@ -4,6 +4,8 @@
 //! Identify parsing. Nothing here touches the kernel, so it is plain, safe, testable Rust.
 
 /// Controller registers (BAR0).
+use crate::nvme_command::{Cqe, FEATURE_NUMBER_OF_QUEUES, admin, io};
+
 pub(crate) mod reg {
     pub(crate) const CAP: usize = 0x00;
     pub(crate) const CC: usize = 0x14;
@@ -67,103 +69,98 @@ pub(crate) const PAGE: u64 = 4096;
 /// PRP entries in one list page.
 pub(crate) const PRPS_PER_PAGE: usize = (PAGE / 8) as usize;
 
-/// Opcodes.
-pub(crate) mod op {
-    pub(crate) const DELETE_SQ: u8 = 0x00;
-    pub(crate) const CREATE_SQ: u8 = 0x01;
-    pub(crate) const DELETE_CQ: u8 = 0x04;
-    pub(crate) const CREATE_CQ: u8 = 0x05;
-    pub(crate) const IDENTIFY: u8 = 0x06;
-    pub(crate) const SET_FEATURES: u8 = 0x09;
-    pub(crate) const FLUSH: u8 = 0x00;
-    pub(crate) const WRITE: u8 = 0x01;
-    pub(crate) const READ: u8 = 0x02;
+/// Opcodes the shared command module does not name.
+mod op {
+    pub(super) const DOORBELL_BUFFER_CONFIG: u8 = 0x7c;
 }
 
-/// A 64-byte submission queue entry as 16 dwords.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Command(pub(crate) [u32; 16]);
+/// A 64-byte submission queue entry: the user-space driver's `Sqe` (the same source file, see
+/// `nvme_command.rs`), with the constructors this driver needs.
+pub(crate) use crate::nvme_command::Sqe as Command;
 
 impl Command {
-    fn new(opcode: u8, nsid: u32) -> Command {
-        let mut c = Command::default();
-        c.0[0] = u32::from(opcode);
-        c.0[1] = nsid;
-        c
-    }
-
     /// Sets the command identifier (dword 0, bits 31:16).
     pub(crate) fn with_cid(mut self, cid: u16) -> Command {
-        self.0[0] = (self.0[0] & 0xffff) | (u32::from(cid) << 16);
+        self.set_cid(cid);
         self
     }
 
     pub(crate) fn with_prps(mut self, prp1: u64, prp2: u64) -> Command {
-        self.0[6] = prp1 as u32;
-        self.0[7] = (prp1 >> 32) as u32;
-        self.0[8] = prp2 as u32;
-        self.0[9] = (prp2 >> 32) as u32;
+        self.set_prps(prp1, prp2);
         self
     }
 
     /// Identify with CNS `cns` into a 4 KiB buffer at `buffer`.
     pub(crate) fn identify(cns: u8, nsid: u32, buffer: u64) -> Command {
-        let mut c = Command::new(op::IDENTIFY, nsid).with_prps(buffer, 0);
-        c.0[10] = u32::from(cns);
+        let mut c = Command::new(admin::IDENTIFY, nsid).with_prps(buffer, 0);
+        c.dw[10] = u32::from(cns);
         c
     }
 
     /// Set Features, Number of Queues: `count` submission and completion queues (1-based).
     pub(crate) fn set_queue_count(count: u16) -> Command {
-        let mut c = Command::new(op::SET_FEATURES, 0);
+        let mut c = Command::new(admin::SET_FEATURES, 0);
         let n = u32::from(count.saturating_sub(1));
-        c.0[10] = 0x07;
-        c.0[11] = (n << 16) | n;
+        c.dw[10] = FEATURE_NUMBER_OF_QUEUES;
+        c.dw[11] = (n << 16) | n;
         c
     }
 
     /// Create I/O Completion Queue `qid` of `entries`, physically contiguous, interrupting on `vector`.
     pub(crate) fn create_cq(qid: u16, entries: u16, base: u64, vector: u16) -> Command {
-        let mut c = Command::new(op::CREATE_CQ, 0).with_prps(base, 0);
-        c.0[10] = (u32::from(entries - 1) << 16) | u32::from(qid);
-        c.0[11] = (u32::from(vector) << 16) | 0b11; // IEN | PC
+        let mut c = Command::new(admin::CREATE_CQ, 0).with_prps(base, 0);
+        c.dw[10] = (u32::from(entries - 1) << 16) | u32::from(qid);
+        c.dw[11] = (u32::from(vector) << 16) | 0b11; // IEN | PC
         c
     }
 
     /// Create I/O Submission Queue `qid` of `entries`, physically contiguous, completing on CQ `qid`.
     pub(crate) fn create_sq(qid: u16, entries: u16, base: u64) -> Command {
-        let mut c = Command::new(op::CREATE_SQ, 0).with_prps(base, 0);
-        c.0[10] = (u32::from(entries - 1) << 16) | u32::from(qid);
-        c.0[11] = (u32::from(qid) << 16) | 0b1; // PC
+        let mut c = Command::new(admin::CREATE_SQ, 0).with_prps(base, 0);
+        c.dw[10] = (u32::from(entries - 1) << 16) | u32::from(qid);
+        c.dw[11] = (u32::from(qid) << 16) | 0b1; // PC
         c
     }
 
+    /// Abort of command `cid` on submission queue `sqid`. Dword 0 bit 0 of its completion is 0 when
+    /// the command was aborted (it then completes with "Command Abort Requested").
+    pub(crate) fn abort(sqid: u16, cid: u16) -> Command {
+        let mut c = Command::new(admin::ABORT, 0);
+        c.dw[10] = (u32::from(cid) << 16) | u32::from(sqid);
+        c
+    }
+
+    /// Doorbell Buffer Config: the shadow doorbell page and the event index page.
+    pub(crate) fn doorbell_buffer_config(shadow: u64, event_index: u64) -> Command {
+        Command::new(op::DOORBELL_BUFFER_CONFIG, 0).with_prps(shadow, event_index)
+    }
+
     pub(crate) fn delete_sq(qid: u16) -> Command {
-        let mut c = Command::new(op::DELETE_SQ, 0);
-        c.0[10] = u32::from(qid);
+        let mut c = Command::new(admin::DELETE_SQ, 0);
+        c.dw[10] = u32::from(qid);
         c
     }
 
     pub(crate) fn delete_cq(qid: u16) -> Command {
-        let mut c = Command::new(op::DELETE_CQ, 0);
-        c.0[10] = u32::from(qid);
+        let mut c = Command::new(admin::DELETE_CQ, 0);
+        c.dw[10] = u32::from(qid);
         c
     }
 
     /// Read or Write of `blocks` (1-based, at most 65536) logical blocks from `lba`.
     pub(crate) fn read_write(write: bool, nsid: u32, lba: u64, blocks: u32, fua: bool) -> Command {
-        let mut c = Command::new(if write { op::WRITE } else { op::READ }, nsid);
-        c.0[10] = lba as u32;
-        c.0[11] = (lba >> 32) as u32;
-        c.0[12] = (blocks - 1) & 0xffff;
+        let mut c = Command::new(if write { io::WRITE } else { io::READ }, nsid);
+        c.dw[10] = lba as u32;
+        c.dw[11] = (lba >> 32) as u32;
+        c.dw[12] = (blocks - 1) & 0xffff;
         if fua {
-            c.0[12] |= 1 << 30;
+            c.dw[12] |= 1 << 30;
         }
         c
     }
 
     pub(crate) fn flush(nsid: u32) -> Command {
-        Command::new(op::FLUSH, nsid)
+        Command::new(io::FLUSH, nsid)
     }
 }
 
@@ -173,7 +170,7 @@ pub(crate) struct Status(pub(crate) u16);
 
 impl Status {
     pub(crate) fn from_dw3(dw3: u32) -> Status {
-        Status((dw3 >> 17) as u16)
+        Status(Cqe::from_dwords([0, 0, 0, dw3]).status)
     }
 
     pub(crate) fn is_success(self) -> bool {
@@ -208,15 +205,6 @@ impl Status {
     }
 }
 
-/// A completion phase tag and status, decoded from dword 3.
-pub(crate) fn completion_cid(dw3: u32) -> u16 {
-    dw3 as u16
-}
-
-pub(crate) fn completion_phase(dw3: u32) -> bool {
-    dw3 & (1 << 16) != 0
-}
-
 fn le16(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }
@@ -247,6 +235,8 @@ pub(crate) struct IdController {
     pub(crate) mdts: u8,
     /// A volatile write cache is present (flush and FUA mean something).
     pub(crate) volatile_write_cache: bool,
+    /// Doorbell Buffer Config is supported (OACS bit 8): shadow doorbells.
+    pub(crate) shadow_doorbells: bool,
 }
 
 impl IdController {
@@ -264,6 +254,7 @@ impl IdController {
             model,
             mdts: b[77],
             volatile_write_cache: b[525] & 1 != 0,
+            shadow_doorbells: le16(b, 256) & (1 << 8) != 0,
         })
     }
 

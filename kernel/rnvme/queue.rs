@@ -2,9 +2,10 @@
 
 //! One submission/completion queue pair in DMA-coherent memory, with its doorbells.
 //!
-//! The submission side is locked by `sq` (taken in process context only), the completion side by `cq`
-//! (taken by the queue's interrupt handler, or by the polling admin path that has no interrupt). The
-//! two are never held together, so neither lock is ever taken by an interrupt that preempts its holder.
+//! The submission side is locked by `sq_state` (taken in process context only), the completion side
+//! by `cq_state` (taken by the queue's interrupt handler, by the polling admin path that has no
+//! interrupt, or by a reset while the queue's interrupt is disabled). The two are never held together,
+//! so neither lock is ever taken by an interrupt that preempts its holder.
 
 use kernel::{
     device::Bound,
@@ -14,14 +15,38 @@ use kernel::{
     io::Io,
     new_spinlock, pci,
     prelude::*,
-    sync::{Arc, SpinLock},
+    sync::{
+        atomic::{Acquire, Atomic, Release},
+        barrier::{smp_mb, smp_wmb},
+        Arc, SpinLock,
+    },
     time::{delay::fsleep, Delta},
 };
 
-use crate::nvme_spec::{completion_cid, completion_phase, Cap, Command, Status};
+use crate::{
+    nvme_command::Cqe,
+    nvme_spec::{Cap, Command, Status},
+};
 
 /// BAR0, shared by the driver, the queues and their interrupt handlers; revoked at unbind.
 pub(crate) type Bar0 = Devres<pci::Bar<'static, { crate::nvme_spec::reg::SIZE }>>;
+
+/// Whether a submission queue takes new commands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gate {
+    Open,
+    /// Closed while the controller resets: commands are refused with `EBUSY`, to be tried again.
+    Resetting,
+    /// Closed for good (the controller failed to come back): commands are refused with `EIO`.
+    Dead,
+}
+
+struct SqState {
+    tail: u16,
+    /// The tail last made known to the controller.
+    rung: u16,
+    gate: Gate,
+}
 
 struct CqState {
     head: u16,
@@ -36,6 +61,68 @@ pub(crate) struct Completion {
     pub(crate) result: u32,
 }
 
+/// The shadow doorbell and event index pages (Doorbell Buffer Config), shared by the I/O queues.
+///
+/// With them, a doorbell update is a memory write; the register is written only when the controller
+/// asks for it through the event index (it stopped looking at the shadow), as the C driver does. On
+/// an emulated controller each register write traps into the hypervisor, so this saves most of them.
+pub(crate) struct ShadowDoorbells {
+    values: Coherent<[u32]>,
+    event_indices: Coherent<[u32]>,
+    /// Set once the controller accepted the pages; cleared when it is reset.
+    active: Atomic<u32>,
+}
+
+impl ShadowDoorbells {
+    pub(crate) fn new(dev: &kernel::device::Device<Bound>) -> Result<Arc<ShadowDoorbells>> {
+        let words = crate::nvme_spec::PAGE as usize / 4;
+        Ok(Arc::new(
+            ShadowDoorbells {
+                values: Coherent::<u32>::zeroed_slice(dev, words, GFP_KERNEL)?,
+                event_indices: Coherent::<u32>::zeroed_slice(dev, words, GFP_KERNEL)?,
+                active: Atomic::new(0),
+            },
+            GFP_KERNEL,
+        )?)
+    }
+
+    /// The pages' bus addresses, for the Doorbell Buffer Config command.
+    pub(crate) fn addresses(&self) -> (u64, u64) {
+        (self.values.dma_handle(), self.event_indices.dma_handle())
+    }
+
+    /// Zeroes both pages and stops using them, before the controller is enabled again: a reset
+    /// forgets them, and the queues start again from zero.
+    pub(crate) fn clear(&self) {
+        self.active.store(0, Release);
+        for i in 0..self.values.len() {
+            dma_write!(self.values, [panic: i], 0);
+            dma_write!(self.event_indices, [panic: i], 0);
+        }
+    }
+
+    pub(crate) fn activate(&self) {
+        self.active.store(1, Release);
+    }
+
+    /// Stores `value` as doorbell `index` in memory; true if the register must be written too.
+    fn update(&self, index: usize, value: u16) -> bool {
+        if self.active.load(Acquire) == 0 || index >= self.values.len() {
+            return true;
+        }
+        // The queue entries before the shadow doorbell (the C driver's `wmb()`; x86 keeps stores
+        // in order).
+        smp_wmb();
+        let old = dma_read!(self.values, [panic: index]) as u16;
+        dma_write!(self.values, [panic: index], u32::from(value));
+        // The shadow doorbell before the event index is read (the C driver's `mb()`).
+        smp_mb();
+        let event = dma_read!(self.event_indices, [panic: index]) as u16;
+        // The controller asked to be told once the doorbell passes `event`.
+        value.wrapping_sub(event).wrapping_sub(1) < value.wrapping_sub(old)
+    }
+}
+
 #[pin_data]
 pub(crate) struct Queue {
     pub(crate) qid: u16,
@@ -45,11 +132,13 @@ pub(crate) struct Queue {
     /// `entries` completions of 4 dwords.
     cq: Coherent<[u32]>,
     #[pin]
-    sq_tail: SpinLock<u16>,
+    sq_state: SpinLock<SqState>,
     #[pin]
     cq_state: SpinLock<CqState>,
     sq_doorbell: usize,
     cq_doorbell: usize,
+    /// For I/O queues when the controller offers them; the index of each doorbell in the pages.
+    shadow: Option<(Arc<ShadowDoorbells>, usize, usize)>,
     bar: Arc<Bar0>,
 }
 
@@ -60,20 +149,24 @@ impl Queue {
         cap: &Cap,
         qid: u16,
         entries: u16,
+        shadow: Option<Arc<ShadowDoorbells>>,
     ) -> Result<Arc<Queue>> {
         let sq = Coherent::<u32>::zeroed_slice(dev, usize::from(entries) * 16, GFP_KERNEL)?;
         let cq = Coherent::<u32>::zeroed_slice(dev, usize::from(entries) * 4, GFP_KERNEL)?;
         let (sq_doorbell, cq_doorbell) = (cap.sq_doorbell(qid), cap.cq_doorbell(qid));
+        let words = |register: usize| (register - crate::nvme_spec::reg::DOORBELLS) / 4;
+        let shadow = shadow.map(|s| (s, words(sq_doorbell), words(cq_doorbell)));
         Arc::pin_init(
             pin_init!(Queue {
                 qid,
                 entries,
                 sq,
                 cq,
-                sq_tail <- new_spinlock!(0),
+                sq_state <- new_spinlock!(SqState { tail: 0, rung: 0, gate: Gate::Open }),
                 cq_state <- new_spinlock!(CqState { head: 0, phase: true }),
                 sq_doorbell,
                 cq_doorbell,
+                shadow,
                 bar,
             }),
             GFP_KERNEL,
@@ -88,19 +181,91 @@ impl Queue {
         self.cq.dma_handle()
     }
 
-    /// Copies `cmd` into the next slot and rings the doorbell. The caller keeps fewer than `entries`
-    /// commands outstanding (blk-mq's tag depth, or one admin command at a time), so the ring never
-    /// overflows.
-    pub(crate) fn submit(&self, cmd: &Command) -> Result {
-        let bar = self.bar.try_access().ok_or(ENODEV)?;
-        let mut tail = self.sq_tail.lock();
-        let base = usize::from(*tail) * 16;
-        for (i, dw) in cmd.0.iter().enumerate() {
-            dma_write!(self.sq, [panic: base + i], *dw);
+    /// Writes `value` to a doorbell: to its shadow when there is one, to the register when needed.
+    fn doorbell(&self, bar: &pci::Bar<'static, { crate::nvme_spec::reg::SIZE }>, sq: bool, value: u16) {
+        let needed = match &self.shadow {
+            Some((pages, sq_index, cq_index)) => {
+                pages.update(if sq { *sq_index } else { *cq_index }, value)
+            }
+            None => true,
+        };
+        if needed {
+            // `writel` orders the queue entries' stores before the doorbell.
+            let _ = bar.try_write32(
+                u32::from(value),
+                if sq { self.sq_doorbell } else { self.cq_doorbell },
+            );
         }
-        *tail = if *tail + 1 == self.entries { 0 } else { *tail + 1 };
-        // `writel` orders the entry's stores before the doorbell.
-        bar.try_write32(u32::from(*tail), self.sq_doorbell)
+    }
+
+    /// Under the submission lock: runs `admit` (which records the command as in flight), then copies
+    /// `cmd` into the next slot and, if `ring`, rings the doorbell for every command copied so far.
+    /// Fails without running `admit` while the queue's gate is closed. The caller keeps fewer than
+    /// `entries` commands outstanding (blk-mq's tag depth, or one admin command at a time), so the
+    /// ring never overflows.
+    ///
+    /// With `lose`, the command is admitted but never copied: the controller never sees it (the
+    /// test-only fault that exercises the driver's timeout handling).
+    pub(crate) fn submit(
+        &self,
+        cmd: &Command,
+        ring: bool,
+        lose: bool,
+        admit: impl FnOnce() -> Result,
+    ) -> Result {
+        let bar = self.bar.try_access().ok_or(ENODEV)?;
+        let mut sq = self.sq_state.lock();
+        match sq.gate {
+            Gate::Open => {}
+            Gate::Resetting => return Err(EBUSY),
+            Gate::Dead => return Err(EIO),
+        }
+        admit()?;
+        if !lose {
+            let base = usize::from(sq.tail) * 16;
+            for (i, dw) in cmd.dw.iter().enumerate() {
+                dma_write!(self.sq, [panic: base + i], *dw);
+            }
+            sq.tail = if sq.tail + 1 == self.entries { 0 } else { sq.tail + 1 };
+        }
+        if ring && sq.rung != sq.tail {
+            sq.rung = sq.tail;
+            self.doorbell(&bar, true, sq.tail);
+        }
+        Ok(())
+    }
+
+    /// Rings the doorbell for commands copied without ringing it (blk-mq's `commit_rqs`).
+    pub(crate) fn ring(&self) {
+        let Some(bar) = self.bar.try_access() else {
+            return;
+        };
+        let mut sq = self.sq_state.lock();
+        if sq.rung != sq.tail {
+            sq.rung = sq.tail;
+            self.doorbell(&bar, true, sq.tail);
+        }
+    }
+
+    /// Opens or closes the submission gate. Once this returns, no submission is under way.
+    pub(crate) fn set_gate(&self, gate: Gate) {
+        self.sq_state.lock().gate = gate;
+    }
+
+    /// Forgets both rings' positions and clears the completion ring, for a controller that was
+    /// disabled (which empties its queues) and is about to get the queue again. The gate stays as it is.
+    pub(crate) fn rewind(&self) {
+        {
+            let mut sq = self.sq_state.lock();
+            sq.tail = 0;
+            sq.rung = 0;
+        }
+        let mut cq = self.cq_state.lock();
+        for i in 0..self.cq.len() {
+            dma_write!(self.cq, [panic: i], 0);
+        }
+        cq.head = 0;
+        cq.phase = true;
     }
 
     /// Hands every new completion to `f` and acknowledges them; returns how many there were.
@@ -111,12 +276,13 @@ impl Queue {
             let base = usize::from(state.head) * 4;
             // Dword 3 (phase and status) first; the others are only valid once it says so.
             let dw3 = dma_read!(self.cq, [panic: base + 3]);
-            if completion_phase(dw3) != state.phase {
+            let cqe = Cqe::from_dwords([0, 0, 0, dw3]);
+            if cqe.phase != state.phase {
                 break;
             }
             let result = dma_read!(self.cq, [panic: base]);
             f(Completion {
-                cid: completion_cid(dw3),
+                cid: cqe.cid,
                 status: Status::from_dw3(dw3),
                 result,
             });
@@ -128,7 +294,7 @@ impl Queue {
             }
         }
         if count > 0 {
-            let _ = bar.try_write32(u32::from(state.head), self.cq_doorbell);
+            self.doorbell(bar, false, state.head);
         }
         count
     }
@@ -136,7 +302,7 @@ impl Queue {
     /// Submits `cmd` and polls for its completion for up to `timeout_ms` (admin commands, which the
     /// driver issues one at a time from process context).
     pub(crate) fn execute(&self, cmd: Command, cid: u16, timeout_ms: u32) -> Result<Completion> {
-        self.submit(&cmd.with_cid(cid))?;
+        self.submit(&cmd.with_cid(cid), true, false, || Ok(()))?;
         let step_us = 50;
         let mut waited_us: u64 = 0;
         loop {

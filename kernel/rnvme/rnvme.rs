@@ -21,14 +21,22 @@ use kernel::{
 };
 
 mod blk;
+// The user-space `nvme` crate's command module, compiled here from the same file (a symbolic link
+// to `crates/nvme/src/command.rs`): only `core`, no allocation. Its public items are that crate's
+// API, so here they are unused or unreachable, and clippy's exemption for exported names
+// (`to_bytes(&self)`) does not apply; its casts predate the kernel's lint set.
+#[allow(dead_code, unreachable_pub, clippy::cast_lossless, clippy::wrong_self_convention)]
+mod nvme_command;
 mod nvme_spec;
 mod queue;
+mod recovery;
 
-use blk::{Disk, InFlight, Limits, SgTable};
+use blk::{BlkQueue, Disk, InFlight, Limits, SgTable};
 use nvme_spec::{
     build_prps, reg, Cap, Command, IdController, IdNamespace, Prp2, PAGE, PRPS_PER_PAGE,
 };
-use queue::{Bar0, Completion, Queue};
+use queue::{Bar0, Completion, Queue, ShadowDoorbells};
+use recovery::Watchdog;
 
 /// Admin queue entries.
 const ADMIN_ENTRIES: u16 = 32;
@@ -47,6 +55,11 @@ const MAX_TRANSFER: u64 = (PRPS_PER_PAGE as u64 - 1) * PAGE;
 
 /// Disk instance numbers (`rnvme<N>n<nsid>`).
 static INSTANCES: Atomic<u32> = Atomic::new(0);
+/// I/O commands issued since the module was loaded (for `lose_command`).
+static ISSUED: Atomic<u32> = Atomic::new(0);
+/// Set by `lose_command` when its command comes: from then until a controller reset, no I/O
+/// command reaches the controller (as if it had stopped fetching commands).
+pub(crate) static STALLED: Atomic<u32> = Atomic::new(0);
 
 /// An I/O queue pair and what its requests in flight hold: scatter lists, PRP list pages and the
 /// requests themselves, by tag.
@@ -59,6 +72,13 @@ struct IoQueue {
     /// One PRP list page per tag.
     prp_lists: Coherent<[u64]>,
     dev: ARef<kernel::device::Device>,
+    /// Per tag, the watchdog tick at which its command was submitted; 0 when the tag is idle.
+    started: KVec<Atomic<u32>>,
+    /// The watchdog's tick count for this queue (never 0).
+    tick: Atomic<u32>,
+    /// Interrupt number, and the controller's vector index for the completion queue.
+    irq: u32,
+    vector: u16,
 }
 
 const MAPPED_WRITE: u32 = 1 << 31;
@@ -69,12 +89,15 @@ impl IoQueue {
         queue: Arc<Queue>,
         tags: usize,
         max_segments: usize,
+        (irq, vector): (u32, u16),
     ) -> Result<Arc<IoQueue>> {
         let mut mapped = KVec::with_capacity(tags, GFP_KERNEL)?;
         let mut sg = KVec::with_capacity(tags, GFP_KERNEL)?;
+        let mut started = KVec::with_capacity(tags, GFP_KERNEL)?;
         for _ in 0..tags {
             mapped.push(Atomic::new(0), GFP_KERNEL)?;
             sg.push(SgTable::new(max_segments)?, GFP_KERNEL)?;
+            started.push(Atomic::new(0), GFP_KERNEL)?;
         }
         Ok(Arc::new(
             IoQueue {
@@ -84,6 +107,10 @@ impl IoQueue {
                 sg,
                 prp_lists: Coherent::<u64>::zeroed_slice(dev, tags * PRPS_PER_PAGE, GFP_KERNEL)?,
                 dev: dev.into(),
+                started,
+                tick: Atomic::new(1),
+                irq,
+                vector,
             },
             GFP_KERNEL,
         )?)
@@ -103,6 +130,7 @@ impl IoQueue {
             return;
         }
         self.unmap(c.cid);
+        self.started[usize::from(c.cid)].store(0, Relaxed);
         let status = if c.status.is_success() {
             0
         } else {
@@ -134,7 +162,7 @@ struct Namespace {
     queues: KVec<Arc<IoQueue>>,
 }
 
-struct NvmeDisk;
+pub(crate) struct NvmeDisk;
 
 #[vtable]
 impl kernel::block::mq::Operations for NvmeDisk {
@@ -143,10 +171,42 @@ impl kernel::block::mq::Operations for NvmeDisk {
     fn queue_rq(
         ns: ArcBorrow<'_, Namespace>,
         rq: ARef<kernel::block::mq::Request<Self>>,
-        _is_last: bool,
+        is_last: bool,
     ) -> Result {
         let info = blk::info(&rq);
         let q = ns.queues.get(info.hw_queue as usize).ok_or(EIO)?;
+        let issued = Self::issue(&ns, q, info, rq, is_last);
+        if issued.is_err() && is_last {
+            // The batch ends here: ring for the commands before this one.
+            q.queue.ring();
+        }
+        issued
+    }
+
+    fn commit_rqs(ns: ArcBorrow<'_, Namespace>) {
+        // 7.2's callback does not say which hardware queue ended its batch: ring every queue that has
+        // commands waiting (a queue without any costs a lock and a compare).
+        for q in ns.queues.iter() {
+            q.queue.ring();
+        }
+    }
+
+    fn complete(rq: ARef<kernel::block::mq::Request<Self>>) {
+        // Requests are ended by the interrupt handler, never through `blk_mq_complete_request`.
+        let _ = kernel::block::mq::Request::end_ok(rq);
+    }
+}
+
+impl NvmeDisk {
+    /// Builds the command for `rq`, maps its data and copies the command into `q`'s submission
+    /// queue, ringing the doorbell if `is_last`.
+    fn issue(
+        ns: &Namespace,
+        q: &IoQueue,
+        info: blk::RqInfo,
+        rq: ARef<kernel::block::mq::Request<Self>>,
+        is_last: bool,
+    ) -> Result {
         let tag = info.tag;
         let i = usize::from(tag);
         if i >= q.sg.len() {
@@ -183,38 +243,133 @@ impl kernel::block::mq::Operations for NvmeDisk {
             }
             _ => return Err(Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32))),
         };
-        if let Err(rq) = q.in_flight.put(tag, rq) {
+        let lose = match *crate::module_parameters::lose_command.value() {
+            0 => false,
+            _ if STALLED.load(Relaxed) != 0 => true,
+            n if ISSUED.fetch_add(1, Relaxed).wrapping_add(1) == n => {
+                pr_warn!("lose_command: I/O queue {} stops taking commands, from command {}\n", q.queue.qid, tag);
+                STALLED.store(1, Relaxed);
+                true
+            }
+            _ => false,
+        };
+        // Like the C driver, ring the doorbell once per batch: blk-mq marks the batch's last request,
+        // or calls `commit_rqs` when the batch ends without one. The request is recorded as in
+        // flight under the submission lock, so a reset (which closes the gate under it) sees every
+        // command the controller may hold.
+        let submitted = q.queue.submit(&cmd.with_cid(tag), is_last, lose, || {
+            q.started[i].store(q.tick.load(Relaxed), Relaxed);
+            q.in_flight.put(tag, rq).map_err(|_| EIO)
+        });
+        if let Err(e) = submitted {
+            q.started[i].store(0, Relaxed);
             q.unmap(tag);
-            drop(rq);
-            return Err(EIO);
-        }
-        if let Err(e) = q.queue.submit(&cmd.with_cid(tag)) {
-            q.unmap(tag);
-            drop(q.in_flight.take_back(tag));
-            return Err(e);
+            // Closed for a reset: blk-mq tries again later (`BLK_STS_RESOURCE`).
+            return Err(if e == EBUSY { ENOMEM } else { e });
         }
         Ok(())
-    }
-
-    fn commit_rqs(_ns: ArcBorrow<'_, Namespace>) {}
-
-    fn complete(rq: ARef<kernel::block::mq::Request<Self>>) {
-        // Requests are ended by the interrupt handler, never through `blk_mq_complete_request`.
-        let _ = kernel::block::mq::Request::end_ok(rq);
     }
 }
 
 type Registration = irq::Registration<Arc<IoQueue>>;
+
+/// The controller as the I/O path, the watchdog and unbind share it.
+#[pin_data]
+pub(crate) struct Ctrl {
+    bar: Arc<Bar0>,
+    cap: Cap,
+    admin: Arc<Queue>,
+    io: KVec<Arc<IoQueue>>,
+    /// Entries of each I/O queue.
+    entries: u16,
+    shadow: Option<Arc<ShadowDoorbells>>,
+    /// The disk's request queue, from just before the disk is added until it is freed.
+    #[pin]
+    blk_queue: Mutex<Option<BlkQueue>>,
+    /// Set when a reset failed: the controller is disabled and every request fails.
+    dead: Atomic<u32>,
+}
+
+impl Ctrl {
+    /// Programs the admin queue and enables the controller (which must be disabled).
+    fn enable(regs: &impl Regs, cap: &Cap, admin: &Queue) -> Result {
+        admin.rewind();
+        let n = u32::from(ADMIN_ENTRIES - 1);
+        regs.put32(n | (n << 16), reg::AQA)?;
+        regs.put64(admin.sq_address(), reg::ASQ)?;
+        regs.put64(admin.cq_address(), reg::ACQ)?;
+        regs.put32(reg::CC_IO_ENTRY_SIZES | reg::CC_EN, reg::CC)?;
+        wait_status(regs, reg::CSTS_RDY, reg::CSTS_RDY, cap.timeout_ms)
+    }
+
+    /// Asks for the I/O queues and creates them (each completion queue, then its submission queue),
+    /// then hands the controller the shadow doorbells, as the C driver does.
+    fn start_io_queues(&self) -> Result {
+        admin_command(&self.admin, Command::set_queue_count(self.io.len() as u16))?;
+        for q in self.io.iter() {
+            let queue = &q.queue;
+            queue.rewind();
+            admin_command(
+                &self.admin,
+                Command::create_cq(queue.qid, self.entries, queue.cq_address(), q.vector),
+            )?;
+            admin_command(
+                &self.admin,
+                Command::create_sq(queue.qid, self.entries, queue.sq_address()),
+            )?;
+        }
+        if let Some(shadow) = &self.shadow {
+            let (values, event_indices) = shadow.addresses();
+            match admin_command(
+                &self.admin,
+                Command::doorbell_buffer_config(values, event_indices),
+            ) {
+                Ok(_) => shadow.activate(),
+                Err(e) => pr_warn!("shadow doorbells refused ({:?}): doorbell registers only\n", e),
+            }
+        }
+        Ok(())
+    }
+
+    fn is_dead(&self) -> bool {
+        self.dead.load(Relaxed) != 0
+    }
+
+    /// Deletes the I/O queues and shuts the controller down, so it does no more DMA.
+    fn shut_down(&self, dev: &kernel::device::Device<Bound>) {
+        let Ok(regs) = self.bar.access(dev) else {
+            return;
+        };
+        if !self.is_dead() {
+            for q in self.io.iter().rev() {
+                let qid = q.queue.qid;
+                if let Err(e) = admin_command(&self.admin, Command::delete_sq(qid))
+                    .and_then(|_| admin_command(&self.admin, Command::delete_cq(qid)))
+                {
+                    dev_warn!(dev, "deleting I/O queue {} failed: {:?}\n", qid, e);
+                }
+            }
+            let cc = regs.read32(reg::CC);
+            regs.write32((cc & !reg::CC_SHN_MASK) | reg::CC_SHN_NORMAL, reg::CC);
+            if let Err(e) =
+                wait_status(regs, reg::CSTS_SHST_MASK, reg::CSTS_SHST_CMPLT, SHUTDOWN_TIMEOUT_MS)
+            {
+                dev_warn!(dev, "shutdown did not complete: {:?}\n", e);
+            }
+        }
+        if let Err(e) = disable(regs, &self.cap) {
+            dev_warn!(dev, "disabling the controller failed: {:?}\n", e);
+        }
+    }
+}
 
 #[pin_data(PinnedDrop)]
 struct Rnvme {
     #[pin]
     disk: Mutex<Option<Disk<NvmeDisk>>>,
     irqs: KVec<Pin<KBox<Registration>>>,
-    io: KVec<Arc<IoQueue>>,
-    admin: Arc<Queue>,
-    bar: Arc<Bar0>,
-    cap: Cap,
+    ctrl: Arc<Ctrl>,
+    watchdog: Arc<Watchdog>,
 }
 
 #[pinned_drop]
@@ -236,16 +391,49 @@ kernel::pci_device_table!(
 
 struct RnvmeDriver;
 
+/// Controller registers for the code that sleeps between accesses (enabling, disabling, shutting
+/// down): the BAR itself where the caller holds the bound device (probe, unbind), or its `Devres`
+/// (the watchdog), reached once per access because `try_access` holds the RCU read lock, under
+/// which nothing may sleep.
+pub(crate) trait Regs {
+    fn get32(&self, offset: usize) -> Result<u32>;
+    fn put32(&self, value: u32, offset: usize) -> Result;
+    fn put64(&self, value: u64, offset: usize) -> Result;
+}
+
+impl Regs for pci::Bar<'static, { reg::SIZE }> {
+    fn get32(&self, offset: usize) -> Result<u32> {
+        self.try_read32(offset)
+    }
+
+    fn put32(&self, value: u32, offset: usize) -> Result {
+        self.try_write32(value, offset)
+    }
+
+    fn put64(&self, value: u64, offset: usize) -> Result {
+        self.try_write64(value, offset)
+    }
+}
+
+impl Regs for Bar0 {
+    fn get32(&self, offset: usize) -> Result<u32> {
+        self.try_access().ok_or(ENODEV)?.try_read32(offset)
+    }
+
+    fn put32(&self, value: u32, offset: usize) -> Result {
+        self.try_access().ok_or(ENODEV)?.try_write32(value, offset)
+    }
+
+    fn put64(&self, value: u64, offset: usize) -> Result {
+        self.try_access().ok_or(ENODEV)?.try_write64(value, offset)
+    }
+}
+
 /// Waits until `CSTS & mask == want`, for up to `timeout_ms`; fails early on a fatal status.
-fn wait_status(
-    bar: &pci::Bar<'static, { reg::SIZE }>,
-    mask: u32,
-    want: u32,
-    timeout_ms: u32,
-) -> Result {
+fn wait_status(regs: &impl Regs, mask: u32, want: u32, timeout_ms: u32) -> Result {
     let mut waited_ms = 0;
     loop {
-        let csts = bar.read32(reg::CSTS);
+        let csts = regs.get32(reg::CSTS)?;
         if csts == u32::MAX {
             return Err(ENODEV);
         }
@@ -264,25 +452,25 @@ fn wait_status(
 }
 
 /// Clears CC.EN and waits for the controller to stop (CSTS.RDY = 0).
-fn disable(bar: &pci::Bar<'static, { reg::SIZE }>, cap: &Cap) -> Result {
-    let cc = bar.read32(reg::CC);
+pub(crate) fn disable(regs: &impl Regs, cap: &Cap) -> Result {
+    let cc = regs.get32(reg::CC)?;
     if cc & reg::CC_EN != 0 {
         // Changing EN while RDY still disagrees is undefined: let a bring-up in progress finish.
-        let _ = wait_status(bar, reg::CSTS_RDY, reg::CSTS_RDY, cap.timeout_ms);
+        let _ = wait_status(regs, reg::CSTS_RDY, reg::CSTS_RDY, cap.timeout_ms);
     }
-    bar.write32(cc & !reg::CC_EN, reg::CC);
-    wait_status(bar, reg::CSTS_RDY, 0, cap.timeout_ms)
+    regs.put32(cc & !reg::CC_EN, reg::CC)?;
+    wait_status(regs, reg::CSTS_RDY, 0, cap.timeout_ms)
 }
 
 /// Runs admin command `cmd`; a failed status is an error.
-fn admin_command(admin: &Queue, cmd: Command) -> Result<u32> {
+pub(crate) fn admin_command(admin: &Queue, cmd: Command) -> Result<u32> {
     let c = admin.execute(cmd, 0, ADMIN_TIMEOUT_MS)?;
     if c.status.is_success() {
         Ok(c.result)
     } else {
         pr_err!(
             "admin command {:#x} failed: type {:#x} code {:#x}\n",
-            cmd.0[0] & 0xff,
+            cmd.opcode(),
             c.status.code_type(),
             c.status.code()
         );
@@ -323,13 +511,8 @@ impl RnvmeDriver {
         }
         disable(regs, &cap)?;
 
-        let admin = Queue::new(dev, bar.clone(), &cap, 0, ADMIN_ENTRIES)?;
-        let n = u32::from(ADMIN_ENTRIES - 1);
-        regs.write32(n | (n << 16), reg::AQA);
-        regs.write64(admin.sq_address(), reg::ASQ);
-        regs.write64(admin.cq_address(), reg::ACQ);
-        regs.write32(reg::CC_IO_ENTRY_SIZES | reg::CC_EN, reg::CC);
-        if let Err(e) = wait_status(regs, reg::CSTS_RDY, reg::CSTS_RDY, cap.timeout_ms) {
+        let admin = Queue::new(dev, bar.clone(), &cap, 0, ADMIN_ENTRIES, None)?;
+        if let Err(e) = Ctrl::enable(regs, &cap, &admin) {
             dev_err!(dev, "controller did not become ready: {:?}\n", e);
             let _ = disable(regs, &cap);
             return Err(e);
@@ -363,6 +546,8 @@ impl RnvmeDriver {
             return Err(ENODEV);
         }
 
+        // How many queues the controller grants: asking is harmless, the count is asked again (the
+        // same) when the queues are created.
         let wanted = blk::online_queues(MAX_IO_QUEUES).max(1);
         let granted = admin_command(&admin, Command::set_queue_count(wanted as u16))?;
         let granted = (granted & 0xffff).min(granted >> 16) + 1;
@@ -387,30 +572,49 @@ impl RnvmeDriver {
         let first: irq::IrqRequest<'_> = vector_ends[0].try_into()?;
         let last: irq::IrqRequest<'_> = vector_ends[1].try_into()?;
         let count = if first.irq() == last.irq() { 1 } else { count };
+        let irq_numbers = [first.irq(), last.irq()];
 
+        let shadow = if ctrl.shadow_doorbells {
+            Some(ShadowDoorbells::new(dev)?)
+        } else {
+            None
+        };
         let mut io = KVec::with_capacity(count as usize, GFP_KERNEL)?;
         let mut irqs = KVec::with_capacity(count as usize, GFP_KERNEL)?;
         for i in 0..count as u16 {
             let qid = i + 1;
-            let queue = Queue::new(dev, bar.clone(), &cap, qid, entries)?;
-            let ioq = IoQueue::new(dev, queue.clone(), tags, max_segments)?;
-            let vector = vector_ends[usize::from(i).min(1)];
+            let vector = i.min(1);
+            let queue = Queue::new(dev, bar.clone(), &cap, qid, entries, shadow.clone())?;
+            let irq = (irq_numbers[usize::from(vector)], vector);
+            let ioq = IoQueue::new(dev, queue, tags, max_segments, irq)?;
             irqs.push(
                 KBox::pin_init(
-                    pdev.request_irq(vector, irq::Flags::TRIGGER_NONE, c"rnvme", Ok::<_, Error>(ioq.clone())),
+                    pdev.request_irq(vector_ends[usize::from(vector)], irq::Flags::TRIGGER_NONE, c"rnvme", Ok::<_, Error>(ioq.clone())),
                     GFP_KERNEL,
                 )?,
                 GFP_KERNEL,
             )?;
-            admin_command(&admin, Command::create_cq(qid, entries, queue.cq_address(), i))?;
-            admin_command(&admin, Command::create_sq(qid, entries, queue.sq_address()))?;
             io.push(ioq, GFP_KERNEL)?;
         }
-
         let mut queues = KVec::with_capacity(io.len(), GFP_KERNEL)?;
         for q in io.iter() {
             queues.push(q.clone(), GFP_KERNEL)?;
         }
+        let controller = Arc::pin_init(
+            pin_init!(Ctrl {
+                bar,
+                cap,
+                admin,
+                io,
+                entries,
+                shadow,
+                blk_queue <- new_mutex!(None),
+                dead: Atomic::new(0),
+            }),
+            GFP_KERNEL,
+        )?;
+        controller.start_io_queues()?;
+
         let namespace = Arc::new(
             Namespace {
                 nsid,
@@ -420,9 +624,14 @@ impl RnvmeDriver {
             GFP_KERNEL,
         )?;
         let tagset = Arc::pin_init(
-            kernel::block::mq::TagSet::new(io.len() as u32, tags as u32, 1),
+            kernel::block::mq::TagSet::new(controller.io.len() as u32, tags as u32, 1),
             GFP_KERNEL,
         )?;
+        for (i, q) in controller.io.iter().enumerate() {
+            if let Err(e) = blk::steer_irq(&tagset, i as u32, q.irq) {
+                dev_warn!(dev, "interrupt {} keeps its default affinity: {:?}\n", q.irq, e);
+            }
+        }
         let limits = Limits {
             logical_block_size: 1 << ns.lba_shift,
             max_hw_sectors: (max_transfer >> 9) as u32,
@@ -430,52 +639,39 @@ impl RnvmeDriver {
             capacity_sectors: ns.blocks << (ns.lba_shift - 9),
             volatile_write_cache: ctrl.volatile_write_cache,
         };
+        // The watchdog runs from before the disk is added: adding it reads the partition table.
+        let watchdog = Watchdog::start(controller.clone(), *crate::module_parameters::io_timeout.value())?;
         let instance = INSTANCES.fetch_add(1, Relaxed);
         let name = CString::try_from_fmt(fmt!("rnvme{}n{}", instance, nsid))?;
-        let disk = Disk::add(dev, name.to_bytes_with_nul(), tagset, &limits, namespace)?;
+        let disk = Disk::add(dev, name.to_bytes_with_nul(), tagset, &limits, namespace, |q| {
+            *controller.blk_queue.lock() = Some(q);
+        });
+        let disk = match disk {
+            Ok(disk) => disk,
+            Err(e) => {
+                watchdog.stop();
+                return Err(e);
+            }
+        };
         dev_info!(
             dev,
-            "{}: {} blocks of {} B, {} I/O queue(s) of {}, max transfer {} KiB, model \"{}\", serial \"{}\"\n",
+            "{}: {} blocks of {} B, {} I/O queue(s) of {}, max transfer {} KiB, shadow doorbells {}, model \"{}\", serial \"{}\"\n",
             BStr::from_bytes(name.to_bytes()),
             ns.blocks,
             1u32 << ns.lba_shift,
-            io.len(),
+            controller.io.len(),
             entries,
             max_transfer / 1024,
+            if controller.shadow.is_some() { "on" } else { "off" },
             BStr::from_bytes(nvme_spec::ascii(&ctrl.model)),
             BStr::from_bytes(nvme_spec::ascii(&ctrl.serial)),
         );
         Ok(try_pin_init!(Rnvme {
             disk <- new_mutex!(Some(disk)),
             irqs,
-            io,
-            admin,
-            bar,
-            cap,
+            ctrl: controller,
+            watchdog,
         }? Error))
-    }
-
-    /// Deletes the I/O queues and shuts the controller down, so it does no more DMA.
-    fn shut_down(dev: &kernel::device::Device<Bound>, this: &Rnvme) {
-        for q in this.io.iter().rev() {
-            let qid = q.queue.qid;
-            if let Err(e) = admin_command(&this.admin, Command::delete_sq(qid))
-                .and_then(|_| admin_command(&this.admin, Command::delete_cq(qid)))
-            {
-                dev_warn!(dev, "deleting I/O queue {} failed: {:?}\n", qid, e);
-            }
-        }
-        let Ok(regs) = this.bar.access(dev) else {
-            return;
-        };
-        let cc = regs.read32(reg::CC);
-        regs.write32((cc & !reg::CC_SHN_MASK) | reg::CC_SHN_NORMAL, reg::CC);
-        if let Err(e) = wait_status(regs, reg::CSTS_SHST_MASK, reg::CSTS_SHST_CMPLT, SHUTDOWN_TIMEOUT_MS) {
-            dev_warn!(dev, "shutdown did not complete: {:?}\n", e);
-        }
-        if let Err(e) = disable(regs, &this.cap) {
-            dev_warn!(dev, "disabling the controller failed: {:?}\n", e);
-        }
     }
 }
 
@@ -493,10 +689,16 @@ impl pci::Driver for RnvmeDriver {
     }
 
     fn unbind<'bound>(pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
-        // Deleting the disk waits for every request in flight (their interrupts still run).
-        let disk = this.disk.lock().take();
+        // Deleting the disk waits for every request in flight (their interrupts still run, and the
+        // watchdog still recovers a command the controller does not complete).
+        let mut disk = this.disk.lock().take();
+        if let Some(disk) = disk.as_mut() {
+            disk.delete();
+        }
+        this.watchdog.stop();
+        *this.ctrl.blk_queue.lock() = None;
         drop(disk);
-        Self::shut_down(pdev.as_ref(), &this);
+        this.ctrl.shut_down(pdev.as_ref());
         dev_info!(pdev, "controller shut down\n");
     }
 }
@@ -507,4 +709,14 @@ kernel::module_pci_driver! {
     authors: ["Kangrejos"],
     description: "NVMe PCI driver on the kernel's Rust abstractions",
     license: "GPL v2",
+    params: {
+        io_timeout: u32 {
+            default: 30,
+            description: "Seconds an I/O command may take before it is aborted and, failing that, the controller reset (0: never)",
+        },
+        lose_command: u32 {
+            default: 0,
+            description: "Testing only: from the Nth I/O command after loading until a controller reset, commands are not handed to the controller, so that they time out (0: never)",
+        },
+    },
 }

@@ -4,6 +4,11 @@
 #[allow(dead_code)]
 #[path = "../../kernel/rnvme/nvme_spec.rs"]
 mod nvme_spec;
+// What `nvme_spec` builds on: the user-space driver's command module, through the same link the
+// kernel build follows.
+#[allow(dead_code, clippy::wrong_self_convention)]
+#[path = "../../kernel/rnvme/nvme_command.rs"]
+mod nvme_command;
 
 use nvme_spec::{
     Cap, Command, IdController, IdNamespace, PAGE, PRPS_PER_PAGE, Prp2, PrpError, Status,
@@ -81,27 +86,42 @@ fn commands_are_encoded_as_the_spec_lays_them_out() {
     let rw = Command::read_write(true, 1, 0x1_2345_6789, 8, true)
         .with_cid(0x42)
         .with_prps(0x1000, 0x2000);
-    assert_eq!(rw.0[0], 0x0042_0001);
-    assert_eq!(rw.0[1], 1);
-    assert_eq!((rw.0[6], rw.0[7], rw.0[8], rw.0[9]), (0x1000, 0, 0x2000, 0));
-    assert_eq!((rw.0[10], rw.0[11]), (0x2345_6789, 1));
-    assert_eq!(rw.0[12], 7 | 1 << 30);
+    assert_eq!(rw.dw[0], 0x0042_0001);
+    assert_eq!(rw.dw[1], 1);
+    assert_eq!(
+        (rw.dw[6], rw.dw[7], rw.dw[8], rw.dw[9]),
+        (0x1000, 0, 0x2000, 0)
+    );
+    assert_eq!((rw.dw[10], rw.dw[11]), (0x2345_6789, 1));
+    assert_eq!(rw.dw[12], 7 | 1 << 30);
     let read = Command::read_write(false, 3, 0, 0x1_0000, false);
-    assert_eq!((read.0[0] & 0xff, read.0[12]), (0x02, 0xffff));
+    assert_eq!((read.dw[0] & 0xff, read.dw[12]), (0x02, 0xffff));
     let cq = Command::create_cq(2, 128, 0xabc000, 1);
     assert_eq!(
-        (cq.0[0] & 0xff, cq.0[10], cq.0[11]),
+        (cq.dw[0] & 0xff, cq.dw[10], cq.dw[11]),
         (0x05, 127 << 16 | 2, 1 << 16 | 3)
     );
     let sq = Command::create_sq(2, 128, 0xdef000);
     assert_eq!(
-        (sq.0[0] & 0xff, sq.0[10], sq.0[11]),
+        (sq.dw[0] & 0xff, sq.dw[10], sq.dw[11]),
         (0x01, 127 << 16 | 2, 2 << 16 | 1)
     );
     let nq = Command::set_queue_count(2);
-    assert_eq!((nq.0[0] & 0xff, nq.0[10], nq.0[11]), (0x09, 7, 1 << 16 | 1));
-    assert_eq!(Command::identify(2, 0, 0x5000).0[10], 2);
-    assert_eq!(Command::flush(7).0[..2], [0, 7]);
+    assert_eq!(
+        (nq.dw[0] & 0xff, nq.dw[10], nq.dw[11]),
+        (0x09, 7, 1 << 16 | 1)
+    );
+    assert_eq!(Command::identify(2, 0, 0x5000).dw[10], 2);
+    assert_eq!(Command::flush(7).dw[..2], [0, 7]);
+    // Abort names the submission queue (bits 15:0) and the command (31:16) in dword 10.
+    let abort = Command::abort(2, 0x55).with_cid(3);
+    assert_eq!((abort.dw[0], abort.dw[10]), (0x0003_0008, 0x55 << 16 | 2));
+    // Doorbell Buffer Config: the shadow page in PRP1, the event index page in PRP2.
+    let dbbuf = Command::doorbell_buffer_config(0x1_0000_3000, 0x4000);
+    assert_eq!(
+        (dbbuf.dw[0] & 0xff, dbbuf.dw[6], dbbuf.dw[7], dbbuf.dw[8]),
+        (0x7c, 0x3000, 1, 0x4000)
+    );
 }
 
 #[test]
@@ -141,6 +161,10 @@ fn identify_structures_are_parsed() {
     assert_eq!(nvme_spec::ascii(&id.model), b"QEMU NVMe Ctrl");
     assert_eq!(id.max_transfer(12), Some(512 << 10));
     assert!(id.volatile_write_cache);
+    assert!(!id.shadow_doorbells);
+    // OACS (bytes 257:256) bit 8: Doorbell Buffer Config, as QEMU's controller reports it.
+    ctrl[257] = 0x01;
+    assert!(IdController::parse(&ctrl).unwrap().shadow_doorbells);
     assert!(IdController::parse(&ctrl[..100]).is_none());
 
     let mut ns = vec![0u8; 4096];
