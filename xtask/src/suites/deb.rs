@@ -22,7 +22,7 @@ const PROFILE: &str = "dev";
 pub fn suites() -> Vec<Suite> {
     vec![Suite {
         name: "deb",
-        about: "cargo install --path crates/ninep-server; cargo deb of ninepd, installed with dpkg (root): ninepd --version, man -l ninepd.8, systemd-analyze verify of the units, removal",
+        about: "cargo install --path crates/ninep-server; cargo deb of ninepd, installed with dpkg (root): ninepd and mount.ninep --version, man -l ninepd.8, systemd-analyze verify of the units, removal",
         needs_guest: false,
         run,
     }]
@@ -150,6 +150,9 @@ fn build_deb() -> Result<PathBuf> {
         PROFILE,
     ]);
     output(&mut build)?;
+    let mut build = cargo();
+    build.args(["build", "-p", "ninep-mount", "--profile", PROFILE]);
+    output(&mut build)?;
     let profile_dir = target_dir().join(if PROFILE == "dev" { "debug" } else { PROFILE });
     // Next to the binary, where the package metadata's `target/release/` assets are taken from
     // (cargo deb maps that prefix to the profile's directory).
@@ -206,6 +209,10 @@ fn check_installed() -> Result<()> {
     let version = output(Command::new("/usr/sbin/ninepd").arg("--version"))?;
     if version.trim() != format!("ninepd {}", env!("CARGO_PKG_VERSION")) {
         bail!("/usr/sbin/ninepd --version says {version:?}");
+    }
+    let helper = output(Command::new("/sbin/mount.ninep").arg("--version"))?;
+    if !helper.starts_with("mount.ninep ") {
+        bail!("/sbin/mount.ninep --version says {helper:?}");
     }
     let page = [
         "/usr/share/man/man8/ninepd.8.gz",
