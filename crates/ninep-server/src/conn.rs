@@ -133,6 +133,11 @@ pub async fn serve_from<R, W>(
             Request::Version { msize, version } => {
                 inflight.cancel_all().await;
                 let reply = version_reply(&session, msize, &version);
+                if server.trace_protocol() {
+                    let request = Request::Version { msize, version };
+                    tracing::debug!(tag, "<- {}", crate::trace::request(&request));
+                    tracing::debug!(tag, "-> {}", crate::trace::response(&reply));
+                }
                 if let Response::Version { msize, .. } = &reply {
                     frames.set_max_size(*msize);
                 }
@@ -145,10 +150,17 @@ pub async fn serve_from<R, W>(
                 }
             }
             Request::Flush { oldtag } => {
+                if server.trace_protocol() {
+                    tracing::debug!(tag, "<- Flush {{ oldtag: {oldtag} }}");
+                }
                 let (inflight2, tx) = (inflight.clone(), tx.clone());
+                let trace = server.trace_protocol();
                 inflight.spawn(tag, async move {
                     if oldtag != tag {
                         inflight2.cancel(oldtag).await;
+                    }
+                    if trace {
+                        tracing::debug!(tag, "-> Flush");
                     }
                     let _ = tx
                         .send(Queued::new(encode(tag, &Response::Flush), None))

@@ -451,6 +451,8 @@ async fn sigusr1_logs_statistics_and_trace_protocol_logs_messages() {
         "-> Write { count: 18 }",
         "-> Rread { count: 18 }",
         "-> Lerror { ecode: 2 }",
+        "<- Version { msize: 65536, version: b\"9P2000.L\" }",
+        "-> Version { msize: 65536, version: b\"9P2000.L\" }",
     ] {
         assert!(said.contains(expected), "no `{expected}` in\n{said}");
     }
