@@ -511,12 +511,25 @@ if /usr/sbin/mount.diod -n -o port=565,uname=tests,access=1001,msize=65536 127.0
 else
   echo "wrongkey refused"
 fi
+# A raw client (ninep-attach), sending what the kernel never does: authenticated as tests,
+# it claims other uids, with the auth fid and after it; a credential claimed for another
+# uid; no credential; another key; no authentication at all.
+cred() { su tests -s /bin/sh -c "munge -n $*"; }
+raw() { label=$1; shift; ninep-attach --connect tcp:127.0.0.1:564 "$@" 2>&1 | sed "s/^/$label /"; }
+cred > /tmp/c1; raw raw-afid-claims-root --auth 1001 --credential /tmp/c1 0
+cred > /tmp/c2; raw raw-authenticated --auth 1001 --credential /tmp/c2 1001 0 1002
+cred > /tmp/c3; raw raw-claimed-for-root --auth 0 --credential /tmp/c3 0
+raw raw-nocred --auth 1001 1001
+cred -S /m/bad/sock > /tmp/c4; raw raw-wrongkey --auth 1001 --credential /tmp/c4 1001
+raw raw-unauthenticated 1001 0
 echo "--- ninepd logs"
 cat /tmp/good.log /tmp/bad.log
 "#;
     let out = builder()
         .static_bin("ninep-server", "ninepd")
+        .static_bin("ninep-server", "ninep-attach")
         .host_program("/usr/sbin/munged")
+        .host_program("/usr/bin/munge")
         .host_program("/usr/sbin/mount.diod")
         .file(&keys[0], "/share/good.key")
         .file(&keys[1], "/share/bad.key")
@@ -531,4 +544,49 @@ cat /tmp/good.log /tmp/bad.log
     assert_eq!(labelled(s, "wrongkey"), Some("refused"), "{log}");
     assert!(s.contains("authenticated with MUNGE"), "{log}");
     assert!(s.contains("munged refused the credential"), "{log}");
+    let eperm = "refused: Operation not permitted (os error 1)";
+    for (label, want) in [
+        (
+            "raw-afid-claims-root",
+            &["auth 1001: ok", &format!("attach 0: {eperm}")][..],
+        ),
+        (
+            "raw-authenticated",
+            &[
+                "auth 1001: ok",
+                "attach 1001: ok",
+                &format!("attach 0: {eperm}"),
+                &format!("attach 1002: {eperm}"),
+            ],
+        ),
+        (
+            "raw-claimed-for-root",
+            &["auth 0: ok", &format!("attach 0: {eperm}")],
+        ),
+        (
+            "raw-nocred",
+            &["auth 1001: ok", &format!("attach 1001: {eperm}")],
+        ),
+        (
+            "raw-wrongkey",
+            &["auth 1001: ok", &format!("attach 1001: {eperm}")],
+        ),
+        (
+            "raw-unauthenticated",
+            &[
+                &format!("attach 1001: {eperm}"),
+                &format!("attach 0: {eperm}"),
+            ],
+        ),
+    ] {
+        assert_eq!(labelled_lines(s, label), want, "{label}: {log}");
+    }
+}
+
+/// Every line printed after `label `, in order.
+fn labelled_lines<'a>(out: &'a str, label: &str) -> Vec<&'a str> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix(label)?.strip_prefix(' '))
+        .map(str::trim)
+        .collect()
 }
