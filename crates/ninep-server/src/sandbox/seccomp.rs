@@ -200,6 +200,8 @@ fn allow_list() -> BTreeMap<i64, Vec<SeccompRule>> {
     ]));
     // Connections: accepting and talking to clients, and the C library's user lookups,
     // which first try nscd's unix socket. No other socket family: no new network endpoints.
+    // Listeners (unix, TCP, vsock) are bound before the filter is installed: accepting on a
+    // vsock one takes accept4 and the FIONBIO ioctl, as on the others.
     list.extend(any(&[
         libc::SYS_accept4,
         libc::SYS_recvfrom,
