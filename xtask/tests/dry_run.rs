@@ -121,3 +121,38 @@ fn kernel_dry_run_lists_the_chroot_and_the_image_and_no_install_refuses() {
         );
     }
 }
+
+/// Run as another user than root, `kernel` says what it needs (root, where and how much) and how to
+/// see its plan without root, before touching anything. Needs root to become `nobody`; the binary is
+/// copied where `nobody` may run it (the checkout may be in a private directory).
+#[test]
+fn kernel_as_non_root_says_what_it_needs() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: becoming another user needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let xtask = dir.path().join("xtask");
+    std::fs::copy(env!("CARGO_BIN_EXE_xtask"), &xtask).unwrap();
+    let cache = dir.path().join("cache");
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&xtask)
+        .arg("kernel")
+        .env("KANGREJOS_KERNEL_CACHE", &cache)
+        .env("GUEST_VM_DIR", dir.path().join("vm"))
+        .output()
+        .expect("setpriv runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("needs root")
+            && stderr.contains("debootstrap")
+            && stderr.contains(&cache.display().to_string())
+            && stderr.contains("--dry-run"),
+        "{stderr}"
+    );
+    assert!(!cache.exists(), "a refused run created the cache");
+}
