@@ -94,6 +94,9 @@ fn run(cli: Cli) -> Result<()> {
     if cli.queues == 0 || cli.depth == 0 {
         bail!("--queues and --depth must be at least 1");
     }
+    if cli.interrupts && cli.device.starts_with("uio:") {
+        bail!("--interrupts needs vfio: uio_pci_generic has no MSI-X (a uio device is polled)");
+    }
     let platform = open(&cli.device)?;
     // Installed before any thread starts, so a signal that arrives during bring-up is not lost.
     let mut signals = Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
