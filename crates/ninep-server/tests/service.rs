@@ -107,11 +107,15 @@ async fn exports_from_a_file_have_their_own_options_and_peers() {
         "default = \"rw\"\n".to_string(),
         export_table("rw", &rw, "root_squash = false"),
         export_table("ro", &ro, "read_only = true\nroot_squash = false"),
-        // The test's unix peer is root (uid 0): admitted by uid here, refused below.
+        // The test's unix peer is its own user (root when run by cargo xtask test): admitted
+        // by uid here, refused below.
         export_table(
             "root-only",
             &root_only,
-            "allow_uids = [0]\nallow_hosts = [\"127.0.0.0/8\"]",
+            &format!(
+                "allow_uids = [{}]\nallow_hosts = [\"127.0.0.0/8\"]",
+                rustix::process::geteuid().as_raw()
+            ),
         ),
         export_table("far-hosts", &tcp_only, "allow_hosts = [\"10.0.0.0/8\"]"),
     ]
