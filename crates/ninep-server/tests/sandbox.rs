@@ -331,6 +331,7 @@ fn an_explicit_seccomp_mode_on_a_kernel_without_filters_stops_the_server() {
     let (_top, export, _) = export_and_secret();
     for mode in ["kill", "errno", "log"] {
         let server = start_on(&export, &["--seccomp", mode], None, Some(Lacking::Seccomp));
+        let socket = server.socket.clone();
         let mut log = server.log.clone();
         assert!(!log.contains("serving "), "{mode}: it never serves: {log}");
         let (status, rest) = server.wait();
@@ -343,6 +344,7 @@ fn an_explicit_seccomp_mode_on_a_kernel_without_filters_stops_the_server() {
             )),
             "{mode}: a clear message: {log}"
         );
+        assert!(!socket.exists(), "{mode}: no socket file is left behind");
     }
 }
 
