@@ -156,10 +156,12 @@ struct Args {
     #[arg(long, value_enum, default_value_t = SandboxChoice::On)]
     sandbox: SandboxChoice,
 
-    /// Landlock: once serving, the process can open nothing outside the export (and the unix
-    /// socket's directory, to remove the socket's file; as root or with --multi-user, the user
-    /// database for reading), execute nothing, and neither bind nor connect TCP. Default: on where the kernel offers
-    /// it (ABI 2 or later), with a warning where not; `on` refuses to start without it.
+    /// Landlock: once serving, the process can open nothing outside the export (with
+    /// --config, the exports or their `sandbox_roots`; besides, the unix socket's directory, to
+    /// remove the socket's file, and for reading the --config file and, as root or with
+    /// --multi-user, the user database), execute nothing, and neither bind nor connect TCP.
+    /// Default: on where the kernel offers it (ABI 2 or later), with a warning where not; `on`
+    /// refuses to start without it.
     #[arg(long, value_enum, value_name = "on|off")]
     landlock: Option<OnOff>,
 
