@@ -2,10 +2,12 @@
 //! `kernel/rnvme/`) against the C `nvme` driver on the same QEMU controller, in one boot of the Rust
 //! guest kernel.
 //!
-//! Each round binds the controller to one driver, runs every workload, rebinds it to the other and
-//! runs them again (the order alternates between rounds, so neither side always runs on a warmer
-//! host). Both drivers see the same device, the same namespace and no I/O scheduler. The median round
-//! of each side is reported, IOPS and median completion latency, with the ratio Rust/C.
+//! Each workload runs on both drivers back to back, as a pair, so the two runs of a pair see the same
+//! load on the shared host; which driver goes first alternates from pair to pair (the controller is
+//! rebound once per pair: the second run of one pair and the first of the next use the same driver).
+//! Both drivers see the same device, the same namespace and no I/O scheduler. Reported per workload:
+//! the median over rounds of each side (IOPS and median completion latency), the ratio of those
+//! medians, and the median of the per-pair ratios, which cancels the load drifting between pairs.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -117,14 +119,21 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
 
 fn guest_script(opts: &Options) -> String {
     let mut s = String::from(SETUP);
+    let mut bound: Option<&str> = None;
     for round in 1..=opts.rounds {
-        let mut order = DRIVERS;
-        if round % 2 == 0 {
-            order.reverse();
-        }
-        for (label, driver, prefix) in order {
-            let _ = writeln!(s, "bind {driver} {prefix}");
-            for (i, w) in WORKLOADS.iter().enumerate() {
+        for (i, w) in WORKLOADS.iter().enumerate() {
+            // Which driver goes first alternates from pair to pair and, for one workload, from round
+            // to round; within a round the second run of a pair and the first of the next share a
+            // driver, so the controller is rebound once per pair.
+            let mut order = DRIVERS;
+            if (round as usize + i).is_multiple_of(2) {
+                order.reverse();
+            }
+            for (label, driver, prefix) in order {
+                if bound != Some(driver) {
+                    let _ = writeln!(s, "bind {driver} {prefix}");
+                    bound = Some(driver);
+                }
                 let _ = writeln!(
                     s,
                     "printf '{MARK} {round} {label} {i} '; fio --name=bench --filename=/dev/$disk \
@@ -201,19 +210,33 @@ fn fio_summary(v: &Value) -> Option<(f64, f64)> {
     Some((r.0 + w.0, p50))
 }
 
+/// The median over rounds of `value(rust) / value(c)`, pairing the two runs of each round.
+fn paired_ratio(rust: &[&Row], c: &[&Row], value: impl Fn(&Row) -> f64) -> Option<f64> {
+    let ratios = rust
+        .iter()
+        .filter_map(|r| {
+            let other = c.iter().find(|o| o.round == r.round)?;
+            let (a, b) = (value(r), value(other));
+            (b > 0.0).then(|| a / b)
+        })
+        .collect();
+    median(ratios)
+}
+
 fn table(rows: &[Row], opts: &Options) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
         "rnvme (Rust) against nvme (C) on one QEMU NVMe controller: medians of {} rounds of {} s \
-         (fio io_uring, O_DIRECT, 1 job)\n",
+         (fio io_uring, O_DIRECT, 1 job); the two runs of a round run back to back, and \
+         \"paired\" is the median of the rounds' own ratios\n",
         opts.rounds, opts.runtime
     );
     let _ = writeln!(
         s,
-        "| workload | rnvme IOPS | nvme IOPS | IOPS Rust/C | rnvme p50 µs | nvme p50 µs | p50 Rust/C | rounds rnvme | rounds nvme |"
+        "| workload | rnvme IOPS | nvme IOPS | IOPS Rust/C | paired | rnvme p50 µs | nvme p50 µs | p50 Rust/C | paired | rounds rnvme | rounds nvme |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---|---|");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|");
     for (i, w) in WORKLOADS.iter().enumerate() {
         let of = |label: &str| -> Vec<&Row> {
             rows.iter()
@@ -233,16 +256,20 @@ fn table(rows: &[Row], opts: &Options) -> String {
         else {
             continue;
         };
+        let paired_iops = paired_ratio(&rust, &c, |r| r.iops).unwrap_or(f64::NAN);
+        let paired_p50 = paired_ratio(&rust, &c, |r| r.p50_us).unwrap_or(f64::NAN);
         let _ = writeln!(
             s,
-            "| {} | {:.0} | {:.0} | {:.3} | {:.1} | {:.1} | {:.3} | {} | {} |",
+            "| {} | {:.0} | {:.0} | {:.3} | {:.3} | {:.1} | {:.1} | {:.3} | {:.3} | {} | {} |",
             w.name,
             ir,
             ic,
             ir / ic,
+            paired_iops,
             pr,
             pc,
             if pc > 0.0 { pr / pc } else { f64::NAN },
+            paired_p50,
             list(&rust),
             list(&c)
         );
@@ -278,5 +305,36 @@ mod tests {
         );
         // One side only: no ratio row.
         assert!(!t.contains("| 4k randwrite QD32 |"), "{t}");
+    }
+
+    fn row(round: u32, label: &str, iops: f64) -> Row {
+        Row {
+            round,
+            label: label.to_owned(),
+            workload: 0,
+            iops,
+            p50_us: 1.0,
+        }
+    }
+
+    #[test]
+    fn the_paired_ratio_compares_runs_of_the_same_round() {
+        // The host slowed down in round 2 for both sides: each round's own ratio is 0.5, while the
+        // medians of the sides (5 and 6) would give 0.833.
+        let rust = [
+            row(1, "rnvme", 10.0),
+            row(2, "rnvme", 1.0),
+            row(3, "rnvme", 5.0),
+        ];
+        let c = [
+            row(1, "nvme", 20.0),
+            row(2, "nvme", 2.0),
+            row(3, "nvme", 6.0),
+        ];
+        let (rust, c): (Vec<&Row>, Vec<&Row>) = (rust.iter().collect(), c.iter().collect());
+        let ratio = paired_ratio(&rust, &c, |r| r.iops).unwrap();
+        assert!((ratio - 0.5).abs() < 1e-9, "{ratio}");
+        // A round with one side missing is left out; none at all gives nothing.
+        assert_eq!(paired_ratio(&rust[..1], &c[1..], |r| r.iops), None);
     }
 }
