@@ -638,6 +638,75 @@ fn io_passthru_sends_raw_io_commands_with_nvme_clis_options_and_output() {
 }
 
 #[test]
+fn io_passthru_reads_into_a_file_shows_and_dry_runs_commands_and_times_them() {
+    let out_file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("io-passthru-out-{}", std::process::id()));
+    // --read with --input-file: the data goes into the file (over its start, not truncated).
+    std::fs::write(&out_file, vec![b'x'; 600]).unwrap();
+    let (ok, out, err) = tool(&[
+        "--device",
+        "model",
+        "io-passthru",
+        "-o",
+        "2",
+        "-n",
+        "1",
+        "-l",
+        "512",
+        "-r",
+        "-i",
+        out_file.to_str().unwrap(),
+    ]);
+    let written = std::fs::read(&out_file).unwrap();
+    let _ = std::fs::remove_file(&out_file);
+    assert!(ok, "{err}");
+    assert_eq!(out, "", "no dump when the data goes to a file");
+    assert_eq!(written.len(), 600);
+    assert!(written[..512].iter().all(|&b| b == 0) && written[512..].iter().all(|&b| b == b'x'));
+    // --dry-run prints the command and sends nothing (an opcode the controller refuses succeeds).
+    let (ok, out, err) = tool(&[
+        "--device",
+        "model",
+        "io-passthru",
+        "-o",
+        "0x7f",
+        "-n",
+        "1",
+        "-6",
+        "7",
+        "-d",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("opcode       : 7f\n"), "{out}");
+    assert!(out.contains("\ncdw12        : 00000007\n"), "{out}");
+    assert_eq!(err, "");
+    // --show-command prints it and sends it; --latency times it.
+    let (ok, out, err) = tool(&[
+        "--device",
+        "model",
+        "io-passthru",
+        "-o",
+        "0",
+        "-n",
+        "1",
+        "-s",
+        "-T",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("opcode       : 00\n"), "{out}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].starts_with("IO Command Flush latency: ") && lines[0].ends_with(" us"),
+        "{err}"
+    );
+    assert_eq!(
+        lines[1],
+        "IO Command Flush is Success and result: 0x00000000"
+    );
+}
+
+#[test]
 fn list_json_names_each_namespace() {
     let v = model_json(&["--model-size", "2m", "list"]);
     let d = &v["Devices"][0];

@@ -42,12 +42,44 @@ pub struct IoPassthruArgs {
     /// The data comes from the controller (the default when --data-len is given).
     #[arg(short = 'r', long = "read")]
     pub read: bool,
-    /// Data to send with --write.
+    /// Data to send with --write; with --read, where the data read goes instead (written from
+    /// its start, the file created if missing and not truncated, as nvme-cli does).
     #[arg(short = 'i', long = "input-file")]
     pub input_file: Option<std::path::PathBuf>,
     /// Write the data read to standard output raw instead of as hex.
     #[arg(short = 'b', long = "raw-binary")]
     pub raw_binary: bool,
+    /// Print the command before sending it.
+    #[arg(short = 's', long = "show-command")]
+    pub show_command: bool,
+    /// Print the command and do not send it.
+    #[arg(short = 'd', long = "dry-run")]
+    pub dry_run: bool,
+    /// Print how long the command took.
+    #[arg(short = 'T', long = "latency")]
+    pub latency: bool,
+}
+
+/// The command as nvme-cli's `--show-command` prints it. The fields this tool never sets are zero,
+/// and `addr` is 0: the data's bus address exists only once the driver maps it.
+fn show_command(a: &IoPassthruArgs, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    writeln!(out, "opcode       : {:02x}", a.opcode)?;
+    writeln!(out, "flags        : 00")?;
+    writeln!(out, "rsvd1        : 0000")?;
+    writeln!(out, "nsid         : {:08x}", a.namespace_id)?;
+    writeln!(out, "cdw2         : 00000000")?;
+    writeln!(out, "cdw3         : 00000000")?;
+    writeln!(out, "data_len     : {:08x}", a.data_len)?;
+    writeln!(out, "metadata_len : 00000000")?;
+    writeln!(out, "addr         : 0")?;
+    writeln!(out, "metadata     : 0")?;
+    for (i, value) in [a.cdw10, a.cdw11, a.cdw12, a.cdw13, a.cdw14, a.cdw15]
+        .iter()
+        .enumerate()
+    {
+        writeln!(out, "cdw{}        : {value:08x}", 10 + i)?;
+    }
+    writeln!(out, "timeout_ms   : 00000000")
 }
 
 /// The command's name as nvme-cli 2.3 prints it in its result line (`Vendor Specific` when the NVM
@@ -110,9 +142,30 @@ fn nvme_cli_dump(data: &[u8], out: &mut impl std::io::Write) -> std::io::Result<
 /// Sends the command on a queue pair of its own and prints what nvme-cli 2.3 prints: the result
 /// line on standard error, the data read as its hex dump (or raw) on standard output.
 pub fn io_passthru<P: Platform>(ctrl: &Controller<P>, a: &IoPassthruArgs) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if a.show_command || a.dry_run {
+        show_command(a, &mut out)?;
+        if a.dry_run {
+            return Ok(());
+        }
+    }
     let data = match &a.input_file {
-        Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
-        None => Vec::new(),
+        Some(path) if a.write => {
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
+        }
+        _ => Vec::new(),
+    };
+    // Where the data read goes, opened before the command runs so that a bad path sends nothing.
+    let read_into = match &a.input_file {
+        Some(path) if !a.write => Some(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .with_context(|| format!("opening {}", path.display()))?,
+        ),
+        _ => None,
     };
     let cmd = nvme::IoPassthru {
         opcode: a.opcode,
@@ -121,13 +174,18 @@ pub fn io_passthru<P: Platform>(ctrl: &Controller<P>, a: &IoPassthruArgs) -> Res
         data_len: a.data_len,
         to_device: a.write,
     };
-    let (dw0, read) = ctrl.queue_pair()?.io_passthru(&cmd, &data)?;
-    eprintln!(
-        "IO Command {} is Success and result: 0x{dw0:08x}",
-        opcode_name(a.opcode)
-    );
-    let mut out = std::io::stdout().lock();
-    if a.raw_binary {
+    let mut qp = ctrl.queue_pair()?;
+    let started = std::time::Instant::now();
+    let (dw0, read) = qp.io_passthru(&cmd, &data)?;
+    let took = started.elapsed();
+    let name = opcode_name(a.opcode);
+    if a.latency {
+        eprintln!("IO Command {name} latency: {} us", took.as_micros());
+    }
+    eprintln!("IO Command {name} is Success and result: 0x{dw0:08x}");
+    if let Some(mut file) = read_into {
+        std::io::Write::write_all(&mut file, &read)?;
+    } else if a.raw_binary {
         std::io::Write::write_all(&mut out, &read)?;
     } else if !read.is_empty() {
         nvme_cli_dump(&read, &mut out)?;
@@ -153,6 +211,40 @@ mod tests {
              0010: 61 74 61 20 30 31 32 33 34 35 36 37 38 39 61 62 \"ata.0123456789ab\"\n\
              0020: 63 64 65 66 00 00 00 00 00 00 00 00 00 00 00 00 \"cdef............\"\n\
              0030: 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 \"................\"\n"
+        );
+    }
+
+    #[test]
+    fn the_command_is_shown_as_nvme_cli_shows_it() {
+        let args = IoPassthruArgs {
+            opcode: 2,
+            namespace_id: 1,
+            data_len: 512,
+            cdw10: 0,
+            cdw11: 0,
+            cdw12: 0,
+            cdw13: 0,
+            cdw14: 0,
+            cdw15: 0,
+            write: false,
+            read: true,
+            input_file: None,
+            raw_binary: false,
+            show_command: true,
+            dry_run: false,
+            latency: false,
+        };
+        let mut out = Vec::new();
+        show_command(&args, &mut out).unwrap();
+        // nvme-cli 2.3's `--show-command` for the same Read, but its `addr`, a pointer of its own.
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "opcode       : 02\nflags        : 00\nrsvd1        : 0000\nnsid         : 00000001\n\
+             cdw2         : 00000000\ncdw3         : 00000000\ndata_len     : 00000200\n\
+             metadata_len : 00000000\naddr         : 0\nmetadata     : 0\n\
+             cdw10        : 00000000\ncdw11        : 00000000\ncdw12        : 00000000\n\
+             cdw13        : 00000000\ncdw14        : 00000000\ncdw15        : 00000000\n\
+             timeout_ms   : 00000000\n"
         );
     }
 
