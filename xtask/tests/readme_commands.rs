@@ -95,6 +95,42 @@ fn one_toolchain_version_for_rustup_cargo_and_the_readme() {
     );
 }
 
+/// The lowest and highest of one ratio column (`1.85x`) of the first table under `heading`.
+fn ratio_range(readme: &str, heading: &str, column: &str) -> Option<(String, String)> {
+    let section = &readme[readme.find(heading)?..];
+    let mut rows = section.lines().skip_while(|l| !l.starts_with('|'));
+    let header: Vec<&str> = rows.next()?.split('|').map(str::trim).collect();
+    let index = header.iter().position(|h| *h == column)?;
+    let mut ratios: Vec<(f64, String)> = rows
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|row| {
+            let cell = row.split('|').map(str::trim).nth(index)?;
+            let value = cell.strip_suffix('x')?.parse().ok()?;
+            Some((value, cell.to_owned()))
+        })
+        .collect();
+    ratios.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Some((ratios.first()?.1.clone(), ratios.last()?.1.clone()))
+}
+
+/// The top README quotes the NVMe benchmark's range from the nvme README's table, its one source.
+#[test]
+fn the_top_readme_quotes_the_nvme_table() {
+    let root = workspace_root();
+    let nvme = std::fs::read_to_string(root.join("crates/nvme/README.md")).unwrap();
+    let top = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let (iops_low, iops_high) = ratio_range(&nvme, "## Benchmark", "IOPS ratio").unwrap();
+    let (p50_low, p50_high) = ratio_range(&nvme, "## Benchmark", "p50 ratio").unwrap();
+    let quote = format!(
+        "gave {iops_low} to {iops_high} the kernel's IOPS and {p50_low} to {p50_high} its median latency"
+    );
+    let flat = top.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains(&quote),
+        "the top README does not say \"{quote}\" as crates/nvme/README.md's table does"
+    );
+}
+
 /// A command started in its own process group, which is sent SIGTERM when dropped.
 struct Group(Child);
 
