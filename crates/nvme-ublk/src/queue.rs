@@ -10,10 +10,13 @@
 //! poll of the queue's interrupt eventfd (and a one-second timer, so that a lost completion is
 //! still timed out by the driver) armed while commands are in flight: a request from the kernel
 //! or an NVMe completion wakes it. Either way, once the controller has nothing in flight the
-//! thread sleeps until the kernel sends a request, so an idle device costs no CPU.
+//! thread sleeps until the kernel sends a request (when polling, only after `--poll-linger-us`
+//! without one, so back-to-back requests at queue depth 1 are taken without a wake-up), so an
+//! idle device costs no CPU.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use libublk::helpers::IoBuf;
@@ -34,11 +37,15 @@ const TICK: u64 = UblkUringData::Target as u64 | 2;
 const TICK_SECS: u64 = 1;
 
 /// Serves queue `qid` until the device is stopped, then waits for what the controller still has.
+///
+/// `linger`: when polling, how long the thread keeps polling the ublk ring once nothing is in
+/// flight, before it sleeps (a request arriving meanwhile is taken without a wake-up).
 pub fn serve(
     qid: u16,
     dev: &UblkDev,
     mut qp: QueuePair<HwPlatform>,
     geometry: Geometry,
+    linger: Duration,
 ) -> Result<()> {
     let depth = dev.dev_info.queue_depth as usize;
     let buf_bytes = dev.dev_info.max_io_buf_bytes as usize;
@@ -56,8 +63,16 @@ pub fn serve(
     let interrupt = qp.interrupt().map(|irq| irq.as_fd().as_raw_fd());
     let tick = io_uring::types::Timespec::new().sec(TICK_SECS);
     let (mut interrupt_armed, mut tick_armed) = (false, false);
+    let mut last_busy: Option<Instant> = None;
     loop {
         let busy = qp.in_flight() > 0 || !waiting.is_empty();
+        if busy {
+            last_busy = Some(Instant::now());
+        }
+        // Polling, and nothing in flight since less than `linger`: keep polling.
+        let lingering = interrupt.is_none()
+            && !linger.is_zero()
+            && last_busy.is_some_and(|at| at.elapsed() < linger);
         if let (Some(fd), true) = (interrupt, busy) {
             if !interrupt_armed {
                 let sqe =
@@ -90,7 +105,11 @@ pub fn serve(
                 }
             },
             // Spin only when polling with commands in flight; sleep otherwise.
-            if busy && interrupt.is_none() { 0 } else { 1 },
+            if (busy || lingering) && interrupt.is_none() {
+                0
+            } else {
+                1
+            },
         );
         match polled {
             Ok(_) => {}
