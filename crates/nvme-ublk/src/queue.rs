@@ -63,16 +63,19 @@ pub fn serve(
     let interrupt = qp.interrupt().map(|irq| irq.as_fd().as_raw_fd());
     let tick = io_uring::types::Timespec::new().sec(TICK_SECS);
     let (mut interrupt_armed, mut tick_armed) = (false, false);
-    let mut last_busy: Option<Instant> = None;
+    // When the queue last became idle (the clock is read once per busy period, not per poll).
+    let mut idle_since: Option<Instant> = None;
     loop {
         let busy = qp.in_flight() > 0 || !waiting.is_empty();
         if busy {
-            last_busy = Some(Instant::now());
+            idle_since = None;
+        } else if idle_since.is_none() {
+            idle_since = Some(Instant::now());
         }
-        // Polling, and nothing in flight since less than `linger`: keep polling.
+        // Polling, and idle for less than `linger`: keep polling.
         let lingering = interrupt.is_none()
             && !linger.is_zero()
-            && last_busy.is_some_and(|at| at.elapsed() < linger);
+            && idle_since.is_some_and(|at| at.elapsed() < linger);
         if let (Some(fd), true) = (interrupt, busy) {
             if !interrupt_armed {
                 let sqe =
@@ -104,7 +107,7 @@ pub fn serve(
                     }
                 }
             },
-            // Spin only when polling with commands in flight; sleep otherwise.
+            // Spin only when polling with commands in flight or lingering; sleep otherwise.
             if (busy || lingering) && interrupt.is_none() {
                 0
             } else {
