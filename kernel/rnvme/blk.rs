@@ -212,15 +212,12 @@ unsafe impl<T: Operations> Sync for Disk<T> {}
 
 impl<T: Operations> Disk<T> {
     /// Allocates and adds the disk `name` (NUL-terminated, at most 31 bytes) under `parent`.
-    /// `queue` receives the disk's request queue before the disk is added (adding it reads the
-    /// partition table, whose requests may need a reset to complete).
     pub(crate) fn add(
         parent: &kernel::device::Device,
         name: &[u8],
         tagset: Arc<TagSet<T>>,
         limits: &Limits,
         queue_data: T::QueueData,
-        queue: impl FnOnce(BlkQueue),
     ) -> Result<Disk<T>> {
         if name.len() > 31 || name.last() != Some(&0) {
             return Err(EINVAL);
@@ -255,8 +252,6 @@ impl<T: Operations> Disk<T> {
             drop(unsafe { T::QueueData::from_foreign(data) });
             return Err(e);
         }
-        // SAFETY: `gendisk` was just allocated with its queue, which lives until `put_disk`.
-        queue(BlkQueue(unsafe { (*gendisk).queue }));
         // SAFETY: `gendisk` was just allocated and is not visible yet; `FOPS` is static; the name fits
         // (checked above); the parent is a bound device that outlives the disk (the driver deletes
         // the disk at unbind).
@@ -283,6 +278,12 @@ impl<T: Operations> Disk<T> {
             deleted: false,
             _tagset: tagset,
         })
+    }
+
+    /// The disk's request queue. The caller must stop using it before the `Disk` is dropped.
+    pub(crate) fn queue(&self) -> BlkQueue {
+        // SAFETY: the disk was added by `add`; its queue lives until `put_disk` in `drop`.
+        BlkQueue(unsafe { (*self.gendisk).queue })
     }
 
     /// Removes the disk from the system, waiting for every request in flight. The queue stays

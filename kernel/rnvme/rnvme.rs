@@ -283,7 +283,7 @@ pub(crate) struct Ctrl {
     /// Entries of each I/O queue.
     entries: u16,
     shadow: Option<Arc<ShadowDoorbells>>,
-    /// The disk's request queue, from just before the disk is added until it is freed.
+    /// The disk's request queue, from when the disk is added until unbind frees it.
     #[pin]
     blk_queue: Mutex<Option<BlkQueue>>,
     /// Set when a reset failed: the controller is disabled and every request fails.
@@ -643,16 +643,16 @@ impl RnvmeDriver {
         let watchdog = Watchdog::start(controller.clone(), *crate::module_parameters::io_timeout.value())?;
         let instance = INSTANCES.fetch_add(1, Relaxed);
         let name = CString::try_from_fmt(fmt!("rnvme{}n{}", instance, nsid))?;
-        let disk = Disk::add(dev, name.to_bytes_with_nul(), tagset, &limits, namespace, |q| {
-            *controller.blk_queue.lock() = Some(q);
-        });
-        let disk = match disk {
+        let disk = match Disk::add(dev, name.to_bytes_with_nul(), tagset, &limits, namespace) {
             Ok(disk) => disk,
             Err(e) => {
                 watchdog.stop();
                 return Err(e);
             }
         };
+        // From here a reset also quiesces the queue (until then, while the partition table is
+        // read, the closed gates alone hold submissions back: blk-mq retries them).
+        *controller.blk_queue.lock() = Some(disk.queue());
         dev_info!(
             dev,
             "{}: {} blocks of {} B, {} I/O queue(s) of {}, max transfer {} KiB, shadow doorbells {}, model \"{}\", serial \"{}\"\n",
