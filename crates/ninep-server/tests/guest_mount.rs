@@ -102,7 +102,8 @@ munged --force --socket=/m/other/sock --key-file=/m/other/key --pid-file=/m/othe
 retry 100 test -S /run/munge/munge.socket.2
 retry 100 test -S /m/other/sock
 mkdir /export/auth && chmod 777 /export/auth
-ninepd /export/auth --listen vsock:5641 --auth munge --multi-user --log-level info 2>/tmp/auth.log &
+# This one also busy-polls its vsock connections.
+ninepd /export/auth --listen vsock:5641 --auth munge --multi-user --busy-poll 20 --log-level info 2>/tmp/auth.log &
 retry 100 grep -q 'serving' /tmp/auth.log
 # Authenticated as root: each user acts as itself (root is squashed).
 /usr/bin/mount -t ninep -o access=user vsock:1:5641 /mnt/9
