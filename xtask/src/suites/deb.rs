@@ -156,8 +156,14 @@ fn build_deb() -> Result<PathBuf> {
     let profile_dir = target_dir().join(if PROFILE == "dev" { "debug" } else { PROFILE });
     // Next to the binary, where the package metadata's `target/release/` assets are taken from
     // (cargo deb maps that prefix to the profile's directory).
+    // Compressed, as Debian's policy has manual pages.
     let man = output(Command::new(profile_dir.join("ninepd")).arg("--generate-man"))?;
     std::fs::write(profile_dir.join("ninepd.8"), man)?;
+    output(
+        Command::new("gzip")
+            .args(["-9nf"])
+            .arg(profile_dir.join("ninepd.8")),
+    )?;
     let out_dir = target_dir().join("debian");
     let mut deb = cargo();
     deb.args([
