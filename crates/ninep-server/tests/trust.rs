@@ -433,7 +433,10 @@ fn the_default_listener_is_a_private_unix_socket_in_the_runtime_directory() {
         Some(rustix::fs::Gid::from_raw(4321)),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ninepd"))
+    // The checkout may be out of that user's reach (a clone in a 0700 directory): run a copy.
+    let binary = runtime.join("ninepd");
+    std::fs::copy(env!("CARGO_BIN_EXE_ninepd"), &binary).unwrap();
+    let mut child = Command::new(&binary)
         .arg(s.export())
         .env("XDG_RUNTIME_DIR", &runtime)
         .uid(4321)
