@@ -48,7 +48,7 @@ const EX_FAIL: u8 = 32;
 /// Exit status: 0 mounted, 1 bad usage (source, option), 32 mount failure (server down,
 /// authentication or attach refused, mount(2) refused).
 #[derive(Debug, Parser)]
-#[command(name = "mount.ninep", version, about, long_about)]
+#[command(name = "mount.ninep", version)]
 struct Args {
     /// Where the server is, and optionally the aname: see above.
     source: String,
@@ -82,6 +82,13 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Before parsing: SOURCE and DIR are required, and the packaging step has neither.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "--generate-man")
+    {
+        return generate_man();
+    }
     let args = match Args::try_parse() {
         Ok(args) => args,
         Err(e) => {
@@ -94,6 +101,20 @@ fn main() -> ExitCode {
         Err((code, message)) => {
             eprintln!("mount.ninep: {message}");
             ExitCode::from(code)
+        }
+    }
+}
+
+/// `--generate-man` (for packaging, not in `--help`): the manual page, mount.ninep(8), from
+/// the arguments' documentation.
+fn generate_man() -> ExitCode {
+    use clap::CommandFactory;
+    let man = clap_mangen::Man::new(Args::command()).section("8");
+    match man.render(&mut std::io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mount.ninep: cannot write the manual page: {e}");
+            ExitCode::from(EX_FAIL)
         }
     }
 }

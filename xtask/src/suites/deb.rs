@@ -22,7 +22,7 @@ const PROFILE: &str = "dev";
 pub fn suites() -> Vec<Suite> {
     vec![Suite {
         name: "deb",
-        about: "cargo install --path crates/ninep-server; cargo deb of ninepd, installed with dpkg (root): ninepd and mount.ninep --version, man -l ninepd.8, systemd-analyze verify of the units, removal",
+        about: "cargo install --path crates/ninep-server; cargo deb of ninepd, installed with dpkg (root): ninepd and mount.ninep --version, man -l ninepd.8 and mount.ninep.8, systemd-analyze verify of the units, removal",
         needs_guest: false,
         run,
     }]
@@ -157,13 +157,15 @@ fn build_deb() -> Result<PathBuf> {
     // Next to the binary, where the package metadata's `target/release/` assets are taken from
     // (cargo deb maps that prefix to the profile's directory).
     // Compressed, as Debian's policy has manual pages.
-    let man = output(Command::new(profile_dir.join("ninepd")).arg("--generate-man"))?;
-    std::fs::write(profile_dir.join("ninepd.8"), man)?;
-    output(
-        Command::new("gzip")
-            .args(["-9nf"])
-            .arg(profile_dir.join("ninepd.8")),
-    )?;
+    for (binary, page) in [("ninepd", "ninepd.8"), ("ninep-mount", "mount.ninep.8")] {
+        let man = output(Command::new(profile_dir.join(binary)).arg("--generate-man"))?;
+        std::fs::write(profile_dir.join(page), man)?;
+        output(
+            Command::new("gzip")
+                .args(["-9nf"])
+                .arg(profile_dir.join(page)),
+        )?;
+    }
     let out_dir = target_dir().join("debian");
     let mut deb = cargo();
     deb.args([
@@ -220,30 +222,23 @@ fn check_installed() -> Result<()> {
     if !helper.starts_with("mount.ninep ") {
         bail!("/sbin/mount.ninep --version says {helper:?}");
     }
-    let page = [
-        "/usr/share/man/man8/ninepd.8.gz",
-        "/usr/share/man/man8/ninepd.8",
-    ]
-    .into_iter()
-    .find(|p| Path::new(p).exists())
-    .context("the package installed no ninepd.8")?;
-    let rendered = output(
-        Command::new("man")
-            .args(["-l", page])
-            .env("MANWIDTH", "100")
-            .env("MAN_KEEP_FORMATTING", "0"),
+    check_manual_page(
+        "ninepd.8",
+        &[
+            "ninepd - Serve a directory",
+            "--config",
+            "--check-config",
+            "SIGHUP",
+        ],
     )?;
-    let rendered = plain(&rendered);
-    for expected in [
-        "ninepd - Serve a directory",
-        "--config",
-        "--check-config",
-        "SIGHUP",
-    ] {
-        if !rendered.contains(expected) {
-            bail!("man -l {page} shows no {expected:?}:\n{rendered}");
-        }
-    }
+    check_manual_page(
+        "mount.ninep.8",
+        &[
+            "mount.ninep - Mount a 9P2000.L server",
+            "vsock:CID:PORT",
+            "munge_socket",
+        ],
+    )?;
     let units = [
         "/lib/systemd/system/ninepd.service",
         "/lib/systemd/system/ninepd.socket",
@@ -282,6 +277,29 @@ fn check_installed() -> Result<()> {
 }
 
 /// Text as it reads, without the overstrikes (`X\x08X` bold, `_\x08X` underline) with which
+/// The installed manual page `name` (compressed or not), rendered by `man -l`, shows each of
+/// `expected`.
+fn check_manual_page(name: &str, expected: &[&str]) -> Result<()> {
+    let page = [".gz", ""]
+        .into_iter()
+        .map(|suffix| format!("/usr/share/man/man8/{name}{suffix}"))
+        .find(|p| Path::new(p).exists())
+        .with_context(|| format!("the package installed no {name}"))?;
+    let rendered = output(
+        Command::new("man")
+            .args(["-l", &page])
+            .env("MANWIDTH", "100")
+            .env("MAN_KEEP_FORMATTING", "0"),
+    )?;
+    let rendered = plain(&rendered);
+    for expected in expected {
+        if !rendered.contains(expected) {
+            bail!("man -l {page} shows no {expected:?}:\n{rendered}");
+        }
+    }
+    Ok(())
+}
+
 /// man's formatter marks emphasis when it writes to a pipe.
 fn plain(text: &str) -> String {
     let mut out: Vec<char> = Vec::with_capacity(text.len());
