@@ -66,7 +66,9 @@ cat /tmp/ninepd.log
 const ANAME: &str = r#"
 for aname in /export/many many; do
   mount -t 9p -o trans=tcp,port=564,version=9p2000.L,uname=root,access=user,aname=$aname 127.0.0.1 /mnt/9
-  echo "aname-root $aname $(ls /mnt/9 | head -n 1) $(ls /mnt/9 | wc -l)"
+  # A glob, not ls: busybox's ls stats every entry, 10,000 round trips twice per mount.
+  set -- /mnt/9/*
+  echo "aname-root $aname $(basename $1) $#"
   umount /mnt/9
 done
 if mount -t 9p -o trans=tcp,port=564,version=9p2000.L,uname=root,access=user,aname=/etc 127.0.0.1 /mnt/9 2>/dev/null; then
