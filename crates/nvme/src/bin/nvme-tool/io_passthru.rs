@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use nvme::{Controller, Platform};
 
-use crate::manage::{parse_u8, parse_u32};
+use crate::manage::{PassthruCommand, parse_u8};
 
 /// What `io-passthru` takes: nvme-cli's options and letters (`-o` is the opcode, as in nvme-cli;
 /// `-O` is accepted too, as `admin-passthru` spells it).
@@ -13,42 +13,8 @@ pub struct IoPassthruArgs {
     /// Opcode.
     #[arg(short = 'o', short_alias = 'O', long = "opcode", value_parser = parse_u8)]
     pub opcode: u8,
-    /// Namespace ID.
-    #[arg(short = 'n', long = "namespace-id", default_value = "0", value_parser = parse_u32)]
-    pub namespace_id: u32,
-    /// Data length in bytes (up to the controller's transfer limit).
-    #[arg(short = 'l', long = "data-len", default_value_t = 0)]
-    pub data_len: usize,
-    #[arg(short = '4', long = "cdw10", default_value = "0", value_parser = parse_u32)]
-    pub cdw10: u32,
-    #[arg(short = '5', long = "cdw11", default_value = "0", value_parser = parse_u32)]
-    pub cdw11: u32,
-    #[arg(short = '6', long = "cdw12", default_value = "0", value_parser = parse_u32)]
-    pub cdw12: u32,
-    #[arg(short = '7', long = "cdw13", default_value = "0", value_parser = parse_u32)]
-    pub cdw13: u32,
-    #[arg(short = '8', long = "cdw14", default_value = "0", value_parser = parse_u32)]
-    pub cdw14: u32,
-    #[arg(short = '9', long = "cdw15", default_value = "0", value_parser = parse_u32)]
-    pub cdw15: u32,
-    /// The data goes to the controller, from --input-file.
-    #[arg(
-        short = 'w',
-        long = "write",
-        requires = "input_file",
-        conflicts_with = "read"
-    )]
-    pub write: bool,
-    /// The data comes from the controller (the default when --data-len is given).
-    #[arg(short = 'r', long = "read")]
-    pub read: bool,
-    /// Data to send with --write; with --read, where the data read goes instead (written from
-    /// its start, the file created if missing and not truncated, as nvme-cli does).
-    #[arg(short = 'i', long = "input-file")]
-    pub input_file: Option<std::path::PathBuf>,
-    /// Write the data read to standard output raw instead of as hex.
-    #[arg(short = 'b', long = "raw-binary")]
-    pub raw_binary: bool,
+    #[command(flatten)]
+    pub command: PassthruCommand,
     /// Print the command before sending it.
     #[arg(short = 's', long = "show-command")]
     pub show_command: bool,
@@ -62,8 +28,9 @@ pub struct IoPassthruArgs {
 
 /// The command as nvme-cli's `--show-command` prints it. The fields this tool never sets are zero,
 /// and `addr` is 0: the data's bus address exists only once the driver maps it.
-fn show_command(a: &IoPassthruArgs, out: &mut impl std::io::Write) -> std::io::Result<()> {
-    writeln!(out, "opcode       : {:02x}", a.opcode)?;
+fn show_command(args: &IoPassthruArgs, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    let a = &args.command;
+    writeln!(out, "opcode       : {:02x}", args.opcode)?;
     writeln!(out, "flags        : 00")?;
     writeln!(out, "rsvd1        : 0000")?;
     writeln!(out, "nsid         : {:08x}", a.namespace_id)?;
@@ -73,10 +40,7 @@ fn show_command(a: &IoPassthruArgs, out: &mut impl std::io::Write) -> std::io::R
     writeln!(out, "metadata_len : 00000000")?;
     writeln!(out, "addr         : 0")?;
     writeln!(out, "metadata     : 0")?;
-    for (i, value) in [a.cdw10, a.cdw11, a.cdw12, a.cdw13, a.cdw14, a.cdw15]
-        .iter()
-        .enumerate()
-    {
+    for (i, value) in a.cdw().iter().enumerate() {
         writeln!(out, "cdw{}        : {value:08x}", 10 + i)?;
     }
     writeln!(out, "timeout_ms   : 00000000")
@@ -141,14 +105,15 @@ fn nvme_cli_dump(data: &[u8], out: &mut impl std::io::Write) -> std::io::Result<
 
 /// Sends the command on a queue pair of its own and prints what nvme-cli 2.3 prints: the result
 /// line on standard error, the data read as its hex dump (or raw) on standard output.
-pub fn io_passthru<P: Platform>(ctrl: &Controller<P>, a: &IoPassthruArgs) -> Result<()> {
+pub fn io_passthru<P: Platform>(ctrl: &Controller<P>, args: &IoPassthruArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    if a.show_command || a.dry_run {
-        show_command(a, &mut out)?;
-        if a.dry_run {
+    if args.show_command || args.dry_run {
+        show_command(args, &mut out)?;
+        if args.dry_run {
             return Ok(());
         }
     }
+    let a = &args.command;
     let data = match &a.input_file {
         Some(path) if a.write => {
             std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
@@ -168,9 +133,9 @@ pub fn io_passthru<P: Platform>(ctrl: &Controller<P>, a: &IoPassthruArgs) -> Res
         _ => None,
     };
     let cmd = nvme::IoPassthru {
-        opcode: a.opcode,
+        opcode: args.opcode,
         nsid: a.namespace_id,
-        cdw: [a.cdw10, a.cdw11, a.cdw12, a.cdw13, a.cdw14, a.cdw15],
+        cdw: a.cdw(),
         data_len: a.data_len,
         to_device: a.write,
     };
@@ -178,8 +143,8 @@ pub fn io_passthru<P: Platform>(ctrl: &Controller<P>, a: &IoPassthruArgs) -> Res
     let started = std::time::Instant::now();
     let (dw0, read) = qp.io_passthru(&cmd, &data)?;
     let took = started.elapsed();
-    let name = opcode_name(a.opcode);
-    if a.latency {
+    let name = opcode_name(args.opcode);
+    if args.latency {
         eprintln!("IO Command {name} latency: {} us", took.as_micros());
     }
     eprintln!("IO Command {name} is Success and result: 0x{dw0:08x}");
@@ -218,18 +183,20 @@ mod tests {
     fn the_command_is_shown_as_nvme_cli_shows_it() {
         let args = IoPassthruArgs {
             opcode: 2,
-            namespace_id: 1,
-            data_len: 512,
-            cdw10: 0,
-            cdw11: 0,
-            cdw12: 0,
-            cdw13: 0,
-            cdw14: 0,
-            cdw15: 0,
-            write: false,
-            read: true,
-            input_file: None,
-            raw_binary: false,
+            command: PassthruCommand {
+                namespace_id: 1,
+                data_len: 512,
+                cdw10: 0,
+                cdw11: 0,
+                cdw12: 0,
+                cdw13: 0,
+                cdw14: 0,
+                cdw15: 0,
+                write: false,
+                read: true,
+                input_file: None,
+                raw_binary: false,
+            },
             show_command: true,
             dry_run: false,
             latency: false,

@@ -625,10 +625,19 @@ pub struct AdminPassthruArgs {
     /// Opcode.
     #[arg(short = 'O', long = "opcode", value_parser = parse_u8)]
     pub opcode: u8,
+    #[command(flatten)]
+    pub command: PassthruCommand,
+}
+
+/// The options `admin-passthru` and `io-passthru` share, with nvme-cli's letters: the
+/// command's namespace, dwords and data.
+#[derive(Debug, Args)]
+pub struct PassthruCommand {
     /// Namespace ID.
     #[arg(short = 'n', long = "namespace-id", default_value = "0", value_parser = parse_u32)]
     pub namespace_id: u32,
-    /// Data length in bytes (up to 4096).
+    /// Data length in bytes (admin commands: up to 4096; I/O commands: up to the controller's
+    /// transfer limit).
     #[arg(short = 'l', long = "data-len", default_value_t = 0)]
     pub data_len: usize,
     #[arg(short = '4', long = "cdw10", default_value = "0", value_parser = parse_u32)]
@@ -654,7 +663,8 @@ pub struct AdminPassthruArgs {
     /// The data comes from the controller (the default when --data-len is given).
     #[arg(short = 'r', long = "read")]
     pub read: bool,
-    /// Data to send with --write.
+    /// Data to send with --write; with io-passthru --read, where the data read goes instead
+    /// (written from its start, the file created if missing and not truncated, as nvme-cli does).
     #[arg(short = 'i', long = "input-file")]
     pub input_file: Option<std::path::PathBuf>,
     /// Write the data read to standard output raw instead of as hex.
@@ -662,16 +672,26 @@ pub struct AdminPassthruArgs {
     pub raw_binary: bool,
 }
 
+impl PassthruCommand {
+    /// Command dwords 10 to 15.
+    pub fn cdw(&self) -> [u32; 6] {
+        [
+            self.cdw10, self.cdw11, self.cdw12, self.cdw13, self.cdw14, self.cdw15,
+        ]
+    }
+}
+
 /// `admin-passthru`: one raw admin command (not the ones the driver manages itself).
-pub fn admin_passthru<P: Platform>(ctrl: &Controller<P>, a: &AdminPassthruArgs) -> Result<()> {
+pub fn admin_passthru<P: Platform>(ctrl: &Controller<P>, args: &AdminPassthruArgs) -> Result<()> {
+    let a = &args.command;
     let data = match &a.input_file {
         Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
         None => Vec::new(),
     };
     let cmd = nvme::AdminPassthru {
-        opcode: a.opcode,
+        opcode: args.opcode,
         nsid: a.namespace_id,
-        cdw: [a.cdw10, a.cdw11, a.cdw12, a.cdw13, a.cdw14, a.cdw15],
+        cdw: a.cdw(),
         data_len: a.data_len,
         to_device: a.write,
     };
