@@ -8,7 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 mod guest_workload;
-use guest_workload::{MANY, WORKLOAD, builder, check_workload, labelled, random_file, sha256};
+use guest_workload::{
+    MANY, WORKLOAD, builder, check_workload, labelled, munge_keys, random_file, sha256,
+};
 
 #[test]
 #[ignore = "boots a QEMU guest: run by cargo xtask test"]
@@ -456,17 +458,7 @@ umount /mnt/9
 #[ignore = "boots a QEMU guest: run by cargo xtask test"]
 fn guest_mount_diod_authenticates_with_munge() {
     let dir = tempfile::tempdir().unwrap();
-    let mut keys = Vec::new();
-    for name in ["good", "bad"] {
-        let key = dir.path().join(name);
-        let made = Command::new("mungekey")
-            .arg("--create")
-            .arg(format!("--keyfile={}", key.display()))
-            .status()
-            .expect("mungekey runs (apt-get install munge)");
-        assert!(made.success());
-        keys.push(key);
-    }
+    let keys = munge_keys(dir.path(), &["good", "bad"]);
     let script = r#"set -e
 echo 'tests:x:1001:1001:tests:/:/bin/sh' >> /etc/passwd
 echo 'tests:x:1001:' >> /etc/group

@@ -4,10 +4,10 @@
 //! authenticates with MUNGE when the server asks, and hands the connection to the kernel's
 //! v9fs. Run by `cargo xtask test` (suite `ninep-guest`).
 
-use std::process::Command;
-
 mod guest_workload;
-use guest_workload::{MANY, WORKLOAD, builder, check_workload, labelled, random_file, sha256};
+use guest_workload::{
+    MANY, WORKLOAD, builder, check_workload, labelled, munge_keys, random_file, sha256,
+};
 
 /// Runs a command that must fail, and prints `err-NAME EXIT MESSAGE`.
 const EXPECT_FAILURE: &str = r#"
@@ -24,17 +24,7 @@ fn guest_mount_ninep_over_vsock_tcp_and_unix() {
     let dir = tempfile::tempdir().unwrap();
     let random = dir.path().join("random");
     random_file(&random, 4 << 20);
-    let mut keys = Vec::new();
-    for name in ["good", "other"] {
-        let key = dir.path().join(name);
-        let made = Command::new("mungekey")
-            .arg("--create")
-            .arg(format!("--keyfile={}", key.display()))
-            .status()
-            .expect("mungekey runs (apt-get install munge)");
-        assert!(made.success());
-        keys.push(key);
-    }
+    let keys = munge_keys(dir.path(), &["good", "other"]);
     let script = format!(
         r#"set -e
 {EXPECT_FAILURE}

@@ -724,3 +724,47 @@ fn list_json_names_each_namespace() {
     assert!(out.starts_with("Node"), "{out}");
     assert!(out.contains("MODEL0001"), "{out}");
 }
+
+/// `--interrupts` / `--poll`: every command that does I/O runs in either mode, and the two cannot
+/// be asked for together.
+#[test]
+fn io_commands_run_with_interrupts_and_with_polling() {
+    for mode in ["--interrupts", "--poll"] {
+        for args in [
+            &["write", "--lba", "0", "--pattern", "7", "--blocks", "2"][..],
+            &["read", "--lba", "0", "--blocks", "1"],
+            &["flush"],
+            &["write-zeroes", "-s", "0", "-c", "3"],
+            &[
+                "bench",
+                "--rw",
+                "randrw",
+                "--iodepth",
+                "8",
+                "--runtime",
+                "0.2",
+                "--verify",
+                "--json",
+            ],
+        ] {
+            let mut all = vec!["--device", "model", "--model-size", "1m", mode];
+            all.extend_from_slice(args);
+            let (ok, out, err) = tool(&all);
+            assert!(ok, "{all:?}: {err}");
+            if args[0] == "bench" {
+                assert!(out.contains("\"verify_errors\":0"), "{all:?}: {out}");
+            }
+        }
+    }
+    let (ok, _, err) = tool(&[
+        "--device",
+        "model",
+        "--poll",
+        "--interrupts",
+        "read",
+        "--lba",
+        "0",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("cannot be used with"), "{err}");
+}

@@ -1,5 +1,5 @@
 //! What the guest suites of `ninepd` share: the content-checked shell workload run on a v9fs
-//! mount, its checks, and the guest builder with the tools the workload needs.
+//! mount, its checks, the guest builder with the tools the workload needs, and MUNGE keys.
 
 use std::path::Path;
 use std::process::Command;
@@ -106,4 +106,21 @@ pub fn builder() -> guest::VmBuilder {
         b = b.host_program(tool);
     }
     b
+}
+
+/// A fresh MUNGE key per name, made by Debian's `mungekey` under `dir`.
+pub fn munge_keys(dir: &Path, names: &[&str]) -> Vec<std::path::PathBuf> {
+    names
+        .iter()
+        .map(|name| {
+            let key = dir.join(name);
+            let made = std::process::Command::new("mungekey")
+                .arg("--create")
+                .arg(format!("--keyfile={}", key.display()))
+                .status()
+                .expect("mungekey runs (apt-get install munge)");
+            assert!(made.success());
+            key
+        })
+        .collect()
 }
