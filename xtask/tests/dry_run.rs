@@ -135,7 +135,13 @@ fn kernel_as_non_root_says_what_it_needs() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let xtask = dir.path().join("xtask");
-    std::fs::copy(env!("CARGO_BIN_EXE_xtask"), &xtask).unwrap();
+    // Written by `cp`, so that no other test's fork holds it open for writing (ETXTBSY).
+    let copied = Command::new("cp")
+        .arg(env!("CARGO_BIN_EXE_xtask"))
+        .arg(&xtask)
+        .status()
+        .unwrap();
+    assert!(copied.success());
     let cache = dir.path().join("cache");
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])

@@ -95,9 +95,18 @@ fn start_on(export: &Path, args: &[&str], uid: Option<u32>, lacking: Option<Lack
     let mut binary = PathBuf::from(env!("CARGO_BIN_EXE_ninepd"));
     if uid.is_some() {
         // The checkout may be out of the user's reach (a clone in a 0700 directory): run a
-        // copy from the server's own directory, which the user may enter.
+        // copy from the server's own directory, which the user may enter. `cp` writes it, so
+        // that no test thread's fork inherits a descriptor open for writing and makes the
+        // exec fail with ETXTBSY.
         let copy = dir.path().join("ninepd");
-        std::fs::copy(&binary, &copy).unwrap();
+        assert!(
+            Command::new("cp")
+                .arg(&binary)
+                .arg(&copy)
+                .status()
+                .unwrap()
+                .success()
+        );
         binary = copy;
     }
     let mut cmd = Command::new(&binary);
@@ -384,13 +393,7 @@ async fn by_default_a_missing_protection_is_a_warning_and_the_rest_is_enforced()
         };
         assert_eq!(field(status, "Seccomp_filters"), filters, "{lacking:?}");
 
-        let c = Client::connect_unix(&server.socket).await.unwrap();
-        c.version(1 << 16, "9P2000.L").await.unwrap();
-        c.attach(0, NOFID, b"", b"", 0).await.unwrap();
-        c.walk(0, 1, &["inside"]).await.unwrap();
-        c.lopen(1, 0).await.unwrap();
-        assert_eq!(&c.read(1, 0, 100).await.unwrap()[..], b"served");
-        drop(c);
+        reads_the_file_inside(&server.socket).await;
         let (status, rest) = server.stop();
         assert!(status.success(), "{lacking:?}: {rest}");
     }
@@ -441,6 +444,16 @@ async fn a_multi_user_server_acts_as_its_users_inside_the_sandbox() {
     let (status, log) = server.stop();
     assert!(status.success(), "{log}");
     assert!(!server_log_warns(&log), "no failed user lookup: {log}");
+}
+
+/// A client reads the export's file through the server at `socket`.
+async fn reads_the_file_inside(socket: &Path) {
+    let c = Client::connect_unix(socket).await.unwrap();
+    c.version(1 << 16, "9P2000.L").await.unwrap();
+    c.attach(0, NOFID, b"", b"", 0).await.unwrap();
+    c.walk(0, 1, &["inside"]).await.unwrap();
+    c.lopen(1, 0).await.unwrap();
+    assert_eq!(&c.read(1, 0, 100).await.unwrap()[..], b"served");
 }
 
 fn server_log_warns(log: &str) -> bool {
@@ -499,13 +512,7 @@ mod misbehaving {
             "denied: Operation not permitted (os error 1)"
         );
 
-        let c = Client::connect_unix(&server.socket).await.unwrap();
-        c.version(1 << 16, "9P2000.L").await.unwrap();
-        c.attach(0, NOFID, b"", b"", 0).await.unwrap();
-        c.walk(0, 1, &["inside"]).await.unwrap();
-        c.lopen(1, 0).await.unwrap();
-        assert_eq!(&c.read(1, 0, 100).await.unwrap()[..], b"served");
-        drop(c);
+        reads_the_file_inside(&server.socket).await;
         let socket = server.socket.clone();
         let (status, log) = server.stop();
         assert!(status.success(), "{log}");

@@ -435,7 +435,13 @@ fn the_default_listener_is_a_private_unix_socket_in_the_runtime_directory() {
     .unwrap();
     // The checkout may be out of that user's reach (a clone in a 0700 directory): run a copy.
     let binary = runtime.join("ninepd");
-    std::fs::copy(env!("CARGO_BIN_EXE_ninepd"), &binary).unwrap();
+    // Written by `cp`, so that no other test's fork holds it open for writing (ETXTBSY).
+    let copied = Command::new("cp")
+        .arg(env!("CARGO_BIN_EXE_ninepd"))
+        .arg(&binary)
+        .status()
+        .unwrap();
+    assert!(copied.success());
     let mut child = Command::new(&binary)
         .arg(s.export())
         .env("XDG_RUNTIME_DIR", &runtime)
