@@ -5,6 +5,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use crate::failures::{self, FailureReader};
+
 /// The workspace root (the parent of `xtask/`).
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -82,6 +84,7 @@ pub fn run_counting(mut cmd: Command) -> Result<Tally> {
         .with_context(|| format!("cannot start {shown}"))?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut tally = Tally::default();
+    let mut failures = FailureReader::default();
     let mut out = std::io::stdout().lock();
     for line in BufReader::new(stdout).lines() {
         let line = line?;
@@ -89,8 +92,10 @@ pub fn run_counting(mut cmd: Command) -> Result<Tally> {
         if let Some(t) = parse_test_result(&line) {
             tally.add(t);
         }
+        failures.line(&line);
     }
     drop(out);
+    failures::record(failures.finish());
     let status = child.wait()?;
     if !status.success() && tally.failed == 0 {
         tally.failed = 1;

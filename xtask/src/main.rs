@@ -10,6 +10,7 @@
 
 mod bench;
 mod cmd;
+mod failures;
 mod install;
 mod kernel;
 mod load;

@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::cmd::{self, Tally};
+use crate::failures::{self, Failure};
 use crate::install::{self, Mode};
 use crate::load::{self, LoadMonitor, LoadSummary};
 use crate::suites::{self, Suite};
@@ -58,6 +59,7 @@ pub fn run(args: TestArgs) -> Result<ExitCode> {
     }
 
     let mut rows = Vec::new();
+    let mut failed = Vec::new();
     for suite in &selected {
         eprintln!("\n===== suite {}: {} =====", suite.name, suite.about);
         let start = Instant::now();
@@ -71,13 +73,16 @@ pub fn run(args: TestArgs) -> Result<ExitCode> {
         if tally.failed > 0 {
             warn_if_disk_full();
         }
+        let failed_tests = failures::take();
         let samples = monitor.take();
         let load = LoadSummary::of(&samples, load::cores());
         all_load.extend(samples);
         rows.push((suite.name, tally, start.elapsed(), load));
+        failed.extend(failed_tests.into_iter().map(|f| (suite.name, f)));
     }
     drop(monitor);
 
+    print_failures(&failed);
     println!("\n===== summary =====");
     let mut total = Tally::default();
     for (name, tally, took, load) in &rows {
@@ -107,6 +112,21 @@ pub fn run(args: TestArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Names each failed test under the table, with the end of what it printed, so the bottom of a long
+/// log is enough to see what failed.
+fn print_failures(failed: &[(&str, Failure)]) {
+    if failed.is_empty() {
+        return;
+    }
+    println!("\n===== failed tests =====");
+    for (suite, failure) in failed {
+        println!("suite {suite}: {}", failure.name);
+        for line in &failure.excerpt {
+            println!("    {line}");
+        }
+    }
 }
 
 /// Measures how much slower than a quiet machine guests boot now, once for the whole run, and hands the
