@@ -112,17 +112,22 @@ pub(super) fn parse_args(args: &[String]) -> Result<Options> {
     Ok(opts)
 }
 
+/// The host's fio, copied into the guest with its libraries.
+pub(super) fn host_fio() -> Result<std::path::PathBuf> {
+    ["/usr/bin/fio", "/usr/local/bin/fio"]
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.is_file())
+        .context("fio is needed on the host (apt-get install -y fio)")
+}
+
 pub fn run(args: &[String]) -> Result<ExitCode> {
     // `cargo xtask bench kernel nvme`: the Rust NVMe driver against the C one.
     if args.first().is_some_and(|a| a == "nvme") {
         return super::kernel_nvme::run(&args[1..]);
     }
     let opts = parse_args(args)?;
-    let fio = ["/usr/bin/fio", "/usr/local/bin/fio"]
-        .into_iter()
-        .map(std::path::PathBuf::from)
-        .find(|p| p.is_file())
-        .context("fio is needed on the host (apt-get install -y fio)")?;
+    let fio = host_fio()?;
     crate::kernel::ensure(false)?;
     let runs = WORKLOADS.len() * DEVICES.len() * opts.rounds as usize;
     let limit = Duration::from_secs(60 + runs as u64 * (u64::from(opts.runtime) + 3));

@@ -1,13 +1,15 @@
 //! `cargo xtask bench kernel nvme [--rounds N] [--runtime SECONDS]`: `rnvme` (the Rust PCI NVMe driver,
 //! `kernel/rnvme/`) against the C `nvme` driver on the same QEMU controller, in one boot of the Rust
-//! guest kernel.
+//! guest kernel, with the user-space driver (`nvme-ublk`, the `nvme` crate behind `/dev/ublkb0`)
+//! beside them, so that its ratio to the same C driver comes from the same boot and the same fio job.
 //!
-//! Each workload runs on both drivers back to back, as a pair, so the two runs of a pair see the same
-//! load on the shared host; which driver goes first alternates from pair to pair (the controller is
-//! rebound once per pair: the second run of one pair and the first of the next use the same driver).
-//! Both drivers see the same device, the same namespace and no I/O scheduler. Reported per workload:
-//! the median over rounds of each side (IOPS and median completion latency), the ratio of those
-//! medians, and the median of the per-pair ratios, which cancels the load drifting between pairs.
+//! Each workload runs on the three back to back, so they see the same load on the shared host: the
+//! Rust and the C driver always one right after the other, which goes first alternating, and the
+//! user-space driver before or after that pair (see [`order`]). The controller is rebound between
+//! drivers (not between consecutive runs on the same one). All see the same device, the same
+//! namespace, no IOMMU and no I/O scheduler. Reported per workload: the median over rounds of each
+//! side (IOPS and median completion latency) and, for rnvme and nvme-ublk, the median of the rounds'
+//! own ratios against the C run of the same round, which cancels the load drifting between rounds.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -16,7 +18,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use super::kernel::{Options, median, parse_args};
+use super::kernel::{Options, host_fio, median, parse_args};
 
 #[derive(Debug, Clone, Copy)]
 struct Workload {
@@ -65,37 +67,72 @@ const WORKLOADS: &[Workload] = &[
     },
 ];
 
-/// The two drivers: (label, driver name in sysfs, disk name prefix); the first is the Rust one.
-const DRIVERS: [(&str, &str, &str); 2] = [("rnvme", "rnvme", "rnvme"), ("nvme", "nvme", "nvme")];
+/// One way of serving the controller's namespace as a block device: its label in the table and the
+/// guest shell function that switches the controller to it (leaving the device's name in `$disk`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Driver {
+    label: &'static str,
+    switch: &'static str,
+}
+
+/// The Rust driver under test.
+const RUST: Driver = Driver {
+    label: "rnvme",
+    switch: "use_kernel rnvme",
+};
+/// The C driver every ratio is against.
+const C: Driver = Driver {
+    label: "nvme",
+    switch: "use_kernel nvme",
+};
+/// The user-space `nvme` crate through the block layer: `nvme-ublk` serving `/dev/ublkb0`. Without an
+/// IOMMU (the kernel drivers run without one too), so through `uio_pci_generic`, which has no MSI-X:
+/// the daemon polls while requests are in flight.
+const USER: Driver = Driver {
+    label: "nvme-ublk",
+    switch: "use_ublk",
+};
+const DRIVERS: [Driver; 3] = [RUST, C, USER];
 const MARK: &str = "BENCH-RESULT";
 const DISK_BYTES: u64 = 1 << 30;
 
 const SETUP: &str = r#"set -eu
 dev=$(basename "$(readlink -f /sys/block/nvme0n1/device/device)")
 insmod /lib/modules/test/rnvme.ko
+echo 64 > /proc/sys/vm/nr_hugepages
+UBLK=
 bind() {
+    if [ -n "$UBLK" ]; then
+        kill -TERM $UBLK; wait $UBLK || { cat /tmp/ublk.err; exit 1; }; UBLK=
+        i=0; while [ -e /dev/ublkb0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+    fi
     echo $1 > /sys/bus/pci/devices/$dev/driver_override
     if [ -e /sys/bus/pci/devices/$dev/driver ]; then echo $dev > /sys/bus/pci/devices/$dev/driver/unbind; fi
     echo $dev > /sys/bus/pci/drivers_probe
+}
+wait_disk() {
     i=0; disk=
     while [ -z "$disk" ] && [ $i -lt 100 ]; do
-        disk=$(ls /sys/block | grep "^$2" | head -n 1); sleep 0.1; i=$((i+1))
+        disk=$(ls /sys/block | grep "^$1" | head -n 1); sleep 0.1; i=$((i+1))
     done
-    [ -n "$disk" ] && [ -b /dev/$disk ]
+    [ -n "$disk" ] && [ -b /dev/$disk ] || return 1
     echo none > /sys/block/$disk/queue/scheduler
+}
+use_kernel() { bind $1; wait_disk $1; }
+use_ublk() {
+    bind uio_pci_generic
+    nvme-ublk --device uio:$dev --queues 1 --depth 64 --poll > /tmp/ublk.out 2> /tmp/ublk.err &
+    UBLK=$!
+    wait_disk ublkb || { cat /tmp/ublk.err; exit 1; }
 }
 "#;
 
 pub fn run(args: &[String]) -> Result<ExitCode> {
     let opts = parse_args(args)?;
-    let fio = ["/usr/bin/fio", "/usr/local/bin/fio"]
-        .into_iter()
-        .map(std::path::PathBuf::from)
-        .find(|p| p.is_file())
-        .context("fio is needed on the host (apt-get install -y fio)")?;
+    let fio = host_fio()?;
     crate::kernel::ensure(false)?;
     let runs = WORKLOADS.len() * DRIVERS.len() * opts.rounds as usize;
-    let limit = Duration::from_secs(90 + runs as u64 * (u64::from(opts.runtime) + 5));
+    let limit = Duration::from_secs(90 + runs as u64 * (u64::from(opts.runtime) + 6));
     eprintln!(
         "xtask: {runs} fio runs of {} s in one guest (at most {} s)",
         opts.runtime,
@@ -105,6 +142,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         .name("bench-kernel-nvme")
         .nvme(guest::Disk::sparse(DISK_BYTES))
         .host_program(&fio)
+        .static_bin("nvme-ublk", "nvme-ublk")
         .timeout(limit);
     let out = vm
         .run(&guest_script(&opts))
@@ -117,22 +155,33 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The order of the three runs of workload `i` in `round`. The Rust and the C driver always run back
+/// to back, which of them first alternating; the user-space driver runs before or after that pair,
+/// alternating at half that rate, so over four rounds a workload sees every combination.
+fn order(round: u32, i: usize) -> [Driver; 3] {
+    let k = round as usize + i;
+    let pair = if k.is_multiple_of(2) {
+        [C, RUST]
+    } else {
+        [RUST, C]
+    };
+    if (k / 2).is_multiple_of(2) {
+        [USER, pair[0], pair[1]]
+    } else {
+        [pair[0], pair[1], USER]
+    }
+}
+
 fn guest_script(opts: &Options) -> String {
     let mut s = String::from(SETUP);
-    let mut bound: Option<&str> = None;
+    let mut current: Option<Driver> = None;
     for round in 1..=opts.rounds {
         for (i, w) in WORKLOADS.iter().enumerate() {
-            // Which driver goes first alternates from pair to pair and, for one workload, from round
-            // to round; within a round the second run of a pair and the first of the next share a
-            // driver, so the controller is rebound once per pair.
-            let mut order = DRIVERS;
-            if (round as usize + i).is_multiple_of(2) {
-                order.reverse();
-            }
-            for (label, driver, prefix) in order {
-                if bound != Some(driver) {
-                    let _ = writeln!(s, "bind {driver} {prefix}");
-                    bound = Some(driver);
+            for driver in order(round, i) {
+                // Consecutive runs on the same driver share one bind (and one nvme-ublk daemon).
+                if current != Some(driver) {
+                    let _ = writeln!(s, "{}", driver.switch);
+                    current = Some(driver);
                 }
                 let _ = writeln!(
                     s,
@@ -140,6 +189,7 @@ fn guest_script(opts: &Options) -> String {
                      --direct=1 --ioengine=io_uring --rw={rw} --bs={bs} --iodepth={qd} \
                      --time_based --runtime={t} --ramp_time=1 --norandommap --randrepeat=0 \
                      --output-format=json | tr -d '\\n'; echo",
+                    label = driver.label,
                     rw = w.rw,
                     bs = w.bs,
                     qd = w.qd,
@@ -148,6 +198,8 @@ fn guest_script(opts: &Options) -> String {
             }
         }
     }
+    // Stop the daemon, if it runs, and leave the controller to the C driver.
+    let _ = writeln!(s, "{}", C.switch);
     s
 }
 
@@ -223,57 +275,112 @@ fn paired_ratio(rust: &[&Row], c: &[&Row], value: impl Fn(&Row) -> f64) -> Optio
     median(ratios)
 }
 
+/// One driver's runs of one workload, with their medians.
+struct Side<'a> {
+    runs: Vec<&'a Row>,
+    iops: f64,
+    p50_us: f64,
+}
+
+impl<'a> Side<'a> {
+    fn of(rows: &'a [Row], driver: Driver, workload: usize) -> Option<Side<'a>> {
+        let runs: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.label == driver.label && r.workload == workload)
+            .collect();
+        Some(Side {
+            iops: median(runs.iter().map(|r| r.iops).collect())?,
+            p50_us: median(runs.iter().map(|r| r.p50_us).collect())?,
+            runs,
+        })
+    }
+
+    /// The paired ratios against `c`: (IOPS, p50), NaN where no round has both.
+    fn against(&self, c: &Side) -> (f64, f64) {
+        let ratio = |f: fn(&Row) -> f64| paired_ratio(&self.runs, &c.runs, f).unwrap_or(f64::NAN);
+        (ratio(|r| r.iops), ratio(|r| r.p50_us))
+    }
+}
+
+/// The project's goal for the Rust driver, on the paired ratios: at least the C driver's IOPS and
+/// at most its median latency.
+fn meets_goal((iops, p50): (f64, f64)) -> bool {
+    iops >= 1.0 && p50 <= 1.0
+}
+
 fn table(rows: &[Row], opts: &Options) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "rnvme (Rust) against nvme (C) on one QEMU NVMe controller: medians of {} rounds of {} s \
-         (fio io_uring, O_DIRECT, 1 job); the two runs of a round run back to back, and \
-         \"paired\" is the median of the rounds' own ratios\n",
+        "rnvme (Rust, in the kernel) and nvme-ublk (the user-space driver through ublk, polling, \
+         uio_pci_generic) against nvme (C) on one QEMU NVMe controller, in one boot: medians of {} \
+         rounds of {} s (fio io_uring, O_DIRECT, 1 job, the same job on each); the ratios are paired, \
+         the median of the rounds' own ratios against the C run of the same round\n",
         opts.rounds, opts.runtime
     );
     let _ = writeln!(
         s,
-        "| workload | rnvme IOPS | nvme IOPS | IOPS Rust/C | paired | rnvme p50 µs | nvme p50 µs | p50 Rust/C | paired | rounds rnvme | rounds nvme |"
+        "| workload | nvme IOPS | rnvme IOPS | nvme-ublk IOPS | rnvme/C | nvme-ublk/C | nvme p50 µs | rnvme p50 µs | nvme-ublk p50 µs | rnvme/C | nvme-ublk/C | rnvme goal |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|");
+    let _ = writeln!(
+        s,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
+    let mut rounds = String::new();
+    let mut met = Vec::new();
     for (i, w) in WORKLOADS.iter().enumerate() {
-        let of = |label: &str| -> Vec<&Row> {
-            rows.iter()
-                .filter(|r| r.label == label && r.workload == i)
-                .collect()
+        let [Some(rust), Some(c), Some(user)] = [RUST, C, USER].map(|d| Side::of(rows, d, i))
+        else {
+            continue;
         };
-        let (rust, c) = (of(DRIVERS[0].0), of(DRIVERS[1].0));
-        let iops = |v: &[&Row]| median(v.iter().map(|r| r.iops).collect());
-        let p50 = |v: &[&Row]| median(v.iter().map(|r| r.p50_us).collect());
-        let list = |v: &[&Row]| {
-            v.iter()
+        let (rust_ratio, user_ratio) = (rust.against(&c), user.against(&c));
+        let goal = meets_goal(rust_ratio);
+        if goal {
+            met.push(w.name);
+        }
+        let _ = writeln!(
+            s,
+            "| {} | {:.0} | {:.0} | {:.0} | {:.3} | {:.3} | {:.1} | {:.1} | {:.1} | {:.3} | {:.3} | {} |",
+            w.name,
+            c.iops,
+            rust.iops,
+            user.iops,
+            rust_ratio.0,
+            user_ratio.0,
+            c.p50_us,
+            rust.p50_us,
+            user.p50_us,
+            rust_ratio.1,
+            user_ratio.1,
+            if goal { "met" } else { "not met" },
+        );
+        let list = |side: &Side| {
+            side.runs
+                .iter()
                 .map(|r| format!("{:.1}k", r.iops / 1000.0))
                 .collect::<Vec<_>>()
                 .join(" ")
         };
-        let (Some(ir), Some(ic), Some(pr), Some(pc)) = (iops(&rust), iops(&c), p50(&rust), p50(&c))
-        else {
-            continue;
-        };
-        let paired_iops = paired_ratio(&rust, &c, |r| r.iops).unwrap_or(f64::NAN);
-        let paired_p50 = paired_ratio(&rust, &c, |r| r.p50_us).unwrap_or(f64::NAN);
         let _ = writeln!(
-            s,
-            "| {} | {:.0} | {:.0} | {:.3} | {:.3} | {:.1} | {:.1} | {:.3} | {:.3} | {} | {} |",
+            rounds,
+            "| {} | {} | {} | {} |",
             w.name,
-            ir,
-            ic,
-            ir / ic,
-            paired_iops,
-            pr,
-            pc,
-            if pc > 0.0 { pr / pc } else { f64::NAN },
-            paired_p50,
+            list(&c),
             list(&rust),
-            list(&c)
+            list(&user)
         );
     }
+    let _ = writeln!(
+        s,
+        "\nrnvme's goal (paired IOPS >= 1.0 and p50 <= 1.0 of the C driver's) met at {} of {} rows\n",
+        met.len(),
+        WORKLOADS.len()
+    );
+    let _ = writeln!(
+        s,
+        "IOPS of each round, in round order:\n\n| workload | nvme | rnvme | nvme-ublk |\n|---|---|---|---|"
+    );
+    s.push_str(&rounds);
     s
 }
 
@@ -336,5 +443,68 @@ mod tests {
         assert!((ratio - 0.5).abs() < 1e-9, "{ratio}");
         // A round with one side missing is left out; none at all gives nothing.
         assert_eq!(paired_ratio(&rust[..1], &c[1..], |r| r.iops), None);
+    }
+
+    #[test]
+    fn every_round_runs_the_three_drivers_with_rust_and_c_back_to_back() {
+        let mut seen = std::collections::BTreeSet::new();
+        for round in 1..=4 {
+            let o = order(round, 0);
+            let at = |d: Driver| o.iter().position(|x| *x == d).unwrap();
+            assert_eq!(at(RUST).abs_diff(at(C)), 1, "{o:?}");
+            seen.insert((at(RUST) < at(C), at(USER)));
+        }
+        // Four rounds: either of the pair first, the user-space driver before and after it.
+        assert_eq!(seen.len(), 4, "{seen:?}");
+        let script = guest_script(&Options {
+            rounds: 2,
+            runtime: 1,
+        });
+        assert!(script.contains("nvme-ublk --device uio:$dev"), "{script}");
+        for d in DRIVERS {
+            let runs = script.matches(&format!("{MARK} 2 {} ", d.label)).count();
+            assert_eq!(runs, WORKLOADS.len(), "{}", d.label);
+        }
+        // The daemon is stopped and the C driver has the controller at the end.
+        assert!(script.trim_end().ends_with(C.switch), "{script}");
+    }
+
+    #[test]
+    fn the_table_puts_the_user_space_ratio_beside_the_rust_one() {
+        let mut rows = Vec::new();
+        for round in 1..=3 {
+            let scale = f64::from(round);
+            for (label, iops, p50) in [
+                ("nvme", 100.0, 10.0),
+                ("rnvme", 110.0, 9.0),
+                ("nvme-ublk", 250.0, 20.0),
+            ] {
+                rows.push(Row {
+                    round,
+                    label: label.to_owned(),
+                    workload: 1,
+                    iops: iops * scale,
+                    p50_us: p50 / scale,
+                });
+            }
+        }
+        let t = table(
+            &rows,
+            &Options {
+                rounds: 3,
+                runtime: 1,
+            },
+        );
+        assert!(
+            t.contains("| 4k randread QD32 | 200 | 220 | 500 | 1.100 | 2.500 | 5.0 | 4.5 | 10.0 | 0.900 | 2.000 | met |"),
+            "{t}"
+        );
+        assert!(t.contains("met at 1 of 6 rows"), "{t}");
+        assert!(
+            t.contains("| 4k randread QD32 | 0.1k 0.2k 0.3k | 0.1k 0.2k 0.3k | 0.2k 0.5k 0.8k |"),
+            "{t}"
+        );
+        assert!(!meets_goal((1.0, 1.01)));
+        assert!(!meets_goal((0.99, 0.5)));
     }
 }
