@@ -25,8 +25,9 @@ pub struct DmaBuffer {
     start: usize,
     len: usize,
     pages: Vec<u64>,
-    // Access is through `&self`; volatile accesses are not atomic, so two threads writing the
-    // same bytes of one shared buffer would race. Sending it is fine: one owner at a time.
+    // Access is through `&self`; the volatile copies are not atomic, so two threads copying
+    // the same bytes of one shared buffer would race. Sending it is fine: one owner at a time.
+    // (`SharedWords` shares one between threads through its atomic 32-bit accesses alone.)
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -114,16 +115,17 @@ impl DmaBuffer {
         self.mem.copy_in(at, data)
     }
 
-    /// Volatile 32-bit read at a 4-byte aligned `offset` (for polling completion entries).
+    /// Atomic 32-bit load (`Acquire`) at a 4-byte aligned `offset` (for polling completion
+    /// entries and shared doorbell words).
     pub fn read_u32(&self, offset: usize) -> Result<u32> {
         let at = self.check(offset, 4)?;
-        self.mem.read_u32(at)
+        self.mem.load_u32(at)
     }
 
-    /// Volatile 32-bit write at a 4-byte aligned `offset`.
+    /// Atomic 32-bit store (`Release`) at a 4-byte aligned `offset`.
     pub fn write_u32(&self, offset: usize, value: u32) -> Result<()> {
         let at = self.check(offset, 4)?;
-        self.mem.write_u32(at, value)
+        self.mem.store_u32(at, value)
     }
 }
 
@@ -136,7 +138,8 @@ fn bad_offset<T>(what: &'static str) -> impl FnOnce(Error) -> T {
 // lease mapped, or physical addresses of locked hugepages looked up in pagemap); the memory
 // stays ours until the buffer is dropped (the lease revokes the device's access first, or
 // returns the pages to a pool that stays mapped until the device is stopped); every access is
-// a bounds-checked copy or volatile load/store through `Mapping`.
+// a bounds-checked volatile copy through `Mapping`, or, for `read_u32`/`write_u32`, one aligned
+// 32-bit atomic load (`Acquire`) or store (`Release`), which are sound to call concurrently.
 #[allow(unsafe_code)]
 unsafe impl DmaMemory for DmaBuffer {
     fn len(&self) -> usize {

@@ -20,8 +20,14 @@ pub const DMA_PAGE_SIZE: usize = 4096;
 /// - `bus_addr(offset)` for `offset < len()` is the address at which the device reaches byte
 ///   `offset` of *this* memory, and the `len()` bytes stay reserved for it (never handed to
 ///   anyone else, never unmapped or moved) until the value is dropped;
-/// - the memory is accessed only by copies and volatile loads and stores, never through a
-///   Rust reference, so the device writing it at any time breaks no aliasing rule;
+/// - the memory is accessed only by copies, volatile loads and stores and the atomic words
+///   below, never through a Rust reference, so the device writing it at any time breaks no
+///   aliasing rule;
+/// - `read_u32` and `write_u32` are each one atomic 32-bit access, with at least `Acquire`
+///   (`read_u32`) and `Release` (`write_u32`) ordering, and are sound to call from several
+///   threads at once on one value, even when the type is not `Sync` (only these two: `read` and
+///   `write` may race). [`SharedWords`](crate::SharedWords) shares memory between threads on
+///   the strength of this;
 /// - dropping the value is what gives the memory up, so a driver that keeps the value until
 ///   the device has stopped using it (or leaks it) never exposes freed memory.
 pub unsafe trait DmaMemory: Send + 'static {
@@ -37,8 +43,10 @@ pub unsafe trait DmaMemory: Send + 'static {
     fn read(&self, offset: usize, out: &mut [u8]);
     /// Copies `data` into the memory starting at `offset`.
     fn write(&self, offset: usize, data: &[u8]);
-    /// Volatile 32-bit read at a 4-byte aligned `offset`, for completion polling.
+    /// Atomic 32-bit load (at least `Acquire`) at a 4-byte aligned `offset`, for completion
+    /// polling; never torn, and sound concurrently with other `read_u32`/`write_u32` calls.
     fn read_u32(&self, offset: usize) -> u32;
-    /// Volatile 32-bit write at a 4-byte aligned `offset`.
+    /// Atomic 32-bit store (at least `Release`) at a 4-byte aligned `offset`; never torn, and
+    /// sound concurrently with other `read_u32`/`write_u32` calls.
     fn write_u32(&self, offset: usize, value: u32);
 }

@@ -1,12 +1,13 @@
 //! PCI binding (vfio-pci, uio_pci_generic), MMIO and DMA memory: the audited unsafe core.
 //!
 //! `unsafe_code` is denied crate-wide and allowed in a few small places: `map` (mmap, madvise,
-//! mlock, munmap and the volatile access behind [`Mmio`] and [`DmaBuffer`]), `vfio::sys` (the
-//! VFIO ioctls), the one `VFIO_IOMMU_MAP_DMA` call in [`VfioDevice::alloc_dma`], the `atexit`
-//! registration of the exit hook, and the declarations and implementations of the unsafe API
-//! below. A device reaches memory only through a [`DmaBuffer`], which releases its memory in
-//! `Drop` alone, after the device has lost access to it (IOMMU unmap under VFIO; under uio the
-//! memory stays ours until Bus Master is cleared, see [`uio`]).
+//! mlock, munmap and the volatile and atomic access behind [`Mmio`] and [`DmaBuffer`]),
+//! `vfio::sys` (the VFIO ioctls), the one `VFIO_IOMMU_MAP_DMA` call in
+//! [`VfioDevice::alloc_dma`], the `atexit` registration of the exit hook, [`SharedWords`]'s
+//! `Sync`, and the declarations and implementations of the unsafe API below. A device reaches
+//! memory only through a [`DmaBuffer`], which releases its memory in `Drop` alone, after the
+//! device has lost access to it (IOMMU unmap under VFIO; under uio the memory stays ours until
+//! Bus Master is cleared, see [`uio`]).
 //!
 //! Two ways to reach a device:
 //! - [`VfioDevice`]: `vfio-pci` behind an IOMMU. The device sees only mapped buffers, at IOVAs.
@@ -27,7 +28,9 @@
 //! - [`DmaMemory`], an `unsafe trait`: implementors promise truthful bus addresses of memory
 //!   they own until dropped, touched only by copies and volatile accesses. Implemented here
 //!   for [`DmaBuffer`] and for [`sim::SimDma`] (the simulated bus of device models), so safe
-//!   drivers generic over it cannot be fed a lying implementation.
+//!   drivers generic over it cannot be fed a lying implementation. Its `read_u32`/`write_u32`
+//!   are atomic 32-bit accesses sound from several threads at once, which is what lets
+//!   [`SharedWords`] (`unsafe impl Sync`) share DMA memory between threads without a lock.
 //! - [`PciDevice::bind`] and [`PciDevice::unbind`]: rebinding a function that some other
 //!   user-space driver in this process still rings doorbells of. Both fail while a handle of
 //!   this crate holds the function.
@@ -48,6 +51,7 @@ pub mod mmio;
 pub mod pagemap;
 pub mod pci;
 pub mod ranges;
+pub mod shared_words;
 pub mod sim;
 pub mod uio;
 pub mod vfio;
@@ -59,5 +63,6 @@ pub use irq::Interrupt;
 pub use map::{PAGE_SIZE, round_up_to_page};
 pub use mmio::Mmio;
 pub use pci::{PciAddress, PciDevice, Sysfs};
+pub use shared_words::SharedWords;
 pub use uio::UioDevice;
 pub use vfio::VfioDevice;

@@ -8,7 +8,7 @@
 use std::ffi::c_void;
 use std::os::fd::AsFd;
 use std::ptr::NonNull;
-use std::sync::atomic::{Ordering, fence};
+use std::sync::atomic::{AtomicU32, Ordering, fence};
 
 use rustix::mm::{self, MapFlags, ProtFlags};
 
@@ -179,6 +179,36 @@ impl Mapping {
         fence(Ordering::Release);
         // SAFETY: `at` checked that the 4 bytes lie inside the live mapping and are aligned.
         unsafe { p.write_volatile(value) };
+        Ok(())
+    }
+
+    /// Atomic 32-bit load (`Acquire`) at a 4-byte aligned offset, for DMA memory.
+    ///
+    /// Atomic rather than volatile: the word may be shared by threads (see `SharedWords`), and
+    /// two threads reaching the same bytes by volatile accesses would be a data race. An
+    /// aligned atomic load is a single access the compiler may not tear (a plain `mov` on x86);
+    /// it cannot prove the word unobserved (the mapping's address escaped to the kernel and the
+    /// device), so it does not drop or merge it either.
+    pub(crate) fn load_u32(&self, offset: usize) -> Result<u32> {
+        let p = self.at(offset, 4, 4)?.cast::<u32>();
+        // SAFETY: `at` checked that the 4 bytes lie inside the live mapping (valid for reads
+        // and writes until `Drop`) and are 4-byte aligned. No non-atomic or other-sized access
+        // to them can race with this one: DMA memory is reached through a `DmaBuffer`, which
+        // covers its bytes alone and is `!Sync`, so its owner's volatile copies happen on one
+        // thread at a time, ordered by program order (or by the synchronisation that moved the
+        // buffer) against this access; the only way to share a buffer between threads is
+        // `SharedWords`, which reaches it through these two 32-bit atomic accesses alone.
+        let word = unsafe { AtomicU32::from_ptr(p) };
+        Ok(word.load(Ordering::Acquire))
+    }
+
+    /// Atomic 32-bit store (`Release`: ordered after every earlier load and store) at a 4-byte
+    /// aligned offset, for DMA memory. See [`Mapping::load_u32`].
+    pub(crate) fn store_u32(&self, offset: usize, value: u32) -> Result<()> {
+        let p = self.at(offset, 4, 4)?.cast::<u32>();
+        // SAFETY: as in `load_u32`.
+        let word = unsafe { AtomicU32::from_ptr(p) };
+        word.store(value, Ordering::Release);
         Ok(())
     }
 

@@ -230,7 +230,8 @@ impl SimDma {
 // SAFETY: the bus addresses are the ones the simulated bus resolves to exactly this block's
 // pages, and they leave the bus when the block is dropped, so a simulated device can never
 // reach other memory through them; all access is by copy under the block's lock, never a
-// reference the device could invalidate.
+// reference the device could invalidate. `read_u32`/`write_u32` take that lock too, so each is
+// one indivisible access, ordered (acquire on lock, release on unlock) and sound from any thread.
 #[allow(unsafe_code)]
 unsafe impl DmaMemory for SimDma {
     fn len(&self) -> usize {
