@@ -105,9 +105,9 @@ pub(crate) struct Shared<P: Platform> {
     /// Interrupt vectors by number (vector `q` belongs to I/O queue `q`; 0 is the admin
     /// queue's, which is polled): empty unless [`Options::interrupts`].
     pub(crate) interrupts: Vec<Arc<Interrupt>>,
-    /// The shadow doorbell pages, when the controller took them (see [`Shadow`]). The lock is
-    /// held only to store one value and read one event index.
-    pub(crate) shadow: Option<Mutex<Shadow<P::Dma>>>,
+    /// The shadow doorbell pages, when the controller took them (see [`Shadow`]): shared by
+    /// the queue pairs without a lock, each storing to its own entries only.
+    pub(crate) shadow: Option<Shadow<P::Dma>>,
 }
 
 /// A brought-up NVMe controller. Open one [`QueuePair`] per thread for I/O.
@@ -193,16 +193,13 @@ fn configure_shadow<P: Platform>(
             return None;
         }
     };
-    let shadow = Shadow {
-        doorbells,
-        event_indexes,
-    };
+    let shadow = Shadow::new(doorbells, event_indexes);
     match send_shadow_config(platform, admin, &shadow) {
         Ok(()) => Some(shadow),
         Err(e) => {
             tracing::warn!("Doorbell Buffer Config failed ({e}); writing the registers");
             if crate::admin::may_be_outstanding(&e) {
-                admin.park([shadow.doorbells, shadow.event_indexes]);
+                admin.park(shadow.into_memory());
             }
             None
         }
@@ -214,7 +211,6 @@ fn send_shadow_config<P: Platform>(
     admin: &mut AdminQueue<P::Dma>,
     shadow: &Shadow<P::Dma>,
 ) -> Result<()> {
-    use crate::platform::DmaMemory as _;
     let mut sqe = crate::command::Sqe::new(crate::command::admin::DOORBELL_BUFFER_CONFIG, 0);
     sqe.set_prps(
         shadow.doorbells.bus_addr(0),
@@ -328,7 +324,7 @@ impl<P: Platform> Controller<P> {
                 granted: AtomicU64::new(granted as u64),
                 queue_ids: Mutex::new(vec![false; granted as usize]),
                 interrupts,
-                shadow: shadow.map(Mutex::new),
+                shadow,
                 options,
             }),
         })
@@ -494,10 +490,16 @@ impl<P: Platform> Shared<P> {
             admin.set_queue_count(&self.platform, wanted)?;
             // A reset forgot the shadow pages: they start again from zero. Queue pairs write
             // them either way, so a controller that refuses them now is given up on.
+            //
+            // Queue pairs on other threads are not stopped meanwhile: one may still store a
+            // doorbell of its old queues, before or after this clearing. No lock is needed for
+            // that to be harmless: each store is one atomic word to that queue pair's own
+            // entries; the controller, disabled and then without I/O queues, reads none of
+            // them; and the queue pair zeroes its entries again (`recover`, under the admin
+            // lock, after this generation is published) before it creates its queues anew.
             if let Some(shadow) = &self.shadow {
-                let shadow = shadow.lock().unwrap_or_else(|p| p.into_inner());
                 shadow.clear();
-                send_shadow_config(&self.platform, &mut admin, &shadow)?;
+                send_shadow_config(&self.platform, &mut admin, shadow)?;
             }
             Ok(())
         })();
@@ -534,7 +536,7 @@ impl<P: Platform> Drop for Shared<P> {
                 if !shut_down || admin.parked_bytes() > 0 {
                     let mut bytes = admin.leak();
                     if let Some(shadow) = self.shadow.take() {
-                        let shadow = shadow.into_inner().unwrap_or_else(|p| p.into_inner());
+                        // `Shared` is being dropped: no queue pair is left to share the pages.
                         bytes += 2 * DMA_PAGE_SIZE;
                         std::mem::forget(shadow);
                     }

@@ -1,7 +1,8 @@
 //! One submission/completion queue pair in DMA memory: tails, heads, phase tag and doorbells.
 
 use std::sync::atomic::{Ordering, fence};
-use std::sync::{Mutex, PoisonError};
+
+use hw::SharedWords;
 
 use crate::command::{CQE_SIZE, Cqe, SQE_SIZE, Sqe};
 use crate::error::Result;
@@ -38,10 +39,15 @@ pub(crate) struct Rings<D> {
 /// saves most register writes (each one a trap into the hypervisor under emulation).
 ///
 /// Both pages belong to all I/O queues, each using only its own two entries; the admin queue
-/// always writes its registers.
-pub(crate) struct Shadow<D> {
-    pub(crate) doorbells: D,
-    pub(crate) event_indexes: D,
+/// always writes its registers. The queue pairs share them without a lock: the pages are
+/// [`SharedWords`], reached only by 32-bit atomic loads and stores, and each queue pair stores
+/// only to its own entries. The controller-wide writers are the reset (which zeroes both pages
+/// while the controller is disabled; a queue pair storing meanwhile leaves at worst a stale
+/// value in its own entries, which it zeroes again before recreating its queues, see
+/// `recover`) and queue creation (`clear_queue` of an ID no other queue pair holds).
+pub(crate) struct Shadow<D: DmaMemory> {
+    pub(crate) doorbells: SharedWords<D>,
+    pub(crate) event_indexes: SharedWords<D>,
 }
 
 /// Whether the controller must be told of `new` by a register write: its event index `event`
@@ -52,34 +58,49 @@ pub(crate) fn need_event(event: u16, new: u16, old: u16) -> bool {
 }
 
 impl<D: DmaMemory> Shadow<D> {
+    /// The two pages, shared by every queue pair.
+    pub(crate) fn new(doorbells: D, event_indexes: D) -> Self {
+        Self {
+            doorbells: SharedWords::new(doorbells),
+            event_indexes: SharedWords::new(event_indexes),
+        }
+    }
+
+    /// The two pages back, to park or leak them.
+    pub(crate) fn into_memory(self) -> [D; 2] {
+        [self.doorbells.into_inner(), self.event_indexes.into_inner()]
+    }
+
     /// Stores `new` in the shadow entry at `offset` (from the first doorbell); whether the
     /// register must be written too.
     fn announce(&self, offset: usize, old: u16, new: u16) -> bool {
-        self.doorbells.write_u32(offset, new as u32);
-        // The value must be visible before the event index is read: a full barrier.
+        self.doorbells.store_u32(offset, new as u32);
+        // The value must be visible before the event index is read (a store then a load of
+        // another word): a full barrier.
         fence(Ordering::SeqCst);
-        let event = self.event_indexes.read_u32(offset) as u16;
+        let event = self.event_indexes.load_u32(offset) as u16;
         need_event(event, new, old)
     }
 
     /// Zeroes queue `qid`'s entries, before the queue is created.
     pub(crate) fn clear_queue(&self, qid: u16, stride: usize) {
         for offset in [2 * qid as usize * stride, (2 * qid as usize + 1) * stride] {
-            self.doorbells.write_u32(offset, 0);
-            self.event_indexes.write_u32(offset, 0);
+            self.doorbells.store_u32(offset, 0);
+            self.event_indexes.store_u32(offset, 0);
         }
     }
 
     /// Zeroes both pages (after a controller reset, before they are configured again).
     pub(crate) fn clear(&self) {
-        let zeros = [0u8; DMA_PAGE_SIZE];
-        self.doorbells.write(0, &zeros);
-        self.event_indexes.write(0, &zeros);
+        for offset in (0..DMA_PAGE_SIZE).step_by(4) {
+            self.doorbells.store_u32(offset, 0);
+            self.event_indexes.store_u32(offset, 0);
+        }
     }
 }
 
 /// Where a queue's doorbells go: the shadow pages when configured, else the registers.
-pub(crate) type ShadowRef<'a, D> = Option<&'a Mutex<Shadow<D>>>;
+pub(crate) type ShadowRef<'a, D> = Option<&'a Shadow<D>>;
 
 fn announce<D: DmaMemory>(
     shadow: ShadowRef<'_, D>,
@@ -89,10 +110,7 @@ fn announce<D: DmaMemory>(
     new: u16,
 ) -> bool {
     match shadow {
-        Some(shadow) if qid != 0 => shadow
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .announce(offset - regs::DOORBELL_BASE, old, new),
+        Some(shadow) if qid != 0 => shadow.announce(offset - regs::DOORBELL_BASE, old, new),
         _ => true,
     }
 }
@@ -277,27 +295,27 @@ mod tests {
     #[test]
     fn a_shadow_doorbell_writes_the_register_only_when_the_controller_waits_for_it() {
         let model = Model::new(ModelConfig::default());
-        let shadow = Shadow {
-            doorbells: model.alloc_dma(DMA_PAGE_SIZE).unwrap(),
-            event_indexes: model.alloc_dma(DMA_PAGE_SIZE).unwrap(),
-        };
+        let shadow = Shadow::new(
+            model.alloc_dma(DMA_PAGE_SIZE).unwrap(),
+            model.alloc_dma(DMA_PAGE_SIZE).unwrap(),
+        );
         let sq1 = 8;
         // The controller has seen tail 0 and waits for more: the register is written.
         assert!(shadow.announce(sq1, 0, 1));
-        assert_eq!(shadow.doorbells.read_u32(sq1), 1);
+        assert_eq!(shadow.doorbells.load_u32(sq1), 1);
         // It has not caught up with 1 yet: 3 goes to the shadow page only.
         assert!(!shadow.announce(sq1, 1, 3));
-        assert_eq!(shadow.doorbells.read_u32(sq1), 3);
+        assert_eq!(shadow.doorbells.load_u32(sq1), 3);
         // It has caught up (event index 3): the next value is written to the register.
-        shadow.event_indexes.write_u32(sq1, 3);
+        shadow.event_indexes.store_u32(sq1, 3);
         assert!(shadow.announce(sq1, 3, 4));
         // Another queue's entries are untouched, and clearing a queue zeroes only its own.
-        assert_eq!(shadow.doorbells.read_u32(16), 0);
-        shadow.doorbells.write_u32(16, 9);
+        assert_eq!(shadow.doorbells.load_u32(16), 0);
+        shadow.doorbells.store_u32(16, 9);
         shadow.clear_queue(1, 4);
-        assert_eq!(shadow.doorbells.read_u32(sq1), 0);
-        assert_eq!(shadow.event_indexes.read_u32(sq1), 0);
-        assert_eq!(shadow.doorbells.read_u32(16), 9);
+        assert_eq!(shadow.doorbells.load_u32(sq1), 0);
+        assert_eq!(shadow.event_indexes.load_u32(sq1), 0);
+        assert_eq!(shadow.doorbells.load_u32(16), 9);
     }
 
     #[test]

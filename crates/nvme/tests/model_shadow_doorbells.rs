@@ -78,3 +78,72 @@ fn a_reset_configures_the_cleared_shadow_pages_again() {
     // A new queue pair on the same queue ID starts from zeroed entries.
     round_trip(&ctrl, 1, 10);
 }
+
+/// Queue pairs on threads of their own store to the shared shadow pages at the same time (no
+/// lock between them), open while the others run I/O (each clearing only its own entries), and
+/// ride out resets made from yet another thread, which clear the pages under them: every block
+/// reads back as written, and no command needed a timeout to complete (an entry lost to another
+/// queue's writes would leave the model waiting for a doorbell until the abort).
+#[test]
+fn queue_pairs_on_their_own_threads_share_the_shadow_pages() {
+    use std::sync::Barrier;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+    const THREADS: usize = 4;
+    const ROUNDS: u64 = 400;
+    let options = Options {
+        io_timeout: Duration::from_secs(2),
+        ..Options::default()
+    };
+    let (model, ctrl) = setup(ModelConfig::default(), options);
+    assert!(ctrl.shadow_doorbells());
+    let resets_before = model.stats().resets;
+    let progress = AtomicUsize::new(0);
+    let start = Barrier::new(THREADS);
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let (ctrl, progress, start) = (&ctrl, &progress, &start);
+            s.spawn(move || {
+                // Half of them open their queues while the other half runs I/O.
+                if t % 2 == 0 {
+                    start.wait();
+                }
+                let mut qp = ctrl.queue_pair().unwrap();
+                for round in 0..ROUNDS {
+                    let lba = round * THREADS as u64 + t as u64;
+                    let block = [(round as u8) ^ (t as u8 * 64); 512];
+                    qp.write(1, lba, &block, false).unwrap();
+                    let mut back = [0u8; 512];
+                    qp.read(1, lba, &mut back).unwrap();
+                    assert_eq!(back, block, "thread {t}, block {lba}");
+                    progress.fetch_add(1, Ordering::Relaxed);
+                    if t % 2 == 1 && round == 10 {
+                        start.wait();
+                    }
+                }
+            });
+        }
+        // Two resets while the queue pairs are busy.
+        for goal in [THREADS * ROUNDS as usize / 4, THREADS * ROUNDS as usize / 2] {
+            while progress.load(Ordering::Relaxed) < goal {
+                std::thread::yield_now();
+            }
+            ctrl.reset().unwrap();
+        }
+    });
+    let stats = model.stats();
+    assert_eq!(stats.aborts, 0, "{stats:?}");
+    assert_eq!(stats.resets, resets_before + 2, "{stats:?}");
+    assert!(
+        stats.shadow_doorbell_reads >= 2 * THREADS as u64 * ROUNDS,
+        "{stats:?}"
+    );
+    // Every block is still there, read through one queue pair.
+    let mut qp = ctrl.queue_pair().unwrap();
+    for lba in 0..THREADS as u64 * ROUNDS {
+        let (round, t) = (lba / THREADS as u64, lba % THREADS as u64);
+        let mut back = [0u8; 512];
+        qp.read(1, lba, &mut back).unwrap();
+        assert_eq!(back, [(round as u8) ^ (t as u8 * 64); 512], "block {lba}");
+    }
+}

@@ -150,10 +150,7 @@ impl<P: Platform> QueuePair<P> {
         let lists = Retained::new(platform.alloc_dma(list_bytes)?);
         if let Some(shadow) = &shared.shadow {
             // A queue that had this ID before left its last values there.
-            shadow
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clear_queue(qid, shared.cap.doorbell_stride());
+            shadow.clear_queue(qid, shared.cap.doorbell_stride());
         }
         let generation = {
             let mut admin = shared.lock_admin();

@@ -91,10 +91,7 @@ impl<P: Platform> QueuePair<P> {
                 self.rings.reset();
                 if let Some(shadow) = &self.shared.shadow {
                     // A doorbell stored between the reset's clearing and now is stale.
-                    shadow
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .clear_queue(self.rings.qid, self.shared.cap.doorbell_stride());
+                    shadow.clear_queue(self.rings.qid, self.shared.cap.doorbell_stride());
                 }
                 admin.create_io_queues(&self.shared.platform, &self.rings)
             };
