@@ -80,10 +80,11 @@ fn a_reset_configures_the_cleared_shadow_pages_again() {
 }
 
 /// Queue pairs on threads of their own store to the shared shadow pages at the same time (no
-/// lock between them), open while the others run I/O (each clearing only its own entries), and
-/// ride out resets made from yet another thread, which clear the pages under them: every block
-/// reads back as written, and no command needed a timeout to complete (an entry lost to another
-/// queue's writes would leave the model waiting for a doorbell until the abort).
+/// lock between them). First, half of them open their queues (each clearing its own entries)
+/// while the other half runs I/O, with no reset, so that an entry lost to another queue's
+/// writes leaves the model waiting for a doorbell until the I/O timeout and its Abort. Then
+/// they ride out two resets made from the main thread, which clear the pages under them. Every
+/// block reads back as written, and no command needed an Abort.
 #[test]
 fn queue_pairs_on_their_own_threads_share_the_shadow_pages() {
     use std::sync::Barrier;
@@ -91,6 +92,9 @@ fn queue_pairs_on_their_own_threads_share_the_shadow_pages() {
     use std::time::Duration;
     const THREADS: usize = 4;
     const ROUNDS: u64 = 400;
+    let pattern =
+        |phase: u64, round: u64, t: u64| [(round as u8) ^ (t as u8 * 64) ^ (phase as u8 * 32); 512];
+    let lba = |phase: u64, round: u64, t: u64| (phase * ROUNDS + round) * THREADS as u64 + t;
     let options = Options {
         io_timeout: Duration::from_secs(2),
         ..Options::default()
@@ -99,30 +103,44 @@ fn queue_pairs_on_their_own_threads_share_the_shadow_pages() {
     assert!(ctrl.shadow_doorbells());
     let resets_before = model.stats().resets;
     let progress = AtomicUsize::new(0);
-    let start = Barrier::new(THREADS);
+    let staggered = Barrier::new(THREADS);
+    let halfway = Barrier::new(THREADS + 1);
     std::thread::scope(|s| {
         for t in 0..THREADS {
-            let (ctrl, progress, start) = (&ctrl, &progress, &start);
+            let (ctrl, progress, staggered, halfway) = (&ctrl, &progress, &staggered, &halfway);
             s.spawn(move || {
-                // Half of them open their queues while the other half runs I/O.
                 if t % 2 == 0 {
-                    start.wait();
+                    staggered.wait();
                 }
                 let mut qp = ctrl.queue_pair().unwrap();
-                for round in 0..ROUNDS {
-                    let lba = round * THREADS as u64 + t as u64;
-                    let block = [(round as u8) ^ (t as u8 * 64); 512];
-                    qp.write(1, lba, &block, false).unwrap();
-                    let mut back = [0u8; 512];
-                    qp.read(1, lba, &mut back).unwrap();
-                    assert_eq!(back, block, "thread {t}, block {lba}");
-                    progress.fetch_add(1, Ordering::Relaxed);
-                    if t % 2 == 1 && round == 10 {
-                        start.wait();
+                for phase in 0..2 {
+                    for round in 0..ROUNDS {
+                        let (at, block) =
+                            (lba(phase, round, t as u64), pattern(phase, round, t as u64));
+                        qp.write(1, at, &block, false).unwrap();
+                        let mut back = [0u8; 512];
+                        qp.read(1, at, &mut back).unwrap();
+                        assert_eq!(back, block, "thread {t}, block {at}");
+                        if phase == 1 {
+                            progress.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if phase == 0 && t % 2 == 1 && round == 10 {
+                            staggered.wait();
+                        }
+                    }
+                    if phase == 0 {
+                        halfway.wait();
                     }
                 }
             });
         }
+        halfway.wait();
+        let stats = model.stats();
+        assert_eq!(
+            (stats.aborts, stats.resets),
+            (0, resets_before),
+            "{stats:?}"
+        );
         // Two resets while the queue pairs are busy.
         for goal in [THREADS * ROUNDS as usize / 4, THREADS * ROUNDS as usize / 2] {
             while progress.load(Ordering::Relaxed) < goal {
@@ -135,15 +153,23 @@ fn queue_pairs_on_their_own_threads_share_the_shadow_pages() {
     assert_eq!(stats.aborts, 0, "{stats:?}");
     assert_eq!(stats.resets, resets_before + 2, "{stats:?}");
     assert!(
-        stats.shadow_doorbell_reads >= 2 * THREADS as u64 * ROUNDS,
+        stats.shadow_doorbell_reads >= 4 * THREADS as u64 * ROUNDS,
         "{stats:?}"
     );
     // Every block is still there, read through one queue pair.
     let mut qp = ctrl.queue_pair().unwrap();
-    for lba in 0..THREADS as u64 * ROUNDS {
-        let (round, t) = (lba / THREADS as u64, lba % THREADS as u64);
-        let mut back = [0u8; 512];
-        qp.read(1, lba, &mut back).unwrap();
-        assert_eq!(back, [(round as u8) ^ (t as u8 * 64); 512], "block {lba}");
+    for phase in 0..2 {
+        for round in 0..ROUNDS {
+            for t in 0..THREADS as u64 {
+                let mut back = [0u8; 512];
+                qp.read(1, lba(phase, round, t), &mut back).unwrap();
+                assert_eq!(
+                    back,
+                    pattern(phase, round, t),
+                    "block {}",
+                    lba(phase, round, t)
+                );
+            }
+        }
     }
 }
