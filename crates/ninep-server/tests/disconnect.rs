@@ -37,7 +37,7 @@ async fn thousand_abrupt_disconnects_leak_nothing() {
     for i in 0..50 {
         std::fs::write(h.export().join(format!("d/{i}")), b"").unwrap();
     }
-    let ino = inode(&h.export().join("f"));
+    let ino = locked_file(&h.export().join("f"));
     // Warm up (the runtime's own descriptors, the blocking pool) before counting.
     drop(h.client().await);
     let fds_before = settled_fd_count().await;

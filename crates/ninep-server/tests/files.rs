@@ -575,7 +575,7 @@ async fn locks_exclude_other_owners_and_go_away_on_clunk() {
     let c = h.client().await;
     let f = create_file(&c, "l", b"data").await;
     c.clunk(f).await.unwrap();
-    let ino = inode(&h.export().join("l"));
+    let ino = locked_file(&h.export().join("l"));
     for fid in [1, 2] {
         c.walk(0, fid, &["l"]).await.unwrap();
         c.lopen(fid, O_RDWR).await.unwrap();

@@ -230,30 +230,55 @@ pub fn count_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
-/// OFD locks held on files below `dir` (by inode), from /proc/locks.
-pub fn count_ofd_locks_on(inode: u64) -> usize {
+/// A file as `/proc/locks` names it: its device's major and minor numbers and its inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockedFile {
+    major: u32,
+    minor: u32,
+    inode: u64,
+}
+
+pub fn locked_file(path: &Path) -> LockedFile {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).unwrap();
+    LockedFile {
+        major: rustix::fs::major(meta.dev()),
+        minor: rustix::fs::minor(meta.dev()),
+        inode: meta.ino(),
+    }
+}
+
+/// OFD locks held on `file`, from /proc/locks, whose lines name a file `MAJ:MIN:INODE` (device
+/// numbers in hex): the device counts, as an inode number alone may be another filesystem's file.
+pub fn count_ofd_locks_on(file: LockedFile) -> usize {
     let locks = std::fs::read_to_string("/proc/locks").unwrap();
     locks
         .lines()
         .filter(|l| l.contains("OFDLCK"))
-        .filter(|l| {
-            l.split_whitespace()
-                .nth(5)
-                .and_then(|f| f.rsplit(':').next())
-                .and_then(|i| i.parse::<u64>().ok())
-                == Some(inode)
-        })
+        .filter(|l| l.split_whitespace().nth(5).and_then(parse_locked_file) == Some(file))
         .count()
 }
 
-/// The OFD locks on `inode` once a lock released by closing its descriptor is gone (within
+fn parse_locked_file(field: &str) -> Option<LockedFile> {
+    let mut parts = field.split(':');
+    let major = u32::from_str_radix(parts.next()?, 16).ok()?;
+    let minor = u32::from_str_radix(parts.next()?, 16).ok()?;
+    let inode = parts.next()?.parse().ok()?;
+    Some(LockedFile {
+        major,
+        minor,
+        inode,
+    })
+}
+
+/// The OFD locks on `file` once a lock released by closing its descriptor is gone (within
 /// 2 s). A close only releases the lock when no other copy of the descriptor is left, and a
 /// test in this process that spawns a program copies every descriptor into the child until it
 /// calls `exec`.
-pub fn ofd_locks_after_close(inode: u64) -> usize {
+pub fn ofd_locks_after_close(file: LockedFile) -> usize {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
-        let n = count_ofd_locks_on(inode);
+        let n = count_ofd_locks_on(file);
         if n == 0 || std::time::Instant::now() > deadline {
             return n;
         }
