@@ -177,13 +177,16 @@ fn answers_tversion(socket: &Path) -> Result<(), String> {
 }
 
 /// The cargo environment of this test, minus what would make the clone's commands differ from a
-/// person's (the outer cargo's and rustup's choices).
+/// person's (the outer cargo's and rustup's choices). A toolchain the person chose in their
+/// environment (`RUSTUP_TOOLCHAIN` set before rustup ran: its source is `env`) stays theirs;
+/// one rustup chose from the toolchain file or its default goes, for the clone's rustup to choose.
 fn person_command(program: &str, clone: &Path, target: &Path) -> Command {
+    let toolchain_from_env = std::env::var("RUSTUP_TOOLCHAIN_SOURCE").is_ok_and(|s| s == "env");
     let mut cmd = Command::new(program);
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy();
         if (key.starts_with("CARGO") && key != "CARGO_HOME")
-            || key.starts_with("RUSTUP_TOOLCHAIN")
+            || (key.starts_with("RUSTUP_TOOLCHAIN") && !toolchain_from_env)
             || key.starts_with("RUSTC")
             || key.starts_with("RUST_")
             || key == "RUSTFLAGS"
