@@ -126,6 +126,24 @@ pub fn parse_test_result(line: &str) -> Option<Tally> {
     Some(tally)
 }
 
+/// A `cargo +nightly` command in the workspace (sanitizers, cargo-fuzz), free of the variables the
+/// outer cargo and rustup set for this process, which would otherwise pin the outer toolchain.
+pub fn nightly_cargo() -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.arg("+nightly").current_dir(workspace_root());
+    for var in [
+        "CARGO",
+        "RUSTC",
+        "RUSTDOC",
+        "RUSTC_WRAPPER",
+        "RUSTUP_TOOLCHAIN",
+        "RUSTFLAGS",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
 /// Runs a command to completion and fails with its output if it does not succeed.
 pub fn run_checked(mut cmd: Command) -> Result<()> {
     let shown = format!("{cmd:?}");

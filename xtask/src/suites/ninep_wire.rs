@@ -6,7 +6,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 
 use super::Suite;
-use crate::cmd::{Tally, run_checked, workspace_root};
+use crate::cmd::{Tally, nightly_cargo, run_checked, workspace_root};
 
 /// How long the fuzzer runs; a crash within it fails the suite.
 const FUZZ_SECONDS: u32 = 45;
@@ -18,23 +18,6 @@ pub fn suites() -> Vec<Suite> {
         needs_guest: false,
         run: run_fuzz,
     }]
-}
-
-/// A `cargo` command for the nightly toolchain, free of the variables the outer (stable)
-/// cargo set for this process, which would otherwise pin the stable toolchain.
-fn nightly_cargo() -> Command {
-    let mut cmd = Command::new("cargo");
-    cmd.arg("+nightly").current_dir(workspace_root());
-    for var in [
-        "CARGO",
-        "RUSTC",
-        "RUSTDOC",
-        "RUSTC_WRAPPER",
-        "RUSTUP_TOOLCHAIN",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd
 }
 
 fn succeeds(mut cmd: Command) -> bool {

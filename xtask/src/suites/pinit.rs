@@ -10,7 +10,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use super::Suite;
-use crate::cmd::{self, Tally, run_checked, run_counting, workspace_root};
+use crate::cmd::{self, Tally, nightly_cargo, run_checked, run_counting, workspace_root};
 
 /// The runtime test targets of `pinit`: library, integration tests and the examples (which run as tests).
 /// The trybuild suite only compiles code, so it is no memory test.
@@ -75,23 +75,6 @@ pub fn suites() -> Vec<Suite> {
 /// Where this area's extra builds go: below the caller's target directory, apart from normal builds.
 fn target_dir(flavour: &str) -> PathBuf {
     cmd::target_dir().join(format!("pinit-{flavour}"))
-}
-
-/// A `cargo +nightly` command, free of the variables the outer (stable) cargo set for this process.
-fn nightly_cargo() -> Command {
-    let mut cmd = Command::new("cargo");
-    cmd.arg("+nightly").current_dir(workspace_root());
-    for var in [
-        "CARGO",
-        "RUSTC",
-        "RUSTDOC",
-        "RUSTC_WRAPPER",
-        "RUSTUP_TOOLCHAIN",
-        "RUSTFLAGS",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd
 }
 
 /// Installs the nightly toolchain when a fresh machine lacks it.
