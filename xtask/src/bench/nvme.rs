@@ -1,5 +1,6 @@
-//! `cargo xtask bench nvme [--rounds N] [--runtime SECONDS] [--kernel-only] [--vfio] [--ublk]`: our
-//! userspace driver against the kernel's C driver on the same emulated NVMe controller, in one guest.
+//! `cargo xtask bench nvme [--rounds N] [--runtime SECONDS] [--kernel-only] [--vfio] [--ublk]
+//! [--multi-queue]`: our userspace driver against the kernel's C driver on the same emulated NVMe
+//! controller, in one guest.
 //!
 //! Each round runs every workload through the kernel (fio with io_uring, then libaio) and then through
 //! `nvme-tool bench` on the same controller bound to uio_pci_generic (or, with `--vfio`, to vfio-pci
@@ -12,6 +13,9 @@
 //! polling and on interrupts), plus `nvme-tool bench` with and without shadow doorbells, over the
 //! block-layer workloads only. Every fio run also reports the guest's CPU time per I/O (all CPUs,
 //! from `/proc/stat`: fio, the kernel and, for ublk, the daemon).
+//!
+//! `--multi-queue` measures instead whether our driver scales with its queue pairs: one queue
+//! against two, directly and through ublk, with and without shadow doorbells (`nvme_multi_queue.rs`).
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -20,6 +24,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use guest::{Disk, Vm};
 use serde_json::Value;
+
+#[path = "nvme_multi_queue.rs"]
+mod multi_queue;
 
 /// One I/O pattern, in fio's terms.
 #[derive(Debug, Clone, Copy)]
@@ -128,6 +135,8 @@ struct Options {
     vfio: bool,
     /// The block-layer comparison (implies `vfio`).
     ublk: bool,
+    /// One queue pair against two instead (`multi_queue`).
+    multi_queue: bool,
 }
 
 impl Options {
@@ -166,6 +175,7 @@ fn parse_args(args: &[String]) -> Result<Options> {
         kernel_only: false,
         vfio: false,
         ublk: false,
+        multi_queue: false,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -180,10 +190,16 @@ fn parse_args(args: &[String]) -> Result<Options> {
             "--kernel-only" => opts.kernel_only = true,
             "--vfio" => opts.vfio = true,
             "--ublk" => opts.ublk = true,
+            "--multi-queue" => opts.multi_queue = true,
             other => bail!(
-                "unknown argument {other:?} (use --rounds N, --runtime SECONDS, --kernel-only, --vfio, --ublk)"
+                "unknown argument {other:?} (use --rounds N, --runtime SECONDS, --kernel-only, --vfio, --ublk, --multi-queue)"
             ),
         }
+    }
+    if opts.multi_queue && (opts.kernel_only || opts.ublk) {
+        bail!(
+            "--multi-queue runs its own set (vfio, ublk included): not with --kernel-only or --ublk"
+        );
     }
     if opts.ublk {
         if opts.kernel_only {
@@ -196,6 +212,9 @@ fn parse_args(args: &[String]) -> Result<Options> {
 
 pub fn run(args: &[String]) -> Result<ExitCode> {
     let opts = parse_args(args)?;
+    if opts.multi_queue {
+        return multi_queue::run(opts.rounds, opts.runtime);
+    }
     let fio = which("fio").context("fio is needed on the host (apt-get install -y fio)")?;
     let script = guest_script(&opts);
     let runs = opts.engines().len() * opts.workloads().count() * opts.rounds as usize;
