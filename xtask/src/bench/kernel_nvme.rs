@@ -118,6 +118,25 @@ wait_disk() {
     [ -n "$disk" ] && [ -b /dev/$disk ] || return 1
     echo none > /sys/block/$disk/queue/scheduler
 }
+# fio LABEL ROUND WORKLOAD LIMIT ARGS...: runs fio on $disk and prints its JSON on one result line. A
+# request that never completes would otherwise stall the guest silently: after LIMIT seconds the run
+# fails with what the kernel and the daemon said, and the daemon is killed (which fails its requests).
+fio_run() {
+    label=$1 round=$2 workload=$3 limit=$4; shift 4
+    fio --name=bench --filename=/dev/$disk --output-format=json --output=/tmp/fio.json "$@" &
+    pid=$!; i=0
+    while kill -0 $pid 2>/dev/null; do
+        i=$((i+1))
+        if [ $i -gt $((limit * 5)) ]; then
+            echo "$label: fio did not end within $limit s (round $round, workload $workload)"
+            dmesg | tail -n 40; [ -z "$UBLK" ] || { cat /tmp/ublk.err; kill -KILL $UBLK; }
+            exit 1
+        fi
+        sleep 0.2
+    done
+    wait $pid
+    printf '%s %s %s %s ' BENCH-RESULT $round $label $workload; tr -d '\n' < /tmp/fio.json; echo
+}
 use_kernel() { bind $1; wait_disk $1; }
 use_ublk() {
     bind uio_pci_generic
@@ -179,17 +198,20 @@ fn guest_script(opts: &Options) -> String {
         for (i, w) in WORKLOADS.iter().enumerate() {
             for driver in order(round, i) {
                 // Consecutive runs on the same driver share one bind (and one nvme-ublk daemon).
+                // Stages name what the guest does, should it stall.
                 if current != Some(driver) {
+                    let _ = writeln!(s, "stage round {round}: switching to {}", driver.label);
                     let _ = writeln!(s, "{}", driver.switch);
                     current = Some(driver);
                 }
+                let _ = writeln!(s, "stage round {round}: {} {}", driver.label, w.name);
                 let _ = writeln!(
                     s,
-                    "printf '{MARK} {round} {label} {i} '; fio --name=bench --filename=/dev/$disk \
-                     --direct=1 --ioengine=io_uring --rw={rw} --bs={bs} --iodepth={qd} \
-                     --time_based --runtime={t} --ramp_time=1 --norandommap --randrepeat=0 \
-                     --output-format=json | tr -d '\\n'; echo",
+                    "fio_run {label} {round} {i} {limit} --direct=1 --ioengine=io_uring --rw={rw} \
+                     --bs={bs} --iodepth={qd} --time_based --runtime={t} --ramp_time=1 --norandommap \
+                     --randrepeat=0",
                     label = driver.label,
+                    limit = opts.runtime + 60,
                     rw = w.rw,
                     bs = w.bs,
                     qd = w.qd,
@@ -461,8 +483,21 @@ mod tests {
             runtime: 1,
         });
         assert!(script.contains("nvme-ublk --device uio:$dev"), "{script}");
+        // Every run has a time limit and says what it does, so a stuck request cannot stall the
+        // guest without a word.
+        assert!(
+            script.contains(&format!("printf '%s %s %s %s ' {MARK} ")),
+            "{script}"
+        );
+        let lines = |prefix: &str| script.lines().filter(|l| l.starts_with(prefix)).count();
+        assert_eq!(
+            lines("stage round") - script.matches("switching to").count(),
+            lines("fio_run "),
+            "{script}"
+        );
+        assert!(script.contains(" 2 0 61 --direct=1"), "{script}");
         for d in DRIVERS {
-            let runs = script.matches(&format!("{MARK} 2 {} ", d.label)).count();
+            let runs = script.matches(&format!("fio_run {} 2 ", d.label)).count();
             assert_eq!(runs, WORKLOADS.len(), "{}", d.label);
         }
         // The daemon is stopped and the C driver has the controller at the end.
