@@ -342,7 +342,7 @@ fn table(rows: &[Row], opts: &Options) -> String {
     );
     let _ = writeln!(
         s,
-        "| workload | nvme IOPS | rnvme IOPS | nvme-ublk IOPS | rnvme/C | nvme-ublk/C | nvme p50 µs | rnvme p50 µs | nvme-ublk p50 µs | rnvme/C | nvme-ublk/C | rnvme goal |"
+        "| workload | nvme IOPS | rnvme IOPS | nvme-ublk IOPS | IOPS rnvme/C | IOPS nvme-ublk/C | nvme p50 µs | rnvme p50 µs | nvme-ublk p50 µs | p50 rnvme/C | p50 nvme-ublk/C | rnvme goal |"
     );
     let _ = writeln!(
         s,
