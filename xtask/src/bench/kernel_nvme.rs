@@ -123,7 +123,7 @@ wait_disk() {
 # fails with what the kernel and the daemon said, and the daemon is killed (which fails its requests).
 fio_run() {
     label=$1 round=$2 workload=$3 limit=$4; shift 4
-    fio --name=bench --filename=/dev/$disk --output-format=json --output=/tmp/fio.json "$@" &
+    fio --name=bench --filename=/dev/$disk --output-format=json --output=/tmp/fio.json --eta=never "$@" &
     pid=$!; i=0
     while kill -0 $pid 2>/dev/null; do
         i=$((i+1))
@@ -238,7 +238,8 @@ struct Row {
 fn parse_results(stdout: &str) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     for line in stdout.lines() {
-        let Some(rest) = line.strip_prefix(MARK) else {
+        // Anything before the mark on its line (a program's progress output) is not ours.
+        let Some(rest) = line.find(MARK).map(|at| &line[at + MARK.len()..]) else {
             continue;
         };
         let mut parts = rest.trim_start().splitn(4, ' ');
@@ -425,6 +426,11 @@ mod tests {
             }]
         );
         assert!(parse_results("nothing").is_err());
+        let after_progress = format!(
+            "Jobs: 1 (f=1): [r(1)][100.0%]{}",
+            out.trim_start_matches("noise\n")
+        );
+        assert_eq!(parse_results(&after_progress).unwrap(), rows);
         let t = table(
             &rows,
             &Options {
@@ -496,6 +502,8 @@ mod tests {
             "{script}"
         );
         assert!(script.contains(" 2 0 61 --direct=1"), "{script}");
+        // fio writes its JSON to a file; its progress line must not share the result's line.
+        assert!(SETUP.contains("--eta=never"));
         for d in DRIVERS {
             let runs = script.matches(&format!("fio_run {} 2 ", d.label)).count();
             assert_eq!(runs, WORKLOADS.len(), "{}", d.label);
