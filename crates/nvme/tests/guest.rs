@@ -290,8 +290,10 @@ cmp /tmp/ours.bin /tmp/ours.back && echo OURS_TO_KERNEL=same
 head -c 8192 /dev/urandom > /tmp/kernel.bin
 dd if=/tmp/kernel.bin of=/dev/nvme0n1 bs=4096 seek=40 oflag=direct 2>/dev/null || exit 1
 echo K_IO_PASSTHRU; nvme io-passthru /dev/nvme0n1 -o 2 -n 1 -4 40 -6 1 -l 8192 -r 2>&1; echo "END $?"
+echo K_ADMIN_PASSTHRU; nvme admin-passthru /dev/nvme0 -o 6 -4 1 -l 4096 -r 2>&1; echo "END $?"
 nvme-tool setup --bind vfio $BDF || exit 1
 echo O_IO_PASSTHRU; nvme-tool --device $DEV io-passthru -o 2 -n 1 -4 40 -6 1 -l 8192 -r 2>&1; echo "END $?"
+echo O_ADMIN_PASSTHRU; nvme-tool --device $DEV admin-passthru -o 6 -4 1 -l 4096 -r 2>&1; echo "END $?"
 echo ID_AFTER_FORMAT; nvme-tool --device $DEV id-ns -n 1 -o json | tr -d '\n'; echo
 nvme-tool --device $DEV read --lba 40 --blocks 2 --out /tmp/kernel.back || exit 1
 cmp /tmp/kernel.bin /tmp/kernel.back && echo KERNEL_TO_OURS=same
@@ -408,6 +410,14 @@ echo STATUS_UIO; nvme-tool status -o json | tr -d '\n'; echo
     );
     assert_eq!(kernel.lines().count(), 2 + 8192 / 16, "{kernel}");
     assert_eq!(between("O_IO_PASSTHRU"), kernel);
+    // admin-passthru: the controller's Identify data, printed alike by both tools.
+    let kernel = between("K_ADMIN_PASSTHRU");
+    assert!(
+        kernel.starts_with("Admin Command Identify is Success and result: 0x00000000\n"),
+        "{kernel}"
+    );
+    assert_eq!(kernel.lines().count(), 2 + 4096 / 16, "{kernel}");
+    assert_eq!(between("O_ADMIN_PASSTHRU"), kernel);
     for f in FEATURES {
         let line = |prefix: &str| {
             let start = format!("{prefix} {f:#04x} ");

@@ -501,7 +501,12 @@ fn admin_passthru_prints_the_result_and_data() {
         "4",
     ]);
     assert!(ok, "{err}");
-    assert_eq!(out, "NVMe command result:00000157\n");
+    // As nvme-cli 2.3 prints it: the result line on standard error, nothing else.
+    assert_eq!(
+        err,
+        "Admin Command Get Features is Success and result: 0x00000157\n"
+    );
+    assert_eq!(out, "");
     let (ok, out, err) = tool(&[
         "--device",
         "model",
@@ -515,7 +520,17 @@ fn admin_passthru_prints_the_result_and_data() {
         "-r",
     ]);
     assert!(ok, "{err}");
-    assert!(out.contains("00000000  36 1b 00 00 4d 4f 44 45"), "{out}");
+    assert!(
+        out.starts_with(
+            "       0  1  2  3  4  5  6  7  8  9  a  b  c  d  e  f\n\
+             0000: 36 1b 00 00 4d 4f 44 45 4c 30 30 30 31 20 20 20 \"6...MODEL0001...\"\n"
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        err,
+        "Admin Command Identify is Success and result: 0x00000000\n"
+    );
     let (ok, _, err) = tool(&["--device", "model", "admin-passthru", "-O", "0x01"]);
     assert!(!ok);
     assert!(err.contains("the driver's own"), "{err}");

@@ -5,8 +5,8 @@
 #![deny(unsafe_code)]
 
 mod bench;
-mod io_passthru;
 mod manage;
+mod passthru;
 mod setup;
 mod size;
 
@@ -168,9 +168,9 @@ enum Command {
     /// Reset the controller (disable, re-enable, recreate the queues).
     Reset,
     /// A raw admin command (not the queue, abort, event or format commands the driver owns).
-    AdminPassthru(manage::AdminPassthruArgs),
+    AdminPassthru(passthru::AdminPassthruArgs),
     /// A raw I/O command on a queue pair of its own (nvme-cli's io-passthru).
-    IoPassthru(io_passthru::IoPassthruArgs),
+    IoPassthru(passthru::IoPassthruArgs),
     /// Format NVM: erase a namespace and give it another LBA format (asks first unless --force).
     Format(manage::FormatArgs),
     /// Bind a controller to vfio-pci or uio_pci_generic (or back to nvme); needs no --device.
@@ -367,8 +367,8 @@ fn run<P: Platform>(ctrl: Controller<P>, cli: &Cli) -> Result<std::process::Exit
             ctrl.reset()?;
             println!("controller reset");
         }
-        Command::AdminPassthru(args) => manage::admin_passthru(&ctrl, args)?,
-        Command::IoPassthru(args) => io_passthru::io_passthru(&ctrl, args)?,
+        Command::AdminPassthru(args) => passthru::admin_passthru(&ctrl, args)?,
+        Command::IoPassthru(args) => passthru::io_passthru(&ctrl, args)?,
         Command::Format(args) => manage::format(ctrl, args)?,
         Command::Setup(_) | Command::Status(_) => bail!("setup and status open no controller"),
     }
