@@ -40,12 +40,23 @@ fn debian_12_cargo() -> (PathBuf, PathBuf) {
         let debs = dir.join("debs");
         let _ = std::fs::remove_dir_all(&debs);
         std::fs::create_dir_all(&debs).unwrap();
-        let out = Command::new("apt-get")
-            .arg("download")
-            .args(PACKAGES)
-            .current_dir(&debs)
-            .output()
-            .expect("apt-get runs");
+        let download = || {
+            Command::new("apt-get")
+                .arg("download")
+                .args(PACKAGES)
+                .current_dir(&debs)
+                .output()
+                .expect("apt-get runs")
+        };
+        let mut out = download();
+        if !out.status.success() && rustix::process::geteuid().is_root() {
+            // Package lists that were never fetched (or were cleaned) know no package: fetch
+            // them once, as the installer would, and try again.
+            let updated = Command::new("apt-get").arg("update").status();
+            if updated.is_ok_and(|s| s.success()) {
+                out = download();
+            }
+        }
         assert!(
             out.status.success(),
             "apt-get download {} failed (this test needs Debian 12's archive in apt's lists):\n{}",
