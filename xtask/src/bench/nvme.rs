@@ -255,11 +255,9 @@ fn which(name: &str) -> Result<std::path::PathBuf> {
         .with_context(|| format!("{name} is not on PATH"))
 }
 
-/// The guest side: alternate kernel and userspace rounds over every workload.
-fn guest_script(opts: &Options) -> String {
-    let t = opts.runtime;
-    let mut s = String::from(
-        r#"set -u
+/// The start of both NVMe benches' guest scripts: `$BDF` is the NVMe controller, `bind DRIVER` moves it
+/// to a driver, `wait_disk DEV` waits for a block device to appear.
+const GUEST_PRELUDE: &str = r#"set -u
 for d in /sys/bus/pci/devices/*; do [ "$(cat "$d/class")" = 0x010802 ] && BDF=$(basename "$d"); done
 bind() {
     [ -e "/sys/bus/pci/devices/$BDF/driver" ] && echo "$BDF" > "/sys/bus/pci/devices/$BDF/driver/unbind"
@@ -267,13 +265,18 @@ bind() {
     echo "$BDF" > /sys/bus/pci/drivers_probe
 }
 wait_disk() { i=0; while [ ! -b "$1" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; [ -b "$1" ]; }
-# The guest's busy CPU time in clock ticks (user, nice, system, irq, softirq of all CPUs).
+"#;
+
+/// The guest side: alternate kernel and userspace rounds over every workload.
+fn guest_script(opts: &Options) -> String {
+    let t = opts.runtime;
+    let mut s = GUEST_PRELUDE.to_owned()
+        + r#"# The guest's busy CPU time in clock ticks (user, nice, system, irq, softirq of all CPUs).
 busy() { awk '/^cpu /{ print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
 # I/Os completed by a block device (reads and writes).
 ios() { awk '{ print $1 + $5 }' "/sys/block/$1/stat"; }
 echo 64 > /proc/sys/vm/nr_hugepages
-"#,
-    );
+"#;
     let fio = |s: &mut String,
                round: u32,
                engine: &str,

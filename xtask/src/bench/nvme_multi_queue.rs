@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use guest::{Disk, Vm};
 
-use super::{DISK_BYTES, MARK, Measure, Row, best, parse_results, which};
+use super::{DISK_BYTES, GUEST_PRELUDE, MARK, Measure, Row, best, parse_results, which};
 
 /// Queue entries in flight per queue pair (nvme-tool) or per fio job.
 const DEPTH: u32 = 16;
@@ -64,17 +64,7 @@ pub(super) fn run(rounds: u32, runtime: u32) -> Result<ExitCode> {
 }
 
 fn guest_script(rounds: u32, t: u32) -> String {
-    let mut s = String::from(
-        r#"set -u
-for d in /sys/bus/pci/devices/*; do [ "$(cat "$d/class")" = 0x010802 ] && BDF=$(basename "$d"); done
-bind() {
-    [ -e "/sys/bus/pci/devices/$BDF/driver" ] && echo "$BDF" > "/sys/bus/pci/devices/$BDF/driver/unbind"
-    echo "$1" > "/sys/bus/pci/devices/$BDF/driver_override"
-    echo "$BDF" > /sys/bus/pci/drivers_probe
-}
-wait_disk() { i=0; while [ ! -b "$1" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; [ -b "$1" ]; }
-"#,
-    );
+    let mut s = String::from(GUEST_PRELUDE);
     let fio = |s: &mut String, round: u32, engine: &str, dev: &str| {
         let _ = writeln!(
             s,
