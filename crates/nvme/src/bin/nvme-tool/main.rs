@@ -168,9 +168,9 @@ enum Command {
     /// Reset the controller (disable, re-enable, recreate the queues).
     Reset,
     /// A raw admin command (not the queue, abort, event or format commands the driver owns).
-    AdminPassthru(passthru::AdminPassthruArgs),
+    AdminPassthru(passthru::PassthruArgs),
     /// A raw I/O command on a queue pair of its own (nvme-cli's io-passthru).
-    IoPassthru(passthru::IoPassthruArgs),
+    IoPassthru(passthru::PassthruArgs),
     /// Format NVM: erase a namespace and give it another LBA format (asks first unless --force).
     Format(manage::FormatArgs),
     /// Bind a controller to vfio-pci or uio_pci_generic (or back to nvme); needs no --device.

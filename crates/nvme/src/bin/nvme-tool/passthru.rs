@@ -7,23 +7,10 @@ use nvme::{Controller, Platform};
 
 use crate::manage::{parse_u8, parse_u32};
 
-/// What `admin-passthru` takes: nvme-cli's options and letters (`-o` is the opcode, as in
-/// nvme-cli 2; `-O` is accepted too).
+/// What `admin-passthru` and `io-passthru` take: nvme-cli's options and letters (`-o` is the
+/// opcode, as in nvme-cli 2; `-O` is accepted too).
 #[derive(Debug, Args)]
-pub struct AdminPassthruArgs {
-    /// Opcode.
-    #[arg(short = 'o', short_alias = 'O', long = "opcode", value_parser = parse_u8)]
-    pub opcode: u8,
-    #[command(flatten)]
-    pub command: PassthruCommand,
-    #[command(flatten)]
-    pub show: ShowOptions,
-}
-
-/// What `io-passthru` takes: nvme-cli's options and letters (`-o` is the opcode, as in nvme-cli;
-/// `-O` is accepted too).
-#[derive(Debug, Args)]
-pub struct IoPassthruArgs {
+pub struct PassthruArgs {
     /// Opcode.
     #[arg(short = 'o', short_alias = 'O', long = "opcode", value_parser = parse_u8)]
     pub opcode: u8,
@@ -214,7 +201,7 @@ fn admin_opcode_name(opcode: u8) -> &'static str {
 }
 
 /// `admin-passthru`: one raw admin command (not the ones the driver manages itself).
-pub fn admin_passthru<P: Platform>(ctrl: &Controller<P>, args: &AdminPassthruArgs) -> Result<()> {
+pub fn admin_passthru<P: Platform>(ctrl: &Controller<P>, args: &PassthruArgs) -> Result<()> {
     let a = &args.command;
     run(
         "Admin",
@@ -236,7 +223,7 @@ pub fn admin_passthru<P: Platform>(ctrl: &Controller<P>, args: &AdminPassthruArg
 }
 
 /// `io-passthru`: one raw I/O command, on a queue pair of its own.
-pub fn io_passthru<P: Platform>(ctrl: &Controller<P>, args: &IoPassthruArgs) -> Result<()> {
+pub fn io_passthru<P: Platform>(ctrl: &Controller<P>, args: &PassthruArgs) -> Result<()> {
     let a = &args.command;
     run(
         "IO",
