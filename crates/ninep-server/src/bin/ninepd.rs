@@ -508,7 +508,8 @@ mod hooks {
         Open(std::path::PathBuf),
         /// Replace the process with this program.
         Exec(std::path::PathBuf),
-        /// A system call the server never makes (`getsid`).
+        /// A system call the server never makes (`getpriority`; it returns a nice value, never
+        /// a process ID, so its answer is the same inside any PID namespace).
         OffListSyscall,
         /// Allocate (without touching) this many bytes: more than the allocator has mapped,
         /// so it maps and names new memory, as a busy server does.
@@ -550,7 +551,7 @@ mod hooks {
                         use std::os::unix::process::CommandExt;
                         Err(std::process::Command::new(path).exec())
                     }
-                    Misbehave::OffListSyscall => rustix::process::getsid(None)
+                    Misbehave::OffListSyscall => rustix::process::getpriority_process(None)
                         .map(drop)
                         .map_err(std::io::Error::from),
                     Misbehave::Allocate(bytes) => {
