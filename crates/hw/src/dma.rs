@@ -74,6 +74,17 @@ impl DmaBuffer {
         self.len == 0
     }
 
+    /// Where the buffer lies in this process's address space, for a kernel interface that copies
+    /// to or from user memory on the driver's behalf (ublk's per-request I/O buffer), so that data
+    /// moves between the kernel and the device with no copy in between.
+    ///
+    /// It is an address, not a pointer: Rust code still reaches the memory only through
+    /// [`read`](Self::read) and [`write`](Self::write). A kernel copy is like the device's DMA:
+    /// it must happen while the driver holds the buffer and the device is not using it.
+    pub fn process_address(&self) -> usize {
+        self.mem.addr() + self.start
+    }
+
     /// The bus addresses of each 4 KiB page, in order. Consecutive pages need not be adjacent.
     pub fn page_bus_addrs(&self) -> &[u64] {
         &self.pages

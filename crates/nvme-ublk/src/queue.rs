@@ -2,8 +2,11 @@
 //!
 //! The thread alternates between the ublk command ring (new requests from the block layer) and the
 //! NVMe completion queue. Each ublk tag owns one DMA buffer for its whole life, so a request needs
-//! no allocation: writes are copied into the tag's DMA buffer before submission, reads out of it on
-//! completion.
+//! no allocation, and the kernel is given that buffer as the tag's I/O buffer: it copies a write's
+//! data straight into it before handing us the request, and a read's out of it when we complete
+//! the request, so data crosses one copy (the kernel's) between the block layer and the controller.
+//! (libublk's own buffers serve only each tag's first request, fetched before the queue could name
+//! another address; a write arriving there is copied across once.)
 //!
 //! Waiting: with polling, while commands are in flight the thread polls both rings without
 //! sleeping. With interrupts, it sleeps in `io_uring_enter` on the ublk ring, in which it keeps a
@@ -49,10 +52,15 @@ pub fn serve(
 ) -> Result<()> {
     let depth = dev.dev_info.queue_depth as usize;
     let buf_bytes = dev.dev_info.max_io_buf_bytes as usize;
-    let mut bufs = dev.alloc_queue_io_bufs();
-    let mut dma = (0..depth)
-        .map(|_| qp.alloc_buffer(buf_bytes).map(Some))
-        .collect::<nvme::Result<Vec<Option<HwDma>>>>()
+    let bufs = dev.alloc_queue_io_bufs();
+    let mut tags = (0..depth)
+        .map(|_| {
+            qp.alloc_buffer(buf_bytes).map(|dma| TagBuffer {
+                dma: Some(dma),
+                kernel_has_dma: false,
+            })
+        })
+        .collect::<nvme::Result<Vec<TagBuffer>>>()
         .context("allocating DMA buffers")?;
     let queue = UblkQueue::new(qid, dev)
         .and_then(|q| q.submit_fetch_commands_unified(BufDescList::Slices(Some(&bufs))))
@@ -131,13 +139,13 @@ pub fn serve(
             }
         }
         for tag in arrived {
-            match request(&queue, tag, &geometry, &bufs, &mut dma) {
+            match request(&queue, tag, &geometry, &bufs, &mut tags) {
                 Ok(Some(req)) => waiting.push_back(req),
-                Ok(None) => complete(&queue, tag, &bufs, 0),
-                Err(errno) => complete(&queue, tag, &bufs, -errno),
+                Ok(None) => complete(&queue, tag, &bufs, &mut tags, 0),
+                Err(errno) => complete(&queue, tag, &bufs, &mut tags, -errno),
             }
         }
-        qp.poll(|done| finish(&queue, &mut bufs, &mut dma, done));
+        qp.poll(|done| finish(&queue, &bufs, &mut tags, done));
         while let Some(req) = waiting.pop_front() {
             match qp.submit(req) {
                 Ok(()) => {}
@@ -152,7 +160,7 @@ pub fn serve(
                         result: Err(rejected.error),
                         buffer: rejected.request.buffer,
                     };
-                    finish(&queue, &mut bufs, &mut dma, failed);
+                    finish(&queue, &bufs, &mut tags, failed);
                 }
             }
         }
@@ -161,9 +169,21 @@ pub fn serve(
     }
     // The device is down; what the controller still holds completes before its buffers go.
     while qp.in_flight() > 0 {
-        qp.poll(|done| finish(&queue, &mut bufs, &mut dma, done));
+        qp.poll(|done| finish(&queue, &bufs, &mut tags, done));
     }
+    // The ring goes before the buffers whose addresses it gave the kernel (as libublk's own
+    // buffers outlive the queue): the kernel copies only for commands on this thread's ring.
+    drop(queue);
+    drop(tags);
     Ok(())
+}
+
+/// One ublk tag's DMA buffer, and which buffer the kernel copies the tag's next request to or from.
+struct TagBuffer {
+    /// `None` while the controller holds it (for good if the controller died with it).
+    dma: Option<HwDma>,
+    /// Whether the address the kernel holds for the tag is `dma`'s (else libublk's buffer's).
+    kernel_has_dma: bool,
 }
 
 /// Queues `sqe` on the ublk ring (submitted by the next wait); whether it was queued.
@@ -183,7 +203,7 @@ fn request(
     tag: u16,
     geometry: &Geometry,
     bufs: &[IoBuf<u8>],
-    dma: &mut [Option<HwDma>],
+    tags: &mut [TagBuffer],
 ) -> Result<Option<Request<HwDma>>, i32> {
     let iod = queue.get_iod(tag);
     let op = iod.op_flags & 0xff;
@@ -209,16 +229,18 @@ fn request(
     }
     let req = match op {
         sys::UBLK_IO_OP_READ | sys::UBLK_IO_OP_WRITE => {
-            let buffer = dma[tag as usize].take().ok_or(libc::EIO)?;
+            let slot = &mut tags[tag as usize];
+            let buffer = slot.dma.take().ok_or(libc::EIO)?;
             if bytes > buffer.len() {
-                dma[tag as usize] = Some(buffer);
+                slot.dma = Some(buffer);
                 return Err(libc::EINVAL);
             }
             if op == sys::UBLK_IO_OP_READ {
                 Request::read(nsid, lba, blocks, buffer)
             } else {
-                if buffer.write(0, &bufs[tag as usize][..bytes]).is_err() {
-                    dma[tag as usize] = Some(buffer);
+                // The kernel copied the data into whichever buffer it held for the tag.
+                if !slot.kernel_has_dma && buffer.write(0, &bufs[tag as usize][..bytes]).is_err() {
+                    slot.dma = Some(buffer);
                     return Err(libc::EIO);
                 }
                 let fua = iod.op_flags & sys::UBLK_IO_F_FUA != 0;
@@ -235,12 +257,7 @@ fn request(
 }
 
 /// Hands a finished NVMe request back to the block layer.
-fn finish(
-    queue: &UblkQueue,
-    bufs: &mut [IoBuf<u8>],
-    dma: &mut [Option<HwDma>],
-    done: Completion<HwDma>,
-) {
+fn finish(queue: &UblkQueue, bufs: &[IoBuf<u8>], tags: &mut [TagBuffer], done: Completion<HwDma>) {
     let tag = done.tag as u16;
     let iod = queue.get_iod(tag);
     let bytes = (iod.nr_sectors as usize) << 9;
@@ -255,21 +272,27 @@ fn finish(
         }
     };
     if let Some(buffer) = done.buffer {
-        if is_read
-            && result > 0
-            && buffer
-                .read(0, &mut bufs[tag as usize].as_mut_slice()[..bytes])
-                .is_err()
-        {
-            result = -libc::EIO;
-        }
-        dma[tag as usize] = Some(buffer);
+        tags[tag as usize].dma = Some(buffer);
     }
-    complete(queue, tag, bufs, result);
+    if is_read && result > 0 && tags[tag as usize].dma.is_none() {
+        // The data is in no buffer the kernel could be pointed at.
+        result = -libc::EIO;
+    }
+    complete(queue, tag, bufs, tags, result);
 }
 
-fn complete(queue: &UblkQueue, tag: u16, bufs: &[IoBuf<u8>], result: i32) {
-    let buf = BufDesc::Slice(bufs[tag as usize].as_slice());
+/// Completes ublk request `tag` with `result` and fetches the tag's next request into the tag's DMA
+/// buffer (libublk's buffer if the DMA buffer was lost). For a read, the kernel copies the data out
+/// of that buffer when the ring submits the completion, before the tag can carry a new request.
+fn complete(queue: &UblkQueue, tag: u16, bufs: &[IoBuf<u8>], tags: &mut [TagBuffer], result: i32) {
+    let slot = &mut tags[tag as usize];
+    slot.kernel_has_dma = slot.dma.is_some();
+    let buf = match &slot.dma {
+        // The buffer stays in `tags` until the queue is dropped, and the tag's next request
+        // takes it from there only after the kernel has copied into it.
+        Some(dma) => BufDesc::RawAddress(dma.process_address() as *const u8),
+        None => BufDesc::Slice(bufs[tag as usize].as_slice()),
+    };
     if let Err(err) = queue.complete_io_cmd_unified(tag, buf, Ok(UblkIORes::Result(result))) {
         tracing::warn!("tag {tag}: completing the ublk request: {err}");
     }
