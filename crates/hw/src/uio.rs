@@ -384,6 +384,11 @@ mod tests {
     use super::*;
     use crate::pci::tests::{fake_tree, rebind_fake};
 
+    /// Held by the test that spawns a child and by the one that re-opens a dropped handle: a child
+    /// forked while a handle is open keeps a copy of its locked descriptor until it execs, so the
+    /// re-open would find the function still locked.
+    static SPAWN_OR_REOPEN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     /// Opens the fake function (no device behind it, so nothing to promise).
     #[allow(unsafe_code)]
     fn open(sysfs: &Sysfs) -> Result<UioDevice> {
@@ -420,6 +425,7 @@ mod tests {
 
     #[test]
     fn a_function_has_one_owner_reset_before_bus_master_and_stopped_on_drop() {
+        let _no_spawn = SPAWN_OR_REOPEN.lock().unwrap_or_else(|e| e.into_inner());
         let (tmp, _) = fake_tree();
         rebind_fake(&tmp, "uio_pci_generic");
         let sysfs = fake_uio(&tmp);
@@ -485,6 +491,7 @@ mod tests {
         rebind_fake(&tmp, "uio_pci_generic");
         let sysfs = fake_uio(&tmp);
         let name = "uio::tests::exit_without_drop_clears_bus_master";
+        let _no_reopen = SPAWN_OR_REOPEN.lock().unwrap_or_else(|e| e.into_inner());
         let status = std::process::Command::new(std::env::current_exe().unwrap())
             .args([name, "--exact", "--test-threads=1"])
             .env(TREE, tmp.path())
