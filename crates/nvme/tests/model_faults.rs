@@ -280,12 +280,19 @@ fn resets_from_another_thread_while_queue_pairs_run_lose_no_data() {
     };
     let ctrl = Controller::new(model.clone(), patient).unwrap();
     let running = std::sync::atomic::AtomicUsize::new(3);
+    let resets_done = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for t in 0..3u64 {
             let mut qp = ctrl.queue_pair().unwrap();
-            let running = &running;
+            let (running, resets_done) = (&running, &resets_done);
             scope.spawn(move || {
                 for round in 0..150u64 {
+                    // Halfway, wait for a reset, so one always lands while the queue pairs run
+                    // (a loaded machine can otherwise finish every round before the first).
+                    while round == 75 && resets_done.load(std::sync::atomic::Ordering::SeqCst) == 0
+                    {
+                        std::thread::yield_now();
+                    }
                     let lba = t * 4000 + (round % 50) * 8;
                     let data = vec![(t * 7 + round) as u8; 4096];
                     qp.write(1, lba, &data, false).unwrap();
@@ -300,6 +307,7 @@ fn resets_from_another_thread_while_queue_pairs_run_lose_no_data() {
         while running.load(std::sync::atomic::Ordering::SeqCst) > 0 && resets < 20 {
             ctrl.reset().unwrap();
             resets += 1;
+            resets_done.store(resets, std::sync::atomic::Ordering::SeqCst);
             std::thread::yield_now();
         }
     });
