@@ -193,7 +193,9 @@ fn order(round: u32, i: usize) -> [Driver; 3] {
 
 fn guest_script(opts: &Options) -> String {
     let mut s = String::from(SETUP);
-    let mut current: Option<Driver> = None;
+    let _ = writeln!(s, "stage filling the namespace\n{}", C.switch);
+    s.push_str(&super::fill_once("/dev/$disk"));
+    let mut current = Some(C);
     for round in 1..=opts.rounds {
         for (i, w) in WORKLOADS.iter().enumerate() {
             for driver in order(round, i) {
@@ -502,6 +504,10 @@ mod tests {
             "{script}"
         );
         assert!(script.contains(" 2 0 61 --direct=1"), "{script}");
+        // The namespace is written once, through the C driver, before the first measured run.
+        let fill = script.find("--rw=write --bs=1M").expect("no fill");
+        assert!(fill < script.find("fio_run ").unwrap(), "{script}");
+        assert!(script[..fill].contains("use_kernel nvme"), "{script}");
         // fio writes its JSON to a file; its progress line must not share the result's line.
         assert!(SETUP.contains("--eta=never"));
         for d in DRIVERS {

@@ -276,7 +276,9 @@ busy() { awk '/^cpu /{ print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
 # I/Os completed by a block device (reads and writes).
 ios() { awk '{ print $1 + $5 }' "/sys/block/$1/stat"; }
 echo 64 > /proc/sys/vm/nr_hugepages
-"#;
+bind nvme
+wait_disk /dev/nvme0n1 || { echo 'no /dev/nvme0n1'; exit 1; }
+"# + &super::fill_once("/dev/nvme0n1");
     let fio = |s: &mut String,
                round: u32,
                engine: &str,
@@ -562,6 +564,9 @@ mod tests {
         assert!(script.contains("--filename=/dev/ublkb0"));
         assert!(script.contains("--no-shadow-doorbells bench"));
         assert!(!script.contains("libaio"));
+        // The namespace is written once before the first measured run.
+        let fill = script.find("--rw=write --bs=1M").expect("no fill");
+        assert!(fill < script.find("--name=bench").unwrap(), "{script}");
         assert!(parse_args(&["--ublk".to_owned(), "--kernel-only".to_owned()]).is_err());
         let plain = parse_args(&[]).unwrap();
         assert_eq!(plain.workloads().count(), WORKLOADS.len());

@@ -64,7 +64,9 @@ pub(super) fn run(rounds: u32, runtime: u32) -> Result<ExitCode> {
 }
 
 fn guest_script(rounds: u32, t: u32) -> String {
-    let mut s = String::from(GUEST_PRELUDE);
+    let mut s = String::from(GUEST_PRELUDE)
+        + "bind nvme\nwait_disk /dev/nvme0n1 || { echo 'no /dev/nvme0n1'; exit 1; }\n"
+        + &super::super::fill_once("/dev/nvme0n1");
     let fio = |s: &mut String, round: u32, engine: &str, dev: &str| {
         let _ = writeln!(
             s,
@@ -192,6 +194,9 @@ mod tests {
         }
         assert!(script.contains("nvme-tool --device $DEV --no-shadow-doorbells bench"));
         assert_eq!(script.matches("--numjobs=2 --cpus_allowed=0-1").count(), 9);
+        // The namespace is written once before the first measured run.
+        let fill = script.find("--rw=write --bs=1M").expect("no fill");
+        assert!(fill < script.find("--name=bench").unwrap(), "{script}");
     }
 
     #[test]
