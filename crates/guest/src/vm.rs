@@ -23,6 +23,8 @@ use crate::qemu::{Accel, Machine, Qemu};
 const BOOT_TRIES: u32 = 3;
 /// How long QEMU may take to exit after the script reported its status (times the slowdown).
 const POWEROFF_GRACE: Duration = Duration::from_secs(15);
+/// Where [`Disk::Memory`] files are made: a memory file system.
+const SHM: &str = "/dev/shm";
 /// The overall ceiling is this many times the builder's timeout (times the slowdown): generous, since the
 /// stall limit is what catches a stuck guest, and load can grow after the calibration.
 pub const CEILING_SLACK: u32 = 3;
@@ -46,6 +48,11 @@ impl Vm {
 pub enum Disk {
     /// A fresh sparse file of this many bytes, made for the run and deleted after it.
     Sparse(u64),
+    /// The same, in shared memory (`/dev/shm`), for benchmarks: its pages stay in the host's memory.
+    /// A file on disk is written back, and its cached pages may be dropped between runs (a host under
+    /// proactive memory reclaim drops them within seconds), after which the emulated device reads
+    /// the host's disk and a benchmark measures that instead of the drivers.
+    Memory(u64),
     /// An existing raw image, used in place (the guest's writes land in it).
     Image(PathBuf),
 }
@@ -53,6 +60,10 @@ pub enum Disk {
 impl Disk {
     pub fn sparse(bytes: u64) -> Disk {
         Disk::Sparse(bytes)
+    }
+
+    pub fn memory(bytes: u64) -> Disk {
+        Disk::Memory(bytes)
     }
 
     pub fn image(path: impl Into<PathBuf>) -> Disk {
@@ -376,17 +387,33 @@ impl VmBuilder {
         let initrd = run_dir.join("initrd.cpio");
         self.write_initrd(&base, &initrd, &bins, script)?;
         let mut nvme = Vec::new();
+        let mut memory_dir = None;
         for (i, disk) in self.disks.iter().enumerate() {
-            nvme.push(match disk {
-                Disk::Image(path) => path.clone(),
-                Disk::Sparse(bytes) => {
-                    let path = run_dir.join(format!("nvme{i}.img"));
-                    File::create(&path)
-                        .and_then(|f| f.set_len(*bytes))
-                        .ctx(|| format!("cannot create the disk {}", path.display()))?;
-                    path
+            let (dir, bytes) = match disk {
+                Disk::Image(path) => {
+                    nvme.push(path.clone());
+                    continue;
                 }
-            });
+                Disk::Sparse(bytes) => (run_dir.clone(), bytes),
+                Disk::Memory(bytes) => {
+                    if memory_dir.is_none() {
+                        let leaf = run_dir.file_name().expect("a run directory has a name");
+                        memory_dir = Some(RunDir::create(&Path::new(SHM).join(leaf))?);
+                    }
+                    (
+                        memory_dir
+                            .as_ref()
+                            .and_then(|d| d.path.clone())
+                            .expect("created"),
+                        bytes,
+                    )
+                }
+            };
+            let path = dir.join(format!("nvme{i}.img"));
+            File::create(&path)
+                .and_then(|f| f.set_len(*bytes))
+                .ctx(|| format!("cannot create the disk {}", path.display()))?;
+            nvme.push(path);
         }
         Ok(Prepared {
             name,
@@ -395,6 +422,7 @@ impl VmBuilder {
             initrd,
             nvme,
             _dir: dir,
+            _memory_dir: memory_dir,
             lock: Some(std::cell::RefCell::new(lock)),
         })
     }
@@ -434,7 +462,14 @@ impl VmBuilder {
         }
         for disk in &self.disks {
             match disk {
-                Disk::Sparse(0) => return Err(Error::Invalid("an NVMe disk of 0 bytes".into())),
+                Disk::Sparse(0) | Disk::Memory(0) => {
+                    return Err(Error::Invalid("an NVMe disk of 0 bytes".into()));
+                }
+                Disk::Memory(_) if !Path::new(SHM).is_dir() => {
+                    return Err(Error::Invalid(format!(
+                        "a memory-backed disk needs {SHM}, which this host does not have"
+                    )));
+                }
                 Disk::Image(p) if !p.is_file() => {
                     return Err(Error::Invalid(format!("no disk image at {}", p.display())));
                 }
@@ -584,6 +619,7 @@ impl VmBuilder {
             initrd,
             nvme: Vec::new(),
             _dir: dir,
+            _memory_dir: None,
             lock: None,
         };
         let works = matches!(
@@ -840,6 +876,8 @@ struct Prepared {
     initrd: PathBuf,
     nvme: Vec<PathBuf>,
     _dir: RunDir,
+    /// Where memory-backed disks live, removed with the run.
+    _memory_dir: Option<RunDir>,
     lock: Option<std::cell::RefCell<VmLock>>,
 }
 

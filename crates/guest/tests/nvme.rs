@@ -28,6 +28,58 @@ await /dev/nvme0n1
 test -b /dev/nvme0n1 && echo "again nvme0n1 $(driver)"
 "#;
 
+/// This process's memory-backed disk images in `/dev/shm` (run directories end in `-PID-N`).
+fn memory_disks() -> Vec<std::path::PathBuf> {
+    let pid = format!("-{}-", std::process::id());
+    std::fs::read_dir("/dev/shm")
+        .expect("/dev/shm")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(&pid))
+        .map(|e| e.path().join("nvme0.img"))
+        .filter(|p| p.is_file())
+        .collect()
+}
+
+#[test]
+#[ignore = "boots a QEMU guest: run by cargo xtask test"]
+fn guest_memory_backed_disk_keeps_data_in_shared_memory_for_the_run_only() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let watcher = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            for _ in 0..600 {
+                let found = memory_disks();
+                if !found.is_empty() {
+                    *seen.lock().unwrap() = found;
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        })
+    };
+    let out = guest::Vm::builder()
+        .nvme(guest::Disk::memory(64 << 20))
+        .run(
+            "set -e; echo \"size $(cat /sys/block/nvme0n1/size)\"; \
+             echo hello | dd of=/dev/nvme0n1 oflag=direct bs=512 conv=sync 2>/dev/null; \
+             echo \"read $(dd if=/dev/nvme0n1 iflag=direct bs=512 count=1 2>/dev/null | head -c 5)\"; \
+             sleep 3",
+        )
+        .expect("guest runs");
+    watcher.join().unwrap();
+    assert!(out.success(), "{}", out.log_tail());
+    assert!(out.stdout.contains("size 131072\n"), "{}", out.log_tail());
+    assert!(out.stdout.contains("read hello\n"), "{}", out.log_tail());
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.len(),
+        1,
+        "no image in /dev/shm during the run: {seen:?}"
+    );
+    assert!(!seen[0].exists(), "{} outlived the run", seen[0].display());
+    assert!(memory_disks().is_empty());
+}
+
 #[test]
 #[ignore = "boots a QEMU guest: run by cargo xtask test"]
 fn guest_nvme_rebinds_to_vfio_pci_behind_the_iommu_and_back() {

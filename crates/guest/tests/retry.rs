@@ -120,6 +120,13 @@ fn bad_setups_are_refused_before_anything_boots() {
         matches!(empty_disk, Err(guest::Error::Invalid(_))),
         "{empty_disk:?}"
     );
+    let empty_memory_disk = guest::Vm::builder()
+        .nvme(guest::Disk::memory(0))
+        .run("true");
+    assert!(
+        matches!(empty_memory_disk, Err(guest::Error::Invalid(_))),
+        "{empty_memory_disk:?}"
+    );
     let bad_bin = guest::Vm::builder().static_bin("guest", "../x").run("true");
     assert!(
         matches!(bad_bin, Err(guest::Error::Invalid(_))),

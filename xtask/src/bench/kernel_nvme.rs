@@ -159,7 +159,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     );
     let vm = crate::kernel::with_rust_kernel(guest::Vm::builder(), false)?
         .name("bench-kernel-nvme")
-        .nvme(guest::Disk::sparse(DISK_BYTES))
+        .nvme(guest::Disk::memory(DISK_BYTES))
         .host_program(&fio)
         .static_bin("nvme-ublk", "nvme-ublk")
         .timeout(limit);

@@ -226,7 +226,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     );
     let mut vm = Vm::builder()
         .name("bench-nvme")
-        .nvme(Disk::sparse(DISK_BYTES))
+        .nvme(Disk::memory(DISK_BYTES))
         .host_program(&fio)
         .iommu(opts.vfio)
         .timeout(limit);

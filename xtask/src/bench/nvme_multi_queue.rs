@@ -47,7 +47,7 @@ pub(super) fn run(rounds: u32, runtime: u32) -> Result<ExitCode> {
     );
     let out = Vm::builder()
         .name("bench-nvme-mq")
-        .nvme(Disk::sparse(DISK_BYTES))
+        .nvme(Disk::memory(DISK_BYTES))
         .host_program(&fio)
         .iommu(true)
         .timeout(limit)
