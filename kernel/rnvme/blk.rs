@@ -364,22 +364,12 @@ impl<T: Operations> InFlight<T> {
         Ok(())
     }
 
-    /// The request under `tag`, taken back before the device saw it.
+    /// The request under `tag`, taken back to be ended or requeued.
     pub(crate) fn take_back(&self, tag: u16) -> Option<ARef<Request<T>>> {
         let ptr = self.slots.get(usize::from(tag))?.xchg(0, Full);
         let ptr = NonNull::new(ptr as *mut Request<T>)?;
         // SAFETY: a non-zero slot holds a reference `put` released; the exchange takes it once.
         Some(unsafe { ARef::from_raw(ptr) })
-    }
-
-    /// Ends the request under `tag` with `status` (a `blk_status_t`, 0 for success). Returns false
-    /// when no request is under that tag (a completion the driver did not ask for).
-    pub(crate) fn end(&self, tag: u16, status: u8) -> bool {
-        let Some(rq) = self.take_back(tag) else {
-            return false;
-        };
-        end_request(rq, status);
-        true
     }
 }
 
@@ -396,6 +386,74 @@ pub(crate) fn end_request<T: Operations>(rq: ARef<Request<T>>, status: u8) {
         // SAFETY: the request is in flight and owned by the driver; ending it returns it to
         // blk-mq. The abstraction's reference count is reset when the request is dispatched again.
         unsafe { bindings::blk_mq_end_request(ptr.as_ptr().cast(), status) };
+    }
+}
+
+/// Requests that completed successfully in one pass over a completion queue, ended together once
+/// the pass is over, as the C driver ends them (`blk_mq_end_request_batch`): the block layer then
+/// accounts them and frees their tags in one go instead of once per request. Dropping the batch ends
+/// what it holds.
+pub(crate) struct EndBatch {
+    iob: bindings::io_comp_batch,
+}
+
+impl EndBatch {
+    pub(crate) fn new() -> EndBatch {
+        EndBatch {
+            iob: bindings::io_comp_batch {
+                req_list: bindings::rq_list {
+                    head: core::ptr::null_mut(),
+                    tail: core::ptr::null_mut(),
+                },
+                need_ts: false,
+                complete: None,
+                poll_ctx: core::ptr::null_mut(),
+            },
+        }
+    }
+
+    /// Ends `rq`, which the driver took back from [`InFlight`], successfully: with the batch, or at
+    /// once if the block layer does not batch it (`blk_mq_add_to_batch`'s rules: scheduler tags or
+    /// an `end_io` callback).
+    pub(crate) fn add<T: Operations>(&mut self, rq: ARef<Request<T>>) {
+        let ptr = raw(&rq);
+        // SAFETY: the request is in flight and owned by the driver; blk-mq does not change these
+        // fields while the driver owns it.
+        let alone = unsafe {
+            (*ptr).rq_flags & (1 << bindings::rqf_flags___RQF_SCHED_TAGS) != 0 || (*ptr).end_io.is_some()
+        };
+        if alone {
+            end_request(rq, 0);
+            return;
+        }
+        let timed = (1 << bindings::rqf_flags___RQF_IO_STAT)
+            | (1 << bindings::rqf_flags___RQF_STATS)
+            | (1 << bindings::rqf_flags___RQF_USE_SCHED);
+        let ptr = ARef::into_raw(rq).as_ptr().cast::<bindings::request>();
+        // SAFETY: the driver owns the request until it is ended, and an in-flight request's
+        // `rq_next` (which shares its place with the dispatch list link) is the driver's to use:
+        // linking it at the tail of the batch is what `rq_list_add_tail` does. The reference the
+        // driver held is given up here; the abstraction resets its count when blk-mq dispatches the
+        // request again.
+        unsafe {
+            self.iob.need_ts |= (*ptr).rq_flags & timed != 0;
+            (*ptr).__bindgen_anon_1.rq_next = core::ptr::null_mut();
+            match self.iob.req_list.tail.is_null() {
+                true => self.iob.req_list.head = ptr,
+                false => (*self.iob.req_list.tail).__bindgen_anon_1.rq_next = ptr,
+            }
+        }
+        self.iob.req_list.tail = ptr;
+    }
+}
+
+impl Drop for EndBatch {
+    fn drop(&mut self) {
+        if !self.iob.req_list.head.is_null() {
+            // SAFETY: the list holds started requests the driver owns, each once, linked by
+            // `EndBatch::add`, with no `end_io` and no scheduler tags; ending them gives them back.
+            unsafe { bindings::blk_mq_end_request_batch(&mut self.iob) };
+        }
     }
 }
 

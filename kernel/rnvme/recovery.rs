@@ -199,7 +199,8 @@ impl Ctrl {
         let mut reaped = 0;
         if let Some(bar) = self.bar.try_access() {
             for q in self.io.iter() {
-                reaped += q.queue.reap(&bar, |c| q.complete(c));
+                let mut batch = blk::EndBatch::new();
+                reaped += q.queue.reap(&bar, |c| q.complete(c, &mut batch));
             }
         }
         let mut failed = 0;

@@ -31,7 +31,7 @@ mod nvme_spec;
 mod queue;
 mod recovery;
 
-use blk::{BlkQueue, Disk, InFlight, Limits, SgTable};
+use blk::{BlkQueue, Disk, EndBatch, InFlight, Limits, SgTable};
 use nvme_spec::{
     build_prps, reg, Cap, Command, IdController, IdNamespace, Prp2, PAGE, PRPS_PER_PAGE,
 };
@@ -124,20 +124,21 @@ impl IoQueue {
         }
     }
 
-    fn complete(&self, c: Completion) {
+    /// Ends the request `c` completes: with `batch` if it succeeded, at once if not.
+    fn complete(&self, c: Completion, batch: &mut EndBatch) {
         if usize::from(c.cid) >= self.sg.len() {
             pr_warn!("queue {}: completion for unknown command {}\n", self.queue.qid, c.cid);
             return;
         }
         self.unmap(c.cid);
         self.started[usize::from(c.cid)].store(0, Relaxed);
-        let status = if c.status.is_success() {
-            0
-        } else {
-            c.status.blk_status()
-        };
-        if !self.in_flight.end(c.cid, status) {
+        let Some(rq) = self.in_flight.take_back(c.cid) else {
             pr_warn!("queue {}: completion for idle command {}\n", self.queue.qid, c.cid);
+            return;
+        };
+        match c.status.is_success() {
+            true => batch.add(rq),
+            false => blk::end_request(rq, c.status.blk_status()),
         }
     }
 }
@@ -147,7 +148,9 @@ impl irq::Handler for IoQueue {
         let Ok(bar) = self.queue.bar().access(dev) else {
             return irq::IrqReturn::None;
         };
-        if self.queue.reap(bar, |c| self.complete(c)) > 0 {
+        // The batch ends its requests when it goes, after the completion queue's head is written.
+        let mut batch = EndBatch::new();
+        if self.queue.reap(bar, |c| self.complete(c, &mut batch)) > 0 {
             irq::IrqReturn::Handled
         } else {
             irq::IrqReturn::None
