@@ -50,7 +50,7 @@ pub enum Disk {
     Sparse(u64),
     /// The same, in shared memory (`/dev/shm`), for benchmarks: its pages stay in the host's memory.
     /// A file on disk is written back, and its cached pages may be dropped between runs (a host under
-    /// proactive memory reclaim drops them within seconds), after which the emulated device reads
+    /// proactive memory reclaim drops them between rounds of a benchmark), after which the emulated device reads
     /// the host's disk and a benchmark measures that instead of the drivers.
     Memory(u64),
     /// An existing raw image, used in place (the guest's writes land in it).
