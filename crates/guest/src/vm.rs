@@ -23,8 +23,10 @@ use crate::qemu::{Accel, Machine, Qemu};
 const BOOT_TRIES: u32 = 3;
 /// How long QEMU may take to exit after the script reported its status (times the slowdown).
 const POWEROFF_GRACE: Duration = Duration::from_secs(15);
-/// Where [`Disk::Memory`] files are made: a memory file system.
+/// The memory file system [`Disk::Memory`] images live in, and the directory there that holds one
+/// directory per run.
 const SHM: &str = "/dev/shm";
+const SHM_RUNS: &str = "/dev/shm/kangrejos-vm";
 /// The overall ceiling is this many times the builder's timeout (times the slowdown): generous, since the
 /// stall limit is what catches a stuck guest, and load can grow after the calibration.
 pub const CEILING_SLACK: u32 = 3;
@@ -397,8 +399,11 @@ impl VmBuilder {
                 Disk::Sparse(bytes) => (run_dir.clone(), bytes),
                 Disk::Memory(bytes) => {
                     if memory_dir.is_none() {
+                        let root = Path::new(SHM_RUNS);
+                        create_dir(root)?;
+                        prune_dead_runs(root);
                         let leaf = run_dir.file_name().expect("a run directory has a name");
-                        memory_dir = Some(RunDir::create(&Path::new(SHM).join(leaf))?);
+                        memory_dir = Some(RunDir::create(&root.join(leaf))?);
                     }
                     (
                         memory_dir
@@ -815,9 +820,47 @@ impl VmBuilder {
     }
 }
 
+/// Removes the run directories under `root` that a run killed before its cleanup left behind: those
+/// named `...-PID-N` for a process that no longer exists. (A memory-backed image holds host memory
+/// until it is removed.)
+fn prune_dead_runs(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.rsplit('-').nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !Path::new("/proc").join(pid.to_string()).exists()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pruning_removes_the_runs_of_dead_processes_only() {
+        let root = tempfile::tempdir().unwrap();
+        let live = format!("guest_x-{}-0", std::process::id());
+        // PIDs stop well below this (the kernel's limit is 2^22).
+        let dead = "guest_x-2147483646-3";
+        for name in [live.as_str(), dead, "not-a-run", "kvm-probe"] {
+            create_dir(&root.path().join(name)).unwrap();
+            std::fs::write(root.path().join(name).join("nvme0.img"), b"x").unwrap();
+        }
+        prune_dead_runs(root.path());
+        let mut left: Vec<String> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, [live, "kvm-probe".to_owned(), "not-a-run".to_owned()]);
+    }
 
     #[test]
     fn pruning_keeps_the_newest_logs_only() {

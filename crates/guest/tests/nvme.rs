@@ -28,11 +28,12 @@ await /dev/nvme0n1
 test -b /dev/nvme0n1 && echo "again nvme0n1 $(driver)"
 "#;
 
-/// This process's memory-backed disk images in `/dev/shm` (run directories end in `-PID-N`).
+/// This process's memory-backed disk images (run directories end in `-PID-N`).
 fn memory_disks() -> Vec<std::path::PathBuf> {
     let pid = format!("-{}-", std::process::id());
-    std::fs::read_dir("/dev/shm")
-        .expect("/dev/shm")
+    std::fs::read_dir("/dev/shm/kangrejos-vm")
+        .into_iter()
+        .flatten()
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().contains(&pid))
         .map(|e| e.path().join("nvme0.img"))
