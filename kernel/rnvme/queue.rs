@@ -51,6 +51,8 @@ struct SqState {
 struct CqState {
     head: u16,
     phase: bool,
+    /// Completions consumed since the head was last written to the controller.
+    unacknowledged: u16,
 }
 
 /// One completion: command identifier, status and dword 0 (the command-specific result).
@@ -126,10 +128,16 @@ impl ShadowDoorbells {
 #[pin_data]
 pub(crate) struct Queue {
     pub(crate) qid: u16,
+    /// Submission queue entries.
     pub(crate) entries: u16,
+    /// Completion queue entries (at least `entries`).
+    pub(crate) cq_entries: u16,
+    /// How many consumed completions may go unacknowledged before the head is written (0: always
+    /// written). See [`Queue::new`].
+    lazy_head: u16,
     /// `entries` commands of 16 dwords.
     sq: Coherent<[u32]>,
-    /// `entries` completions of 4 dwords.
+    /// `cq_entries` completions of 4 dwords.
     cq: Coherent<[u32]>,
     #[pin]
     sq_state: SpinLock<SqState>,
@@ -143,16 +151,28 @@ pub(crate) struct Queue {
 }
 
 impl Queue {
+    /// A queue pair of `entries` submission and `cq_entries` completion slots.
+    ///
+    /// A completion queue at least twice the submission queue lets the driver write its head
+    /// lazily. The controller needs a free completion slot only for a command it holds: at most
+    /// `entries - 1` of them, plus as many again for tags freed and used again while a pass over the
+    /// completion queue runs (a failed request is ended within the pass). So up to
+    /// `cq_entries - 2 * entries` consumed completions can go unacknowledged without the controller
+    /// ever finding the queue full. Half of that is used: the head is written once more than
+    /// `(cq_entries - 2 * entries) / 2` completions went unacknowledged. Each head write saved is a
+    /// register write (or a shadow update that often becomes one) saved; the C driver writes the
+    /// head after every interrupt.
     pub(crate) fn new(
         dev: &kernel::device::Device<Bound>,
         bar: Arc<Bar0>,
         cap: &Cap,
         qid: u16,
-        entries: u16,
+        (entries, cq_entries): (u16, u16),
         shadow: Option<Arc<ShadowDoorbells>>,
     ) -> Result<Arc<Queue>> {
+        let cq_entries = cq_entries.max(entries);
         let sq = Coherent::<u32>::zeroed_slice(dev, usize::from(entries) * 16, GFP_KERNEL)?;
-        let cq = Coherent::<u32>::zeroed_slice(dev, usize::from(entries) * 4, GFP_KERNEL)?;
+        let cq = Coherent::<u32>::zeroed_slice(dev, usize::from(cq_entries) * 4, GFP_KERNEL)?;
         let (sq_doorbell, cq_doorbell) = (cap.sq_doorbell(qid), cap.cq_doorbell(qid));
         let words = |register: usize| (register - crate::nvme_spec::reg::DOORBELLS) / 4;
         let shadow = shadow.map(|s| (s, words(sq_doorbell), words(cq_doorbell)));
@@ -160,10 +180,12 @@ impl Queue {
             pin_init!(Queue {
                 qid,
                 entries,
+                cq_entries,
+                lazy_head: cq_entries.saturating_sub(entries.saturating_mul(2)) / 2,
                 sq,
                 cq,
                 sq_state <- new_spinlock!(SqState { tail: 0, rung: 0, gate: Gate::Open }),
-                cq_state <- new_spinlock!(CqState { head: 0, phase: true }),
+                cq_state <- new_spinlock!(CqState { head: 0, phase: true, unacknowledged: 0 }),
                 sq_doorbell,
                 cq_doorbell,
                 shadow,
@@ -266,9 +288,11 @@ impl Queue {
         }
         cq.head = 0;
         cq.phase = true;
+        cq.unacknowledged = 0;
     }
 
-    /// Hands every new completion to `f` and acknowledges them; returns how many there were.
+    /// Hands every new completion to `f` and acknowledges them (at once, or lazily: see
+    /// [`Queue::new`]); returns how many there were.
     pub(crate) fn reap(&self, bar: &pci::Bar<'static, { crate::nvme_spec::reg::SIZE }>, mut f: impl FnMut(Completion)) -> usize {
         let mut state = self.cq_state.lock();
         let mut count = 0;
@@ -288,13 +312,15 @@ impl Queue {
             });
             count += 1;
             state.head += 1;
-            if state.head == self.entries {
+            if state.head == self.cq_entries {
                 state.head = 0;
                 state.phase = !state.phase;
             }
         }
-        if count > 0 {
+        state.unacknowledged = state.unacknowledged.saturating_add(count as u16);
+        if count > 0 && state.unacknowledged > self.lazy_head {
             self.doorbell(bar, false, state.head);
+            state.unacknowledged = 0;
         }
         count
     }

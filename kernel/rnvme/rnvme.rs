@@ -42,6 +42,9 @@ use recovery::Watchdog;
 const ADMIN_ENTRIES: u16 = 32;
 /// I/O queue entries (fewer if CAP.MQES says so); blk-mq gets one tag less, so a queue never fills.
 const IO_ENTRIES: u16 = 128;
+/// I/O completion queue entries (fewer if CAP.MQES says so): more than the submission queue's, so
+/// the head can be written lazily (see `Queue::new`). The C driver's queues have 1024 entries.
+const IO_CQ_ENTRIES: u16 = 1024;
 /// How long an admin command may take.
 const ADMIN_TIMEOUT_MS: u32 = 10_000;
 /// How long a normal shutdown may take when Identify gives no RTD3E.
@@ -283,8 +286,8 @@ pub(crate) struct Ctrl {
     cap: Cap,
     admin: Arc<Queue>,
     io: KVec<Arc<IoQueue>>,
-    /// Entries of each I/O queue.
-    entries: u16,
+    /// Entries of each I/O submission queue, and of each completion queue.
+    entries: (u16, u16),
     shadow: Option<Arc<ShadowDoorbells>>,
     /// The disk's request queue, from when the disk is added until unbind frees it.
     #[pin]
@@ -314,11 +317,11 @@ impl Ctrl {
             queue.rewind();
             admin_command(
                 &self.admin,
-                Command::create_cq(queue.qid, self.entries, queue.cq_address(), q.vector),
+                Command::create_cq(queue.qid, self.entries.1, queue.cq_address(), q.vector),
             )?;
             admin_command(
                 &self.admin,
-                Command::create_sq(queue.qid, self.entries, queue.sq_address()),
+                Command::create_sq(queue.qid, self.entries.0, queue.sq_address()),
             )?;
         }
         if let Some(shadow) = &self.shadow {
@@ -514,7 +517,7 @@ impl RnvmeDriver {
         }
         disable(regs, &cap)?;
 
-        let admin = Queue::new(dev, bar.clone(), &cap, 0, ADMIN_ENTRIES, None)?;
+        let admin = Queue::new(dev, bar.clone(), &cap, 0, (ADMIN_ENTRIES, ADMIN_ENTRIES), None)?;
         if let Err(e) = Ctrl::enable(regs, &cap, &admin) {
             dev_err!(dev, "controller did not become ready: {:?}\n", e);
             let _ = disable(regs, &cap);
@@ -556,7 +559,9 @@ impl RnvmeDriver {
         let granted = (granted & 0xffff).min(granted >> 16) + 1;
         let count = wanted.min(granted);
 
-        let entries = IO_ENTRIES.min(cap.max_queue_entries.min(u32::from(u16::MAX)) as u16);
+        let max_entries = cap.max_queue_entries.min(u32::from(u16::MAX)) as u16;
+        let entries = IO_ENTRIES.min(max_entries);
+        let cq_entries = IO_CQ_ENTRIES.min(max_entries);
         let tags = usize::from(entries - 1);
         let max_transfer = ctrl
             .max_transfer(cap.mps_min_shift)
@@ -587,7 +592,7 @@ impl RnvmeDriver {
         for i in 0..count as u16 {
             let qid = i + 1;
             let vector = i.min(1);
-            let queue = Queue::new(dev, bar.clone(), &cap, qid, entries, shadow.clone())?;
+            let queue = Queue::new(dev, bar.clone(), &cap, qid, (entries, cq_entries), shadow.clone())?;
             let irq = (irq_numbers[usize::from(vector)], vector);
             let ioq = IoQueue::new(dev, queue, tags, max_segments, irq)?;
             irqs.push(
@@ -609,7 +614,7 @@ impl RnvmeDriver {
                 cap,
                 admin,
                 io,
-                entries,
+                entries: (entries, cq_entries),
                 shadow,
                 blk_queue <- new_mutex!(None),
                 dead: Atomic::new(0),
