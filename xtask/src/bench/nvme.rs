@@ -267,18 +267,26 @@ bind() {
 wait_disk() { i=0; while [ ! -b "$1" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; [ -b "$1" ]; }
 "#;
 
+/// Moves the controller to the kernel's driver and waits for its block device.
+const TO_KERNEL_DRIVER: &str =
+    "bind nvme\nwait_disk /dev/nvme0n1 || { echo 'no /dev/nvme0n1'; exit 1; }\n";
+
+/// [`GUEST_PRELUDE`], then the whole namespace written once through the kernel's driver, before
+/// anything is measured.
+fn prelude_with_filled_namespace() -> String {
+    GUEST_PRELUDE.to_owned() + TO_KERNEL_DRIVER + &super::fill_once("/dev/nvme0n1")
+}
+
 /// The guest side: alternate kernel and userspace rounds over every workload.
 fn guest_script(opts: &Options) -> String {
     let t = opts.runtime;
-    let mut s = GUEST_PRELUDE.to_owned()
+    let mut s = prelude_with_filled_namespace()
         + r#"# The guest's busy CPU time in clock ticks (user, nice, system, irq, softirq of all CPUs).
 busy() { awk '/^cpu /{ print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
 # I/Os completed by a block device (reads and writes).
 ios() { awk '{ print $1 + $5 }' "/sys/block/$1/stat"; }
 echo 64 > /proc/sys/vm/nr_hugepages
-bind nvme
-wait_disk /dev/nvme0n1 || { echo 'no /dev/nvme0n1'; exit 1; }
-"# + &super::fill_once("/dev/nvme0n1");
+"#;
     let fio = |s: &mut String,
                round: u32,
                engine: &str,
@@ -300,7 +308,7 @@ wait_disk /dev/nvme0n1 || { echo 'no /dev/nvme0n1'; exit 1; }
         );
     };
     for round in 1..=opts.rounds {
-        s.push_str("bind nvme\nwait_disk /dev/nvme0n1 || { echo 'no /dev/nvme0n1'; exit 1; }\n");
+        s.push_str(TO_KERNEL_DRIVER);
         for w in opts.workloads() {
             for engine in opts.kernel_engines() {
                 fio(&mut s, round, engine, engine, "nvme0n1", w);

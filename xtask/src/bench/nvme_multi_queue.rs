@@ -18,7 +18,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use guest::{Disk, Vm};
 
-use super::{DISK_BYTES, GUEST_PRELUDE, MARK, Measure, Row, best, parse_results, which};
+use super::{
+    DISK_BYTES, MARK, Measure, Row, TO_KERNEL_DRIVER, best, parse_results,
+    prelude_with_filled_namespace, which,
+};
 
 /// Queue entries in flight per queue pair (nvme-tool) or per fio job.
 const DEPTH: u32 = 16;
@@ -64,9 +67,7 @@ pub(super) fn run(rounds: u32, runtime: u32) -> Result<ExitCode> {
 }
 
 fn guest_script(rounds: u32, t: u32) -> String {
-    let mut s = String::from(GUEST_PRELUDE)
-        + "bind nvme\nwait_disk /dev/nvme0n1 || { echo 'no /dev/nvme0n1'; exit 1; }\n"
-        + &super::super::fill_once("/dev/nvme0n1");
+    let mut s = prelude_with_filled_namespace();
     let fio = |s: &mut String, round: u32, engine: &str, dev: &str| {
         let _ = writeln!(
             s,
@@ -78,7 +79,7 @@ fn guest_script(rounds: u32, t: u32) -> String {
         );
     };
     for round in 1..=rounds {
-        s.push_str("bind nvme\nwait_disk /dev/nvme0n1 || { echo 'no /dev/nvme0n1'; exit 1; }\n");
+        s.push_str(TO_KERNEL_DRIVER);
         fio(&mut s, round, &engine(KERNEL, "on", 0), "nvme0n1");
         s.push_str("bind vfio-pci\nDEV=vfio:$BDF\n");
         for (shadow, flag) in SHADOW {
