@@ -135,12 +135,32 @@ pub fn for_suite() -> Result<guest::Kernel> {
     }
 }
 
-/// The kernel built before, for runs that may install nothing (`--no-install`).
+/// The kernel built before, for runs that may install nothing (`--no-install`). Refused when the
+/// sources under `kernel/` changed since its modules were built: the run would test stale modules.
 pub fn built() -> Result<guest::Kernel> {
-    guest::Kernel::find_rust().context(
+    let kernel = guest::Kernel::find_rust().context(
         "--no-install: no Rust kernel has been built; `cargo xtask kernel --dry-run` says what building \
          it installs and downloads",
-    )
+    )?;
+    check_module_sources(&kernel.root, &module_sources_digest()?)?;
+    Ok(kernel)
+}
+
+/// The file of an installed kernel that records the digest of the `kernel/` sources its modules were
+/// built from.
+const MODULE_SOURCES_STAMP: &str = "MODULE-SOURCES";
+
+/// Fails unless the kernel installed at `root` has modules built from sources with `digest`.
+fn check_module_sources(root: &Path, digest: &str) -> Result<()> {
+    let recorded = std::fs::read_to_string(root.join(MODULE_SOURCES_STAMP)).unwrap_or_default();
+    if recorded.trim() != digest {
+        bail!(
+            "--no-install: the modules at {} were not built from the sources now under kernel/ (changed \
+             since, or built before they were recorded); `cargo xtask kernel` rebuilds them",
+            root.display()
+        );
+    }
+    Ok(())
 }
 
 /// What [`ensure`] would install, download and build now, for a dry run.
@@ -209,10 +229,8 @@ pub fn ensure(refresh: bool) -> Result<guest::Kernel> {
     let chroot = stage("chroot", || Chroot::ensure(&cache, refresh, &log("chroot")))?;
     let versions = Versions::read(&chroot)?;
     let tree_key = hash(&format!("{RECIPE}\n{}", versions.describe()))?;
-    let module_key = hash(&format!(
-        "{tree_key}\n{MODULE_RECIPE}\n{}",
-        module_sources_digest()?
-    ))?;
+    let sources = module_sources_digest()?;
+    let module_key = hash(&format!("{tree_key}\n{MODULE_RECIPE}\n{sources}"))?;
 
     let debs = stage("image", || fetch_image(&chroot, &versions, &log("image")))?;
     let tree = stage("prepare", || {
@@ -224,6 +242,8 @@ pub fn ensure(refresh: bool) -> Result<guest::Kernel> {
     let kernel = stage("install", || {
         install(&cache, &chroot, &versions, &debs, &built, &module_key)
     })?;
+    // Written on every run, so a kernel installed before the stamp existed gets it too.
+    std::fs::write(kernel.root.join(MODULE_SOURCES_STAMP), &sources)?;
     remove_stale(&cache, &chroot, &tree_key, &module_key);
     eprintln!(
         "xtask kernel: {} ready in {:.1} s",
@@ -731,6 +751,22 @@ impl CacheLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kernel_is_reused_only_with_modules_built_from_the_current_sources() {
+        let root = std::env::temp_dir().join(format!("xtask-module-stamp-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        let refused = check_module_sources(&root, "abc").unwrap_err().to_string();
+        assert!(
+            refused.contains("`cargo xtask kernel` rebuilds them"),
+            "{refused}"
+        );
+        std::fs::write(root.join(MODULE_SOURCES_STAMP), "abc").unwrap();
+        assert!(check_module_sources(&root, "abc").is_ok());
+        let refused = check_module_sources(&root, "abd").unwrap_err().to_string();
+        assert!(refused.contains(&root.display().to_string()), "{refused}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 
     #[test]
     fn the_generic_image_is_picked_among_its_flavours() {
