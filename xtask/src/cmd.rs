@@ -126,11 +126,36 @@ pub fn parse_test_result(line: &str) -> Option<Tally> {
     Some(tally)
 }
 
-/// A `cargo +nightly` command in the workspace (sanitizers, cargo-fuzz), free of the variables the
-/// outer cargo and rustup set for this process, which would otherwise pin the outer toolchain.
-pub fn nightly_cargo() -> Command {
+/// A cargo for the checks that need unstable compiler flags (sanitizers, cargo-fuzz), in the
+/// workspace, free of the variables the outer cargo and rustup set for this process.
+///
+/// The nightly toolchain when one is installed. Otherwise the toolchain running this command, with
+/// `RUSTC_BOOTSTRAP=1` (as the Linux kernel builds its Rust with a stable compiler): its standard
+/// library ships the sanitizer runtimes too. No toolchain is ever downloaded for these checks.
+pub fn unstable_cargo() -> Command {
+    static NIGHTLY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let nightly = *NIGHTLY.get_or_init(|| {
+        let mut probe = nightly_cargo();
+        probe.arg("--version").env("RUSTUP_AUTO_INSTALL", "0");
+        probe.output().is_ok_and(|o| o.status.success())
+    });
+    if nightly {
+        return nightly_cargo();
+    }
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(workspace_root())
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env_remove("RUSTFLAGS")
+        .env_remove("RUSTC_WRAPPER");
+    cmd
+}
+
+/// `cargo +nightly`, free of the variables that would pin the outer toolchain (never installs one).
+fn nightly_cargo() -> Command {
     let mut cmd = Command::new("cargo");
-    cmd.arg("+nightly").current_dir(workspace_root());
+    cmd.arg("+nightly")
+        .current_dir(workspace_root())
+        .env("RUSTUP_AUTO_INSTALL", "0");
     for var in [
         "CARGO",
         "RUSTC",

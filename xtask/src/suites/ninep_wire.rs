@@ -6,7 +6,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 
 use super::Suite;
-use crate::cmd::{Tally, nightly_cargo, run_checked, workspace_root};
+use crate::cmd::{Tally, run_checked, unstable_cargo, workspace_root};
 
 /// How long the fuzzer runs; a crash within it fails the suite.
 const FUZZ_SECONDS: u32 = 45;
@@ -24,16 +24,9 @@ fn succeeds(mut cmd: Command) -> bool {
     cmd.output().is_ok_and(|o| o.status.success())
 }
 
-/// Installs the nightly toolchain and cargo-fuzz when a fresh machine lacks them.
+/// Installs cargo-fuzz (from cargo's registry) when a fresh machine lacks it.
 fn ensure_fuzz_tools() -> Result<()> {
-    let mut version = nightly_cargo();
-    version.arg("--version");
-    if !succeeds(version) {
-        let mut install = Command::new("rustup");
-        install.args(["toolchain", "install", "nightly", "--profile", "minimal"]);
-        run_checked(install).context("installing the nightly toolchain for cargo fuzz")?;
-    }
-    let mut fuzz = nightly_cargo();
+    let mut fuzz = unstable_cargo();
     fuzz.args(["fuzz", "--version"]);
     if !succeeds(fuzz) {
         let mut install = Command::new("cargo");
@@ -66,7 +59,7 @@ fn run_fuzz() -> Result<Tally> {
         .current_dir(&root);
     run_checked(seeds).context("writing the fuzz seed corpus")?;
 
-    let mut fuzz = nightly_cargo();
+    let mut fuzz = unstable_cargo();
     fuzz.args(["fuzz", "run", "--fuzz-dir"])
         .arg(&fuzz_dir)
         .args(["decode", "--"])

@@ -10,7 +10,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use super::Suite;
-use crate::cmd::{self, Tally, nightly_cargo, run_checked, run_counting, workspace_root};
+use crate::cmd::{self, Tally, run_checked, run_counting, unstable_cargo, workspace_root};
 
 /// The runtime test targets of `pinit`: library, integration tests and the examples (which run as tests).
 /// The trybuild suite only compiles code, so it is no memory test.
@@ -41,13 +41,13 @@ pub fn suites() -> Vec<Suite> {
     vec![
         Suite {
             name: "pinit-asan",
-            about: "pinit tests under AddressSanitizer (nightly, -Zsanitizer=address)",
+            about: "pinit tests under AddressSanitizer (-Zsanitizer=address)",
             needs_guest: false,
             run: || sanitized("address"),
         },
         Suite {
             name: "pinit-lsan",
-            about: "pinit tests under LeakSanitizer (nightly, -Zsanitizer=leak)",
+            about: "pinit tests under LeakSanitizer (-Zsanitizer=leak)",
             needs_guest: false,
             run: || sanitized("leak"),
         },
@@ -77,21 +77,8 @@ fn target_dir(flavour: &str) -> PathBuf {
     cmd::target_dir().join(format!("pinit-{flavour}"))
 }
 
-/// Installs the nightly toolchain when a fresh machine lacks it.
-fn ensure_nightly() -> Result<()> {
-    let mut version = nightly_cargo();
-    version.arg("--version");
-    if version.output().is_ok_and(|o| o.status.success()) {
-        return Ok(());
-    }
-    let mut install = Command::new("rustup");
-    install.args(["toolchain", "install", "nightly", "--profile", "minimal"]);
-    run_checked(install).context("installing the nightly toolchain for the sanitizers")
-}
-
 fn sanitized(sanitizer: &str) -> Result<Tally> {
-    ensure_nightly()?;
-    let mut cmd = nightly_cargo();
+    let mut cmd = unstable_cargo();
     cmd.args(["test", "-p", "pinit", "--target", HOST])
         .args(TEST_TARGETS)
         .env("CARGO_TARGET_DIR", target_dir(sanitizer))
