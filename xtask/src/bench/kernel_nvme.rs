@@ -300,6 +300,47 @@ fn paired_ratio(rust: &[&Row], c: &[&Row], value: impl Fn(&Row) -> f64) -> Optio
     median(ratios)
 }
 
+/// The paired ratios of `value(rust) / value(c)` as a geometric mean with its 95 % confidence
+/// interval (Student's t over the rounds' log ratios): (mean, low, high). Needs two rounds with
+/// both sides. It says whether a row's gap is larger than the rounds' spread: an interval that
+/// holds 1.0 does not tell the drivers apart.
+fn paired_interval(
+    rust: &[&Row],
+    c: &[&Row],
+    value: impl Fn(&Row) -> f64,
+) -> Option<(f64, f64, f64)> {
+    let logs: Vec<f64> = rust
+        .iter()
+        .filter_map(|r| {
+            let other = c.iter().find(|o| o.round == r.round)?;
+            let (a, b) = (value(r), value(other));
+            (a > 0.0 && b > 0.0).then(|| (a / b).ln())
+        })
+        .collect();
+    let n = logs.len();
+    if n < 2 {
+        return None;
+    }
+    let mean = logs.iter().sum::<f64>() / n as f64;
+    let variance = logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    let half = t_975(n - 1) * (variance / n as f64).sqrt();
+    Some((mean.exp(), (mean - half).exp(), (mean + half).exp()))
+}
+
+/// The 97.5 % quantile of Student's t with `df` degrees of freedom (two-sided 95 %).
+fn t_975(df: usize) -> f64 {
+    const TABLE: [f64; 10] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    ];
+    match df {
+        0 => f64::INFINITY,
+        1..=10 => TABLE[df - 1],
+        11..=20 => 2.2 - (df - 11) as f64 * 0.0125,
+        21..=30 => 2.08 - (df - 21) as f64 * 0.0045,
+        _ => 1.96,
+    }
+}
+
 /// One driver's runs of one workload, with their medians.
 struct Side<'a> {
     runs: Vec<&'a Row>,
@@ -318,6 +359,14 @@ impl<'a> Side<'a> {
             p50_us: median(runs.iter().map(|r| r.p50_us).collect())?,
             runs,
         })
+    }
+
+    /// The interval of the paired IOPS ratio against `c`, as the table prints it.
+    fn interval_against(&self, c: &Side) -> String {
+        match paired_interval(&self.runs, &c.runs, |r| r.iops) {
+            Some((mean, low, high)) => format!("{mean:.3} ({low:.3}-{high:.3})"),
+            None => "-".to_owned(),
+        }
     }
 
     /// The paired ratios against `c`: (IOPS, p50), NaN where no round has both.
@@ -340,16 +389,17 @@ fn table(rows: &[Row], opts: &Options) -> String {
         "rnvme (Rust, in the kernel) and nvme-ublk (the user-space driver through ublk, polling, \
          uio_pci_generic) against nvme (C) on one QEMU NVMe controller, in one boot: medians of {} \
          rounds of {} s (fio io_uring, O_DIRECT, 1 job, the same job on each); the ratios are paired, \
-         the median of the rounds' own ratios against the C run of the same round\n",
+         the median of the rounds' own ratios against the C run of the same round; the interval is the \
+         geometric mean of those ratios with its 95 % confidence interval over the rounds\n",
         opts.rounds, opts.runtime
     );
     let _ = writeln!(
         s,
-        "| workload | nvme IOPS | rnvme IOPS | nvme-ublk IOPS | IOPS rnvme/C | IOPS nvme-ublk/C | nvme p50 µs | rnvme p50 µs | nvme-ublk p50 µs | p50 rnvme/C | p50 nvme-ublk/C | rnvme goal |"
+        "| workload | nvme IOPS | rnvme IOPS | nvme-ublk IOPS | IOPS rnvme/C | IOPS nvme-ublk/C | IOPS rnvme/C interval | nvme p50 µs | rnvme p50 µs | nvme-ublk p50 µs | p50 rnvme/C | p50 nvme-ublk/C | rnvme goal |"
     );
     let _ = writeln!(
         s,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     );
     let mut rounds = String::new();
     let mut met = Vec::new();
@@ -365,13 +415,14 @@ fn table(rows: &[Row], opts: &Options) -> String {
         }
         let _ = writeln!(
             s,
-            "| {} | {:.0} | {:.0} | {:.0} | {:.3} | {:.3} | {:.1} | {:.1} | {:.1} | {:.3} | {:.3} | {} |",
+            "| {} | {:.0} | {:.0} | {:.0} | {:.3} | {:.3} | {} | {:.1} | {:.1} | {:.1} | {:.3} | {:.3} | {} |",
             w.name,
             c.iops,
             rust.iops,
             user.iops,
             rust_ratio.0,
             user_ratio.0,
+            rust.interval_against(&c),
             c.p50_us,
             rust.p50_us,
             user.p50_us,
@@ -476,6 +527,35 @@ mod tests {
     }
 
     #[test]
+    fn the_interval_of_the_paired_ratio_widens_with_the_rounds_spread() {
+        let pairs = |ratios: &[f64]| {
+            let rust: Vec<Row> = (0..ratios.len())
+                .map(|i| row(i as u32, "rnvme", ratios[i] * (i + 1) as f64))
+                .collect();
+            let c: Vec<Row> = (0..ratios.len())
+                .map(|i| row(i as u32, "nvme", (i + 1) as f64))
+                .collect();
+            (rust, c)
+        };
+        let interval = |(rust, c): &(Vec<Row>, Vec<Row>)| {
+            let (rust, c): (Vec<&Row>, Vec<&Row>) = (rust.iter().collect(), c.iter().collect());
+            paired_interval(&rust, &c, |r| r.iops)
+        };
+        // Rounds that agree: the interval is the ratio itself, whatever the load did to both sides.
+        let (mean, low, high) = interval(&pairs(&[0.9, 0.9, 0.9])).unwrap();
+        assert!((mean - 0.9).abs() < 1e-9 && (low - 0.9).abs() < 1e-9 && (high - 0.9).abs() < 1e-9);
+        // Ratios of 0.8 and 1.25 (geometric mean 1.0) over two rounds: t(1) = 12.706 and a
+        // standard error of ln(1.25), so the interval is 1.25^-12.706 to 1.25^12.706.
+        let (mean, low, high) = interval(&pairs(&[0.8, 1.25])).unwrap();
+        assert!((mean - 1.0).abs() < 1e-9, "{mean}");
+        let bound = 1.25f64.powf(12.706);
+        assert!((high / bound - 1.0).abs() < 1e-6 && (low * bound - 1.0).abs() < 1e-6);
+        // One round cannot give an interval.
+        assert_eq!(interval(&pairs(&[0.9])), None);
+        assert!(t_975(4) > t_975(5) && t_975(30) > 1.96 && t_975(1000) == 1.96);
+    }
+
+    #[test]
     fn every_round_runs_the_three_drivers_with_rust_and_c_back_to_back() {
         let mut seen = std::collections::BTreeSet::new();
         for round in 1..=4 {
@@ -545,7 +625,7 @@ mod tests {
             },
         );
         assert!(
-            t.contains("| 4k randread QD32 | 200 | 220 | 500 | 1.100 | 2.500 | 5.0 | 4.5 | 10.0 | 0.900 | 2.000 | met |"),
+            t.contains("| 4k randread QD32 | 200 | 220 | 500 | 1.100 | 2.500 | 1.100 (1.100-1.100) | 5.0 | 4.5 | 10.0 | 0.900 | 2.000 | met |"),
             "{t}"
         );
         assert!(t.contains("met at 1 of 6 rows"), "{t}");
