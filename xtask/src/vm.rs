@@ -14,6 +14,10 @@ pub struct VmArgs {
     /// Attach an emulated NVMe controller with a fresh sparse namespace of MIB mebibytes.
     #[arg(long, value_name = "MIB", num_args = 0..=1, default_missing_value = "1024")]
     pub nvme: Option<u64>,
+    /// Keep the NVMe namespace's image in memory (`/dev/shm`) rather than in a sparse file on disk,
+    /// so the host cannot page it out under a measurement (what the benchmarks do).
+    #[arg(long, requires = "nvme")]
+    pub nvme_in_memory: bool,
     /// Put the devices behind an emulated Intel IOMMU (needed by vfio-pci).
     #[arg(long)]
     pub iommu: bool,
@@ -73,7 +77,12 @@ pub fn run(args: VmArgs) -> Result<ExitCode> {
         if mib == 0 {
             bail!("--nvme needs a size above 0 MiB");
         }
-        vm = vm.nvme(guest::Disk::sparse(mib << 20));
+        let bytes = mib << 20;
+        vm = vm.nvme(if args.nvme_in_memory {
+            guest::Disk::memory(bytes)
+        } else {
+            guest::Disk::sparse(bytes)
+        });
     }
     for spec in &args.virtio_serial {
         let (name, path) = split_pair(spec, '=', "--virtio-serial NAME=PATH")?;
@@ -141,5 +150,18 @@ mod tests {
         );
         assert!(split_pair("p9", '=', "u").is_err());
         assert!(split_pair("=x", '=', "u").is_err());
+    }
+
+    #[test]
+    fn an_image_in_memory_needs_a_controller() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            vm: VmArgs,
+        }
+        let parsed = Cli::try_parse_from(["vm", "--nvme", "64", "--nvme-in-memory"]).unwrap();
+        assert!(parsed.vm.nvme_in_memory && parsed.vm.nvme == Some(64));
+        assert!(Cli::try_parse_from(["vm", "--nvme-in-memory"]).is_err());
     }
 }
