@@ -17,6 +17,21 @@ fn guest_boots_and_reports_kernel_version() {
     assert!(out.stdout.contains("console=ttyS0"), "{}", out.log_tail());
 }
 
+/// Under TCG the guest's CPU does not offer ERMS, whose `rep movsb` TCG runs a byte at a time (see
+/// `guest::TCG_CPU`): the kernel then copies and clears with wider instructions.
+#[test]
+#[ignore = "boots a QEMU guest: run by cargo xtask test"]
+fn guest_tcg_cpu_has_no_erms() {
+    let out = guest::Vm::builder()
+        .accel(guest::Accel::Tcg)
+        .run("grep -m1 '^flags' /proc/cpuinfo")
+        .expect("guest runs");
+    assert!(out.success(), "{}", out.log_tail());
+    let flags: Vec<&str> = out.stdout.split_whitespace().collect();
+    assert!(flags.contains(&"sse2"), "no CPU flags: {}", out.stdout);
+    assert!(!flags.contains(&"erms"), "{}", out.stdout);
+}
+
 /// A guest that never finishes, although it keeps printing, is killed at the overall ceiling; the error
 /// says it was running the script and quotes its last output, and no QEMU is left behind.
 #[test]
