@@ -49,7 +49,7 @@ struct Slot {
     aborting: bool,
     /// When the command counts as lost. Set by the first timeout check that sees the command
     /// rather than at submission, so submitting never reads the clock; a command therefore
-    /// gets between one and about two timeout periods.
+    /// gets between one and a quarter more than one timeout period (see `check_timeouts`).
     deadline: Option<Instant>,
 }
 
@@ -103,6 +103,8 @@ pub struct QueuePair<P: Platform> {
     rings_in_doubt: bool,
     idle_polls: u32,
     polls: u32,
+    /// Before this instant a timeout check does not scan the slots (see `check_timeouts`).
+    next_timeout_scan: Instant,
     /// The vector this queue's completions raise, when the controller uses interrupts.
     interrupt: Option<Arc<Interrupt>>,
     /// Not `Sync`: one thread drives a queue pair.
@@ -193,6 +195,7 @@ impl<P: Platform> QueuePair<P> {
             rings_in_doubt: false,
             idle_polls: 0,
             polls: 0,
+            next_timeout_scan: Instant::now(),
             list_pages,
             lists,
             rings,

@@ -8,9 +8,21 @@ use crate::admin::check_alive;
 use crate::error::Error;
 use crate::platform::Platform;
 
+/// How many times per I/O timeout period the slots are scanned for overdue commands.
+const TIMEOUT_SCANS_PER_PERIOD: u32 = 8;
+
 impl<P: Platform> QueuePair<P> {
+    /// Looks for overdue commands, scanning every slot at most [`TIMEOUT_SCANS_PER_PERIOD`] times
+    /// per timeout period: a spinning poller checks often, and a scan of a deep queue's slots cost
+    /// it as much as the rest of its polling. A command is found overdue between one timeout period
+    /// and an eighth more after the first scan that saw it, itself at most an eighth after the
+    /// command was submitted.
     pub(super) fn check_timeouts(&mut self) {
         let now = Instant::now();
+        if now < self.next_timeout_scan {
+            return;
+        }
+        self.next_timeout_scan = now + self.shared.options.io_timeout / TIMEOUT_SCANS_PER_PERIOD;
         for s in 0..self.slots.len() as u16 {
             let slot = &self.slots[s as usize];
             if !slot.busy {
