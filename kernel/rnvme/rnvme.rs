@@ -286,8 +286,6 @@ pub(crate) struct Ctrl {
     cap: Cap,
     admin: Arc<Queue>,
     io: KVec<Arc<IoQueue>>,
-    /// Entries of each I/O submission queue, and of each completion queue.
-    entries: (u16, u16),
     shadow: Option<Arc<ShadowDoorbells>>,
     /// The disk's request queue, from when the disk is added until unbind frees it.
     #[pin]
@@ -317,11 +315,11 @@ impl Ctrl {
             queue.rewind();
             admin_command(
                 &self.admin,
-                Command::create_cq(queue.qid, self.entries.1, queue.cq_address(), q.vector),
+                Command::create_cq(queue.qid, queue.cq_entries, queue.cq_address(), q.vector),
             )?;
             admin_command(
                 &self.admin,
-                Command::create_sq(queue.qid, self.entries.0, queue.sq_address()),
+                Command::create_sq(queue.qid, queue.entries, queue.sq_address()),
             )?;
         }
         if let Some(shadow) = &self.shadow {
@@ -614,7 +612,6 @@ impl RnvmeDriver {
                 cap,
                 admin,
                 io,
-                entries: (entries, cq_entries),
                 shadow,
                 blk_queue <- new_mutex!(None),
                 dead: Atomic::new(0),
