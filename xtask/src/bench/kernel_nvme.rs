@@ -287,17 +287,20 @@ fn fio_summary(v: &Value) -> Option<(f64, f64)> {
     Some((r.0 + w.0, p50))
 }
 
-/// The median over rounds of `value(rust) / value(c)`, pairing the two runs of each round.
-fn paired_ratio(rust: &[&Row], c: &[&Row], value: impl Fn(&Row) -> f64) -> Option<f64> {
-    let ratios = rust
-        .iter()
+/// `value(rust) / value(c)` for each round that has both sides (and a positive `value(c)`).
+fn paired_ratios(rust: &[&Row], c: &[&Row], value: impl Fn(&Row) -> f64) -> Vec<f64> {
+    rust.iter()
         .filter_map(|r| {
             let other = c.iter().find(|o| o.round == r.round)?;
             let (a, b) = (value(r), value(other));
             (b > 0.0).then(|| a / b)
         })
-        .collect();
-    median(ratios)
+        .collect()
+}
+
+/// The median over rounds of `value(rust) / value(c)`, pairing the two runs of each round.
+fn paired_ratio(rust: &[&Row], c: &[&Row], value: impl Fn(&Row) -> f64) -> Option<f64> {
+    median(paired_ratios(rust, c, value))
 }
 
 /// The paired ratios of `value(rust) / value(c)` as a geometric mean with its 95 % confidence
@@ -309,13 +312,10 @@ fn paired_interval(
     c: &[&Row],
     value: impl Fn(&Row) -> f64,
 ) -> Option<(f64, f64, f64)> {
-    let logs: Vec<f64> = rust
-        .iter()
-        .filter_map(|r| {
-            let other = c.iter().find(|o| o.round == r.round)?;
-            let (a, b) = (value(r), value(other));
-            (a > 0.0 && b > 0.0).then(|| (a / b).ln())
-        })
+    let logs: Vec<f64> = paired_ratios(rust, c, value)
+        .into_iter()
+        .filter(|r| *r > 0.0)
+        .map(f64::ln)
         .collect();
     let n = logs.len();
     if n < 2 {
