@@ -284,7 +284,7 @@ fn resets_from_another_thread_while_queue_pairs_run_lose_no_data() {
     std::thread::scope(|scope| {
         for t in 0..3u64 {
             let mut qp = ctrl.queue_pair().unwrap();
-            let (running, resets_done) = (&running, &resets_done);
+            let (running, resets_done, model) = (&running, &resets_done, &model);
             scope.spawn(move || {
                 for round in 0..150u64 {
                     // Halfway, wait for a reset, so one always lands while the queue pairs run
@@ -295,9 +295,21 @@ fn resets_from_another_thread_while_queue_pairs_run_lose_no_data() {
                     }
                     let lba = t * 4000 + (round % 50) * 8;
                     let data = vec![(t * 7 + round) as u8; 4096];
-                    qp.write(1, lba, &data, false).unwrap();
+                    // A failure names the error and the state it left, to tell a lost command
+                    // from a spent retry budget or a queue pair given up on.
+                    let failed = |op: &str, e: Error, qp: &nvme::QueuePair<Model>| {
+                        panic!(
+                            "thread {t} round {round}: {op} failed: {e:?}\n{qp:?}\n{:?}",
+                            model.stats()
+                        )
+                    };
+                    if let Err(e) = qp.write(1, lba, &data, false) {
+                        failed("write", e, &qp);
+                    }
                     let mut back = vec![0; 4096];
-                    qp.read(1, lba, &mut back).unwrap();
+                    if let Err(e) = qp.read(1, lba, &mut back) {
+                        failed("read", e, &qp);
+                    }
                     assert_eq!(back, data, "thread {t} round {round}");
                 }
                 running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);

@@ -696,6 +696,7 @@ impl<P: Platform> std::fmt::Debug for QueuePair<P> {
             .field("depth", &self.slots.len())
             .field("in_flight", &self.in_flight)
             .field("generation", &self.generation)
+            .field("broken", &self.broken)
             .finish()
     }
 }
