@@ -51,6 +51,7 @@ pub fn run(args: TestArgs) -> Result<ExitCode> {
     if !install::ensure_all(needs_guest, needs_rust_kernel, mode)? {
         return Ok(ExitCode::SUCCESS);
     }
+    let crashes_before = std::fs::metadata(guest::crash_log()).map_or(0, |m| m.len());
     let monitor = LoadMonitor::start();
     let mut all_load = Vec::new();
     if needs_guest {
@@ -107,11 +108,35 @@ pub fn run(args: TestArgs) -> Result<ExitCode> {
     if let Some(load) = LoadSummary::of(&all_load, cores).filter(LoadSummary::overloaded) {
         println!("{}", load.warning(cores));
     }
+    print_qemu_crashes(crashes_before);
     Ok(if total.failed == 0 && total.passed > 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Lists the guest runs that QEMU (the real one, not a test's stand-in) crashed in since the crash
+/// log was `before` bytes long: each was run again, and may have passed, so only this says so.
+fn print_qemu_crashes(before: u64) {
+    let Ok(log) = std::fs::read(guest::crash_log()) else {
+        return;
+    };
+    let new = String::from_utf8_lossy(log.get(before as usize..).unwrap_or_default());
+    let crashes: Vec<&str> = new
+        .lines()
+        .filter(|l| l.contains(" qemu=qemu-system-x86_64 "))
+        .collect();
+    if !crashes.is_empty() {
+        println!(
+            "QEMU crashed in {} guest run(s), each run again once ({}):",
+            crashes.len(),
+            guest::crash_log().display()
+        );
+        for line in crashes {
+            println!("  {line}");
+        }
+    }
 }
 
 /// Names each failed test under the table, with the end of what it printed, so the bottom of a long

@@ -39,6 +39,7 @@ fn rnvme_guest() -> guest::VmBuilder {
         .nvme(Disk::sparse(DISK_BYTES))
         .timeout(Duration::from_secs(300))
         .file(kernel.test_module("rnvme"), "/lib/modules/test/rnvme.ko")
+        .rerun_if_qemu_crashes()
 }
 
 /// The value of the first `key=value` line.

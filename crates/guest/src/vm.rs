@@ -2,6 +2,7 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -93,6 +94,7 @@ pub struct VmBuilder {
     echo: bool,
     accel: Option<Accel>,
     tries: u32,
+    rerun_after_crash: bool,
     qemu: PathBuf,
     kernel: KernelFlavor,
 }
@@ -117,6 +119,7 @@ impl Default for VmBuilder {
             echo: false,
             accel: None,
             tries: BOOT_TRIES,
+            rerun_after_crash: false,
             qemu: PathBuf::from("qemu-system-x86_64"),
             kernel: KernelFlavor::Debian,
         }
@@ -264,6 +267,17 @@ impl VmBuilder {
         self
     }
 
+    /// When QEMU itself crashes (dies by a signal) once `/init` runs, runs the script once more in
+    /// a fresh boot with the scratch disks emptied, and says so on stderr. Such a crash is the
+    /// emulator's fault, not the guest's, and QEMU 7.2 has crashed that way, rarely, under TCG.
+    /// Only for scripts whose state lives in the guest and its scratch disks: what the first run
+    /// changed on the host stays changed, and a run with a host image ([`Disk::Image`]) is never
+    /// run again. (A crash while the kernel boots is a failed boot, retried as such anyway.)
+    pub fn rerun_if_qemu_crashes(mut self) -> Self {
+        self.rerun_after_crash = true;
+        self
+    }
+
     /// Guest memory (default 2048 MiB).
     pub fn memory_mib(mut self, mib: u32) -> Self {
         self.memory_mib = mib;
@@ -329,7 +343,10 @@ impl VmBuilder {
         let accel = self.chosen_accel(&prepared)?;
         let mut why = Vec::new();
         let mut last_log = PathBuf::new();
-        for attempt in 1..=self.tries.max(1) {
+        let mut rerun = false;
+        let mut attempt = 0;
+        while why.len() < self.tries.max(1) as usize {
+            attempt += 1;
             let log = log_path(&prepared.name, attempt);
             match self.attempt(&prepared, accel, &log, &limits) {
                 Attempt::Done(mut out) => {
@@ -337,7 +354,17 @@ impl VmBuilder {
                     return Ok(out);
                 }
                 Attempt::Retry(reason) => why.push(format!("try {attempt}: {reason}")),
-                Attempt::Fail(err) => return Err(err),
+                Attempt::Crashed(err)
+                    if self.rerun_after_crash && !rerun && prepared.scratch_only =>
+                {
+                    eprintln!(
+                        "guest harness: {err}\nguest harness: running the script again in a new boot, its scratch disks emptied"
+                    );
+                    self.note_crash(&prepared.name, &err);
+                    prepared.empty_scratch_disks()?;
+                    rerun = true;
+                }
+                Attempt::Crashed(err) | Attempt::Fail(err) => return Err(err),
             }
             last_log = log;
         }
@@ -425,6 +452,7 @@ impl VmBuilder {
             kernel,
             base,
             initrd,
+            scratch_only: !self.disks.iter().any(|d| matches!(d, Disk::Image(_))),
             nvme,
             _dir: dir,
             _memory_dir: memory_dir,
@@ -623,6 +651,7 @@ impl VmBuilder {
             base: prepared.base.clone(),
             initrd,
             nvme: Vec::new(),
+            scratch_only: true,
             _dir: dir,
             _memory_dir: None,
             lock: None,
@@ -773,8 +802,9 @@ impl VmBuilder {
                     });
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = qemu
-                        .wait()
+                    let exit = qemu.wait();
+                    let killed_by_signal = exit.as_ref().is_ok_and(|s| s.signal().is_some());
+                    let status = exit
                         .map(|s| s.to_string())
                         .unwrap_or_else(|e| format!("unknown status: {e}"));
                     note(
@@ -788,12 +818,19 @@ impl VmBuilder {
                         Stage::Kernel => {
                             Attempt::Retry(format!("QEMU exited ({status}) before /init"))
                         }
-                        stage => Attempt::Fail(Error::Exited {
-                            status,
-                            stage: stage.describe(),
-                            log: log.to_path_buf(),
-                            tail: log_tail(log),
-                        }),
+                        stage => {
+                            let err = Error::Exited {
+                                status,
+                                stage: stage.describe(),
+                                log: log.to_path_buf(),
+                                tail: log_tail(log),
+                            };
+                            if killed_by_signal {
+                                Attempt::Crashed(err)
+                            } else {
+                                Attempt::Fail(err)
+                            }
+                        }
                     });
                 }
             }
@@ -907,6 +944,8 @@ mod tests {
 enum Attempt {
     Done(Output),
     Retry(String),
+    /// QEMU died by a signal after the script started.
+    Crashed(Error),
     Fail(Error),
 }
 
@@ -918,6 +957,8 @@ struct Prepared {
     base: PathBuf,
     initrd: PathBuf,
     nvme: Vec<PathBuf>,
+    /// Whether every disk was created for this run (none is a host image).
+    scratch_only: bool,
     _dir: RunDir,
     /// Where memory-backed disks live, removed with the run.
     _memory_dir: Option<RunDir>,
@@ -925,6 +966,22 @@ struct Prepared {
 }
 
 impl Prepared {
+    /// Makes every scratch disk read as zeroes again, as created.
+    fn empty_scratch_disks(&self) -> Result<()> {
+        for path in &self.nvme {
+            File::options()
+                .write(true)
+                .open(path)
+                .and_then(|f| {
+                    let len = f.metadata()?.len();
+                    f.set_len(0)?;
+                    f.set_len(len)
+                })
+                .ctx(|| format!("cannot empty the disk {}", path.display()))?;
+        }
+        Ok(())
+    }
+
     /// Names the running QEMU in the lock file, for waiters and for a holder that finds it orphaned.
     fn record_qemu(&self, pid: Option<u32>) {
         if let Some(lock) = &self.lock {
@@ -1017,6 +1074,44 @@ fn prune_logs(dir: &Path, keep: usize) {
 }
 
 /// `target/vm/logs/<UTC timestamp>-<name>[-try<n>].log`.
+/// Where each run that was run again after QEMU crashed is noted, a line each, so that a crash a
+/// passing rerun hides is still seen (`cargo xtask test` lists the lines a run added).
+pub fn crash_log() -> PathBuf {
+    vm_dir().join("qemu-crashes.log")
+}
+
+impl VmBuilder {
+    fn note_crash(&self, name: &str, err: &Error) {
+        let stamp = humantime::format_rfc3339_seconds(SystemTime::now());
+        let what = match err {
+            Error::Exited {
+                status, stage, log, ..
+            } => format!(
+                "QEMU exited ({status}) while {stage}; console log {}",
+                log.display()
+            ),
+            other => other
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        let line = format!("{stamp} qemu={} run={name}: {what}\n", self.qemu.display());
+        let noted = File::options()
+            .create(true)
+            .append(true)
+            .open(crash_log())
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = noted {
+            eprintln!(
+                "guest harness: cannot note the crash in {}: {e}",
+                crash_log().display()
+            );
+        }
+    }
+}
+
 fn log_path(name: &str, attempt: u32) -> PathBuf {
     let dir = vm_dir().join("logs");
     let _ = std::fs::create_dir_all(&dir);

@@ -92,6 +92,81 @@ fn guest_three_failed_boots_quote_qemus_own_error() {
     );
 }
 
+/// A stand-in QEMU that, on the runs listed in `crash_on` (a `case` pattern such as `1` or `*`),
+/// writes into its first disk and then dies by SIGSEGV once the script started; on other runs it
+/// reports whether that disk's first byte reads as zero, and exits 0.
+fn crashing_qemu(dir: &Path, crash_on: &str) -> PathBuf {
+    fake_qemu(
+        dir,
+        &format!(
+            r#"img=$(echo "$@" | tr ' ,' '\n\n' | sed -n 's/^file=//p' | head -n 1)
+printf 'INIT:start\nINIT:script\n'
+case $n in
+{crash_on}) printf X | dd of="$img" conv=notrunc 2>/dev/null; kill -SEGV $$ ;;
+esac
+printf 'first=%s\n\nGUEST-EXIT:0\n' "$(head -c 1 "$img" | od -An -tx1 | tr -d ' ')""#
+        ),
+    )
+}
+
+fn runs(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("count"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+#[test]
+#[ignore = "needs the guest kernel: run by cargo xtask test"]
+fn guest_a_qemu_crash_mid_script_is_run_again_once_on_emptied_scratch_disks() {
+    let dir = tempfile::tempdir().unwrap();
+    let qemu = crashing_qemu(dir.path(), "1");
+    let out = builder(&qemu)
+        .nvme(guest::Disk::sparse(1 << 20))
+        .rerun_if_qemu_crashes()
+        .run("true")
+        .expect("the second boot works");
+    assert_eq!(out.tries, 2, "{}", out.log_tail());
+    assert!(out.success());
+    // The first run's write was undone: the script starts again from an empty disk.
+    assert_eq!(out.stdout, "first=00\n");
+    // And the crash is on record, though the run passed.
+    let noted = std::fs::read_to_string(guest::crash_log()).unwrap();
+    let ours = format!("qemu={} ", qemu.display());
+    let line = noted.lines().find(|l| l.contains(&ours)).expect("noted");
+    assert!(line.contains("signal: 11"), "{line}");
+}
+
+#[test]
+#[ignore = "needs the guest kernel: run by cargo xtask test"]
+fn guest_qemu_crashes_are_run_again_only_when_asked_once_and_never_on_a_host_image() {
+    let crash = |configure: &dyn Fn(guest::VmBuilder) -> guest::VmBuilder, disk: guest::Disk| {
+        let dir = tempfile::tempdir().unwrap();
+        let qemu = crashing_qemu(dir.path(), "*");
+        let err = configure(builder(&qemu).nvme(disk))
+            .run("true")
+            .expect_err("QEMU crashes every time");
+        let guest::Error::Exited { stage, status, .. } = &err else {
+            panic!("expected Exited, got {err}");
+        };
+        assert_eq!(*stage, guest::Stage::Script.describe());
+        assert!(status.contains("signal: 11"), "{status}");
+        runs(dir.path())
+    };
+    let scratch = || guest::Disk::sparse(1 << 20);
+    assert_eq!(crash(&|b| b, scratch()), "1");
+    assert_eq!(crash(&|b| b.rerun_if_qemu_crashes(), scratch()), "2");
+    let image = tempfile::NamedTempFile::new().unwrap();
+    image.as_file().set_len(1 << 20).unwrap();
+    assert_eq!(
+        crash(
+            &|b| b.rerun_if_qemu_crashes(),
+            guest::Disk::image(image.path())
+        ),
+        "1"
+    );
+}
+
 #[test]
 fn bad_setups_are_refused_before_anything_boots() {
     let missing_socket = guest::Vm::builder()

@@ -23,6 +23,7 @@ fn run(iommu: bool, body: &str) -> Output {
         .nvme(Disk::sparse(64 << 20))
         .iommu(iommu)
         .static_bin("hw", "hw-probe")
+        .rerun_if_qemu_crashes()
         .run(&format!("{PRELUDE}\n{body}"))
         .expect("the guest runs");
     println!("{}", out.log_tail());

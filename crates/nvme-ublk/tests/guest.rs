@@ -77,6 +77,7 @@ fn run_with_iommu(iommu: bool, body: &str) -> Output {
         .host_program("/usr/sbin/fsck.ext4")
         .host_program("/usr/sbin/blkdiscard")
         .timeout(std::time::Duration::from_secs(400))
+        .rerun_if_qemu_crashes()
         .run(&format!("{PRELUDE}\n{body}"))
         .expect("the guest runs");
     println!("{}", out.log_tail());

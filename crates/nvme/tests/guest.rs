@@ -35,6 +35,7 @@ fn run(iommu: bool, body: &str) -> Output {
         .nvme(Disk::sparse(DISK_BYTES))
         .iommu(iommu)
         .static_bin("nvme", "nvme-tool")
+        .rerun_if_qemu_crashes()
         .run(&format!("{PRELUDE}\n{body}"))
         .expect("the guest runs");
     println!("{}", out.log_tail());
@@ -312,6 +313,7 @@ echo STATUS_UIO; nvme-tool status -o json | tr -d '\n'; echo
         .static_bin("nvme", "nvme-tool")
         .host_program("/usr/sbin/nvme")
         .host_program("/usr/sbin/mkfs.ext4")
+        .rerun_if_qemu_crashes()
         .run(&format!("{PRELUDE}\n{body}"))
         .expect("the guest runs");
     println!("{}", out.log_tail());
