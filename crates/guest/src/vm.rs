@@ -135,7 +135,7 @@ pub struct Output {
     pub stdout: String,
     /// The console log of the boot that ran the script.
     pub log: PathBuf,
-    /// Boots it took (more than one after a kernel panic or a stuck boot).
+    /// Boots it took (more than one after a kernel panic, a stuck boot, or a QEMU crash run again).
     pub tries: u32,
     /// From QEMU's start to its exit, for the boot that ran the script.
     pub elapsed: Duration,
@@ -360,7 +360,7 @@ impl VmBuilder {
                     eprintln!(
                         "guest harness: {err}\nguest harness: running the script again in a new boot, its scratch disks emptied"
                     );
-                    self.note_crash(&prepared.name, &err);
+                    note_crash(&self.qemu, &prepared.name, &err);
                     prepared.empty_scratch_disks()?;
                     rerun = true;
                 }
@@ -944,7 +944,7 @@ mod tests {
 enum Attempt {
     Done(Output),
     Retry(String),
-    /// QEMU died by a signal after the script started.
+    /// QEMU died by a signal once `/init` ran.
     Crashed(Error),
     Fail(Error),
 }
@@ -1073,45 +1073,44 @@ fn prune_logs(dir: &Path, keep: usize) {
     }
 }
 
-/// `target/vm/logs/<UTC timestamp>-<name>[-try<n>].log`.
 /// Where each run that was run again after QEMU crashed is noted, a line each, so that a crash a
 /// passing rerun hides is still seen (`cargo xtask test` lists the lines a run added).
 pub fn crash_log() -> PathBuf {
     vm_dir().join("qemu-crashes.log")
 }
 
-impl VmBuilder {
-    fn note_crash(&self, name: &str, err: &Error) {
-        let stamp = humantime::format_rfc3339_seconds(SystemTime::now());
-        let what = match err {
-            Error::Exited {
-                status, stage, log, ..
-            } => format!(
-                "QEMU exited ({status}) while {stage}; console log {}",
-                log.display()
-            ),
-            other => other
-                .to_string()
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_owned(),
-        };
-        let line = format!("{stamp} qemu={} run={name}: {what}\n", self.qemu.display());
-        let noted = File::options()
-            .create(true)
-            .append(true)
-            .open(crash_log())
-            .and_then(|mut f| f.write_all(line.as_bytes()));
-        if let Err(e) = noted {
-            eprintln!(
-                "guest harness: cannot note the crash in {}: {e}",
-                crash_log().display()
-            );
-        }
+/// Appends the crash of run `name` (QEMU binary `qemu`) to [`crash_log`].
+fn note_crash(qemu: &Path, name: &str, err: &Error) {
+    let stamp = humantime::format_rfc3339_seconds(SystemTime::now());
+    let what = match err {
+        Error::Exited {
+            status, stage, log, ..
+        } => format!(
+            "QEMU exited ({status}) while {stage}; console log {}",
+            log.display()
+        ),
+        other => other
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    let line = format!("{stamp} qemu={} run={name}: {what}\n", qemu.display());
+    let noted = File::options()
+        .create(true)
+        .append(true)
+        .open(crash_log())
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(e) = noted {
+        eprintln!(
+            "guest harness: cannot note the crash in {}: {e}",
+            crash_log().display()
+        );
     }
 }
 
+/// `target/vm/logs/<UTC timestamp>-<name>[-try<n>].log`.
 fn log_path(name: &str, attempt: u32) -> PathBuf {
     let dir = vm_dir().join("logs");
     let _ = std::fs::create_dir_all(&dir);
