@@ -123,10 +123,8 @@ fn print_qemu_crashes(before: u64) {
         return;
     };
     let new = String::from_utf8_lossy(log.get(before as usize..).unwrap_or_default());
-    let crashes: Vec<&str> = new
-        .lines()
-        .filter(|l| l.contains(" qemu=qemu-system-x86_64 "))
-        .collect();
+    let real = format!(" qemu={} ", guest::QEMU);
+    let crashes: Vec<&str> = new.lines().filter(|l| l.contains(&real)).collect();
     if !crashes.is_empty() {
         println!(
             "QEMU crashed in {} guest run(s), each run again once ({}):",

@@ -12,6 +12,9 @@ pub enum Accel {
     Kvm,
 }
 
+/// The QEMU program a guest runs on unless the builder names another (`VmBuilder::qemu_binary`).
+pub const QEMU: &str = "qemu-system-x86_64";
+
 /// The CPU model under TCG: every feature TCG emulates but ERMS ("enhanced `rep movsb`"). With ERMS the
 /// kernel copies to and from user space, and clears pages, with `rep movsb`/`rep stosb`, which TCG runs
 /// one byte per iteration: a 4 KiB `read` from tmpfs took 18-24 µs in the guest against 5-9 µs without

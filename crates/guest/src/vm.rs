@@ -18,7 +18,7 @@ use crate::kernel::{Kernel, KernelFlavor};
 use crate::lock::VmLock;
 use crate::paths::{create_dir, vm_dir};
 use crate::payload::{build_static, guest_path, shared_libraries};
-use crate::qemu::{Accel, Machine, Qemu};
+use crate::qemu::{Accel, Machine, QEMU, Qemu};
 
 /// Boots tried before giving up (a multi-threaded TCG boot panics about 1 time in 12).
 const BOOT_TRIES: u32 = 3;
@@ -120,7 +120,7 @@ impl Default for VmBuilder {
             accel: None,
             tries: BOOT_TRIES,
             rerun_after_crash: false,
-            qemu: PathBuf::from("qemu-system-x86_64"),
+            qemu: PathBuf::from(QEMU),
             kernel: KernelFlavor::Debian,
         }
     }
