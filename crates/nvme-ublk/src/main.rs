@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 
 mod geometry;
+mod nap;
 mod queue;
 
 use std::sync::{Arc, Mutex};
@@ -60,6 +61,12 @@ struct Cli {
     /// depth, for that much CPU time after each burst.
     #[arg(long, default_value_t = 200, value_name = "MICROSECONDS")]
     poll_linger_us: u64,
+    /// When polling: a queue thread that finds nothing to do sleeps instead of spinning while the
+    /// commands in flight are expected to take at least this long (from the recent time per
+    /// completion), for a quarter of that time or until a request arrives (0: always spin). Frees
+    /// the CPU for a slow or emulated controller; a fast device never gets there.
+    #[arg(long, default_value_t = 200, value_name = "MICROSECONDS")]
+    poll_nap_us: u64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -177,9 +184,14 @@ fn run(cli: Cli) -> Result<()> {
     } else {
         std::time::Duration::from_micros(cli.poll_linger_us.min(1_000_000))
     };
+    let nap = if cli.interrupts {
+        std::time::Duration::ZERO
+    } else {
+        std::time::Duration::from_micros(cli.poll_nap_us.min(1_000_000))
+    };
     let serve = move |qid: u16, dev: &libublk::io::UblkDev| match take_pair(qid) {
         Some(qp) => {
-            if let Err(err) = queue::serve(qid, dev, qp, geometry, linger) {
+            if let Err(err) = queue::serve(qid, dev, qp, geometry, linger, nap::Pacer::new(nap)) {
                 tracing::error!("queue {qid}: {err:#}");
             }
         }

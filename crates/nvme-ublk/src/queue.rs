@@ -8,8 +8,9 @@
 //! (libublk's own buffers serve only each tag's first request, fetched before the queue could name
 //! another address; a write arriving there is copied across once.)
 //!
-//! Waiting: with polling, while commands are in flight the thread polls both rings without
-//! sleeping. With interrupts, it sleeps in `io_uring_enter` on the ublk ring, in which it keeps a
+//! Waiting: with polling, while commands are in flight the thread polls both rings, and naps
+//! only when the controller holds more work than spinning can speed up (see [`crate::nap`]).
+//! With interrupts, it sleeps in `io_uring_enter` on the ublk ring, in which it keeps a
 //! poll of the queue's interrupt eventfd (and a one-second timer, so that a lost completion is
 //! still timed out by the driver) armed while commands are in flight: a request from the kernel
 //! or an NVMe completion wakes it. Either way, once the controller has nothing in flight the
@@ -29,6 +30,7 @@ use nvme::hw_platform::{HwDma, HwPlatform};
 use nvme::{Completion, QueuePair, Request};
 
 use crate::geometry::Geometry;
+use crate::nap::Pacer;
 
 /// `user_data` of the poll on the queue's interrupt eventfd (target I/O as libublk counts it,
 /// so it is never taken for a ublk command).
@@ -38,17 +40,21 @@ const TICK: u64 = UblkUringData::Target as u64 | 2;
 /// How often a queue waiting on interrupts wakes anyway while commands are in flight, so the
 /// driver can time out a command whose completion was lost.
 const TICK_SECS: u64 = 1;
+/// `user_data` of the timer that ends a polling queue's nap.
+const NAP: u64 = UblkUringData::Target as u64 | 3;
 
 /// Serves queue `qid` until the device is stopped, then waits for what the controller still has.
 ///
 /// `linger`: when polling, how long the thread keeps polling the ublk ring once nothing is in
-/// flight, before it sleeps (a request arriving meanwhile is taken without a wake-up).
+/// flight, before it sleeps (a request arriving meanwhile is taken without a wake-up). `pacer`:
+/// when polling, when the thread naps while commands are in flight.
 pub fn serve(
     qid: u16,
     dev: &UblkDev,
     mut qp: QueuePair<HwPlatform>,
     geometry: Geometry,
     linger: Duration,
+    mut pacer: Pacer,
 ) -> Result<()> {
     let depth = dev.dev_info.queue_depth as usize;
     let buf_bytes = dev.dev_info.max_io_buf_bytes as usize;
@@ -71,6 +77,11 @@ pub fn serve(
     let interrupt = qp.interrupt().map(|irq| irq.as_fd().as_raw_fd());
     let tick = io_uring::types::Timespec::new().sec(TICK_SECS);
     let (mut interrupt_armed, mut tick_armed) = (false, false);
+    // The nap's length, read by the kernel when the ring submits the timer.
+    let mut nap_length: io_uring::types::Timespec;
+    let mut nap_armed = false;
+    // Whether the last pass found nothing to do (no request, completion or interrupt).
+    let mut fruitless = false;
     // When the queue last became idle (the clock is read once per busy period, not per poll).
     let mut idle_since: Option<Instant> = None;
     loop {
@@ -79,6 +90,7 @@ pub fn serve(
             idle_since = None;
         } else if idle_since.is_none() {
             idle_since = Some(Instant::now());
+            pacer.idle();
         }
         // Polling, and idle for less than `linger`: keep polling.
         let lingering = interrupt.is_none()
@@ -99,6 +111,22 @@ pub fn serve(
                 tick_armed = arm(&queue, sqe, qid);
             }
         }
+        // Polling with commands in flight, after a pass that found nothing: nap if the controller
+        // holds enough work (the timer's end, or a request, wakes the thread).
+        let napping = interrupt.is_none()
+            && fruitless
+            && match pacer.nap(qp.in_flight()) {
+                Some(_) if nap_armed => true,
+                Some(length) => {
+                    nap_length = length.into();
+                    let sqe = io_uring::opcode::Timeout::new(&nap_length)
+                        .build()
+                        .user_data(NAP);
+                    nap_armed = arm(&queue, sqe, qid);
+                    nap_armed
+                }
+                None => false,
+            };
         let mut arrived = Vec::new();
         let mut fired = false;
         let polled = queue.flush_and_wake_io_tasks(
@@ -108,6 +136,7 @@ pub fn serve(
                     fired = true;
                 }
                 TICK => tick_armed = false,
+                NAP => nap_armed = false,
                 _ if user_data & UblkUringData::Target as u64 != 0 => {}
                 _ => {
                     if cqe.result() == sys::UBLK_IO_RES_OK as i32 {
@@ -115,8 +144,9 @@ pub fn serve(
                     }
                 }
             },
-            // Spin only when polling with commands in flight or lingering; sleep otherwise.
-            if (busy || lingering) && interrupt.is_none() {
+            // Spin only when polling with commands in flight or lingering, and not napping;
+            // sleep otherwise.
+            if (busy || lingering) && interrupt.is_none() && !napping {
                 0
             } else {
                 1
@@ -138,6 +168,7 @@ pub fn serve(
                 irq.clear();
             }
         }
+        fruitless = arrived.is_empty() && !fired;
         for tag in arrived {
             match request(&queue, tag, &geometry, &bufs, &mut tags) {
                 Ok(Some(req)) => waiting.push_back(req),
@@ -145,7 +176,13 @@ pub fn serve(
                 Err(errno) => complete(&queue, tag, &bufs, &mut tags, -errno),
             }
         }
-        qp.poll(|done| finish(&queue, &bufs, &mut tags, done));
+        let reaped = qp.poll(|done| finish(&queue, &bufs, &mut tags, done));
+        if reaped > 0 {
+            fruitless = false;
+            if pacer.enabled() {
+                pacer.reaped(reaped, Instant::now());
+            }
+        }
         while let Some(req) = waiting.pop_front() {
             match qp.submit(req) {
                 Ok(()) => {}
@@ -191,7 +228,7 @@ fn arm(queue: &UblkQueue, sqe: io_uring::squeue::Entry, qid: u16) -> bool {
     match queue.ublk_submit_sqe_sync(sqe) {
         Ok(()) => true,
         Err(e) => {
-            tracing::warn!("queue {qid}: arming an interrupt wait: {e}");
+            tracing::warn!("queue {qid}: arming a wait: {e}");
             false
         }
     }
