@@ -38,9 +38,10 @@ struct Cli {
     /// The namespace to serve (default: the first active one).
     #[arg(long)]
     nsid: Option<u32>,
-    /// ublk queues, each with its own driver queue pair and thread (at most what the controller grants).
-    #[arg(long, default_value_t = 1)]
-    queues: u16,
+    /// ublk queues, each with its own driver queue pair and thread (at most what the controller
+    /// grants; default: as many as it grants and this process may run CPUs).
+    #[arg(long)]
+    queues: Option<u16>,
     /// Requests in flight per queue (at most what a driver queue pair holds).
     #[arg(long, default_value_t = 64)]
     depth: u16,
@@ -102,8 +103,13 @@ fn open(spec: &str) -> Result<HwPlatform> {
     })
 }
 
+/// The CPUs this process may run on (its affinity and cgroup quota), for the default queue count.
+fn usable_cpus() -> u16 {
+    std::thread::available_parallelism().map_or(1, |n| u16::try_from(n.get()).unwrap_or(u16::MAX))
+}
+
 fn run(cli: Cli) -> Result<()> {
-    if cli.queues == 0 || cli.depth == 0 {
+    if cli.queues == Some(0) || cli.depth == 0 {
         bail!("--queues and --depth must be at least 1");
     }
     if cli.interrupts && cli.device.starts_with("uio:") {
@@ -132,20 +138,24 @@ fn run(cli: Cli) -> Result<()> {
         None => "the controller has no active namespace".to_string(),
     })?;
     let granted = controller.queues_granted();
-    if cli.queues > granted {
-        bail!(
-            "--queues {}: the controller grants {granted} I/O queues",
-            cli.queues
-        );
+    let queues = match cli.queues {
+        Some(asked) if asked > granted => {
+            bail!("--queues {asked}: the controller grants {granted} I/O queues")
+        }
+        Some(asked) => asked,
+        None => granted.min(usable_cpus()),
+    };
+    if queues == 0 {
+        bail!("the controller grants no I/O queue");
     }
-    let pairs = (0..cli.queues)
+    let pairs = (0..queues)
         .map(|_| controller.queue_pair())
         .collect::<nvme::Result<Vec<QueuePair<HwPlatform>>>>()
         .context("creating I/O queue pairs")?;
     let geometry = Geometry::new(&ns, controller.info(), &pairs[0], cli.depth)?;
     tracing::info!(
         ?geometry,
-        "serving namespace {} ({}, {})",
+        "serving namespace {} on {queues} queue(s) ({}, {})",
         ns.id,
         if controller.interrupts() {
             "interrupts"
@@ -161,7 +171,7 @@ fn run(cli: Cli) -> Result<()> {
 
     let ctrl = UblkCtrlBuilder::default()
         .name("nvme-ublk")
-        .nr_queues(cli.queues)
+        .nr_queues(queues)
         .depth(geometry.depth)
         .io_buf_bytes(geometry.max_io_bytes)
         .dev_flags(UblkFlags::UBLK_DEV_F_ADD_DEV)

@@ -265,8 +265,9 @@ stop_daemon
 }
 
 /// Without an IOMMU: the controller bound to uio_pci_generic (hugepages for DMA) and served by
-/// nvme-ublk, polling. fio --verify at QD32 over two queues, then the same blocks read back
-/// through the kernel's driver.
+/// nvme-ublk, polling, with as many queues as it picks by default (one per vCPU: the guest has two,
+/// the controller grants more). fio --verify at QD32 over those two queues, then the same blocks
+/// read back through the kernel's driver.
 #[test]
 #[ignore = "boots a QEMU guest: run by cargo xtask test"]
 fn guest_uio_controller_is_served_and_its_data_read_back_by_the_kernel_driver() {
@@ -274,8 +275,9 @@ fn guest_uio_controller_is_served_and_its_data_read_back_by_the_kernel_driver() 
 echo 64 > /proc/sys/vm/nr_hugepages
 bind uio_pci_generic
 DEVICE="uio:$BDF"
-start_daemon --queues 2 --depth 32
+start_daemon --depth 32
 grep -q 'polling' /tmp/daemon.err && echo SAYS_POLLING
+echo "HW_QUEUES=$(ls /sys/block/ublkb0/mq | wc -l)"
 fio --name=qd32 --filename=/dev/ublkb0 --direct=1 --ioengine=io_uring --rw=randwrite --bs=4k \
     --size=8m --numjobs=2 --offset_increment=8m --iodepth=32 \
     --verify=crc32c --verify_fatal=1 > /tmp/fio32 2>&1 && echo FIO_QD32=ok || cat /tmp/fio32
@@ -289,7 +291,13 @@ wait_for /dev/nvme0n1
 "#;
     let out = run_with_iommu(false, body);
     assert!(out.success(), "{}", out.log_tail());
-    for line in ["SAYS_POLLING", "FIO_QD32=ok", "DAEMON_EXIT=0", "DATA=same"] {
+    for line in [
+        "SAYS_POLLING",
+        "HW_QUEUES=2",
+        "FIO_QD32=ok",
+        "DAEMON_EXIT=0",
+        "DATA=same",
+    ] {
         assert!(
             has(&out, line),
             "no {line:?} in the guest's output\n{}",
