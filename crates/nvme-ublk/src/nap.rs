@@ -8,7 +8,9 @@
 //! `threshold` to complete (from the recent time per completion), for a quarter of that time but
 //! never longer than `threshold` (so one stall taken for device time cannot stop the queue for
 //! long), in `io_uring_enter` on the ublk ring, so a new request still wakes it at once. On a fast
-//! device the expected time stays under the threshold and the thread spins as before.
+//! device the expected time stays under the threshold and the thread spins as before. The time per
+//! completion is measured between completions of one busy period, so a queue that never has two
+//! commands in flight at once (queue depth 1) learns nothing and keeps spinning.
 
 use std::time::{Duration, Instant};
 
