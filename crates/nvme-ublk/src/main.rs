@@ -26,6 +26,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::geometry::Geometry;
+use crate::queue::QueueParts;
 
 /// Serve an NVMe namespace as /dev/ublkbN through the userspace driver.
 #[derive(Debug, Parser)]
@@ -177,17 +178,28 @@ fn run(cli: Cli) -> Result<()> {
         .dev_flags(UblkFlags::UBLK_DEV_F_ADD_DEV)
         .build()
         .context("adding the ublk device (is the ublk_drv module loaded?)")?;
+    // Every queue's memory before the device starts (an error here deletes the device with `ctrl`).
+    let info = ctrl.dev_info();
+    let parts = pairs
+        .into_iter()
+        .enumerate()
+        .map(|(qid, qp)| {
+            QueueParts::new(
+                qp,
+                usize::from(info.queue_depth),
+                info.max_io_buf_bytes as usize,
+            )
+            .with_context(|| format!("queue {qid}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
 
-    let pairs: Arc<Mutex<Vec<Option<QueuePair<HwPlatform>>>>> =
-        Arc::new(Mutex::new(pairs.into_iter().map(Some).collect()));
-    let take_pair = {
-        let pairs = pairs.clone();
-        move |qid: u16| {
-            pairs
-                .lock()
-                .ok()
-                .and_then(|mut p| p.get_mut(qid as usize)?.take())
-        }
+    let parts: Arc<Mutex<Vec<Option<QueueParts>>>> =
+        Arc::new(Mutex::new(parts.into_iter().map(Some).collect()));
+    let take_parts = move |qid: u16| {
+        parts
+            .lock()
+            .ok()
+            .and_then(|mut p| p.get_mut(qid as usize)?.take())
     };
     let linger = if cli.interrupts {
         std::time::Duration::ZERO
@@ -199,9 +211,10 @@ fn run(cli: Cli) -> Result<()> {
     } else {
         std::time::Duration::from_micros(cli.poll_nap_us.min(1_000_000))
     };
-    let serve = move |qid: u16, dev: &libublk::io::UblkDev| match take_pair(qid) {
-        Some(qp) => {
-            if let Err(err) = queue::serve(qid, dev, qp, geometry, linger, nap::Pacer::new(nap)) {
+    let serve = move |qid: u16, dev: &libublk::io::UblkDev| match take_parts(qid) {
+        Some(parts) => {
+            if let Err(err) = queue::serve(qid, dev, parts, geometry, linger, nap::Pacer::new(nap))
+            {
                 tracing::error!("queue {qid}: {err:#}");
             }
         }

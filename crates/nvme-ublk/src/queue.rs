@@ -43,6 +43,30 @@ const TICK_SECS: u64 = 1;
 /// `user_data` of the timer that ends a polling queue's nap.
 const NAP: u64 = UblkUringData::Target as u64 | 3;
 
+/// A queue thread's driver queue pair and one DMA buffer per ublk tag, made before the ublk device
+/// starts: starting it waits for every queue to fetch its requests, so a queue thread that failed
+/// to get its memory would leave the daemon stuck instead of failing with the reason.
+pub struct QueueParts {
+    qp: QueuePair<HwPlatform>,
+    tags: Vec<TagBuffer>,
+}
+
+impl QueueParts {
+    /// `qp` with `depth` tag buffers of `buf_bytes` each (the ublk device's depth and largest request).
+    pub fn new(qp: QueuePair<HwPlatform>, depth: usize, buf_bytes: usize) -> Result<Self> {
+        let tags = (0..depth)
+            .map(|_| {
+                qp.alloc_buffer(buf_bytes).map(|dma| TagBuffer {
+                    dma: Some(dma),
+                    kernel_has_dma: false,
+                })
+            })
+            .collect::<nvme::Result<Vec<TagBuffer>>>()
+            .context("allocating DMA buffers")?;
+        Ok(Self { qp, tags })
+    }
+}
+
 /// Serves queue `qid` until the device is stopped, then waits for what the controller still has.
 ///
 /// `linger`: when polling, how long the thread keeps polling the ublk ring once nothing is in
@@ -51,23 +75,13 @@ const NAP: u64 = UblkUringData::Target as u64 | 3;
 pub fn serve(
     qid: u16,
     dev: &UblkDev,
-    mut qp: QueuePair<HwPlatform>,
+    parts: QueueParts,
     geometry: Geometry,
     linger: Duration,
     mut pacer: Pacer,
 ) -> Result<()> {
-    let depth = dev.dev_info.queue_depth as usize;
-    let buf_bytes = dev.dev_info.max_io_buf_bytes as usize;
+    let QueueParts { mut qp, mut tags } = parts;
     let bufs = dev.alloc_queue_io_bufs();
-    let mut tags = (0..depth)
-        .map(|_| {
-            qp.alloc_buffer(buf_bytes).map(|dma| TagBuffer {
-                dma: Some(dma),
-                kernel_has_dma: false,
-            })
-        })
-        .collect::<nvme::Result<Vec<TagBuffer>>>()
-        .context("allocating DMA buffers")?;
     let queue = UblkQueue::new(qid, dev)
         .and_then(|q| q.submit_fetch_commands_unified(BufDescList::Slices(Some(&bufs))))
         .map_err(|e| anyhow::anyhow!("setting up ublk queue {qid}: {e}"))?;

@@ -267,14 +267,27 @@ stop_daemon
 /// Without an IOMMU: the controller bound to uio_pci_generic (hugepages for DMA) and served by
 /// nvme-ublk, polling, with as many queues as it picks by default (one per vCPU: the guest has two,
 /// the controller grants more). fio --verify at QD32 over those two queues, then the same blocks
-/// read back through the kernel's driver.
+/// read back through the kernel's driver. Before that, with too few hugepages for its buffers, the
+/// daemon fails with the reason and leaves no ublk device.
 #[test]
 #[ignore = "boots a QEMU guest: run by cargo xtask test"]
 fn guest_uio_controller_is_served_and_its_data_read_back_by_the_kernel_driver() {
     let body = r#"
-echo 64 > /proc/sys/vm/nr_hugepages
+# 40 MiB: enough to bring the controller up, not for 2 x 64 tags of 512 KiB.
+echo 20 > /proc/sys/vm/nr_hugepages
 bind uio_pci_generic
 DEVICE="uio:$BDF"
+nvme-ublk --device "$DEVICE" --queues 2 --depth 64 > /dev/null 2> /tmp/short.err &
+SHORT=$!
+i=0; while kill -0 $SHORT 2>/dev/null && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done
+if kill -0 $SHORT 2>/dev/null; then
+    echo SHORT_STUCK; cat /tmp/short.err; kill -KILL $SHORT
+else
+    wait $SHORT; echo "SHORT_EXIT=$?"
+fi
+grep -q 'nr_hugepages' /tmp/short.err && echo SHORT_SAYS_HUGEPAGES
+ls /dev | grep -q '^ublk[bc]' && echo SHORT_LEFT_DEVICE
+echo 64 > /proc/sys/vm/nr_hugepages
 start_daemon --depth 32
 grep -q 'polling' /tmp/daemon.err && echo SAYS_POLLING
 echo "HW_QUEUES=$(ls /sys/block/ublkb0/mq | wc -l)"
@@ -291,7 +304,11 @@ wait_for /dev/nvme0n1
 "#;
     let out = run_with_iommu(false, body);
     assert!(out.success(), "{}", out.log_tail());
+    assert!(!has(&out, "SHORT_STUCK"), "{}", out.log_tail());
+    assert!(!has(&out, "SHORT_LEFT_DEVICE"), "{}", out.log_tail());
     for line in [
+        "SHORT_EXIT=1",
+        "SHORT_SAYS_HUGEPAGES",
         "SAYS_POLLING",
         "HW_QUEUES=2",
         "FIO_QD32=ok",
