@@ -36,6 +36,7 @@ fn platform_error(e: hw::Error) -> PlatformError {
         hw::Error::Io { context, source } => PlatformError::Io { context, source },
         hw::Error::BadAddress(spec) => PlatformError::BadSpec(spec),
         hw::Error::AddressSpaceExhausted(requested) => PlatformError::OutOfDmaMemory { requested },
+        hw::Error::Unsupported(what) => PlatformError::Unsupported(what),
         other => PlatformError::Unsupported(other.to_string()),
     }
 }
@@ -180,6 +181,12 @@ mod tests {
                 other => panic!("{spec:?} gave {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn an_unsupported_machine_is_named_once() {
+        let err = platform_error(hw::Error::Unsupported("no hugepages".into())).to_string();
+        assert_eq!(err, "unsupported: no hugepages");
     }
 
     #[test]
