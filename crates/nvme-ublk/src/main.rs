@@ -10,6 +10,7 @@
 // Unsafe code is denied but for the one call that opens a device without an IOMMU (uio).
 #![deny(unsafe_code)]
 
+mod affinity;
 mod geometry;
 mod nap;
 mod queue;
@@ -25,6 +26,7 @@ use nvme::{Controller, Options, QueuePair};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::affinity::QueueThreads;
 use crate::geometry::Geometry;
 use crate::queue::QueueParts;
 
@@ -211,8 +213,11 @@ fn run(cli: Cli) -> Result<()> {
     };
     let linger = when_polling(cli.poll_linger_us);
     let nap = when_polling(cli.poll_nap_us);
+    let queue_threads = Arc::new(QueueThreads::new()?);
+    let registry = Arc::clone(&queue_threads);
     let serve = move |qid: u16, dev: &libublk::io::UblkDev| match take_parts(qid) {
         Some(parts) => {
+            registry.register();
             if let Err(err) = queue::serve(qid, dev, parts, geometry, linger, nap::Pacer::new(nap))
             {
                 tracing::error!("queue {qid}: {err:#}");
@@ -227,6 +232,9 @@ fn run(cli: Cli) -> Result<()> {
         },
         serve,
         move |ctrl| {
+            // Every queue thread has registered: the device starts only once each fetched.
+            let restored = queue_threads.restore();
+            tracing::debug!("{restored} queue thread(s) on the daemon's CPUs");
             println!("{}", ctrl.get_bdev_path());
             if let Some(signal) = signals.forever().next() {
                 tracing::info!("signal {signal}: stopping the device");

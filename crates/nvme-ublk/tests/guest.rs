@@ -267,8 +267,9 @@ stop_daemon
 /// Without an IOMMU: the controller bound to uio_pci_generic (hugepages for DMA) and served by
 /// nvme-ublk, polling, with as many queues as it picks by default (one per vCPU: the guest has two,
 /// the controller grants more). fio --verify at QD32 over those two queues, then the same blocks
-/// read back through the kernel's driver. Before that, with too few hugepages for its buffers, the
-/// daemon fails with the reason and leaves no ublk device.
+/// read back through the kernel's driver; every queue thread keeps the daemon's CPUs (both vCPUs).
+/// Before that, with too few hugepages for its buffers, the daemon fails with the reason and
+/// leaves no ublk device.
 #[test]
 #[ignore = "boots a QEMU guest: run by cargo xtask test"]
 fn guest_uio_controller_is_served_and_its_data_read_back_by_the_kernel_driver() {
@@ -289,6 +290,9 @@ grep -q 'nr_hugepages' /tmp/short.err && echo SHORT_SAYS_HUGEPAGES
 ls /dev | grep -q '^ublk[bc]' && echo SHORT_LEFT_DEVICE
 echo 64 > /proc/sys/vm/nr_hugepages
 start_daemon --depth 32
+# Every thread of the daemon may run on both vCPUs, as the daemon may (libublk pins each queue's).
+for t in /proc/$DAEMON/task/*; do grep Cpus_allowed_list "$t/status" | cut -f2; done | sort -u |
+    sed 's/^/THREAD_CPUS=/'
 grep -q 'polling' /tmp/daemon.err && echo SAYS_POLLING
 echo "HW_QUEUES=$(ls /sys/block/ublkb0/mq | wc -l)"
 fio --name=qd32 --filename=/dev/ublkb0 --direct=1 --ioengine=io_uring --rw=randwrite --bs=4k \
@@ -306,6 +310,13 @@ wait_for /dev/nvme0n1
     assert!(out.success(), "{}", out.log_tail());
     assert!(!has(&out, "SHORT_STUCK"), "{}", out.log_tail());
     assert!(!has(&out, "SHORT_LEFT_DEVICE"), "{}", out.log_tail());
+    let thread_cpus: Vec<&str> = out
+        .stdout
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("THREAD_CPUS="))
+        .collect();
+    assert_eq!(thread_cpus, ["THREAD_CPUS=0-1"], "{}", out.log_tail());
     for line in [
         "SHORT_EXIT=1",
         "SHORT_SAYS_HUGEPAGES",
