@@ -140,7 +140,7 @@ fio_run() {
 use_kernel() { bind $1; wait_disk $1; }
 use_ublk() {
     bind uio_pci_generic
-    nvme-ublk --device uio:$dev --queues 1 --depth 64 --poll > /tmp/ublk.out 2> /tmp/ublk.err &
+    nvme-ublk --device uio:$dev --depth 64 --poll > /tmp/ublk.out 2> /tmp/ublk.err &
     UBLK=$!
     wait_disk ublkb || { cat /tmp/ublk.err; exit 1; }
 }

@@ -346,7 +346,7 @@ echo 64 > /proc/sys/vm/nr_hugepages
             for (engine, mode) in UBLK_ENGINES {
                 let _ = writeln!(
                     s,
-                    "nvme-ublk --device $DEV --queues 1 --depth 64 {mode} > /tmp/ublk.out 2> /tmp/ublk.err &\n\
+                    "nvme-ublk --device $DEV --depth 64 {mode} > /tmp/ublk.out 2> /tmp/ublk.err &\n\
                      UBLK=$!\n\
                      wait_disk /dev/ublkb0 || {{ cat /tmp/ublk.err; exit 1; }}"
                 );
@@ -568,7 +568,7 @@ mod tests {
             ["io_uring", OURS, OURS_NO_SHADOW, "ublk-poll", "ublk-irq"]
         );
         let script = guest_script(&opts);
-        assert!(script.contains("nvme-ublk --device $DEV --queues 1 --depth 64 --interrupts"));
+        assert!(script.contains("nvme-ublk --device $DEV --depth 64 --interrupts"));
         assert!(script.contains("--filename=/dev/ublkb0"));
         assert!(script.contains("--no-shadow-doorbells bench"));
         assert!(!script.contains("libaio"));
