@@ -1,15 +1,17 @@
 //! `cargo xtask bench nvme --multi-queue`: does our driver scale with its queue pairs?
 //!
 //! One guest, the controller behind the emulated IOMMU (vfio-pci). Each round runs 4 KiB random
-//! reads at 16 in flight per queue through
-//! - `nvme-tool bench --queues 1` and `--queues 2` (a polling thread per queue pair, pausing
-//!   after 20 µs without a completion so the emulated controller keeps a host core),
-//! - `nvme-ublk --queues 1` and `--queues 2` (polling and on interrupts) under one fio job of two
-//!   jobs pinned one per vCPU (so with two queues each job has its own),
-//! - the kernel's driver under the same fio job, for reference,
+//! reads through
+//! - `nvme-tool bench --queues 1` and `--queues 2`, 16 in flight per queue pair (a polling thread
+//!   per queue pair, pausing after 20 µs without a completion so the emulated controller keeps a
+//!   host core),
+//! - `nvme-ublk --queues 1` and `--queues 2` (polling and on interrupts) under two fio loads: two
+//!   jobs of 16 pinned one per vCPU (so with two queues each job has its own), and one job of 32
+//!   left to the scheduler (so the daemon's threads have a vCPU fio does not fill),
+//! - the kernel's driver under the same fio loads, for reference,
 //!
-//! each of ours with shadow doorbells and without. The best round of each is reported, with the
-//! ratio of two queues to one.
+//! each of ours with shadow doorbells and without (the one-job load with them only). The best round
+//! of each is reported, with the ratio of two queues to one.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -23,10 +25,26 @@ use super::{
     prelude_with_filled_namespace, which,
 };
 
-/// Queue entries in flight per queue pair (nvme-tool) or per fio job.
+/// Queue entries in flight per queue pair (nvme-tool).
 const DEPTH: u32 = 16;
-/// The fio job on a block device: two jobs, one per vCPU.
-const FIO_JOBS: u32 = 2;
+/// A fio load on a block device: its name in result lines, in the table, and fio's options.
+struct FioLoad {
+    workload: &'static str,
+    label: &'static str,
+    options: &'static str,
+}
+/// Two jobs of 16, one per vCPU: every vCPU submits, to its own queue when there are two.
+const TWO_JOBS: FioLoad = FioLoad {
+    workload: "4k-randread",
+    label: "fio 2 jobs x 16, one per vCPU",
+    options: "--iodepth=16 --numjobs=2 --cpus_allowed=0-1 --cpus_allowed_policy=split",
+};
+/// One job of 32, placed by the scheduler: a vCPU is left for the daemon's queue threads.
+const ONE_JOB: FioLoad = FioLoad {
+    workload: "4k-randread-1job",
+    label: "fio 1 job x 32",
+    options: "--iodepth=32 --numjobs=1",
+};
 const KERNEL: &str = "kernel";
 const TOOL: &str = "nvme-tool";
 const UBLK_MODES: &[(&str, &str)] = &[("ublk-poll", "--poll"), ("ublk-irq", "--interrupts")];
@@ -41,8 +59,9 @@ fn engine(name: &str, shadow: &str, queues: u32) -> String {
 pub(super) fn run(rounds: u32, runtime: u32) -> Result<ExitCode> {
     let fio = which("fio").context("fio is needed on the host (apt-get install -y fio)")?;
     let script = guest_script(rounds, runtime);
-    // Per round: the kernel, 2 shadow settings x 2 queue counts x (nvme-tool + 2 ublk modes).
-    let runs = rounds as u64 * (1 + 2 * 2 * 3);
+    // Per round: the kernel under both loads, 2 shadow settings x 2 queue counts x (nvme-tool + 2
+    // ublk modes), and the one-job load on 2 ublk modes x 2 queue counts with shadow doorbells.
+    let runs = rounds as u64 * (2 + 2 * 2 * 3 + 2 * 2);
     let limit = Duration::from_secs(90 + runs * (u64::from(runtime) + 8));
     eprintln!(
         "xtask: {runs} runs of {runtime} s in one guest (at most {} s)",
@@ -68,19 +87,22 @@ pub(super) fn run(rounds: u32, runtime: u32) -> Result<ExitCode> {
 
 fn guest_script(rounds: u32, t: u32) -> String {
     let mut s = prelude_with_filled_namespace();
-    let fio = |s: &mut String, round: u32, engine: &str, dev: &str| {
+    let fio = |s: &mut String, round: u32, engine: &str, dev: &str, load: &FioLoad| {
         let _ = writeln!(
             s,
-            "printf '{MARK} {round} {engine} {WORKLOAD} '; fio --name=bench --filename=/dev/{dev} \
-             --direct=1 --ioengine=io_uring --rw=randread --bs=4k --iodepth={DEPTH} \
-             --numjobs={FIO_JOBS} --cpus_allowed=0-1 --cpus_allowed_policy=split --group_reporting \
+            "printf '{MARK} {round} {engine} {workload} '; fio --name=bench --filename=/dev/{dev} \
+             --direct=1 --ioengine=io_uring --rw=randread --bs=4k {options} --group_reporting \
              --time_based --runtime={t} --ramp_time=1 --norandommap --randrepeat=0 \
-             --lat_percentiles=1 --output-format=json | tr -d '\\n'; echo"
+             --lat_percentiles=1 --output-format=json | tr -d '\\n'; echo",
+            workload = load.workload,
+            options = load.options,
         );
     };
     for round in 1..=rounds {
         s.push_str(TO_KERNEL_DRIVER);
-        fio(&mut s, round, &engine(KERNEL, "on", 0), "nvme0n1");
+        for load in [&TWO_JOBS, &ONE_JOB] {
+            fio(&mut s, round, &engine(KERNEL, "on", 0), "nvme0n1", load);
+        }
         s.push_str("bind vfio-pci\nDEV=vfio:$BDF\n");
         for (shadow, flag) in SHADOW {
             for queues in [1, 2] {
@@ -103,7 +125,11 @@ fn guest_script(rounds: u32, t: u32) -> String {
                          UBLK=$!\n\
                          wait_disk /dev/ublkb0 || {{ cat /tmp/ublk.err; exit 1; }}"
                     );
-                    fio(&mut s, round, &engine(mode_name, shadow, queues), "ublkb0");
+                    let name = engine(mode_name, shadow, queues);
+                    fio(&mut s, round, &name, "ublkb0", &TWO_JOBS);
+                    if flag.is_empty() {
+                        fio(&mut s, round, &name, "ublkb0", &ONE_JOB);
+                    }
                     s.push_str("kill -TERM $UBLK; wait $UBLK\n");
                     s.push_str(
                         "i=0; while [ -e /dev/ublkb0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done\n",
@@ -121,32 +147,39 @@ fn table(rows: &[Row], rounds: u32, runtime: u32) -> String {
     let _ = writeln!(
         s,
         "Multi-queue, vfio-pci behind the emulated IOMMU: 4k random reads, {DEPTH} in flight per \
-         queue pair (nvme-tool) or per fio job ({FIO_JOBS} jobs, one per vCPU, on the block \
-         devices); best of {rounds} rounds of {runtime} s.\n"
+         queue pair (nvme-tool) or under a fio load (the block devices); best of {rounds} rounds of \
+         {runtime} s.\n"
     );
     let _ = writeln!(
         s,
-        "| engine | shadow doorbells | IOPS, 1 queue | IOPS, 2 queues | 2 / 1 | p50 µs, 1 / 2 queues |\n\
-         |---|---|---:|---:|---:|---:|"
+        "| engine | shadow doorbells | load | IOPS, 1 queue | IOPS, 2 queues | 2 / 1 | p50 µs, 1 / 2 queues |\n\
+         |---|---|---|---:|---:|---:|---:|"
     );
-    if let Some(m) = best(rows, &engine(KERNEL, "on", 0), WORKLOAD) {
-        let _ = writeln!(
-            s,
-            "| kernel nvme (fio, same job) | | {:.0} | | | {:.1} |",
-            m.iops, m.p50_us
-        );
+    for load in [&TWO_JOBS, &ONE_JOB] {
+        if let Some(m) = best(rows, &engine(KERNEL, "on", 0), load.workload) {
+            let _ = writeln!(
+                s,
+                "| kernel nvme | | {} | {:.0} | | | {:.1} |",
+                load.label, m.iops, m.p50_us
+            );
+        }
     }
-    let names = std::iter::once(TOOL).chain(UBLK_MODES.iter().map(|(name, _)| *name));
-    for name in names {
+    let tool = (TOOL, format!("{DEPTH} per queue pair"), WORKLOAD);
+    let ublk = UBLK_MODES.iter().flat_map(|(name, _)| {
+        [&TWO_JOBS, &ONE_JOB]
+            .into_iter()
+            .map(move |load| (*name, load.label.to_owned(), load.workload))
+    });
+    for (name, label, workload) in std::iter::once(tool).chain(ublk) {
         for (shadow, _) in SHADOW {
-            let get = |q| best(rows, &engine(name, shadow, q), WORKLOAD);
+            let get = |q| best(rows, &engine(name, shadow, q), workload);
             let (Some(one), Some(two)): (Option<Measure>, Option<Measure>) = (get(1), get(2))
             else {
                 continue;
             };
             let _ = writeln!(
                 s,
-                "| {name} | {shadow} | {:.0} | {:.0} | {:.2}x | {:.1} / {:.1} |",
+                "| {name} | {shadow} | {label} | {:.0} | {:.0} | {:.2}x | {:.1} / {:.1} |",
                 one.iops,
                 two.iops,
                 two.iops / one.iops,
@@ -156,21 +189,21 @@ fn table(rows: &[Row], rounds: u32, runtime: u32) -> String {
         }
     }
     let _ = writeln!(s, "\nEvery round's IOPS (round order):\n");
-    let mut engines: Vec<&str> = Vec::new();
-    for (_, engine, _, _) in rows {
-        if !engines.contains(&engine.as_str()) {
-            engines.push(engine);
+    let mut runs_of: Vec<(&str, &str)> = Vec::new();
+    for (_, engine, workload, _) in rows {
+        if !runs_of.contains(&(engine.as_str(), workload.as_str())) {
+            runs_of.push((engine, workload));
         }
     }
-    for engine in engines {
+    for (engine, workload) in runs_of {
         let mut runs: Vec<(u32, f64)> = rows
             .iter()
-            .filter(|(_, e, _, _)| e == engine)
+            .filter(|(_, e, w, _)| e == engine && w == workload)
             .map(|(round, _, _, m)| (*round, m.iops))
             .collect();
         runs.sort_by_key(|(round, _)| *round);
         let list: Vec<String> = runs.iter().map(|(_, iops)| format!("{iops:.0}")).collect();
-        let _ = writeln!(s, "- {engine}: {}", list.join(", "));
+        let _ = writeln!(s, "- {engine} {workload}: {}", list.join(", "));
     }
     s
 }
@@ -195,6 +228,8 @@ mod tests {
         }
         assert!(script.contains("nvme-tool --device $DEV --no-shadow-doorbells bench"));
         assert_eq!(script.matches("--numjobs=2 --cpus_allowed=0-1").count(), 9);
+        // The one-job load: the kernel, and each ublk mode's two queue counts with shadow doorbells.
+        assert_eq!(script.matches("--iodepth=32 --numjobs=1 ").count(), 5);
         // The namespace is written once before the first measured run.
         let fill = script.find("--rw=write --bs=1M").expect("no fill");
         assert!(fill < script.find("--name=bench").unwrap(), "{script}");
@@ -215,10 +250,15 @@ mod tests {
             .collect();
         let table = table(&rows, 1, 2);
         assert!(
-            table.contains("| nvme-tool | on | 100 | 150 | 1.50x | 10.0 / 10.0 |"),
+            table.contains(
+                "| nvme-tool | on | 16 per queue pair | 100 | 150 | 1.50x | 10.0 / 10.0 |"
+            ),
             "{table}"
         );
         assert!(!table.contains("| nvme-tool | off |"));
-        assert!(table.contains("- nvme-tool-on-q2: 150\n"), "{table}");
+        assert!(
+            table.contains("- nvme-tool-on-q2 4k-randread: 150\n"),
+            "{table}"
+        );
     }
 }
