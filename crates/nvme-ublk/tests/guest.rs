@@ -291,6 +291,8 @@ ls /dev | grep -q '^ublk[bc]' && echo SHORT_LEFT_DEVICE
 echo 64 > /proc/sys/vm/nr_hugepages
 start_daemon --depth 32
 # Every thread of the daemon may run on both vCPUs, as the daemon may (libublk pins each queue's).
+# The daemon sets that after the device starts, then prints the device's path.
+i=0; while [ ! -s /tmp/daemon.out ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 for t in /proc/$DAEMON/task/*; do grep Cpus_allowed_list "$t/status" | cut -f2; done | sort -u |
     sed 's/^/THREAD_CPUS=/'
 grep -q 'polling' /tmp/daemon.err && echo SAYS_POLLING
