@@ -47,10 +47,11 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
 /// blocks, before anything is measured. The emulated controller's namespace is a sparse file on the
 /// host: a hole reads faster than a written block, and writing one costs the host an allocation. Without
 /// this, the first runs would see a different disk from the later ones, and whichever driver ran first
-/// in a round would get the holes.
+/// in a round would get the holes. fio prints no progress line (on the guest's console it would end
+/// without a newline, in front of the next result line).
 fn fill_once(device: &str) -> String {
     format!(
         "fio --name=fill --filename={device} --direct=1 --ioengine=io_uring --rw=write --bs=1M \
-         --iodepth=8 --output=/dev/null || {{ echo 'filling {device} failed'; exit 1; }}\n"
+         --iodepth=8 --eta=never --output=/dev/null || {{ echo 'filling {device} failed'; exit 1; }}\n"
     )
 }

@@ -400,6 +400,10 @@ fn parse_results(stdout: &str) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     for line in stdout.lines() {
         let Some(rest) = line.strip_prefix(MARK) else {
+            // A result glued to the end of other output would otherwise be dropped unnoticed.
+            if line.contains(MARK) {
+                bail!("a result line does not start with {MARK}: {line:?}");
+            }
             continue;
         };
         let mut parts = rest.trim_start().splitn(4, ' ');
@@ -599,6 +603,12 @@ mod tests {
             30.0
         );
         assert!(parse_results("nothing here").is_err());
+        // fio's progress line, left without a newline, in front of a result.
+        let glued = format!(
+            "Jobs: 1 (f=1){MARK} 1 io_uring 4k-randread-qd1 {}\n",
+            fio(10)
+        );
+        assert!(parse_results(&(glued + &out)).is_err());
         assert!(parse_results(&format!("{MARK} 1 io_uring x not-json")).is_err());
     }
 }
