@@ -253,6 +253,12 @@ fn main_command_answers_tversion(command: &str, clone: &Path, target: &Path, scr
         std::thread::sleep(Duration::from_millis(500));
     }
     drop(server);
+    // The group's leader is the shell that ran the command, which SIGTERM ends at once; ninepd, its
+    // child, removes the socket as it stops, which can come a moment later.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while socket.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(
         !socket.exists(),
         "ninepd left its socket behind after SIGTERM:\n{}",
