@@ -37,23 +37,17 @@ impl QueueThreads {
         }
     }
 
-    /// Gives every registered queue thread the daemon's CPU set back; returns how many got it.
-    pub fn restore(&self) -> usize {
+    /// Gives every registered queue thread the daemon's CPU set back (a failure is logged: the
+    /// thread keeps the CPUs libublk gave it).
+    pub fn restore(&self) {
         let Ok(threads) = self.threads.lock() else {
-            return 0;
+            return;
         };
-        threads
-            .iter()
-            .filter(|&&tid| match sched_setaffinity(Some(tid), &self.cpus) {
-                Ok(()) => true,
-                Err(err) => {
-                    tracing::warn!(
-                        "queue thread {}: setting its CPU affinity: {err}",
-                        tid.as_raw_nonzero()
-                    );
-                    false
-                }
-            })
-            .count()
+        for &tid in threads.iter() {
+            if let Err(err) = sched_setaffinity(Some(tid), &self.cpus) {
+                let tid = tid.as_raw_nonzero();
+                tracing::warn!("queue thread {tid}: setting its CPU affinity: {err}");
+            }
+        }
     }
 }

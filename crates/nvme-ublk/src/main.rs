@@ -233,8 +233,7 @@ fn run(cli: Cli) -> Result<()> {
         serve,
         move |ctrl| {
             // Every queue thread has registered: the device starts only once each fetched.
-            let restored = queue_threads.restore();
-            tracing::debug!("{restored} queue thread(s) on the daemon's CPUs");
+            queue_threads.restore();
             println!("{}", ctrl.get_bdev_path());
             if let Some(signal) = signals.forever().next() {
                 tracing::info!("signal {signal}: stopping the device");

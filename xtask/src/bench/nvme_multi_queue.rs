@@ -45,6 +45,8 @@ const ONE_JOB: FioLoad = FioLoad {
     label: "fio 1 job x 32",
     options: "--iodepth=32 --numjobs=1",
 };
+/// Both loads, in the order they run and are reported.
+const FIO_LOADS: [&FioLoad; 2] = [&TWO_JOBS, &ONE_JOB];
 const KERNEL: &str = "kernel";
 const TOOL: &str = "nvme-tool";
 const UBLK_MODES: &[(&str, &str)] = &[("ublk-poll", "--poll"), ("ublk-irq", "--interrupts")];
@@ -100,7 +102,7 @@ fn guest_script(rounds: u32, t: u32) -> String {
     };
     for round in 1..=rounds {
         s.push_str(TO_KERNEL_DRIVER);
-        for load in [&TWO_JOBS, &ONE_JOB] {
+        for load in FIO_LOADS {
             fio(&mut s, round, &engine(KERNEL, "on", 0), "nvme0n1", load);
         }
         s.push_str("bind vfio-pci\nDEV=vfio:$BDF\n");
@@ -155,7 +157,7 @@ fn table(rows: &[Row], rounds: u32, runtime: u32) -> String {
         "| engine | shadow doorbells | load | IOPS, 1 queue | IOPS, 2 queues | 2 / 1 | p50 µs, 1 / 2 queues |\n\
          |---|---|---|---:|---:|---:|---:|"
     );
-    for load in [&TWO_JOBS, &ONE_JOB] {
+    for load in FIO_LOADS {
         if let Some(m) = best(rows, &engine(KERNEL, "on", 0), load.workload) {
             let _ = writeln!(
                 s,
@@ -166,7 +168,7 @@ fn table(rows: &[Row], rounds: u32, runtime: u32) -> String {
     }
     let tool = (TOOL, format!("{DEPTH} per queue pair"), WORKLOAD);
     let ublk = UBLK_MODES.iter().flat_map(|(name, _)| {
-        [&TWO_JOBS, &ONE_JOB]
+        FIO_LOADS
             .into_iter()
             .map(move |load| (*name, load.label.to_owned(), load.workload))
     });
