@@ -3,7 +3,9 @@
 
 use std::collections::VecDeque;
 
-use crate::initramfs::{MARK_EXIT, MARK_PROGRESS, MARK_SCRIPT, MARK_STAGE, MARK_START};
+use crate::initramfs::{
+    MARK_EXIT, MARK_HOST_STAMP, MARK_PROGRESS, MARK_SCRIPT, MARK_STAGE, MARK_START,
+};
 
 /// How far the guest got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +42,8 @@ pub struct Watch {
     pub panicked: bool,
     /// The stage the script last named (`stage NAME` in the guest).
     pub step: Option<String>,
+    /// The label of a `host-stamp` line just fed, for the harness to take.
+    pub host_stamp: Option<String>,
     script_output: Vec<String>,
     tail: VecDeque<String>,
 }
@@ -50,6 +54,7 @@ impl Default for Watch {
             stage: Stage::Kernel,
             panicked: false,
             step: None,
+            host_stamp: None,
             script_output: Vec::new(),
             tail: VecDeque::with_capacity(TAIL_LINES),
         }
@@ -87,6 +92,8 @@ impl Watch {
                     self.stage = Stage::Exited(status);
                 } else if let Some(name) = line.trim().strip_prefix(MARK_STAGE) {
                     self.step = Some(name.trim().to_owned());
+                } else if let Some(label) = line.trim().strip_prefix(MARK_HOST_STAMP) {
+                    self.host_stamp = Some(label.trim().to_owned());
                 } else if line.trim() != MARK_PROGRESS {
                     self.script_output.push(line.to_owned());
                 }
@@ -188,6 +195,16 @@ mod tests {
         assert_eq!(w.script_output(), "hello\nworld\n");
         assert!(!w.panicked);
         assert!(w.tail().ends_with("GUEST-EXIT:3\nreboot: Power down"));
+    }
+
+    #[test]
+    fn a_host_stamp_is_handed_over_and_kept_out_of_the_output() {
+        let mut w = feed(&["INIT:start", "INIT:script", "before"]);
+        assert!(w.feed("GUEST-HOST-STAMP:begin 1 ublk\r"));
+        assert_eq!(w.host_stamp.take().as_deref(), Some("begin 1 ublk"));
+        w.feed("after");
+        assert_eq!(w.host_stamp, None);
+        assert_eq!(w.script_output(), "before\nafter\n");
     }
 
     #[test]

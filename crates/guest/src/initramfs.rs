@@ -35,6 +35,9 @@ pub const MARK_EXIT: &str = "GUEST-EXIT:";
 pub const MARK_STAGE: &str = "GUEST-STAGE:";
 /// Printed by the guest's `progress` command for each line it reads: progress without output.
 pub const MARK_PROGRESS: &str = "GUEST-PROGRESS";
+/// `GUEST-HOST-STAMP:<label>`, printed by the guest's `host-stamp LABEL` command: the harness reads
+/// the host's CPU counters (see [`crate::HostStamp`]).
+pub const MARK_HOST_STAMP: &str = "GUEST-HOST-STAMP:";
 
 /// `/init`: mounts the pseudo file systems, loads the modules, runs `/script` (or a shell) and powers off.
 const INIT: &str = r#"#!/bin/sh
@@ -92,6 +95,11 @@ while IFS= read -r line; do
 done
 "#;
 
+/// `host-stamp LABEL...`: has the harness read the host's CPU counters now, under LABEL.
+const HOST_STAMP: &str = r#"#!/bin/sh
+echo "GUEST-HOST-STAMP:$*"
+"#;
+
 const PASSWD: &str =
     "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
 const GROUP: &str = "root:x:0:\nnogroup:x:65534:\n";
@@ -105,7 +113,7 @@ pub fn base(kernel: &Kernel) -> Result<PathBuf> {
     let meta = std::fs::metadata(&busybox).ctx(|| format!("cannot stat {}", busybox.display()))?;
     let modules = kernel.module_order(MODULES)?;
     let key = format!(
-        "{}\n{} {} {:?}\n{modules:?}\n{INIT}{RETRY}{STAGE}{PROGRESS}{PASSWD}{GROUP}{HOSTS}{NSSWITCH}",
+        "{}\n{} {} {:?}\n{modules:?}\n{INIT}{RETRY}{STAGE}{PROGRESS}{HOST_STAMP}{PASSWD}{GROUP}{HOSTS}{NSSWITCH}",
         kernel.version,
         busybox.display(),
         meta.len(),
@@ -165,6 +173,7 @@ pub fn base(kernel: &Kernel) -> Result<PathBuf> {
         ("/usr/bin/retry", RETRY),
         ("/usr/bin/stage", STAGE),
         ("/usr/bin/progress", PROGRESS),
+        ("/usr/bin/host-stamp", HOST_STAMP),
     ] {
         let mode = if path == "/init" || path.starts_with("/usr/bin/") {
             0o755

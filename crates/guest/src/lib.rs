@@ -29,6 +29,9 @@
 //!   take an exclusive `flock` on [`lock_path`] (`/run/lock/kangrejos-vm.lock`); a waiter prints the holder.
 //! * The kernel is fetched on first use (`apt-get download`) into `target/vm/kernel/`; the base initramfs and
 //!   decompressed modules are cached under `target/vm/`. Every boot's console is kept in `target/vm/logs/`.
+//! * `host-stamp LABEL` in the guest has the harness read the host's CPU counters and QEMU's threads'
+//!   ([`Output::host_stamps`]); [`HostLoad::between`] says how busy the host was between two stamps and
+//!   how much of it the vCPUs and the device emulation took, which the guest cannot see itself.
 //! * A boot that panics or does not reach `/init` within the boot timeout is retried (3 tries).
 //! * Modules loaded at boot (with their dependencies): see [`MODULES`].
 //! * 9P over virtio-serial: in the guest, `vport-relay NAME FD CMD...` opens the port once, puts one end of
@@ -42,6 +45,7 @@ mod console;
 mod cpio;
 mod deadline;
 mod error;
+mod host_load;
 mod initramfs;
 mod kernel;
 mod lock;
@@ -57,6 +61,7 @@ pub use calibration::{
 pub use console::Stage;
 pub use deadline::Limits;
 pub use error::{Error, Result, Stall};
+pub use host_load::{HostLoad, HostStamp, loads_by_label, stamped};
 pub use initramfs::MODULES;
 pub use kernel::{
     Kernel, KernelFlavor, PINNED_PACKAGE, install as install_kernel, rust_kernel_link,

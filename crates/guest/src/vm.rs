@@ -13,6 +13,7 @@ use crate::console::{Stage, Watch, strip_escapes};
 use crate::cpio;
 use crate::deadline::{Clock, Limit, Limits};
 use crate::error::{Error, IoContext, Result, Stall};
+use crate::host_load::HostStamp;
 use crate::initramfs::{self, add_file};
 use crate::kernel::{Kernel, KernelFlavor};
 use crate::lock::VmLock;
@@ -141,6 +142,8 @@ pub struct Output {
     pub elapsed: Duration,
     /// The limits this run had (the slowdown included).
     pub limits: Limits,
+    /// The host's CPU counters at each `host-stamp` line, in order (see [`crate::HostLoad`]).
+    pub host_stamps: Vec<HostStamp>,
     tail: String,
 }
 
@@ -720,6 +723,7 @@ impl VmBuilder {
         let started = Instant::now();
         note(log, &format!("limits: {}", limits.describe()));
         let mut watch = Watch::default();
+        let mut host_stamps = Vec::new();
         let mut clock = Clock::new(started);
         loop {
             let (deadline, limit) = clock.deadline(watch.stage, limits);
@@ -728,6 +732,9 @@ impl VmBuilder {
                 Ok(line) => {
                     let before = watch.stage;
                     let progressed = watch.feed(&line);
+                    if let Some(label) = watch.host_stamp.take() {
+                        host_stamps.extend(HostStamp::read(&label, qemu.pid()));
+                    }
                     if watch.panicked && before == Stage::Kernel {
                         qemu.kill();
                         note(
@@ -774,6 +781,7 @@ impl VmBuilder {
                         (Stage::Exited(status), _) => Attempt::Done(self.output(
                             status,
                             &watch,
+                            host_stamps,
                             log,
                             started.elapsed(),
                             limits,
@@ -812,9 +820,14 @@ impl VmBuilder {
                         &format!("QEMU exited ({status}) while {}", watch.stage.describe()),
                     );
                     return Ok(match watch.stage {
-                        Stage::Exited(code) => {
-                            Attempt::Done(self.output(code, &watch, log, started.elapsed(), limits))
-                        }
+                        Stage::Exited(code) => Attempt::Done(self.output(
+                            code,
+                            &watch,
+                            host_stamps,
+                            log,
+                            started.elapsed(),
+                            limits,
+                        )),
                         Stage::Kernel => {
                             Attempt::Retry(format!("QEMU exited ({status}) before /init"))
                         }
@@ -841,6 +854,7 @@ impl VmBuilder {
         &self,
         status: i32,
         watch: &Watch,
+        host_stamps: Vec<HostStamp>,
         log: &Path,
         elapsed: Duration,
         limits: &Limits,
@@ -852,6 +866,7 @@ impl VmBuilder {
             tries: 1,
             elapsed,
             limits: *limits,
+            host_stamps,
             tail: watch.tail(),
         }
     }

@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use guest::{Disk, Vm};
+use guest::{Disk, HostLoad, Vm};
 use serde_json::Value;
 
 #[path = "nvme_multi_queue.rs"]
@@ -242,7 +242,8 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     }
     let results = parse_results(&out.stdout)?;
     let cpu = parse_cpu(&out.stdout);
-    println!("{}", table(&results, &cpu, &opts));
+    let loads = guest::loads_by_label(&out.host_stamps);
+    println!("{}", table(&results, &cpu, &loads, &opts));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -293,8 +294,7 @@ echo 64 > /proc/sys/vm/nr_hugepages
                ioengine: &str,
                dev: &str,
                w: &Workload| {
-        let _ = writeln!(
-            s,
+        let command = format!(
             "C0=$(busy); I0=$(ios {dev}); printf '{MARK} {round} {engine} {name} '; fio --name=bench \
              --filename=/dev/{dev} --direct=1 --ioengine={ioengine} --rw={rw} --bs={bs} --iodepth={qd} \
              --numjobs={jobs} --group_reporting --time_based --runtime={t} --ramp_time=1 --norandommap \
@@ -306,6 +306,7 @@ echo 64 > /proc/sys/vm/nr_hugepages
             qd = w.qd,
             jobs = w.jobs,
         );
+        s.push_str(&guest::stamped(&run_label(round, engine, w.name), &command));
     };
     for round in 1..=opts.rounds {
         s.push_str(TO_KERNEL_DRIVER);
@@ -329,8 +330,7 @@ echo 64 > /proc/sys/vm/nr_hugepages
         };
         for (engine, flags) in ours {
             for w in opts.workloads() {
-                let _ = writeln!(
-                    s,
+                let command = format!(
                     "printf '{MARK} {round} {engine} {name} '; nvme-tool --device $DEV{flags} bench --rw {rw} \
                      --bs {bs} --iodepth {qd} --queues {jobs}{hybrid} --runtime {t} --json | tr -d '\\n'; echo",
                     name = w.name,
@@ -340,6 +340,7 @@ echo 64 > /proc/sys/vm/nr_hugepages
                     jobs = w.jobs,
                     hybrid = if w.jobs > 1 { MULTI_QUEUE_POLL } else { "" },
                 );
+                s.push_str(&guest::stamped(&run_label(round, engine, w.name), &command));
             }
         }
         if opts.ublk {
@@ -360,6 +361,31 @@ echo 64 > /proc/sys/vm/nr_hugepages
     }
     s.push_str("bind nvme\n");
     s
+}
+
+/// A run's label in the host's CPU stamps: as in its result line.
+fn run_label(round: u32, engine: &str, workload: &str) -> String {
+    format!("{round} {engine} {workload}")
+}
+
+/// The host's load over the runs of `engine` on `workload`, averaged over the rounds.
+fn mean_load(loads: &[(String, HostLoad)], engine: &str, workload: &str) -> Option<HostLoad> {
+    let runs: Vec<&HostLoad> = loads
+        .iter()
+        .filter(|(label, _)| {
+            label
+                .split_once(' ')
+                .is_some_and(|(_, rest)| rest == format!("{engine} {workload}"))
+        })
+        .map(|(_, load)| load)
+        .collect();
+    let n = runs.len() as f64;
+    let mean = |f: fn(&HostLoad) -> f64| runs.iter().map(|l| f(l)).sum::<f64>() / n;
+    (!runs.is_empty()).then(|| HostLoad {
+        busy: mean(|l| l.busy),
+        vcpu_cores: mean(|l| l.vcpu_cores),
+        emulator_cores: mean(|l| l.emulator_cores),
+    })
 }
 
 /// fio's JSON: the read or write side of the first job, latency from `lat_ns` percentiles.
@@ -470,13 +496,14 @@ fn parse_cpu(stdout: &str) -> CpuPerIo {
         .collect()
 }
 
-fn table(rows: &[Row], cpu: &CpuPerIo, opts: &Options) -> String {
+fn table(rows: &[Row], cpu: &CpuPerIo, loads: &[(String, HostLoad)], opts: &Options) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
         "{}: best of {} rounds of {} s; ratios are ours / the kernel's best (IOPS: higher is better, latency: lower).\n\
          Absolute figures are bound by QEMU's emulation under TCG; the ratios are the result.\n\
-         CPU µs/IO: the guest's busy CPU time (all CPUs) per I/O over the fio runs of every round.\n",
+         CPU µs/IO: the guest's busy CPU time (all CPUs) per I/O over the fio runs of every round.\n\
+         Host busy: how busy the host's CPUs (which run the vCPUs and the emulated controller) were, averaged over the rounds.\n",
         if opts.vfio {
             "vfio-pci behind the emulated IOMMU"
         } else {
@@ -487,7 +514,7 @@ fn table(rows: &[Row], cpu: &CpuPerIo, opts: &Options) -> String {
     );
     let _ = writeln!(
         s,
-        "| workload | engine | IOPS | p50 µs | p99 µs | IOPS ratio | p50 ratio | CPU µs/IO |\n|---|---|---:|---:|---:|---:|---:|---:|"
+        "| workload | engine | IOPS | p50 µs | p99 µs | IOPS ratio | p50 ratio | CPU µs/IO | host busy |\n|---|---|---:|---:|---:|---:|---:|---:|---:|"
     );
     let kernel_engines = opts.kernel_engines();
     for w in opts.workloads() {
@@ -516,9 +543,11 @@ fn table(rows: &[Row], cpu: &CpuPerIo, opts: &Options) -> String {
             let cpu = cpu
                 .get(&(engine.to_owned(), w.name.to_owned()))
                 .map_or(String::new(), |us| format!("{us:.1}"));
+            let host = mean_load(loads, engine, w.name)
+                .map_or(String::new(), |l| format!("{:.0} %", l.busy * 100.0));
             let _ = writeln!(
                 s,
-                "| {} | {engine} | {:.0} | {:.1} | {:.1} | {ratios} | {cpu} |",
+                "| {} | {engine} | {:.0} | {:.1} | {:.1} | {ratios} | {cpu} | {host} |",
                 w.name, m.iops, m.p50_us, m.p99_us
             );
         }
@@ -583,6 +612,56 @@ mod tests {
         let plain = parse_args(&[]).unwrap();
         assert_eq!(plain.workloads().count(), WORKLOADS.len());
         assert!(!guest_script(&plain).contains("ublk"));
+        // Every measured run, ours and the kernel's, is between host stamps of its own label.
+        for label in [
+            "1 io_uring 4k-randread-qd1",
+            "1 nvme-tool-noshadow 4k-randwrite-qd32",
+            "2 ublk-irq 128k-seqread-qd32",
+        ] {
+            let begin = script.find(&format!("host-stamp begin {label}\n"));
+            let end = script.find(&format!("host-stamp end {label}\n"));
+            let (Some(begin), Some(end)) = (begin, end) else {
+                panic!("{label} is not stamped:\n{script}");
+            };
+            assert_eq!(script[begin..end].matches(MARK).count(), 1, "{label}");
+        }
+    }
+
+    #[test]
+    fn the_table_gives_the_host_load_beside_each_engine() {
+        let opts = parse_args(&["--ublk".to_owned()]).unwrap();
+        let w = opts.workloads().next().unwrap().name;
+        let m = Measure {
+            iops: 1000.0,
+            p50_us: 100.0,
+            p99_us: 200.0,
+        };
+        let rows: Vec<Row> = [(1, "io_uring"), (1, "ublk-irq")]
+            .into_iter()
+            .map(|(round, engine)| (round, engine.to_owned(), w.to_owned(), m))
+            .collect();
+        let load = |busy| HostLoad {
+            busy,
+            vcpu_cores: 1.0,
+            emulator_cores: 0.5,
+        };
+        let loads = vec![
+            (run_label(1, "ublk-irq", w), load(0.5)),
+            (run_label(2, "ublk-irq", w), load(0.75)),
+        ];
+        let t = table(&rows, &CpuPerIo::new(), &loads, &opts);
+        assert!(
+            t.contains(&format!(
+                "| {w} | ublk-irq | 1000 | 100.0 | 200.0 | 1.00x | 1.00x |  | 62 % |"
+            )),
+            "{t}"
+        );
+        assert!(
+            t.contains(&format!(
+                "| {w} | io_uring | 1000 | 100.0 | 200.0 |  |  |  |  |"
+            )),
+            "{t}"
+        );
     }
 
     #[test]

@@ -18,11 +18,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use guest::{Disk, Vm};
+use guest::{Disk, HostLoad, Vm};
 
 use super::{
-    DISK_BYTES, MARK, Measure, Row, TO_KERNEL_DRIVER, best, parse_results,
-    prelude_with_filled_namespace, which,
+    DISK_BYTES, MARK, Measure, Row, TO_KERNEL_DRIVER, best, mean_load, parse_results,
+    prelude_with_filled_namespace, run_label, which,
 };
 
 /// Queue entries in flight per queue pair (nvme-tool).
@@ -83,22 +83,26 @@ pub(super) fn run(rounds: u32, runtime: u32) -> Result<ExitCode> {
         bail!("the benchmark script failed\n{}", out.log_tail());
     }
     let rows = parse_results(&out.stdout)?;
-    println!("{}", table(&rows, rounds, runtime));
+    let loads = guest::loads_by_label(&out.host_stamps);
+    println!("{}", table(&rows, &loads, rounds, runtime));
     Ok(ExitCode::SUCCESS)
 }
 
 fn guest_script(rounds: u32, t: u32) -> String {
     let mut s = prelude_with_filled_namespace();
     let fio = |s: &mut String, round: u32, engine: &str, dev: &str, load: &FioLoad| {
-        let _ = writeln!(
-            s,
+        let workload = load.workload;
+        let command = format!(
             "printf '{MARK} {round} {engine} {workload} '; fio --name=bench --filename=/dev/{dev} \
              --direct=1 --ioengine=io_uring --rw=randread --bs=4k {options} --group_reporting \
              --time_based --runtime={t} --ramp_time=1 --norandommap --randrepeat=0 \
              --lat_percentiles=1 --output-format=json | tr -d '\\n'; echo",
-            workload = load.workload,
             options = load.options,
         );
+        s.push_str(&guest::stamped(
+            &run_label(round, engine, workload),
+            &command,
+        ));
     };
     for round in 1..=rounds {
         s.push_str(TO_KERNEL_DRIVER);
@@ -108,13 +112,16 @@ fn guest_script(rounds: u32, t: u32) -> String {
         s.push_str("bind vfio-pci\nDEV=vfio:$BDF\n");
         for (shadow, flag) in SHADOW {
             for queues in [1, 2] {
-                let _ = writeln!(
-                    s,
-                    "printf '{MARK} {round} {} {WORKLOAD} '; nvme-tool --device $DEV{flag} bench \
+                let name = engine(TOOL, shadow, queues);
+                let command = format!(
+                    "printf '{MARK} {round} {name} {WORKLOAD} '; nvme-tool --device $DEV{flag} bench \
                      --rw randread --bs 4k --iodepth {DEPTH} --queues {queues} --hybrid-poll-us 20 \
-                     --runtime {t} --json | tr -d '\\n'; echo",
-                    engine(TOOL, shadow, queues)
+                     --runtime {t} --json | tr -d '\\n'; echo"
                 );
+                s.push_str(&guest::stamped(
+                    &run_label(round, &name, WORKLOAD),
+                    &command,
+                ));
             }
         }
         for (mode_name, mode) in UBLK_MODES {
@@ -144,25 +151,38 @@ fn guest_script(rounds: u32, t: u32) -> String {
     s
 }
 
-fn table(rows: &[Row], rounds: u32, runtime: u32) -> String {
+fn table(rows: &[Row], loads: &[(String, HostLoad)], rounds: u32, runtime: u32) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
         "Multi-queue, vfio-pci behind the emulated IOMMU: 4k random reads, {DEPTH} in flight per \
          queue pair (nvme-tool) or under a fio load (the block devices); best of {rounds} rounds of \
-         {runtime} s.\n"
+         {runtime} s. Host: how busy the host's CPUs were during the runs and how many cores' worth \
+         QEMU's device emulation (its threads but the vCPUs) took, averaged over the rounds.\n"
     );
     let _ = writeln!(
         s,
-        "| engine | shadow doorbells | load | IOPS, 1 queue | IOPS, 2 queues | 2 / 1 | p50 µs, 1 / 2 queues |\n\
-         |---|---|---|---:|---:|---:|---:|"
+        "| engine | shadow doorbells | load | IOPS, 1 queue | IOPS, 2 queues | 2 / 1 | p50 µs, 1 / 2 queues | host busy, 1 / 2 queues | emulation cores, 1 / 2 queues |\n\
+         |---|---|---|---:|---:|---:|---:|---:|---:|"
     );
+    let busy = |load: Option<HostLoad>| {
+        load.map_or_else(|| "-".to_owned(), |l| format!("{:.0} %", l.busy * 100.0))
+    };
+    let cores = |load: Option<HostLoad>| {
+        load.map_or_else(|| "-".to_owned(), |l| format!("{:.2}", l.emulator_cores))
+    };
     for load in FIO_LOADS {
-        if let Some(m) = best(rows, &engine(KERNEL, "on", 0), load.workload) {
+        let kernel = engine(KERNEL, "on", 0);
+        if let Some(m) = best(rows, &kernel, load.workload) {
+            let host = mean_load(loads, &kernel, load.workload);
             let _ = writeln!(
                 s,
-                "| kernel nvme | | {} | {:.0} | | | {:.1} |",
-                load.label, m.iops, m.p50_us
+                "| kernel nvme | | {} | {:.0} | | | {:.1} | {} | {} |",
+                load.label,
+                m.iops,
+                m.p50_us,
+                busy(host),
+                cores(host)
             );
         }
     }
@@ -179,18 +199,27 @@ fn table(rows: &[Row], rounds: u32, runtime: u32) -> String {
             else {
                 continue;
             };
+            let host = |q| mean_load(loads, &engine(name, shadow, q), workload);
             let _ = writeln!(
                 s,
-                "| {name} | {shadow} | {label} | {:.0} | {:.0} | {:.2}x | {:.1} / {:.1} |",
+                "| {name} | {shadow} | {label} | {:.0} | {:.0} | {:.2}x | {:.1} / {:.1} | {} / {} | {} / {} |",
                 one.iops,
                 two.iops,
                 two.iops / one.iops,
                 one.p50_us,
-                two.p50_us
+                two.p50_us,
+                busy(host(1)),
+                busy(host(2)),
+                cores(host(1)),
+                cores(host(2)),
             );
         }
     }
-    let _ = writeln!(s, "\nEvery round's IOPS (round order):\n");
+    let _ = writeln!(
+        s,
+        "\nEvery round's IOPS (round order), with the host's busy share and the cores' worth QEMU's \
+         vCPU threads and its emulation took:\n"
+    );
     let mut runs_of: Vec<(&str, &str)> = Vec::new();
     for (_, engine, workload, _) in rows {
         if !runs_of.contains(&(engine.as_str(), workload.as_str())) {
@@ -204,7 +233,21 @@ fn table(rows: &[Row], rounds: u32, runtime: u32) -> String {
             .map(|(round, _, _, m)| (*round, m.iops))
             .collect();
         runs.sort_by_key(|(round, _)| *round);
-        let list: Vec<String> = runs.iter().map(|(_, iops)| format!("{iops:.0}")).collect();
+        let list: Vec<String> = runs
+            .iter()
+            .map(|(round, iops)| {
+                let label = run_label(*round, engine, workload);
+                match loads.iter().find(|(l, _)| *l == label) {
+                    Some((_, h)) => format!(
+                        "{iops:.0} ({:.0} %, {:.2} + {:.2})",
+                        h.busy * 100.0,
+                        h.vcpu_cores,
+                        h.emulator_cores
+                    ),
+                    None => format!("{iops:.0}"),
+                }
+            })
+            .collect();
         let _ = writeln!(s, "- {engine} {workload}: {}", list.join(", "));
     }
     s
@@ -238,29 +281,81 @@ mod tests {
     }
 
     #[test]
-    fn the_table_sets_two_queues_against_one() {
-        let rows: Vec<Row> = [("nvme-tool-on-q1", 100.0), ("nvme-tool-on-q2", 150.0)]
-            .iter()
-            .map(|(e, iops)| {
-                let m = Measure {
-                    iops: *iops,
-                    p50_us: 10.0,
-                    p99_us: 20.0,
-                };
-                (1, e.to_string(), WORKLOAD.to_owned(), m)
-            })
-            .collect();
-        let table = table(&rows, 1, 2);
+    fn the_table_sets_two_queues_against_one_with_the_host_load() {
+        let rows: Vec<Row> = [
+            (1, "nvme-tool-on-q1", 100.0),
+            (2, "nvme-tool-on-q1", 90.0),
+            (1, "nvme-tool-on-q2", 150.0),
+        ]
+        .iter()
+        .map(|(round, e, iops)| {
+            let m = Measure {
+                iops: *iops,
+                p50_us: 10.0,
+                p99_us: 20.0,
+            };
+            (*round, e.to_string(), WORKLOAD.to_owned(), m)
+        })
+        .collect();
+        let load = |busy, emulator_cores| HostLoad {
+            busy,
+            vcpu_cores: 1.0,
+            emulator_cores,
+        };
+        // Both rounds of one queue are averaged; two queues have no stamps (a failed script).
+        let loads = vec![
+            (run_label(1, "nvme-tool-on-q1", WORKLOAD), load(0.9, 0.5)),
+            (run_label(2, "nvme-tool-on-q1", WORKLOAD), load(1.0, 0.7)),
+            (run_label(1, "kernel-on-q0", WORKLOAD), load(0.5, 0.2)),
+        ];
+        let table = table(&rows, &loads, 2, 2);
         assert!(
             table.contains(
-                "| nvme-tool | on | 16 per queue pair | 100 | 150 | 1.50x | 10.0 / 10.0 |"
+                "| nvme-tool | on | 16 per queue pair | 100 | 150 | 1.50x | 10.0 / 10.0 | 95 % / - | 0.60 / - |"
             ),
             "{table}"
         );
         assert!(!table.contains("| nvme-tool | off |"));
         assert!(
+            table.contains(
+                "- nvme-tool-on-q1 4k-randread: 100 (90 %, 1.00 + 0.50), 90 (100 %, 1.00 + 0.70)\n"
+            ),
+            "{table}"
+        );
+        assert!(
             table.contains("- nvme-tool-on-q2 4k-randread: 150\n"),
             "{table}"
         );
+    }
+
+    #[test]
+    fn every_measured_run_is_between_host_stamps_of_its_label() {
+        let script = guest_script(1, 2);
+        for (label, command) in [
+            (
+                "1 nvme-tool-off-q2 4k-randread",
+                "nvme-tool --device $DEV --no-shadow-doorbells",
+            ),
+            (
+                "1 ublk-irq-on-q1 4k-randread-1job",
+                "fio --name=bench --filename=/dev/ublkb0",
+            ),
+            (
+                "1 kernel-on-q0 4k-randread",
+                "fio --name=bench --filename=/dev/nvme0n1",
+            ),
+        ] {
+            let begin = script
+                .find(&format!("host-stamp begin {label}\n"))
+                .expect(label);
+            let end = script
+                .find(&format!("host-stamp end {label}\n"))
+                .expect(label);
+            let run = &script[begin..end];
+            assert!(
+                run.contains(command) && run.matches(MARK).count() == 1,
+                "{run}"
+            );
+        }
     }
 }

@@ -1,0 +1,251 @@
+//! The host's CPU during parts of a guest's script.
+//!
+//! A guest's vCPUs and QEMU's device emulation run on the same host cores. Whether a benchmark in
+//! the guest was short of host CPU cannot be seen from inside it, so the script asks the harness:
+//! `host-stamp LABEL` in the guest makes the harness read the host's CPU counters and QEMU's at
+//! once, and [`HostLoad::between`] turns two such readings into how busy the host was and who
+//! used it. The reading follows the console line by well under a millisecond on a quiet host.
+
+use std::path::Path;
+
+/// Clock ticks of CPU time (`USER_HZ`, as `/proc` counts them).
+type Ticks = u64;
+
+/// The host's and QEMU's CPU counters when the guest printed one `host-stamp` line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostStamp {
+    /// What the guest printed after `host-stamp`.
+    pub label: String,
+    /// Busy time of all host CPUs (everything but idle and iowait).
+    busy: Ticks,
+    /// All time of all host CPUs.
+    total: Ticks,
+    /// Host CPUs counted in `total`.
+    cpus: u32,
+    /// CPU time of QEMU's vCPU threads (named `CPU N/...`).
+    vcpus: Ticks,
+    /// CPU time of QEMU's other threads: the main loop that emulates devices, I/O workers.
+    emulator: Ticks,
+}
+
+/// The host's CPU between two stamps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HostLoad {
+    /// How busy the host's CPUs were, 0 to 1 (1: every core busy all the time).
+    pub busy: f64,
+    /// Host cores' worth of CPU QEMU's vCPU threads took (2.0: two cores all the time).
+    pub vcpu_cores: f64,
+    /// Host cores' worth of CPU QEMU's other threads (device emulation) took.
+    pub emulator_cores: f64,
+}
+
+impl HostStamp {
+    /// Reads the counters now, for QEMU's process `qemu_pid`. `None` if `/proc` could not be read.
+    pub(crate) fn read(label: &str, qemu_pid: u32) -> Option<HostStamp> {
+        let (busy, total, cpus) = parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?)?;
+        let (vcpus, emulator) = qemu_ticks(&Path::new("/proc").join(qemu_pid.to_string()))?;
+        Some(HostStamp {
+            label: label.to_owned(),
+            busy,
+            total,
+            cpus,
+            vcpus,
+            emulator,
+        })
+    }
+}
+
+impl HostLoad {
+    /// The load from `start` to `end`; `None` if no time passed between them.
+    pub fn between(start: &HostStamp, end: &HostStamp) -> Option<HostLoad> {
+        let total = end.total.checked_sub(start.total)?;
+        if total == 0 || end.cpus == 0 {
+            return None;
+        }
+        let wall = total as f64 / f64::from(end.cpus);
+        let delta = |a: Ticks, b: Ticks| b.saturating_sub(a) as f64;
+        Some(HostLoad {
+            busy: delta(start.busy, end.busy) / total as f64,
+            vcpu_cores: delta(start.vcpus, end.vcpus) / wall,
+            emulator_cores: delta(start.emulator, end.emulator) / wall,
+        })
+    }
+}
+
+/// Guest shell lines that run `command` between the stamps `begin LABEL` and `end LABEL`, which
+/// [`loads_by_label`] pairs.
+pub fn stamped(label: &str, command: &str) -> String {
+    format!("host-stamp begin {label}\n{command}\nhost-stamp end {label}\n")
+}
+
+/// The host's load over each command run through [`stamped`], by its label, in the order they
+/// ended. A `begin` without its `end` (the script failed in between) gives nothing.
+pub fn loads_by_label(stamps: &[HostStamp]) -> Vec<(String, HostLoad)> {
+    let mut begun: Vec<&HostStamp> = Vec::new();
+    let mut loads = Vec::new();
+    for stamp in stamps {
+        if stamp.label.starts_with("begin ") {
+            begun.push(stamp);
+        } else if let Some(label) = stamp.label.strip_prefix("end ") {
+            let Some(at) = begun
+                .iter()
+                .rposition(|b| b.label["begin ".len()..] == *label)
+            else {
+                continue;
+            };
+            let start = begun.remove(at);
+            loads.extend(HostLoad::between(start, stamp).map(|load| (label.to_owned(), load)));
+        }
+    }
+    loads
+}
+
+/// Busy ticks, all ticks and the number of CPUs, from `/proc/stat`.
+fn parse_proc_stat(text: &str) -> Option<(Ticks, Ticks, u32)> {
+    let mut all = None;
+    let mut cpus = 0;
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("cpu") => {
+                // user nice system idle iowait irq softirq steal (guest time is inside user).
+                let fields: Vec<Ticks> = words
+                    .take(8)
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()
+                    .ok()?;
+                let total: Ticks = fields.iter().sum();
+                let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+                all = Some((total - idle, total));
+            }
+            Some(name) if name.starts_with("cpu") => cpus += 1,
+            _ => {}
+        }
+    }
+    let (busy, total) = all?;
+    Some((busy, total, cpus))
+}
+
+/// CPU ticks of a process's vCPU threads and of its other threads, from `/proc/PID/task`.
+fn qemu_ticks(process: &Path) -> Option<(Ticks, Ticks)> {
+    let (mut vcpus, mut other) = (0, 0);
+    for task in std::fs::read_dir(process.join("task")).ok()?.flatten() {
+        // A thread that ended since the directory was listed is not counted.
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let Some((name, ticks)) = parse_task_stat(&stat) else {
+            continue;
+        };
+        if name.starts_with("CPU ") {
+            vcpus += ticks;
+        } else {
+            other += ticks;
+        }
+    }
+    Some((vcpus, other))
+}
+
+/// A thread's name and its user plus system ticks, from its `stat` line. The name is in
+/// parentheses and may hold spaces and parentheses itself (`CPU 0/TCG`), so fields are counted from
+/// the last `)`.
+fn parse_task_stat(line: &str) -> Option<(&str, Ticks)> {
+    let open = line.find('(')?;
+    let close = line.rfind(')')?;
+    let name = line.get(open + 1..close)?;
+    // After the name: state (field 3), ..., utime (field 14), stime (field 15).
+    let mut fields = line.get(close + 1..)?.split_whitespace().skip(11);
+    let utime: Ticks = fields.next()?.parse().ok()?;
+    let stime: Ticks = fields.next()?.parse().ok()?;
+    Some((name, utime + stime))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_stat_gives_busy_and_total_time_of_all_cpus() {
+        let text = "cpu  100 5 50 800 20 3 2 0 0 0\ncpu0 50 2 25 400 10 1 1 0 0 0\n\
+                    cpu1 50 3 25 400 10 2 1 0 0 0\nintr 12345\nctxt 99\n";
+        assert_eq!(parse_proc_stat(text), Some((160, 980, 2)));
+        assert_eq!(parse_proc_stat("intr 1\n"), None);
+        assert_eq!(parse_proc_stat("cpu  1 2 x 4 5 6 7 8\n"), None);
+    }
+
+    #[test]
+    fn task_stat_names_the_thread_and_sums_its_user_and_system_time() {
+        let vcpu = "4242 (CPU 0/TCG) S 1 4242 4242 0 -1 4194560 10 0 0 0 700 55 0 0 20 0 5 0 1";
+        assert_eq!(parse_task_stat(vcpu), Some(("CPU 0/TCG", 755)));
+        let odd = "7 (a) b) R 1 7 7 0 -1 0 0 0 0 0 3 4 0 0 20 0 1 0 1";
+        assert_eq!(parse_task_stat(odd), Some(("a) b", 7)));
+        assert_eq!(parse_task_stat("7 (short) R 1"), None);
+    }
+
+    #[test]
+    fn the_load_is_shares_of_the_host_between_two_stamps() {
+        let stamp = |busy, total, vcpus, emulator| HostStamp {
+            label: String::new(),
+            busy,
+            total,
+            cpus: 2,
+            vcpus,
+            emulator,
+        };
+        // 4 s on 2 CPUs (800 ticks, 400 per CPU): 600 busy, of which the vCPUs 400 ticks (1 core)
+        // and the emulation 200 (half a core).
+        let load = HostLoad::between(&stamp(1000, 5000, 40, 10), &stamp(1600, 5800, 440, 210));
+        assert_eq!(
+            load,
+            Some(HostLoad {
+                busy: 0.75,
+                vcpu_cores: 1.0,
+                emulator_cores: 0.5
+            })
+        );
+        assert_eq!(
+            HostLoad::between(&stamp(1, 5, 0, 0), &stamp(1, 5, 0, 0)),
+            None
+        );
+        assert_eq!(
+            HostLoad::between(&stamp(1, 9, 0, 0), &stamp(1, 5, 0, 0)),
+            None
+        );
+    }
+
+    #[test]
+    fn stamps_pair_by_label_and_a_begin_without_end_gives_nothing() {
+        let stamp = |label: &str, busy, total| HostStamp {
+            label: label.to_owned(),
+            busy,
+            total,
+            cpus: 1,
+            vcpus: 0,
+            emulator: 0,
+        };
+        let stamps = [
+            stamp("begin a", 0, 0),
+            stamp("begin lost", 0, 0),
+            stamp("begin b", 10, 100),
+            stamp("end b", 60, 200),
+            stamp("end a", 100, 400),
+            stamp("end never-begun", 0, 500),
+        ];
+        let loads: Vec<(String, f64)> = loads_by_label(&stamps)
+            .into_iter()
+            .map(|(label, load)| (label, load.busy))
+            .collect();
+        assert_eq!(loads, [("b".to_owned(), 0.5), ("a".to_owned(), 0.25)]);
+        assert_eq!(
+            stamped("1 x", "fio"),
+            "host-stamp begin 1 x\nfio\nhost-stamp end 1 x\n"
+        );
+    }
+
+    #[test]
+    fn this_process_can_be_read() {
+        let stamp = HostStamp::read("here", std::process::id()).expect("read /proc");
+        assert_eq!(stamp.label, "here");
+        assert!(stamp.cpus >= 1 && stamp.total > 0, "{stamp:?}");
+    }
+}
