@@ -51,7 +51,10 @@ impl Machine {
         } else {
             "q35"
         };
-        cmd.args(["-name", &self.name, "-machine", machine]);
+        // debug-threads: QEMU names its threads (`CPU 0/TCG`, ...), which tells the vCPUs' host CPU
+        // time from the device emulation's (see `HostStamp`).
+        let name = format!("{},debug-threads=on", self.name);
+        cmd.args(["-name", &name, "-machine", machine]);
         match self.accel {
             Accel::Tcg => cmd.args(["-accel", "tcg,thread=multi", "-cpu", TCG_CPU]),
             Accel::Kvm => cmd.args(["-accel", "kvm", "-cpu", "host"]),
@@ -186,6 +189,8 @@ mod tests {
         );
         assert!(a.contains("-nic none"), "{a}");
         assert!(a.contains("-append console=ttyS0 panic=-1 quiet"), "{a}");
+        // Named threads, so the vCPUs' host CPU time can be told from the emulation's.
+        assert!(a.contains("-name t,debug-threads=on "), "{a}");
         assert!(
             !a.contains("intel-iommu") && !a.contains("virtio-serial"),
             "{a}"
