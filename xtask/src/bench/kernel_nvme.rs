@@ -170,7 +170,8 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         bail!("the benchmark script failed\n{}", out.log_tail());
     }
     let rows = parse_results(&out.stdout)?;
-    println!("{}", table(&rows, &opts));
+    let loads = guest::loads_by_label(&out.host_stamps);
+    println!("{}", table(&rows, &loads, &opts));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -207,8 +208,7 @@ fn guest_script(opts: &Options) -> String {
                     current = Some(driver);
                 }
                 let _ = writeln!(s, "stage round {round}: {} {}", driver.label, w.name);
-                let _ = writeln!(
-                    s,
+                let fio = format!(
                     "fio_run {label} {round} {i} {limit} --direct=1 --ioengine=io_uring --rw={rw} \
                      --bs={bs} --iodepth={qd} --time_based --runtime={t} --ramp_time=1 --norandommap \
                      --randrepeat=0",
@@ -219,12 +219,18 @@ fn guest_script(opts: &Options) -> String {
                     qd = w.qd,
                     t = opts.runtime,
                 );
+                s.push_str(&guest::stamped(&run_label(round, driver.label, i), &fio));
             }
         }
     }
     // Stop the daemon, if it runs, and leave the controller to the C driver.
     let _ = writeln!(s, "{}", C.switch);
     s
+}
+
+/// A run's label in the host's CPU stamps.
+fn run_label(round: u32, driver: &str, workload: usize) -> String {
+    format!("{round} {driver} {workload}")
 }
 
 /// One fio run: (round, driver label, workload index, IOPS, median completion latency in µs).
@@ -382,7 +388,7 @@ fn meets_goal((iops, p50): (f64, f64)) -> bool {
     iops >= 1.0 && p50 <= 1.0
 }
 
-fn table(rows: &[Row], opts: &Options) -> String {
+fn table(rows: &[Row], loads: &[(String, guest::HostLoad)], opts: &Options) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -433,7 +439,15 @@ fn table(rows: &[Row], opts: &Options) -> String {
         let list = |side: &Side| {
             side.runs
                 .iter()
-                .map(|r| format!("{:.1}k", r.iops / 1000.0))
+                .map(|r| {
+                    let label = run_label(r.round, &r.label, r.workload);
+                    match loads.iter().find(|(l, _)| *l == label) {
+                        Some((_, host)) => {
+                            format!("{:.1}k ({:.0} %)", r.iops / 1000.0, host.busy * 100.0)
+                        }
+                        None => format!("{:.1}k", r.iops / 1000.0),
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join(" ")
         };
@@ -454,7 +468,7 @@ fn table(rows: &[Row], opts: &Options) -> String {
     );
     let _ = writeln!(
         s,
-        "IOPS of each round, in round order:\n\n| workload | nvme | rnvme | nvme-ublk |\n|---|---|---|---|"
+        "IOPS of each round, in round order, with how busy the host's CPUs were during the run:\n\n| workload | nvme | rnvme | nvme-ublk |\n|---|---|---|---|"
     );
     s.push_str(&rounds);
     s
@@ -486,6 +500,7 @@ mod tests {
         assert_eq!(parse_results(&after_progress).unwrap(), rows);
         let t = table(
             &rows,
+            &[],
             &Options {
                 rounds: 1,
                 runtime: 1,
@@ -594,6 +609,19 @@ mod tests {
             let runs = script.matches(&format!("fio_run {} 2 ", d.label)).count();
             assert_eq!(runs, WORKLOADS.len(), "{}", d.label);
         }
+        // Every run is between host stamps of its own label.
+        for d in DRIVERS {
+            let label = run_label(2, d.label, 3);
+            let begin = script
+                .find(&format!("host-stamp begin {label}\n"))
+                .expect(d.label);
+            let end = script
+                .find(&format!("host-stamp end {label}\n"))
+                .expect(d.label);
+            let run = &script[begin..end];
+            assert!(run.contains(&format!("fio_run {} 2 3 ", d.label)), "{run}");
+            assert_eq!(run.matches("fio_run").count(), 1, "{run}");
+        }
         // The daemon is stopped and the C driver has the controller at the end.
         assert!(script.trim_end().ends_with(C.switch), "{script}");
     }
@@ -617,8 +645,19 @@ mod tests {
                 });
             }
         }
+        // The host's load of two runs (the others have no stamps).
+        let host = |busy| guest::HostLoad {
+            busy,
+            vcpu_cores: 1.0,
+            emulator_cores: 0.5,
+        };
+        let loads = [
+            (run_label(1, "nvme", 1), host(0.5)),
+            (run_label(3, "rnvme", 1), host(0.875)),
+        ];
         let t = table(
             &rows,
+            &loads,
             &Options {
                 rounds: 3,
                 runtime: 1,
@@ -630,7 +669,9 @@ mod tests {
         );
         assert!(t.contains("met at 1 of 6 rows"), "{t}");
         assert!(
-            t.contains("| 4k randread QD32 | 0.1k 0.2k 0.3k | 0.1k 0.2k 0.3k | 0.2k 0.5k 0.8k |"),
+            t.contains(
+                "| 4k randread QD32 | 0.1k (50 %) 0.2k 0.3k | 0.1k 0.2k 0.3k (88 %) | 0.2k 0.5k 0.8k |"
+            ),
             "{t}"
         );
         assert!(!meets_goal((1.0, 1.01)));
