@@ -4,7 +4,8 @@
 //! the guest was short of host CPU cannot be seen from inside it, so the script asks the harness:
 //! `host-stamp LABEL` in the guest makes the harness read the host's CPU counters and QEMU's at
 //! once, and [`HostLoad::between`] turns two such readings into how busy the host was and who
-//! used it. The reading follows the console line by well under a millisecond on a quiet host.
+//! used it. The reading is taken when the line reaches the harness over the serial console, after
+//! a lag not measured here: small against runs of seconds, not to be trusted for milliseconds.
 
 use std::path::Path;
 
