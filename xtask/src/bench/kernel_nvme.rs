@@ -19,6 +19,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use super::kernel::{Options, host_fio, median, parse_args};
+use super::{run_label, run_load};
 
 #[derive(Debug, Clone, Copy)]
 struct Workload {
@@ -228,11 +229,6 @@ fn guest_script(opts: &Options) -> String {
     s
 }
 
-/// A run's label in the host's CPU stamps.
-fn run_label(round: u32, driver: &str, workload: usize) -> String {
-    format!("{round} {driver} {workload}")
-}
-
 /// One fio run: (round, driver label, workload index, IOPS, median completion latency in µs).
 #[derive(Debug, Clone, PartialEq)]
 struct Row {
@@ -439,14 +435,9 @@ fn table(rows: &[Row], loads: &[(String, guest::HostLoad)], opts: &Options) -> S
         let list = |side: &Side| {
             side.runs
                 .iter()
-                .map(|r| {
-                    let label = run_label(r.round, &r.label, r.workload);
-                    match loads.iter().find(|(l, _)| *l == label) {
-                        Some((_, host)) => {
-                            format!("{:.1}k ({:.0} %)", r.iops / 1000.0, host.busy * 100.0)
-                        }
-                        None => format!("{:.1}k", r.iops / 1000.0),
-                    }
+                .map(|r| match run_load(loads, r.round, &r.label, r.workload) {
+                    Some(host) => format!("{:.1}k ({:.0} %)", r.iops / 1000.0, host.busy * 100.0),
+                    None => format!("{:.1}k", r.iops / 1000.0),
                 })
                 .collect::<Vec<_>>()
                 .join(" ")

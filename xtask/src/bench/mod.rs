@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
+use guest::HostLoad;
 
 mod ceiling;
 mod kernel;
@@ -54,4 +55,24 @@ fn fill_once(device: &str) -> String {
         "fio --name=fill --filename={device} --direct=1 --ioengine=io_uring --rw=write --bs=1M \
          --iodepth=8 --eta=never --output=/dev/null || {{ echo 'filling {device} failed'; exit 1; }}\n"
     )
+}
+
+/// A measured run's label in the host's CPU stamps (`guest::stamped`): its round, engine (or
+/// driver) and workload, as its result line names them.
+fn run_label(round: u32, engine: &str, workload: impl std::fmt::Display) -> String {
+    format!("{round} {engine} {workload}")
+}
+
+/// The host's load over one run, from `guest::loads_by_label`.
+fn run_load<'a>(
+    loads: &'a [(String, HostLoad)],
+    round: u32,
+    engine: &str,
+    workload: impl std::fmt::Display,
+) -> Option<&'a HostLoad> {
+    let label = run_label(round, engine, workload);
+    loads
+        .iter()
+        .find(|(l, _)| *l == label)
+        .map(|(_, load)| load)
 }

@@ -23,6 +23,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use guest::{Disk, HostLoad, Vm};
+
+use super::run_label;
 use serde_json::Value;
 
 #[path = "nvme_multi_queue.rs"]
@@ -370,19 +372,16 @@ echo 64 > /proc/sys/vm/nr_hugepages
     s
 }
 
-/// A run's label in the host's CPU stamps: as in its result line.
-fn run_label(round: u32, engine: &str, workload: &str) -> String {
-    format!("{round} {engine} {workload}")
-}
-
 /// The host's load over the runs of `engine` on `workload`, averaged over the rounds.
 fn mean_load(loads: &[(String, HostLoad)], engine: &str, workload: &str) -> Option<HostLoad> {
+    // Every round's label: `run_label`'s, after the round.
+    let suffix = format!("{engine} {workload}");
     let runs: Vec<&HostLoad> = loads
         .iter()
         .filter(|(label, _)| {
             label
                 .split_once(' ')
-                .is_some_and(|(_, rest)| rest == format!("{engine} {workload}"))
+                .is_some_and(|(_, rest)| rest == suffix)
         })
         .map(|(_, load)| load)
         .collect();

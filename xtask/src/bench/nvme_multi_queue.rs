@@ -22,8 +22,9 @@ use guest::{Disk, HostLoad, Vm};
 
 use super::{
     DISK_BYTES, MARK, Measure, Row, TO_KERNEL_DRIVER, best, mean_load, parse_results,
-    prelude_with_filled_namespace, run_label, which,
+    prelude_with_filled_namespace, which,
 };
+use crate::bench::{run_label, run_load};
 
 /// Queue entries in flight per queue pair (nvme-tool).
 const DEPTH: u32 = 16;
@@ -235,18 +236,17 @@ fn table(rows: &[Row], loads: &[(String, HostLoad)], rounds: u32, runtime: u32) 
         runs.sort_by_key(|(round, _)| *round);
         let list: Vec<String> = runs
             .iter()
-            .map(|(round, iops)| {
-                let label = run_label(*round, engine, workload);
-                match loads.iter().find(|(l, _)| *l == label) {
-                    Some((_, h)) => format!(
+            .map(
+                |(round, iops)| match run_load(loads, *round, engine, workload) {
+                    Some(h) => format!(
                         "{iops:.0} ({:.0} %, {:.2} + {:.2})",
                         h.busy * 100.0,
                         h.vcpu_cores,
                         h.emulator_cores
                     ),
                     None => format!("{iops:.0}"),
-                }
-            })
+                },
+            )
             .collect();
         let _ = writeln!(s, "- {engine} {workload}: {}", list.join(", "));
     }
