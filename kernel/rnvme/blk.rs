@@ -61,6 +61,33 @@ pub(crate) fn info<T: Operations>(rq: &Request<T>) -> RqInfo {
     }
 }
 
+/// The DMA API's failed mapping (`DMA_MAPPING_ERROR`, a macro bindgen does not carry).
+const DMA_MAPPING_ERROR: bindings::dma_addr_t = !0;
+
+/// The page, offset and length of `rq`'s data if all of it is the range its first `bio_vec`
+/// describes; `None` otherwise (several ranges, or no data).
+fn single_range<T: Operations>(rq: &Request<T>) -> Option<(*mut bindings::page, u32, u32)> {
+    let rq = raw(rq);
+    // SAFETY: the request is live and owned by the driver (see `info`); its bio chain and the bios'
+    // vectors stay as blk-mq dispatched them until the request ends. `bi_idx` indexes a vector
+    // the bio owns, as `req_bvec` reads it.
+    unsafe {
+        let bio = (*rq).bio;
+        if bio.is_null() || (*rq).nr_phys_segments != 1 {
+            return None;
+        }
+        let iter = (*bio).bi_iter;
+        let bvec = &*(*bio).bi_io_vec.add(iter.bi_idx as usize);
+        // `mp_bvec_iter_*`: the range starts `bi_bvec_done` into the vector, in the same pages.
+        let len = iter.bi_size.min(bvec.bv_len.checked_sub(iter.bi_bvec_done)?);
+        (len != 0 && len == (*rq).__data_len).then_some((
+            bvec.bv_page,
+            bvec.bv_offset + iter.bi_bvec_done,
+            len,
+        ))
+    }
+}
+
 /// A per-tag scatter list, filled by the block layer and the DMA API.
 pub(crate) struct SgTable {
     entries: KVec<Opaque<bindings::scatterlist>>,
@@ -81,19 +108,51 @@ impl SgTable {
         Ok(SgTable { entries })
     }
 
+    /// What [`SgTable::map`] returns instead of a segment count when it mapped one range without a
+    /// scatter list (above any count: `max_segments` is at most 511).
+    pub(crate) const SINGLE: u32 = 1 << 30;
+
     fn first(&self) -> *mut bindings::scatterlist {
         self.entries[0].get()
     }
 
-    /// Maps the data of `rq` for DMA to or from `dev`; returns the number of block segments (what
-    /// [`SgTable::unmap`] takes) and of DMA segments (what [`SgTable::segment`] reads). The table must
-    /// have room for the queue's `max_segments`.
+    /// Maps the data of `rq` for DMA to or from `dev`; returns what [`SgTable::unmap`] takes (the
+    /// number of block segments, or [`SgTable::SINGLE`]) and the number of DMA segments (what
+    /// [`SgTable::segment`] reads). The table must have room for the queue's `max_segments`.
+    ///
+    /// A request whose data is the one range of its first `bio_vec` (a small direct I/O, the common
+    /// case) is mapped as that range, without building a scatter list, as the C driver does.
     pub(crate) fn map<T: Operations>(
         &self,
         dev: &kernel::device::Device,
         rq: &Request<T>,
         to_device: bool,
     ) -> Result<(u32, u32)> {
+        if let Some((page, offset, len)) = single_range(rq) {
+            // SAFETY: the range is the request's data, in pages the block layer keeps until the
+            // request ends; `device_ptr` is a live, bound device.
+            let address = unsafe {
+                bindings::dma_map_page_attrs(
+                    device_ptr(dev),
+                    page,
+                    offset as usize,
+                    len as usize,
+                    direction(to_device),
+                    0,
+                )
+            };
+            if address == DMA_MAPPING_ERROR {
+                return Err(ENOMEM);
+            }
+            let e = self.first();
+            // SAFETY: entry 0 is this tag's; only its DMA fields are written, which `segment` and
+            // `unmap` read back.
+            unsafe {
+                (*e).dma_address = address;
+                (*e).dma_length = len;
+            }
+            return Ok((Self::SINGLE, 1));
+        }
         let sg = self.first();
         let mut last: *mut bindings::scatterlist = core::ptr::null_mut();
         // SAFETY: the request is live and owned by the driver (see `info`); blk-mq counted its
@@ -134,6 +193,21 @@ impl SgTable {
     /// Undoes [`SgTable::map`]; `segments` is the count the block layer produced (all of them are
     /// unmapped, as the DMA API requires).
     pub(crate) fn unmap(&self, dev: &kernel::device::Device, segments: u32, to_device: bool) {
+        if segments == Self::SINGLE {
+            let (address, len) = self.segment(0);
+            // SAFETY: `map` mapped this range for this device and direction and recorded it in
+            // entry 0, and it was not unmapped since.
+            unsafe {
+                bindings::dma_unmap_page_attrs(
+                    device_ptr(dev),
+                    address,
+                    len as usize,
+                    direction(to_device),
+                    0,
+                )
+            };
+            return;
+        }
         // SAFETY: the table was mapped by `map` for this device and direction and not unmapped since.
         unsafe {
             bindings::dma_unmap_sg_attrs(
