@@ -9,6 +9,9 @@
 
 use std::path::Path;
 
+/// How long a stamp waits for the counting plugin's answer (it looks every millisecond).
+const SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Clock ticks of CPU time (`USER_HZ`, as `/proc` counts them).
 type Ticks = u64;
 
@@ -27,6 +30,8 @@ pub struct HostStamp {
     vcpus: Ticks,
     /// CPU time of QEMU's other threads: the main loop that emulates devices, I/O workers.
     emulator: Ticks,
+    /// Guest instructions executed so far, when the run counts them ([`VmBuilder::count_instructions`](crate::VmBuilder::count_instructions)).
+    instructions: Option<u64>,
 }
 
 /// The host's CPU between two stamps.
@@ -38,11 +43,15 @@ pub struct HostLoad {
     pub vcpu_cores: f64,
     /// Host cores' worth of CPU QEMU's other threads (device emulation) took.
     pub emulator_cores: f64,
+    /// Instructions the guest executed, over all vCPUs, when the run counted them.
+    pub guest_instructions: Option<u64>,
 }
 
 impl HostStamp {
-    /// Reads the counters now, for QEMU's process `qemu_pid`. `None` if `/proc` could not be read.
-    pub(crate) fn read(label: &str, qemu_pid: u32) -> Option<HostStamp> {
+    /// Reads the counters now, for QEMU's process `qemu_pid`, and the guest's instruction count from
+    /// the counting plugin answering in `insn_count` (if there is one). `None` if `/proc` could not
+    /// be read.
+    pub(crate) fn read(label: &str, qemu_pid: u32, insn_count: Option<&Path>) -> Option<HostStamp> {
         let (busy, total, cpus) = parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?)?;
         let (vcpus, emulator) = qemu_ticks(&Path::new("/proc").join(qemu_pid.to_string()))?;
         Some(HostStamp {
@@ -52,6 +61,9 @@ impl HostStamp {
             cpus,
             vcpus,
             emulator,
+            instructions: insn_count
+                .and_then(|dir| tcg_insn_count::Snapshot::take(dir, SNAPSHOT_WAIT))
+                .map(|s| s.instructions),
         })
     }
 }
@@ -69,6 +81,10 @@ impl HostLoad {
             busy: delta(start.busy, end.busy) / total as f64,
             vcpu_cores: delta(start.vcpus, end.vcpus) / wall,
             emulator_cores: delta(start.emulator, end.emulator) / wall,
+            guest_instructions: end
+                .instructions
+                .zip(start.instructions)
+                .and_then(|(e, s)| e.checked_sub(s)),
         })
     }
 }
@@ -192,6 +208,7 @@ mod tests {
             cpus: 2,
             vcpus,
             emulator,
+            instructions: None,
         };
         // 4 s on 2 CPUs (800 ticks, 400 per CPU): 600 busy, of which the vCPUs 400 ticks (1 core)
         // and the emulation 200 (half a core).
@@ -201,7 +218,8 @@ mod tests {
             Some(HostLoad {
                 busy: 0.75,
                 vcpu_cores: 1.0,
-                emulator_cores: 0.5
+                emulator_cores: 0.5,
+                guest_instructions: None,
             })
         );
         assert_eq!(
@@ -215,6 +233,29 @@ mod tests {
     }
 
     #[test]
+    fn instructions_are_counted_between_stamps_that_both_have_a_count() {
+        let stamp = |total, instructions| HostStamp {
+            label: String::new(),
+            busy: 0,
+            total,
+            cpus: 1,
+            vcpus: 0,
+            emulator: 0,
+            instructions,
+        };
+        let count =
+            |a, b| HostLoad::between(&stamp(0, a), &stamp(100, b)).map(|l| l.guest_instructions);
+        assert_eq!(
+            count(Some(1_000), Some(5_000_000_000)),
+            Some(Some(4_999_999_000))
+        );
+        assert_eq!(count(None, Some(5)), Some(None));
+        assert_eq!(count(Some(5), None), Some(None));
+        // A counter that went backwards (a restarted QEMU) counts nothing.
+        assert_eq!(count(Some(9), Some(5)), Some(None));
+    }
+
+    #[test]
     fn stamps_pair_by_label_and_a_begin_without_end_gives_nothing() {
         let stamp = |label: &str, busy, total| HostStamp {
             label: label.to_owned(),
@@ -223,6 +264,7 @@ mod tests {
             cpus: 1,
             vcpus: 0,
             emulator: 0,
+            instructions: None,
         };
         let stamps = [
             stamp("begin a", 0, 0),
@@ -245,8 +287,9 @@ mod tests {
 
     #[test]
     fn this_process_can_be_read() {
-        let stamp = HostStamp::read("here", std::process::id()).expect("read /proc");
+        let stamp = HostStamp::read("here", std::process::id(), None).expect("read /proc");
         assert_eq!(stamp.label, "here");
         assert!(stamp.cpus >= 1 && stamp.total > 0, "{stamp:?}");
+        assert_eq!(stamp.instructions, None);
     }
 }

@@ -15,35 +15,52 @@ pub const STATIC_TARGET: &str = "x86_64-unknown-linux-gnu";
 /// Uses its own target dir (`target/guest-static`) so that a test running under `cargo test` does not wait
 /// on the outer build's lock.
 pub fn build_static(package: &str, bin: &str) -> Result<PathBuf> {
-    let root = workspace_root();
-    let target_dir = root.join("target").join("guest-static");
+    let target_dir = workspace_root().join("target").join("guest-static");
+    cargo_build(
+        &target_dir,
+        "-C target-feature=+crt-static",
+        &["--target", STATIC_TARGET, "-p", package, "--bin", bin],
+        &format!("static build of {package} --bin {bin}"),
+    )?;
+    Ok(target_dir.join(STATIC_TARGET).join("release").join(bin))
+}
+
+/// Builds the QEMU plugin that counts guest instructions (`tcg-insn-count`) and returns the shared
+/// library's path. Its own target dir, like [`build_static`]'s, and without `crt-static`, which a
+/// shared library cannot take.
+pub fn build_insn_count_plugin() -> Result<PathBuf> {
+    let target_dir = workspace_root().join("target").join("guest-plugin");
+    cargo_build(
+        &target_dir,
+        "",
+        &["-p", "tcg-insn-count", "--lib"],
+        "build of tcg-insn-count",
+    )?;
+    Ok(target_dir.join("release").join("libtcg_insn_count.so"))
+}
+
+/// `cargo build --release ARGS` in the workspace, into `target_dir`, with `rustflags`; a failure
+/// carries the end of cargo's output.
+fn cargo_build(target_dir: &Path, rustflags: &str, args: &[&str], what: &str) -> Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(cargo)
-        .current_dir(&root)
-        .env("CARGO_TARGET_DIR", &target_dir)
+        .current_dir(workspace_root())
+        .env("CARGO_TARGET_DIR", target_dir)
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .args([
-            "build",
-            "--release",
-            "--target",
-            STATIC_TARGET,
-            "-p",
-            package,
-            "--bin",
-            bin,
-        ])
+        .env("RUSTFLAGS", rustflags)
+        .args(["build", "--release"])
+        .args(args)
         .output()
-        .map_err(|e| Error::Missing(format!("cannot run cargo to build {package}/{bin}: {e}")))?;
+        .map_err(|e| Error::Missing(format!("cannot run cargo for the {what}: {e}")))?;
     if !out.status.success() {
         let log = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = log.lines().rev().take(40).collect();
         return Err(Error::Command {
-            what: format!("static build of {package} --bin {bin}"),
+            what: what.to_owned(),
             detail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
         });
     }
-    Ok(target_dir.join(STATIC_TARGET).join("release").join(bin))
+    Ok(())
 }
 
 /// The shared libraries (and loader) a dynamically linked host program needs, as `ldd` lists them.

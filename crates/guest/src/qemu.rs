@@ -40,6 +40,9 @@ pub struct Machine {
     pub serial_ports: Vec<(String, PathBuf)>,
     /// The console on stdio with QEMU's monitor multiplexed (Ctrl-A X quits), for a person at a terminal.
     pub interactive: bool,
+    /// The instruction-counting plugin (`tcg-insn-count`): its library and the directory it answers
+    /// snapshot requests in. TCG only: KVM runs guest code natively, where no plugin sees it.
+    pub insn_count: Option<(PathBuf, PathBuf)>,
 }
 
 impl Machine {
@@ -59,6 +62,12 @@ impl Machine {
             Accel::Tcg => cmd.args(["-accel", "tcg,thread=multi", "-cpu", TCG_CPU]),
             Accel::Kvm => cmd.args(["-accel", "kvm", "-cpu", "host"]),
         };
+        if let (Accel::Tcg, Some((library, dir))) = (self.accel, &self.insn_count) {
+            let mut plugin = escape_comma(library);
+            plugin.push(",dir=");
+            plugin.push(escape_comma(dir));
+            cmd.arg("-plugin").arg(plugin);
+        }
         cmd.args(["-smp", &self.smp.to_string()])
             .args(["-m", &format!("{}M", self.memory_mib)])
             .args(["-nographic", "-no-reboot", "-nic", "none"]);
@@ -177,7 +186,23 @@ mod tests {
             nvme: vec![],
             serial_ports: vec![],
             interactive: false,
+            insn_count: None,
         }
+    }
+
+    #[test]
+    fn the_counting_plugin_is_loaded_under_tcg_only() {
+        let mut m = machine();
+        assert!(!args(&m).contains(&"-plugin".to_owned()));
+        m.insn_count = Some(("/p/libtcg_insn_count.so".into(), "/r/a,b".into()));
+        let a = args(&m);
+        let at = a
+            .iter()
+            .position(|x| x == "-plugin")
+            .expect("a -plugin option");
+        assert_eq!(a[at + 1], "/p/libtcg_insn_count.so,dir=/r/a,,b");
+        m.accel = Accel::Kvm;
+        assert!(!args(&m).contains(&"-plugin".to_owned()));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::initramfs::{self, add_file};
 use crate::kernel::{Kernel, KernelFlavor};
 use crate::lock::VmLock;
 use crate::paths::{create_dir, vm_dir};
-use crate::payload::{build_static, guest_path, shared_libraries};
+use crate::payload::{build_insn_count_plugin, build_static, guest_path, shared_libraries};
 use crate::qemu::{Accel, Machine, QEMU, Qemu};
 
 /// Boots tried before giving up (a multi-threaded TCG boot panics about 1 time in 12).
@@ -98,6 +98,7 @@ pub struct VmBuilder {
     rerun_after_crash: bool,
     qemu: PathBuf,
     kernel: KernelFlavor,
+    count_instructions: bool,
 }
 
 impl Default for VmBuilder {
@@ -123,6 +124,7 @@ impl Default for VmBuilder {
             rerun_after_crash: false,
             qemu: PathBuf::from(QEMU),
             kernel: KernelFlavor::Debian,
+            count_instructions: false,
         }
     }
 }
@@ -305,6 +307,14 @@ impl VmBuilder {
         self
     }
 
+    /// Counts the instructions the guest executes (QEMU's `tcg-insn-count` plugin, under TCG): each
+    /// host stamp then carries the total so far, and [`HostLoad::guest_instructions`](crate::HostLoad)
+    /// the count between two. The plugin's counting slows the guest down, so time its runs apart.
+    pub fn count_instructions(mut self, on: bool) -> Self {
+        self.count_instructions = on;
+        self
+    }
+
     /// Copies every console line to stderr as it arrives.
     pub fn echo(mut self, on: bool) -> Self {
         self.echo = on;
@@ -404,6 +414,10 @@ impl VmBuilder {
         if !self.serial_ports.is_empty() {
             bins.push((build_static("guest", RELAY_BIN)?, RELAY_BIN.to_owned()));
         }
+        let plugin = match self.count_instructions {
+            true => Some(build_insn_count_plugin()?),
+            false => None,
+        };
         let name = self.run_name();
         let mut lock = VmLock::acquire()?;
         lock.set_run(&name);
@@ -418,6 +432,14 @@ impl VmBuilder {
         let run_dir = dir.path.clone().expect("created");
         let initrd = run_dir.join("initrd.cpio");
         self.write_initrd(&base, &initrd, &bins, script)?;
+        let insn_count = match plugin {
+            Some(library) => {
+                let requests = run_dir.join("insn-count");
+                create_dir(&requests)?;
+                Some((library, requests))
+            }
+            None => None,
+        };
         let mut nvme = Vec::new();
         let mut memory_dir = None;
         for (i, disk) in self.disks.iter().enumerate() {
@@ -457,6 +479,7 @@ impl VmBuilder {
             initrd,
             scratch_only: !self.disks.iter().any(|d| matches!(d, Disk::Image(_))),
             nvme,
+            insn_count,
             _dir: dir,
             _memory_dir: memory_dir,
             lock: Some(std::cell::RefCell::new(lock)),
@@ -612,6 +635,7 @@ impl VmBuilder {
             nvme: prepared.nvme.clone(),
             serial_ports: self.serial_ports.clone(),
             interactive: false,
+            insn_count: prepared.insn_count.clone(),
         }
     }
 
@@ -654,6 +678,7 @@ impl VmBuilder {
             base: prepared.base.clone(),
             initrd,
             nvme: Vec::new(),
+            insn_count: None,
             scratch_only: true,
             _dir: dir,
             _memory_dir: None,
@@ -733,7 +758,8 @@ impl VmBuilder {
                     let before = watch.stage;
                     let progressed = watch.feed(&line);
                     if let Some(label) = watch.host_stamp.take() {
-                        host_stamps.extend(HostStamp::read(&label, qemu.pid()));
+                        let counter = prepared.insn_count.as_ref().map(|(_, dir)| dir.as_path());
+                        host_stamps.extend(HostStamp::read(&label, qemu.pid(), counter));
                     }
                     if watch.panicked && before == Stage::Kernel {
                         qemu.kill();
@@ -972,6 +998,8 @@ struct Prepared {
     base: PathBuf,
     initrd: PathBuf,
     nvme: Vec<PathBuf>,
+    /// The instruction-counting plugin's library and request directory, if asked for.
+    insn_count: Option<(PathBuf, PathBuf)>,
     /// Whether every disk was created for this run (none is a host image).
     scratch_only: bool,
     _dir: RunDir,

@@ -89,12 +89,15 @@ done
 pub(super) struct Options {
     pub(super) rounds: u32,
     pub(super) runtime: u32,
+    /// Count guest instructions per I/O instead of timing (`bench kernel nvme` only).
+    pub(super) instructions: bool,
 }
 
 pub(super) fn parse_args(args: &[String]) -> Result<Options> {
     let mut opts = Options {
         rounds: 3,
         runtime: 3,
+        instructions: false,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -106,7 +109,10 @@ pub(super) fn parse_args(args: &[String]) -> Result<Options> {
         match arg.as_str() {
             "--rounds" => opts.rounds = value("--rounds")?.max(1),
             "--runtime" => opts.runtime = value("--runtime")?.max(1),
-            other => bail!("unknown argument {other:?} (use --rounds N, --runtime SECONDS)"),
+            "--instructions" => opts.instructions = true,
+            other => bail!(
+                "unknown argument {other:?} (use --rounds N, --runtime SECONDS, --instructions)"
+            ),
         }
     }
     Ok(opts)
@@ -127,6 +133,9 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         return super::kernel_nvme::run(&args[1..]);
     }
     let opts = parse_args(args)?;
+    if opts.instructions {
+        bail!("--instructions is for `bench kernel nvme`");
+    }
     let fio = host_fio()?;
     crate::kernel::ensure(false)?;
     let runs = WORKLOADS.len() * DEVICES.len() * opts.rounds as usize;

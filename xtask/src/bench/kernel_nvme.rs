@@ -22,14 +22,14 @@ use super::kernel::{Options, host_fio, median, parse_args};
 use super::{run_label, run_load};
 
 #[derive(Debug, Clone, Copy)]
-struct Workload {
-    name: &'static str,
-    rw: &'static str,
-    bs: &'static str,
-    qd: u32,
+pub(super) struct Workload {
+    pub(super) name: &'static str,
+    pub(super) rw: &'static str,
+    pub(super) bs: &'static str,
+    pub(super) qd: u32,
 }
 
-const WORKLOADS: &[Workload] = &[
+pub(super) const WORKLOADS: &[Workload] = &[
     Workload {
         name: "4k randread QD1",
         rw: "randread",
@@ -71,33 +71,33 @@ const WORKLOADS: &[Workload] = &[
 /// One way of serving the controller's namespace as a block device: its label in the table and the
 /// guest shell function that switches the controller to it (leaving the device's name in `$disk`).
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Driver {
-    label: &'static str,
-    switch: &'static str,
+pub(super) struct Driver {
+    pub(super) label: &'static str,
+    pub(super) switch: &'static str,
 }
 
 /// The Rust driver under test.
-const RUST: Driver = Driver {
+pub(super) const RUST: Driver = Driver {
     label: "rnvme",
     switch: "use_kernel rnvme",
 };
 /// The C driver every ratio is against.
-const C: Driver = Driver {
+pub(super) const C: Driver = Driver {
     label: "nvme",
     switch: "use_kernel nvme",
 };
 /// The user-space `nvme` crate through the block layer: `nvme-ublk` serving `/dev/ublkb0`. Without an
 /// IOMMU (the kernel drivers run without one too), so through `uio_pci_generic`, which has no MSI-X:
 /// the daemon polls while requests are in flight.
-const USER: Driver = Driver {
+pub(super) const USER: Driver = Driver {
     label: "nvme-ublk",
     switch: "use_ublk",
 };
-const DRIVERS: [Driver; 3] = [RUST, C, USER];
+pub(super) const DRIVERS: [Driver; 3] = [RUST, C, USER];
 const MARK: &str = "BENCH-RESULT";
-const DISK_BYTES: u64 = 1 << 30;
+pub(super) const DISK_BYTES: u64 = 1 << 30;
 
-const SETUP: &str = r#"set -eu
+pub(super) const SETUP: &str = r#"set -eu
 dev=$(basename "$(readlink -f /sys/block/nvme0n1/device/device)")
 insmod /lib/modules/test/rnvme.ko
 echo 64 > /proc/sys/vm/nr_hugepages
@@ -151,6 +151,9 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     let opts = parse_args(args)?;
     let fio = host_fio()?;
     crate::kernel::ensure(false)?;
+    if opts.instructions {
+        return super::kernel_nvme_instructions::run(&opts, &fio);
+    }
     let runs = WORKLOADS.len() * DRIVERS.len() * opts.rounds as usize;
     let limit = Duration::from_secs(90 + runs as u64 * (u64::from(opts.runtime) + 6));
     eprintln!(
@@ -179,7 +182,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
 /// The order of the three runs of workload `i` in `round`. The Rust and the C driver always run back
 /// to back, which of them first alternating; the user-space driver runs before or after that pair,
 /// alternating at half that rate, so over four rounds a workload sees every combination.
-fn order(round: u32, i: usize) -> [Driver; 3] {
+pub(super) fn order(round: u32, i: usize) -> [Driver; 3] {
     let k = round as usize + i;
     let pair = if k.is_multiple_of(2) {
         [C, RUST]
@@ -495,6 +498,7 @@ mod tests {
             &Options {
                 rounds: 1,
                 runtime: 1,
+                instructions: false,
             },
         );
         // One side only: no ratio row.
@@ -575,6 +579,7 @@ mod tests {
         let script = guest_script(&Options {
             rounds: 2,
             runtime: 1,
+            instructions: false,
         });
         assert!(script.contains("nvme-ublk --device uio:$dev"), "{script}");
         // Every run has a time limit and says what it does, so a stuck request cannot stall the
@@ -641,6 +646,7 @@ mod tests {
             busy,
             vcpu_cores: 1.0,
             emulator_cores: 0.5,
+            guest_instructions: None,
         };
         let loads = [
             (run_label(1, "nvme", 1), host(0.5)),
@@ -652,6 +658,7 @@ mod tests {
             &Options {
                 rounds: 3,
                 runtime: 1,
+                instructions: false,
             },
         );
         assert!(

@@ -391,6 +391,7 @@ fn mean_load(loads: &[(String, HostLoad)], engine: &str, workload: &str) -> Opti
         busy: mean(|l| l.busy),
         vcpu_cores: mean(|l| l.vcpu_cores),
         emulator_cores: mean(|l| l.emulator_cores),
+        guest_instructions: None,
     })
 }
 
@@ -657,6 +658,7 @@ mod tests {
             busy,
             vcpu_cores: 1.0,
             emulator_cores: 0.5,
+            guest_instructions: None,
         };
         let loads = vec![
             (run_label(1, "ublk-irq", w), load(0.5)),

@@ -301,6 +301,7 @@ mod tests {
             busy,
             vcpu_cores: 1.0,
             emulator_cores,
+            guest_instructions: None,
         };
         // Both rounds of one queue are averaged; two queues have no stamps (a failed script).
         let loads = vec![
