@@ -197,7 +197,31 @@ pub(super) fn order(round: u32, i: usize) -> [Driver; 3] {
 }
 
 fn guest_script(opts: &Options) -> String {
-    let mut s = String::from(SETUP);
+    rounds_script(SETUP, opts, |round, i, w, driver| {
+        let fio = format!(
+            "fio_run {label} {round} {i} {limit} --direct=1 --ioengine=io_uring --rw={rw} \
+             --bs={bs} --iodepth={qd} --time_based --runtime={t} --ramp_time=1 --norandommap \
+             --randrepeat=0",
+            label = driver.label,
+            limit = opts.runtime + 60,
+            rw = w.rw,
+            bs = w.bs,
+            qd = w.qd,
+            t = opts.runtime,
+        );
+        guest::stamped(&run_label(round, driver.label, i), &fio)
+    })
+}
+
+/// The guest script of a run of rounds: `prelude`, the namespace filled once through the C driver,
+/// then for every round, workload and driver (in [`order`]) the lines `run(round, workload index,
+/// workload, driver)` gives, on that driver; at the end the controller goes back to the C driver.
+pub(super) fn rounds_script(
+    prelude: &str,
+    opts: &Options,
+    run: impl Fn(u32, usize, &Workload, Driver) -> String,
+) -> String {
+    let mut s = String::from(prelude);
     let _ = writeln!(s, "stage filling the namespace\n{}", C.switch);
     s.push_str(&super::fill_once("/dev/$disk"));
     let mut current = Some(C);
@@ -212,18 +236,7 @@ fn guest_script(opts: &Options) -> String {
                     current = Some(driver);
                 }
                 let _ = writeln!(s, "stage round {round}: {} {}", driver.label, w.name);
-                let fio = format!(
-                    "fio_run {label} {round} {i} {limit} --direct=1 --ioengine=io_uring --rw={rw} \
-                     --bs={bs} --iodepth={qd} --time_based --runtime={t} --ramp_time=1 --norandommap \
-                     --randrepeat=0",
-                    label = driver.label,
-                    limit = opts.runtime + 60,
-                    rw = w.rw,
-                    bs = w.bs,
-                    qd = w.qd,
-                    t = opts.runtime,
-                );
-                s.push_str(&guest::stamped(&run_label(round, driver.label, i), &fio));
+                s.push_str(&run(round, i, w, driver));
             }
         }
     }

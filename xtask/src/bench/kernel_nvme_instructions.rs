@@ -15,7 +15,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use super::kernel::Options;
-use super::kernel_nvme::{C, DISK_BYTES, DRIVERS, Driver, RUST, SETUP, USER, WORKLOADS, order};
+use super::kernel_nvme::{
+    C, DISK_BYTES, DRIVERS, Driver, RUST, SETUP, USER, WORKLOADS, rounds_script,
+};
 use super::run_load;
 
 const MARK: &str = "INSN-RESULT";
@@ -69,30 +71,14 @@ pub(super) fn run(opts: &Options, fio: &std::path::Path) -> Result<ExitCode> {
 }
 
 fn guest_script(opts: &Options) -> String {
-    let mut s = format!("{SETUP}RAMP={RAMP}\n{FIO_COUNTED}");
-    let _ = writeln!(s, "{}", C.switch);
-    s.push_str(&super::fill_once("/dev/$disk"));
-    let mut current = Some(C);
-    for round in 1..=opts.rounds {
-        for (i, w) in WORKLOADS.iter().enumerate() {
-            for driver in order(round, i) {
-                if current != Some(driver) {
-                    let _ = writeln!(s, "stage round {round}: switching to {}", driver.label);
-                    let _ = writeln!(s, "{}", driver.switch);
-                    current = Some(driver);
-                }
-                let _ = writeln!(s, "stage round {round}: {} {}", driver.label, w.name);
-                let _ = writeln!(
-                    s,
-                    "fio_counted {} {round} {i} {} --direct=1 --ioengine=io_uring --rw={} --bs={} \
-                     --iodepth={} --norandommap --randrepeat=0",
-                    driver.label, opts.runtime, w.rw, w.bs, w.qd,
-                );
-            }
-        }
-    }
-    let _ = writeln!(s, "{}", C.switch);
-    s
+    let prelude = format!("{SETUP}RAMP={RAMP}\n{FIO_COUNTED}");
+    rounds_script(&prelude, opts, |round, i, w, driver| {
+        format!(
+            "fio_counted {} {round} {i} {} --direct=1 --ioengine=io_uring --rw={} --bs={} \
+             --iodepth={} --norandommap --randrepeat=0\n",
+            driver.label, opts.runtime, w.rw, w.bs, w.qd,
+        )
+    })
 }
 
 /// One counted run: its round, driver label, workload index and the I/Os of its window.
