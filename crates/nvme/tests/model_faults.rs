@@ -281,10 +281,13 @@ fn resets_from_another_thread_while_queue_pairs_run_lose_no_data() {
     let ctrl = Controller::new(model.clone(), patient).unwrap();
     let running = std::sync::atomic::AtomicUsize::new(3);
     let resets_done = std::sync::atomic::AtomicUsize::new(0);
+    // Rounds each thread has finished (`u64::MAX` once it is done).
+    let progress: [std::sync::atomic::AtomicU64; 3] = Default::default();
     std::thread::scope(|scope| {
         for t in 0..3u64 {
             let mut qp = ctrl.queue_pair().unwrap();
             let (running, resets_done, model) = (&running, &resets_done, &model);
+            let progress = &progress[t as usize];
             scope.spawn(move || {
                 for round in 0..150u64 {
                     // Halfway, wait for a reset, so one always lands while the queue pairs run
@@ -311,16 +314,36 @@ fn resets_from_another_thread_while_queue_pairs_run_lose_no_data() {
                         failed("read", e, &qp);
                     }
                     assert_eq!(back, data, "thread {t} round {round}");
+                    progress.store(round + 1, std::sync::atomic::Ordering::SeqCst);
                 }
+                progress.store(u64::MAX, std::sync::atomic::Ordering::SeqCst);
                 running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             });
         }
+        // Each reset counts against the retry budget (3) of every command in flight, as the
+        // kernel's driver counts its host-aborted retries. So the next reset waits until every
+        // thread has finished a round since the last one: then no command sees more than one
+        // reset, however long a loaded machine keeps its thread from running. (Unpaced, 13 resets
+        // in a row once caught one command three times: `Timeout("an I/O command")`.)
+        let rounds = || {
+            progress
+                .each_ref()
+                .map(|p| p.load(std::sync::atomic::Ordering::SeqCst))
+        };
         let mut resets = 0;
         while running.load(std::sync::atomic::Ordering::SeqCst) > 0 && resets < 20 {
             ctrl.reset().unwrap();
             resets += 1;
             resets_done.store(resets, std::sync::atomic::Ordering::SeqCst);
-            std::thread::yield_now();
+            let at_reset = rounds();
+            while rounds()
+                .iter()
+                .zip(at_reset)
+                .any(|(now, then)| *now == then && then != u64::MAX)
+                && running.load(std::sync::atomic::Ordering::SeqCst) > 0
+            {
+                std::thread::yield_now();
+            }
         }
     });
     let stats = model.stats();
