@@ -9,8 +9,8 @@ use kernel::{
     prelude::*,
     str::CString,
     sync::{
-        atomic::{Atomic, Relaxed},
         Arc, CondVar, Mutex,
+        atomic::{Atomic, Relaxed},
     },
     workqueue::{self, Work, WorkItem},
 };
@@ -137,11 +137,8 @@ impl Board {
         }
         let mut out = KVVec::new();
         for note in notes.done.iter() {
-            let head = CString::try_from_fmt(fmt!(
-                "{} {:016x} ",
-                note.seq,
-                note.checksum.load(Relaxed)
-            ))?;
+            let head =
+                CString::try_from_fmt(fmt!("{} {:016x} ", note.seq, note.checksum.load(Relaxed)))?;
             out.extend_from_slice(head.to_bytes(), GFP_KERNEL)?;
             out.extend_from_slice(&note.text, GFP_KERNEL)?;
             out.push(b'\n', GFP_KERNEL)?;

@@ -95,7 +95,8 @@ impl MiscDevice for Handle {
         // SAFETY: every `MiscDeviceRegistration<Handle>` is the `device` field of the module's
         // `Kangrejos` (the type is private and only `init` registers one), which outlives the
         // registration, so the containing struct is valid for the duration of this call.
-        let module = unsafe { &*kernel::container_of!(core::ptr::from_ref(misc), Kangrejos, device) };
+        let module =
+            unsafe { &*kernel::container_of!(core::ptr::from_ref(misc), Kangrejos, device) };
         let board = module.board.clone();
         // On error the handle drops, giving the module reference back.
         Ok(KBox::new(Handle { board }, GFP_KERNEL)?)

@@ -12,9 +12,9 @@ use kernel::{
     block::mq::{Operations, Request, TagSet},
     prelude::*,
     sync::{
+        Arc,
         aref::ARef,
         atomic::{Atomic, Full},
-        Arc,
     },
     types::{ForeignOwnable, Opaque},
 };
@@ -79,7 +79,9 @@ fn single_range<T: Operations>(rq: &Request<T>) -> Option<(*mut bindings::page, 
         let iter = (*bio).bi_iter;
         let bvec = &*(*bio).bi_io_vec.add(iter.bi_idx as usize);
         // `mp_bvec_iter_*`: the range starts `bi_bvec_done` into the vector, in the same pages.
-        let len = iter.bi_size.min(bvec.bv_len.checked_sub(iter.bi_bvec_done)?);
+        let len = iter
+            .bi_size
+            .min(bvec.bv_len.checked_sub(iter.bi_bvec_done)?);
         (len != 0 && len == (*rq).__data_len).then_some((
             bvec.bv_page,
             bvec.bv_offset + iter.bi_bvec_done,
@@ -219,7 +221,6 @@ impl SgTable {
             )
         }
     }
-
 }
 
 fn direction(to_device: bool) -> bindings::dma_data_direction {
@@ -494,7 +495,8 @@ impl EndBatch {
         // SAFETY: the request is in flight and owned by the driver; blk-mq does not change these
         // fields while the driver owns it.
         let alone = unsafe {
-            (*ptr).rq_flags & (1 << bindings::rqf_flags___RQF_SCHED_TAGS) != 0 || (*ptr).end_io.is_some()
+            (*ptr).rq_flags & (1 << bindings::rqf_flags___RQF_SCHED_TAGS) != 0
+                || (*ptr).end_io.is_some()
         };
         if alone {
             end_request(rq, 0);

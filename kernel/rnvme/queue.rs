@@ -16,11 +16,11 @@ use kernel::{
     new_spinlock, pci,
     prelude::*,
     sync::{
+        Arc, SpinLock,
         atomic::{Acquire, Atomic, Release},
         barrier::{smp_mb, smp_wmb},
-        Arc, SpinLock,
     },
-    time::{delay::fsleep, Delta},
+    time::{Delta, delay::fsleep},
 };
 
 use crate::{
@@ -204,7 +204,12 @@ impl Queue {
     }
 
     /// Writes `value` to a doorbell: to its shadow when there is one, to the register when needed.
-    fn doorbell(&self, bar: &pci::Bar<'static, { crate::nvme_spec::reg::SIZE }>, sq: bool, value: u16) {
+    fn doorbell(
+        &self,
+        bar: &pci::Bar<'static, { crate::nvme_spec::reg::SIZE }>,
+        sq: bool,
+        value: u16,
+    ) {
         let needed = match &self.shadow {
             Some((pages, sq_index, cq_index)) => {
                 pages.update(if sq { *sq_index } else { *cq_index }, value)
@@ -215,7 +220,11 @@ impl Queue {
             // `writel` orders the queue entries' stores before the doorbell.
             let _ = bar.try_write32(
                 u32::from(value),
-                if sq { self.sq_doorbell } else { self.cq_doorbell },
+                if sq {
+                    self.sq_doorbell
+                } else {
+                    self.cq_doorbell
+                },
             );
         }
     }
@@ -245,7 +254,11 @@ impl Queue {
         admit()?;
         if !lose {
             dma_write!(self.sq, [panic: usize::from(sq.tail)], cmd.dw);
-            sq.tail = if sq.tail + 1 == self.entries { 0 } else { sq.tail + 1 };
+            sq.tail = if sq.tail + 1 == self.entries {
+                0
+            } else {
+                sq.tail + 1
+            };
         }
         if ring && sq.rung != sq.tail {
             sq.rung = sq.tail;
@@ -290,7 +303,11 @@ impl Queue {
 
     /// Hands every new completion to `f` and acknowledges them (at once, or lazily: see
     /// [`Queue::new`]); returns how many there were.
-    pub(crate) fn reap(&self, bar: &pci::Bar<'static, { crate::nvme_spec::reg::SIZE }>, mut f: impl FnMut(Completion)) -> usize {
+    pub(crate) fn reap(
+        &self,
+        bar: &pci::Bar<'static, { crate::nvme_spec::reg::SIZE }>,
+        mut f: impl FnMut(Completion),
+    ) -> usize {
         let mut state = self.cq_state.lock();
         let mut count = 0;
         loop {

@@ -18,17 +18,12 @@ use kernel::{
     block::mq::Request,
     impl_has_delayed_work, new_delayed_work, new_mutex,
     prelude::*,
-    sync::{aref::ARef, atomic::Relaxed, Arc, Mutex},
-    time::{delay::fsleep, msecs_to_jiffies, Delta},
+    sync::{Arc, Mutex, aref::ARef, atomic::Relaxed},
+    time::{Delta, delay::fsleep, msecs_to_jiffies},
     workqueue::{self, DelayedWork, WorkItem},
 };
 
-use crate::{
-    admin_command, blk, disable,
-    nvme_spec::Command,
-    queue::Gate,
-    Ctrl, NvmeDisk,
-};
+use crate::{Ctrl, NvmeDisk, admin_command, blk, disable, nvme_spec::Command, queue::Gate};
 
 type NvmeRequest = Request<NvmeDisk>;
 
@@ -153,8 +148,17 @@ impl Ctrl {
                     return;
                 }
             }
-            Ok(_) => pr_warn!("I/O queue {}: the controller did not abort command {}\n", qid, tag),
-            Err(e) => pr_warn!("I/O queue {}: abort of command {} failed: {:?}\n", qid, tag, e),
+            Ok(_) => pr_warn!(
+                "I/O queue {}: the controller did not abort command {}\n",
+                qid,
+                tag
+            ),
+            Err(e) => pr_warn!(
+                "I/O queue {}: abort of command {} failed: {:?}\n",
+                qid,
+                tag,
+                e
+            ),
         }
         if !self.still_late(index, tag, at) {
             // It completed while the abort was under way.

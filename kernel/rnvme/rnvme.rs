@@ -5,19 +5,19 @@
 
 use kernel::{
     device::{Bound, Core},
+    dma::Device as _,
     dma::{Coherent, DmaMask},
     dma_read, dma_write,
     io::Io,
     irq, new_mutex, pci,
     prelude::*,
-    dma::Device as _,
     str::{BStr, CString},
     sync::{
+        Arc, ArcBorrow, Mutex,
         aref::ARef,
         atomic::{Atomic, Full, Relaxed},
-        Arc, ArcBorrow, Mutex,
     },
-    time::{delay::fsleep, Delta},
+    time::{Delta, delay::fsleep},
 };
 
 mod blk;
@@ -25,7 +25,12 @@ mod blk;
 // to `crates/nvme/src/command.rs`): only `core`, no allocation. Its public items are that crate's
 // API, so here they are unused or unreachable, and clippy's exemption for exported names
 // (`to_bytes(&self)`) does not apply; its casts predate the kernel's lint set.
-#[allow(dead_code, unreachable_pub, clippy::cast_lossless, clippy::wrong_self_convention)]
+#[allow(
+    dead_code,
+    unreachable_pub,
+    clippy::cast_lossless,
+    clippy::wrong_self_convention
+)]
 mod nvme_command;
 mod nvme_spec;
 mod queue;
@@ -33,7 +38,7 @@ mod recovery;
 
 use blk::{BlkQueue, Disk, EndBatch, InFlight, Limits, SgTable};
 use nvme_spec::{
-    build_prps, reg, Cap, Command, IdController, IdNamespace, Prp2, PAGE, PRPS_PER_PAGE,
+    Cap, Command, IdController, IdNamespace, PAGE, PRPS_PER_PAGE, Prp2, build_prps, reg,
 };
 use queue::{Bar0, Completion, Queue, ShadowDoorbells};
 use recovery::Watchdog;
@@ -130,13 +135,21 @@ impl IoQueue {
     /// Ends the request `c` completes: with `batch` if it succeeded, at once if not.
     fn complete(&self, c: Completion, batch: &mut EndBatch) {
         if usize::from(c.cid) >= self.sg.len() {
-            pr_warn!("queue {}: completion for unknown command {}\n", self.queue.qid, c.cid);
+            pr_warn!(
+                "queue {}: completion for unknown command {}\n",
+                self.queue.qid,
+                c.cid
+            );
             return;
         }
         self.unmap(c.cid);
         self.started[usize::from(c.cid)].store(0, Relaxed);
         let Some(rq) = self.in_flight.take_back(c.cid) else {
-            pr_warn!("queue {}: completion for idle command {}\n", self.queue.qid, c.cid);
+            pr_warn!(
+                "queue {}: completion for idle command {}\n",
+                self.queue.qid,
+                c.cid
+            );
             return;
         };
         match c.status.is_success() {
@@ -237,7 +250,9 @@ impl NvmeDisk {
                 let (prp1, prp2) = match prps {
                     Ok((prp1, Prp2::None)) => (prp1, 0),
                     Ok((prp1, Prp2::Page(page))) => (prp1, page),
-                    Ok((prp1, Prp2::List(_))) => (prp1, q.prp_lists.dma_handle() + (list * 8) as u64),
+                    Ok((prp1, Prp2::List(_))) => {
+                        (prp1, q.prp_lists.dma_handle() + (list * 8) as u64)
+                    }
                     Err(e) => {
                         pr_err!("request not describable with PRPs: {:?}\n", e);
                         q.sg[i].unmap(&q.dev, segments, write);
@@ -253,7 +268,11 @@ impl NvmeDisk {
             0 => false,
             _ if STALLED.load(Relaxed) != 0 => true,
             n if ISSUED.fetch_add(1, Relaxed).wrapping_add(1) == n => {
-                pr_warn!("lose_command: I/O queue {} stops taking commands, from command {}\n", q.queue.qid, tag);
+                pr_warn!(
+                    "lose_command: I/O queue {} stops taking commands, from command {}\n",
+                    q.queue.qid,
+                    tag
+                );
                 STALLED.store(1, Relaxed);
                 true
             }
@@ -329,7 +348,10 @@ impl Ctrl {
                 Command::doorbell_buffer_config(values, event_indices),
             ) {
                 Ok(_) => shadow.activate(),
-                Err(e) => pr_warn!("shadow doorbells refused ({:?}): doorbell registers only\n", e),
+                Err(e) => pr_warn!(
+                    "shadow doorbells refused ({:?}): doorbell registers only\n",
+                    e
+                ),
             }
         }
         Ok(())
@@ -355,9 +377,12 @@ impl Ctrl {
             }
             let cc = regs.read32(reg::CC);
             regs.write32((cc & !reg::CC_SHN_MASK) | reg::CC_SHN_NORMAL, reg::CC);
-            if let Err(e) =
-                wait_status(regs, reg::CSTS_SHST_MASK, reg::CSTS_SHST_CMPLT, SHUTDOWN_TIMEOUT_MS)
-            {
+            if let Err(e) = wait_status(
+                regs,
+                reg::CSTS_SHST_MASK,
+                reg::CSTS_SHST_CMPLT,
+                SHUTDOWN_TIMEOUT_MS,
+            ) {
                 dev_warn!(dev, "shutdown did not complete: {:?}\n", e);
             }
         }
@@ -506,7 +531,11 @@ impl RnvmeDriver {
         // SAFETY: probe runs before any DMA allocation or mapping of this device.
         unsafe { pdev.dma_set_mask_and_coherent(DmaMask::new::<64>())? };
 
-        let bar = Arc::new(pdev.iomap_region_sized::<{ reg::SIZE }>(0, c"rnvme")?.into_devres()?, GFP_KERNEL)?;
+        let bar = Arc::new(
+            pdev.iomap_region_sized::<{ reg::SIZE }>(0, c"rnvme")?
+                .into_devres()?,
+            GFP_KERNEL,
+        )?;
         let regs = bar.access(dev)?;
         let cap = Cap::decode(regs.read64(reg::CAP));
         if cap.mps_min_shift > 12 {
@@ -515,7 +544,14 @@ impl RnvmeDriver {
         }
         disable(regs, &cap)?;
 
-        let admin = Queue::new(dev, bar.clone(), &cap, 0, (ADMIN_ENTRIES, ADMIN_ENTRIES), None)?;
+        let admin = Queue::new(
+            dev,
+            bar.clone(),
+            &cap,
+            0,
+            (ADMIN_ENTRIES, ADMIN_ENTRIES),
+            None,
+        )?;
         if let Err(e) = Ctrl::enable(regs, &cap, &admin) {
             dev_err!(dev, "controller did not become ready: {:?}\n", e);
             let _ = disable(regs, &cap);
@@ -546,7 +582,13 @@ impl RnvmeDriver {
         }
         let ns = IdNamespace::parse(&identify(dev, &admin, 0, nsid)?).ok_or(EIO)?;
         if !(9..=12).contains(&ns.lba_shift) || ns.metadata != 0 {
-            dev_err!(dev, "namespace {} format not supported (2^{} B blocks, {} B metadata)\n", nsid, ns.lba_shift, ns.metadata);
+            dev_err!(
+                dev,
+                "namespace {} format not supported (2^{} B blocks, {} B metadata)\n",
+                nsid,
+                ns.lba_shift,
+                ns.metadata
+            );
             return Err(ENODEV);
         }
 
@@ -590,12 +632,24 @@ impl RnvmeDriver {
         for i in 0..count as u16 {
             let qid = i + 1;
             let vector = i.min(1);
-            let queue = Queue::new(dev, bar.clone(), &cap, qid, (entries, cq_entries), shadow.clone())?;
+            let queue = Queue::new(
+                dev,
+                bar.clone(),
+                &cap,
+                qid,
+                (entries, cq_entries),
+                shadow.clone(),
+            )?;
             let irq = (irq_numbers[usize::from(vector)], vector);
             let ioq = IoQueue::new(dev, queue, tags, max_segments, irq)?;
             irqs.push(
                 KBox::pin_init(
-                    pdev.request_irq(vector_ends[usize::from(vector)], irq::Flags::TRIGGER_NONE, c"rnvme", Ok::<_, Error>(ioq.clone())),
+                    pdev.request_irq(
+                        vector_ends[usize::from(vector)],
+                        irq::Flags::TRIGGER_NONE,
+                        c"rnvme",
+                        Ok::<_, Error>(ioq.clone()),
+                    ),
                     GFP_KERNEL,
                 )?,
                 GFP_KERNEL,
@@ -634,7 +688,12 @@ impl RnvmeDriver {
         )?;
         for (i, q) in controller.io.iter().enumerate() {
             if let Err(e) = blk::steer_irq(&tagset, i as u32, q.irq) {
-                dev_warn!(dev, "interrupt {} keeps its default affinity: {:?}\n", q.irq, e);
+                dev_warn!(
+                    dev,
+                    "interrupt {} keeps its default affinity: {:?}\n",
+                    q.irq,
+                    e
+                );
             }
         }
         let limits = Limits {
@@ -645,7 +704,10 @@ impl RnvmeDriver {
             volatile_write_cache: ctrl.volatile_write_cache,
         };
         // The watchdog runs from before the disk is added: adding it reads the partition table.
-        let watchdog = Watchdog::start(controller.clone(), *crate::module_parameters::io_timeout.value())?;
+        let watchdog = Watchdog::start(
+            controller.clone(),
+            *crate::module_parameters::io_timeout.value(),
+        )?;
         let instance = INSTANCES.fetch_add(1, Relaxed);
         let name = CString::try_from_fmt(fmt!("rnvme{}n{}", instance, nsid))?;
         let disk = match Disk::add(dev, name.to_bytes_with_nul(), tagset, &limits, namespace) {
@@ -667,7 +729,11 @@ impl RnvmeDriver {
             controller.io.len(),
             entries,
             max_transfer / 1024,
-            if controller.shadow.is_some() { "on" } else { "off" },
+            if controller.shadow.is_some() {
+                "on"
+            } else {
+                "off"
+            },
             BStr::from_bytes(nvme_spec::ascii(&ctrl.model)),
             BStr::from_bytes(nvme_spec::ascii(&ctrl.serial)),
         );
