@@ -46,6 +46,15 @@ pub struct Machine {
 }
 
 impl Machine {
+    /// The counting plugin's library and request directory, if this machine loads it: asked for,
+    /// and under TCG (under KVM no plugin sees guest code).
+    pub fn counting_plugin(&self) -> Option<(&Path, &Path)> {
+        match (self.accel, &self.insn_count) {
+            (Accel::Tcg, Some((library, dir))) => Some((library, dir)),
+            _ => None,
+        }
+    }
+
     /// The `qemu-system-x86_64` command for this machine (stdio not yet set).
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(&self.program);
@@ -62,7 +71,7 @@ impl Machine {
             Accel::Tcg => cmd.args(["-accel", "tcg,thread=multi", "-cpu", TCG_CPU]),
             Accel::Kvm => cmd.args(["-accel", "kvm", "-cpu", "host"]),
         };
-        if let (Accel::Tcg, Some((library, dir))) = (self.accel, &self.insn_count) {
+        if let Some((library, dir)) = self.counting_plugin() {
             let mut plugin = escape_comma(library);
             plugin.push(",dir=");
             plugin.push(escape_comma(dir));

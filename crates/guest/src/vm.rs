@@ -722,7 +722,10 @@ impl VmBuilder {
         let qemu_stderr = log_file
             .try_clone()
             .ctx(|| format!("cannot reopen {}", log.display()))?;
-        let mut cmd = self.machine(prepared, accel).command();
+        let machine = self.machine(prepared, accel);
+        // Stamps ask the plugin only where it runs: a KVM guest's would each wait for no answer.
+        let counter = machine.counting_plugin().map(|(_, dir)| dir.to_path_buf());
+        let mut cmd = machine.command();
         writeln!(&log_file, "# {cmd:?}").ctx(|| format!("cannot write {}", log.display()))?;
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -758,8 +761,7 @@ impl VmBuilder {
                     let before = watch.stage;
                     let progressed = watch.feed(&line);
                     if let Some(label) = watch.host_stamp.take() {
-                        let counter = prepared.insn_count.as_ref().map(|(_, dir)| dir.as_path());
-                        host_stamps.extend(HostStamp::read(&label, qemu.pid(), counter));
+                        host_stamps.extend(HostStamp::read(&label, qemu.pid(), counter.as_deref()));
                     }
                     if watch.panicked && before == Stage::Kernel {
                         qemu.kill();

@@ -114,8 +114,8 @@ mod tests {
 
     #[test]
     fn a_snapshot_round_trips_through_its_file() {
-        let dir = tempfile_dir();
-        let path = dir.join("s");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
         Snapshot {
             instructions: 123_456_789_012,
         }
@@ -146,7 +146,8 @@ mod tests {
 
     #[test]
     fn a_request_is_answered_with_the_total_at_that_time() {
-        let dir = tempfile_dir();
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path().to_path_buf();
         let blocks: &'static Blocks = Box::leak(Box::default());
         let block = blocks.add();
         block.executed.fetch_add(42, Relaxed);
@@ -167,23 +168,14 @@ mod tests {
 
     #[test]
     fn without_a_plugin_a_request_times_out_and_is_withdrawn() {
-        let dir = tempfile_dir();
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
         let started = std::time::Instant::now();
         assert_eq!(
-            Snapshot::take(&dir, std::time::Duration::from_millis(50)),
+            Snapshot::take(dir, std::time::Duration::from_millis(50)),
             None
         );
         assert!(started.elapsed() >= std::time::Duration::from_millis(50));
         assert!(!dir.join("request").exists());
-    }
-
-    fn tempfile_dir() -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "tcg-insn-count-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        d
     }
 }
