@@ -14,6 +14,7 @@ mod affinity;
 mod geometry;
 mod nap;
 mod queue;
+mod supervisor;
 
 use std::sync::{Arc, Mutex};
 
@@ -29,6 +30,7 @@ use signal_hook::iterator::Signals;
 use crate::affinity::QueueThreads;
 use crate::geometry::Geometry;
 use crate::queue::QueueParts;
+use crate::supervisor::{Failure, Supervisor};
 
 /// Serve an NVMe namespace as /dev/ublkbN through the userspace driver.
 #[derive(Debug, Parser)]
@@ -215,17 +217,21 @@ fn run(cli: Cli) -> Result<()> {
     let nap = when_polling(cli.poll_nap_us);
     let queue_threads = Arc::new(QueueThreads::new()?);
     let registry = Arc::clone(&queue_threads);
-    let serve = move |qid: u16, dev: &libublk::io::UblkDev| match take_parts(qid) {
-        Some(parts) => {
-            registry.register();
-            if let Err(err) = queue::serve(qid, dev, parts, geometry, linger, nap::Pacer::new(nap))
-            {
-                tracing::error!("queue {qid}: {err:#}");
+    let supervisor = Arc::new(Supervisor::new(info.dev_id, signals.handle())?);
+    let on_failure = Arc::clone(&supervisor);
+    let serve = move |qid: u16, dev: &libublk::io::UblkDev| {
+        let served = match take_parts(qid) {
+            Some(parts) => {
+                registry.register();
+                queue::serve(qid, dev, parts, geometry, linger, nap::Pacer::new(nap))
             }
+            None => Err(Failure::Setup(anyhow::anyhow!("no driver queue pair"))),
+        };
+        if let Err(failure) = served {
+            on_failure.queue_failed(qid, failure);
         }
-        None => tracing::error!("queue {qid}: no driver queue pair"),
     };
-    ctrl.run_target(
+    let run = ctrl.run_target(
         |dev| {
             geometry.apply(dev);
             Ok(())
@@ -235,16 +241,23 @@ fn run(cli: Cli) -> Result<()> {
             // Every queue thread has registered: the device starts only once each fetched.
             queue_threads.restore();
             println!("{}", ctrl.get_bdev_path());
-            if let Some(signal) = signals.forever().next() {
-                tracing::info!("signal {signal}: stopping the device");
+            match signals.forever().next() {
+                Some(signal) => tracing::info!("signal {signal}: stopping the device"),
+                None => tracing::info!("a queue failed: stopping the device"),
             }
             if let Err(err) = ctrl.kill_dev() {
                 tracing::error!("stopping the ublk device: {err}");
             }
         },
-    )
-    .context("running the ublk device")?;
+    );
+    if let Err(err) = run {
+        let err = anyhow::Error::from(err);
+        supervisor.abandon(format!("running the ublk device: {err:#}"));
+    }
     drop(ctrl);
     drop(controller);
-    Ok(())
+    match supervisor.failure() {
+        Some(reason) => bail!("{reason}"),
+        None => Ok(()),
+    }
 }

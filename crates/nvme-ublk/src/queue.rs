@@ -31,6 +31,7 @@ use nvme::{Completion, QueuePair, Request};
 
 use crate::geometry::Geometry;
 use crate::nap::Pacer;
+use crate::supervisor::Failure;
 
 /// `user_data` of the poll on the queue's interrupt eventfd (target I/O as libublk counts it,
 /// so it is never taken for a ublk command).
@@ -68,6 +69,7 @@ impl QueueParts {
 }
 
 /// Serves queue `qid` until the device is stopped, then waits for what the controller still has.
+/// A failure of the ublk ring ends it too, after the same wait.
 ///
 /// `linger`: when polling, how long the thread keeps polling the ublk ring once nothing is in
 /// flight, before it sleeps (a request arriving meanwhile is taken without a wake-up). `pacer`:
@@ -79,12 +81,12 @@ pub fn serve(
     geometry: Geometry,
     linger: Duration,
     mut pacer: Pacer,
-) -> Result<()> {
+) -> Result<(), Failure> {
     let QueueParts { mut qp, mut tags } = parts;
     let bufs = dev.alloc_queue_io_bufs();
     let queue = UblkQueue::new(qid, dev)
         .and_then(|q| q.submit_fetch_commands_unified(BufDescList::Slices(Some(&bufs))))
-        .map_err(|e| anyhow::anyhow!("setting up ublk queue {qid}: {e}"))?;
+        .map_err(|e| Failure::Setup(anyhow::anyhow!("setting up ublk queue {qid}: {e}")))?;
     // Requests the queue pair had no room for, retried after the next completions.
     let mut waiting: VecDeque<Request<HwDma>> = VecDeque::new();
     // The interrupt's fd and the timer's interval outlive every operation that names them.
@@ -98,6 +100,7 @@ pub fn serve(
     let mut fruitless = false;
     // When the queue last became idle (the clock is read once per busy period, not per poll).
     let mut idle_since: Option<Instant> = None;
+    let mut failure = None;
     loop {
         let busy = qp.in_flight() > 0 || !waiting.is_empty();
         if busy {
@@ -171,7 +174,7 @@ pub fn serve(
             Err(UblkError::QueueIsDown) => break,
             Err(UblkError::IOError(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
-                tracing::error!("queue {qid}: ublk ring: {e}");
+                failure = Some(Failure::Serving(anyhow::anyhow!("ublk ring: {e}")));
                 break;
             }
         }
@@ -226,7 +229,7 @@ pub fn serve(
     // buffers outlive the queue): the kernel copies only for commands on this thread's ring.
     drop(queue);
     drop(tags);
-    Ok(())
+    failure.map_or(Ok(()), Err)
 }
 
 /// One ublk tag's DMA buffer, and which buffer the kernel copies the tag's next request to or from.
