@@ -398,6 +398,7 @@ bind vfio-pci
 n=8
 SERVED=""
 while [ $n -le 48 ] && [ -z "$SERVED" ]; do
+    rm -f /tmp/d.out
     (ulimit -n $n && exec nvme-ublk --device "vfio:$BDF" --queues 4) > /tmp/d.out 2> /tmp/d.err &
     PID=$!
     i=0
