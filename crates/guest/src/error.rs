@@ -81,6 +81,9 @@ pub struct Stall {
     pub last_line: Option<String>,
     /// QEMU's pid (it is gone).
     pub pid: u32,
+    /// QEMU's threads that used CPU in the second before the kill, busiest first (empty if none
+    /// did, or `/proc` could not be read): whether the guest was spinning or waiting.
+    pub qemu_threads: Vec<crate::ThreadUse>,
     pub log: PathBuf,
     pub tail: String,
 }
@@ -90,8 +93,8 @@ impl std::fmt::Display for Stall {
         write!(
             f,
             "the guest stalled while {}{}: no progress for {:.0?} (stall limit {:.0?}, slowdown ×{:.2} \
-             included), {:.0?} after /init started; last output line: {}. QEMU (pid {}) was killed. \
-             Console log {}, last lines:\n{}",
+             included), {:.0?} after /init started; last output line: {}. {}. QEMU (pid {}) was \
+             killed. Console log {}, last lines:\n{}",
             self.stage,
             in_step(&self.step),
             self.quiet_for,
@@ -101,11 +104,35 @@ impl std::fmt::Display for Stall {
             self.last_line
                 .as_deref()
                 .map_or_else(|| "none".to_owned(), |l| format!("{l:?}")),
+            describe_threads(&self.qemu_threads),
             self.pid,
             self.log.display(),
             self.tail
         )
     }
+}
+
+/// What QEMU's threads did in the second before the kill, for a person reading the error.
+pub(crate) fn describe_threads(threads: &[crate::ThreadUse]) -> String {
+    let spinning = threads.iter().any(|t| t.is_busy_vcpu());
+    if threads.is_empty() {
+        return "In the second before the kill no QEMU thread used the CPU (the guest was waiting, \
+                not spinning)"
+            .to_owned();
+    }
+    let list = threads
+        .iter()
+        .map(|t| format!("{} {:.2}", t.name, t.cores))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "In the second before the kill, host cores used by QEMU's threads: {list} ({})",
+        if spinning {
+            "a vCPU ran: the guest was busy"
+        } else {
+            "no vCPU ran: the guest was waiting, not spinning"
+        }
+    )
 }
 
 /// `, in its stage "NAME"` when the script named one.

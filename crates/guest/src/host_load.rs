@@ -6,6 +6,9 @@
 //! once, and [`HostLoad::between`] turns two such readings into how busy the host was and who
 //! used it. The reading is taken when the line reaches the harness over the serial console, after
 //! a lag not measured here: small against runs of seconds, not to be trusted for milliseconds.
+//!
+//! The same counters, per thread, tell what a stalled guest was doing before it is killed
+//! ([`ThreadUse`]).
 
 use std::path::Path;
 
@@ -117,6 +120,96 @@ pub fn loads_by_label(stamps: &[HostStamp]) -> Vec<(String, HostLoad)> {
     loads
 }
 
+/// How much of a host core one of QEMU's threads used over a short window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThreadUse {
+    /// The thread's name: `CPU N/TCG` (or `/KVM`) for a vCPU, else QEMU's own.
+    pub name: String,
+    /// Host cores' worth of CPU (1.0: one core all the time).
+    pub cores: f64,
+}
+
+impl ThreadUse {
+    /// Whether the thread runs one of the guest's vCPUs.
+    pub fn is_vcpu(&self) -> bool {
+        self.name.starts_with("CPU ")
+    }
+
+    /// Whether the thread is a vCPU that ran for at least a quarter of the window: a guest that
+    /// waits leaves its vCPUs halted (a few hundredths of a core for its timer ticks).
+    pub fn is_busy_vcpu(&self) -> bool {
+        self.is_vcpu() && self.cores >= 0.25
+    }
+}
+
+/// The threads of process `pid` that used CPU over the next `window`, busiest first, for a stalled
+/// guest: vCPU threads near a core each mean the guest spins (a livelock, an endless loop), all of
+/// them near nothing that it waits (a deadlock, a lost wake-up). `None` if `/proc` could not be read.
+pub(crate) fn thread_use(pid: u32, window: std::time::Duration) -> Option<Vec<ThreadUse>> {
+    let process = Path::new("/proc").join(pid.to_string());
+    // All CPUs' ticks and the number of CPUs.
+    let host = || {
+        let (_, total, cpus) = parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?)?;
+        Some((total, cpus))
+    };
+    let ((total_before, _), before) = (host()?, thread_ticks(&process)?);
+    std::thread::sleep(window);
+    let ((total_after, cpus), after) = (host()?, thread_ticks(&process)?);
+    let core_ticks = total_after.checked_sub(total_before)? as f64 / f64::from(cpus.max(1));
+    Some(busiest(&before, &after, core_ticks))
+}
+
+/// One thread's CPU time so far.
+#[derive(Debug, Clone, PartialEq)]
+struct ThreadTicks {
+    tid: String,
+    name: String,
+    ticks: Ticks,
+}
+
+/// The CPU time of each thread of `process` (`/proc/PID`); a thread that ended since the directory
+/// was listed is left out.
+fn thread_ticks(process: &Path) -> Option<Vec<ThreadTicks>> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(process.join("task")).ok()?.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        if let Some((name, ticks)) = parse_task_stat(&stat) {
+            threads.push(ThreadTicks {
+                tid: task.file_name().to_string_lossy().into_owned(),
+                name: name.to_owned(),
+                ticks,
+            });
+        }
+    }
+    Some(threads)
+}
+
+/// The threads of `after` that used CPU since `before` (matched by thread id; a thread new since
+/// then counts from zero), as shares of `core_ticks`, busiest first.
+fn busiest(before: &[ThreadTicks], after: &[ThreadTicks], core_ticks: f64) -> Vec<ThreadUse> {
+    if core_ticks <= 0.0 {
+        return Vec::new();
+    }
+    let mut used: Vec<ThreadUse> = after
+        .iter()
+        .filter_map(|thread| {
+            let start = before
+                .iter()
+                .find(|b| b.tid == thread.tid)
+                .map_or(0, |b| b.ticks);
+            let delta = thread.ticks.saturating_sub(start);
+            (delta > 0).then(|| ThreadUse {
+                name: thread.name.clone(),
+                cores: delta as f64 / core_ticks,
+            })
+        })
+        .collect();
+    used.sort_by(|a, b| b.cores.total_cmp(&a.cores));
+    used
+}
+
 /// Busy ticks, all ticks and the number of CPUs, from `/proc/stat`.
 fn parse_proc_stat(text: &str) -> Option<(Ticks, Ticks, u32)> {
     let mut all = None;
@@ -146,18 +239,11 @@ fn parse_proc_stat(text: &str) -> Option<(Ticks, Ticks, u32)> {
 /// CPU ticks of a process's vCPU threads and of its other threads, from `/proc/PID/task`.
 fn qemu_ticks(process: &Path) -> Option<(Ticks, Ticks)> {
     let (mut vcpus, mut other) = (0, 0);
-    for task in std::fs::read_dir(process.join("task")).ok()?.flatten() {
-        // A thread that ended since the directory was listed is not counted.
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue;
-        };
-        let Some((name, ticks)) = parse_task_stat(&stat) else {
-            continue;
-        };
-        if name.starts_with("CPU ") {
-            vcpus += ticks;
+    for thread in thread_ticks(process)? {
+        if thread.name.starts_with("CPU ") {
+            vcpus += thread.ticks;
         } else {
-            other += ticks;
+            other += thread.ticks;
         }
     }
     Some((vcpus, other))
@@ -197,6 +283,64 @@ mod tests {
         let odd = "7 (a) b) R 1 7 7 0 -1 0 0 0 0 0 3 4 0 0 20 0 1 0 1";
         assert_eq!(parse_task_stat(odd), Some(("a) b", 7)));
         assert_eq!(parse_task_stat("7 (short) R 1"), None);
+    }
+
+    #[test]
+    fn thread_use_is_shares_of_a_core_busiest_first_without_idle_threads() {
+        let thread = |tid: &str, name: &str, ticks| ThreadTicks {
+            tid: tid.to_owned(),
+            name: name.to_owned(),
+            ticks,
+        };
+        let before = [
+            thread("10", "qemu-system-x86", 500),
+            thread("11", "CPU 0/TCG", 1000),
+            thread("12", "CPU 1/TCG", 2000),
+        ];
+        let after = [
+            thread("10", "qemu-system-x86", 505),
+            thread("11", "CPU 0/TCG", 1000),
+            thread("12", "CPU 1/TCG", 2100),
+            thread("13", "worker", 20),
+        ];
+        let used = busiest(&before, &after, 100.0);
+        let shares: Vec<(&str, f64)> = used.iter().map(|u| (u.name.as_str(), u.cores)).collect();
+        assert_eq!(
+            shares,
+            [
+                ("CPU 1/TCG", 1.0),
+                ("worker", 0.2),
+                ("qemu-system-x86", 0.05)
+            ]
+        );
+        assert!(used[0].is_busy_vcpu() && !used[1].is_vcpu());
+        let idle = ThreadUse {
+            name: "CPU 0/TCG".into(),
+            cores: 0.02,
+        };
+        assert!(idle.is_vcpu() && !idle.is_busy_vcpu());
+        assert!(busiest(&before, &after, 0.0).is_empty());
+    }
+
+    #[test]
+    fn this_process_spinning_shows_in_its_thread_use() {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let spinning = std::sync::Arc::clone(&stop);
+        let spinner = std::thread::Builder::new()
+            .name("spinner".into())
+            .spawn(move || {
+                while !spinning.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+            .unwrap();
+        let used = thread_use(std::process::id(), std::time::Duration::from_millis(500))
+            .expect("read /proc");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        spinner.join().unwrap();
+        let spinner = used.iter().find(|u| u.name == "spinner");
+        // A busy host may take some of its time; it still stands out from the waiting threads.
+        assert!(spinner.is_some_and(|u| u.cores > 0.2), "{used:?}");
     }
 
     #[test]

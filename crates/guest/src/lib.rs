@@ -61,7 +61,7 @@ pub use calibration::{
 pub use console::Stage;
 pub use deadline::Limits;
 pub use error::{Error, Result, Stall};
-pub use host_load::{HostLoad, HostStamp, loads_by_label, stamped};
+pub use host_load::{HostLoad, HostStamp, ThreadUse, loads_by_label, stamped};
 pub use initramfs::MODULES;
 pub use kernel::{
     Kernel, KernelFlavor, PINNED_PACKAGE, install as install_kernel, rust_kernel_link,

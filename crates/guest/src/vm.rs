@@ -34,6 +34,9 @@ const SHM_RUNS: &str = "/dev/shm/kangrejos-vm";
 pub const CEILING_SLACK: u32 = 3;
 /// The stall limit unless the builder sets one (times the slowdown).
 pub const DEFAULT_STALL_LIMIT: Duration = Duration::from_secs(120);
+/// How long a stalled guest's QEMU threads are watched before the kill, to tell spinning from
+/// waiting.
+const STALL_SAMPLE: Duration = Duration::from_secs(1);
 /// The guest-side relay binary, included whenever a virtio-serial port is attached.
 pub const RELAY_BIN: &str = "vport-relay";
 
@@ -776,6 +779,13 @@ impl VmBuilder {
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     let pid = qemu.pid();
                     let now = Instant::now();
+                    // Whether a stalled guest spins or waits, read before QEMU goes.
+                    let qemu_threads = match limit {
+                        Limit::Stall => {
+                            crate::host_load::thread_use(pid, STALL_SAMPLE).unwrap_or_default()
+                        }
+                        _ => Vec::new(),
+                    };
                     qemu.kill();
                     // QEMU is gone, so the reader ends soon: take its last lines into the log first.
                     for line in lines.iter() {
@@ -799,6 +809,9 @@ impl VmBuilder {
                             }
                         ),
                     );
+                    if limit == Limit::Stall {
+                        note(log, &crate::error::describe_threads(&qemu_threads));
+                    }
                     let since_init = now.saturating_duration_since(clock.init.unwrap_or(started));
                     return Ok(match (watch.stage, limit) {
                         (Stage::Kernel, _) => Attempt::Retry(format!(
@@ -823,6 +836,7 @@ impl VmBuilder {
                             running_for: since_init,
                             last_line: watch.last_output().map(str::to_owned),
                             pid,
+                            qemu_threads,
                             log: log.to_path_buf(),
                             tail: log_tail(log),
                         }))),

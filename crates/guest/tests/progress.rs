@@ -81,4 +81,33 @@ fn guest_script_that_stops_printing_fails_at_the_stall_limit() {
         message.contains("stalled while running the script, in its stage \"mount-everything\""),
         "{message}"
     );
+    // A sleeping guest's vCPUs halt: the error says it was waiting, not spinning.
+    assert!(
+        stall.qemu_threads.iter().all(|t| !t.is_busy_vcpu()),
+        "{message}"
+    );
+    assert!(
+        message.contains("the guest was waiting, not spinning"),
+        "{message}"
+    );
+}
+
+/// A guest that stops printing because it spins: the stall error shows a vCPU thread busy in the
+/// second before the kill, so spinning can be told from waiting.
+#[test]
+#[ignore = "boots a QEMU guest: run by cargo xtask test"]
+fn guest_spinning_script_stalls_with_its_vcpu_busy() {
+    let err = guest::Vm::builder()
+        .timeout(Duration::from_secs(300))
+        .stall_limit(Duration::from_secs(3))
+        .run("echo about-to-spin; while :; do :; done")
+        .expect_err("a silent spinning script must stall");
+    let guest::Error::Stalled(stall) = &err else {
+        panic!("expected a stall, got: {err}");
+    };
+    assert!(stall.qemu_threads.iter().any(|t| t.is_busy_vcpu()), "{err}");
+    assert!(
+        err.to_string().contains("a vCPU ran: the guest was busy"),
+        "{err}"
+    );
 }
