@@ -82,8 +82,8 @@ pub struct Stall {
     /// QEMU's pid (it is gone).
     pub pid: u32,
     /// QEMU's threads that used CPU in the second before the kill, busiest first (empty if none
-    /// did, or `/proc` could not be read): whether the guest was spinning or waiting.
-    pub qemu_threads: Vec<crate::ThreadUse>,
+    /// did; `None` if `/proc` could not be read): whether the guest was spinning or waiting.
+    pub qemu_threads: Option<Vec<crate::ThreadUse>>,
     pub log: PathBuf,
     pub tail: String,
 }
@@ -104,7 +104,7 @@ impl std::fmt::Display for Stall {
             self.last_line
                 .as_deref()
                 .map_or_else(|| "none".to_owned(), |l| format!("{l:?}")),
-            describe_threads(&self.qemu_threads),
+            describe_threads(self.qemu_threads.as_deref()),
             self.pid,
             self.log.display(),
             self.tail
@@ -113,7 +113,10 @@ impl std::fmt::Display for Stall {
 }
 
 /// What QEMU's threads did in the second before the kill, for a person reading the error.
-pub(crate) fn describe_threads(threads: &[crate::ThreadUse]) -> String {
+pub(crate) fn describe_threads(threads: Option<&[crate::ThreadUse]>) -> String {
+    let Some(threads) = threads else {
+        return "QEMU's threads could not be read before the kill".to_owned();
+    };
     let spinning = threads.iter().any(|t| t.is_busy_vcpu());
     if threads.is_empty() {
         return "In the second before the kill no QEMU thread used the CPU (the guest was waiting, \

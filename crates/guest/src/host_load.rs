@@ -135,11 +135,14 @@ impl ThreadUse {
         self.name.starts_with("CPU ")
     }
 
-    /// Whether the thread is a vCPU that ran for at least a quarter of the window: a guest that
-    /// waits leaves its vCPUs halted (a few hundredths of a core for its timer ticks).
+    /// Whether the thread is a vCPU that ran for at least [`ThreadUse::BUSY_VCPU`] of the window.
     pub fn is_busy_vcpu(&self) -> bool {
-        self.is_vcpu() && self.cores >= 0.25
+        self.is_vcpu() && self.cores >= Self::BUSY_VCPU
     }
+
+    /// The share of a core from which a vCPU counts as busy: a guest that waits leaves its vCPUs
+    /// halted, at a few hundredths of a core for its timer ticks.
+    pub const BUSY_VCPU: f64 = 0.25;
 }
 
 /// The threads of process `pid` that used CPU over the next `window`, busiest first, for a stalled

@@ -781,10 +781,8 @@ impl VmBuilder {
                     let now = Instant::now();
                     // Whether a stalled guest spins or waits, read before QEMU goes.
                     let qemu_threads = match limit {
-                        Limit::Stall => {
-                            crate::host_load::thread_use(pid, STALL_SAMPLE).unwrap_or_default()
-                        }
-                        _ => Vec::new(),
+                        Limit::Stall => crate::host_load::thread_use(pid, STALL_SAMPLE),
+                        _ => None,
                     };
                     qemu.kill();
                     // QEMU is gone, so the reader ends soon: take its last lines into the log first.
@@ -810,7 +808,10 @@ impl VmBuilder {
                         ),
                     );
                     if limit == Limit::Stall {
-                        note(log, &crate::error::describe_threads(&qemu_threads));
+                        note(
+                            log,
+                            &crate::error::describe_threads(qemu_threads.as_deref()),
+                        );
                     }
                     let since_init = now.saturating_duration_since(clock.init.unwrap_or(started));
                     return Ok(match (watch.stage, limit) {

@@ -83,7 +83,11 @@ fn guest_script_that_stops_printing_fails_at_the_stall_limit() {
     );
     // A sleeping guest's vCPUs halt: the error says it was waiting, not spinning.
     assert!(
-        stall.qemu_threads.iter().all(|t| !t.is_busy_vcpu()),
+        stall
+            .qemu_threads
+            .iter()
+            .flatten()
+            .all(|t| !t.is_busy_vcpu()),
         "{message}"
     );
     assert!(
@@ -105,7 +109,14 @@ fn guest_spinning_script_stalls_with_its_vcpu_busy() {
     let guest::Error::Stalled(stall) = &err else {
         panic!("expected a stall, got: {err}");
     };
-    assert!(stall.qemu_threads.iter().any(|t| t.is_busy_vcpu()), "{err}");
+    assert!(
+        stall
+            .qemu_threads
+            .iter()
+            .flatten()
+            .any(|t| t.is_busy_vcpu()),
+        "{err}"
+    );
     assert!(
         err.to_string().contains("a vCPU ran: the guest was busy"),
         "{err}"

@@ -37,6 +37,8 @@ pub enum Failure {
     Serving(anyhow::Error),
 }
 
+/// Acts on queue threads' failures (see the module's documentation); shared by the queue threads
+/// and the main thread.
 pub struct Supervisor {
     /// To the thread that deletes the device and ends the process.
     abandon: Sender<String>,
