@@ -6,9 +6,10 @@ use libublk::io::UblkDev;
 use libublk::sys;
 use nvme::platform::Platform;
 use nvme::{ControllerInfo, Namespace, QueuePair};
+use serde::{Deserialize, Serialize};
 
 /// What the ublk device advertises, and what the queues need to turn sectors into blocks.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Geometry {
     /// The namespace served.
     pub nsid: u32,

@@ -14,11 +14,12 @@ mod affinity;
 mod geometry;
 mod nap;
 mod queue;
+mod recovery;
 mod supervisor;
 
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
 use libublk::UblkFlags;
 use libublk::ctrl::UblkCtrlBuilder;
@@ -30,6 +31,7 @@ use signal_hook::iterator::Signals;
 use crate::affinity::QueueThreads;
 use crate::geometry::Geometry;
 use crate::queue::QueueParts;
+use crate::recovery::{Identity, Orphan};
 use crate::supervisor::{Failure, Supervisor};
 
 /// Serve an NVMe namespace as /dev/ublkbN through the userspace driver.
@@ -38,8 +40,12 @@ use crate::supervisor::{Failure, Supervisor};
 struct Cli {
     /// The controller: `vfio:BDF` (bound to vfio-pci behind an IOMMU) or `uio:BDF` (bound to
     /// uio_pci_generic, no IOMMU: root, hugepages reserved, polling only).
-    #[arg(long, value_name = "vfio:BDF|uio:BDF")]
-    device: String,
+    #[arg(
+        long,
+        value_name = "vfio:BDF|uio:BDF",
+        required_unless_present = "delete"
+    )]
+    device: Option<String>,
     /// The namespace to serve (default: the first active one).
     #[arg(long)]
     nsid: Option<u32>,
@@ -73,6 +79,20 @@ struct Cli {
     /// the CPU for a slow or emulated controller; a fast device stays under the threshold.
     #[arg(long, default_value_t = 200, value_name = "MICROSECONDS")]
     poll_nap_us: u64,
+    /// Add a device that outlives this daemon: if the daemon dies, the device's I/O waits, instead
+    /// of failing, until `--recover ID` takes the device over (or `--delete ID` gives it up).
+    /// Without it, the kernel fails a dead daemon's I/O and removes its device.
+    #[arg(long)]
+    recoverable: bool,
+    /// Take over ublk device ID, added with --recoverable, whose daemon died: the same
+    /// /dev/ublkbID resumes, served from this controller, which must be the one the device served
+    /// (with the device's queue count and depth).
+    #[arg(long, value_name = "ID", conflicts_with_all = ["queues", "depth", "recoverable"])]
+    recover: Option<u32>,
+    /// Delete ublk device ID, whose I/O then fails: for a --recoverable device that will not be
+    /// recovered.
+    #[arg(long, value_name = "ID", exclusive = true)]
+    delete: Option<u32>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -114,13 +134,21 @@ fn usable_cpus() -> u16 {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if let Some(id) = cli.delete {
+        return recovery::delete(id);
+    }
+    let Some(device) = cli.device.as_deref() else {
+        bail!("--device is needed");
+    };
     if cli.queues == Some(0) || cli.depth == 0 {
         bail!("--queues and --depth must be at least 1");
     }
-    if cli.interrupts && cli.device.starts_with("uio:") {
+    if cli.interrupts && device.starts_with("uio:") {
         bail!("--interrupts needs vfio: uio_pci_generic has no MSI-X (a uio device is polled)");
     }
-    let platform = open(&cli.device)?;
+    // Before the controller is touched: the device must be one that can be recovered.
+    let orphan = cli.recover.map(Orphan::find).transpose()?;
+    let platform = open(device)?;
     // Installed before any thread starts, so a signal that arrives during bring-up is not lost.
     let mut signals = Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
 
@@ -143,12 +171,22 @@ fn run(cli: Cli) -> Result<()> {
         None => "the controller has no active namespace".to_string(),
     })?;
     let granted = controller.queues_granted();
-    let queues = match cli.queues {
-        Some(asked) if asked > granted => {
-            bail!("--queues {asked}: the controller grants {granted} I/O queues")
+    let (queues, depth) = match &orphan {
+        Some(orphan) => {
+            let (queues, depth) = orphan.shape();
+            ensure!(
+                queues <= granted,
+                "the device to recover has {queues} queues, the controller grants {granted}"
+            );
+            (queues, depth)
         }
-        Some(asked) => asked,
-        None => granted.min(usable_cpus()),
+        None => match cli.queues {
+            Some(asked) if asked > granted => {
+                bail!("--queues {asked}: the controller grants {granted} I/O queues")
+            }
+            Some(asked) => (asked, cli.depth),
+            None => (granted.min(usable_cpus()), cli.depth),
+        },
     };
     if queues == 0 {
         bail!("the controller grants no I/O queue");
@@ -157,7 +195,8 @@ fn run(cli: Cli) -> Result<()> {
         .map(|_| controller.queue_pair())
         .collect::<nvme::Result<Vec<QueuePair<HwPlatform>>>>()
         .context("creating I/O queue pairs")?;
-    let geometry = Geometry::new(&ns, controller.info(), &pairs[0], cli.depth)?;
+    let geometry = Geometry::new(&ns, controller.info(), &pairs[0], depth)?;
+    let identity = Identity::new(controller.info(), geometry);
     tracing::info!(
         ?geometry,
         "serving namespace {} on {queues} queue(s) ({}, {})",
@@ -174,14 +213,19 @@ fn run(cli: Cli) -> Result<()> {
         }
     );
 
-    let ctrl = UblkCtrlBuilder::default()
-        .name("nvme-ublk")
-        .nr_queues(queues)
-        .depth(geometry.depth)
-        .io_buf_bytes(geometry.max_io_bytes)
-        .dev_flags(UblkFlags::UBLK_DEV_F_ADD_DEV)
-        .build()
-        .context("adding the ublk device (is the ublk_drv module loaded?)")?;
+    let recovering = orphan.is_some();
+    let ctrl = match orphan {
+        Some(orphan) => orphan.recover(&identity)?,
+        None => UblkCtrlBuilder::default()
+            .name("nvme-ublk")
+            .nr_queues(queues)
+            .depth(geometry.depth)
+            .io_buf_bytes(geometry.max_io_bytes)
+            .ctrl_flags(if cli.recoverable { recovery::FLAGS } else { 0 })
+            .dev_flags(UblkFlags::UBLK_DEV_F_ADD_DEV)
+            .build()
+            .context("adding the ublk device (is the ublk_drv module loaded?)")?,
+    };
     // Every queue's memory before the device starts (an error here deletes the device with `ctrl`).
     let info = ctrl.dev_info();
     let parts = pairs
@@ -217,7 +261,8 @@ fn run(cli: Cli) -> Result<()> {
     let nap = when_polling(cli.poll_nap_us);
     let queue_threads = Arc::new(QueueThreads::new()?);
     let registry = Arc::clone(&queue_threads);
-    let supervisor = Arc::new(Supervisor::new(info.dev_id, signals.handle())?);
+    // A device being recovered is not deleted if this daemon fails too: it waits for another.
+    let supervisor = Arc::new(Supervisor::new(info.dev_id, !recovering, signals.handle())?);
     let on_failure = Arc::clone(&supervisor);
     let serve = move |qid: u16, dev: &libublk::io::UblkDev| {
         let served = match take_parts(qid) {
@@ -234,6 +279,7 @@ fn run(cli: Cli) -> Result<()> {
     let run = ctrl.run_target(
         |dev| {
             geometry.apply(dev);
+            dev.set_target_json(identity.to_json());
             Ok(())
         },
         serve,
@@ -253,6 +299,12 @@ fn run(cli: Cli) -> Result<()> {
     if let Err(err) = run {
         let err = anyhow::Error::from(err);
         supervisor.abandon(format!("running the ublk device: {err:#}"));
+    }
+    if recovering {
+        // libublk deletes only the devices it added itself.
+        if let Err(err) = ctrl.del_dev() {
+            tracing::error!("deleting the ublk device: {err}");
+        }
     }
     drop(ctrl);
     drop(controller);

@@ -49,9 +49,9 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// Readies the thread that deletes ublk device `dev_id` if a queue cannot be set up; `signals`
-    /// is the handle of the iterator the main thread waits on.
-    pub fn new(dev_id: u32, signals: Handle) -> Result<Self> {
+    /// Readies the thread that ends the process, deleting ublk device `dev_id` if `delete`, when a
+    /// queue cannot be set up; `signals` is the handle of the iterator the main thread waits on.
+    pub fn new(dev_id: u32, delete: bool, signals: Handle) -> Result<Self> {
         let id = i32::try_from(dev_id).context("ublk device id")?;
         let (abandon, reasons) = mpsc::channel::<String>();
         let (ready, prepared) = mpsc::sync_channel::<Result<()>>(1);
@@ -72,7 +72,10 @@ impl Supervisor {
                 if let Ok(reason) = reasons.recv() {
                     eprintln!("nvme-ublk: {reason}");
                     drop(spare);
-                    if let Err(err) = UblkCtrl::new_simple(id).and_then(|ctrl| ctrl.del_dev_async())
+                    if !delete {
+                        eprintln!("nvme-ublk: ublk device {id} is left for another daemon");
+                    } else if let Err(err) =
+                        UblkCtrl::new_simple(id).and_then(|ctrl| ctrl.del_dev_async())
                     {
                         eprintln!("nvme-ublk: ublk device {id} was not deleted: {err}");
                     }

@@ -45,3 +45,50 @@ fn bad_devices_and_sizes_are_refused_before_anything_is_opened() {
         assert!(err.contains(expect), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn recovery_options_exclude_what_the_device_already_fixes() {
+    for (args, expect) in [
+        (&[][..], "--device"),
+        (
+            &[
+                "--device",
+                "vfio:0000:00:02.0",
+                "--recover",
+                "0",
+                "--queues",
+                "2",
+            ],
+            "cannot be used with",
+        ),
+        (
+            &[
+                "--device",
+                "vfio:0000:00:02.0",
+                "--recover",
+                "0",
+                "--depth",
+                "8",
+            ],
+            "cannot be used with",
+        ),
+        (
+            &[
+                "--device",
+                "vfio:0000:00:02.0",
+                "--recover",
+                "0",
+                "--recoverable",
+            ],
+            "cannot be used with",
+        ),
+        (
+            &["--device", "vfio:0000:00:02.0", "--delete", "0"],
+            "cannot be used with",
+        ),
+    ] {
+        let (ok, err) = nvme_ublk(args);
+        assert!(!ok, "{args:?}");
+        assert!(err.contains(expect), "{args:?}: {err}");
+    }
+}

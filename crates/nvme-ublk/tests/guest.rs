@@ -88,6 +88,15 @@ fn has(out: &Output, line: &str) -> bool {
     out.stdout.lines().any(|l| l.trim() == line)
 }
 
+/// The rest of the guest's first output line that starts with `key`.
+fn value(out: &Output, key: &str) -> String {
+    out.stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(key))
+        .unwrap_or_else(|| panic!("no {key} in the guest's output\n{}", out.log_tail()))
+        .to_string()
+}
+
 /// One boot: the device's size, fio --verify at QD1 and QD32 (two queues), discard accepted and
 /// write-zeroes reading back zeroes (the emulated disk ignores discards, so discarded blocks keep
 /// their data), an ext4 file system with a checksummed tree made through
@@ -368,18 +377,11 @@ stop_daemon
 "#;
     let out = run(body);
     assert!(out.success(), "{}", out.log_tail());
-    let value = |key: &str| -> String {
-        out.stdout
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(key))
-            .unwrap_or_else(|| panic!("no {key} in the guest's output\n{}", out.log_tail()))
-            .to_string()
-    };
-    assert_ne!(value("FIO_STATUS="), "0", "{}", out.log_tail());
-    let ended: u64 = value("FIO_ENDED_AFTER=").parse().unwrap();
+    assert_ne!(value(&out, "FIO_STATUS="), "0", "{}", out.log_tail());
+    let ended: u64 = value(&out, "FIO_ENDED_AFTER=").parse().unwrap();
     // ublk fails the I/O of a dead server within its monitor period; fio's own runtime is 60 s.
     assert!(ended < 40, "fio took {ended} s to see the daemon gone");
-    assert!(value("NEW_DEVICE=").starts_with("/dev/ublkb"));
+    assert!(value(&out, "NEW_DEVICE=").starts_with("/dev/ublkb"));
     assert!(has(&out, "DATA=same"), "{}", out.log_tail());
     assert!(has(&out, "DAEMON_EXIT=0"), "{}", out.log_tail());
 }
@@ -449,4 +451,133 @@ stop_daemon
     assert!(has(&out, "LEFT=0"), "{}", out.log_tail());
     assert!(has(&out, "READ=ok"), "{}", out.log_tail());
     assert!(has(&out, "DAEMON_EXIT=0"), "{}", out.log_tail());
+}
+
+/// Shell helper for the recovery tests: `busy_fio FILE` runs fio in the background (`$FIO`) for
+/// 12 s: 4k direct random writes, 16 in flight, over 16 MiB, each batch of 256 read back and checked
+/// (crc32c) as it goes.
+const BUSY_FIO: &str = r#"
+busy_fio() {
+    fio --name=busy --filename="$1" --size=16m --direct=1 --ioengine=io_uring --rw=randwrite \
+        --bs=4k --iodepth=16 --time_based --runtime=12 --verify=crc32c --verify_backlog=256 \
+        > /tmp/fio 2>&1 &
+    FIO=$!
+}
+"#;
+
+/// A device added with `--recoverable` outlives its daemon. The daemon is killed with SIGKILL
+/// while fio writes (direct, verified) to a file of the ext4 file system mounted from it: fio's
+/// I/O waits instead of failing, `--recover 0` takes the same /dev/ublkb0 over, and fio finishes
+/// and verifies its data. The file system, still mounted throughout, is then unmounted and checked
+/// through the kernel's driver with the checksummed tree written before the kill.
+#[test]
+#[ignore = "boots a QEMU guest: run by cargo xtask test"]
+fn guest_recoverable_device_survives_its_daemon_killed_under_io() {
+    let body = format!(
+        "{BUSY_FIO}{}",
+        r#"
+bind vfio-pci
+start_daemon --recoverable --queues 2 --depth 32
+/usr/sbin/mkfs.ext4 -q /dev/ublkb0 || exit 1
+mount -t ext4 /dev/ublkb0 /mnt/fs || exit 1
+fill_tree /mnt/fs
+sync
+busy_fio /mnt/fs/data
+sleep 2
+# Stopped first, so that it dies holding requests it had taken from the kernel.
+kill -STOP "$DAEMON"
+sleep 1
+kill -KILL "$DAEMON"
+wait "$DAEMON" 2>/dev/null
+sleep 6
+kill -0 "$FIO" 2>/dev/null && echo FIO_WAITING
+nvme-ublk --device "vfio:$BDF" --recover 0 > /tmp/daemon2.out 2> /tmp/daemon.err &
+DAEMON=$!
+i=0; while [ ! -s /tmp/daemon2.out ] && kill -0 "$DAEMON" 2>/dev/null && [ $i -lt 600 ]; do
+    sleep 0.1; i=$((i+1))
+done
+echo "RECOVERED=$(head -n 1 /tmp/daemon2.out)"
+wait "$FIO"
+echo "FIO_STATUS=$?"
+grep -q 'err= *0' /tmp/fio && echo FIO_NO_ERRORS || cat /tmp/fio
+umount /mnt/fs && echo UNMOUNTED
+stop_daemon
+bind nvme
+wait_for /dev/nvme0n1
+check_tree /dev/nvme0n1
+"#
+    );
+    let out = run(&body);
+    assert!(out.success(), "{}", out.log_tail());
+    assert!(has(&out, "FILES=40"), "{}", out.log_tail());
+    // Six seconds after the kill, fio has not failed: its I/O waits for a new daemon.
+    assert!(has(&out, "FIO_WAITING"), "{}", out.log_tail());
+    assert_eq!(
+        value(&out, "RECOVERED="),
+        "/dev/ublkb0",
+        "{}",
+        out.log_tail()
+    );
+    assert_eq!(value(&out, "FIO_STATUS="), "0", "{}", out.log_tail());
+    assert!(has(&out, "FIO_NO_ERRORS"), "{}", out.log_tail());
+    assert!(has(&out, "UNMOUNTED"), "{}", out.log_tail());
+    assert!(has(&out, "DAEMON_EXIT=0"), "{}", out.log_tail());
+    assert!(!has(&out, "UBLK_DEVICE_LEFT"), "{}", out.log_tail());
+    assert!(has(&out, "FSCK=clean"), "{}", out.log_tail());
+    assert!(has(&out, "SUMS=match"), "{}", out.log_tail());
+}
+
+/// `--recover` refuses, before it touches the controller, a device that is missing, one added
+/// without `--recoverable` and one still served; and `--delete` gives up a recoverable device whose
+/// daemon was killed, failing the I/O that waited on it.
+#[test]
+#[ignore = "boots a QEMU guest: run by cargo xtask test"]
+fn guest_recover_refuses_devices_it_cannot_take_and_delete_fails_waiting_io() {
+    let body = format!(
+        "{BUSY_FIO}{}",
+        r#"
+recover() {
+    nvme-ublk --device "vfio:$BDF" --recover "$1" > /dev/null 2> /tmp/recover.err
+    echo "$2=$? $(grep '^nvme-ublk:' /tmp/recover.err | head -n 1)"
+}
+bind vfio-pci
+recover 7 MISSING
+start_daemon
+recover 0 PLAIN
+stop_daemon
+start_daemon --recoverable
+recover 0 LIVE
+busy_fio /dev/ublkb0
+sleep 2
+kill -KILL "$DAEMON"
+wait "$DAEMON" 2>/dev/null
+sleep 6
+kill -0 "$FIO" 2>/dev/null && echo FIO_WAITING
+nvme-ublk --delete 0 && echo DELETED
+START=$(cut -d. -f1 /proc/uptime)
+wait "$FIO"
+echo "FIO_STATUS=$?"
+echo "FIO_ENDED_AFTER=$(( $(cut -d. -f1 /proc/uptime) - START ))"
+[ -e /dev/ublkb0 ] || [ -e /dev/ublkc0 ] || echo DEVICE_GONE
+"#
+    );
+    let out = run(&body);
+    assert!(out.success(), "{}", out.log_tail());
+    let refused = |key: &str, reason: &str| {
+        let line = value(&out, key);
+        assert!(
+            line.starts_with("1 ") && line.contains(reason),
+            "{key}{line}\n{}",
+            out.log_tail()
+        );
+    };
+    refused("MISSING=", "there is no ublk device 7");
+    refused("PLAIN=", "not added with --recoverable");
+    refused("LIVE=", "still served");
+    assert!(has(&out, "FIO_WAITING"), "{}", out.log_tail());
+    assert!(has(&out, "DELETED"), "{}", out.log_tail());
+    assert_ne!(value(&out, "FIO_STATUS="), "0", "{}", out.log_tail());
+    let ended: u64 = value(&out, "FIO_ENDED_AFTER=").parse().unwrap();
+    assert!(ended < 10, "fio took {ended} s to fail after the delete");
+    assert!(has(&out, "DEVICE_GONE"), "{}", out.log_tail());
 }

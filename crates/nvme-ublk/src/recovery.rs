@@ -1,0 +1,213 @@
+//! A ublk device that outlives its daemon (`--recoverable`), and a new daemon taking it over
+//! (`--recover ID`).
+//!
+//! By default the kernel fails a dead daemon's I/O and removes its device, so a mounted file system
+//! on it is lost. A device added with ublk's user recovery instead holds its I/O when the daemon
+//! dies, without failing it: the requests the dead daemon had taken are sent again (they are reads,
+//! writes, flushes and discards of a disk, which may be repeated), and the same `/dev/ublkbN`
+//! resumes once a new daemon has recovered it. Until then its I/O waits, so it is an opt-in, for
+//! deployments whose service manager restarts the daemon.
+//!
+//! A new daemon must serve the very namespace the device was serving, or the file system on it
+//! would read another disk's blocks: the first daemon records the controller's serial number and
+//! model and the namespace's geometry in the device's libublk file (`/run/ublksrvd/ID.json`), and a
+//! daemon that recovers it compares them with its own controller before it asks the kernel for the
+//! device. All the checks come before that request: a daemon that fails after it may leave a
+//! device that no later daemon can recover (the kernel counts the queues that were ready).
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail, ensure};
+use libublk::UblkFlags;
+use libublk::ctrl::{UblkCtrl, UblkCtrlBuilder};
+use libublk::sys;
+use nvme::ControllerInfo;
+use serde::{Deserialize, Serialize};
+
+use crate::geometry::Geometry;
+
+/// The flags of a recoverable device: its I/O waits for a new daemon, and the requests the dead
+/// one had taken are sent again.
+pub const FLAGS: u64 = (sys::UBLK_F_USER_RECOVERY | sys::UBLK_F_USER_RECOVERY_REISSUE) as u64;
+
+/// What a device serves, recorded when it is added and compared when it is recovered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Identity {
+    /// The controller's serial number (Identify).
+    pub serial: String,
+    /// The controller's model (Identify).
+    pub model: String,
+    /// The namespace and the device's shape.
+    pub geometry: Geometry,
+}
+
+impl Identity {
+    /// The identity of `geometry`'s namespace on the controller described by `info`.
+    pub fn new(info: &ControllerInfo, geometry: Geometry) -> Self {
+        Identity {
+            serial: info.serial.trim().to_string(),
+            model: info.model.trim().to_string(),
+            geometry,
+        }
+    }
+
+    /// As kept in the device's libublk file.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    /// Fails unless `recorded` (the device's) is this identity.
+    pub fn check_recorded(&self, recorded: Option<&serde_json::Value>) -> Result<()> {
+        let recorded = recorded.context(
+            "the device's libublk file has no record of what it serves: it was not added by \
+             nvme-ublk --recoverable, or its file is gone",
+        )?;
+        let recorded = Identity::deserialize(recorded)
+            .context("the device's libublk file does not describe an nvme-ublk namespace")?;
+        ensure!(
+            recorded == *self,
+            "the device served {recorded:?}, this controller offers {self:?}"
+        );
+        Ok(())
+    }
+}
+
+/// A device that a new daemon may take over: one added with [`FLAGS`] whose daemon is gone.
+pub struct Orphan {
+    /// The device's control handle, for its record.
+    probe: UblkCtrl,
+    /// Its id.
+    id: i32,
+}
+
+impl Orphan {
+    /// Finds ublk device `id` and checks that it can be recovered.
+    pub fn find(id: u32) -> Result<Orphan> {
+        let id = existing(id)?;
+        let probe = UblkCtrl::new_simple(id)
+            .with_context(|| format!("opening ublk device {id} (is ublk_drv loaded?)"))?;
+        let info = probe.dev_info();
+        ensure!(
+            info.flags & FLAGS == FLAGS,
+            "ublk device {id} was not added with --recoverable: it cannot be recovered"
+        );
+        let pid = info.ublksrv_pid;
+        if u32::from(info.state) == sys::UBLK_S_DEV_LIVE
+            && Path::new(&format!("/proc/{pid}")).exists()
+        {
+            bail!("ublk device {id} is still served, by process {pid}");
+        }
+        Ok(Orphan { probe, id })
+    }
+
+    /// The number of queues and their depth the device was added with.
+    pub fn shape(&self) -> (u16, u16) {
+        let info = self.probe.dev_info();
+        (info.nr_hw_queues, info.queue_depth)
+    }
+
+    /// Checks that `identity` is what the device served, then asks the kernel for it (waiting for
+    /// the dead daemon's last descriptors to close) and returns its control handle, ready for
+    /// `run_target`.
+    pub fn recover(self, identity: &Identity) -> Result<UblkCtrl> {
+        let id = self.id;
+        identity
+            .check_recorded(self.probe.get_target_data_from_json().as_ref())
+            .with_context(|| format!("ublk device {id} serves another namespace"))?;
+        let (queues, depth) = self.shape();
+        ensure!(
+            identity.geometry.depth == depth,
+            "ublk device {id} has {depth} requests per queue, this controller's queues hold {}",
+            identity.geometry.depth
+        );
+        self.probe
+            .start_user_recover()
+            .with_context(|| format!("starting the recovery of ublk device {id}"))?;
+        UblkCtrlBuilder::default()
+            .name("nvme-ublk")
+            .id(id)
+            .nr_queues(queues)
+            .depth(depth)
+            .io_buf_bytes(identity.geometry.max_io_bytes)
+            .ctrl_flags(FLAGS)
+            .dev_flags(UblkFlags::UBLK_DEV_F_RECOVER_DEV)
+            .build()
+            .with_context(|| format!("recovering ublk device {id}"))
+    }
+}
+
+/// Deletes ublk device `id`, failing the I/O that waits on it: for a recoverable device that will
+/// not be recovered.
+pub fn delete(id: u32) -> Result<()> {
+    let id = existing(id)?;
+    UblkCtrl::new_simple(id)
+        .and_then(|ctrl| ctrl.del_dev())
+        .with_context(|| format!("deleting ublk device {id}"))?;
+    Ok(())
+}
+
+/// `id` as libublk takes it, once its control device is found.
+fn existing(id: u32) -> Result<i32> {
+    let path = format!("/dev/ublkc{id}");
+    ensure!(
+        Path::new(&path).exists(),
+        "there is no ublk device {id} ({path})"
+    );
+    i32::try_from(id).context("ublk device id")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geometry() -> Geometry {
+        Geometry {
+            nsid: 1,
+            block_shift: 9,
+            blocks: 131_072,
+            depth: 64,
+            max_io_bytes: 512 << 10,
+            write_cache: true,
+            discard: true,
+            write_zeroes: true,
+        }
+    }
+
+    fn identity() -> Identity {
+        Identity {
+            serial: "deadbeef".into(),
+            model: "QEMU NVMe Ctrl".into(),
+            geometry: geometry(),
+        }
+    }
+
+    #[test]
+    fn the_recorded_identity_is_accepted() {
+        let id = identity();
+        id.check_recorded(Some(&id.to_json())).unwrap();
+    }
+
+    #[test]
+    fn another_controller_or_namespace_is_refused() {
+        let recorded = identity().to_json();
+        let mut other = identity();
+        other.serial = "cafef00d".into();
+        assert!(other.check_recorded(Some(&recorded)).is_err());
+        let mut other = identity();
+        other.geometry.blocks += 1;
+        assert!(other.check_recorded(Some(&recorded)).is_err());
+        let mut other = identity();
+        other.geometry.nsid = 2;
+        assert!(other.check_recorded(Some(&recorded)).is_err());
+    }
+
+    #[test]
+    fn a_device_without_a_record_is_refused() {
+        let err = identity().check_recorded(None).unwrap_err();
+        assert!(err.to_string().contains("no record"), "{err:#}");
+        let err = identity()
+            .check_recorded(Some(&serde_json::json!({"null": "test_data"})))
+            .unwrap_err();
+        assert!(err.to_string().contains("does not describe"), "{err:#}");
+    }
+}
