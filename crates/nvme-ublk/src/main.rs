@@ -79,15 +79,21 @@ struct Cli {
     /// the CPU for a slow or emulated controller; a fast device stays under the threshold.
     #[arg(long, default_value_t = 200, value_name = "MICROSECONDS")]
     poll_nap_us: u64,
+    /// The ublk device id, N of /dev/ublkbN (default: the first free one).
+    #[arg(long, value_name = "ID")]
+    id: Option<u32>,
     /// Add a device that outlives this daemon: if the daemon dies, the device's I/O waits, instead
-    /// of failing, until `--recover ID` takes the device over (or `--delete ID` gives it up).
-    /// Without it, the kernel fails a dead daemon's I/O and removes its device.
+    /// of failing, until `--recover ID` takes the device over (or `--delete ID` gives it up). With
+    /// `--id`, a device of that id left by a dead daemon is taken over instead of added, so a
+    /// service manager restarts the daemon with the same command line (the device keeps its
+    /// queue count and depth). Without it, the kernel fails a dead daemon's I/O and removes its
+    /// device.
     #[arg(long)]
     recoverable: bool,
     /// Take over ublk device ID, added with --recoverable, whose daemon died: the same
     /// /dev/ublkbID resumes, served from this controller, which must be the one the device served
     /// (with the device's queue count and depth).
-    #[arg(long, value_name = "ID", conflicts_with_all = ["queues", "depth", "recoverable"])]
+    #[arg(long, value_name = "ID", conflicts_with_all = ["queues", "depth", "recoverable", "id"])]
     recover: Option<u32>,
     /// Delete ublk device ID, whose I/O then fails: for a --recoverable device that will not be
     /// recovered.
@@ -147,7 +153,11 @@ fn run(cli: Cli) -> Result<()> {
         bail!("--interrupts needs vfio: uio_pci_generic has no MSI-X (a uio device is polled)");
     }
     // Before the controller is touched: the device must be one that can be recovered.
-    let orphan = cli.recover.map(Orphan::find).transpose()?;
+    let orphan = match (cli.recover, cli.id) {
+        (Some(id), _) => Some(Orphan::find(id)?),
+        (None, Some(id)) if cli.recoverable && recovery::exists(id) => Some(Orphan::find(id)?),
+        _ => None,
+    };
     let platform = open(device)?;
     // Installed before any thread starts, so a signal that arrives during bring-up is not lost.
     let mut signals = Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
@@ -218,6 +228,7 @@ fn run(cli: Cli) -> Result<()> {
         Some(orphan) => orphan.recover(&identity)?,
         None => UblkCtrlBuilder::default()
             .name("nvme-ublk")
+            .id(cli.id.map_or(Ok(-1), i32::try_from).context("--id")?)
             .nr_queues(queues)
             .depth(geometry.depth)
             .io_buf_bytes(geometry.max_io_bytes)

@@ -146,13 +146,14 @@ pub fn delete(id: u32) -> Result<()> {
     Ok(())
 }
 
-/// `id` as libublk takes it, once its control device is found.
+/// Whether ublk device `id` exists.
+pub fn exists(id: u32) -> bool {
+    Path::new(&format!("/dev/ublkc{id}")).exists()
+}
+
+/// `id` as libublk takes it, once the device is found.
 fn existing(id: u32) -> Result<i32> {
-    let path = format!("/dev/ublkc{id}");
-    ensure!(
-        Path::new(&path).exists(),
-        "there is no ublk device {id} ({path})"
-    );
+    ensure!(exists(id), "there is no ublk device {id} (/dev/ublkc{id})");
     i32::try_from(id).context("ublk device id")
 }
 

@@ -83,6 +83,17 @@ fn recovery_options_exclude_what_the_device_already_fixes() {
             "cannot be used with",
         ),
         (
+            &[
+                "--device",
+                "vfio:0000:00:02.0",
+                "--recover",
+                "0",
+                "--id",
+                "1",
+            ],
+            "cannot be used with",
+        ),
+        (
             &["--device", "vfio:0000:00:02.0", "--delete", "0"],
             "cannot be used with",
         ),

@@ -465,10 +465,10 @@ busy_fio() {
 }
 "#;
 
-/// A device added with `--recoverable` outlives its daemon. The daemon is killed with SIGKILL
-/// while fio writes (direct, verified) to a file of the ext4 file system mounted from it: fio's
-/// I/O waits instead of failing, `--recover 0` takes the same /dev/ublkb0 over, and fio finishes
-/// and verifies its data. The file system, still mounted throughout, is then unmounted and checked
+/// A device added with `--recoverable --id 0` outlives its daemon. The daemon is killed with
+/// SIGKILL while fio writes (direct, verified) to a file of the ext4 file system mounted from it:
+/// fio's I/O waits instead of failing, the same command line run again takes the same /dev/ublkb0
+/// over, and fio finishes and verifies its data. The file system, still mounted throughout, is then unmounted and checked
 /// through the kernel's driver with the checksummed tree written before the kill.
 #[test]
 #[ignore = "boots a QEMU guest: run by cargo xtask test"]
@@ -477,7 +477,8 @@ fn guest_recoverable_device_survives_its_daemon_killed_under_io() {
         "{BUSY_FIO}{}",
         r#"
 bind vfio-pci
-start_daemon --recoverable --queues 2 --depth 32
+SERVE="--recoverable --id 0 --queues 2 --depth 32"
+start_daemon $SERVE
 /usr/sbin/mkfs.ext4 -q /dev/ublkb0 || exit 1
 mount -t ext4 /dev/ublkb0 /mnt/fs || exit 1
 fill_tree /mnt/fs
@@ -491,7 +492,7 @@ kill -KILL "$DAEMON"
 wait "$DAEMON" 2>/dev/null
 sleep 6
 kill -0 "$FIO" 2>/dev/null && echo FIO_WAITING
-nvme-ublk --device "vfio:$BDF" --recover 0 > /tmp/daemon2.out 2> /tmp/daemon.err &
+nvme-ublk --device "vfio:$BDF" $SERVE > /tmp/daemon2.out 2> /tmp/daemon.err &
 DAEMON=$!
 i=0; while [ ! -s /tmp/daemon2.out ] && kill -0 "$DAEMON" 2>/dev/null && [ $i -lt 600 ]; do
     sleep 0.1; i=$((i+1))
