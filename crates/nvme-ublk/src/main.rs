@@ -225,7 +225,7 @@ fn run(cli: Cli) -> Result<()> {
 
     let recovering = orphan.is_some();
     let ctrl = match orphan {
-        Some(orphan) => orphan.recover(&identity)?,
+        Some(orphan) => orphan.open(&identity)?,
         None => UblkCtrlBuilder::default()
             .name("nvme-ublk")
             .id(cli.id.map_or(Ok(-1), i32::try_from).context("--id")?)
@@ -274,6 +274,9 @@ fn run(cli: Cli) -> Result<()> {
     let registry = Arc::clone(&queue_threads);
     // A device being recovered is not deleted if this daemon fails too: it waits for another.
     let supervisor = Arc::new(Supervisor::new(info.dev_id, !recovering, signals.handle())?);
+    if recovering {
+        recovery::start(&ctrl)?;
+    }
     let on_failure = Arc::clone(&supervisor);
     let serve = move |qid: u16, dev: &libublk::io::UblkDev| {
         let served = match take_parts(qid) {

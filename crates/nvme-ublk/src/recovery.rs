@@ -12,15 +12,17 @@
 //! would read another disk's blocks: the first daemon records the controller's serial number and
 //! model and the namespace's geometry in the device's libublk file (`/run/ublksrvd/ID.json`), and a
 //! daemon that recovers it compares them with its own controller before it asks the kernel for the
-//! device. All the checks come before that request: a daemon that fails after it may leave a
-//! device that no later daemon can recover (the kernel counts the queues that were ready).
+//! device. Everything that can fail, but for the queues' own start, comes before that request:
+//! on some kernels (6.12 among them) a daemon that fails after it leaves a device that no later
+//! daemon can recover, which only `--delete` then ends.
 
+use std::fs::File;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
-use libublk::UblkFlags;
 use libublk::ctrl::{UblkCtrl, UblkCtrlBuilder};
 use libublk::sys;
+use libublk::{UblkError, UblkFlags};
 use nvme::ControllerInfo;
 use serde::{Deserialize, Serialize};
 
@@ -106,10 +108,9 @@ impl Orphan {
         (info.nr_hw_queues, info.queue_depth)
     }
 
-    /// Checks that `identity` is what the device served, then asks the kernel for it (waiting for
-    /// the dead daemon's last descriptors to close) and returns its control handle, ready for
-    /// `run_target`.
-    pub fn recover(self, identity: &Identity) -> Result<UblkCtrl> {
+    /// Checks that `identity` is what the device served and opens the device for its recovery,
+    /// which [`start`] then asks the kernel for.
+    pub fn open(self, identity: &Identity) -> Result<UblkCtrl> {
         let id = self.id;
         identity
             .check_recorded(self.probe.get_target_data_from_json().as_ref())
@@ -120,9 +121,6 @@ impl Orphan {
             "ublk device {id} has {depth} requests per queue, this controller's queues hold {}",
             identity.geometry.depth
         );
-        self.probe
-            .start_user_recover()
-            .with_context(|| format!("starting the recovery of ublk device {id}"))?;
         UblkCtrlBuilder::default()
             .name("nvme-ublk")
             .id(id)
@@ -132,7 +130,36 @@ impl Orphan {
             .ctrl_flags(FLAGS)
             .dev_flags(UblkFlags::UBLK_DEV_F_RECOVER_DEV)
             .build()
-            .with_context(|| format!("recovering ublk device {id}"))
+            .with_context(|| format!("opening ublk device {id} for its recovery"))
+    }
+}
+
+/// Descriptors the device's start takes: its character device, and per queue its ring and a spare.
+fn descriptors_to_start(queues: u16) -> usize {
+    1 + 2 * usize::from(queues)
+}
+
+/// Asks the kernel for the device `ctrl` opened for its recovery: the last step before its queues
+/// start, since some kernels let a device be recovered only once this has been asked. The
+/// descriptors the start needs are held until then, so that a shortage fails before.
+pub fn start(ctrl: &UblkCtrl) -> Result<()> {
+    let info = ctrl.dev_info();
+    let id = info.dev_id;
+    let reserve = (0..descriptors_to_start(info.nr_hw_queues))
+        .map(|_| File::open("/dev/null"))
+        .collect::<std::io::Result<Vec<File>>>()
+        .context("too few file descriptors left to start the device")?;
+    // libublk waits (up to 30 s) while the kernel still counts the dead daemon's device open.
+    let started = ctrl.start_user_recover();
+    drop(reserve);
+    match started {
+        Ok(_) => Ok(()),
+        Err(UblkError::UringIOError(code)) if code == -libc::EINVAL => bail!(
+            "the kernel refuses to recover ublk device {id} (some kernels, 6.12 among them, \
+             refuse once an attempt has failed part-way): `nvme-ublk --delete {id}` fails its \
+             waiting I/O and removes it"
+        ),
+        Err(err) => Err(err).with_context(|| format!("starting the recovery of ublk device {id}")),
     }
 }
 

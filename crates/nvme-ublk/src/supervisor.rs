@@ -73,7 +73,10 @@ impl Supervisor {
                     eprintln!("nvme-ublk: {reason}");
                     drop(spare);
                     if !delete {
-                        eprintln!("nvme-ublk: ublk device {id} is left for another daemon");
+                        eprintln!(
+                            "nvme-ublk: ublk device {id} is left as it is: another daemon may \
+                             take it over, or `nvme-ublk --delete {id}` gives it up"
+                        );
                     } else if let Err(err) =
                         UblkCtrl::new_simple(id).and_then(|ctrl| ctrl.del_dev_async())
                     {
