@@ -79,7 +79,8 @@ struct Cli {
     /// the CPU for a slow or emulated controller; a fast device stays under the threshold.
     #[arg(long, default_value_t = 200, value_name = "MICROSECONDS")]
     poll_nap_us: u64,
-    /// The ublk device id, N of /dev/ublkbN (default: the first free one).
+    /// The ublk device id, N of /dev/ublkbN (default: the first free one). A device of that id
+    /// left by a daemon that died is removed first (or taken over, see --recoverable).
     #[arg(long, value_name = "ID")]
     id: Option<u32>,
     /// Add a device that outlives this daemon: if the daemon dies, the device's I/O waits, instead
@@ -155,8 +156,8 @@ fn run(cli: Cli) -> Result<()> {
     // Before the controller is touched: the device must be one that can be recovered.
     let orphan = match (cli.recover, cli.id) {
         (Some(id), _) => Some(Orphan::find(id)?),
-        (None, Some(id)) if cli.recoverable && recovery::exists(id) => Some(Orphan::find(id)?),
-        _ => None,
+        (None, Some(id)) => recovery::claim(id, cli.recoverable)?,
+        (None, None) => None,
     };
     let platform = open(device)?;
     // Installed before any thread starts, so a signal that arrives during bring-up is not lost.

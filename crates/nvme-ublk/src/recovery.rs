@@ -82,23 +82,78 @@ pub struct Orphan {
     id: i32,
 }
 
+/// The control handle of existing ublk device `id`, once no daemon serves it or sets it up.
+fn unserved(id: u32) -> Result<(UblkCtrl, i32)> {
+    let id = existing(id)?;
+    let probe = UblkCtrl::new_simple(id)
+        .with_context(|| format!("opening ublk device {id} (is ublk_drv loaded?)"))?;
+    let info = probe.dev_info();
+    // Its daemon's process, from the device's start (libublk records it already when adding); a
+    // device waiting for recovery has none.
+    let pid = info.ublksrv_pid;
+    let waiting = [sys::UBLK_S_DEV_QUIESCED, sys::UBLK_S_DEV_FAIL_IO].contains(&info.state.into());
+    if !waiting && pid > 0 && Path::new(&format!("/proc/{pid}")).exists() {
+        bail!("ublk device {id} is still served, by process {pid}");
+    }
+    // A live device whose daemon is gone: the kernel stops or quiesces it within its monitor's
+    // period (some seconds).
+    for _ in 0..STATE_POLLS {
+        if u32::from(probe.dev_info().state) != sys::UBLK_S_DEV_LIVE {
+            break;
+        }
+        std::thread::sleep(POLL);
+        probe
+            .read_dev_info()
+            .with_context(|| format!("reading ublk device {id}"))?;
+    }
+    Ok((probe, id))
+}
+
+/// How often [`unserved`] and [`claim`] look at a device's state, and how many times.
+const POLL: std::time::Duration = std::time::Duration::from_millis(100);
+const STATE_POLLS: u32 = 150;
+const REMOVAL_POLLS: u32 = 30;
+
+/// Makes way for ublk device `id`, asked for with `--id`: nothing to do if it does not exist; with
+/// `recoverable`, a device added so is taken over (see [`Orphan`]); a device the kernel stopped
+/// when its daemon died is removed, so the id can be added again.
+pub fn claim(id: u32, recoverable: bool) -> Result<Option<Orphan>> {
+    if !exists(id) {
+        return Ok(None);
+    }
+    let (probe, dev) = unserved(id)?;
+    let info = probe.dev_info();
+    if recoverable && info.flags & FLAGS == FLAGS {
+        return Ok(Some(Orphan { probe, id: dev }));
+    }
+    ensure!(
+        u32::from(info.state) == sys::UBLK_S_DEV_DEAD,
+        "ublk device {id} waits for a new daemon: take it over with --recover {id}, or give it up \
+         with --delete {id}"
+    );
+    tracing::info!("ublk device {id}: its daemon is gone; removing it to add it again");
+    // Without waiting in the kernel: a device still held (a file system mounted from its dead
+    // disk) would keep this daemon waiting.
+    probe
+        .del_dev_async()
+        .with_context(|| format!("removing ublk device {id}"))?;
+    for _ in 0..REMOVAL_POLLS {
+        if !exists(id) {
+            return Ok(None);
+        }
+        std::thread::sleep(POLL);
+    }
+    bail!("ublk device {id} is still held (a file system mounted from it?)")
+}
+
 impl Orphan {
     /// Finds ublk device `id` and checks that it can be recovered.
     pub fn find(id: u32) -> Result<Orphan> {
-        let id = existing(id)?;
-        let probe = UblkCtrl::new_simple(id)
-            .with_context(|| format!("opening ublk device {id} (is ublk_drv loaded?)"))?;
-        let info = probe.dev_info();
+        let (probe, id) = unserved(id)?;
         ensure!(
-            info.flags & FLAGS == FLAGS,
+            probe.dev_info().flags & FLAGS == FLAGS,
             "ublk device {id} was not added with --recoverable: it cannot be recovered"
         );
-        let pid = info.ublksrv_pid;
-        if u32::from(info.state) == sys::UBLK_S_DEV_LIVE
-            && Path::new(&format!("/proc/{pid}")).exists()
-        {
-            bail!("ublk device {id} is still served, by process {pid}");
-        }
         Ok(Orphan { probe, id })
     }
 

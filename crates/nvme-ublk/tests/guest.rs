@@ -346,7 +346,8 @@ wait_for /dev/nvme0n1
 }
 
 /// The daemon killed with SIGKILL during fio: fio ends with I/O errors instead of hanging, and a new
-/// daemon (a fresh ublk device: the killed one's is not recovered) serves the data written before.
+/// daemon, asked for the same id, removes the killed one's device and serves the data written
+/// before as a fresh /dev/ublkb0.
 #[test]
 #[ignore = "boots a QEMU guest: run by cargo xtask test"]
 fn guest_killed_daemon_fails_io_and_a_new_one_serves_again() {
@@ -365,7 +366,7 @@ wait "$FIO"
 echo "FIO_STATUS=$?"
 echo "FIO_ENDED_AFTER=$(( $(cut -d. -f1 /proc/uptime) - START ))"
 wait "$DAEMON" 2>/dev/null
-nvme-ublk --device "vfio:$BDF" > /tmp/daemon2.out 2> /tmp/daemon.err &
+nvme-ublk --device "vfio:$BDF" --id 0 > /tmp/daemon2.out 2> /tmp/daemon.err &
 DAEMON=$!
 i=0; while [ ! -s /tmp/daemon2.out ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done
 DEV=$(head -n 1 /tmp/daemon2.out)
@@ -381,7 +382,13 @@ stop_daemon
     let ended: u64 = value(&out, "FIO_ENDED_AFTER=").parse().unwrap();
     // ublk fails the I/O of a dead server within its monitor period; fio's own runtime is 60 s.
     assert!(ended < 40, "fio took {ended} s to see the daemon gone");
-    assert!(value(&out, "NEW_DEVICE=").starts_with("/dev/ublkb"));
+    // The killed daemon's device was removed to add the new one under its id.
+    assert_eq!(
+        value(&out, "NEW_DEVICE="),
+        "/dev/ublkb0",
+        "{}",
+        out.log_tail()
+    );
     assert!(has(&out, "DATA=same"), "{}", out.log_tail());
     assert!(has(&out, "DAEMON_EXIT=0"), "{}", out.log_tail());
 }
@@ -527,9 +534,9 @@ check_tree /dev/nvme0n1
 }
 
 /// `--recover` refuses, before it touches the controller, a device that is missing, one added
-/// without `--recoverable` and one still served. A recoverable device whose daemon was killed
-/// holds fio's I/O (six seconds later fio has not failed), and `--delete` gives it up, failing
-/// that I/O at once.
+/// without `--recoverable` (its daemon killed) and one still served. A recoverable device whose daemon was killed
+/// holds fio's I/O (six seconds later fio has not failed); a daemon asked for its id without
+/// `--recoverable` leaves it alone, and `--delete` gives it up, failing that I/O at once.
 #[test]
 #[ignore = "boots a QEMU guest: run by cargo xtask test"]
 fn guest_recover_refuses_devices_it_cannot_take_and_delete_fails_waiting_io() {
@@ -543,9 +550,10 @@ recover() {
 bind vfio-pci
 recover 7 MISSING
 start_daemon
+kill -KILL "$DAEMON"
+wait "$DAEMON" 2>/dev/null
 recover 0 PLAIN
-stop_daemon
-start_daemon --recoverable
+start_daemon --recoverable --id 0
 recover 0 LIVE
 busy_fio /dev/ublkb0
 sleep 2
@@ -553,6 +561,8 @@ kill -KILL "$DAEMON"
 wait "$DAEMON" 2>/dev/null
 sleep 6
 kill -0 "$FIO" 2>/dev/null && echo FIO_WAITING
+nvme-ublk --device "vfio:$BDF" --id 0 > /dev/null 2> /tmp/recover.err
+echo "SAME_ID=$? $(grep '^nvme-ublk:' /tmp/recover.err | head -n 1)"
 nvme-ublk --delete 0 && echo DELETED
 START=$(cut -d. -f1 /proc/uptime)
 wait "$FIO"
@@ -574,6 +584,8 @@ echo "FIO_ENDED_AFTER=$(( $(cut -d. -f1 /proc/uptime) - START ))"
     refused("MISSING=", "there is no ublk device 7");
     refused("PLAIN=", "not added with --recoverable");
     refused("LIVE=", "still served");
+    // Asked for its id without --recoverable, a daemon leaves the waiting device alone.
+    refused("SAME_ID=", "waits for a new daemon");
     assert!(has(&out, "FIO_WAITING"), "{}", out.log_tail());
     assert!(has(&out, "DELETED"), "{}", out.log_tail());
     assert_ne!(value(&out, "FIO_STATUS="), "0", "{}", out.log_tail());
