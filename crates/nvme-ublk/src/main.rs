@@ -6,6 +6,10 @@
 //! device's geometry comes from Identify (see [`geometry`]). SIGTERM or SIGINT stop the device:
 //! the kernel drains what is in flight, the queues end, the ublk device is deleted and the
 //! controller is shut down by the driver's `Drop`.
+//!
+//! A daemon that dies instead leaves the device to the kernel: by default it fails the I/O and
+//! stops the device; with `--recoverable` the I/O waits for a new daemon to take the device over
+//! (see [`recovery`]).
 
 // Unsafe code is denied but for the one call that opens a device without an IOMMU (uio).
 #![deny(unsafe_code)]
@@ -22,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
 use libublk::UblkFlags;
-use libublk::ctrl::UblkCtrlBuilder;
+use libublk::ctrl::{UblkCtrl, UblkCtrlBuilder};
 use nvme::hw_platform::{HwPlatform, parse_spec};
 use nvme::{Controller, Options, QueuePair};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -140,6 +144,44 @@ fn usable_cpus() -> u16 {
     std::thread::available_parallelism().map_or(1, |n| u16::try_from(n.get()).unwrap_or(u16::MAX))
 }
 
+/// The queue count and depth: those of the device to recover, or those asked for (the queue count by
+/// default one per usable CPU), within the `granted` I/O queues.
+fn shape(cli: &Cli, orphan: Option<&Orphan>, granted: u16) -> Result<(u16, u16)> {
+    let (queues, depth) = match orphan {
+        Some(orphan) => {
+            let (queues, depth) = orphan.shape();
+            ensure!(
+                queues <= granted,
+                "the device to recover has {queues} queues, the controller grants {granted}"
+            );
+            (queues, depth)
+        }
+        None => match cli.queues {
+            Some(asked) if asked > granted => {
+                bail!("--queues {asked}: the controller grants {granted} I/O queues")
+            }
+            Some(asked) => (asked, cli.depth),
+            None => (granted.min(usable_cpus()), cli.depth),
+        },
+    };
+    ensure!(queues > 0, "the controller grants no I/O queue");
+    Ok((queues, depth))
+}
+
+/// Adds the ublk device, as `--id`, `--recoverable` and the geometry say.
+fn add(cli: &Cli, queues: u16, geometry: &Geometry) -> Result<UblkCtrl> {
+    UblkCtrlBuilder::default()
+        .name("nvme-ublk")
+        .id(cli.id.map_or(Ok(-1), i32::try_from).context("--id")?)
+        .nr_queues(queues)
+        .depth(geometry.depth)
+        .io_buf_bytes(geometry.max_io_bytes)
+        .ctrl_flags(if cli.recoverable { recovery::FLAGS } else { 0 })
+        .dev_flags(UblkFlags::UBLK_DEV_F_ADD_DEV)
+        .build()
+        .context("adding the ublk device (is the ublk_drv module loaded?)")
+}
+
 fn run(cli: Cli) -> Result<()> {
     if let Some(id) = cli.delete {
         return recovery::delete(id);
@@ -181,27 +223,7 @@ fn run(cli: Cli) -> Result<()> {
         Some(id) => format!("namespace {id} is not active"),
         None => "the controller has no active namespace".to_string(),
     })?;
-    let granted = controller.queues_granted();
-    let (queues, depth) = match &orphan {
-        Some(orphan) => {
-            let (queues, depth) = orphan.shape();
-            ensure!(
-                queues <= granted,
-                "the device to recover has {queues} queues, the controller grants {granted}"
-            );
-            (queues, depth)
-        }
-        None => match cli.queues {
-            Some(asked) if asked > granted => {
-                bail!("--queues {asked}: the controller grants {granted} I/O queues")
-            }
-            Some(asked) => (asked, cli.depth),
-            None => (granted.min(usable_cpus()), cli.depth),
-        },
-    };
-    if queues == 0 {
-        bail!("the controller grants no I/O queue");
-    }
+    let (queues, depth) = shape(&cli, orphan.as_ref(), controller.queues_granted())?;
     let pairs = (0..queues)
         .map(|_| controller.queue_pair())
         .collect::<nvme::Result<Vec<QueuePair<HwPlatform>>>>()
@@ -227,16 +249,7 @@ fn run(cli: Cli) -> Result<()> {
     let recovering = orphan.is_some();
     let ctrl = match orphan {
         Some(orphan) => orphan.open(&identity)?,
-        None => UblkCtrlBuilder::default()
-            .name("nvme-ublk")
-            .id(cli.id.map_or(Ok(-1), i32::try_from).context("--id")?)
-            .nr_queues(queues)
-            .depth(geometry.depth)
-            .io_buf_bytes(geometry.max_io_bytes)
-            .ctrl_flags(if cli.recoverable { recovery::FLAGS } else { 0 })
-            .dev_flags(UblkFlags::UBLK_DEV_F_ADD_DEV)
-            .build()
-            .context("adding the ublk device (is the ublk_drv module loaded?)")?,
+        None => add(&cli, queues, &geometry)?,
     };
     // Every queue's memory before the device starts (an error here deletes the device with `ctrl`).
     let info = ctrl.dev_info();
