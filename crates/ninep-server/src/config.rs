@@ -13,12 +13,14 @@
 //! path = "/srv/media"
 //! read_only = true
 //! allow_hosts = ["192.168.1.0/24"]
+//! allow_cids = [3]
 //! ```
 //!
 //! Each `[export.NAME]` table has a `path` and options: `read_only`, `multi_user`,
 //! `root_squash`, `squash_uid`, `squash_gid` (as the command-line options, whose values are
 //! the defaults), and the peers it admits: `allow_uids`, `allow_gids` (unix socket peers and
-//! authenticated users), `allow_hosts` (TCP clients, by network). Unknown keys are errors.
+//! authenticated users), `allow_hosts` (TCP clients, by network), `allow_cids` (vsock clients,
+//! by context id: which virtual machine). Unknown keys are errors.
 //! Every error names the file, the line and column, and the key.
 //!
 //! The server's sandbox is fixed at start (see `SECURITY.md`): the exports it may reach are
@@ -108,6 +110,7 @@ struct ExportTable {
     allow_uids: Option<Vec<u32>>,
     allow_gids: Option<Vec<u32>>,
     allow_hosts: Option<Vec<Spanned<String>>>,
+    allow_cids: Option<Vec<u32>>,
 }
 
 /// A loaded configuration: the exports, opened, and what the sandbox must let the server
@@ -230,6 +233,7 @@ pub fn parse(file: &Path, text: &str, defaults: &Defaults) -> Result<Loaded, Con
                 uids: table.allow_uids.clone(),
                 gids: table.allow_gids.clone(),
                 hosts,
+                cids: table.allow_cids.clone(),
             },
         });
     }
@@ -402,7 +406,7 @@ mod tests {
         let b = tempfile::tempdir().unwrap();
         let text = format!(
             "default = \"b\"\n\n[export.a]\npath = \"{}\"\nread_only = true\nallow_uids = [1000]\n\n\
-             [export.b]\npath = \"{}\"\nallow_hosts = [\"10.0.0.0/8\", \"::1\"]\nsquash_uid = 1234\n",
+             [export.b]\npath = \"{}\"\nallow_hosts = [\"10.0.0.0/8\", \"::1\"]\nallow_cids = [3, 7]\nsquash_uid = 1234\n",
             a.path().display(),
             b.path().display()
         );
@@ -414,6 +418,8 @@ mod tests {
         assert!(!shares[1].fs.read_only());
         assert_eq!(shares[1].trust.squash_uid, 1234);
         assert_eq!(shares[1].allow.hosts.as_ref().map(Vec::len), Some(2));
+        assert_eq!(shares[1].allow.cids, Some(vec![3, 7]));
+        assert_eq!(shares[0].allow.cids, None);
         let (default, rest) = loaded.exports.select(b"").unwrap();
         assert_eq!((default.name.as_deref(), rest), (Some("b"), &b""[..]));
         let (by_name, rest) = loaded.exports.select(b"a/x/y").unwrap();

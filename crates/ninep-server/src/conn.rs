@@ -54,11 +54,11 @@ where
     serve_from(server, peer, None, reader, writer).await;
 }
 
-/// [`serve`] for a client at `addr` (a TCP connection), which exports may admit by address.
+/// [`serve`] for a client at `addr` (TCP or vsock), which exports may admit by it.
 pub async fn serve_from<R, W>(
     server: Arc<Server>,
     peer: Peer,
-    addr: Option<std::net::IpAddr>,
+    addr: Option<crate::exports::Remote>,
     reader: R,
     writer: W,
 ) where

@@ -49,19 +49,19 @@ impl Share {
         }
     }
 
-    /// The identity an attach by `peer` (from `addr`, for TCP) claiming `n_uname` acts as,
-    /// or `EACCES` for a peer this export does not admit and `EPERM` for a claim the peer may
-    /// not make.
+    /// The identity an attach by `peer` (from `remote`, for TCP and vsock) claiming `n_uname`
+    /// acts as, or `EACCES` for a peer this export does not admit and `EPERM` for a claim the
+    /// peer may not make.
     pub fn identity_for(
         &self,
         peer: Peer,
-        addr: Option<IpAddr>,
+        remote: Option<Remote>,
         n_uname: u32,
     ) -> Result<Identity, Errno> {
-        if !self.allow.admits(peer, addr) {
+        if !self.allow.admits(peer, remote) {
             tracing::warn!(
                 ?peer,
-                ?addr,
+                ?remote,
                 export = %self.describe(),
                 "Tattach refused: the export does not admit this peer"
             );
@@ -69,6 +69,15 @@ impl Share {
         }
         self.trust.identity(peer, n_uname)
     }
+}
+
+/// Where a network client connects from, which exports may admit it by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remote {
+    /// A TCP client's address.
+    Ip(IpAddr),
+    /// A vsock client's context id: a virtual machine's, 2 for the host, 1 for this machine.
+    Vsock(u32),
 }
 
 /// The peers an export admits. With no list set every peer is admitted; with any list set,
@@ -83,16 +92,18 @@ pub struct Allow {
     pub gids: Option<Vec<u32>>,
     /// TCP clients by address (networks such as `192.168.1.0/24`, or single addresses).
     pub hosts: Option<Vec<ipnet::IpNet>>,
+    /// vsock clients by context id (which virtual machine they are).
+    pub cids: Option<Vec<u32>>,
 }
 
 impl Allow {
     /// Whether any list is set.
     pub fn restricts(&self) -> bool {
-        self.uids.is_some() || self.gids.is_some() || self.hosts.is_some()
+        self.uids.is_some() || self.gids.is_some() || self.hosts.is_some() || self.cids.is_some()
     }
 
-    /// Whether `peer`, connected from `addr` (TCP), may attach.
-    pub fn admits(&self, peer: Peer, addr: Option<IpAddr>) -> bool {
+    /// Whether `peer`, connected from `remote` (TCP or vsock), may attach.
+    pub fn admits(&self, peer: Peer, remote: Option<Remote>) -> bool {
         if !self.restricts() {
             return true;
         }
@@ -111,12 +122,13 @@ impl Allow {
                 return true;
             }
         }
-        match (&self.hosts, addr) {
-            (Some(hosts), Some(addr)) => {
+        match remote {
+            Some(Remote::Ip(addr)) => self.hosts.as_ref().is_some_and(|hosts| {
                 let addr = canonical(addr);
                 hosts.iter().any(|net| net.contains(&addr))
-            }
-            _ => false,
+            }),
+            Some(Remote::Vsock(cid)) => self.cids.as_ref().is_some_and(|cids| cids.contains(&cid)),
+            None => false,
         }
     }
 }
@@ -204,5 +216,38 @@ impl Exports {
     pub fn describe(&self) -> String {
         let names: Vec<String> = self.shares.iter().map(|s| s.describe()).collect();
         names.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_clients_are_admitted_by_their_own_kind_of_address() {
+        let allow = Allow {
+            hosts: Some(vec!["10.0.0.0/8".parse().unwrap()]),
+            cids: Some(vec![3]),
+            ..Allow::default()
+        };
+        let ip = |s: &str| Some(Remote::Ip(s.parse().unwrap()));
+        assert!(allow.admits(Peer::Anonymous, ip("10.1.2.3")));
+        assert!(allow.admits(Peer::Anonymous, ip("::ffff:10.1.2.3")));
+        assert!(!allow.admits(Peer::Anonymous, ip("192.168.1.1")));
+        assert!(allow.admits(Peer::Anonymous, Some(Remote::Vsock(3))));
+        assert!(!allow.admits(Peer::Anonymous, Some(Remote::Vsock(4))));
+        assert!(!allow.admits(Peer::Anonymous, None));
+        // A list of one kind admits none of the other.
+        let hosts_only = Allow {
+            cids: None,
+            ..allow.clone()
+        };
+        assert!(!hosts_only.admits(Peer::Anonymous, Some(Remote::Vsock(3))));
+        let cids_only = Allow {
+            hosts: None,
+            ..allow
+        };
+        assert!(!cids_only.admits(Peer::Anonymous, ip("10.1.2.3")));
+        assert!(Allow::default().admits(Peer::Anonymous, Some(Remote::Vsock(4))));
     }
 }

@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::busy_poll::BusyPoll;
 use crate::conn;
+use crate::exports::Remote;
 use crate::server::Server;
 use crate::stdio::{self, Stdio};
 use crate::trust::Peer;
@@ -238,11 +239,17 @@ pub async fn serve(server: Arc<Server>, bound: Bound) -> Result<()> {
                 let Some((stream, peer)) = accepted(listener.accept().await).await else {
                     continue;
                 };
-                let peer = vsock_name(peer.cid(), peer.port());
+                let (cid, peer) = (peer.cid(), vsock_name(peer.cid(), peer.port()));
                 tracing::info!(%peer, "client connected");
                 // Like TCP, vsock tells nothing of the user at the other end (a virtual
-                // machine's, or the host's): the peer is anonymous.
-                tokio::spawn(serve_vsock(server.clone(), stream, Peer::Anonymous, peer));
+                // machine's, or the host's): the peer is anonymous, known by its context id.
+                tokio::spawn(serve_vsock(
+                    server.clone(),
+                    stream,
+                    Peer::Anonymous,
+                    cid,
+                    peer,
+                ));
             }
         }
         Bound::Fd => {
@@ -291,7 +298,7 @@ pub async fn serve_tcp_from(
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.into_split();
     let r = BusyPoll::new(r, server.busy_poll());
-    conn::serve_from(server, peer, ip, r, w).await;
+    conn::serve_from(server, peer, ip.map(Remote::Ip), r, w).await;
     tracing::info!(peer = %addr, "client disconnected");
 }
 
@@ -304,7 +311,8 @@ pub async fn serve_unix(server: Arc<Server>, stream: tokio::net::UnixStream, pee
     tracing::info!("client disconnected");
 }
 
-/// Serves one vsock connection from `peer` until the client leaves; `addr` names it in logs.
+/// Serves one vsock connection from `peer`, at context id `cid`, until the client leaves; `addr`
+/// names it in logs.
 ///
 /// tokio has no vsock stream type. Its `UnixStream` is a readiness wrapper around a stream
 /// socket's descriptor that reads, writes and shuts down with the calls every stream family
@@ -315,6 +323,7 @@ pub async fn serve_vsock(
     server: Arc<Server>,
     stream: tokio_vsock::VsockStream,
     peer: Peer,
+    cid: u32,
     addr: String,
 ) {
     let stream = match tokio_stream_of(stream) {
@@ -326,7 +335,7 @@ pub async fn serve_vsock(
     };
     let (r, w) = stream.into_split();
     let r = BusyPoll::new(r, server.busy_poll());
-    conn::serve(server, peer, r, w).await;
+    conn::serve_from(server, peer, Some(Remote::Vsock(cid)), r, w).await;
     tracing::info!(peer = %addr, "client disconnected");
 }
 

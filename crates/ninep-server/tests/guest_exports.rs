@@ -94,3 +94,55 @@ fn guest_two_exports_from_a_config_mounted_at_once_and_reloaded() {
     assert_eq!(labelled(s, "removed-mount"), Some("refused"), "{log}");
     assert!(s.contains("SIGHUP: reloaded"), "{log}");
 }
+
+/// Exports that admit vsock clients by context id: the guest's own client (CID 1, through
+/// `vsock_loopback`) mounts the export that lists its CID, and is refused by one that lists another
+/// CID and by one that admits TCP clients only.
+#[test]
+#[ignore = "boots a QEMU guest: run by cargo xtask test"]
+fn guest_vsock_clients_are_admitted_by_context_id() {
+    let script = r#"set -e
+mkdir -p /srv/local /srv/other /srv/lan /mnt/9 /sbin
+cp /bin/ninep-mount /sbin/mount.ninep
+echo here > /srv/local/file
+cat > /etc/ninepd.toml <<EOF
+[export.local]
+path = "/srv/local"
+allow_cids = [1]
+[export.other]
+path = "/srv/other"
+allow_cids = [9]
+[export.lan]
+path = "/srv/lan"
+allow_hosts = ["127.0.0.0/8"]
+EOF
+ninepd --config /etc/ninepd.toml --listen vsock:5642 --log-level info 2>/tmp/ninepd.log &
+retry 100 grep -q 'serving' /tmp/ninepd.log
+attach() {
+  if out=$(mount.ninep "vsock:1:5642:$1" /mnt/9 2>&1); then
+    echo "$1 admitted $(cat /mnt/9/file 2>/dev/null)"; umount /mnt/9
+  else echo "$1 refused $out"; fi
+}
+attach local
+attach other
+attach lan
+cat /tmp/ninepd.log
+"#;
+    let out = guest::Vm::builder()
+        .timeout(Duration::from_secs(240))
+        .static_bin("ninep-server", "ninepd")
+        .static_bin("ninep-mount", "ninep-mount")
+        .run(script)
+        .expect("guest runs");
+    let s = &out.stdout;
+    let log = out.log_tail();
+    assert!(out.success(), "{log}");
+    assert_eq!(labelled(s, "local"), Some("admitted here"), "{log}");
+    for export in ["other", "lan"] {
+        let said = labelled(s, export).unwrap_or_default();
+        assert!(
+            said.starts_with("refused") && said.contains("the server refused the attach"),
+            "{export}: {log}"
+        );
+    }
+}

@@ -14,7 +14,7 @@ const PJDFSTEST_VERSION: &str = "0.2.2";
 pub fn suites() -> Vec<Suite> {
     vec![Suite {
         name: "ninep-guest",
-        about: "the guest kernel's v9fs client against ninepd (tcp in the guest, trans=fd over virtio-serial, mount.ninep over vsock, tcp and unix, two exports from a config file and a reload) and pjdfstest (--multi-user over a unix socket)",
+        about: "the guest kernel's v9fs client against ninepd (tcp in the guest, trans=fd over virtio-serial, mount.ninep over vsock, tcp and unix, two exports from a config file and a reload, vsock clients admitted by context id) and pjdfstest (--multi-user over a unix socket)",
         needs_guest: true,
         run: guest,
     }]

@@ -30,7 +30,8 @@ struct Args {
 
     /// Serve the exports of this TOML file instead of one directory: `[export.NAME]` tables
     /// with a `path` and options (read_only, multi_user, root_squash, squash_uid, squash_gid,
-    /// allow_uids, allow_gids, allow_hosts); the command line's options are their defaults.
+    /// allow_uids, allow_gids, allow_hosts, allow_cids); the command line's options are their
+    /// defaults.
     /// At the top, `default` names the export of an empty aname and `sandbox_roots` the
     /// directories a reload may add exports beneath (default: the exports at start). A client
     /// names an export in `aname` by its name or path. SIGHUP reloads the file (new attaches

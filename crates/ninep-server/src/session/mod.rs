@@ -78,8 +78,8 @@ pub struct Session {
     pipes: Option<Arc<PipePool>>,
     /// Whether Rread payloads are spliced into the connection.
     splice_reads: bool,
-    /// The client's address, for a TCP connection (exports may admit hosts by address).
-    addr: Option<std::net::IpAddr>,
+    /// Where the client connects from, for TCP and vsock (exports may admit clients by it).
+    addr: Option<crate::exports::Remote>,
 }
 
 impl Session {
@@ -104,8 +104,8 @@ impl Session {
         }
     }
 
-    /// Records the client's address (a TCP connection's), which exports may admit by.
-    pub fn with_addr(mut self, addr: Option<std::net::IpAddr>) -> Self {
+    /// Records where the client connects from (TCP and vsock), which exports may admit by.
+    pub fn with_addr(mut self, addr: Option<crate::exports::Remote>) -> Self {
         self.addr = addr;
         self
     }
