@@ -208,6 +208,10 @@ pub fn start(ctrl: &UblkCtrl) -> Result<()> {
     let started = ctrl.start_user_recover();
     drop(reserve);
     match started {
+        // libublk gives the kernel's "busy" back once it has waited long enough.
+        Ok(code) if code < 0 => bail!(
+            "ublk device {id} is still held by its dead daemon after 30 s (error {code}): try again"
+        ),
         Ok(_) => Ok(()),
         Err(UblkError::UringIOError(code)) if code == -libc::EINVAL => bail!(
             "the kernel refuses to recover ublk device {id} (some kernels, 6.12 among them, \
