@@ -9,7 +9,8 @@ use std::time::Duration;
 
 mod guest_workload;
 use guest_workload::{
-    MANY, WORKLOAD, builder, check_workload, labelled, munge_keys, random_file, sha256,
+    MANY, START_MUNGEDS, WORKLOAD, builder, check_workload, labelled, munge_keys, random_file,
+    sha256,
 };
 
 #[test]
@@ -459,22 +460,19 @@ umount /mnt/9
 fn guest_mount_diod_authenticates_with_munge() {
     let dir = tempfile::tempdir().unwrap();
     let keys = munge_keys(dir.path(), &["good", "bad"]);
-    let script = r#"set -e
+    let script = [
+        "set -e",
+        START_MUNGEDS,
+        r#"
 echo 'tests:x:1001:1001:tests:/:/bin/sh' >> /etc/passwd
 echo 'tests:x:1001:' >> /etc/group
 # Two munged: the default socket with the shared key, another with a key of its own.
-mkdir -p /run/munge /m/bad /export /mnt/9
-chmod 755 /run/munge /m /m/bad
-cp /share/good.key /run/munge/key; cp /share/bad.key /m/bad/key
-chmod 600 /run/munge/key /m/bad/key
-munged --force --key-file=/run/munge/key --pid-file=/run/munge/pid --seed-file=/run/munge/seed --log-file=/run/munge/log
-munged --force --socket=/m/bad/sock --key-file=/m/bad/key --pid-file=/m/bad/pid --seed-file=/m/bad/seed --log-file=/m/bad/log
+mkdir -p /export /mnt/9
+start_mungeds bad
 mount -t tmpfs -o size=64m tmpfs /export
 chmod 777 /export
 ninepd /export --listen tcp:127.0.0.1:564 --auth munge --multi-user --log-level info 2>/tmp/good.log &
 ninepd /export --listen tcp:127.0.0.1:565 --auth munge --munge-socket /m/bad/sock --multi-user --log-level info 2>/tmp/bad.log &
-retry 100 test -S /run/munge/munge.socket.2
-retry 100 test -S /m/bad/sock
 # One user, authenticated as itself (mount.diod encodes the credential as uname's uid).
 if retry 100 /usr/sbin/mount.diod -n -o uname=tests,access=1001,msize=65536 127.0.0.1:/export /mnt/9; then
   su tests -s /bin/sh -c 'echo hello > /mnt/9/by-tests'
@@ -518,7 +516,9 @@ cred -S /m/bad/sock > /tmp/c4; raw raw-wrongkey --auth 1001 --credential /tmp/c4
 raw raw-unauthenticated 1001 0
 echo "--- ninepd logs"
 cat /tmp/good.log /tmp/bad.log
-"#;
+"#,
+    ]
+    .concat();
     let out = builder()
         .static_bin("ninep-server", "ninepd")
         .static_bin("ninep-server", "ninep-attach")
@@ -527,7 +527,7 @@ cat /tmp/good.log /tmp/bad.log
         .host_program("/usr/sbin/mount.diod")
         .file(&keys[0], "/share/good.key")
         .file(&keys[1], "/share/bad.key")
-        .run(script)
+        .run(&script)
         .expect("guest runs");
     let s = &out.stdout;
     let log = out.log_tail();

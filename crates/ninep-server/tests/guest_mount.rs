@@ -6,7 +6,8 @@
 
 mod guest_workload;
 use guest_workload::{
-    MANY, WORKLOAD, builder, check_workload, labelled, munge_keys, random_file, sha256,
+    MANY, START_MUNGEDS, WORKLOAD, builder, check_workload, labelled, munge_keys, random_file,
+    sha256,
 };
 
 /// Runs a command that must fail, and prints `err-NAME EXIT MESSAGE`.
@@ -28,6 +29,7 @@ fn guest_mount_ninep_over_vsock_tcp_and_unix() {
     let script = format!(
         r#"set -e
 {EXPECT_FAILURE}
+{START_MUNGEDS}
 echo 'tests:x:1001:1001:tests:/:/bin/sh' >> /etc/passwd
 echo 'tests:x:1001:' >> /etc/group
 mkdir -p /export /mnt/9 /sbin
@@ -83,14 +85,7 @@ fails attach mount.ninep vsock:1:5640:no-such-dir /mnt/9
 fails outside mount.ninep tcp:127.0.0.1:5640:/etc /mnt/9
 
 # MUNGE over vsock: the server's munged and the guest's share a key; another munged has its own.
-mkdir -p /run/munge /m/other
-chmod 755 /run/munge /m /m/other
-cp /share/good.key /run/munge/key; cp /share/other.key /m/other/key
-chmod 600 /run/munge/key /m/other/key
-munged --force --key-file=/run/munge/key --pid-file=/run/munge/pid --seed-file=/run/munge/seed --log-file=/run/munge/log
-munged --force --socket=/m/other/sock --key-file=/m/other/key --pid-file=/m/other/pid --seed-file=/m/other/seed --log-file=/m/other/log
-retry 100 test -S /run/munge/munge.socket.2
-retry 100 test -S /m/other/sock
+start_mungeds other
 mkdir /export/auth && chmod 777 /export/auth
 # This one also busy-polls its vsock connections.
 ninepd /export/auth --listen vsock:5641 --auth munge --multi-user --busy-poll 20 --log-level info 2>/tmp/auth.log &

@@ -1,5 +1,6 @@
 //! What the guest suites of `ninepd` share: the content-checked shell workload run on a v9fs
-//! mount, its checks, the guest builder with the tools the workload needs, and MUNGE keys.
+//! mount, its checks, the guest builder with the tools the workload needs, and MUNGE keys and
+//! daemons.
 
 use std::path::Path;
 use std::process::Command;
@@ -107,6 +108,22 @@ pub fn builder() -> guest::VmBuilder {
     }
     b
 }
+
+/// Shell function `start_mungeds OTHER`: the guest's own `munged` on the default socket with
+/// `/share/good.key` (the key a server's munged shares), and another on `/m/OTHER/sock` with
+/// `/share/OTHER.key`; returns once both listen.
+pub const START_MUNGEDS: &str = r#"
+start_mungeds() {
+  mkdir -p /run/munge "/m/$1"
+  chmod 755 /run/munge /m "/m/$1"
+  cp /share/good.key /run/munge/key; cp "/share/$1.key" "/m/$1/key"
+  chmod 600 /run/munge/key "/m/$1/key"
+  munged --force --key-file=/run/munge/key --pid-file=/run/munge/pid --seed-file=/run/munge/seed --log-file=/run/munge/log
+  munged --force --socket="/m/$1/sock" --key-file="/m/$1/key" --pid-file="/m/$1/pid" --seed-file="/m/$1/seed" --log-file="/m/$1/log"
+  retry 100 test -S /run/munge/munge.socket.2
+  retry 100 test -S "/m/$1/sock"
+}
+"#;
 
 /// A fresh MUNGE key per name, made by Debian's `mungekey` under `dir`.
 pub fn munge_keys(dir: &Path, names: &[&str]) -> Vec<std::path::PathBuf> {
