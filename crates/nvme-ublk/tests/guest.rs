@@ -597,13 +597,14 @@ echo "FIO_ENDED_AFTER=$(( $(cut -d. -f1 /proc/uptime) - START ))"
 /// Recovering a device short of file descriptors: under every `ulimit -n` from 10 up to the first
 /// that serves, a recovering daemon either takes the device over or fails before it asks the
 /// kernel for it. On the 6.12 guest kernel a recovery that fails after that request leaves a
-/// device no daemon can recover again; here the device is recovered in the end, with its data.
+/// device no daemon can recover again; here the device is recovered in the end, with its data and
+/// its completions on MSI-X interrupts (the new daemon sets the vectors up again).
 #[test]
 #[ignore = "boots a QEMU guest: run by cargo xtask test"]
 fn guest_recovery_short_of_file_descriptors_fails_before_the_device_is_lost() {
     let body = r#"
 bind vfio-pci
-SERVE="--recoverable --id 0 --queues 2"
+SERVE="--recoverable --id 0 --queues 2 --interrupts"
 start_daemon $SERVE
 head -c 1048576 /dev/urandom > /tmp/rand
 dd if=/tmp/rand of=/dev/ublkb0 bs=64k oflag=direct 2>/dev/null || exit 1
@@ -624,6 +625,7 @@ while [ $n -le 40 ] && [ -z "$SERVED" ]; do
         echo "SERVED_AT=$n $(head -n 1 /tmp/d.out)"
         [ "$(dd if=/dev/ublkb0 bs=64k count=16 iflag=direct 2>/dev/null | md5sum)" = \
           "$(md5sum < /tmp/rand)" ] && echo DATA=same
+        echo "VECTORS_USED=$(grep vfio-msix /proc/interrupts | awk '{ n = 0; for (i = 2; i <= 3; i++) n += $i; if (n > 0) c++ } END { print c + 0 }')"
         kill -TERM $PID; wait $PID; echo "EXIT=$?"
     elif kill -0 $PID 2>/dev/null; then
         echo "HUNG_AT=$n: $(tail -n 1 /tmp/d.err)"
@@ -665,5 +667,7 @@ done
     );
     assert!(lines("SERVED_AT=")[0].ends_with("/dev/ublkb0"));
     assert!(has(&out, "DATA=same"), "{}", out.log_tail());
+    let vectors: u32 = value(&out, "VECTORS_USED=").parse().unwrap();
+    assert!(vectors >= 1, "no MSI-X vector used\n{}", out.log_tail());
     assert!(has(&out, "EXIT=0"), "{}", out.log_tail());
 }
