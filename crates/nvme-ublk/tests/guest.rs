@@ -6,8 +6,8 @@ use guest::{Disk, Output, Vm};
 
 /// Shell helpers: `$BDF` of the NVMe function, `bind DRIVER`, `wait_for PATH`, `start_daemon`
 /// (which serves `$DEVICE`, `vfio:$BDF` unless changed, sets `$DAEMON` and waits for
-/// `/dev/ublkb0`), `stop_daemon` (SIGTERM, then the exit status as `DAEMON_EXIT=N`), `fill_tree`
-/// and `check_tree`.
+/// `/dev/ublkb0`), `stop_daemon` (SIGTERM, then the exit status as `DAEMON_EXIT=N`), `walk_fds`,
+/// `fill_tree` and `check_tree`.
 const PRELUDE: &str = r#"
 set -u
 for d in /sys/bus/pci/devices/*; do
@@ -36,6 +36,32 @@ stop_daemon() {
     i=0; while [ -e /dev/ublkb0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
     [ -e /dev/ublkb0 ] && echo UBLK_DEVICE_LEFT
     true
+}
+# walk_fds FROM TENTHS ARGS...: runs `nvme-ublk --device vfio:$BDF ARGS` under `ulimit -n` FROM,
+# FROM+1, ... up to 48, until it serves. A limit where it does not prints FAILED_AT=N (it exited)
+# or HUNG_AT=N (neither served nor exited within TENTHS tenths of a second). The first that serves
+# calls the caller's `served N`, with the daemon as $PID.
+walk_fds() {
+    n=$1; tenths=$2; shift 2
+    while [ $n -le 48 ]; do
+        rm -f /tmp/d.out
+        (ulimit -n $n && exec nvme-ublk --device "vfio:$BDF" "$@") > /tmp/d.out 2> /tmp/d.err &
+        PID=$!
+        i=0
+        while kill -0 $PID 2>/dev/null && [ ! -s /tmp/d.out ] && [ $i -lt $tenths ]; do
+            sleep 0.1; i=$((i+1))
+        done
+        if [ -s /tmp/d.out ]; then
+            served $n
+            return
+        elif kill -0 $PID 2>/dev/null; then
+            echo "HUNG_AT=$n: $(tail -n 1 /tmp/d.err)"
+            kill -KILL $PID; wait $PID
+        else
+            wait $PID; echo "FAILED_AT=$n EXIT=$?: $(grep '^nvme-ublk:' /tmp/d.err | head -n 1)"
+        fi
+        n=$((n+1))
+    done
 }
 # fill_tree DIR: 40 files of assorted sizes in 5 directories, their checksums in /tmp/sums.
 fill_tree() {
@@ -404,27 +430,10 @@ stop_daemon
 fn guest_daemon_short_of_file_descriptors_fails_instead_of_hanging() {
     let body = r#"
 bind vfio-pci
-n=8
-SERVED=""
-while [ $n -le 48 ] && [ -z "$SERVED" ]; do
-    rm -f /tmp/d.out
-    (ulimit -n $n && exec nvme-ublk --device "vfio:$BDF" --queues 4) > /tmp/d.out 2> /tmp/d.err &
-    PID=$!
-    i=0
-    while kill -0 $PID 2>/dev/null && [ ! -s /tmp/d.out ] && [ $i -lt 300 ]; do
-        sleep 0.1; i=$((i+1))
-    done
-    if [ -s /tmp/d.out ]; then
-        SERVED=$n
-        kill -TERM $PID; wait $PID; echo "SERVED_AT=$n EXIT=$?"
-    elif kill -0 $PID 2>/dev/null; then
-        echo "HUNG_AT=$n: $(tail -n 1 /tmp/d.err)"
-        kill -KILL $PID; wait $PID
-    else
-        wait $PID; echo "FAILED_AT=$n EXIT=$?: $(grep '^nvme-ublk:' /tmp/d.err | head -n 1)"
-    fi
-    n=$((n+1))
-done
+served() {
+    kill -TERM $PID; wait $PID; echo "SERVED_AT=$1 EXIT=$?"
+}
+walk_fds 8 300 --queues 4
 sleep 1
 echo "LEFT=$(ls /dev | grep -c '^ublkc')"
 start_daemon --queues 2
@@ -610,31 +619,15 @@ head -c 1048576 /dev/urandom > /tmp/rand
 dd if=/tmp/rand of=/dev/ublkb0 bs=64k oflag=direct 2>/dev/null || exit 1
 kill -KILL "$DAEMON"
 wait "$DAEMON" 2>/dev/null
-n=10
-SERVED=""
-while [ $n -le 40 ] && [ -z "$SERVED" ]; do
-    rm -f /tmp/d.out
-    (ulimit -n $n && exec nvme-ublk --device "vfio:$BDF" $SERVE) > /tmp/d.out 2> /tmp/d.err &
-    PID=$!
-    i=0
-    while kill -0 $PID 2>/dev/null && [ ! -s /tmp/d.out ] && [ $i -lt 400 ]; do
-        sleep 0.1; i=$((i+1))
-    done
-    if [ -s /tmp/d.out ]; then
-        SERVED=$n
-        echo "SERVED_AT=$n $(head -n 1 /tmp/d.out)"
-        [ "$(dd if=/dev/ublkb0 bs=64k count=16 iflag=direct 2>/dev/null | md5sum)" = \
-          "$(md5sum < /tmp/rand)" ] && echo DATA=same
-        echo "VECTORS_USED=$(grep vfio-msix /proc/interrupts | awk '{ n = 0; for (i = 2; i <= 3; i++) n += $i; if (n > 0) c++ } END { print c + 0 }')"
-        kill -TERM $PID; wait $PID; echo "EXIT=$?"
-    elif kill -0 $PID 2>/dev/null; then
-        echo "HUNG_AT=$n: $(tail -n 1 /tmp/d.err)"
-        kill -KILL $PID; wait $PID
-    else
-        wait $PID; echo "FAILED_AT=$n EXIT=$?: $(grep '^nvme-ublk:' /tmp/d.err | head -n 1)"
-    fi
-    n=$((n+1))
-done
+served() {
+    echo "SERVED_AT=$1 $(head -n 1 /tmp/d.out)"
+    [ "$(dd if=/dev/ublkb0 bs=64k count=16 iflag=direct 2>/dev/null | md5sum)" = \
+      "$(md5sum < /tmp/rand)" ] && echo DATA=same
+    echo "VECTORS_USED=$(grep vfio-msix /proc/interrupts | awk '{ n = 0; for (i = 2; i <= 3; i++) n += $i; if (n > 0) c++ } END { print c + 0 }')"
+    kill -TERM $PID; wait $PID; echo "EXIT=$?"
+}
+# Up to 40 s a limit: a recovery waits while the kernel still holds the dead daemon's device.
+walk_fds 10 400 $SERVE
 "#;
     let out = run(body);
     assert!(out.success(), "{}", out.log_tail());
