@@ -21,6 +21,9 @@ pub struct VmArgs {
     /// Put the devices behind an emulated Intel IOMMU (needed by vfio-pci).
     #[arg(long)]
     pub iommu: bool,
+    /// The guest's virtual CPUs (the tests and benchmarks use 2).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub cpus: u32,
     /// Attach a virtio-serial port NAME whose host end is the unix socket PATH (listening already).
     #[arg(long, value_name = "NAME=PATH")]
     pub virtio_serial: Vec<String>,
@@ -66,6 +69,7 @@ pub fn run(args: VmArgs) -> Result<ExitCode> {
     let mut vm = guest::Vm::builder()
         .name("xtask-vm")
         .iommu(args.iommu)
+        .smp(args.cpus)
         // For a person: the limits as given, no calibration boot first.
         .slowdown(1.0)
         .stall_limit(Duration::from_secs(args.timeout))
@@ -163,5 +167,21 @@ mod tests {
         let parsed = Cli::try_parse_from(["vm", "--nvme", "64", "--nvme-in-memory"]).unwrap();
         assert!(parsed.vm.nvme_in_memory && parsed.vm.nvme == Some(64));
         assert!(Cli::try_parse_from(["vm", "--nvme-in-memory"]).is_err());
+    }
+
+    #[test]
+    fn the_guest_has_two_cpus_unless_asked_for_another_count() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            vm: VmArgs,
+        }
+        assert_eq!(Cli::try_parse_from(["vm"]).unwrap().vm.cpus, 2);
+        assert_eq!(
+            Cli::try_parse_from(["vm", "--cpus", "4"]).unwrap().vm.cpus,
+            4
+        );
+        assert!(Cli::try_parse_from(["vm", "--cpus", "0"]).is_err());
     }
 }
