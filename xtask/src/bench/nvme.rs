@@ -271,9 +271,12 @@ bind() {
     echo "$1" > "/sys/bus/pci/devices/$BDF/driver_override"
     echo "$BDF" > /sys/bus/pci/drivers_probe
 }
+# wait_disk DEV: waits for DEV and its queue in sysfs (a node left by a device just deleted can
+# outlive its sysfs directory), then takes it off the I/O scheduler.
 wait_disk() {
-    i=0; while [ ! -b "$1" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
-    [ -b "$1" ] && echo none > "/sys/block/${1#/dev/}/queue/scheduler"
+    q="/sys/block/${1#/dev/}/queue/scheduler"
+    i=0; while { [ ! -b "$1" ] || [ ! -e "$q" ]; } && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+    [ -b "$1" ] && [ -e "$q" ] && echo none > "$q"
 }
 "#;
 
@@ -616,7 +619,9 @@ mod tests {
         let wait_disk = &script[script.find("wait_disk() {").unwrap()..];
         let wait_disk = &wait_disk[..wait_disk.find("\n}\n").unwrap()];
         assert!(
-            wait_disk.contains("echo none > \"/sys/block/${1#/dev/}/queue/scheduler\""),
+            wait_disk.contains("q=\"/sys/block/${1#/dev/}/queue/scheduler\"")
+                && wait_disk.contains("[ ! -e \"$q\" ]")
+                && wait_disk.contains("echo none > \"$q\""),
             "{wait_disk}"
         );
         // The namespace is written once before the first measured run.
