@@ -13,6 +13,7 @@ mod kernel_nvme_instructions;
 mod ninep;
 mod nvme;
 mod pinit;
+mod ublk_null;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {

@@ -15,7 +15,8 @@
 //! from `/proc/stat`: fio, the kernel and, for ublk, the daemon).
 //!
 //! `--multi-queue` measures instead whether our driver scales with its queue pairs: one queue
-//! against two, directly and through ublk, with and without shadow doorbells (`nvme_multi_queue.rs`).
+//! against two, directly and through ublk, with and without shadow doorbells, beside ublk's own null
+//! target under the same load (`nvme_multi_queue.rs`).
 
 use std::fmt::Write as _;
 use std::process::ExitCode;

@@ -8,6 +8,9 @@
 //! - `nvme-ublk --queues 1` and `--queues 2` (polling and on interrupts) under two fio loads: two
 //!   jobs of 16 pinned one per vCPU (so with two queues each job has its own), and one job of 32
 //!   left to the scheduler (so the daemon's threads have a vCPU fio does not fill),
+//! - the ublk project's null target (`libublk`'s `null` example, see [`crate::bench::ublk_null`]) with
+//!   one queue and two under the same fio loads: what ublk itself allows on this guest, with no
+//!   driver or device behind it,
 //! - the kernel's driver under the same fio loads, for reference,
 //!
 //! each of ours with shadow doorbells and without (the one-job load with them only). The best round
@@ -53,6 +56,10 @@ const TOOL: &str = "nvme-tool";
 const UBLK_MODES: &[(&str, &str)] = &[("ublk-poll", "--poll"), ("ublk-irq", "--interrupts")];
 const SHADOW: &[(&str, &str)] = &[("on", ""), ("off", " --no-shadow-doorbells")];
 const WORKLOAD: &str = "4k-randread";
+/// The ublk null target's engine name in result lines (`{NULL_TARGET}-q{queues}`) and table.
+const NULL_TARGET: &str = "ublk-null";
+/// Where the null target's binary is in the guest (host programs keep their host path).
+const NULL_IN_GUEST: &str = "$UBLK_NULL";
 
 /// Engine names in result lines: `{engine}-{shadow}-q{queues}` (the kernel: `kernel-q0`).
 fn engine(name: &str, shadow: &str, queues: u32) -> String {
@@ -61,10 +68,12 @@ fn engine(name: &str, shadow: &str, queues: u32) -> String {
 
 pub(super) fn run(rounds: u32, runtime: u32) -> Result<ExitCode> {
     let fio = which("fio").context("fio is needed on the host (apt-get install -y fio)")?;
-    let script = guest_script(rounds, runtime);
+    let null_target = crate::bench::ublk_null::build()?;
+    let script = format!("UBLK_NULL={}\n", null_target.display()) + &guest_script(rounds, runtime);
     // Per round: the kernel under both loads, 2 shadow settings x 2 queue counts x (nvme-tool + 2
-    // ublk modes), and the one-job load on 2 ublk modes x 2 queue counts with shadow doorbells.
-    let runs = rounds as u64 * (2 + 2 * 2 * 3 + 2 * 2);
+    // ublk modes), the one-job load on 2 ublk modes x 2 queue counts with shadow doorbells, and
+    // the null target's 2 queue counts under both loads.
+    let runs = rounds as u64 * (2 + 2 * 2 * 3 + 2 * 2 + 2 * 2);
     let limit = Duration::from_secs(90 + runs * (u64::from(runtime) + 8));
     eprintln!(
         "xtask: {runs} runs of {runtime} s in one guest (at most {} s)",
@@ -74,6 +83,7 @@ pub(super) fn run(rounds: u32, runtime: u32) -> Result<ExitCode> {
         .name("bench-nvme-mq")
         .nvme(Disk::memory(DISK_BYTES))
         .host_program(&fio)
+        .host_program(&null_target)
         .iommu(true)
         .timeout(limit)
         .static_bin("nvme", "nvme-tool")
@@ -141,16 +151,33 @@ fn guest_script(rounds: u32, t: u32) -> String {
                         fio(&mut s, round, &name, "ublkb0", &ONE_JOB);
                     }
                     s.push_str("kill -TERM $UBLK; wait $UBLK\n");
-                    s.push_str(
-                        "i=0; while [ -e /dev/ublkb0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done\n",
-                    );
+                    s.push_str(GONE);
                 }
             }
+        }
+        for queues in [1, 2] {
+            let _ = writeln!(
+                s,
+                "{NULL_IN_GUEST} add --number 0 --queues {queues} --depth 64 --foreground \
+                 > /tmp/null.out 2>&1 &\n\
+                 NULL=$!\n\
+                 wait_disk /dev/ublkb0 || {{ cat /tmp/null.out; exit 1; }}"
+            );
+            let name = format!("{NULL_TARGET}-q{queues}");
+            for load in FIO_LOADS {
+                fio(&mut s, round, &name, "ublkb0", load);
+            }
+            let _ = writeln!(s, "{NULL_IN_GUEST} del --number 0 > /dev/null; wait $NULL");
+            s.push_str(GONE);
         }
     }
     s.push_str("bind nvme\n");
     s
 }
+
+/// Waits (up to 5 s) for the ublk device of the run before to be gone.
+const GONE: &str =
+    "i=0; while [ -e /dev/ublkb0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done\n";
 
 fn table(rows: &[Row], loads: &[(String, HostLoad)], rounds: u32, runtime: u32) -> String {
     let mut s = String::new();
@@ -166,12 +193,6 @@ fn table(rows: &[Row], loads: &[(String, HostLoad)], rounds: u32, runtime: u32) 
         "| engine | shadow doorbells | load | IOPS, 1 queue | IOPS, 2 queues | 2 / 1 | p50 µs, 1 / 2 queues | host busy, 1 / 2 queues | emulation cores, 1 / 2 queues |\n\
          |---|---|---|---:|---:|---:|---:|---:|---:|"
     );
-    let busy = |load: Option<HostLoad>| {
-        load.map_or_else(|| "-".to_owned(), |l| format!("{:.0} %", l.busy * 100.0))
-    };
-    let cores = |load: Option<HostLoad>| {
-        load.map_or_else(|| "-".to_owned(), |l| format!("{:.2}", l.emulator_cores))
-    };
     for load in FIO_LOADS {
         let kernel = engine(KERNEL, "on", 0);
         if let Some(m) = best(rows, &kernel, load.workload) {
@@ -195,26 +216,17 @@ fn table(rows: &[Row], loads: &[(String, HostLoad)], rounds: u32, runtime: u32) 
     });
     for (name, label, workload) in std::iter::once(tool).chain(ublk) {
         for (shadow, _) in SHADOW {
-            let get = |q| best(rows, &engine(name, shadow, q), workload);
-            let (Some(one), Some(two)): (Option<Measure>, Option<Measure>) = (get(1), get(2))
-            else {
-                continue;
-            };
-            let host = |q| mean_load(loads, &engine(name, shadow, q), workload);
-            let _ = writeln!(
-                s,
-                "| {name} | {shadow} | {label} | {:.0} | {:.0} | {:.2}x | {:.1} / {:.1} | {} / {} | {} / {} |",
-                one.iops,
-                two.iops,
-                two.iops / one.iops,
-                one.p50_us,
-                two.p50_us,
-                busy(host(1)),
-                busy(host(2)),
-                cores(host(1)),
-                cores(host(2)),
-            );
+            let cells = [name, shadow, label.as_str()];
+            two_queue_row(&mut s, rows, loads, cells, workload, |q| {
+                engine(name, shadow, q)
+            });
         }
+    }
+    for load in FIO_LOADS {
+        let cells = ["ublk null target (no device)", "", load.label];
+        two_queue_row(&mut s, rows, loads, cells, load.workload, |q| {
+            format!("{NULL_TARGET}-q{q}")
+        });
     }
     let _ = writeln!(
         s,
@@ -253,6 +265,52 @@ fn table(rows: &[Row], loads: &[(String, HostLoad)], rounds: u32, runtime: u32) 
     s
 }
 
+/// How busy the host was over a run, and the cores' worth the emulation took ("-" if unknown).
+fn busy(load: Option<HostLoad>) -> String {
+    load.map_or_else(|| "-".to_owned(), |l| format!("{:.0} %", l.busy * 100.0))
+}
+
+fn cores(load: Option<HostLoad>) -> String {
+    load.map_or_else(|| "-".to_owned(), |l| format!("{:.2}", l.emulator_cores))
+}
+
+/// One table row: an engine's best round with one queue against its best with two (no row when
+/// either is missing). `cells` are the engine, shadow doorbell and load columns.
+fn two_queue_row(
+    s: &mut String,
+    rows: &[Row],
+    loads: &[(String, HostLoad)],
+    cells: [&str; 3],
+    workload: &str,
+    engine_of: impl Fn(u32) -> String,
+) {
+    let get = |q| best(rows, &engine_of(q), workload);
+    let (Some(one), Some(two)): (Option<Measure>, Option<Measure>) = (get(1), get(2)) else {
+        return;
+    };
+    let host = |q| mean_load(loads, &engine_of(q), workload);
+    let [name, shadow, label] = cells;
+    // An empty cell as the kernel's rows write it: "| |".
+    let shadow = if shadow.is_empty() {
+        String::new()
+    } else {
+        format!("{shadow} ")
+    };
+    let _ = writeln!(
+        s,
+        "| {name} | {shadow}| {label} | {:.0} | {:.0} | {:.2}x | {:.1} / {:.1} | {} / {} | {} / {} |",
+        one.iops,
+        two.iops,
+        two.iops / one.iops,
+        one.p50_us,
+        two.p50_us,
+        busy(host(1)),
+        busy(host(2)),
+        cores(host(1)),
+        cores(host(2)),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,9 +330,25 @@ mod tests {
             }
         }
         assert!(script.contains("nvme-tool --device $DEV --no-shadow-doorbells bench"));
-        assert_eq!(script.matches("--numjobs=2 --cpus_allowed=0-1").count(), 9);
-        // The one-job load: the kernel, and each ublk mode's two queue counts with shadow doorbells.
-        assert_eq!(script.matches("--iodepth=32 --numjobs=1 ").count(), 5);
+        assert_eq!(script.matches("--numjobs=2 --cpus_allowed=0-1").count(), 11);
+        // The one-job load: the kernel, each ublk mode's two queue counts with shadow doorbells,
+        // and the null target's two.
+        assert_eq!(script.matches("--iodepth=32 --numjobs=1 ").count(), 7);
+        // The null target: one queue, then two, each deleted (and awaited) before the next.
+        let one = script
+            .find("$UBLK_NULL add --number 0 --queues 1 --depth 64")
+            .unwrap();
+        let two = script
+            .find("$UBLK_NULL add --number 0 --queues 2 --depth 64")
+            .unwrap();
+        let del = script
+            .find("$UBLK_NULL del --number 0 > /dev/null; wait $NULL")
+            .unwrap();
+        assert!(one < del && del < two, "{script}");
+        assert_eq!(
+            script.matches("filename=/dev/ublkb0").count(),
+            2 * 2 * (2 + 1) + 2 * 2
+        );
         // The namespace is written once before the first measured run.
         let fill = script.find("--rw=write --bs=1M").expect("no fill");
         assert!(fill < script.find("--name=bench").unwrap(), "{script}");
@@ -286,6 +360,8 @@ mod tests {
             (1, "nvme-tool-on-q1", 100.0),
             (2, "nvme-tool-on-q1", 90.0),
             (1, "nvme-tool-on-q2", 150.0),
+            (1, "ublk-null-q1", 200.0),
+            (1, "ublk-null-q2", 50.0),
         ]
         .iter()
         .map(|(round, e, iops)| {
@@ -317,6 +393,13 @@ mod tests {
             "{table}"
         );
         assert!(!table.contains("| nvme-tool | off |"));
+        assert!(
+            table.contains(
+                "| ublk null target (no device) | | fio 2 jobs x 16, one per vCPU | 200 | 50 | 0.25x |"
+            ),
+            "{table}"
+        );
+        assert!(!table.contains("| ublk null target (no device) | | fio 1 job"));
         assert!(
             table.contains(
                 "- nvme-tool-on-q1 4k-randread: 100 (90 %, 1.00 + 0.50), 90 (100 %, 1.00 + 0.70)\n"
