@@ -137,13 +137,18 @@ pub fn claim(id: u32, recoverable: bool) -> Result<Option<Orphan>> {
     probe
         .del_dev_async()
         .with_context(|| format!("removing ublk device {id}"))?;
+    // Its character device goes at once, but the id stays taken (and adding a device under it
+    // blocks) until the last holder of the disk lets go: only the kernel's answer tells.
     for _ in 0..REMOVAL_POLLS {
-        if !exists(id) {
+        if probe.read_dev_info().is_err() {
             return Ok(None);
         }
         std::thread::sleep(POLL);
     }
-    bail!("ublk device {id} is still held (a file system mounted from it?)")
+    bail!(
+        "ublk device {id} is still held (a file system mounted from it?): it is removed once let \
+         go, then run again"
+    )
 }
 
 impl Orphan {

@@ -419,6 +419,55 @@ stop_daemon
     assert!(has(&out, "DAEMON_EXIT=0"), "{}", out.log_tail());
 }
 
+/// A killed daemon's device whose file system is still mounted cannot be removed until it is
+/// unmounted: a new daemon asked for that id says so and exits, instead of hanging or failing with
+/// an unrelated reason; once the file system is unmounted, the same command serves /dev/ublkb0.
+#[test]
+#[ignore = "boots a QEMU guest: run by cargo xtask test"]
+fn guest_new_daemon_refuses_an_id_whose_dead_disk_is_mounted_and_serves_it_once_unmounted() {
+    let body = r#"
+bind vfio-pci
+start_daemon --id 0
+/usr/sbin/mkfs.ext4 -q /dev/ublkb0 && mount -t ext4 /dev/ublkb0 /mnt/fs || exit 1
+echo kept > /mnt/fs/file && sync
+kill -KILL "$DAEMON"
+wait "$DAEMON" 2>/dev/null
+nvme-ublk --device "vfio:$BDF" --id 0 > /tmp/d2.out 2> /tmp/d2.err &
+PID=$!
+i=0; while kill -0 $PID 2>/dev/null && [ ! -s /tmp/d2.out ] && [ $i -lt 400 ]; do sleep 0.1; i=$((i+1)); done
+if [ -s /tmp/d2.out ]; then
+    echo "SERVED_WHILE_MOUNTED=$(head -n 1 /tmp/d2.out)"; kill -TERM $PID; wait $PID
+elif kill -0 $PID 2>/dev/null; then
+    echo HUNG; cat /tmp/d2.err; kill -KILL $PID; wait $PID
+else
+    wait $PID; echo "HELD_EXIT=$?"; echo "HELD_ERROR=$(grep '^nvme-ublk:' /tmp/d2.err | head -n 1)"
+fi
+umount /mnt/fs
+nvme-ublk --device "vfio:$BDF" --id 0 > /tmp/d3.out 2> /tmp/daemon.err &
+DAEMON=$!
+i=0; while kill -0 $DAEMON 2>/dev/null && [ ! -s /tmp/d3.out ] && [ $i -lt 400 ]; do sleep 0.1; i=$((i+1)); done
+echo "NEW_DEVICE=$(head -n 1 /tmp/d3.out)"
+cat /tmp/daemon.err
+wait_for /dev/ublkb0
+mount -t ext4 -o ro /dev/ublkb0 /mnt/fs && echo "FILE=$(cat /mnt/fs/file)" && umount /mnt/fs
+stop_daemon
+"#;
+    let out = run(body);
+    assert!(out.success(), "{}", out.log_tail());
+    assert!(!has(&out, "HUNG"), "{}", out.log_tail());
+    assert_eq!(value(&out, "HELD_EXIT="), "1", "{}", out.log_tail());
+    let error = value(&out, "HELD_ERROR=");
+    assert!(error.contains("ublk device 0 is still held"), "{error}");
+    assert_eq!(
+        value(&out, "NEW_DEVICE="),
+        "/dev/ublkb0",
+        "{}",
+        out.log_tail()
+    );
+    assert!(has(&out, "FILE=kept"), "{}", out.log_tail());
+    assert!(has(&out, "DAEMON_EXIT=0"), "{}", out.log_tail());
+}
+
 /// Under every limit on open files, from too few to add the ublk device up to enough for four
 /// queues, the daemon either serves the device or exits with an error: a queue whose ring cannot
 /// be made must not leave the device waiting to start (and the daemon deaf to SIGTERM). No ublk

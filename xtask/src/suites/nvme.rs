@@ -21,7 +21,7 @@ pub fn suites() -> Vec<Suite> {
         },
         Suite {
             name: "nvme-ublk-guest",
-            about: "nvme-ublk: the driver as /dev/ublkb0 (fio verify, discard, ext4 both ways across drivers, uio, SIGKILL, recovery by a new daemon, short of descriptors)",
+            about: "nvme-ublk: the driver as /dev/ublkb0 (fio verify, discard, ext4 both ways across drivers, uio, SIGKILL, a dead disk still mounted, recovery by a new daemon, short of descriptors)",
             needs_guest: true,
             run: nvme_ublk_guest,
         },
