@@ -265,11 +265,12 @@ fn table(rows: &[Row], loads: &[(String, HostLoad)], rounds: u32, runtime: u32) 
     s
 }
 
-/// How busy the host was over a run, and the cores' worth the emulation took ("-" if unknown).
+/// How busy the host's CPUs were over a run ("-" if unknown).
 fn busy(load: Option<HostLoad>) -> String {
     load.map_or_else(|| "-".to_owned(), |l| format!("{:.0} %", l.busy * 100.0))
 }
 
+/// The cores' worth of host CPU QEMU's emulation took over a run ("-" if unknown).
 fn cores(load: Option<HostLoad>) -> String {
     load.map_or_else(|| "-".to_owned(), |l| format!("{:.2}", l.emulator_cores))
 }
