@@ -5,8 +5,8 @@
 use guest::{Disk, Output, Vm};
 
 /// Shell helpers: `$BDF` of the NVMe function, `bind DRIVER`, `wait_for PATH`, `start_daemon`
-/// (which serves `$DEVICE`, `vfio:$BDF` unless changed, sets `$DAEMON` and waits for
-/// `/dev/ublkb0`), `stop_daemon` (SIGTERM, then the exit status as `DAEMON_EXIT=N`), `walk_fds`,
+/// (which serves `$DEVICE`, `vfio:$BDF` unless changed, sets `$DAEMON` and waits for the device's
+/// start to return and `/dev/ublkb0`), `stop_daemon` (SIGTERM, then the exit status as `DAEMON_EXIT=N`), `walk_fds`,
 /// `fill_tree` and `check_tree`.
 const PRELUDE: &str = r#"
 set -u
@@ -24,8 +24,14 @@ wait_for() {
     [ -b "$1" ] || { echo "no $1"; exit 1; }
 }
 start_daemon() {
+    : > /tmp/daemon.out
     nvme-ublk --device "$DEVICE" "$@" > /tmp/daemon.out 2> /tmp/daemon.err &
     DAEMON=$!
+    # The device's path is printed once its start has returned. /dev/ublkb0 appears before that,
+    # during the kernel's partition scan; a test that killed the daemon then left 6.12 hung once.
+    i=0; while [ ! -s /tmp/daemon.out ] && kill -0 "$DAEMON" 2>/dev/null && [ $i -lt 200 ]; do
+        sleep 0.1; i=$((i+1))
+    done
     wait_for /dev/ublkb0
 }
 stop_daemon() {
