@@ -204,9 +204,13 @@ impl Queue {
     }
 
     /// Writes `value` to a doorbell: to its shadow when there is one, to the register when needed.
+    /// `bar` is the register space if the caller holds it; otherwise it is reached only when the
+    /// register must be written (most updates go to the shadow only, and reaching the BAR from a
+    /// path with no bound device takes the RCU read lock). A BAR already gone (the device was
+    /// unbound) leaves the register alone: there is no controller left to tell.
     fn doorbell(
         &self,
-        bar: &pci::Bar<'static, { crate::nvme_spec::reg::SIZE }>,
+        bar: Option<&pci::Bar<'static, { crate::nvme_spec::reg::SIZE }>>,
         sq: bool,
         value: u16,
     ) {
@@ -216,16 +220,24 @@ impl Queue {
             }
             None => true,
         };
-        if needed {
-            // `writel` orders the queue entries' stores before the doorbell.
-            let _ = bar.try_write32(
-                u32::from(value),
-                if sq {
-                    self.sq_doorbell
-                } else {
-                    self.cq_doorbell
-                },
-            );
+        if !needed {
+            return;
+        }
+        let register = if sq {
+            self.sq_doorbell
+        } else {
+            self.cq_doorbell
+        };
+        // `writel` orders the queue entries' stores before the doorbell.
+        match bar {
+            Some(bar) => {
+                let _ = bar.try_write32(u32::from(value), register);
+            }
+            None => {
+                if let Some(bar) = self.bar.try_access() {
+                    let _ = bar.try_write32(u32::from(value), register);
+                }
+            }
         }
     }
 
@@ -244,7 +256,6 @@ impl Queue {
         lose: bool,
         admit: impl FnOnce() -> Result,
     ) -> Result {
-        let bar = self.bar.try_access().ok_or(ENODEV)?;
         let mut sq = self.sq_state.lock();
         match sq.gate {
             Gate::Open => {}
@@ -262,20 +273,17 @@ impl Queue {
         }
         if ring && sq.rung != sq.tail {
             sq.rung = sq.tail;
-            self.doorbell(&bar, true, sq.tail);
+            self.doorbell(None, true, sq.tail);
         }
         Ok(())
     }
 
     /// Rings the doorbell for commands copied without ringing it (blk-mq's `commit_rqs`).
     pub(crate) fn ring(&self) {
-        let Some(bar) = self.bar.try_access() else {
-            return;
-        };
         let mut sq = self.sq_state.lock();
         if sq.rung != sq.tail {
             sq.rung = sq.tail;
-            self.doorbell(&bar, true, sq.tail);
+            self.doorbell(None, true, sq.tail);
         }
     }
 
@@ -333,7 +341,7 @@ impl Queue {
         }
         state.unacknowledged = state.unacknowledged.saturating_add(count as u16);
         if count > 0 && state.unacknowledged > self.lazy_head {
-            self.doorbell(bar, false, state.head);
+            self.doorbell(Some(bar), false, state.head);
             state.unacknowledged = 0;
         }
         count

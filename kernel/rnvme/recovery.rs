@@ -23,7 +23,7 @@ use kernel::{
     workqueue::{self, DelayedWork, WorkItem},
 };
 
-use crate::{Ctrl, NvmeDisk, admin_command, blk, disable, nvme_spec::Command, queue::Gate};
+use crate::{Ctrl, Issued, NvmeDisk, admin_command, blk, disable, nvme_spec::Command, queue::Gate};
 
 type NvmeRequest = Request<NvmeDisk>;
 
@@ -104,10 +104,12 @@ impl Watchdog {
             if self.timeout_ticks == 0 {
                 continue;
             }
-            for (tag, started) in q.started.iter().enumerate() {
-                let at = started.load(Relaxed);
+            for (tag, issued) in q.issued.iter().enumerate() {
+                let Some(Issued { tick: at, .. }) = Issued::from_word(issued.load(Relaxed)) else {
+                    continue;
+                };
                 let age = now.wrapping_sub(at);
-                if at != 0 && age > self.timeout_ticks && late.is_none_or(|l| age > l.0) {
+                if age > self.timeout_ticks && late.is_none_or(|l| age > l.0) {
                     late = Some((age, index, tag, at));
                 }
             }
@@ -121,7 +123,7 @@ impl Watchdog {
 impl Ctrl {
     /// Still the command submitted at tick `at` under `tag` of I/O queue `index`?
     fn still_late(&self, index: usize, tag: usize, at: u32) -> bool {
-        self.io[index].started[tag].load(Relaxed) == at
+        Issued::from_word(self.io[index].issued[tag].load(Relaxed)).is_some_and(|i| i.tick == at)
     }
 
     /// Handles a late command: abort, then reset if the abort does not bring it back.
@@ -172,7 +174,7 @@ impl Ctrl {
     pub(crate) fn reset(&self, late: Option<(usize, usize)>) {
         pr_warn!("resetting the controller\n");
         // Room for every request the queues can hold, taken before anything stops.
-        let tags = self.io.iter().map(|q| q.started.len()).sum();
+        let tags = self.io.iter().map(|q| q.issued.len()).sum();
         let requeue = KVec::with_capacity(tags, GFP_KERNEL).unwrap_or_default();
         let blk_queue = self.blk_queue.lock();
         // Closing the gates stops submissions at once; quiescing also waits for `queue_rq` calls
@@ -209,12 +211,11 @@ impl Ctrl {
         }
         let mut failed = 0;
         for (index, q) in self.io.iter().enumerate() {
-            for tag in 0..q.started.len() {
+            for tag in 0..q.issued.len() {
                 let Some(rq) = q.in_flight.take_back(tag as u16) else {
                     continue;
                 };
-                q.unmap(tag as u16);
-                q.started[tag].store(0, Relaxed);
+                q.retire(tag as u16);
                 if late == Some((index, tag)) {
                     blk::end_request(rq, STATUS_TIMEOUT);
                     failed += 1;

@@ -74,14 +74,14 @@ pub(crate) static STALLED: Atomic<u32> = Atomic::new(0);
 struct IoQueue {
     queue: Arc<Queue>,
     in_flight: InFlight<NvmeDisk>,
-    /// Block segments mapped per tag, with bit 31 set for writes; 0 when nothing is mapped.
-    mapped: KVec<Atomic<u32>>,
+    /// Per tag, its command as the completion, the watchdog and a reset need it: an [`Issued`],
+    /// 0 when the tag is idle. One word, so the I/O path writes it once and takes it back once
+    /// (each an atomic operation, which 7.2's atomics make a call into C).
+    issued: KVec<Atomic<u64>>,
     sg: KVec<SgTable>,
     /// One PRP list page per tag.
     prp_lists: Coherent<[u64]>,
     dev: ARef<kernel::device::Device>,
-    /// Per tag, the watchdog tick at which its command was submitted; 0 when the tag is idle.
-    started: KVec<Atomic<u32>>,
     /// The watchdog's tick count for this queue (never 0).
     tick: Atomic<u32>,
     /// Interrupt number, and the controller's vector index for the completion queue.
@@ -89,7 +89,33 @@ struct IoQueue {
     vector: u16,
 }
 
-const MAPPED_WRITE: u32 = 1 << 31;
+/// What a tag's command holds while it is out: the watchdog tick it was submitted at (never 0), and
+/// its data's mapping (what [`SgTable::unmap`] takes, 0 for none, and the direction).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Issued {
+    pub(crate) tick: u32,
+    mapped: u32,
+    write: bool,
+}
+
+impl Issued {
+    const WRITE: u64 = 1 << 31;
+
+    fn to_word(self) -> u64 {
+        (u64::from(self.tick) << 32)
+            | u64::from(self.mapped)
+            | if self.write { Self::WRITE } else { 0 }
+    }
+
+    /// `None` for an idle tag's 0.
+    pub(crate) fn from_word(word: u64) -> Option<Issued> {
+        (word != 0).then_some(Issued {
+            tick: (word >> 32) as u32,
+            mapped: word as u32 & !(Self::WRITE as u32),
+            write: word & Self::WRITE != 0,
+        })
+    }
+}
 
 impl IoQueue {
     fn new(
@@ -99,23 +125,20 @@ impl IoQueue {
         max_segments: usize,
         (irq, vector): (u32, u16),
     ) -> Result<Arc<IoQueue>> {
-        let mut mapped = KVec::with_capacity(tags, GFP_KERNEL)?;
+        let mut issued = KVec::with_capacity(tags, GFP_KERNEL)?;
         let mut sg = KVec::with_capacity(tags, GFP_KERNEL)?;
-        let mut started = KVec::with_capacity(tags, GFP_KERNEL)?;
         for _ in 0..tags {
-            mapped.push(Atomic::new(0), GFP_KERNEL)?;
+            issued.push(Atomic::new(0), GFP_KERNEL)?;
             sg.push(SgTable::new(max_segments)?, GFP_KERNEL)?;
-            started.push(Atomic::new(0), GFP_KERNEL)?;
         }
         Ok(Arc::new(
             IoQueue {
                 queue,
                 in_flight: InFlight::new(tags)?,
-                mapped,
+                issued,
                 sg,
                 prp_lists: Coherent::<u64>::zeroed_slice(dev, tags * PRPS_PER_PAGE, GFP_KERNEL)?,
                 dev: dev.into(),
-                started,
                 tick: Atomic::new(1),
                 irq,
                 vector,
@@ -124,11 +147,13 @@ impl IoQueue {
         )?)
     }
 
-    fn unmap(&self, tag: u16) {
+    /// Marks `tag` idle and unmaps what its command had mapped.
+    fn retire(&self, tag: u16) {
         let i = usize::from(tag);
-        let m = self.mapped[i].xchg(0, Full);
-        if m != 0 {
-            self.sg[i].unmap(&self.dev, m & !MAPPED_WRITE, m & MAPPED_WRITE != 0);
+        if let Some(issued) = Issued::from_word(self.issued[i].xchg(0, Full)) {
+            if issued.mapped != 0 {
+                self.sg[i].unmap(&self.dev, issued.mapped, issued.write);
+            }
         }
     }
 
@@ -142,8 +167,7 @@ impl IoQueue {
             );
             return;
         }
-        self.unmap(c.cid);
-        self.started[usize::from(c.cid)].store(0, Relaxed);
+        self.retire(c.cid);
         let Some(rq) = self.in_flight.take_back(c.cid) else {
             pr_warn!(
                 "queue {}: completion for idle command {}\n",
@@ -231,8 +255,8 @@ impl NvmeDisk {
         if i >= q.sg.len() {
             return Err(EIO);
         }
-        let cmd = match info.op {
-            blk::OP_FLUSH => Command::flush(ns.nsid),
+        let (cmd, mapped, write) = match info.op {
+            blk::OP_FLUSH => (Command::flush(ns.nsid), 0, false),
             blk::OP_READ | blk::OP_WRITE => {
                 let write = info.op == blk::OP_WRITE;
                 let blocks = info.bytes >> ns.lba_shift;
@@ -259,8 +283,8 @@ impl NvmeDisk {
                         return Err(EIO);
                     }
                 };
-                q.mapped[i].store(segments | if write { MAPPED_WRITE } else { 0 }, Relaxed);
-                Command::read_write(write, ns.nsid, lba, blocks, info.fua).with_prps(prp1, prp2)
+                let cmd = Command::read_write(write, ns.nsid, lba, blocks, info.fua);
+                (cmd.with_prps(prp1, prp2), segments, write)
             }
             _ => return Err(Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32))),
         };
@@ -278,17 +302,21 @@ impl NvmeDisk {
             }
             _ => false,
         };
+        let issued = Issued {
+            tick: q.tick.load(Relaxed),
+            mapped,
+            write,
+        };
+        q.issued[i].store(issued.to_word(), Relaxed);
         // Like the C driver, ring the doorbell once per batch: blk-mq marks the batch's last request,
         // or calls `commit_rqs` when the batch ends without one. The request is recorded as in
         // flight under the submission lock, so a reset (which closes the gate under it) sees every
         // command the controller may hold.
         let submitted = q.queue.submit(&cmd.with_cid(tag), is_last, lose, || {
-            q.started[i].store(q.tick.load(Relaxed), Relaxed);
             q.in_flight.put(tag, rq).map_err(|_| EIO)
         });
         if let Err(e) = submitted {
-            q.started[i].store(0, Relaxed);
-            q.unmap(tag);
+            q.retire(tag);
             // Closed for a reset: blk-mq tries again later (`BLK_STS_RESOURCE`).
             return Err(if e == EBUSY { ENOMEM } else { e });
         }
