@@ -15,6 +15,14 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The cargo that runs xtask (`CARGO`, set by `cargo run`; `cargo` on the path otherwise), in the
+/// workspace root.
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
 /// Cargo's target directory: `CARGO_TARGET_DIR`, or `target/` in the workspace.
 pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
@@ -49,8 +57,8 @@ impl Tally {
 /// A non-zero exit with no failed test counted (a build error, a crash) counts as one failure,
 /// so a broken suite can never look green.
 pub fn cargo_test(args: &[&str], envs: &[(&str, &str)]) -> Result<Tally> {
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.args(args).current_dir(workspace_root());
+    let mut cmd = cargo();
+    cmd.args(args);
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -142,9 +150,8 @@ pub fn unstable_cargo() -> Command {
     if nightly {
         return nightly_cargo();
     }
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(workspace_root())
-        .env("RUSTC_BOOTSTRAP", "1")
+    let mut cmd = cargo();
+    cmd.env("RUSTC_BOOTSTRAP", "1")
         .env_remove("RUSTFLAGS")
         .env_remove("RUSTC_WRAPPER");
     cmd

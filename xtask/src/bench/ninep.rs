@@ -26,7 +26,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use super::ceiling;
-use crate::cmd::{target_dir, workspace_root};
+use crate::cmd::target_dir;
 
 /// A server process, stopped on drop.
 struct Server(Child);
@@ -113,10 +113,8 @@ fn which(cmd: &str) -> Option<PathBuf> {
 
 /// Builds the release `ninepd` and `ninep-load`; returns their directory.
 fn build() -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
+    let status = crate::cmd::cargo()
         .args(["build", "--release", "-p", "ninep-server", "--bins"])
-        .current_dir(workspace_root())
         .status()?;
     if !status.success() {
         bail!("building ninep-server failed");

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::cmd::{target_dir, workspace_root};
+use crate::cmd::{cargo, target_dir, workspace_root};
 
 const GIB_CASES: &[&str] = &[
     "pinit-zeroed",
@@ -40,12 +40,6 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         Some("build") => build_times(),
         Some(other) => bail!("unknown `bench pinit` mode {other:?}: expected nothing or `build`"),
     }
-}
-
-fn cargo() -> Command {
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(workspace_root());
-    cmd
 }
 
 /// Builds the measuring example for a profile and returns its path.

@@ -8,11 +8,10 @@
 //! made a workspace of its own.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::cmd::{target_dir, workspace_root};
+use crate::cmd::{cargo, target_dir};
 
 /// The example's binary, built (release) on first use and kept under the target directory.
 pub(super) fn build() -> Result<PathBuf> {
@@ -50,15 +49,10 @@ pub(super) fn build() -> Result<PathBuf> {
     Ok(binary)
 }
 
-fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-}
-
 /// The directory of the `libublk` package the workspace depends on (from `cargo metadata`).
 fn registry_source() -> Result<PathBuf> {
     let out = cargo()
         .args(["metadata", "--format-version", "1"])
-        .current_dir(workspace_root())
         .output()
         .context("running cargo metadata")?;
     if !out.status.success() {

@@ -7,7 +7,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use super::Suite;
-use crate::cmd::{Tally, target_dir, workspace_root};
+use crate::cmd::{Tally, cargo, target_dir};
 
 /// The cargo-deb release the suite installs when `cargo deb` is missing.
 const CARGO_DEB_VERSION: &str = "3.8.0";
@@ -26,12 +26,6 @@ pub fn suites() -> Vec<Suite> {
         needs_guest: false,
         run,
     }]
-}
-
-fn cargo() -> Command {
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(workspace_root());
-    cmd
 }
 
 /// Runs `cmd` and returns its standard output, failing with its standard error if it fails.

@@ -1,7 +1,6 @@
 //! Suites of the 9P server: the kernel v9fs client and pjdfstest against `ninepd` in the guest.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
@@ -59,8 +58,7 @@ fn ensure_pjdfstest() -> Result<PathBuf> {
         "xtask: building pjdfstest {PJDFSTEST_VERSION} into {}",
         root.display()
     );
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
+    let status = crate::cmd::cargo()
         .args([
             "install",
             "pjdfstest",

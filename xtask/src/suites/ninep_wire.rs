@@ -44,7 +44,7 @@ fn run_fuzz() -> Result<Tally> {
     let corpus = fuzz_dir.join("corpus/decode");
 
     // Seed the corpus with one valid frame of every message so the fuzzer starts deep.
-    let mut seeds = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let mut seeds = crate::cmd::cargo();
     seeds
         .args([
             "run",
@@ -55,8 +55,7 @@ fn run_fuzz() -> Result<Tally> {
             "fuzz_seeds",
             "--",
         ])
-        .arg(&corpus)
-        .current_dir(&root);
+        .arg(&corpus);
     run_checked(seeds).context("writing the fuzz seed corpus")?;
 
     let mut fuzz = unstable_cargo();

@@ -96,7 +96,6 @@ fn sanitized(sanitizer: &str) -> Result<Tally> {
 /// Builds `pinit` without default features (core only) and with `alloc` only, then the `no_std` consumer
 /// crate in `crates/pinit/tests/no_std-consumer` (its own workspace), each a passed or failed check.
 fn no_std() -> Result<Tally> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let root = workspace_root();
     let consumer = root.join("crates/pinit/tests/no_std-consumer/Cargo.toml");
     let builds: [&[&str]; 3] = [
@@ -113,11 +112,10 @@ fn no_std() -> Result<Tally> {
     ];
     let mut tally = Tally::default();
     for args in builds {
-        let mut build = Command::new(&cargo);
+        let mut build = cmd::cargo();
         build
             .args(args)
-            .env("CARGO_TARGET_DIR", target_dir("no-std"))
-            .current_dir(&root);
+            .env("CARGO_TARGET_DIR", target_dir("no-std"));
         if args.last() == Some(&"--manifest-path") {
             build.arg(&consumer);
         }
@@ -130,7 +128,6 @@ fn no_std() -> Result<Tally> {
 /// What a release needs: documentation without warnings, in both feature sets, and both crates packaged and
 /// verified together (`pinit` against the locally packaged `pinit-macros`), each a passed or failed check.
 fn package() -> Result<Tally> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let runs: [&[&str]; 3] = [
         &[
             "doc",
@@ -154,11 +151,10 @@ fn package() -> Result<Tally> {
     ];
     let mut tally = Tally::default();
     for args in runs {
-        let mut run = Command::new(&cargo);
+        let mut run = cmd::cargo();
         run.args(args)
             .env("RUSTDOCFLAGS", "-D warnings")
-            .env("CARGO_TARGET_DIR", target_dir("package"))
-            .current_dir(workspace_root());
+            .env("CARGO_TARGET_DIR", target_dir("package"));
         run_checked(run)?;
         tally.passed += 1;
     }
@@ -167,12 +163,11 @@ fn package() -> Result<Tally> {
 
 fn valgrind() -> Result<Tally> {
     let target = target_dir("valgrind");
-    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let mut build = cmd::cargo();
     build
         .args(["test", "-p", "pinit", "--no-run", "--message-format=json"])
         .args(TEST_TARGETS)
-        .env("CARGO_TARGET_DIR", &target)
-        .current_dir(workspace_root());
+        .env("CARGO_TARGET_DIR", &target);
     let output = build
         .output()
         .context("building pinit's tests for valgrind")?;

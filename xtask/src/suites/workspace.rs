@@ -29,7 +29,6 @@ pub fn suites() -> Vec<Suite> {
 /// needs packages it installs (libclang for nvme-ublk's generated bindings), so a fresh machine
 /// could not lint before it.
 fn run_lint() -> Result<Tally> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let steps: [&[&str]; 2] = [
         &["fmt", "--all", "--", "--check"],
         &[
@@ -44,8 +43,8 @@ fn run_lint() -> Result<Tally> {
     let mut commands: Vec<Command> = steps
         .iter()
         .map(|args| {
-            let mut cmd = Command::new(&cargo);
-            cmd.args(*args).current_dir(workspace_root());
+            let mut cmd = crate::cmd::cargo();
+            cmd.args(*args);
             cmd
         })
         .collect();
