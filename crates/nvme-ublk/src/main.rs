@@ -101,7 +101,7 @@ struct Cli {
     #[arg(long, value_name = "ID", conflicts_with_all = ["queues", "depth", "recoverable", "id"])]
     recover: Option<u32>,
     /// Delete ublk device ID, whose I/O then fails: for a --recoverable device that will not be
-    /// recovered.
+    /// recovered. Does not wait for a file system mounted from its disk to be unmounted.
     #[arg(long, value_name = "ID", exclusive = true)]
     delete: Option<u32>,
 }

@@ -132,23 +132,30 @@ pub fn claim(id: u32, recoverable: bool) -> Result<Option<Orphan>> {
          with --delete {id}"
     );
     tracing::info!("ublk device {id}: its daemon is gone; removing it to add it again");
-    // Without waiting in the kernel: a device still held (a file system mounted from its dead
-    // disk) would keep this daemon waiting.
+    ensure!(
+        remove(&probe, id)?,
+        "ublk device {id} is still held (a file system mounted from it?): it is removed once let \
+         go, then run again"
+    );
+    Ok(None)
+}
+
+/// Removes ublk device `id` (its disk goes and its I/O fails at once) and returns whether its id
+/// is free again within [`REMOVAL_POLLS`] polls. Without waiting in the kernel: the id stays taken
+/// (and adding a device under it blocks) until the last holder of the disk, such as a file system
+/// mounted from it, lets go, and the kernel's synchronous removal waits for that.
+fn remove(probe: &UblkCtrl, id: u32) -> Result<bool> {
     probe
         .del_dev_async()
         .with_context(|| format!("removing ublk device {id}"))?;
-    // Its character device goes at once, but the id stays taken (and adding a device under it
-    // blocks) until the last holder of the disk lets go: only the kernel's answer tells.
+    // Its character device goes at once; only the kernel's answer tells whether the id is free.
     for _ in 0..REMOVAL_POLLS {
         if probe.read_dev_info().is_err() {
-            return Ok(None);
+            return Ok(true);
         }
         std::thread::sleep(POLL);
     }
-    bail!(
-        "ublk device {id} is still held (a file system mounted from it?): it is removed once let \
-         go, then run again"
-    )
+    Ok(false)
 }
 
 impl Orphan {
@@ -228,12 +235,17 @@ pub fn start(ctrl: &UblkCtrl) -> Result<()> {
 }
 
 /// Deletes ublk device `id`, failing the I/O that waits on it: for a recoverable device that will
-/// not be recovered.
+/// not be recovered. Does not wait for a file system mounted from the disk to let go: the device
+/// is gone then, only its id stays taken, which is said.
 pub fn delete(id: u32) -> Result<()> {
-    let id = existing(id)?;
-    UblkCtrl::new_simple(id)
-        .and_then(|ctrl| ctrl.del_dev())
-        .with_context(|| format!("deleting ublk device {id}"))?;
+    let probe =
+        UblkCtrl::new_simple(existing(id)?).with_context(|| format!("opening ublk device {id}"))?;
+    if !remove(&probe, id)? {
+        tracing::warn!(
+            "ublk device {id} is deleted, but its id stays taken until its disk is let go (a file \
+             system mounted from it is unmounted)"
+        );
+    }
     Ok(())
 }
 

@@ -474,6 +474,62 @@ stop_daemon
     assert!(has(&out, "DAEMON_EXIT=0"), "{}", out.log_tail());
 }
 
+/// `--delete` of a recoverable device whose daemon died while ext4 stayed mounted from its disk: the
+/// deletion fails the disk's I/O and returns within seconds, saying the id stays taken until the
+/// file system lets go, instead of waiting for the unmount. After the unmount a new daemon serves
+/// the id again, and the file written before the kill reads back.
+#[test]
+#[ignore = "boots a QEMU guest: run by cargo xtask test"]
+fn guest_delete_of_a_device_whose_disk_is_mounted_fails_its_io_without_waiting_for_the_unmount() {
+    let body = r#"
+bind vfio-pci
+start_daemon --recoverable --id 0
+/usr/sbin/mkfs.ext4 -q /dev/ublkb0 && mount -t ext4 /dev/ublkb0 /mnt/fs || exit 1
+echo kept > /mnt/fs/file && sync
+kill -KILL "$DAEMON"
+wait "$DAEMON" 2>/dev/null
+(nvme-ublk --delete 0 > /dev/null 2> /tmp/del.err; echo $? > /tmp/del.status) &
+PID=$!
+i=0; while kill -0 $PID 2>/dev/null && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done
+if kill -0 $PID 2>/dev/null; then
+    echo DELETE_HUNG; cat /tmp/del.err; kill -KILL $PID
+else
+    echo "DELETE_EXIT=$(cat /tmp/del.status)"
+    echo "DELETE_SAID=$(grep 'ublk device 0' /tmp/del.err | head -n 1)"
+fi
+wait $PID 2>/dev/null
+[ -e /dev/ublkb0 ] || echo DISK_GONE
+dd if=/dev/zero of=/mnt/fs/new bs=4096 count=1 oflag=direct 2> /dev/null
+echo "WRITE_AFTER_DELETE=$?"
+umount /mnt/fs
+start_daemon --id 0
+echo "NEW_DEVICE=$(head -n 1 /tmp/daemon.out)"
+mount -t ext4 -o ro /dev/ublkb0 /mnt/fs && echo "FILE=$(cat /mnt/fs/file)" && umount /mnt/fs
+stop_daemon
+"#;
+    let out = run(body);
+    assert!(out.success(), "{}", out.log_tail());
+    assert!(!has(&out, "DELETE_HUNG"), "{}", out.log_tail());
+    assert_eq!(value(&out, "DELETE_EXIT="), "0", "{}", out.log_tail());
+    let said = value(&out, "DELETE_SAID=");
+    assert!(said.contains("stays taken"), "{said}\n{}", out.log_tail());
+    assert!(has(&out, "DISK_GONE"), "{}", out.log_tail());
+    assert_ne!(
+        value(&out, "WRITE_AFTER_DELETE="),
+        "0",
+        "{}",
+        out.log_tail()
+    );
+    assert_eq!(
+        value(&out, "NEW_DEVICE="),
+        "/dev/ublkb0",
+        "{}",
+        out.log_tail()
+    );
+    assert!(has(&out, "FILE=kept"), "{}", out.log_tail());
+    assert!(has(&out, "DAEMON_EXIT=0"), "{}", out.log_tail());
+}
+
 /// Under every limit on open files, from too few to add the ublk device up to enough for four
 /// queues, the daemon either serves the device or exits with an error: a queue whose ring cannot
 /// be made must not leave the device waiting to start (and the daemon deaf to SIGTERM). No ublk
