@@ -1,15 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! What 7.2's blk-mq abstraction does not offer yet, in one place: a request's position, length,
-//! operation and hardware queue, mapping its data for DMA, ending it with an error, and a disk with
-//! the queue limits NVMe needs (transfer size, segments, the PRP page boundary). Every `unsafe` block
-//! of the driver lives here.
+//! What 7.2's abstractions do not offer yet, in one place: a request's position, length,
+//! operation and hardware queue, mapping its data for DMA, ending it with an error, a disk with
+//! the queue limits NVMe needs (transfer size, segments, the PRP page boundary), and an interrupt
+//! handler for every MSI-X vector. Every `unsafe` block of the driver but one lives here.
 
 use core::{ffi::c_void, marker::PhantomData, ptr::NonNull};
 
 use kernel::{
     bindings,
     block::mq::{Operations, Request, TagSet},
+    device::Bound,
     prelude::*,
     sync::{
         Arc,
@@ -596,4 +597,65 @@ pub(crate) fn steer_irq<T: Operations>(tagset: &TagSet<T>, hw_queue: u32, irq: u
     // SAFETY: `irq` is a vector the driver requested and holds; the mask lives through the call,
     // which copies it.
     kernel::error::to_result(unsafe { bindings::irq_set_affinity(irq, cpus.as_raw()) })
+}
+
+/// The interrupt number of vector `index` of those `pdev` allocated with `alloc_irq_vectors`, or
+/// `None` past the last one. 7.2's `IrqVector` range names only its first and last vector, and a
+/// queue per CPU needs every one.
+pub(crate) fn irq_vector(pdev: &kernel::pci::Device<Bound>, index: u32) -> Option<u32> {
+    // `pci::Device` is `#[repr(transparent)]` over `Opaque<bindings::pci_dev>`.
+    let raw: *mut bindings::pci_dev = core::ptr::from_ref(pdev).cast_mut().cast();
+    // SAFETY: `raw` is the bound device's `struct pci_dev`; `pci_irq_vector` checks `index` against
+    // the vectors it has and returns an error for one it has not.
+    let irq = unsafe { bindings::pci_irq_vector(raw, index) };
+    u32::try_from(irq).ok()
+}
+
+/// An interrupt handler without the device: the handler finds what it needs through its own data.
+pub(crate) trait IrqHandler: Sync {
+    /// Handles the interrupt; whether it was this handler's.
+    fn handle(&self) -> bool;
+}
+
+/// `handler` registered for interrupt `irq` until dropped, for the vectors 7.2's PCI abstraction
+/// cannot name (see [`irq_vector`]). Dropping it frees the interrupt, which waits for a handler
+/// that is running.
+pub(crate) struct IrqRegistration<T: IrqHandler> {
+    irq: u32,
+    handler: Arc<T>,
+}
+
+impl<T: IrqHandler> IrqRegistration<T> {
+    pub(crate) fn new(irq: u32, name: &'static CStr, handler: Arc<T>) -> Result<Self> {
+        let data = Arc::as_ptr(&handler).cast_mut().cast::<c_void>();
+        // SAFETY: `handle_irq::<T>` reads `data` as a `T`, which `handler` keeps alive until `drop`
+        // has freed the interrupt (after any handler still running has returned); everything it
+        // touches is initialised. `name` lives for ever.
+        kernel::error::to_result(unsafe {
+            bindings::request_irq(irq, Some(handle_irq::<T>), 0, name.as_char_ptr(), data)
+        })?;
+        Ok(IrqRegistration { irq, handler })
+    }
+}
+
+impl<T: IrqHandler> Drop for IrqRegistration<T> {
+    fn drop(&mut self) {
+        let data = Arc::as_ptr(&self.handler).cast_mut().cast::<c_void>();
+        // SAFETY: `new` registered `data` for `irq`; freeing it waits for a running handler.
+        unsafe { bindings::free_irq(self.irq, data) };
+    }
+}
+
+/// # Safety
+///
+/// Only for [`IrqRegistration::new`], which passes a `T` as `data`.
+unsafe extern "C" fn handle_irq<T: IrqHandler>(_irq: i32, data: *mut c_void) -> u32 {
+    // SAFETY: `data` is the `T` `IrqRegistration::new` registered; it lives until the interrupt is
+    // freed, which waits for this call to return.
+    let handler = unsafe { &*data.cast_const().cast::<T>() };
+    if handler.handle() {
+        bindings::irqreturn_IRQ_HANDLED
+    } else {
+        bindings::irqreturn_IRQ_NONE
+    }
 }

@@ -310,10 +310,11 @@ impl Queue {
     }
 
     /// Hands every new completion to `f` and acknowledges them (at once, or lazily: see
-    /// [`Queue::new`]); returns how many there were.
+    /// [`Queue::new`]); returns how many there were. `bar` as for [`Queue::doorbell`] (the
+    /// interrupt handler has none: it reaches the BAR only for a head it must write to the register).
     pub(crate) fn reap(
         &self,
-        bar: &pci::Bar<'static, { crate::nvme_spec::reg::SIZE }>,
+        bar: Option<&pci::Bar<'static, { crate::nvme_spec::reg::SIZE }>>,
         mut f: impl FnMut(Completion),
     ) -> usize {
         let mut state = self.cq_state.lock();
@@ -341,7 +342,7 @@ impl Queue {
         }
         state.unacknowledged = state.unacknowledged.saturating_add(count as u16);
         if count > 0 && state.unacknowledged > self.lazy_head {
-            self.doorbell(Some(bar), false, state.head);
+            self.doorbell(bar, false, state.head);
             state.unacknowledged = 0;
         }
         count
@@ -357,7 +358,7 @@ impl Queue {
             let mut found = None;
             {
                 let bar = self.bar.try_access().ok_or(ENODEV)?;
-                self.reap(&bar, |c| {
+                self.reap(Some(&bar), |c| {
                     if c.cid == cid {
                         found = Some(c);
                     }
@@ -372,11 +373,5 @@ impl Queue {
             fsleep(Delta::from_micros(step_us));
             waited_us += step_us as u64;
         }
-    }
-}
-
-impl Queue {
-    pub(crate) fn bar(&self) -> &Bar0 {
-        &self.bar
     }
 }

@@ -206,7 +206,7 @@ impl Ctrl {
         if let Some(bar) = self.bar.try_access() {
             for q in self.io.iter() {
                 let mut batch = blk::EndBatch::new();
-                reaped += q.queue.reap(&bar, |c| q.complete(c, &mut batch));
+                reaped += q.queue.reap(Some(&bar), |c| q.complete(c, &mut batch));
             }
         }
         let mut failed = 0;

@@ -9,7 +9,7 @@ use kernel::{
     dma::{Coherent, DmaMask},
     dma_read, dma_write,
     io::Io,
-    irq, new_mutex, pci,
+    new_mutex, pci,
     prelude::*,
     str::{BStr, CString},
     sync::{
@@ -54,10 +54,9 @@ const IO_CQ_ENTRIES: u16 = 1024;
 const ADMIN_TIMEOUT_MS: u32 = 10_000;
 /// How long a normal shutdown may take when Identify gives no RTD3E.
 const SHUTDOWN_TIMEOUT_MS: u32 = 5_000;
-/// 7.2's `pci::Device::alloc_irq_vectors` names only the first and the last vector it allocated, so
-/// two is the most the driver can give distinct interrupts to: I/O queue 1 shares vector 0 with the
-/// admin queue (which is polled), I/O queue 2 has vector 1.
-const MAX_IO_QUEUES: u32 = 2;
+/// I/O queues at most (one per online CPU up to this; more CPUs share them through blk-mq's map).
+/// QEMU's controller grants 64 by default.
+const MAX_IO_QUEUES: u32 = 64;
 /// Largest transfer, whatever MDTS allows: one PRP list page (with the first page's offset).
 const MAX_TRANSFER: u64 = (PRPS_PER_PAGE as u64 - 1) * PAGE;
 
@@ -183,18 +182,11 @@ impl IoQueue {
     }
 }
 
-impl irq::Handler for IoQueue {
-    fn handle(&self, dev: &kernel::device::Device<Bound>) -> irq::IrqReturn {
-        let Ok(bar) = self.queue.bar().access(dev) else {
-            return irq::IrqReturn::None;
-        };
+impl blk::IrqHandler for IoQueue {
+    fn handle(&self) -> bool {
         // The batch ends its requests when it goes, after the completion queue's head is written.
         let mut batch = EndBatch::new();
-        if self.queue.reap(bar, |c| self.complete(c, &mut batch)) > 0 {
-            irq::IrqReturn::Handled
-        } else {
-            irq::IrqReturn::None
-        }
+        self.queue.reap(None, |c| self.complete(c, &mut batch)) > 0
     }
 }
 
@@ -324,7 +316,7 @@ impl NvmeDisk {
     }
 }
 
-type Registration = irq::Registration<Arc<IoQueue>>;
+type Registration = blk::IrqRegistration<IoQueue>;
 
 /// The controller as the I/O path, the watchdog and unbind share it.
 #[pin_data]
@@ -424,7 +416,7 @@ impl Ctrl {
 struct Rnvme {
     #[pin]
     disk: Mutex<Option<Disk<NvmeDisk>>>,
-    irqs: KVec<Pin<KBox<Registration>>>,
+    irqs: KVec<Registration>,
     ctrl: Arc<Ctrl>,
     watchdog: Arc<Watchdog>,
 }
@@ -636,19 +628,23 @@ impl RnvmeDriver {
             .map_or(MAX_TRANSFER, |m| m.min(MAX_TRANSFER));
         let max_segments = (max_transfer / PAGE) as usize + 1;
 
-        let vectors = pdev.alloc_irq_vectors(
+        // One vector per I/O queue, the first shared with the admin queue (which is polled). Fewer
+        // vectors than asked for (MSI's limits) mean as many queues.
+        pdev.alloc_irq_vectors(
             1,
             count,
             pci::IrqTypes::default()
                 .with(pci::IrqType::MsiX)
                 .with(pci::IrqType::Msi),
         )?;
-        let vector_ends = [*vectors.start(), *vectors.end()];
-        // The vectors' indices are private; their interrupt numbers tell whether there are two.
-        let first: irq::IrqRequest<'_> = vector_ends[0].try_into()?;
-        let last: irq::IrqRequest<'_> = vector_ends[1].try_into()?;
-        let count = if first.irq() == last.irq() { 1 } else { count };
-        let irq_numbers = [first.irq(), last.irq()];
+        let mut irq_numbers = KVec::with_capacity(count as usize, GFP_KERNEL)?;
+        for index in 0..count {
+            let Some(irq) = blk::irq_vector(pdev, index) else {
+                break;
+            };
+            irq_numbers.push(irq, GFP_KERNEL)?;
+        }
+        let count = irq_numbers.len() as u32;
 
         let shadow = if ctrl.shadow_doorbells {
             Some(ShadowDoorbells::new(dev)?)
@@ -659,7 +655,7 @@ impl RnvmeDriver {
         let mut irqs = KVec::with_capacity(count as usize, GFP_KERNEL)?;
         for i in 0..count as u16 {
             let qid = i + 1;
-            let vector = i.min(1);
+            let vector = i;
             let queue = Queue::new(
                 dev,
                 bar.clone(),
@@ -668,20 +664,9 @@ impl RnvmeDriver {
                 (entries, cq_entries),
                 shadow.clone(),
             )?;
-            let irq = (irq_numbers[usize::from(vector)], vector);
-            let ioq = IoQueue::new(dev, queue, tags, max_segments, irq)?;
-            irqs.push(
-                KBox::pin_init(
-                    pdev.request_irq(
-                        vector_ends[usize::from(vector)],
-                        irq::Flags::TRIGGER_NONE,
-                        c"rnvme",
-                        Ok::<_, Error>(ioq.clone()),
-                    ),
-                    GFP_KERNEL,
-                )?,
-                GFP_KERNEL,
-            )?;
+            let irq = irq_numbers[usize::from(vector)];
+            let ioq = IoQueue::new(dev, queue, tags, max_segments, (irq, vector))?;
+            irqs.push(Registration::new(irq, c"rnvme", ioq.clone())?, GFP_KERNEL)?;
             io.push(ioq, GFP_KERNEL)?;
         }
         let mut queues = KVec::with_capacity(io.len(), GFP_KERNEL)?;
