@@ -5,6 +5,7 @@
 
 /// Controller registers (BAR0).
 use crate::nvme_command::{Cqe, FEATURE_NUMBER_OF_QUEUES, admin, io};
+use crate::nvme_status::{Status, sc, sct};
 
 pub(crate) mod reg {
     pub(crate) const CAP: usize = 0x00;
@@ -164,44 +165,25 @@ impl Command {
     }
 }
 
-/// The status field of a completion (dword 3 bits 31:17): SC, SCT, CRD, M, DNR.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Status(pub(crate) u16);
+/// The status of the completion whose dword 3 is `dw3`, decoded by the user-space crate's status
+/// module: `None` for success.
+pub(crate) fn completion_status(dw3: u32) -> Option<Status> {
+    Status::from_field(Cqe::from_dwords([0, 0, 0, dw3]).status)
+}
 
-impl Status {
-    pub(crate) fn from_dw3(dw3: u32) -> Status {
-        Status(Cqe::from_dwords([0, 0, 0, dw3]).status)
-    }
-
-    pub(crate) fn is_success(self) -> bool {
-        self.code() == 0 && self.code_type() == 0
-    }
-
-    /// Status Code.
-    pub(crate) fn code(self) -> u8 {
-        self.0 as u8
-    }
-
-    /// Status Code Type.
-    pub(crate) fn code_type(self) -> u8 {
-        ((self.0 >> 8) & 0x7) as u8
-    }
-
-    /// The block layer status for a failed command (`blk_status_t` values).
-    pub(crate) fn blk_status(self) -> u8 {
-        const NOTSUPP: u8 = 1;
-        const NOSPC: u8 = 3;
-        const TARGET: u8 = 5;
-        const MEDIUM: u8 = 7;
-        const IOERR: u8 = 10;
-        match (self.code_type(), self.code()) {
-            (0, 0) => 0,
-            (0, 0x01) => NOTSUPP,            // invalid opcode
-            (0, 0x80) | (0, 0x0b) => TARGET, // LBA out of range, invalid namespace
-            (0, 0x81) => NOSPC,              // capacity exceeded
-            (2, _) => MEDIUM,
-            _ => IOERR,
-        }
+/// The block layer's status for a command that failed with `status` (`blk_status_t` values).
+pub(crate) fn blk_status(status: Status) -> u8 {
+    const NOTSUPP: u8 = 1;
+    const NOSPC: u8 = 3;
+    const TARGET: u8 = 5;
+    const MEDIUM: u8 = 7;
+    const IOERR: u8 = 10;
+    match (status.sct, status.sc) {
+        (sct::GENERIC, sc::INVALID_OPCODE) => NOTSUPP,
+        (sct::GENERIC, sc::LBA_OUT_OF_RANGE | sc::INVALID_NAMESPACE) => TARGET,
+        (sct::GENERIC, sc::CAPACITY_EXCEEDED) => NOSPC,
+        (sct::MEDIA, _) => MEDIUM,
+        _ => IOERR,
     }
 }
 

@@ -25,7 +25,8 @@ use kernel::{
 
 use crate::{
     nvme_command::Cqe,
-    nvme_spec::{Cap, Command, Status},
+    nvme_spec::{Cap, Command, completion_status},
+    nvme_status::Status,
 };
 
 /// BAR0, shared by the driver, the queues and their interrupt handlers; revoked at unbind.
@@ -59,7 +60,8 @@ struct CqState {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Completion {
     pub(crate) cid: u16,
-    pub(crate) status: Status,
+    /// `None` for success.
+    pub(crate) status: Option<Status>,
     pub(crate) result: u32,
 }
 
@@ -330,7 +332,7 @@ impl Queue {
             let result = dma_read!(self.cq, [panic: base]);
             f(Completion {
                 cid: cqe.cid,
-                status: Status::from_dw3(dw3),
+                status: completion_status(dw3),
                 result,
             });
             count += 1;

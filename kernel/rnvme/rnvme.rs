@@ -33,12 +33,15 @@ mod blk;
 )]
 mod nvme_command;
 mod nvme_spec;
+// The user-space crate's status module, the same way (`crates/nvme/src/status.rs`).
+#[allow(dead_code, unreachable_pub, clippy::cast_lossless)]
+mod nvme_status;
 mod queue;
 mod recovery;
 
 use blk::{BlkQueue, Disk, EndBatch, InFlight, Limits, SgTable};
 use nvme_spec::{
-    Cap, Command, IdController, IdNamespace, PAGE, PRPS_PER_PAGE, Prp2, build_prps, reg,
+    Cap, Command, IdController, IdNamespace, PAGE, PRPS_PER_PAGE, Prp2, blk_status, build_prps, reg,
 };
 use queue::{Bar0, Completion, Queue, ShadowDoorbells};
 use recovery::Watchdog;
@@ -175,9 +178,9 @@ impl IoQueue {
             );
             return;
         };
-        match c.status.is_success() {
-            true => batch.add(rq),
-            false => blk::end_request(rq, c.status.blk_status()),
+        match c.status {
+            None => batch.add(rq),
+            Some(status) => blk::end_request(rq, blk_status(status)),
         }
     }
 }
@@ -514,16 +517,18 @@ pub(crate) fn disable(regs: &impl Regs, cap: &Cap) -> Result {
 /// Runs admin command `cmd`; a failed status is an error.
 pub(crate) fn admin_command(admin: &Queue, cmd: Command) -> Result<u32> {
     let c = admin.execute(cmd, 0, ADMIN_TIMEOUT_MS)?;
-    if c.status.is_success() {
-        Ok(c.result)
-    } else {
-        pr_err!(
-            "admin command {:#x} failed: type {:#x} code {:#x}\n",
-            cmd.opcode(),
-            c.status.code_type(),
-            c.status.code()
-        );
-        Err(EIO)
+    match c.status {
+        None => Ok(c.result),
+        Some(status) => {
+            pr_err!(
+                "admin command {:#x} failed: {} (type {:#x}, code {:#x})\n",
+                cmd.opcode(),
+                status.description(),
+                status.sct,
+                status.sc
+            );
+            Err(EIO)
+        }
     }
 }
 

@@ -9,10 +9,13 @@ mod nvme_spec;
 #[allow(dead_code, clippy::wrong_self_convention)]
 #[path = "../../kernel/rnvme/nvme_command.rs"]
 mod nvme_command;
+#[allow(dead_code)]
+#[path = "../../kernel/rnvme/nvme_status.rs"]
+mod nvme_status;
 
 use nvme_spec::{
-    Cap, Command, IdController, IdNamespace, PAGE, PRPS_PER_PAGE, Prp2, PrpError, Status,
-    build_prps,
+    Cap, Command, IdController, IdNamespace, PAGE, PRPS_PER_PAGE, Prp2, PrpError, blk_status,
+    build_prps, completion_status,
 };
 
 /// PRPs for `segments` carrying `length` bytes, with the list entries.
@@ -127,16 +130,24 @@ fn commands_are_encoded_as_the_spec_lays_them_out() {
 #[test]
 fn status_and_capabilities_are_decoded() {
     // Phase bit set, status 0: success.
-    assert!(Status::from_dw3(1 << 16 | 5).is_success());
+    assert_eq!(completion_status(1 << 16 | 5), None);
     // LBA out of range (SCT 0, SC 0x80) and DNR: BLK_STS_TARGET.
-    let lba = Status::from_dw3((0x80 | 1 << 14) << 17);
+    let lba = completion_status((0x80 | 1 << 14) << 17).unwrap();
     assert_eq!(
-        (lba.code_type(), lba.code(), lba.blk_status()),
-        (0, 0x80, 5)
+        (lba.sct, lba.sc, lba.dnr, blk_status(lba)),
+        (0, 0x80, true, 5)
+    );
+    assert_eq!(
+        lba.to_string(),
+        "LBA out of range (type 0x0, code 0x80, do not retry)"
     );
     // An unrecovered read error (media, SCT 2): BLK_STS_MEDIUM.
-    assert_eq!(Status::from_dw3((2 << 8 | 0x81) << 17).blk_status(), 7);
-    assert_eq!(Status::from_dw3(0x04 << 17).blk_status(), 10);
+    let media = completion_status((2 << 8 | 0x81) << 17).unwrap();
+    assert_eq!(blk_status(media), 7);
+    // Invalid opcode: BLK_STS_NOTSUPP; capacity exceeded: BLK_STS_NOSPC; others BLK_STS_IOERR.
+    assert_eq!(blk_status(completion_status(0x01 << 17).unwrap()), 1);
+    assert_eq!(blk_status(completion_status(0x81 << 17).unwrap()), 3);
+    assert_eq!(blk_status(completion_status(0x04 << 17).unwrap()), 10);
     // QEMU's CAP: MQES 0x7ff, TO 0xf, DSTRD 0, MPSMIN 0.
     let cap = Cap::decode(0x0000_0020_0f01_07ff | 1 << 37);
     assert_eq!(cap.max_queue_entries, 0x800);

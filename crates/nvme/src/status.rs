@@ -1,6 +1,8 @@
 //! Completion status: the status code type and value the controller reported.
+//!
+//! Only `core`: the kernel driver `rnvme` compiles this file too (`kernel/rnvme/nvme_status.rs`).
 
-use std::fmt;
+use core::fmt;
 
 /// Status code types.
 pub mod sct {
@@ -34,6 +36,8 @@ pub mod sc {
     pub const PRP_OFFSET_INVALID: u8 = 0x13;
     /// LBA out of range.
     pub const LBA_OUT_OF_RANGE: u8 = 0x80;
+    /// Capacity exceeded.
+    pub const CAPACITY_EXCEEDED: u8 = 0x81;
 }
 
 /// Command specific status codes (status code type 1).
@@ -109,7 +113,7 @@ impl Status {
             (sct::GENERIC, sc::COMMAND_SEQUENCE_ERROR) => "command sequence error",
             (sct::GENERIC, sc::PRP_OFFSET_INVALID) => "PRP offset invalid",
             (sct::GENERIC, sc::LBA_OUT_OF_RANGE) => "LBA out of range",
-            (sct::GENERIC, 0x81) => "capacity exceeded",
+            (sct::GENERIC, sc::CAPACITY_EXCEEDED) => "capacity exceeded",
             (sct::GENERIC, 0x82) => "namespace not ready",
             (sct::COMMAND_SPECIFIC, csc::INVALID_CQ) => "invalid completion queue",
             (sct::COMMAND_SPECIFIC, csc::INVALID_QUEUE_ID) => "invalid queue identifier",

@@ -1,0 +1,1 @@
+../../crates/nvme/src/status.rs
