@@ -49,6 +49,19 @@ fn value<'a>(out: &'a str, key: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
+/// The value of the first `key=value` line; fails the test if there is none.
+fn get<'a>(out: &'a str, key: &str) -> &'a str {
+    value(out, key).unwrap_or_else(|| panic!("no {key} in:\n{out}"))
+}
+
+/// Runs `script` in `vm` and returns the guest's standard output; fails the test if the script did
+/// not run to its end.
+fn run(vm: guest::VmBuilder, script: &str) -> String {
+    let out = vm.run(script).expect("guest runs");
+    assert!(out.success(), "{}\n{}", out.stdout, out.log_tail());
+    out.stdout
+}
+
 #[test]
 #[ignore = "boots a QEMU guest: run by cargo xtask test"]
 fn guest_rnvme_identify_matches_the_c_driver_and_data_crosses_both_ways() {
@@ -90,10 +103,7 @@ test -e /dev/$disk || echo disk=gone
 echo shutdowns=$(dmesg | grep -c 'rnvme.*controller shut down')
 "#
     );
-    let out = rnvme_guest().run(&script).expect("guest runs");
-    assert!(out.success(), "{}\n{}", out.stdout, out.log_tail());
-    let s = &out.stdout;
-    let get = |key: &str| value(s, key).unwrap_or_else(|| panic!("no {key} in:\n{s}"));
+    let s = &run(rnvme_guest(), &script);
 
     // Identify, as the C driver shows it in sysfs.
     let c_size = s
@@ -111,26 +121,26 @@ echo shutdowns=$(dmesg | grep -c 'rnvme.*controller shut down')
     );
     assert_eq!(c_sectors, (DISK_BYTES / 512).to_string());
     assert!(r_line.contains("r_wc=write back r_fua=1"), "{r_line}");
-    let ident = get("r_ident");
+    let ident = get(s, "r_ident");
     assert!(
         ident.contains(&format!(
             "model \"{}\", serial \"{}\"",
-            get("c_model"),
-            get("c_serial")
+            get(s, "c_model"),
+            get(s, "c_serial")
         )),
         "{ident}"
     );
-    assert!(get("r_disk").starts_with("rnvme"), "{s}");
+    assert!(get(s, "r_disk").starts_with("rnvme"), "{s}");
 
     // Data written by one driver reads back through the other.
-    assert_eq!(get("c3m_via_rnvme"), get("c3m"), "{s}");
+    assert_eq!(get(s, "c3m_via_rnvme"), get(s, "c3m"), "{s}");
     for key in ["r512k", "r8k", "r512"] {
-        assert_eq!(get(&format!("{key}_via_c")), get(key), "{key}:\n{s}");
+        assert_eq!(get(s, &format!("{key}_via_c")), get(s, key), "{key}:\n{s}");
     }
-    assert!(get("c_disk").starts_with("nvme"), "{s}");
-    assert_eq!(get("rmmod"), "ok");
-    assert_eq!(get("disk"), "gone");
-    assert_eq!(get("shutdowns"), "2", "{s}");
+    assert!(get(s, "c_disk").starts_with("nvme"), "{s}");
+    assert_eq!(get(s, "rmmod"), "ok");
+    assert_eq!(get(s, "disk"), "gone");
+    assert_eq!(get(s, "shutdowns"), "2", "{s}");
 }
 
 /// With four vCPUs, `rnvme` makes four I/O queues, each with its own MSI-X vector (7.2's PCI
@@ -170,30 +180,23 @@ echo left=$(grep -c ' rnvme$' /proc/interrupts)
 dmesg | grep -c 'BUG\|WARNING' | sed 's/^/kernel_complaints=/'
 "#
     );
-    let out = rnvme_guest()
-        .smp(4)
-        .host_program("/usr/bin/fio")
-        .run(&script)
-        .expect("guest runs");
-    assert!(out.success(), "{}\n{}", out.stdout, out.log_tail());
-    let s = &out.stdout;
-    let get = |key: &str| value(s, key).unwrap_or_else(|| panic!("no {key} in:\n{s}"));
-    assert_eq!(get("queues"), "4", "{s}");
-    assert_eq!(get("vectors"), "4", "{s}");
+    let s = &run(rnvme_guest().smp(4).host_program("/usr/bin/fio"), &script);
+    assert_eq!(get(s, "queues"), "4", "{s}");
+    assert_eq!(get(s, "vectors"), "4", "{s}");
     let mut cpus = Vec::new();
     for n in 0..4 {
-        assert_eq!(get(&format!("fio{n}")), "0", "{s}");
-        let cpu = get(&format!("vector{n}_cpu"));
-        let mapped: Vec<&str> = get(&format!("queue{n}_cpus")).split(',').collect();
+        assert_eq!(get(s, &format!("fio{n}")), "0", "{s}");
+        let cpu = get(s, &format!("vector{n}_cpu"));
+        let mapped: Vec<&str> = get(s, &format!("queue{n}_cpus")).split(',').collect();
         assert!(mapped.contains(&cpu), "vector {n} on CPU {cpu}:\n{s}");
         cpus.push(cpu);
     }
     cpus.sort_unstable();
     cpus.dedup();
     assert_eq!(cpus.len(), 4, "{s}");
-    assert_eq!(get("rmmod"), "ok");
-    assert_eq!(get("left"), "0", "{s}");
-    assert_eq!(get("kernel_complaints"), "0", "{s}");
+    assert_eq!(get(s, "rmmod"), "ok");
+    assert_eq!(get(s, "left"), "0", "{s}");
+    assert_eq!(get(s, "kernel_complaints"), "0", "{s}");
 }
 
 #[test]
@@ -259,15 +262,13 @@ rmmod rnvme && echo rmmod=ok
 dmesg | grep -c 'blocked for more than\|BUG\|WARNING' | sed 's/^/kernel_complaints=/'
 "#
     );
-    let out = rnvme_guest()
-        .host_program("/usr/bin/fio")
-        .host_program("/usr/sbin/mkfs.ext4")
-        .host_program("/usr/sbin/fsck.ext4")
-        .run(&script)
-        .expect("guest runs");
-    assert!(out.success(), "{}\n{}", out.stdout, out.log_tail());
-    let s = &out.stdout;
-    let get = |key: &str| value(s, key).unwrap_or_else(|| panic!("no {key} in:\n{s}"));
+    let s = &run(
+        rnvme_guest()
+            .host_program("/usr/bin/fio")
+            .host_program("/usr/sbin/mkfs.ext4")
+            .host_program("/usr/sbin/fsck.ext4"),
+        &script,
+    );
     for key in [
         "qd1_rc",
         "qd32_rc",
@@ -276,17 +277,17 @@ dmesg | grep -c 'blocked for more than\|BUG\|WARNING' | sed 's/^/kernel_complain
         "fsck_rnvme_again_rc",
         "after_rc",
     ] {
-        assert_eq!(get(key), "0", "{key}:\n{s}");
+        assert_eq!(get(s, key), "0", "{key}:\n{s}");
     }
     assert_eq!(value(s, "past_end_records"), None, "{s}");
-    assert_eq!(get("past_end"), "refused");
+    assert_eq!(get(s, "past_end"), "refused");
     for key in ["mkfs", "tree_via_c", "tree_via_rnvme", "unbind", "rmmod"] {
-        assert_eq!(get(key), "ok", "{key}:\n{s}");
+        assert_eq!(get(s, key), "ok", "{key}:\n{s}");
     }
     // fio ended on its own: with I/O errors from the requests failed after the unbind.
-    assert_ne!(get("load_rc"), "0", "{s}");
-    assert_eq!(get("disk"), "gone");
-    assert_eq!(get("kernel_complaints"), "0", "{s}");
+    assert_ne!(get(s, "load_rc"), "0", "{s}");
+    assert_eq!(get(s, "disk"), "gone");
+    assert_eq!(get(s, "kernel_complaints"), "0", "{s}");
 }
 
 #[test]
@@ -334,24 +335,18 @@ dmesg | grep 'blocked for more than\|BUG\|WARNING' | head -n 20
 dmesg | grep -c 'blocked for more than\|BUG\|WARNING' | sed 's/^/kernel_complaints=/'
 "#
     );
-    let out = rnvme_guest()
-        .host_program("/usr/bin/fio")
-        .run(&script)
-        .expect("guest runs");
-    assert!(out.success(), "{}\n{}", out.stdout, out.log_tail());
-    let s = &out.stdout;
-    let get = |key: &str| value(s, key).unwrap_or_else(|| panic!("no {key} in:\n{s}"));
+    let s = &run(rnvme_guest().host_program("/usr/bin/fio"), &script);
 
     // The reader whose command was lost got a timeout error, found by the watchdog (4 s timeout,
     // 1 s ticks), not by the guest's own time limit.
-    assert_eq!(get("reader"), "failed", "{s}");
-    assert_eq!(get("reader_timeout_errors"), "1", "{s}");
-    let elapsed: u64 = get("reader_elapsed").parse().expect("reader_elapsed");
+    assert_eq!(get(s, "reader"), "failed", "{s}");
+    assert_eq!(get(s, "reader_timeout_errors"), "1", "{s}");
+    let elapsed: u64 = get(s, "reader_elapsed").parse().expect("reader_elapsed");
     assert!(elapsed < 30, "{s}");
-    assert_eq!(get("late_reports"), "1", "{s}");
-    assert_eq!(get("resets"), "1", "{s}");
+    assert_eq!(get(s, "late_reports"), "1", "{s}");
+    assert_eq!(get(s, "resets"), "1", "{s}");
     // The reset failed that request only; fio's reads in flight were requeued and succeeded.
-    let summary = get("reset_summary");
+    let summary = get(s, "reset_summary");
     assert!(summary.contains(" 1 request(s) failed"), "{s}");
     let requeued: u32 = summary
         .rsplit(", ")
@@ -360,11 +355,11 @@ dmesg | grep -c 'blocked for more than\|BUG\|WARNING' | sed 's/^/kernel_complain
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{summary}"));
     assert!(requeued > 0, "{s}");
-    assert_eq!(get("load_rc"), "0", "{s}");
-    assert_eq!(get("load_errors"), "0", "{s}");
+    assert_eq!(get(s, "load_rc"), "0", "{s}");
+    assert_eq!(get(s, "load_errors"), "0", "{s}");
     // The controller works after the reset, through both drivers.
-    assert_eq!(get("after_reset"), get("pattern"), "{s}");
-    assert_eq!(get("via_c"), get("pattern"), "{s}");
-    assert_eq!(get("rmmod"), "ok");
-    assert_eq!(get("kernel_complaints"), "0", "{s}");
+    assert_eq!(get(s, "after_reset"), get(s, "pattern"), "{s}");
+    assert_eq!(get(s, "via_c"), get(s, "pattern"), "{s}");
+    assert_eq!(get(s, "rmmod"), "ok");
+    assert_eq!(get(s, "kernel_complaints"), "0", "{s}");
 }

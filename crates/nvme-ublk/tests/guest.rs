@@ -116,6 +116,19 @@ fn run_with_iommu(iommu: bool, body: &str) -> Output {
     out
 }
 
+/// A new daemon served `/dev/ublkb0` again (`NEW_DEVICE=`), the file written before the old one
+/// died read back (`FILE=kept`), and the new daemon stopped cleanly.
+fn assert_served_again_with_the_file(out: &Output) {
+    assert_eq!(
+        value(out, "NEW_DEVICE="),
+        "/dev/ublkb0",
+        "{}",
+        out.log_tail()
+    );
+    assert!(has(out, "FILE=kept"), "{}", out.log_tail());
+    assert!(has(out, "DAEMON_EXIT=0"), "{}", out.log_tail());
+}
+
 fn has(out: &Output, line: &str) -> bool {
     out.stdout.lines().any(|l| l.trim() == line)
 }
@@ -464,14 +477,7 @@ stop_daemon
     assert_eq!(value(&out, "HELD_EXIT="), "1", "{}", out.log_tail());
     let error = value(&out, "HELD_ERROR=");
     assert!(error.contains("ublk device 0 is still held"), "{error}");
-    assert_eq!(
-        value(&out, "NEW_DEVICE="),
-        "/dev/ublkb0",
-        "{}",
-        out.log_tail()
-    );
-    assert!(has(&out, "FILE=kept"), "{}", out.log_tail());
-    assert!(has(&out, "DAEMON_EXIT=0"), "{}", out.log_tail());
+    assert_served_again_with_the_file(&out);
 }
 
 /// `--delete` of a recoverable device whose daemon died while ext4 stayed mounted from its disk: the
@@ -520,14 +526,7 @@ stop_daemon
         "{}",
         out.log_tail()
     );
-    assert_eq!(
-        value(&out, "NEW_DEVICE="),
-        "/dev/ublkb0",
-        "{}",
-        out.log_tail()
-    );
-    assert!(has(&out, "FILE=kept"), "{}", out.log_tail());
-    assert!(has(&out, "DAEMON_EXIT=0"), "{}", out.log_tail());
+    assert_served_again_with_the_file(&out);
 }
 
 /// Under every limit on open files, from too few to add the ublk device up to enough for four
