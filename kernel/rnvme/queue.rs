@@ -206,16 +206,10 @@ impl Queue {
     }
 
     /// Writes `value` to a doorbell: to its shadow when there is one, to the register when needed.
-    /// `bar` is the register space if the caller holds it; otherwise it is reached only when the
-    /// register must be written (most updates go to the shadow only, and reaching the BAR from a
-    /// path with no bound device takes the RCU read lock). A BAR already gone (the device was
-    /// unbound) leaves the register alone: there is no controller left to tell.
-    fn doorbell(
-        &self,
-        bar: Option<&pci::Bar<'static, { crate::nvme_spec::reg::SIZE }>>,
-        sq: bool,
-        value: u16,
-    ) {
+    /// The BAR is reached only for the register (most updates go to the shadow only, and reaching
+    /// it takes the RCU read lock). A BAR already gone (the device was unbound) leaves the register
+    /// alone: there is no controller left to tell.
+    fn doorbell(&self, sq: bool, value: u16) {
         let needed = match &self.shadow {
             Some((pages, sq_index, cq_index)) => {
                 pages.update(if sq { *sq_index } else { *cq_index }, value)
@@ -231,15 +225,8 @@ impl Queue {
             self.cq_doorbell
         };
         // `writel` orders the queue entries' stores before the doorbell.
-        match bar {
-            Some(bar) => {
-                let _ = bar.try_write32(u32::from(value), register);
-            }
-            None => {
-                if let Some(bar) = self.bar.try_access() {
-                    let _ = bar.try_write32(u32::from(value), register);
-                }
-            }
+        if let Some(bar) = self.bar.try_access() {
+            let _ = bar.try_write32(u32::from(value), register);
         }
     }
 
@@ -275,7 +262,7 @@ impl Queue {
         }
         if ring && sq.rung != sq.tail {
             sq.rung = sq.tail;
-            self.doorbell(None, true, sq.tail);
+            self.doorbell(true, sq.tail);
         }
         Ok(())
     }
@@ -285,7 +272,7 @@ impl Queue {
         let mut sq = self.sq_state.lock();
         if sq.rung != sq.tail {
             sq.rung = sq.tail;
-            self.doorbell(None, true, sq.tail);
+            self.doorbell(true, sq.tail);
         }
     }
 
@@ -312,13 +299,8 @@ impl Queue {
     }
 
     /// Hands every new completion to `f` and acknowledges them (at once, or lazily: see
-    /// [`Queue::new`]); returns how many there were. `bar` as for [`Queue::doorbell`] (the
-    /// interrupt handler has none: it reaches the BAR only for a head it must write to the register).
-    pub(crate) fn reap(
-        &self,
-        bar: Option<&pci::Bar<'static, { crate::nvme_spec::reg::SIZE }>>,
-        mut f: impl FnMut(Completion),
-    ) -> usize {
+    /// [`Queue::new`]); returns how many there were.
+    pub(crate) fn reap(&self, mut f: impl FnMut(Completion)) -> usize {
         let mut state = self.cq_state.lock();
         let mut count = 0;
         loop {
@@ -344,7 +326,7 @@ impl Queue {
         }
         state.unacknowledged = state.unacknowledged.saturating_add(count as u16);
         if count > 0 && state.unacknowledged > self.lazy_head {
-            self.doorbell(bar, false, state.head);
+            self.doorbell(false, state.head);
             state.unacknowledged = 0;
         }
         count
@@ -358,14 +340,13 @@ impl Queue {
         let mut waited_us: u64 = 0;
         loop {
             let mut found = None;
-            {
-                let bar = self.bar.try_access().ok_or(ENODEV)?;
-                self.reap(Some(&bar), |c| {
-                    if c.cid == cid {
-                        found = Some(c);
-                    }
-                });
-            }
+            // A device gone (unbound) will not answer.
+            self.bar.try_access().ok_or(ENODEV)?;
+            self.reap(|c| {
+                if c.cid == cid {
+                    found = Some(c);
+                }
+            });
             if let Some(c) = found {
                 return Ok(c);
             }

@@ -203,11 +203,9 @@ impl Ctrl {
         }
         // Completions posted before the controller stopped are real: end them normally.
         let mut reaped = 0;
-        if let Some(bar) = self.bar.try_access() {
-            for q in self.io.iter() {
-                let mut batch = blk::EndBatch::new();
-                reaped += q.queue.reap(Some(&bar), |c| q.complete(c, &mut batch));
-            }
+        for q in self.io.iter() {
+            let mut batch = blk::EndBatch::new();
+            reaped += q.queue.reap(|c| q.complete(c, &mut batch));
         }
         let mut failed = 0;
         for (index, q) in self.io.iter().enumerate() {

@@ -189,7 +189,7 @@ impl blk::IrqHandler for IoQueue {
     fn handle(&self) -> bool {
         // The batch ends its requests when it goes, after the completion queue's head is written.
         let mut batch = EndBatch::new();
-        self.queue.reap(None, |c| self.complete(c, &mut batch)) > 0
+        self.queue.reap(|c| self.complete(c, &mut batch)) > 0
     }
 }
 
@@ -659,8 +659,7 @@ impl RnvmeDriver {
         let mut io = KVec::with_capacity(count as usize, GFP_KERNEL)?;
         let mut irqs = KVec::with_capacity(count as usize, GFP_KERNEL)?;
         for i in 0..count as u16 {
-            let qid = i + 1;
-            let vector = i;
+            let (qid, vector) = (i + 1, i);
             let queue = Queue::new(
                 dev,
                 bar.clone(),
