@@ -220,7 +220,7 @@ fn host_tool_present(command: &str) -> bool {
 }
 
 /// Installs `package` on the host when `command` is missing.
-fn ensure_host_tool(command: &str, package: &str) -> Result<()> {
+pub(super) fn ensure_host_tool(command: &str, package: &str) -> Result<()> {
     if host_tool_present(command) {
         return Ok(());
     }

@@ -604,6 +604,8 @@ fn install(
         ] {
             std::fs::File::create(to.join(list))?;
         }
+        // `cargo xtask kernel` alone installs no guest tools: a fresh host may lack kmod.
+        chroot::ensure_host_tool("depmod", "kmod")?;
         checked(Command::new("depmod").arg("-b").arg(&partial).arg(release))?;
 
         let tests = partial.join("test-modules");
