@@ -161,7 +161,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         opts.runtime,
         limit.as_secs()
     );
-    let vm = crate::kernel::with_rust_kernel(guest::Vm::builder(), false)?
+    let vm = crate::kernel::with_rust_kernel(guest::Vm::builder(), true)?
         .name("bench-kernel-nvme")
         .nvme(guest::Disk::memory(DISK_BYTES))
         .host_program(&fio)

@@ -52,7 +52,7 @@ pub(super) fn run(opts: &Options, fio: &std::path::Path) -> Result<ExitCode> {
         opts.runtime,
         limit.as_secs()
     );
-    let out = crate::kernel::with_rust_kernel(guest::Vm::builder(), false)?
+    let out = crate::kernel::with_rust_kernel(guest::Vm::builder(), true)?
         .name("bench-kernel-nvme-instructions")
         .nvme(guest::Disk::memory(DISK_BYTES))
         .host_program(fio)

@@ -38,6 +38,12 @@ pub enum Bench {
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
+    // The guest benchmarks install what they need (QEMU, fio, the guest kernels), as `xtask test`
+    // and `xtask vm` do; the kernel benchmarks build the Rust kernel when it is missing.
+    let needs_rust_kernel = matches!(args.what, Bench::Kernel);
+    if !matches!(args.what, Bench::Pinit) {
+        crate::install::ensure_all(true, needs_rust_kernel, crate::install::Mode::Install)?;
+    }
     match args.what {
         Bench::Pinit => pinit::run(&args.rest),
         Bench::NineP => ninep::run(&args.rest),
