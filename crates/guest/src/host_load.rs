@@ -35,6 +35,8 @@ pub struct HostStamp {
     emulator: Ticks,
     /// Guest instructions executed so far, when the run counts them ([`VmBuilder::count_instructions`](crate::VmBuilder::count_instructions)).
     instructions: Option<u64>,
+    /// The kernel's blocks that ran so far, when the run counts them ([`VmBuilder::count_kernel_blocks`](crate::VmBuilder::count_kernel_blocks)).
+    blocks: Vec<tcg_insn_count::BlockCount>,
 }
 
 /// The host's CPU between two stamps.
@@ -57,6 +59,8 @@ impl HostStamp {
     pub(crate) fn read(label: &str, qemu_pid: u32, insn_count: Option<&Path>) -> Option<HostStamp> {
         let (busy, total, cpus) = parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?)?;
         let (vcpus, emulator) = qemu_ticks(&Path::new("/proc").join(qemu_pid.to_string()))?;
+        let snapshot =
+            insn_count.and_then(|dir| tcg_insn_count::Snapshot::take(dir, SNAPSHOT_WAIT));
         Some(HostStamp {
             label: label.to_owned(),
             busy,
@@ -64,10 +68,15 @@ impl HostStamp {
             cpus,
             vcpus,
             emulator,
-            instructions: insn_count
-                .and_then(|dir| tcg_insn_count::Snapshot::take(dir, SNAPSHOT_WAIT))
-                .map(|s| s.instructions),
+            instructions: snapshot.as_ref().map(|s| s.instructions),
+            blocks: snapshot.map(|s| s.blocks).unwrap_or_default(),
         })
+    }
+
+    /// The kernel's translation blocks that had run when the stamp was taken, in address order,
+    /// with the instructions each executed (empty unless the run counts them).
+    pub fn kernel_blocks(&self) -> &[tcg_insn_count::BlockCount] {
+        &self.blocks
     }
 }
 
@@ -356,6 +365,7 @@ mod tests {
             vcpus,
             emulator,
             instructions: None,
+            blocks: Vec::new(),
         };
         // 4 s on 2 CPUs (800 ticks, 400 per CPU): 600 busy, of which the vCPUs 400 ticks (1 core)
         // and the emulation 200 (half a core).
@@ -389,6 +399,7 @@ mod tests {
             vcpus: 0,
             emulator: 0,
             instructions,
+            blocks: Vec::new(),
         };
         let count =
             |a, b| HostLoad::between(&stamp(0, a), &stamp(100, b)).map(|l| l.guest_instructions);
@@ -412,6 +423,7 @@ mod tests {
             vcpus: 0,
             emulator: 0,
             instructions: None,
+            blocks: Vec::new(),
         };
         let stamps = [
             stamp("begin a", 0, 0),

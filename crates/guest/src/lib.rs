@@ -70,6 +70,7 @@ pub use lock::{VmLock, lock_path};
 pub use paths::{vm_dir, workspace_root};
 pub use payload::{STATIC_TARGET, build_static};
 pub use qemu::{Accel, QEMU, TCG_CPU};
+pub use tcg_insn_count::BlockCount;
 pub use vm::{
     CEILING_SLACK, DEFAULT_STALL_LIMIT, Disk, Output, RELAY_BIN, Vm, VmBuilder, crash_log,
 };

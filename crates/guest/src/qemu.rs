@@ -43,6 +43,8 @@ pub struct Machine {
     /// The instruction-counting plugin (`tcg-insn-count`): its library and the directory it answers
     /// snapshot requests in. TCG only: KVM runs guest code natively, where no plugin sees it.
     pub insn_count: Option<(PathBuf, PathBuf)>,
+    /// Whether the counting plugin adds the kernel's blocks to its snapshots (`blocks=on`).
+    pub insn_blocks: bool,
 }
 
 impl Machine {
@@ -75,6 +77,9 @@ impl Machine {
             let mut plugin = escape_comma(library);
             plugin.push(",dir=");
             plugin.push(escape_comma(dir));
+            if self.insn_blocks {
+                plugin.push(",blocks=on");
+            }
             cmd.arg("-plugin").arg(plugin);
         }
         cmd.args(["-smp", &self.smp.to_string()])
@@ -196,6 +201,7 @@ mod tests {
             serial_ports: vec![],
             interactive: false,
             insn_count: None,
+            insn_blocks: false,
         }
     }
 
@@ -210,6 +216,10 @@ mod tests {
             .position(|x| x == "-plugin")
             .expect("a -plugin option");
         assert_eq!(a[at + 1], "/p/libtcg_insn_count.so,dir=/r/a,,b");
+        m.insn_blocks = true;
+        let a = args(&m);
+        let at = a.iter().position(|x| x == "-plugin").unwrap();
+        assert_eq!(a[at + 1], "/p/libtcg_insn_count.so,dir=/r/a,,b,blocks=on");
         m.accel = Accel::Kvm;
         assert!(!args(&m).contains(&"-plugin".to_owned()));
     }

@@ -102,6 +102,7 @@ pub struct VmBuilder {
     qemu: PathBuf,
     kernel: KernelFlavor,
     count_instructions: bool,
+    count_blocks: bool,
 }
 
 impl Default for VmBuilder {
@@ -128,6 +129,7 @@ impl Default for VmBuilder {
             qemu: PathBuf::from(QEMU),
             kernel: KernelFlavor::Debian,
             count_instructions: false,
+            count_blocks: false,
         }
     }
 }
@@ -318,6 +320,15 @@ impl VmBuilder {
         self
     }
 
+    /// Counts instructions ([`VmBuilder::count_instructions`]) and, at each host stamp, the
+    /// instructions each kernel translation block has executed so far
+    /// ([`HostStamp::kernel_blocks`](crate::HostStamp::kernel_blocks)): with the guest's
+    /// `/proc/kallsyms`, where the kernel's instructions went, function by function.
+    pub fn count_kernel_blocks(mut self, on: bool) -> Self {
+        self.count_blocks = on;
+        self
+    }
+
     /// Copies every console line to stderr as it arrives.
     pub fn echo(mut self, on: bool) -> Self {
         self.echo = on;
@@ -417,7 +428,7 @@ impl VmBuilder {
         if !self.serial_ports.is_empty() {
             bins.push((build_static("guest", RELAY_BIN)?, RELAY_BIN.to_owned()));
         }
-        let plugin = match self.count_instructions {
+        let plugin = match self.count_instructions || self.count_blocks {
             true => Some(build_insn_count_plugin()?),
             false => None,
         };
@@ -639,6 +650,7 @@ impl VmBuilder {
             serial_ports: self.serial_ports.clone(),
             interactive: false,
             insn_count: prepared.insn_count.clone(),
+            insn_blocks: self.count_blocks,
         }
     }
 

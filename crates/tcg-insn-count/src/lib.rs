@@ -13,8 +13,12 @@
 //! the plugin watches `DIR/request`: a file holding the path to write a snapshot to. It writes
 //! `instructions N` (the total so far) to that path, atomically (a temporary file renamed), then
 //! removes the request. [`Snapshot`] is the harness's side.
+//!
+//! With `blocks=on` every snapshot also lists the kernel's translation blocks that ran: address,
+//! length and instructions executed. Matched against the guest's `/proc/kallsyms`, they say which
+//! kernel functions the instructions went to, and how often each was entered.
 
 mod counters;
 mod plugin;
 
-pub use counters::Snapshot;
+pub use counters::{BlockCount, Snapshot};

@@ -25,6 +25,7 @@ unsafe extern "C" {
         cb: extern "C" fn(PluginId, *mut TranslationBlock),
     );
     fn qemu_plugin_tb_n_insns(tb: *const TranslationBlock) -> usize;
+    fn qemu_plugin_tb_vaddr(tb: *const TranslationBlock) -> u64;
     fn qemu_plugin_register_vcpu_tb_exec_inline(
         tb: *mut TranslationBlock,
         op: c_int,
@@ -41,6 +42,7 @@ static BLOCKS: OnceLock<Blocks> = OnceLock::new();
 
 /// Called by QEMU when it loads the plugin; `argv` holds the `-plugin` option's `name=value` pairs.
 /// Needs `dir=DIR` (where snapshots are asked for); without it the plugin refuses to load.
+/// `blocks=on` adds the kernel's blocks to every snapshot.
 ///
 /// # Safety
 ///
@@ -53,6 +55,7 @@ pub unsafe extern "C" fn qemu_plugin_install(
     argv: *const *const c_char,
 ) -> c_int {
     let mut dir = None;
+    let mut per_block = false;
     for i in 0..usize::try_from(argc).unwrap_or(0) {
         // SAFETY: `i < argc`, so the slot is within the `argv` array QEMU passes.
         let slot = unsafe { argv.add(i) };
@@ -62,6 +65,8 @@ pub unsafe extern "C" fn qemu_plugin_install(
         let arg = unsafe { CStr::from_ptr(arg) }.to_string_lossy();
         if let Some(path) = arg.strip_prefix("dir=") {
             dir = Some(PathBuf::from(path));
+        } else if arg == "blocks=on" {
+            per_block = true;
         }
     }
     let Some(dir) = dir else {
@@ -69,7 +74,7 @@ pub unsafe extern "C" fn qemu_plugin_install(
         return -1;
     };
     let blocks = BLOCKS.get_or_init(Blocks::default);
-    std::thread::spawn(move || Snapshot::serve(&dir, blocks));
+    std::thread::spawn(move || Snapshot::serve(&dir, blocks, per_block));
     // SAFETY: `id` is the id QEMU gave this plugin; `translated` has the callback's signature.
     unsafe { qemu_plugin_register_vcpu_tb_trans_cb(id, translated) };
     0
@@ -82,7 +87,9 @@ extern "C" fn translated(_id: PluginId, tb: *mut TranslationBlock) {
     };
     // SAFETY: `tb` is the block QEMU is translating, valid during this callback.
     let n = unsafe { qemu_plugin_tb_n_insns(tb) };
-    let block = blocks.add();
+    // SAFETY: as above.
+    let vaddr = unsafe { qemu_plugin_tb_vaddr(tb) };
+    let block = blocks.add(vaddr, u32::try_from(n).unwrap_or(u32::MAX));
     // SAFETY: as above; the counter is leaked, so it outlives every run of the generated code,
     // which adds to it with a plain 64-bit store (an aligned `AtomicU64` has `u64`'s layout).
     unsafe {

@@ -91,6 +91,8 @@ pub(super) struct Options {
     pub(super) runtime: u32,
     /// Count guest instructions per I/O instead of timing (`bench kernel nvme` only).
     pub(super) instructions: bool,
+    /// With `instructions`: also the kernel's instructions per I/O function by function.
+    pub(super) functions: bool,
 }
 
 pub(super) fn parse_args(args: &[String]) -> Result<Options> {
@@ -98,6 +100,7 @@ pub(super) fn parse_args(args: &[String]) -> Result<Options> {
         rounds: 3,
         runtime: 3,
         instructions: false,
+        functions: false,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -110,10 +113,15 @@ pub(super) fn parse_args(args: &[String]) -> Result<Options> {
             "--rounds" => opts.rounds = value("--rounds")?.max(1),
             "--runtime" => opts.runtime = value("--runtime")?.max(1),
             "--instructions" => opts.instructions = true,
+            "--functions" => opts.functions = true,
             other => bail!(
-                "unknown argument {other:?} (use --rounds N, --runtime SECONDS, --instructions)"
+                "unknown argument {other:?} (use --rounds N, --runtime SECONDS, --instructions \
+                 [--functions])"
             ),
         }
+    }
+    if opts.functions && !opts.instructions {
+        bail!("--functions goes with --instructions");
     }
     Ok(opts)
 }

@@ -512,6 +512,7 @@ mod tests {
                 rounds: 1,
                 runtime: 1,
                 instructions: false,
+                functions: false,
             },
         );
         // One side only: no ratio row.
@@ -593,6 +594,7 @@ mod tests {
             rounds: 2,
             runtime: 1,
             instructions: false,
+            functions: false,
         });
         assert!(script.contains("nvme-ublk --device uio:$dev"), "{script}");
         // Every run has a time limit and says what it does, so a stuck request cannot stall the
@@ -672,6 +674,7 @@ mod tests {
                 rounds: 3,
                 runtime: 1,
                 instructions: false,
+                functions: false,
             },
         );
         assert!(

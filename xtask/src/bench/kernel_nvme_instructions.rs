@@ -7,6 +7,9 @@
 //! it is past its ramp, the guest stamps the start of a window, and at its end the window's
 //! instructions (everything the guest ran: fio, the kernel, `nvme-ublk`) are divided by the I/Os the
 //! disk completed in it. Counting slows the guest down, so these runs give no rates.
+//!
+//! With `--functions`, the kernel's share is also broken down by function
+//! ([`super::kernel_nvme_functions`]).
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -58,6 +61,7 @@ pub(super) fn run(opts: &Options, fio: &std::path::Path) -> Result<ExitCode> {
         .host_program(fio)
         .static_bin("nvme-ublk", "nvme-ublk")
         .count_instructions(true)
+        .count_kernel_blocks(opts.functions)
         .timeout(limit)
         .run(&guest_script(opts))
         .context("the benchmark guest failed")?;
@@ -67,11 +71,34 @@ pub(super) fn run(opts: &Options, fio: &std::path::Path) -> Result<ExitCode> {
     let runs = parse_results(&out.stdout)?;
     let loads = guest::loads_by_label(&out.host_stamps);
     println!("{}", table(&runs, &loads, opts));
+    if opts.functions {
+        let counted: Vec<_> = runs
+            .iter()
+            .map(|r| super::kernel_nvme_functions::CountedRun {
+                round: r.round,
+                label: &r.label,
+                workload: r.workload,
+                ios: r.ios,
+            })
+            .collect();
+        let blocks_at = |label: &str| {
+            let stamp = out.host_stamps.iter().find(|s| s.label == label)?;
+            Some(stamp.kernel_blocks().to_vec())
+        };
+        println!(
+            "{}",
+            super::kernel_nvme_functions::report(&out.stdout, blocks_at, &counted)
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 fn guest_script(opts: &Options) -> String {
-    let prelude = format!("{SETUP}RAMP={RAMP}\n{FIO_COUNTED}");
+    let symbols = match opts.functions {
+        true => super::kernel_nvme_functions::PRINT_SYMBOLS,
+        false => "",
+    };
+    let prelude = format!("{SETUP}RAMP={RAMP}\n{FIO_COUNTED}{symbols}");
     rounds_script(&prelude, opts, |round, i, w, driver| {
         format!(
             "fio_counted {} {round} {i} {} --direct=1 --ioengine=io_uring --rw={} --bs={} \
@@ -194,6 +221,7 @@ mod tests {
             rounds: 2,
             runtime: 3,
             instructions: true,
+            functions: false,
         });
         let runs = s.matches("fio_counted ").count();
         assert_eq!(runs, 2 * WORKLOADS.len() * DRIVERS.len());
@@ -239,6 +267,7 @@ mod tests {
                 rounds: 2,
                 runtime: 3,
                 instructions: true,
+                functions: false,
             },
         );
         assert!(

@@ -9,6 +9,7 @@ use guest::HostLoad;
 mod ceiling;
 mod kernel;
 mod kernel_nvme;
+mod kernel_nvme_functions;
 mod kernel_nvme_instructions;
 mod ninep;
 mod nvme;
