@@ -21,7 +21,8 @@ pub struct VmArgs {
     /// Put the devices behind an emulated Intel IOMMU (needed by vfio-pci).
     #[arg(long)]
     pub iommu: bool,
-    /// The guest's virtual CPUs (the tests and benchmarks use 2).
+    /// The guest's virtual CPUs (the tests and benchmarks use 2). Under TCG, more than the host has
+    /// cores boots the kernel with `tsc=reliable` (its clocks would otherwise skew).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub cpus: u32,
     /// Attach a virtio-serial port NAME whose host end is the unix socket PATH (listening already).

@@ -94,6 +94,10 @@ impl Machine {
         if self.iommu {
             append.push("intel_iommu=on".to_owned());
         }
+        let host_cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if tsc_needs_trust(self.accel, self.smp, host_cores) {
+            append.push("tsc=reliable".to_owned());
+        }
         append.extend(self.append.iter().cloned());
         cmd.args(["-append", &append.join(" ")]);
         if self.iommu {
@@ -175,6 +179,16 @@ impl Drop for Qemu {
     }
 }
 
+/// Whether a guest's kernel must be told to trust its TSC (`tsc=reliable`): under TCG with more
+/// vCPUs than host cores. The vCPU threads then wait for cores, the kernel's clocksource watchdog
+/// sees the TSC drift against the other clocks and marks it unstable, and the switch patches the
+/// kernel's code on every CPU; once, under QEMU 7.2, a CPU then ran a stale translation of the
+/// patched code and oopsed on an int3. The emulated TSC comes from one host clock for all vCPUs,
+/// so trusting it is right. Under KVM the TSC is the host's own, and the kernel checks it itself.
+fn tsc_needs_trust(accel: Accel, smp: u32, host_cores: usize) -> bool {
+    accel == Accel::Tcg && usize::try_from(smp).unwrap_or(usize::MAX) > host_cores
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +198,19 @@ mod tests {
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())
             .collect()
+    }
+
+    #[test]
+    fn a_tcg_guest_with_more_vcpus_than_host_cores_trusts_its_tsc() {
+        assert!(tsc_needs_trust(Accel::Tcg, 4, 2));
+        assert!(!tsc_needs_trust(Accel::Tcg, 2, 2));
+        assert!(!tsc_needs_trust(Accel::Tcg, 2, 8));
+        assert!(!tsc_needs_trust(Accel::Kvm, 4, 2));
+        let mut m = machine();
+        m.smp = 1024;
+        assert!(args(&m).join(" ").contains(" tsc=reliable"));
+        m.smp = 1;
+        assert!(!args(&m).join(" ").contains("tsc="));
     }
 
     fn machine() -> Machine {
