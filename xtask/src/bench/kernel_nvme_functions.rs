@@ -163,13 +163,10 @@ fn own_code(driver: Driver) -> impl Fn(&str) -> bool {
     }
 }
 
-/// The kernel blocks of the host stamp with a label (`begin ...` or `end ...`).
-pub(super) trait BlocksAt: Fn(&str) -> Option<Vec<BlockCount>> {}
-impl<F: Fn(&str) -> Option<Vec<BlockCount>>> BlocksAt for F {}
-
-fn total(
+/// `blocks_at(label)`: the kernel blocks of the host stamp with that label (`begin ...`, `end ...`).
+fn total<'a>(
     symbols: &Symbols,
-    blocks_at: &impl BlocksAt,
+    blocks_at: &impl Fn(&str) -> Option<&'a [BlockCount]>,
     runs: &[CountedRun],
     driver: Driver,
     workload: usize,
@@ -186,7 +183,7 @@ fn total(
         ) else {
             continue;
         };
-        for (f, u) in window(symbols, &start, &end) {
+        for (f, u) in window(symbols, start, end) {
             let sum = t.usage.entry(f).or_default();
             sum.instructions += u.instructions;
             sum.entries += u.entries;
@@ -198,8 +195,12 @@ fn total(
 
 /// The report: per workload, each driver's own instructions per I/O and its costliest functions,
 /// interrupts per I/O, the whole kernel's instructions per I/O, and the kernel's other functions
-/// whose share differs most between the two drivers.
-pub(super) fn report(stdout: &str, blocks_at: impl BlocksAt, runs: &[CountedRun]) -> String {
+/// whose share differs most between the two drivers. `blocks_at` as for [`total`].
+pub(super) fn report<'a>(
+    stdout: &str,
+    blocks_at: impl Fn(&str) -> Option<&'a [BlockCount]>,
+    runs: &[CountedRun],
+) -> String {
     let symbols = Symbols::parse(stdout);
     let mut s = String::new();
     if symbols.starts.is_empty() {
@@ -365,7 +366,11 @@ mod tests {
                 ios: 10,
             },
         ];
-        let r = report(OUT, |label: &str| stamps.get(label).cloned(), &runs);
+        let r = report(
+            OUT,
+            |label: &str| stamps.get(label).map(Vec::as_slice),
+            &runs,
+        );
         let name = WORKLOADS[1].name;
         assert!(
             r.contains(&format!(

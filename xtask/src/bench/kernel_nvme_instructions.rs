@@ -83,7 +83,7 @@ pub(super) fn run(opts: &Options, fio: &std::path::Path) -> Result<ExitCode> {
             .collect();
         let blocks_at = |label: &str| {
             let stamp = out.host_stamps.iter().find(|s| s.label == label)?;
-            Some(stamp.kernel_blocks().to_vec())
+            Some(stamp.kernel_blocks())
         };
         println!(
             "{}",
