@@ -5,7 +5,7 @@
 //! the queue limits NVMe needs (transfer size, segments, the PRP page boundary), and an interrupt
 //! handler for every MSI-X vector. Every `unsafe` block of the driver but one lives here.
 
-use core::{ffi::c_void, marker::PhantomData, ptr::NonNull};
+use core::{cell::UnsafeCell, ffi::c_void, marker::PhantomData, ptr::NonNull};
 
 use kernel::{
     bindings,
@@ -17,7 +17,7 @@ use kernel::{
         aref::ARef,
         atomic::{Atomic, Full},
     },
-    types::{ForeignOwnable, Opaque},
+    types::ForeignOwnable,
 };
 
 /// The raw `struct request` behind a Rust request.
@@ -65,80 +65,100 @@ pub(crate) fn info<T: Operations>(rq: &Request<T>) -> RqInfo {
 /// The DMA API's failed mapping (`DMA_MAPPING_ERROR`, a macro bindgen does not carry).
 const DMA_MAPPING_ERROR: bindings::dma_addr_t = !0;
 
-/// The page, offset and length of `rq`'s data if all of it is the range its first `bio_vec`
-/// describes; `None` otherwise (several ranges, or no data).
-fn single_range<T: Operations>(rq: &Request<T>) -> Option<(*mut bindings::page, u32, u32)> {
-    let rq = raw(rq);
-    // SAFETY: the request is live and owned by the driver (see `info`); its bio chain and the bios'
-    // vectors stay as blk-mq dispatched them until the request ends. `bi_idx` indexes a vector
-    // the bio owns, as `req_bvec` reads it.
+/// Calls `f` with the page, offset and length of each range of `rq`'s data, in order: the
+/// ranges `rq_for_each_bvec` walks (a multi-page `bio_vec` is one range; `offset` may then pass the
+/// first page, within the same physically contiguous folio).
+fn for_each_range<T: Operations>(
+    rq: &Request<T>,
+    mut f: impl FnMut(*mut bindings::page, usize, u32) -> Result,
+) -> Result {
+    // SAFETY: the request is live and owned by the driver (see `info`); its bio chain and the
+    // bios' vectors stay as blk-mq dispatched them until the request ends. Each `bi_idx` read
+    // indexes a vector the bio owns while `bi_size` bytes remain, as `bio_for_each_bvec` reads it.
     unsafe {
-        let bio = (*rq).bio;
-        if bio.is_null() || (*rq).nr_phys_segments != 1 {
-            return None;
+        let mut bio = (*raw(rq)).bio;
+        while !bio.is_null() {
+            let vectors = (*bio).bi_io_vec;
+            let mut iter = (*bio).bi_iter;
+            while iter.bi_size != 0 {
+                // `mp_bvec_iter_*`: the range starts `bi_bvec_done` into the vector.
+                let bvec = &*vectors.add(iter.bi_idx as usize);
+                let len = iter
+                    .bi_size
+                    .min(bvec.bv_len.checked_sub(iter.bi_bvec_done).ok_or(EIO)?);
+                if len == 0 {
+                    return Err(EIO);
+                }
+                f(
+                    bvec.bv_page,
+                    (bvec.bv_offset + iter.bi_bvec_done) as usize,
+                    len,
+                )?;
+                // `bvec_iter_advance_single`: the rest of this vector was taken, or the bio ends.
+                iter.bi_size -= len;
+                iter.bi_bvec_done = 0;
+                iter.bi_idx += 1;
+            }
+            bio = (*bio).bi_next;
         }
-        let iter = (*bio).bi_iter;
-        let bvec = &*(*bio).bi_io_vec.add(iter.bi_idx as usize);
-        // `mp_bvec_iter_*`: the range starts `bi_bvec_done` into the vector, in the same pages.
-        let len = iter
-            .bi_size
-            .min(bvec.bv_len.checked_sub(iter.bi_bvec_done)?);
-        (len != 0 && len == (*rq).__data_len).then_some((
-            bvec.bv_page,
-            bvec.bv_offset + iter.bi_bvec_done,
-            len,
-        ))
     }
+    Ok(())
 }
 
-/// A per-tag scatter list, filled by the block layer and the DMA API.
-pub(crate) struct SgTable {
-    entries: KVec<Opaque<bindings::scatterlist>>,
+/// One DMA-mapped range of a request's data.
+#[derive(Clone, Copy, Default)]
+struct DmaRange {
+    address: bindings::dma_addr_t,
+    len: u32,
 }
 
-// SAFETY: a table belongs to one tag; only the request holding that tag uses it (from `queue_rq`
+/// A tag's DMA mapping of its request's data: one range per range of the request's `bio_vec`s,
+/// each mapped with `dma_map_page`, as the C driver's DMA iterator does (no scatter list is
+/// built).
+pub(crate) struct DmaMap {
+    ranges: KVec<UnsafeCell<DmaRange>>,
+}
+
+// SAFETY: a map belongs to one tag; only the request holding that tag uses it (from `queue_rq`
 // until its completion), so it is never accessed from two threads at once.
-unsafe impl Sync for SgTable {}
+unsafe impl Sync for DmaMap {}
 // SAFETY: as above; the memory is plain kernel memory with no thread affinity.
-unsafe impl Send for SgTable {}
+unsafe impl Send for DmaMap {}
 
-impl SgTable {
-    pub(crate) fn new(len: usize) -> Result<SgTable> {
-        let mut entries = KVec::with_capacity(len, GFP_KERNEL)?;
+impl DmaMap {
+    /// A map with room for `len` ranges: the most pages one request's data may touch.
+    pub(crate) fn new(len: usize) -> Result<DmaMap> {
+        let mut ranges = KVec::with_capacity(len, GFP_KERNEL)?;
         for _ in 0..len {
-            entries.push(Opaque::uninit(), GFP_KERNEL)?;
+            ranges.push(UnsafeCell::new(DmaRange::default()), GFP_KERNEL)?;
         }
-        Ok(SgTable { entries })
+        Ok(DmaMap { ranges })
     }
 
-    /// What [`SgTable::map`] returns instead of a segment count when it mapped one range without a
-    /// scatter list (above any count: `max_segments` is at most 511).
-    pub(crate) const SINGLE: u32 = 1 << 30;
-
-    fn first(&self) -> *mut bindings::scatterlist {
-        self.entries[0].get()
-    }
-
-    /// Maps the data of `rq` for DMA to or from `dev`; returns what [`SgTable::unmap`] takes (the
-    /// number of block segments, or [`SgTable::SINGLE`]) and the number of DMA segments (what
-    /// [`SgTable::segment`] reads). The table must have room for the queue's `max_segments`.
+    /// Maps the data of `rq` for DMA to or from `dev`. Returns the number of ranges mapped (what
+    /// [`DmaMap::range`] reads) and the number [`DmaMap::unmap`] must undo: the same, or 0 when
+    /// the DMA API says this device's mappings need no unmapping (`dma_need_unmap`: direct
+    /// mapping, cache-coherent, no bounce buffer), where the C driver skips it too.
     ///
-    /// A request whose data is the one range of its first `bio_vec` (a small direct I/O, the common
-    /// case) is mapped as that range, without building a scatter list, as the C driver does.
+    /// Under the queue's virt boundary every range but the first starts a page and every range but
+    /// the last ends one, so no two ranges share a page and the map's room suffices; a request
+    /// that breaks this fails with `EIO` rather than overflow it.
     pub(crate) fn map<T: Operations>(
         &self,
         dev: &kernel::device::Device,
         rq: &Request<T>,
         to_device: bool,
     ) -> Result<(u32, u32)> {
-        if let Some((page, offset, len)) = single_range(rq) {
+        let mut mapped = 0;
+        let walked = for_each_range(rq, |page, offset, len| {
+            let range = self.ranges.get(mapped).ok_or(EIO)?;
             // SAFETY: the range is the request's data, in pages the block layer keeps until the
             // request ends; `device_ptr` is a live, bound device.
             let address = unsafe {
                 bindings::dma_map_page_attrs(
                     device_ptr(dev),
                     page,
-                    offset as usize,
+                    offset,
                     len as usize,
                     direction(to_device),
                     0,
@@ -147,59 +167,37 @@ impl SgTable {
             if address == DMA_MAPPING_ERROR {
                 return Err(ENOMEM);
             }
-            let e = self.first();
-            // SAFETY: entry 0 is this tag's; only its DMA fields are written, which `segment` and
-            // `unmap` read back.
-            unsafe {
-                (*e).dma_address = address;
-                (*e).dma_length = len;
-            }
-            return Ok((Self::SINGLE, 1));
+            // SAFETY: the map is this tag's, used by one thread at a time (see `Sync`).
+            unsafe { *range.get() = DmaRange { address, len } };
+            mapped += 1;
+            Ok(())
+        });
+        let mapped = mapped as u32;
+        if let Err(e) = walked {
+            self.unmap(dev, mapped, to_device);
+            return Err(e);
         }
-        let sg = self.first();
-        let mut last: *mut bindings::scatterlist = core::ptr::null_mut();
-        // SAFETY: the request is live and owned by the driver (see `info`); blk-mq counted its
-        // segments before dispatch.
-        let needed = usize::from(unsafe { (*raw(rq)).nr_phys_segments });
-        if needed == 0 || needed > self.entries.len() {
-            return Err(EIO);
-        }
-        // SAFETY: `sg` points to `entries.len()` entries owned by this tag; `sg_init_table` initialises
-        // the first `needed` (only those: clearing the whole table per request is measurable), and
-        // `__blk_rq_map_sg` fills at most the request's `nr_phys_segments` of them.
-        let segments = unsafe {
-            bindings::sg_init_table(sg, needed as u32);
-            bindings::__blk_rq_map_sg(raw(rq), sg, &mut last)
-        };
-        if segments <= 0 {
-            return Err(EIO);
-        }
-        // SAFETY: `sg` holds `segments` filled entries; `device_ptr` is a live, bound device.
-        let mapped = unsafe {
-            bindings::dma_map_sg_attrs(device_ptr(dev), sg, segments, direction(to_device), 0)
-        };
         if mapped == 0 {
-            return Err(ENOMEM);
+            return Err(EIO);
         }
-        Ok((segments as u32, mapped))
+        // SAFETY: `device_ptr` is a live, bound device; asked after the mappings, as required.
+        let need_unmap = unsafe { bindings::dma_need_unmap(device_ptr(dev)) };
+        Ok((mapped, if need_unmap { mapped } else { 0 }))
     }
 
-    /// The DMA address and length of mapped segment `i`.
-    pub(crate) fn segment(&self, i: usize) -> (u64, u64) {
-        // SAFETY: `i` is below the count `map` returned, so the entry was written by `dma_map_sg`.
-        unsafe {
-            let e = self.entries[i].get();
-            ((*e).dma_address, u64::from((*e).dma_length))
-        }
+    /// The DMA address and length of mapped range `i`.
+    pub(crate) fn range(&self, i: usize) -> (u64, u64) {
+        // SAFETY: the map is this tag's, used by one thread at a time (see `Sync`).
+        let range = unsafe { *self.ranges[i].get() };
+        (range.address, u64::from(range.len))
     }
 
-    /// Undoes [`SgTable::map`]; `segments` is the count the block layer produced (all of them are
-    /// unmapped, as the DMA API requires).
-    pub(crate) fn unmap(&self, dev: &kernel::device::Device, segments: u32, to_device: bool) {
-        if segments == Self::SINGLE {
-            let (address, len) = self.segment(0);
-            // SAFETY: `map` mapped this range for this device and direction and recorded it in
-            // entry 0, and it was not unmapped since.
+    /// Unmaps the first `count` ranges [`DmaMap::map`] mapped.
+    pub(crate) fn unmap(&self, dev: &kernel::device::Device, count: u32, to_device: bool) {
+        for i in 0..count as usize {
+            let (address, len) = self.range(i);
+            // SAFETY: `map` mapped this range for this device and direction and it was not
+            // unmapped since.
             unsafe {
                 bindings::dma_unmap_page_attrs(
                     device_ptr(dev),
@@ -209,17 +207,6 @@ impl SgTable {
                     0,
                 )
             };
-            return;
-        }
-        // SAFETY: the table was mapped by `map` for this device and direction and not unmapped since.
-        unsafe {
-            bindings::dma_unmap_sg_attrs(
-                device_ptr(dev),
-                self.first(),
-                segments as i32,
-                direction(to_device),
-                0,
-            )
         }
     }
 }

@@ -290,7 +290,7 @@ pub(crate) enum Prp2 {
     List(usize),
 }
 
-/// Why a scatter list cannot be described with PRPs.
+/// Why DMA ranges cannot be described with PRPs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum PrpError {
     /// A segment other than the first starts inside a page, or one other than the last ends inside one.

@@ -39,7 +39,7 @@ mod nvme_status;
 mod queue;
 mod recovery;
 
-use blk::{BlkQueue, Disk, EndBatch, InFlight, Limits, SgTable};
+use blk::{BlkQueue, Disk, DmaMap, EndBatch, InFlight, Limits};
 use nvme_spec::{
     Cap, Command, IdController, IdNamespace, PAGE, PRPS_PER_PAGE, Prp2, blk_status, build_prps, reg,
 };
@@ -71,7 +71,7 @@ static ISSUED: Atomic<u32> = Atomic::new(0);
 /// command reaches the controller (as if it had stopped fetching commands).
 pub(crate) static STALLED: Atomic<u32> = Atomic::new(0);
 
-/// An I/O queue pair and what its requests in flight hold: scatter lists, PRP list pages and the
+/// An I/O queue pair and what its requests in flight hold: DMA mappings, PRP list pages and the
 /// requests themselves, by tag.
 struct IoQueue {
     queue: Arc<Queue>,
@@ -80,7 +80,7 @@ struct IoQueue {
     /// 0 when the tag is idle. One word, so the I/O path writes it once and takes it back once
     /// (each an atomic operation, which 7.2's atomics make a call into C).
     issued: KVec<Atomic<u64>>,
-    sg: KVec<SgTable>,
+    dma: KVec<DmaMap>,
     /// One PRP list page per tag.
     prp_lists: Coherent<[u64]>,
     dev: ARef<kernel::device::Device>,
@@ -92,7 +92,7 @@ struct IoQueue {
 }
 
 /// What a tag's command holds while it is out: the watchdog tick it was submitted at (never 0), and
-/// its data's mapping (what [`SgTable::unmap`] takes, 0 for none, and the direction).
+/// its data's mapping (what [`DmaMap::unmap`] takes, 0 for none, and the direction).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Issued {
     pub(crate) tick: u32,
@@ -128,17 +128,17 @@ impl IoQueue {
         (irq, vector): (u32, u16),
     ) -> Result<Arc<IoQueue>> {
         let mut issued = KVec::with_capacity(tags, GFP_KERNEL)?;
-        let mut sg = KVec::with_capacity(tags, GFP_KERNEL)?;
+        let mut dma = KVec::with_capacity(tags, GFP_KERNEL)?;
         for _ in 0..tags {
             issued.push(Atomic::new(0), GFP_KERNEL)?;
-            sg.push(SgTable::new(max_segments)?, GFP_KERNEL)?;
+            dma.push(DmaMap::new(max_segments)?, GFP_KERNEL)?;
         }
         Ok(Arc::new(
             IoQueue {
                 queue,
                 in_flight: InFlight::new(tags)?,
                 issued,
-                sg,
+                dma,
                 prp_lists: Coherent::<u64>::zeroed_slice(dev, tags * PRPS_PER_PAGE, GFP_KERNEL)?,
                 dev: dev.into(),
                 tick: Atomic::new(1),
@@ -154,14 +154,14 @@ impl IoQueue {
         let i = usize::from(tag);
         if let Some(issued) = Issued::from_word(self.issued[i].xchg(0, Full)) {
             if issued.mapped != 0 {
-                self.sg[i].unmap(&self.dev, issued.mapped, issued.write);
+                self.dma[i].unmap(&self.dev, issued.mapped, issued.write);
             }
         }
     }
 
     /// Ends the request `c` completes: with `batch` if it succeeded, at once if not.
     fn complete(&self, c: Completion, batch: &mut EndBatch) {
-        if usize::from(c.cid) >= self.sg.len() {
+        if usize::from(c.cid) >= self.dma.len() {
             pr_warn!(
                 "queue {}: completion for unknown command {}\n",
                 self.queue.qid,
@@ -247,7 +247,7 @@ impl NvmeDisk {
     ) -> Result {
         let tag = info.tag;
         let i = usize::from(tag);
-        if i >= q.sg.len() {
+        if i >= q.dma.len() {
             return Err(EIO);
         }
         let (cmd, mapped, write) = match info.op {
@@ -259,10 +259,10 @@ impl NvmeDisk {
                     return Err(EIO);
                 }
                 let lba = info.sector >> (ns.lba_shift - 9);
-                let (segments, mapped) = q.sg[i].map(&q.dev, &rq, write)?;
+                let (ranges, to_unmap) = q.dma[i].map(&q.dev, &rq, write)?;
                 let list = i * PRPS_PER_PAGE;
                 let prps = build_prps(
-                    (0..mapped as usize).map(|s| q.sg[i].segment(s)),
+                    (0..ranges as usize).map(|r| q.dma[i].range(r)),
                     u64::from(info.bytes),
                     |n, address| dma_write!(q.prp_lists, [panic: list + n], address),
                 );
@@ -274,12 +274,12 @@ impl NvmeDisk {
                     }
                     Err(e) => {
                         pr_err!("request not describable with PRPs: {:?}\n", e);
-                        q.sg[i].unmap(&q.dev, segments, write);
+                        q.dma[i].unmap(&q.dev, to_unmap, write);
                         return Err(EIO);
                     }
                 };
                 let cmd = Command::read_write(write, ns.nsid, lba, blocks, info.fua);
-                (cmd.with_prps(prp1, prp2), segments, write)
+                (cmd.with_prps(prp1, prp2), to_unmap, write)
             }
             _ => return Err(Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32))),
         };
