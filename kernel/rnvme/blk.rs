@@ -112,46 +112,78 @@ struct DmaRange {
     len: u32,
 }
 
-/// A tag's DMA mapping of its request's data: one range per range of the request's `bio_vec`s,
-/// each mapped with `dma_map_page`, as the C driver's DMA iterator does (no scatter list is
-/// built).
-pub(crate) struct DmaMap {
-    ranges: KVec<UnsafeCell<DmaRange>>,
+/// The DMA mappings of a queue's requests, by tag: one range per range of the request's
+/// `bio_vec`s, each mapped with `dma_map_page`, as the C driver's DMA iterator maps them (no
+/// scatter list is built).
+///
+/// Every tag's first range sits side by side in one small array, so a one-range request (the
+/// common case) touches memory shared by all tags rather than a page of its own (as the C driver
+/// keeps its per-request state in the request's own allocation); a tag's further ranges have a
+/// table of their own.
+pub(crate) struct DmaMaps {
+    first: KVec<UnsafeCell<DmaRange>>,
+    rest: KVec<KVec<UnsafeCell<DmaRange>>>,
 }
 
-// SAFETY: a map belongs to one tag; only the request holding that tag uses it (from `queue_rq`
-// until its completion), so it is never accessed from two threads at once.
-unsafe impl Sync for DmaMap {}
+// SAFETY: a tag's ranges are used only by the request holding that tag (from `queue_rq` until its
+// completion), so no range is ever accessed from two threads at once.
+unsafe impl Sync for DmaMaps {}
 // SAFETY: as above; the memory is plain kernel memory with no thread affinity.
-unsafe impl Send for DmaMap {}
+unsafe impl Send for DmaMaps {}
 
-impl DmaMap {
-    /// A map with room for `len` ranges: the most pages one request's data may touch.
-    pub(crate) fn new(len: usize) -> Result<DmaMap> {
-        let mut ranges = KVec::with_capacity(len, GFP_KERNEL)?;
-        for _ in 0..len {
-            ranges.push(UnsafeCell::new(DmaRange::default()), GFP_KERNEL)?;
+impl DmaMaps {
+    /// Maps for `tags` tags, each with room for `len` ranges: the most pages one request's data
+    /// may touch.
+    pub(crate) fn new(tags: usize, len: usize) -> Result<DmaMaps> {
+        let cells = |n: usize| -> Result<KVec<UnsafeCell<DmaRange>>> {
+            let mut v = KVec::with_capacity(n, GFP_KERNEL)?;
+            for _ in 0..n {
+                v.push(UnsafeCell::new(DmaRange::default()), GFP_KERNEL)?;
+            }
+            Ok(v)
+        };
+        let mut rest = KVec::with_capacity(tags, GFP_KERNEL)?;
+        for _ in 0..tags {
+            rest.push(cells(len.saturating_sub(1))?, GFP_KERNEL)?;
         }
-        Ok(DmaMap { ranges })
+        Ok(DmaMaps {
+            first: cells(tags)?,
+            rest,
+        })
     }
 
-    /// Maps the data of `rq` for DMA to or from `dev`. Returns the number of ranges mapped (what
-    /// [`DmaMap::range`] reads) and the number [`DmaMap::unmap`] must undo: the same, or 0 when
-    /// the DMA API says this device's mappings need no unmapping (`dma_need_unmap`: direct
-    /// mapping, cache-coherent, no bounce buffer), where the C driver skips it too.
+    /// How many tags the maps are for.
+    pub(crate) fn tags(&self) -> usize {
+        self.first.len()
+    }
+
+    /// Range `i` of `tag`'s map, if there is room for it.
+    fn cell(&self, tag: usize, i: usize) -> Option<&UnsafeCell<DmaRange>> {
+        match i {
+            0 => self.first.get(tag),
+            _ => self.rest.get(tag)?.get(i - 1),
+        }
+    }
+
+    /// Maps the data of `rq`, which holds `tag`, for DMA to or from `dev`. Returns the number of
+    /// ranges mapped (what [`DmaMaps::range`] reads) and the number [`DmaMaps::unmap`] must undo:
+    /// the same, or 0 when the DMA API says this device's mappings need no unmapping
+    /// (`dma_need_unmap`: direct mapping, cache-coherent, no bounce buffer), where the C driver
+    /// skips it too.
     ///
     /// Under the queue's virt boundary every range but the first starts a page and every range but
     /// the last ends one, so no two ranges share a page and the map's room suffices; a request
     /// that breaks this fails with `EIO` rather than overflow it.
     pub(crate) fn map<T: Operations>(
         &self,
+        tag: usize,
         dev: &kernel::device::Device,
         rq: &Request<T>,
         to_device: bool,
     ) -> Result<(u32, u32)> {
         let mut mapped = 0;
         let walked = for_each_range(rq, |page, offset, len| {
-            let range = self.ranges.get(mapped).ok_or(EIO)?;
+            let cell = self.cell(tag, mapped).ok_or(EIO)?;
             // SAFETY: the range is the request's data, in pages the block layer keeps until the
             // request ends; `device_ptr` is a live, bound device.
             let address = unsafe {
@@ -167,14 +199,14 @@ impl DmaMap {
             if address == DMA_MAPPING_ERROR {
                 return Err(ENOMEM);
             }
-            // SAFETY: the map is this tag's, used by one thread at a time (see `Sync`).
-            unsafe { *range.get() = DmaRange { address, len } };
+            // SAFETY: the range is this tag's, used by one thread at a time (see `Sync`).
+            unsafe { *cell.get() = DmaRange { address, len } };
             mapped += 1;
             Ok(())
         });
         let mapped = mapped as u32;
         if let Err(e) = walked {
-            self.unmap(dev, mapped, to_device);
+            self.unmap(tag, dev, mapped, to_device);
             return Err(e);
         }
         if mapped == 0 {
@@ -185,17 +217,25 @@ impl DmaMap {
         Ok((mapped, if need_unmap { mapped } else { 0 }))
     }
 
-    /// The DMA address and length of mapped range `i`.
-    pub(crate) fn range(&self, i: usize) -> (u64, u64) {
-        // SAFETY: the map is this tag's, used by one thread at a time (see `Sync`).
-        let range = unsafe { *self.ranges[i].get() };
-        (range.address, u64::from(range.len))
+    /// The DMA address and length of `tag`'s mapped range `i` (below the count `map` returned).
+    pub(crate) fn range(&self, tag: usize, i: usize) -> (u64, u64) {
+        self.cell(tag, i).map_or((0, 0), |cell| {
+            // SAFETY: the range is this tag's, used by one thread at a time (see `Sync`).
+            let range = unsafe { *cell.get() };
+            (range.address, u64::from(range.len))
+        })
     }
 
-    /// Unmaps the first `count` ranges [`DmaMap::map`] mapped.
-    pub(crate) fn unmap(&self, dev: &kernel::device::Device, count: u32, to_device: bool) {
+    /// Unmaps the first `count` ranges [`DmaMaps::map`] mapped for `tag`.
+    pub(crate) fn unmap(
+        &self,
+        tag: usize,
+        dev: &kernel::device::Device,
+        count: u32,
+        to_device: bool,
+    ) {
         for i in 0..count as usize {
-            let (address, len) = self.range(i);
+            let (address, len) = self.range(tag, i);
             // SAFETY: `map` mapped this range for this device and direction and it was not
             // unmapped since.
             unsafe {

@@ -39,7 +39,7 @@ mod nvme_status;
 mod queue;
 mod recovery;
 
-use blk::{BlkQueue, Disk, DmaMap, EndBatch, InFlight, Limits};
+use blk::{BlkQueue, Disk, DmaMaps, EndBatch, InFlight, Limits};
 use nvme_spec::{
     Cap, Command, IdController, IdNamespace, PAGE, PRPS_PER_PAGE, Prp2, blk_status, build_prps, reg,
 };
@@ -80,7 +80,7 @@ struct IoQueue {
     /// 0 when the tag is idle. One word, so the I/O path writes it once and takes it back once
     /// (each an atomic operation, which 7.2's atomics make a call into C).
     issued: KVec<Atomic<u64>>,
-    dma: KVec<DmaMap>,
+    dma: DmaMaps,
     /// One PRP list page per tag.
     prp_lists: Coherent<[u64]>,
     dev: ARef<kernel::device::Device>,
@@ -92,7 +92,7 @@ struct IoQueue {
 }
 
 /// What a tag's command holds while it is out: the watchdog tick it was submitted at (never 0), and
-/// its data's mapping (what [`DmaMap::unmap`] takes, 0 for none, and the direction).
+/// its data's mapping (what [`DmaMaps::unmap`] takes, 0 for none, and the direction).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Issued {
     pub(crate) tick: u32,
@@ -128,17 +128,15 @@ impl IoQueue {
         (irq, vector): (u32, u16),
     ) -> Result<Arc<IoQueue>> {
         let mut issued = KVec::with_capacity(tags, GFP_KERNEL)?;
-        let mut dma = KVec::with_capacity(tags, GFP_KERNEL)?;
         for _ in 0..tags {
             issued.push(Atomic::new(0), GFP_KERNEL)?;
-            dma.push(DmaMap::new(max_segments)?, GFP_KERNEL)?;
         }
         Ok(Arc::new(
             IoQueue {
                 queue,
                 in_flight: InFlight::new(tags)?,
                 issued,
-                dma,
+                dma: DmaMaps::new(tags, max_segments)?,
                 prp_lists: Coherent::<u64>::zeroed_slice(dev, tags * PRPS_PER_PAGE, GFP_KERNEL)?,
                 dev: dev.into(),
                 tick: Atomic::new(1),
@@ -154,14 +152,14 @@ impl IoQueue {
         let i = usize::from(tag);
         if let Some(issued) = Issued::from_word(self.issued[i].xchg(0, Full)) {
             if issued.mapped != 0 {
-                self.dma[i].unmap(&self.dev, issued.mapped, issued.write);
+                self.dma.unmap(i, &self.dev, issued.mapped, issued.write);
             }
         }
     }
 
     /// Ends the request `c` completes: with `batch` if it succeeded, at once if not.
     fn complete(&self, c: Completion, batch: &mut EndBatch) {
-        if usize::from(c.cid) >= self.dma.len() {
+        if usize::from(c.cid) >= self.dma.tags() {
             pr_warn!(
                 "queue {}: completion for unknown command {}\n",
                 self.queue.qid,
@@ -198,6 +196,9 @@ struct Namespace {
     nsid: u32,
     lba_shift: u32,
     queues: KVec<Arc<IoQueue>>,
+    /// The `lose_command` parameter (fixed once the module is loaded), read here once rather
+    /// than per request.
+    lose_command: u32,
 }
 
 pub(crate) struct NvmeDisk;
@@ -247,7 +248,7 @@ impl NvmeDisk {
     ) -> Result {
         let tag = info.tag;
         let i = usize::from(tag);
-        if i >= q.dma.len() {
+        if i >= q.dma.tags() {
             return Err(EIO);
         }
         let (cmd, mapped, write) = match info.op {
@@ -259,10 +260,10 @@ impl NvmeDisk {
                     return Err(EIO);
                 }
                 let lba = info.sector >> (ns.lba_shift - 9);
-                let (ranges, to_unmap) = q.dma[i].map(&q.dev, &rq, write)?;
+                let (ranges, to_unmap) = q.dma.map(i, &q.dev, &rq, write)?;
                 let list = i * PRPS_PER_PAGE;
                 let prps = build_prps(
-                    (0..ranges as usize).map(|r| q.dma[i].range(r)),
+                    (0..ranges as usize).map(|r| q.dma.range(i, r)),
                     u64::from(info.bytes),
                     |n, address| dma_write!(q.prp_lists, [panic: list + n], address),
                 );
@@ -274,7 +275,7 @@ impl NvmeDisk {
                     }
                     Err(e) => {
                         pr_err!("request not describable with PRPs: {:?}\n", e);
-                        q.dma[i].unmap(&q.dev, to_unmap, write);
+                        q.dma.unmap(i, &q.dev, to_unmap, write);
                         return Err(EIO);
                     }
                 };
@@ -283,7 +284,7 @@ impl NvmeDisk {
             }
             _ => return Err(Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32))),
         };
-        let lose = match *crate::module_parameters::lose_command.value() {
+        let lose = match ns.lose_command {
             0 => false,
             _ if STALLED.load(Relaxed) != 0 => true,
             n if ISSUED.fetch_add(1, Relaxed).wrapping_add(1) == n => {
@@ -696,6 +697,7 @@ impl RnvmeDriver {
                 nsid,
                 lba_shift: ns.lba_shift,
                 queues,
+                lose_command: *crate::module_parameters::lose_command.value(),
             },
             GFP_KERNEL,
         )?;
