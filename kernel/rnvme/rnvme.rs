@@ -92,11 +92,12 @@ struct IoQueue {
 }
 
 /// What a tag's command holds while it is out: the watchdog tick it was submitted at (never 0), and
-/// its data's mapping (what [`DmaMaps::unmap`] takes, 0 for none, and the direction).
+/// how many of its data's DMA ranges the completion must unmap (what [`DmaMaps::unmap`] takes; 0
+/// for none, also when the DMA API says no unmapping is needed), and the direction.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Issued {
     pub(crate) tick: u32,
-    mapped: u32,
+    to_unmap: u32,
     write: bool,
 }
 
@@ -105,7 +106,7 @@ impl Issued {
 
     fn to_word(self) -> u64 {
         (u64::from(self.tick) << 32)
-            | u64::from(self.mapped)
+            | u64::from(self.to_unmap)
             | if self.write { Self::WRITE } else { 0 }
     }
 
@@ -113,7 +114,7 @@ impl Issued {
     pub(crate) fn from_word(word: u64) -> Option<Issued> {
         (word != 0).then_some(Issued {
             tick: (word >> 32) as u32,
-            mapped: word as u32 & !(Self::WRITE as u32),
+            to_unmap: word as u32 & !(Self::WRITE as u32),
             write: word & Self::WRITE != 0,
         })
     }
@@ -151,8 +152,8 @@ impl IoQueue {
     fn retire(&self, tag: u16) {
         let i = usize::from(tag);
         if let Some(issued) = Issued::from_word(self.issued[i].xchg(0, Full)) {
-            if issued.mapped != 0 {
-                self.dma.unmap(i, &self.dev, issued.mapped, issued.write);
+            if issued.to_unmap != 0 {
+                self.dma.unmap(i, &self.dev, issued.to_unmap, issued.write);
             }
         }
     }
@@ -251,7 +252,7 @@ impl NvmeDisk {
         if i >= q.dma.tags() {
             return Err(EIO);
         }
-        let (cmd, mapped, write) = match info.op {
+        let (cmd, to_unmap, write) = match info.op {
             blk::OP_FLUSH => (Command::flush(ns.nsid), 0, false),
             blk::OP_READ | blk::OP_WRITE => {
                 let write = info.op == blk::OP_WRITE;
@@ -300,7 +301,7 @@ impl NvmeDisk {
         };
         let issued = Issued {
             tick: q.tick.load(Relaxed),
-            mapped,
+            to_unmap,
             write,
         };
         q.issued[i].store(issued.to_word(), Relaxed);
